@@ -1,0 +1,28 @@
+/*
+ * mem.h -- the one allocation seam.  Every module allocates through mem_*; tests can
+ * install a hook that fails the Nth allocation (fault injection).  Sizes are checked:
+ * mem_alloc_array() refuses a product that overflows size_t.
+ */
+#ifndef PATRON_BASE_MEM_H
+#define PATRON_BASE_MEM_H
+
+#include <stddef.h>
+
+void *mem_alloc(size_t n);
+void *mem_calloc(size_t count, size_t size);
+void *mem_alloc_array(size_t count, size_t size);
+void *mem_realloc(void *p, size_t n);
+void *mem_realloc_array(void *p, size_t count, size_t size);
+void mem_free(void *p);
+char *mem_strndup(const char *s, size_t n);
+char *mem_strdup(const char *s);
+
+/* Fault injection: the nth allocation from now on (1-based) fails; 0 disables. */
+void mem_fail_after(long nth);
+
+/* Grows *p (an array of elem-sized items with capacity *cap) to hold at least need
+ * items, doubling.  Returns 0, or -1 when out of memory (the array is unchanged). */
+int mem_grow(void **p, size_t *cap, size_t need, size_t elem);
+#define MEM_GROW(arr, cap, need) mem_grow((void **)&(arr), &(cap), (need), sizeof *(arr))
+
+#endif

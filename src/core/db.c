@@ -1,0 +1,356 @@
+/*
+ * db.c -- opening a program, the in-memory member model, and the reads built on it
+ * (stats, member view, behavioural fields, the model hash).
+ *
+ * The model is loaded from the store at open and extended by db_member_add /
+ * db_order_add after each committed import, the same calls the loader uses, so live
+ * state and reloaded state cannot drift apart.  Behavioural fields are computed, never
+ * stored: recency_days, frequency, monetary and aov are a pure function of the member's
+ * orders and *now* (orders with ts > now are invisible; voided orders never count).
+ */
+#include "core/db.h"
+
+#include "base/err.h"
+#include "base/mem.h"
+#include "base/num.h"
+#include "base/time.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
+                  const char *profile, uint32_t *idx)
+{
+    size_t cap = db->cap_members;
+    if (db->n_members + 1 > cap) {
+        size_t ncap = cap ? cap * 2 : 1024;
+        char **a = mem_realloc_array(db->member_id, ncap, sizeof *a);
+        if (!a)
+            return PATRON_ENOMEM;
+        db->member_id = a;
+        int64_t *b = mem_realloc_array(db->enrolled_at, ncap, sizeof *b);
+        if (!b)
+            return PATRON_ENOMEM;
+        db->enrolled_at = b;
+        char **c = mem_realloc_array(db->profile, ncap, sizeof *c);
+        if (!c)
+            return PATRON_ENOMEM;
+        db->profile = c;
+        db->cap_members = ncap;
+    }
+    uint32_t i = db->n_members;
+    db->member_id[i] = mem_strndup(id, n);
+    db->profile[i] = mem_strdup(profile ? profile : "{}");
+    if (!db->member_id[i] || !db->profile[i] || hmap_put(&db->member_ids, id, n, i) != 0) {
+        mem_free(db->member_id[i]);
+        mem_free(db->profile[i]);
+        return PATRON_ENOMEM;
+    }
+    db->enrolled_at[i] = enrolled_at;
+    db->n_members++;
+    db->csr_valid = 0;
+    if (idx)
+        *idx = i;
+    return PATRON_OK;
+}
+
+#define GROW_COL(col, ncap)                                                                        \
+    do {                                                                                           \
+        void *p_ = mem_realloc_array(db->col, ncap, sizeof *db->col);                             \
+        if (!p_)                                                                                   \
+            return PATRON_ENOMEM;                                                                  \
+        db->col = p_;                                                                              \
+    } while (0)
+
+int db_order_add(patron_db *db, const store_order *o)
+{
+    if (db->n_orders + 1 > db->cap_orders) {
+        size_t ncap = db->cap_orders ? db->cap_orders * 2 : 4096;
+        GROW_COL(o_member, ncap);
+        GROW_COL(o_ts, ncap);
+        GROW_COL(o_amount, ncap);
+        GROW_COL(o_units, ncap);
+        GROW_COL(o_items, ncap);
+        GROW_COL(o_kind, ncap);
+        GROW_COL(o_void, ncap);
+        GROW_COL(o_hash, ncap);
+        db->cap_orders = ncap;
+    }
+    size_t i = db->n_orders;
+    if (hmap_put(&db->order_ids, o->id, o->idn, (uint32_t)i) != 0)
+        return PATRON_ENOMEM;
+    db->o_member[i] = (int32_t)o->member;
+    db->o_ts[i] = o->ts;
+    db->o_amount[i] = o->amount;
+    db->o_units[i] = o->units;
+    db->o_items[i] = (int32_t)o->items;
+    db->o_kind[i] = (uint8_t)o->kind;
+    db->o_void[i] = (uint8_t)o->voided;
+    db->o_hash[i] = o->hash;
+    db->n_orders++;
+    db->csr_valid = 0;
+    return PATRON_OK;
+}
+
+static int load_member(void *ctx, uint32_t idx, const char *id, size_t idn, int64_t en,
+                       const char *profile)
+{
+    patron_db *db = ctx;
+    if (idx != db->n_members)
+        return PATRON_EINTERNAL;
+    return db_member_add(db, id, idn, en, profile, NULL) ? 1 : 0;
+}
+
+static int load_order(void *ctx, const store_order *o)
+{
+    return db_order_add(ctx, o) ? 1 : 0;
+}
+
+int patron_open(const char *path, patron_db **out, patron_error *err)
+{
+    patron_db *db = mem_calloc(1, sizeof *db);
+    if (!db)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    hmap_init(&db->member_ids);
+    hmap_init(&db->order_ids);
+    int rc = store_open(path, &db->st, err);
+    if (rc == PATRON_OK)
+        rc = store_members_each(db->st, load_member, db, err);
+    if (rc == PATRON_OK)
+        rc = store_orders_each(db->st, load_order, db, err);
+    if (rc != PATRON_OK) {
+        patron_close(db);
+        return rc;
+    }
+    db->n_events = (uint64_t)store_event_count(db->st);
+    *out = db;
+    return PATRON_OK;
+}
+
+void patron_close(patron_db *db)
+{
+    if (!db)
+        return;
+    store_close(db->st);
+    for (uint32_t i = 0; i < db->n_members; i++) {
+        mem_free(db->member_id[i]);
+        mem_free(db->profile[i]);
+    }
+    mem_free(db->member_id);
+    mem_free(db->enrolled_at);
+    mem_free(db->profile);
+    hmap_release(&db->member_ids);
+    hmap_release(&db->order_ids);
+    mem_free(db->o_member);
+    mem_free(db->o_ts);
+    mem_free(db->o_amount);
+    mem_free(db->o_units);
+    mem_free(db->o_items);
+    mem_free(db->o_kind);
+    mem_free(db->o_void);
+    mem_free(db->o_hash);
+    mem_free(db->csr_off);
+    mem_free(db->csr_ord);
+    mem_free(db);
+}
+
+/* Counting sort of orders by member, then by (ts, insertion) inside each slice. */
+static const int64_t *sort_ts;
+static int cmp_by_ts(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (sort_ts[x] != sort_ts[y])
+        return sort_ts[x] < sort_ts[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+
+int db_csr_build(patron_db *db)
+{
+    if (db->csr_valid)
+        return PATRON_OK;
+    uint32_t *off = mem_calloc((size_t)db->n_members + 1, sizeof *off);
+    uint32_t *ord = mem_alloc_array(db->n_orders ? db->n_orders : 1, sizeof *ord);
+    if (!off || !ord) {
+        mem_free(off);
+        mem_free(ord);
+        return PATRON_ENOMEM;
+    }
+    for (size_t i = 0; i < db->n_orders; i++)
+        if (db->o_member[i] >= 0)
+            off[db->o_member[i] + 1]++;
+    for (uint32_t m = 0; m < db->n_members; m++)
+        off[m + 1] += off[m];
+    uint32_t *fill = mem_alloc_array((size_t)db->n_members + 1, sizeof *fill);
+    if (!fill) {
+        mem_free(off);
+        mem_free(ord);
+        return PATRON_ENOMEM;
+    }
+    memcpy(fill, off, ((size_t)db->n_members + 1) * sizeof *fill);
+    for (size_t i = 0; i < db->n_orders; i++)
+        if (db->o_member[i] >= 0)
+            ord[fill[db->o_member[i]]++] = (uint32_t)i;
+    mem_free(fill);
+    sort_ts = db->o_ts;
+    for (uint32_t m = 0; m < db->n_members; m++) {
+        uint32_t a = off[m], b = off[m + 1];
+        int sorted = 1;
+        for (uint32_t k = a + 1; k < b && sorted; k++)
+            sorted = cmp_by_ts(&ord[k - 1], &ord[k]) <= 0;
+        if (!sorted)
+            qsort(ord + a, b - a, sizeof *ord, cmp_by_ts);
+    }
+    mem_free(db->csr_off);
+    mem_free(db->csr_ord);
+    db->csr_off = off;
+    db->csr_ord = ord;
+    db->csr_valid = 1;
+    return PATRON_OK;
+}
+
+void db_features_compute(patron_db *db, int64_t now, db_features *f)
+{
+    const int64_t *ts = db->o_ts, *amt = db->o_amount;
+    const uint8_t *kind = db->o_kind, *vd = db->o_void;
+    for (uint32_t m = 0; m < db->n_members; m++) {
+        int64_t last = PATRON_NULL_TS, freq = 0, money = 0;
+        for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1]; k++) {
+            uint32_t o = db->csr_ord[k];
+            if (ts[o] > now)
+                break; /* time order: the rest are in the future too */
+            if (vd[o])
+                continue;
+            money += amt[o];
+            if (kind[o] == 0) {
+                freq++;
+                last = ts[o];
+            }
+        }
+        f->frequency[m] = freq;
+        f->monetary[m] = money;
+        f->recency_days[m] = last == PATRON_NULL_TS ? NAN : (double)(now - last) / TIME_DAY;
+    }
+}
+
+int patron_stats_get(patron_db *db, int64_t now, patron_stats *s, patron_error *err)
+{
+    (void)err;
+    memset(s, 0, sizeof *s);
+    s->members = db->n_members;
+    s->events = db->n_events;
+    s->first_ts = s->last_ts = PATRON_NULL_TS;
+    for (size_t i = 0; i < db->n_orders; i++) {
+        if (db->o_void[i] || db->o_ts[i] > now)
+            continue;
+        if (db->o_kind[i] == 0) {
+            s->orders++;
+            s->items += (uint64_t)db->o_items[i];
+            if (db->o_member[i] < 0)
+                s->guest_orders++;
+        } else {
+            s->returns++;
+        }
+        s->revenue += db->o_amount[i];
+        if (db->o_member[i] >= 0)
+            s->member_revenue += db->o_amount[i];
+        if (s->first_ts == PATRON_NULL_TS || db->o_ts[i] < s->first_ts)
+            s->first_ts = db->o_ts[i];
+        if (s->last_ts == PATRON_NULL_TS || db->o_ts[i] > s->last_ts)
+            s->last_ts = db->o_ts[i];
+    }
+    return PATRON_OK;
+}
+
+static json_t *money_json(int64_t v)
+{
+    return json_real((double)v / PATRON_MONEY_SCALE);
+}
+
+int patron_member_json(patron_db *db, const char *member_id, int64_t now, char **out,
+                       patron_error *err)
+{
+    uint32_t m;
+    if (!hmap_get(&db->member_ids, member_id, strlen(member_id), &m))
+        return err_set(err, PATRON_ENOTFOUND, "member '%s' not found", member_id);
+    if (db_csr_build(db) != PATRON_OK)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    json_error_t je;
+    json_t *o = json_loads(db->profile[m], 0, &je);
+    if (!o)
+        o = json_object();
+    json_object_set_new(o, "member_id", json_string(db->member_id[m]));
+    char buf[TIME_FMT_LEN];
+    if (db->enrolled_at[m] != PATRON_NULL_TS) {
+        time_format(db->enrolled_at[m], buf);
+        json_object_set_new(o, "enrolled_at", json_string(buf));
+        json_object_set_new(o, "tenure_days",
+                            json_real((double)(now - db->enrolled_at[m]) / TIME_DAY));
+    }
+    /* birth_date -> age and days_to_birthday */
+    json_t *bd = json_object_get(o, "birth_date");
+    int32_t days;
+    if (json_is_string(bd) &&
+        time_parse_date(json_string_value(bd), strlen(json_string_value(bd)), &days) == 0) {
+        int by, bm, bdd, ny, nm, nd;
+        time_civil_from_days(days, &by, &bm, &bdd);
+        time_civil_from_days(time_day_of(now), &ny, &nm, &nd);
+        int age = ny - by - ((nm < bm || (nm == bm && nd < bdd)) ? 1 : 0);
+        json_object_set_new(o, "age", json_integer(age));
+        int64_t today = time_day_of(now), next = -1;
+        for (int y = ny; y <= ny + 1 && next < 0; y++) {
+            int mm = bm, dd = bdd;
+            if (mm == 2 && dd == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+                dd = 28;
+            int64_t cand = time_days_from_civil(y, (unsigned)mm, (unsigned)dd);
+            if (cand >= today)
+                next = cand - today;
+        }
+        json_object_set_new(o, "days_to_birthday", json_integer(next));
+    }
+    int64_t last = PATRON_NULL_TS, freq = 0, money = 0;
+    for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1]; k++) {
+        uint32_t i = db->csr_ord[k];
+        if (db->o_ts[i] > now)
+            break;
+        if (db->o_void[i])
+            continue;
+        money += db->o_amount[i];
+        if (db->o_kind[i] == 0) {
+            freq++;
+            last = db->o_ts[i];
+        }
+    }
+    json_object_set_new(o, "frequency", json_integer(freq));
+    json_object_set_new(o, "monetary", money_json(money));
+    json_object_set_new(o, "recency_days",
+                        last == PATRON_NULL_TS ? json_null()
+                                               : json_real((double)(now - last) / TIME_DAY));
+    json_object_set_new(o, "aov", freq ? json_real((double)money / PATRON_MONEY_SCALE /
+                                                   (double)freq)
+                                       : json_null());
+    *out = json_dumps(o, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_REAL_PRECISION(12));
+    json_decref(o);
+    return *out ? PATRON_OK : err_set(err, PATRON_ENOMEM, "out of memory");
+}
+
+uint64_t patron_model_hash(patron_db *db)
+{
+    /* Members by index; orders as an order-independent sum keyed by their id hash. */
+    uint64_t h = XXH3_64bits(&db->n_members, sizeof db->n_members);
+    for (uint32_t m = 0; m < db->n_members; m++) {
+        h ^= XXH3_64bits_withSeed(db->member_id[m], strlen(db->member_id[m]), m);
+        h ^= XXH3_64bits_withSeed(db->profile[m], strlen(db->profile[m]), m + 1ULL) * 3;
+        h += XXH3_64bits_withSeed(&db->enrolled_at[m], sizeof(int64_t), m);
+    }
+    uint64_t sum = 0;
+    for (size_t i = 0; i < db->n_orders; i++) {
+        int64_t row[7] = {db->o_member[i], db->o_ts[i], db->o_amount[i], db->o_units[i],
+                          db->o_items[i], db->o_kind[i] * 2 + db->o_void[i],
+                          (int64_t)db->o_hash[i]};
+        sum += XXH3_64bits(row, sizeof row);
+    }
+    return h ^ (sum * 0x9E3779B97F4A7C15ULL);
+}

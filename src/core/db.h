@@ -1,0 +1,52 @@
+/*
+ * db.h -- the inside of a patron_db: the store handle and the columnar member model.
+ *
+ * Members are dense indexes 0..n_members-1.  Orders (and returns) are columns indexed
+ * by load order; the CSR index (csr_off/csr_ord) lists each member's orders in time
+ * order and is rebuilt lazily after a batch is applied.  Everything here is a pure
+ * function of the store's contents: state built live equals state loaded at start.
+ */
+#ifndef PATRON_CORE_DB_H
+#define PATRON_CORE_DB_H
+
+#include "base/hmap.h"
+#include "patron/patron.h"
+#include "store/store.h"
+
+struct patron_db {
+    store *st;
+    /* members */
+    uint32_t n_members;
+    size_t cap_members;
+    hmap member_ids;
+    char **member_id;
+    int64_t *enrolled_at;
+    char **profile; /* JSON object text */
+    /* orders and returns */
+    size_t n_orders, cap_orders;
+    int32_t *o_member; /* -1 = guest */
+    int64_t *o_ts, *o_amount, *o_units;
+    int32_t *o_items;
+    uint8_t *o_kind, *o_void;
+    uint64_t *o_hash;
+    hmap order_ids;
+    /* CSR: orders per member in time order */
+    int csr_valid;
+    uint32_t *csr_off, *csr_ord;
+    uint64_t n_events;
+};
+
+typedef struct db_features {
+    double *recency_days; /* NAN when no order */
+    int64_t *frequency;
+    int64_t *monetary;
+} db_features;
+
+int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
+                  const char *profile, uint32_t *idx);
+int db_order_add(patron_db *db, const store_order *o);
+int db_csr_build(patron_db *db);
+/* One pass over all members at now; arrays are caller-allocated with n_members slots. */
+void db_features_compute(patron_db *db, int64_t now, db_features *f);
+
+#endif

@@ -1,0 +1,330 @@
+/*
+ * store.c -- the SQLite backend of the store interface.
+ *
+ * WAL mode, one transaction per import.  Schema migrations are a list of SQL scripts
+ * indexed by version; meta.schema_version says how many have been applied.  Prepared
+ * statements live as long as the connection.
+ */
+#include "store/store.h"
+
+#include "base/err.h"
+#include "base/mem.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *migrations[] = {
+    /* 1 */
+    "CREATE TABLE members(idx INTEGER PRIMARY KEY, member_id TEXT NOT NULL UNIQUE,"
+    " enrolled_at INTEGER, profile TEXT NOT NULL);"
+    "CREATE TABLE dict(kind INTEGER NOT NULL, code INTEGER NOT NULL, value TEXT NOT NULL,"
+    " PRIMARY KEY(kind, code));"
+    "CREATE TABLE orders(order_id TEXT PRIMARY KEY, member_idx INTEGER NOT NULL,"
+    " ts INTEGER NOT NULL, amount INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    " items INTEGER NOT NULL, units INTEGER NOT NULL, hash INTEGER NOT NULL,"
+    " voided INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE item_chunks(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+    "CREATE TABLE events(event_id TEXT PRIMARY KEY, type TEXT NOT NULL, member_idx INTEGER,"
+    " ts INTEGER NOT NULL, hash INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;",
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+enum { ST_MEMBER_PUT, ST_DICT_PUT, ST_ORDER_PUT, ST_ORDER_VOID, ST_CHUNK_PUT, ST_EVENT_PUT,
+       ST_EVENT_GET, ST__COUNT };
+static const char *stmt_sql[ST__COUNT] = {
+    "INSERT INTO members(idx, member_id, enrolled_at, profile) VALUES(?1,?2,?3,?4)"
+    " ON CONFLICT(idx) DO UPDATE SET enrolled_at=excluded.enrolled_at, profile=excluded.profile",
+    "INSERT OR REPLACE INTO dict(kind, code, value) VALUES(?1,?2,?3)",
+    "INSERT INTO orders(order_id, member_idx, ts, amount, kind, items, units, hash)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
+    "UPDATE orders SET voided=1 WHERE order_id=?1",
+    "INSERT INTO item_chunks(data) VALUES(?1)",
+    "INSERT INTO events(event_id, type, member_idx, ts, hash, body) VALUES(?1,?2,?3,?4,?5,?6)",
+    "SELECT hash FROM events WHERE event_id=?1",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST__COUNT];
+    char path[512];
+};
+
+static int fail(store *s, patron_error *err, const char *what)
+{
+    return err_set(err, PATRON_ESTORE, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+}
+
+static int exec(store *s, const char *sql, patron_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        err_set(err, PATRON_ESTORE, "%s: %s", s->path, msg ? msg : "sqlite error");
+        sqlite3_free(msg);
+        return PATRON_ESTORE;
+    }
+    return PATRON_OK;
+}
+
+static int migrate(store *s, patron_error *err)
+{
+    int rc;
+    if ((rc = exec(s, "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT)", err)))
+        return rc;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key='schema_version'", -1, &q,
+                           NULL) != SQLITE_OK)
+        return fail(s, err, "reading schema version");
+    int version = 0;
+    if (sqlite3_step(q) == SQLITE_ROW)
+        version = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (version > N_MIGRATIONS)
+        return err_set(err, PATRON_ESTORE,
+                       "%s: schema version %d is newer than this patron (%d)", s->path,
+                       version, N_MIGRATIONS);
+    for (int v = version; v < N_MIGRATIONS; v++) {
+        char set[128];
+        snprintf(set, sizeof set,
+                 "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '%d')", v + 1);
+        if ((rc = exec(s, "BEGIN", err)) || (rc = exec(s, migrations[v], err)) ||
+            (rc = exec(s, set, err)) || (rc = exec(s, "COMMIT", err))) {
+            exec(s, "ROLLBACK", NULL);
+            return rc;
+        }
+    }
+    return PATRON_OK;
+}
+
+int store_open(const char *path, store **out, patron_error *err)
+{
+    store *s = mem_calloc(1, sizeof *s);
+    if (!s)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    snprintf(s->path, sizeof s->path, "%s", path);
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        int rc = err_set(err, PATRON_ESTORE, "cannot open '%s': %s", path,
+                         s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        sqlite3_close(s->db);
+        mem_free(s);
+        return rc;
+    }
+    sqlite3_busy_timeout(s->db, 10000);
+    int rc;
+    if ((rc = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                      "PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY",
+                   err)) ||
+        (rc = migrate(s, err))) {
+        store_close(s);
+        return rc;
+    }
+    for (int i = 0; i < ST__COUNT; i++) {
+        if (sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i],
+                               NULL) != SQLITE_OK) {
+            rc = fail(s, err, "preparing statements");
+            store_close(s);
+            return rc;
+        }
+    }
+    *out = s;
+    return PATRON_OK;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < ST__COUNT; i++)
+        sqlite3_finalize(s->st[i]);
+    sqlite3_close(s->db);
+    mem_free(s);
+}
+
+int store_begin(store *s, patron_error *err)
+{
+    return exec(s, "BEGIN IMMEDIATE", err);
+}
+
+int store_commit(store *s, patron_error *err)
+{
+    return exec(s, "COMMIT", err);
+}
+
+void store_rollback(store *s)
+{
+    exec(s, "ROLLBACK", NULL);
+}
+
+static int step_done(store *s, sqlite3_stmt *st, patron_error *err, const char *what)
+{
+    int r = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, what);
+}
+
+int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t enrolled_at,
+                     const char *profile_json, patron_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_MEMBER_PUT];
+    sqlite3_bind_int64(st, 1, idx);
+    sqlite3_bind_text(st, 2, id, (int)idn, SQLITE_STATIC);
+    if (enrolled_at == PATRON_NULL_TS)
+        sqlite3_bind_null(st, 3);
+    else
+        sqlite3_bind_int64(st, 3, enrolled_at);
+    sqlite3_bind_text(st, 4, profile_json, -1, SQLITE_STATIC);
+    return step_done(s, st, err, "storing a member");
+}
+
+int store_members_each(store *s, store_member_fn fn, void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT idx, member_id, enrolled_at, profile FROM members"
+                                  " ORDER BY idx", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading members");
+    int r, rc = PATRON_OK;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t en = sqlite3_column_type(q, 2) == SQLITE_NULL ? PATRON_NULL_TS
+                                                              : sqlite3_column_int64(q, 2);
+        const char *id = (const char *)sqlite3_column_text(q, 1);
+        if ((rc = fn(ctx, (uint32_t)sqlite3_column_int64(q, 0), id,
+                     (size_t)sqlite3_column_bytes(q, 1), en,
+                     (const char *)sqlite3_column_text(q, 3))) != 0)
+            break;
+    }
+    if (rc == PATRON_OK && r != SQLITE_DONE)
+        rc = fail(s, err, "reading members");
+    sqlite3_finalize(q);
+    if (rc > 0)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory loading members");
+    return rc;
+}
+
+int store_dict_put(store *s, int kind, uint32_t code, const char *v, size_t n, patron_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_DICT_PUT];
+    sqlite3_bind_int(st, 1, kind);
+    sqlite3_bind_int64(st, 2, code);
+    sqlite3_bind_text(st, 3, v, (int)n, SQLITE_STATIC);
+    return step_done(s, st, err, "storing a dictionary entry");
+}
+
+int store_dict_each(store *s, store_dict_fn fn, void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT kind, code, value FROM dict ORDER BY kind, code", -1,
+                           &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading dictionaries");
+    int r, rc = 0;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        if ((rc = fn(ctx, sqlite3_column_int(q, 0), (uint32_t)sqlite3_column_int64(q, 1),
+                     (const char *)sqlite3_column_text(q, 2),
+                     (size_t)sqlite3_column_bytes(q, 2))) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (rc)
+        return err_set(err, PATRON_ENOMEM, "out of memory loading dictionaries");
+    return r == SQLITE_DONE || r == SQLITE_ROW ? PATRON_OK : fail(s, err, "reading dictionaries");
+}
+
+int store_order_put(store *s, const store_order *o, patron_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_ORDER_PUT];
+    sqlite3_bind_text(st, 1, o->id, (int)o->idn, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, o->member);
+    sqlite3_bind_int64(st, 3, o->ts);
+    sqlite3_bind_int64(st, 4, o->amount);
+    sqlite3_bind_int(st, 5, o->kind);
+    sqlite3_bind_int64(st, 6, o->items);
+    sqlite3_bind_int64(st, 7, o->units);
+    sqlite3_bind_int64(st, 8, (int64_t)o->hash);
+    return step_done(s, st, err, "storing an order");
+}
+
+int store_order_void(store *s, const char *id, size_t idn, patron_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_ORDER_VOID];
+    sqlite3_bind_text(st, 1, id, (int)idn, SQLITE_STATIC);
+    return step_done(s, st, err, "voiding an order");
+}
+
+int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT order_id, member_idx, ts, amount, kind, items, units,"
+                                  " hash, voided FROM orders", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading orders");
+    int r, rc = 0;
+    store_order o;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        o.id = (const char *)sqlite3_column_text(q, 0);
+        o.idn = (size_t)sqlite3_column_bytes(q, 0);
+        o.member = sqlite3_column_int64(q, 1);
+        o.ts = sqlite3_column_int64(q, 2);
+        o.amount = sqlite3_column_int64(q, 3);
+        o.kind = sqlite3_column_int(q, 4);
+        o.items = sqlite3_column_int64(q, 5);
+        o.units = sqlite3_column_int64(q, 6);
+        o.hash = (uint64_t)sqlite3_column_int64(q, 7);
+        o.voided = sqlite3_column_int(q, 8);
+        if ((rc = fn(ctx, &o)) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (rc)
+        return err_set(err, PATRON_ENOMEM, "out of memory loading orders");
+    return r == SQLITE_DONE || r == SQLITE_ROW ? PATRON_OK : fail(s, err, "reading orders");
+}
+
+int store_chunk_put(store *s, const void *blob, size_t n, patron_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_CHUNK_PUT];
+    sqlite3_bind_blob64(st, 1, blob, n, SQLITE_STATIC);
+    return step_done(s, st, err, "storing line items");
+}
+
+int store_event_put(store *s, const char *id, const char *type, int64_t member, int64_t ts,
+                    uint64_t hash, const char *body, patron_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_EVENT_PUT];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+    if (member < 0)
+        sqlite3_bind_null(st, 3);
+    else
+        sqlite3_bind_int64(st, 3, member);
+    sqlite3_bind_int64(st, 4, ts);
+    sqlite3_bind_int64(st, 5, (int64_t)hash);
+    sqlite3_bind_text(st, 6, body, -1, SQLITE_STATIC);
+    return step_done(s, st, err, "storing an event");
+}
+
+int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_EVENT_GET];
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int r = sqlite3_step(st), found = 0;
+    if (r == SQLITE_ROW) {
+        *hash = (uint64_t)sqlite3_column_int64(st, 0);
+        found = 1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (r != SQLITE_ROW && r != SQLITE_DONE)
+        return fail(s, err, "reading an event");
+    return found;
+}
+
+int64_t store_event_count(store *s)
+{
+    sqlite3_stmt *q;
+    int64_t n = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM events", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}

@@ -1,0 +1,63 @@
+/*
+ * store.h -- the durable store behind a narrow interface (SQLite today; a PostgreSQL
+ * backend implements the same calls).  No SQLite call appears outside src/store/.
+ *
+ * Schema (version 1): meta, members (profile as JSON), dict (string dictionaries),
+ * orders (one row per order or return: id, member, ts, amount, kind, item count, content
+ * hash), item_chunks (line items of one import batch as column BLOBs) and events.
+ * Every write happens inside store_begin()/store_commit(); nothing is acknowledged
+ * before the commit.
+ */
+#ifndef PATRON_STORE_H
+#define PATRON_STORE_H
+
+#include "patron/patron.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store;
+
+int store_open(const char *path, store **out, patron_error *err);
+void store_close(store *s);
+
+int store_begin(store *s, patron_error *err);
+int store_commit(store *s, patron_error *err);
+void store_rollback(store *s);
+
+int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t enrolled_at,
+                     const char *profile_json, patron_error *err);
+typedef int (*store_member_fn)(void *ctx, uint32_t idx, const char *id, size_t idn,
+                               int64_t enrolled_at, const char *profile_json);
+int store_members_each(store *s, store_member_fn fn, void *ctx, patron_error *err);
+
+int store_dict_put(store *s, int kind, uint32_t code, const char *v, size_t n, patron_error *err);
+typedef int (*store_dict_fn)(void *ctx, int kind, uint32_t code, const char *v, size_t n);
+int store_dict_each(store *s, store_dict_fn fn, void *ctx, patron_error *err);
+
+typedef struct store_order {
+    const char *id;
+    size_t idn;
+    int64_t member;   /* member index, -1 for a guest sale */
+    int64_t ts;
+    int64_t amount;   /* money units; negative for a return */
+    int kind;         /* 0 order, 1 return */
+    int64_t items;    /* line items */
+    int64_t units;    /* sum of qty */
+    uint64_t hash;    /* content hash */
+    int voided;
+} store_order;
+int store_order_put(store *s, const store_order *o, patron_error *err);
+int store_order_void(store *s, const char *id, size_t idn, patron_error *err);
+typedef int (*store_order_fn)(void *ctx, const store_order *o);
+int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err);
+
+int store_chunk_put(store *s, const void *blob, size_t n, patron_error *err);
+
+int store_event_put(store *s, const char *id, const char *type, int64_t member, int64_t ts,
+                    uint64_t hash, const char *body, patron_error *err);
+/* 1 when an event with that id is stored (its hash in *hash), 0 when not. */
+int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err);
+int64_t store_event_count(store *s);
+
+#endif
