@@ -409,7 +409,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     hmap_init(&newm);
     char **new_ids = NULL;
     int64_t *new_en = NULL;
-    size_t n_new = 0, cap_new = 0, cap_en = 0;
+    uint32_t *new_len = NULL;
+    size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0;
     if ((rc = store_begin(db->st, err)))
         goto out;
     store_order so;
@@ -430,12 +431,14 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             } else {
                 mi = (uint32_t)(db->n_members + n_new);
                 if (MEM_GROW(new_ids, cap_new, n_new + 1) || MEM_GROW(new_en, cap_en, n_new + 1) ||
+                    MEM_GROW(new_len, cap_len, n_new + 1) ||
                     hmap_put(&newm, ms, o->member_len, mi)) {
                     rc = err_set(err, PATRON_ENOMEM, "out of memory");
                     break;
                 }
                 new_ids[n_new] = b.arena + o->member_off;
                 new_en[n_new] = o->ts;
+                new_len[n_new] = o->member_len;
                 n_new++;
                 member = mi;
             }
@@ -454,12 +457,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         rc = store_order_put(db->st, &so, err);
     }
     for (size_t k = 0; k < n_new && rc == 0; k++) {
-        uint32_t len = 0;
-        for (size_t i = 0; i < b.n; i++) /* find length: ids are not NUL-terminated */
-            if (b.arena + b.orders[i].member_off == new_ids[k]) {
-                len = b.orders[i].member_len;
-                break;
-            }
+        uint32_t len = new_len[k];
         rc = store_member_put(db->st, (uint32_t)(db->n_members + k), new_ids[k], len, new_en[k],
                               "{}", err);
     }
@@ -471,12 +469,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         res->committed = 1;
         /* Apply to the model: members first (orders reference them). */
         for (size_t k = 0; k < n_new && rc == 0; k++) {
-            uint32_t len = 0;
-            for (size_t i = 0; i < b.n; i++)
-                if (b.arena + b.orders[i].member_off == new_ids[k]) {
-                    len = b.orders[i].member_len;
-                    break;
-                }
+            uint32_t len = new_len[k];
             rc = db_member_add(db, new_ids[k], len, new_en[k], "{}", NULL);
         }
         for (size_t i = 0; i < b.n && rc == 0; i++) {
@@ -511,6 +504,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     hmap_release(&newm);
     mem_free(new_ids);
     mem_free(new_en);
+    mem_free(new_len);
     if (rc == 0 && b.bad_rows > 0) {
         if (opts->rejects_path)
             snprintf(res->rejects_path, sizeof res->rejects_path, "%s", opts->rejects_path);
