@@ -43,15 +43,17 @@ static int do_import(cli_ctx *ctx, patron_db *db, patron_import_kind kind, const
         return cli_fail(&err);
     if (ctx->json)
         printf("{\"rows\":%llu,\"inserted\":%llu,\"items\":%llu,\"duplicates\":%llu,"
-               "\"bad_rows\":%llu,\"members_created\":%llu}\n",
+               "\"bad_rows\":%llu,\"members_created\":%llu,\"updated\":%llu}\n",
                (unsigned long long)res.rows, (unsigned long long)res.inserted,
                (unsigned long long)res.items, (unsigned long long)res.duplicates,
-               (unsigned long long)res.bad_rows, (unsigned long long)res.members_created);
+               (unsigned long long)res.bad_rows, (unsigned long long)res.members_created,
+               (unsigned long long)res.updated);
     else if (!ctx->quiet)
-        printf("%s: %llu rows, %llu new, %llu line items, %llu duplicates, %llu members created\n",
+        printf("%s: %llu rows, %llu new, %llu updated, %llu line items, %llu duplicates, "
+               "%llu members created\n",
                file, (unsigned long long)res.rows, (unsigned long long)res.inserted,
-               (unsigned long long)res.items, (unsigned long long)res.duplicates,
-               (unsigned long long)res.members_created);
+               (unsigned long long)res.updated, (unsigned long long)res.items,
+               (unsigned long long)res.duplicates, (unsigned long long)res.members_created);
     if (res.bad_rows)
         cli_errorf("warning: %llu bad rows written to %s", (unsigned long long)res.bad_rows,
                    res.rejects_path);

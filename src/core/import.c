@@ -520,6 +520,371 @@ out:
     return rc;
 }
 
+static const char *member_text_fields[] = {"email", "phone", "first_name", "last_name",
+                                           "gender", "country", "region", "city",
+                                           "postal_code", "language", "signup_channel",
+                                           "referred_by"};
+static const char *channels[] = {"email", "sms", "push", "app", "web", "social", "mail"};
+static const char *purposes[] = {"marketing", "profiling", "personalization"};
+
+/* attributes.NAME: NAME in snake_case (lower case, runs of other characters -> '_'). */
+static void snake_case(const char *s, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    int us = 0;
+    for (size_t i = 0; i < n && o + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z') {
+            if (i > 0 && o > 0 && !us && s[i - 1] >= 'a' && s[i - 1] <= 'z')
+                out[o++] = '_';
+            out[o++] = (char)(c - 'A' + 'a');
+            us = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
+            out[o++] = (char)c;
+            us = 0;
+        } else if (o > 0 && !us) {
+            out[o++] = '_';
+            us = 1;
+        }
+    }
+    while (o > 0 && out[o - 1] == '_')
+        o--;
+    out[o] = '\0';
+}
+
+typedef struct mcol {
+    int kind; /* 0 text, 1 enrolled_at, 2 birth_date, 3 interests, 4 consent, 5 consent_updated_at,
+                 6 preferred_channel, 7 attribute, 8 member_id */
+    char name[128];   /* field or attribute name */
+    char header[128]; /* the column as written in the file, for messages */
+} mcol;
+
+static json_t *attr_value(const char *s, size_t n)
+{
+    int bv;
+    double d;
+    int64_t iv;
+    if (num_parse_i64(s, n, &iv) == 0)
+        return json_integer(iv);
+    if (num_parse_double(s, n, &d) == 0)
+        return json_real(d);
+    if (num_parse_bool(s, n, &bv) == 0 && n > 1)
+        return json_boolean(bv);
+    return json_stringn(s, n);
+}
+
+static int import_members(patron_db *db, const char *path, const patron_import_opts *opts,
+                          patron_import_result *res, patron_error *err)
+{
+    int rc;
+    if ((rc = validate_map(opts->map, NULL, 0, err)))
+        return rc;
+    char delim = sniff_delim(path, opts->delimiter);
+    csv_reader *r;
+    if ((rc = csv_open(path, delim, &r, err)))
+        return rc;
+    const csv_field *fl;
+    size_t nf;
+    rc = csv_next(r, &fl, &nf, err);
+    if (rc <= 0) {
+        csv_free(r);
+        return rc < 0 ? rc : err_set(err, PATRON_EINPUT, "%s: empty file (a header row is required)", path);
+    }
+    /* Column roles: a --map entry FIELD=COLUMN renames COLUMN to FIELD. */
+    size_t ncols = nf;
+    mcol *cols = mem_calloc(ncols, sizeof *cols);
+    int have_id = 0;
+    for (size_t i = 0; i < ncols; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)fl[i].n, fl[i].p);
+        for (const char *p = opts->map; p && *p;) {
+            const char *end = strchr(p, ',');
+            size_t n = end ? (size_t)(end - p) : strlen(p);
+            const char *eq = memchr(p, '=', n);
+            if (eq && strlen(name) == n - (size_t)(eq - p) - 1 && memcmp(eq + 1, name, strlen(name)) == 0)
+                snprintf(name, sizeof name, "%.*s", (int)(eq - p), p);
+            p = end ? end + 1 : NULL;
+        }
+        mcol *c = &cols[i];
+        c->kind = 7;
+        snprintf(c->header, sizeof c->header, "%.*s", (int)fl[i].n, fl[i].p);
+        snprintf(c->name, sizeof c->name, "%s", name);
+        if (strcmp(name, "member_id") == 0)
+            c->kind = 8, have_id = 1;
+        else if (strcmp(name, "enrolled_at") == 0)
+            c->kind = 1;
+        else if (strcmp(name, "birth_date") == 0)
+            c->kind = 2;
+        else if (strcmp(name, "interests") == 0)
+            c->kind = 3;
+        else if (strcmp(name, "consent_updated_at") == 0)
+            c->kind = 5;
+        else if (strcmp(name, "preferred_channel") == 0)
+            c->kind = 6;
+        else if (strncmp(name, "consent_", 8) == 0) {
+            for (size_t k = 0; k < 7; k++)
+                if (strcmp(name + 8, channels[k]) == 0)
+                    c->kind = 4;
+            for (size_t k = 0; k < 3; k++)
+                if (strcmp(name + 8, purposes[k]) == 0)
+                    c->kind = 4;
+            if (c->kind == 4)
+                snprintf(c->name, sizeof c->name, "%s", name + 8);
+        } else {
+            for (size_t k = 0; k < sizeof member_text_fields / sizeof *member_text_fields; k++)
+                if (strcmp(name, member_text_fields[k]) == 0)
+                    c->kind = 0;
+        }
+        if (c->kind == 7) {
+            char sn[128];
+            snake_case(name, strlen(name), sn, sizeof sn);
+            snprintf(c->name, sizeof c->name, "%s", sn);
+        }
+    }
+    if (!have_id) {
+        csv_free(r);
+        mem_free(cols);
+        return err_set(err, PATRON_EINPUT, "%s:1: missing required column 'member_id'", path);
+    }
+    int64_t now = opts->now == PATRON_NULL_TS ? time_now() : opts->now;
+    batch b;
+    memset(&b, 0, sizeof b);
+    b.opts = opts;
+    b.name = path;
+    /* Pending state: index -> profile object, for members touched by this file. */
+    hmap pend;
+    hmap_init(&pend);
+    json_t **prof = NULL;
+    int64_t *en = NULL;
+    char **ids = NULL;
+    uint32_t *idx = NULL;
+    size_t np = 0, cp = 0, ce = 0, ci = 0, cx = 0;
+    while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
+        res->rows++;
+        uint64_t line = csv_line(r);
+        csv_field id = {"", 0};
+        int bad = 0;
+        int64_t cts = now, ents = PATRON_NULL_TS;
+        for (size_t i = 0; i < ncols && i < nf; i++) {
+            const csv_field *f = &fl[i];
+            if (cols[i].kind == 8)
+                id = *f;
+            else if (cols[i].kind == 5 && f->n && time_parse(f->p, f->n, &cts) != 0) {
+                report(&b, line, cols[i].header, "cannot parse '%.*s' as a timestamp", f->p, f->n);
+                bad = 1;
+            } else if (cols[i].kind == 1 && f->n && time_parse(f->p, f->n, &ents) != 0) {
+                report(&b, line, cols[i].header, "cannot parse '%.*s' as a timestamp", f->p, f->n);
+                bad = 1;
+            }
+        }
+        if (id.n == 0 || id.n > 128) {
+            report(&b, line, "member_id", id.n ? "'%.*s' is longer than 128 bytes" : "empty value%.*s",
+                   id.p, id.n);
+            continue;
+        }
+        if (bad)
+            continue;
+        json_t *upd = json_object(), *cons = json_object(), *attrs = json_object();
+        for (size_t i = 0; i < ncols && i < nf && !bad; i++) {
+            const csv_field *f = &fl[i];
+            if (f->n == 0)
+                continue; /* an empty cell leaves the stored value unchanged */
+            int32_t days;
+            int bv;
+            switch (cols[i].kind) {
+            case 0:
+                json_object_set_new(upd, cols[i].name, json_stringn(f->p, f->n));
+                break;
+            case 2:
+                if (time_parse_date(f->p, f->n, &days) != 0) {
+                    report(&b, line, cols[i].header, "cannot parse '%.*s' as a date", f->p, f->n);
+                    bad = 1;
+                } else {
+                    char d[TIME_FMT_LEN];
+                    time_format_date(days, d);
+                    json_object_set_new(upd, "birth_date", json_string(d));
+                }
+                break;
+            case 3: {
+                json_t *tags = json_array();
+                const char *p = f->p, *e = f->p + f->n;
+                while (p < e) {
+                    const char *q = memchr(p, ';', (size_t)(e - p));
+                    if (!q)
+                        q = e;
+                    const char *a = p, *z = q;
+                    while (a < z && *a == ' ')
+                        a++;
+                    while (z > a && z[-1] == ' ')
+                        z--;
+                    if (z > a)
+                        json_array_append_new(tags, json_stringn(a, (size_t)(z - a)));
+                    p = q + 1;
+                }
+                json_object_set_new(upd, "interests", tags);
+                break;
+            }
+            case 4:
+                if (num_parse_bool(f->p, f->n, &bv) != 0) {
+                    report(&b, line, cols[i].header, "cannot parse '%.*s' as true/false", f->p, f->n);
+                    bad = 1;
+                } else {
+                    char ts[TIME_FMT_LEN];
+                    time_format(cts, ts);
+                    json_object_set_new(cons, cols[i].name,
+                                        json_pack("{s:s,s:s,s:s}", "status", bv ? "granted" : "denied",
+                                                  "updated_at", ts, "source", "import"));
+                }
+                break;
+            case 6: {
+                int ok = 0;
+                for (size_t k = 0; k < 7; k++)
+                    ok |= strlen(channels[k]) == f->n && memcmp(channels[k], f->p, f->n) == 0;
+                if (!ok) {
+                    report(&b, line, cols[i].header,
+                           "'%.*s' is not a channel (email, sms, push, app, web, social, mail)", f->p, f->n);
+                    bad = 1;
+                } else {
+                    json_object_set_new(upd, "preferred_channel", json_stringn(f->p, f->n));
+                }
+                break;
+            }
+            case 7:
+                json_object_set_new(attrs, cols[i].name, attr_value(f->p, f->n));
+                break;
+            default:
+                break;
+            }
+        }
+        if (bad) {
+            json_decref(upd);
+            json_decref(cons);
+            json_decref(attrs);
+            continue;
+        }
+        uint32_t pi;
+        if (!hmap_get(&pend, id.p, id.n, &pi)) {
+            if (MEM_GROW(prof, cp, np + 1) || MEM_GROW(en, ce, np + 1) || MEM_GROW(ids, ci, np + 1) ||
+                MEM_GROW(idx, cx, np + 1) || hmap_put(&pend, id.p, id.n, (uint32_t)np)) {
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+                json_decref(upd);
+                json_decref(cons);
+                json_decref(attrs);
+                break;
+            }
+            pi = (uint32_t)np++;
+            uint32_t mi;
+            ids[pi] = mem_strndup(id.p, id.n);
+            if (hmap_get(&db->member_ids, id.p, id.n, &mi)) {
+                idx[pi] = mi;
+                json_error_t je;
+                prof[pi] = json_loads(db->profile[mi], 0, &je);
+                if (!prof[pi])
+                    prof[pi] = json_object();
+                en[pi] = db->enrolled_at[mi];
+                res->updated++;
+            } else {
+                idx[pi] = UINT32_MAX;
+                prof[pi] = json_object();
+                en[pi] = now;
+                res->inserted++;
+            }
+        }
+        json_t *p = prof[pi];
+        json_object_update(p, upd);
+        if (json_object_size(attrs)) {
+            json_t *a = json_object_get(p, "attributes");
+            if (!a)
+                json_object_set_new(p, "attributes", a = json_object());
+            json_object_update(a, attrs);
+        }
+        if (json_object_size(cons)) {
+            json_t *c = json_object_get(p, "consent");
+            if (!c)
+                json_object_set_new(p, "consent", c = json_object());
+            const char *k;
+            json_t *v;
+            json_object_foreach(cons, k, v) {
+                json_t *old = json_object_get(c, k);
+                /* The entry with the latest updated_at wins (ISO strings sort by time). */
+                if (!old || strcmp(json_string_value(json_object_get(old, "updated_at")),
+                                   json_string_value(json_object_get(v, "updated_at"))) <= 0)
+                    json_object_set(c, k, v);
+            }
+        }
+        if (ents != PATRON_NULL_TS)
+            en[pi] = ents;
+        json_decref(upd);
+        json_decref(cons);
+        json_decref(attrs);
+    }
+    csv_free(r);
+    if (rc >= 0)
+        rc = PATRON_OK;
+    if (rc == PATRON_OK && b.bad_rows > 0 && (long)b.bad_rows > opts->max_errors)
+        rc = err_set(err, PATRON_EINPUT, "%s: %llu bad row%s (--max-errors %ld); nothing was imported",
+                     path, (unsigned long long)b.bad_rows, b.bad_rows == 1 ? "" : "s", opts->max_errors);
+    char **texts = np ? mem_calloc(np, sizeof *texts) : NULL;
+    if (rc == PATRON_OK) {
+        res->bad_rows = b.bad_rows;
+        uint32_t next = db->n_members;
+        for (size_t i = 0; i < np; i++) {
+            texts[i] = json_dumps(prof[i], JSON_SORT_KEYS | JSON_COMPACT);
+            if (idx[i] == UINT32_MAX)
+                idx[i] = next++;
+        }
+        rc = store_begin(db->st, err);
+        for (size_t i = 0; i < np && rc == PATRON_OK; i++)
+            rc = store_member_put(db->st, idx[i], ids[i], strlen(ids[i]), en[i], texts[i], err);
+        if (rc == PATRON_OK)
+            rc = store_commit(db->st, err);
+        if (rc != PATRON_OK) {
+            store_rollback(db->st);
+        } else {
+            res->committed = 1;
+            for (size_t i = 0; i < np && rc == PATRON_OK; i++) {
+                if (idx[i] < db->n_members) {
+                    char *t = mem_strdup(texts[i]);
+                    if (!t) {
+                        rc = err_set(err, PATRON_ENOMEM, "out of memory");
+                        break;
+                    }
+                    mem_free(db->profile[idx[i]]);
+                    db->profile[idx[i]] = t;
+                    db->enrolled_at[idx[i]] = en[i];
+                } else {
+                    rc = db_member_add(db, ids[i], strlen(ids[i]), en[i], texts[i], NULL);
+                }
+            }
+        }
+    }
+    if (rc == PATRON_OK && b.bad_rows > 0) {
+        int nocol[F__COUNT];
+        for (int k = 0; k < F__COUNT; k++)
+            nocol[k] = -1;
+        if (opts->rejects_path)
+            snprintf(res->rejects_path, sizeof res->rejects_path, "%s", opts->rejects_path);
+        else
+            snprintf(res->rejects_path, sizeof res->rejects_path, "%s.rejects", path);
+        rc = write_rejects(path, delim, res->rejects_path, &b, 1, nocol, err);
+    }
+    for (size_t i = 0; i < np; i++) {
+        json_decref(prof[i]);
+        mem_free(ids[i]);
+        if (texts)
+            free(texts[i]);
+    }
+    mem_free(texts);
+    mem_free(prof);
+    mem_free(en);
+    mem_free(ids);
+    mem_free(idx);
+    hmap_release(&pend);
+    mem_free(cols);
+    bad_release(&b.bad);
+    return rc;
+}
+
 int patron_import(patron_db *db, patron_import_kind kind, const char *path,
                   const patron_import_opts *opts, patron_import_result *res, patron_error *err)
 {
@@ -532,6 +897,8 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
     switch (kind) {
     case PATRON_IMPORT_ORDERS:
         return import_orders(db, path, opts, res, err);
+    case PATRON_IMPORT_MEMBERS:
+        return import_members(db, path, opts, res, err);
     default:
         return err_set(err, PATRON_EUSAGE, "importing this kind of file is not built yet");
     }
