@@ -885,6 +885,289 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
     return rc;
 }
 
+static const char *event_types[] = {"order", "return", "redemption", "points", "void", "message",
+                                    "survey", "referral", "view", "consent", "custom"};
+
+/* A parsed event kept until the batch commits. */
+typedef struct bevent {
+    json_t *obj;
+    char *id;
+    char *member;
+    int64_t ts;
+    uint64_t hash;
+    int type;
+    int64_t amount, items, units; /* orders and returns */
+} bevent;
+
+static int event_money(json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        return num_mul_i64(json_integer_value(v), PATRON_MONEY_SCALE, out);
+    }
+    if (json_is_real(v)) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.6f", json_real_value(v));
+        return num_parse_money(buf, strlen(buf), out);
+    }
+    if (json_is_string(v))
+        return num_parse_money(json_string_value(v), json_string_length(v), out);
+    return -1;
+}
+
+static int import_events(patron_db *db, const char *path, const patron_import_opts *opts,
+                         patron_import_result *res, patron_error *err)
+{
+    line_reader *r;
+    int rc = lines_open(path, &r, err);
+    if (rc)
+        return rc;
+    batch b;
+    memset(&b, 0, sizeof b);
+    b.opts = opts;
+    b.name = path;
+    bevent *ev = NULL;
+    size_t nev = 0, cev = 0;
+    hmap seen; /* ids in this file -> index into ev */
+    hmap_init(&seen);
+    const char *line;
+    size_t n;
+    while ((rc = lines_next(r, &line, &n, err)) == 1) {
+        uint64_t ln = lines_line(r);
+        if (n == 0)
+            continue;
+        res->rows++;
+        json_error_t je;
+        json_t *o = json_loadb(line, n, 0, &je);
+        if (!json_is_object(o)) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "%s", o ? "not a JSON object" : je.text);
+            report(&b, ln, "(line)", "%.*s", msg, strlen(msg));
+            json_decref(o);
+            continue;
+        }
+        bevent e;
+        memset(&e, 0, sizeof e);
+        e.type = -1;
+        json_t *t = json_object_get(o, "type"), *m = json_object_get(o, "member_id"),
+               *ts = json_object_get(o, "ts");
+        const char *bad_col = NULL, *why = NULL, *val = "";
+        if (json_is_string(t))
+            for (int k = 0; k < (int)(sizeof event_types / sizeof *event_types); k++)
+                if (strcmp(json_string_value(t), event_types[k]) == 0)
+                    e.type = k;
+        if (e.type < 0) {
+            bad_col = "type", why = "unknown event type '%.*s'", val = json_is_string(t) ? json_string_value(t) : "";
+        } else if (!json_is_string(m) || json_string_length(m) == 0 || json_string_length(m) > 128) {
+            bad_col = "member_id", why = "missing or not a string of 1-128 bytes%.*s";
+        } else if (json_is_string(ts) ? time_parse(json_string_value(ts), json_string_length(ts), &e.ts) != 0
+                                      : !json_is_integer(ts)) {
+            bad_col = "ts", why = "cannot parse '%.*s' as a timestamp", val = json_is_string(ts) ? json_string_value(ts) : "";
+        } else if (json_is_integer(ts)) {
+            e.ts = json_integer_value(ts);
+        }
+        const char *idkey = (e.type == 0 || e.type == 1 || e.type == 4) ? "order_id" : "event_id";
+        json_t *idv = json_object_get(o, idkey);
+        if (!bad_col && (e.type == 0 || e.type == 1 || e.type == 4) && !json_is_string(idv))
+            bad_col = idkey, why = "missing%.*s";
+        if (!bad_col && (e.type == 0 || e.type == 1)) {
+            json_t *items = json_object_get(o, "items"), *it;
+            size_t k;
+            int64_t sum = 0;
+            json_array_foreach(items, k, it) {
+                int64_t q = 0, pr = 0, a = 0;
+                json_t *qv = json_object_get(it, "qty");
+                if (!json_is_integer(qv) || (q = json_integer_value(qv)) == 0) {
+                    bad_col = "items.qty", why = "not a non-zero whole number%.*s";
+                    break;
+                }
+                if (event_money(json_object_get(it, "price"), &pr) != 0 || pr < 0) {
+                    bad_col = "items.price", why = "missing, negative or not a price%.*s";
+                    break;
+                }
+                if (num_mul_i64(q, pr, &a) != 0 || num_add_i64(sum, a, &sum) != 0) {
+                    bad_col = "items", why = "amount overflows%.*s";
+                    break;
+                }
+                e.items++;
+                e.units += q;
+            }
+            json_t *am = json_object_get(o, "amount");
+            if (!bad_col && am && event_money(am, &e.amount) != 0)
+                bad_col = "amount", why = "cannot parse the amount%.*s";
+            else if (!am)
+                e.amount = sum;
+            if (!bad_col && e.type == 1 && e.amount > 0)
+                e.amount = -e.amount; /* a return is money back */
+            if (!bad_col && e.type == 0 && !am && e.items == 0)
+                bad_col = "items", why = "an order needs items or an amount%.*s";
+        }
+        if (bad_col) {
+            report(&b, ln, bad_col, why, val, strlen(val));
+            json_decref(o);
+            continue;
+        }
+        e.obj = o;
+        e.member = mem_strdup(json_string_value(m));
+        char *canon = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+        e.hash = XXH3_64bits(canon, strlen(canon));
+        if (json_is_string(idv)) {
+            e.id = mem_strdup(json_string_value(idv));
+        } else {
+            char hb[40];
+            snprintf(hb, sizeof hb, "h%016llx", (unsigned long long)e.hash);
+            e.id = mem_strdup(hb);
+        }
+        free(canon);
+        /* Duplicates: in this file, then in the store. */
+        uint32_t prev;
+        char key[160];
+        snprintf(key, sizeof key, "%s:%s", e.type == 4 ? "void" : (e.type <= 1 ? "order" : "ev"), e.id);
+        int dup = 0, conflict = 0;
+        if (hmap_get(&seen, key, strlen(key), &prev)) {
+            dup = ev[prev].hash == e.hash;
+            conflict = !dup;
+        } else if (e.type <= 1) {
+            uint32_t ex;
+            if (hmap_get(&db->order_ids, e.id, strlen(e.id), &ex)) {
+                dup = db->o_hash[ex] == e.hash;
+                conflict = !dup;
+            }
+        } else if (e.type != 4) {
+            uint64_t h;
+            int f = store_event_get(db->st, e.id, &h, err);
+            if (f < 0) {
+                rc = f;
+                json_decref(o);
+                mem_free(e.member);
+                mem_free(e.id);
+                break;
+            }
+            if (f == 1) {
+                dup = h == e.hash;
+                conflict = !dup;
+            }
+        }
+        if (dup || conflict) {
+            if (conflict)
+                report(&b, ln, idkey, "'%.*s' is already stored with different content", e.id, strlen(e.id));
+            else
+                res->duplicates++;
+            json_decref(o);
+            mem_free(e.member);
+            mem_free(e.id);
+            continue;
+        }
+        if (e.type == 4) {
+            uint32_t ex;
+            char okey[160];
+            snprintf(okey, sizeof okey, "order:%s", e.id);
+            int known = hmap_get(&db->order_ids, e.id, strlen(e.id), &ex) ||
+                    hmap_get(&seen, okey, strlen(okey), &ex);
+            if (!known) {
+                report(&b, ln, "order_id", "no stored order or return '%.*s' to void", e.id, strlen(e.id));
+                json_decref(o);
+                mem_free(e.member);
+                mem_free(e.id);
+                continue;
+            }
+        }
+        if (MEM_GROW(ev, cev, nev + 1) || hmap_put(&seen, key, strlen(key), (uint32_t)nev)) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            json_decref(o);
+            mem_free(e.member);
+            mem_free(e.id);
+            break;
+        }
+        ev[nev++] = e;
+    }
+    lines_free(r);
+    if (rc >= 0)
+        rc = PATRON_OK;
+    if (rc == PATRON_OK && b.bad_rows > 0 && (long)b.bad_rows > opts->max_errors)
+        rc = err_set(err, PATRON_EINPUT, "%s: %llu bad row%s (--max-errors %ld); nothing was imported",
+                     path, (unsigned long long)b.bad_rows, b.bad_rows == 1 ? "" : "s", opts->max_errors);
+    hmap newm;
+    hmap_init(&newm);
+    size_t n_new = 0;
+    if (rc == PATRON_OK) {
+        res->bad_rows = b.bad_rows;
+        rc = store_begin(db->st, err);
+        for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
+            bevent *e = &ev[i];
+            uint32_t mi;
+            int64_t member;
+            if (hmap_get(&db->member_ids, e->member, strlen(e->member), &mi)) {
+                member = mi;
+            } else if (hmap_get(&newm, e->member, strlen(e->member), &mi)) {
+                member = mi;
+            } else {
+                mi = (uint32_t)(db->n_members + n_new++);
+                if (hmap_put(&newm, e->member, strlen(e->member), mi)) {
+                    rc = err_set(err, PATRON_ENOMEM, "out of memory");
+                    break;
+                }
+                rc = store_member_put(db->st, mi, e->member, strlen(e->member), e->ts, "{}", err);
+                member = mi;
+            }
+            if (rc)
+                break;
+            if (e->type <= 1) {
+                store_order so = {e->id, strlen(e->id), member, e->ts, e->amount, e->type,
+                                  e->items, e->units, e->hash ? e->hash : 1, 0};
+                rc = store_order_put(db->st, &so, err);
+            } else if (e->type == 4) {
+                rc = store_order_void(db->st, e->id, strlen(e->id), err);
+            }
+            if (rc == PATRON_OK && e->type > 1) {
+                char *body = json_dumps(e->obj, JSON_SORT_KEYS | JSON_COMPACT);
+                char eid[200];
+                snprintf(eid, sizeof eid, "%s%s", e->type == 4 ? "void:" : "", e->id);
+                rc = store_event_put(db->st, eid, event_types[e->type], member, e->ts, e->hash, body, err);
+                free(body);
+            }
+        }
+        if (rc == PATRON_OK)
+            rc = store_commit(db->st, err);
+        if (rc != PATRON_OK) {
+            store_rollback(db->st);
+        } else {
+            res->committed = 1;
+            res->members_created = n_new;
+            for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
+                bevent *e = &ev[i];
+                uint32_t mi;
+                if (!hmap_get(&db->member_ids, e->member, strlen(e->member), &mi))
+                    rc = db_member_add(db, e->member, strlen(e->member), e->ts, "{}", &mi);
+                if (rc)
+                    break;
+                if (e->type <= 1) {
+                    store_order so = {e->id, strlen(e->id), mi, e->ts, e->amount, e->type,
+                                      e->items, e->units, e->hash ? e->hash : 1, 0};
+                    rc = db_order_add(db, &so);
+                    res->items += (uint64_t)e->items;
+                } else if (e->type == 4) {
+                    uint32_t ex;
+                    if (hmap_get(&db->order_ids, e->id, strlen(e->id), &ex))
+                        db->o_void[ex] = 1;
+                }
+                if (e->type > 1)
+                    db->n_events++;
+                res->inserted++;
+            }
+        }
+    }
+    for (size_t i = 0; i < nev; i++) {
+        json_decref(ev[i].obj);
+        mem_free(ev[i].member);
+        mem_free(ev[i].id);
+    }
+    mem_free(ev);
+    hmap_release(&seen);
+    hmap_release(&newm);
+    bad_release(&b.bad);
+    return rc;
+}
+
 int patron_import(patron_db *db, patron_import_kind kind, const char *path,
                   const patron_import_opts *opts, patron_import_result *res, patron_error *err)
 {
@@ -899,6 +1182,8 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
         return import_orders(db, path, opts, res, err);
     case PATRON_IMPORT_MEMBERS:
         return import_members(db, path, opts, res, err);
+    case PATRON_IMPORT_EVENTS:
+        return import_events(db, path, opts, res, err);
     default:
         return err_set(err, PATRON_EUSAGE, "importing this kind of file is not built yet");
     }
