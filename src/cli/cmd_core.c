@@ -328,19 +328,31 @@ int cmd_demo(cli_ctx *ctx, int argc, char **argv)
     if (!ctx->now_given)
         ctx->now = g.end;
     char path[1024];
-    snprintf(path, sizeof path, "%s.rejects", ctx->db_path); /* unused name guard */
-    unlink(ctx->db_path);
+    /* The demo starts from an empty program each time. */
+    static const char *suffixes[] = {"", "-wal", "-shm"};
+    for (size_t k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s%s", ctx->db_path, suffixes[k]);
+        unlink(path);
+    }
     patron_db *db;
     int rc = cli_open_db(ctx, &db);
     if (rc)
         return rc;
     patron_import_opts o;
     patron_import_opts_init(&o);
-    snprintf(path, sizeof path, "%s/orders.csv", dir);
-    printf("== importing %s\n", path);
-    double t0 = secs();
-    rc = do_import(ctx, db, PATRON_IMPORT_ORDERS, path, &o);
-    printf("   took %.2f s\n", secs() - t0);
+    static const struct {
+        const char *file;
+        patron_import_kind kind;
+    } files[] = {{"members.csv", PATRON_IMPORT_MEMBERS},
+                 {"orders.csv", PATRON_IMPORT_ORDERS},
+                 {"events.jsonl", PATRON_IMPORT_EVENTS}};
+    for (size_t f = 0; f < 3 && rc == 0; f++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[f].file);
+        printf("== importing %s\n", path);
+        double t0 = secs();
+        rc = do_import(ctx, db, files[f].kind, path, &o);
+        printf("   took %.2f s\n", secs() - t0);
+    }
     if (rc == 0) {
         patron_stats s;
         patron_stats_get(db, ctx->now, &s, &err);

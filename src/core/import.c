@@ -450,8 +450,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         so.ts = o->ts;
         so.amount = o->pos_amount + o->neg_amount;
         so.kind = ret;
-        so.items = ret ? o->neg_items : o->items;
-        so.units = ret ? o->neg_units : o->units;
+        so.items = order_level ? 0 : ret ? o->neg_items : o->items;
+        so.units = order_level ? 0 : ret ? o->neg_units : o->units;
         so.hash = o->hash;
         so.voided = 0;
         rc = store_order_put(db->st, &so, err);
@@ -487,8 +487,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             so.ts = o->ts;
             so.amount = o->pos_amount + o->neg_amount;
             so.kind = ret;
-            so.items = ret ? o->neg_items : o->items;
-            so.units = ret ? o->neg_units : o->units;
+            so.items = order_level ? 0 : ret ? o->neg_items : o->items;
+            so.units = order_level ? 0 : ret ? o->neg_units : o->units;
             so.hash = o->hash;
             so.voided = 0;
             rc = db_order_add(db, &so);
@@ -1032,9 +1032,11 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
                 dup = db->o_hash[ex] == e.hash;
                 conflict = !dup;
             }
-        } else if (e.type != 4) {
+        } else {
             uint64_t h;
-            int f = store_event_get(db->st, e.id, &h, err);
+            char skey[200];
+            snprintf(skey, sizeof skey, "%s%s", e.type == 4 ? "void:" : "", e.id);
+            int f = store_event_get(db->st, skey, &h, err);
             if (f < 0) {
                 rc = f;
                 json_decref(o);

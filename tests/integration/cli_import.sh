@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The CLI end to end on small files: members (upsert, consent precedence, attributes,
+# bad rows with file/line/column), events (orders with items, returns, void, messages,
+# duplicates), an order-level file without order ids (CDNOW), exit codes and --help.
+set -euo pipefail
+P=${PATRON_BIN:?}
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+cd "$T"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+printf 'member_id,first_name,birth_date,consent_email,consent_updated_at,Favourite Colour\n' > m1.csv
+printf 'a1,Ann,1990-02-28,yes,2024-05-01,blue\n"b,2","Bo ""B""",,no,2024-05-01,\n' >> m1.csv
+"$P" --db p.db --quiet import members m1.csv
+# An older file must not re-grant a withdrawn consent; an empty cell keeps the value.
+printf 'member_id,first_name,consent_email,consent_updated_at\na1,,no,2024-06-01\n' > m2.csv
+printf 'member_id,first_name,consent_email,consent_updated_at\na1,,yes,2024-01-01\n' > m3.csv
+"$P" --db p.db --quiet import members m2.csv
+"$P" --db p.db --quiet import members m3.csv
+out=$("$P" --db p.db --now 2025-02-28 member show a1)
+echo "$out" | grep -q '"first_name": "Ann"' || fail "first_name kept"
+echo "$out" | grep -A2 '"email"' | grep -q '"denied"' || fail "consent precedence"
+echo "$out" | grep -q '"favourite_colour": "blue"' || fail "attribute"
+echo "$out" | grep -q '"age": 35' || fail "age"
+echo "$out" | grep -q '"days_to_birthday": 0' || fail "days_to_birthday"
+"$P" --db p.db member show 'b,2' | grep -q 'Bo \\"B\\"' || fail "quoted member"
+
+printf 'member_id,birth_date\nc1,1990-13-01\n' > bad.csv
+set +e
+"$P" --db p.db import members bad.csv 2> err.txt; rc=$?
+"$P" --db p.db member show nobody 2>/dev/null; rc2=$?
+"$P" --db p.db frobnicate 2>/dev/null; rc3=$?
+set -e
+[ $rc -eq 2 ] || fail "bad member exit $rc"
+grep -q "bad.csv:2: column 'birth_date': cannot parse '1990-13-01' as a date" err.txt || fail "message"
+[ $rc2 -eq 3 ] || fail "not found exit $rc2"
+[ $rc3 -eq 1 ] || fail "usage exit $rc3"
+for c in import stats member features generate demo; do
+    "$P" $c --help >/dev/null || fail "$c --help"
+done
+
+cat > ev.jsonl <<'JS'
+{"type":"order","order_id":"X1","member_id":"a1","ts":"2024-05-01T10:00:00Z","items":[{"sku":"A","qty":2,"price":5.5}]}
+{"type":"order","order_id":"X2","member_id":"a1","ts":"2024-05-02T10:00:00Z","items":[{"sku":"B","qty":1,"price":10}]}
+{"type":"return","order_id":"R1","member_id":"a1","ts":"2024-05-03","original_order_id":"X2","amount":4}
+{"type":"void","order_id":"X1","member_id":"a1","ts":"2024-05-04","reason":"fraud"}
+{"type":"message","event_id":"e1","member_id":"a1","ts":"2024-05-05","campaign_id":"c1","channel":"email","action":"opened"}
+JS
+"$P" --db p.db --quiet import events ev.jsonl
+"$P" --db p.db --json import events ev.jsonl | grep -q '"inserted":0,"items":0,"duplicates":5' || fail "event dedupe"
+out=$("$P" --db p.db --now 2025-01-01 --json member show a1)
+echo "$out" | grep -q '"frequency": 1' || fail "void"
+echo "$out" | grep -q '"monetary": 6.0' || fail "monetary after void and return"
+"$P" --db p.db --now 2025-01-01 --json stats | grep -q '"events":2' || fail "events count"
+
+DATA=${PATRON_SHARED_DATA:?}/cdnow/cdnowElog.csv
+if [ -f "$DATA" ]; then
+    "$P" --db c.db --quiet import orders "$DATA" --map member_id=masterid,ts=date,amount=sales
+    "$P" --db c.db --json import orders "$DATA" --map member_id=masterid,ts=date,amount=sales |
+        grep -q '"inserted":0,"items":0,"duplicates":6919' || fail "cdnow re-import"
+    s=$("$P" --db c.db --now 1998-07-01 --json stats)
+    echo "$s" | grep -q '"members":2357,"orders":6919' || fail "cdnow counts: $s"
+    echo "$s" | grep -q '"revenue":244091.94' || fail "cdnow revenue: $s"
+fi
+echo "cli import: ok"
