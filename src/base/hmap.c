@@ -1,6 +1,7 @@
 /*
- * hmap.c -- linear-probing string map.  Slots hold the full 64-bit hash (never 0: a
- * zero hash is remapped to 1) so most probes compare an integer, not bytes; the load
+ * hmap.c -- linear-probing string map.  A slot holds the full 64-bit hash (never 0: a
+ * zero hash is remapped to 1), the key's place in the arena and the value, so a probe
+ * touches one cache line and most probes compare an integer, not bytes.  The load
  * factor stays under 1/2.
  */
 #include "base/hmap.h"
@@ -17,10 +18,7 @@ void hmap_init(hmap *m)
 
 void hmap_release(hmap *m)
 {
-    mem_free(m->hashes);
-    mem_free(m->values);
-    mem_free(m->key_off);
-    mem_free(m->key_len);
+    mem_free(m->slots);
     mem_free(m->arena);
     memset(m, 0, sizeof *m);
 }
@@ -35,9 +33,10 @@ static size_t find_slot(const hmap *m, const char *key, size_t n, uint64_t h)
 {
     size_t mask = m->cap - 1, i = (size_t)h & mask;
     for (;;) {
-        if (m->hashes[i] == 0)
+        const hmap_slot *s = &m->slots[i];
+        if (s->hash == 0)
             return i;
-        if (m->hashes[i] == h && m->key_len[i] == n && memcmp(m->arena + m->key_off[i], key, n) == 0)
+        if (s->hash == h && s->key_len == n && memcmp(m->arena + s->key_off, key, n) == 0)
             return i;
         i = (i + 1) & mask;
     }
@@ -48,43 +47,69 @@ int hmap_get(const hmap *m, const char *key, size_t n, uint32_t *value)
     if (m->cap == 0)
         return 0;
     size_t i = find_slot(m, key, n, hmap_hash(key, n));
-    if (m->hashes[i] == 0)
+    if (m->slots[i].hash == 0)
         return 0;
-    *value = m->values[i];
+    *value = m->slots[i].value;
     return 1;
 }
 
 static int rehash(hmap *m, size_t ncap)
 {
-    hmap n = *m;
-    n.cap = ncap;
-    n.hashes = mem_calloc(ncap, sizeof *n.hashes);
-    n.values = mem_alloc_array(ncap, sizeof *n.values);
-    n.key_off = mem_alloc_array(ncap, sizeof *n.key_off);
-    n.key_len = mem_alloc_array(ncap, sizeof *n.key_len);
-    if (!n.hashes || !n.values || !n.key_off || !n.key_len) {
-        mem_free(n.hashes);
-        mem_free(n.values);
-        mem_free(n.key_off);
-        mem_free(n.key_len);
+    hmap_slot *ns = mem_calloc(ncap, sizeof *ns);
+    if (!ns)
         return -1;
-    }
     for (size_t i = 0; i < m->cap; i++) {
-        if (!m->hashes[i])
+        if (!m->slots[i].hash)
             continue;
-        size_t j = (size_t)m->hashes[i] & (ncap - 1);
-        while (n.hashes[j])
+        size_t j = (size_t)m->slots[i].hash & (ncap - 1);
+        while (ns[j].hash)
             j = (j + 1) & (ncap - 1);
-        n.hashes[j] = m->hashes[i];
-        n.values[j] = m->values[i];
-        n.key_off[j] = m->key_off[i];
-        n.key_len[j] = m->key_len[i];
+        ns[j] = m->slots[i];
     }
-    mem_free(m->hashes);
-    mem_free(m->values);
-    mem_free(m->key_off);
-    mem_free(m->key_len);
-    *m = n;
+    mem_free(m->slots);
+    m->slots = ns;
+    m->cap = ncap;
+    return 0;
+}
+
+int hmap_reserve(hmap *m, size_t n, size_t key_bytes)
+{
+    size_t cap = m->cap ? m->cap : 64;
+    while (cap < 2 * (m->count + n))
+        cap *= 2;
+    if (cap != m->cap && rehash(m, cap) != 0)
+        return -1;
+    return MEM_GROW(m->arena, m->arena_cap, m->arena_len + key_bytes + 1);
+}
+
+static int insert_at(hmap *m, size_t i, const char *key, size_t n, uint64_t h, uint32_t value)
+{
+    if (n >= (1u << 24) || MEM_GROW(m->arena, m->arena_cap, m->arena_len + n + 1) != 0)
+        return -1;
+    memcpy(m->arena + m->arena_len, key, n);
+    hmap_slot *s = &m->slots[i];
+    s->hash = h;
+    s->key_off = m->arena_len;
+    s->key_len = (uint32_t)n;
+    s->value = value;
+    m->arena_len += n;
+    m->count++;
+    return 0;
+}
+
+int hmap_get_or_put(hmap *m, const char *key, size_t n, uint32_t fresh, uint32_t *value)
+{
+    if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0)
+        return -1;
+    uint64_t h = hmap_hash(key, n);
+    size_t i = find_slot(m, key, n, h);
+    if (m->slots[i].hash) {
+        *value = m->slots[i].value;
+        return 1;
+    }
+    if (insert_at(m, i, key, n, h, fresh) != 0)
+        return -1;
+    *value = fresh;
     return 0;
 }
 
@@ -94,18 +119,9 @@ int hmap_put(hmap *m, const char *key, size_t n, uint32_t value)
         return -1;
     uint64_t h = hmap_hash(key, n);
     size_t i = find_slot(m, key, n, h);
-    if (m->hashes[i]) {
-        m->values[i] = value;
+    if (m->slots[i].hash) {
+        m->slots[i].value = value;
         return 0;
     }
-    if (MEM_GROW(m->arena, m->arena_cap, m->arena_len + n + 1) != 0)
-        return -1;
-    memcpy(m->arena + m->arena_len, key, n);
-    m->hashes[i] = h;
-    m->values[i] = value;
-    m->key_off[i] = m->arena_len;
-    m->key_len[i] = (uint32_t)n;
-    m->arena_len += n;
-    m->count++;
-    return 0;
+    return insert_at(m, i, key, n, h, value);
 }

@@ -11,11 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef struct hmap_slot {
+    uint64_t hash; /* 0 = empty */
+    uint64_t key_off; /* offset of the key in the arena */
+    uint32_t key_len;
+    uint32_t value;
+} hmap_slot;
+
 typedef struct hmap {
-    uint64_t *hashes;   /* 0 = empty slot */
-    uint32_t *values;
-    uint64_t *key_off;  /* offset of key in arena */
-    uint32_t *key_len;
+    hmap_slot *slots;
     size_t cap, count;
     char *arena;
     size_t arena_len, arena_cap;
@@ -23,10 +27,15 @@ typedef struct hmap {
 
 void hmap_init(hmap *m);
 void hmap_release(hmap *m);
+/* Makes room for n keys in all (key bytes: about key_bytes) without rehashing. */
+int hmap_reserve(hmap *m, size_t n, size_t key_bytes);
 /* Returns 1 and sets *value when key is present, else 0. */
 int hmap_get(const hmap *m, const char *key, size_t n, uint32_t *value);
-/* Inserts or overwrites.  0 ok, -1 out of memory. */
+/* Inserts or overwrites.  0 ok, -1 out of memory (or a key over 16 MiB). */
 int hmap_put(hmap *m, const char *key, size_t n, uint32_t value);
+/* Looks key up; when absent inserts it with value `fresh`.  Sets *value to the stored
+ * value and returns 1 when it was present, 0 when inserted, -1 when out of memory. */
+int hmap_get_or_put(hmap *m, const char *key, size_t n, uint32_t fresh, uint32_t *value);
 uint64_t hmap_hash(const char *key, size_t n);
 
 #endif

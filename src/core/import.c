@@ -265,6 +265,13 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     hmap_init(&b.ids);
     b.opts = opts;
     b.name = path;
+    /* Size the order map from the file: about one order per 400 bytes of line items
+     * (the guess only saves rehashing; any file works). */
+    uint64_t guess = csv_size(r) / 400;
+    if (guess > 1024 && hmap_reserve(&b.ids, (size_t)guess, (size_t)guess * 10) != 0) {
+        csv_free(r);
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    }
     hmap occur; /* content hash -> occurrences, for order-level rows without an id */
     hmap_init(&occur);
     while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
@@ -328,13 +335,13 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             continue;
         }
         uint32_t oi;
-        if (!hmap_get(&b.ids, oid.p, oid.n, &oi)) {
-            if (MEM_GROW(b.orders, b.cap, b.n + 1) != 0 ||
-                hmap_put(&b.ids, oid.p, oid.n, (uint32_t)b.n) != 0) {
-                rc = err_set(err, PATRON_ENOMEM, "out of memory");
-                break;
-            }
-            oi = (uint32_t)b.n++;
+        int found = hmap_get_or_put(&b.ids, oid.p, oid.n, (uint32_t)b.n, &oi);
+        if (found < 0 || (!found && MEM_GROW(b.orders, b.cap, b.n + 1) != 0)) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            break;
+        }
+        if (!found) {
+            b.n++;
             border *o = &b.orders[oi];
             memset(o, 0, sizeof *o);
             o->ts = ts;
