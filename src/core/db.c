@@ -109,6 +109,14 @@ static int load_order(void *ctx, const store_order *o)
     return db_order_add(ctx, o) ? 1 : 0;
 }
 
+static int load_dict(void *ctx, int kind, uint32_t code, const char *v, size_t n)
+{
+    patron_db *db = ctx;
+    if (kind < 1 || kind > 3)
+        return 0; /* a kind this version does not use */
+    return hmap_put(&db->dict[kind], v, n, code) ? 1 : 0;
+}
+
 int patron_open(const char *path, patron_db **out, patron_error *err)
 {
     patron_db *db = mem_calloc(1, sizeof *db);
@@ -116,11 +124,15 @@ int patron_open(const char *path, patron_db **out, patron_error *err)
         return err_set(err, PATRON_ENOMEM, "out of memory");
     hmap_init(&db->member_ids);
     hmap_init(&db->order_ids);
+    for (int k = 0; k < 4; k++)
+        hmap_init(&db->dict[k]);
     int rc = store_open(path, &db->st, err);
     if (rc == PATRON_OK)
         rc = store_members_each(db->st, load_member, db, err);
     if (rc == PATRON_OK)
         rc = store_orders_each(db->st, load_order, db, err);
+    if (rc == PATRON_OK)
+        rc = store_dict_each(db->st, load_dict, db, err);
     if (rc != PATRON_OK) {
         patron_close(db);
         return rc;
@@ -144,6 +156,8 @@ void patron_close(patron_db *db)
     mem_free(db->profile);
     hmap_release(&db->member_ids);
     hmap_release(&db->order_ids);
+    for (int k = 0; k < 4; k++)
+        hmap_release(&db->dict[k]);
     mem_free(db->o_member);
     mem_free(db->o_ts);
     mem_free(db->o_amount);

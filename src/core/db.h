@@ -30,11 +30,16 @@ struct patron_db {
     uint8_t *o_kind, *o_void;
     uint64_t *o_hash;
     hmap order_ids;
+    /* dictionaries of item strings (DB_DICT_*): string -> code; codes are dense */
+    hmap dict[4];
+    uint64_t n_items_stored;
     /* CSR: orders per member in time order */
     int csr_valid;
     uint32_t *csr_off, *csr_ord;
     uint64_t n_events;
 };
+
+enum { DB_DICT_SKU = 1, DB_DICT_CATEGORY = 2, DB_DICT_BRAND = 3 };
 
 typedef struct db_features {
     double *recency_days; /* NAN when no order */

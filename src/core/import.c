@@ -132,7 +132,158 @@ typedef struct batch {
     uint64_t bad_rows;
     const patron_import_opts *opts;
     const char *name;
+    /* line items (positive rows of line-item files), in file order */
+    uint32_t *it_order, *it_sku, *it_cat, *it_brand;
+    int32_t *it_qty;
+    int64_t *it_price;
+    size_t n_items, cap_items[6];
+    /* strings new to the dictionaries: codes continue the stored ones */
+    hmap dict[4];
+    uint64_t *new_off[4];
+    uint32_t *new_len[4];
+    size_t n_new[4], cap_off[4], cap_len[4];
 } batch;
+
+static int arena_put(batch *b, const char *s, size_t n, uint64_t *off);
+
+/* The code of s in dictionary kind: stored, or new in this batch (continuing the stored
+ * codes).  Returns 0, or -1 when out of memory. */
+static int dict_code(patron_db *db, batch *b, int kind, const char *s, size_t n, uint32_t *code)
+{
+    if (n == 0) {
+        *code = 0;
+        return 0;
+    }
+    if (hmap_get(&db->dict[kind], s, n, code))
+        return 0;
+    uint32_t fresh = (uint32_t)(db->dict[kind].count + b->n_new[kind] + 1);
+    int f = hmap_get_or_put(&b->dict[kind], s, n, fresh, code);
+    if (f < 0)
+        return -1;
+    if (f == 0) {
+        uint64_t off;
+        if (MEM_GROW(b->new_off[kind], b->cap_off[kind], b->n_new[kind] + 1) ||
+            MEM_GROW(b->new_len[kind], b->cap_len[kind], b->n_new[kind] + 1) ||
+            arena_put(b, s, n, &off))
+            return -1;
+        b->new_off[kind][b->n_new[kind]] = off;
+        b->new_len[kind][b->n_new[kind]] = (uint32_t)n;
+        b->n_new[kind]++;
+    }
+    return 0;
+}
+
+static int item_add(batch *b, uint32_t order, uint32_t sku, uint32_t cat, uint32_t brand,
+                    int64_t qty, int64_t price)
+{
+    size_t k = b->n_items + 1;
+    if (MEM_GROW(b->it_order, b->cap_items[0], k) || MEM_GROW(b->it_sku, b->cap_items[1], k) ||
+        MEM_GROW(b->it_cat, b->cap_items[2], k) || MEM_GROW(b->it_brand, b->cap_items[3], k) ||
+        MEM_GROW(b->it_qty, b->cap_items[4], k) || MEM_GROW(b->it_price, b->cap_items[5], k))
+        return -1;
+    k = b->n_items++;
+    b->it_order[k] = order;
+    b->it_sku[k] = sku;
+    b->it_cat[k] = cat;
+    b->it_brand[k] = brand;
+    b->it_qty[k] = qty > INT32_MAX ? INT32_MAX : (int32_t)qty;
+    b->it_price[k] = price;
+    return 0;
+}
+
+static void batch_release(batch *b)
+{
+    mem_free(b->orders);
+    hmap_release(&b->ids);
+    mem_free(b->arena);
+    bad_release(&b->bad);
+    mem_free(b->it_order);
+    mem_free(b->it_sku);
+    mem_free(b->it_cat);
+    mem_free(b->it_brand);
+    mem_free(b->it_qty);
+    mem_free(b->it_price);
+    for (int k = 0; k < 4; k++) {
+        hmap_release(&b->dict[k]);
+        mem_free(b->new_off[k]);
+        mem_free(b->new_len[k]);
+    }
+}
+
+/*
+ * Line-item chunk, format 1 (little-endian, one BLOB per chunk of up to CHUNK_ITEMS
+ * items): "PIC1", u32 n, then the columns u64 order_hash[n] (XXH3 of the order id),
+ * u32 sku[n], u32 category[n], u32 brand[n], i32 qty[n], i64 price[n], and u64 XXH3 of
+ * everything before it.  Dictionary code 0 means "no value".
+ */
+#define CHUNK_ITEMS 65536
+static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_item_ok,
+                             patron_error *err)
+{
+    size_t per = 4 + 8 + 4 + 4 + 4 + 4 + 8;
+    unsigned char *buf = mem_alloc_array(CHUNK_ITEMS, per);
+    if (!buf)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    int rc = PATRON_OK;
+    size_t i = 0;
+    while (i < b->n_items && rc == PATRON_OK) {
+        /* Gather up to CHUNK_ITEMS stored items. */
+        uint64_t *oh = (uint64_t *)(void *)(buf + 8);
+        size_t n = 0, start = i;
+        for (; i < b->n_items && n < CHUNK_ITEMS; i++)
+            if (order_of_item_ok[b->it_order[i]])
+                n++;
+        if (n == 0)
+            break;
+        uint32_t *sku = (uint32_t *)(void *)(oh + n), *cat = sku + n, *brand = cat + n;
+        int32_t *qty = (int32_t *)(brand + n);
+        int64_t *price = (int64_t *)(void *)(qty + n + (n & 1));
+        size_t k = 0;
+        for (size_t j = start; j < i; j++) {
+            if (!order_of_item_ok[b->it_order[j]])
+                continue;
+            border *o = &b->orders[b->it_order[j]];
+            oh[k] = XXH3_64bits(b->arena + o->id_off, o->id_len);
+            sku[k] = b->it_sku[j];
+            cat[k] = b->it_cat[j];
+            brand[k] = b->it_brand[j];
+            qty[k] = b->it_qty[j];
+            price[k] = b->it_price[j];
+            k++;
+        }
+        uint32_t n32 = (uint32_t)n;
+        memcpy(buf, "PIC1", 4);
+        memcpy(buf + 4, &n32, 4);
+        size_t len = (size_t)((unsigned char *)(price + n) - buf);
+        uint64_t sum = XXH3_64bits(buf, len);
+        memcpy(buf + len, &sum, 8);
+        rc = store_chunk_put(db->st, buf, len + 8, err);
+    }
+    mem_free(buf);
+    return rc;
+}
+
+static int write_dicts(patron_db *db, batch *b, patron_error *err)
+{
+    int rc = PATRON_OK;
+    for (int k = 1; k < 4 && rc == PATRON_OK; k++)
+        for (size_t i = 0; i < b->n_new[k] && rc == PATRON_OK; i++)
+            rc = store_dict_put(db->st, k, (uint32_t)(db->dict[k].count + i + 1),
+                                b->arena + b->new_off[k][i], b->new_len[k][i], err);
+    return rc;
+}
+
+static int apply_dicts(patron_db *db, batch *b)
+{
+    for (int k = 1; k < 4; k++) {
+        uint32_t base = (uint32_t)db->dict[k].count + 1;
+        for (size_t i = 0; i < b->n_new[k]; i++)
+            if (hmap_put(&db->dict[k], b->arena + b->new_off[k][i], b->new_len[k][i],
+                         base + (uint32_t)i))
+                return PATRON_ENOMEM;
+    }
+    return PATRON_OK;
+}
 
 static int arena_put(batch *b, const char *s, size_t n, uint64_t *off)
 {
@@ -268,7 +419,14 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     /* Size the order map from the file: about one order per 400 bytes of line items
      * (the guess only saves rehashing; any file works). */
     uint64_t guess = csv_size(r) / 400;
-    if (guess > 1024 && hmap_reserve(&b.ids, (size_t)guess, (size_t)guess * 10) != 0) {
+    size_t rows_guess = (size_t)(csv_size(r) / 70) + 16;
+    if ((guess > 1024 && hmap_reserve(&b.ids, (size_t)guess, (size_t)guess * 10) != 0) ||
+        MEM_GROW(b.orders, b.cap, (size_t)guess + 16) || MEM_GROW(b.it_order, b.cap_items[0], rows_guess) ||
+        MEM_GROW(b.it_sku, b.cap_items[1], rows_guess) || MEM_GROW(b.it_cat, b.cap_items[2], rows_guess) ||
+        MEM_GROW(b.it_brand, b.cap_items[3], rows_guess) ||
+        MEM_GROW(b.it_qty, b.cap_items[4], rows_guess) ||
+        MEM_GROW(b.it_price, b.cap_items[5], rows_guess)) {
+        batch_release(&b);
         csv_free(r);
         return err_set(err, PATRON_ENOMEM, "out of memory");
     }
@@ -371,6 +529,17 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             o->pos_amount += amount;
             o->units += qty;
             o->items++;
+            if (!order_level) {
+                csv_field sk = FIELD(F_SKU), ca = FIELD(F_CATEGORY), br = FIELD(F_BRAND);
+                uint32_t cs, cc, cb;
+                if (dict_code(db, &b, DB_DICT_SKU, sk.p, sk.n, &cs) ||
+                    dict_code(db, &b, DB_DICT_CATEGORY, ca.p, ca.n, &cc) ||
+                    dict_code(db, &b, DB_DICT_BRAND, br.p, br.n, &cb) ||
+                    item_add(&b, oi, cs, cc, cb, qty, price)) {
+                    rc = err_set(err, PATRON_ENOMEM, "out of memory");
+                    break;
+                }
+            }
         }
         int64_t hv[4] = {ts, qty, price, amount};
         csv_field sku = FIELD(F_SKU);
@@ -468,12 +637,26 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         rc = store_member_put(db->st, (uint32_t)(db->n_members + k), new_ids[k], len, new_en[k],
                               "{}", err);
     }
+    uint32_t *ok = NULL;
+    if (rc == 0 && b.n_items) {
+        ok = mem_calloc(b.n, sizeof *ok);
+        if (!ok)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        for (size_t i = 0; ok && i < b.n; i++)
+            ok[i] = !b.orders[i].bad && !b.orders[i].dup;
+        if (rc == 0)
+            rc = write_dicts(db, &b, err);
+        if (rc == 0)
+            rc = write_item_chunks(db, &b, ok, err);
+    }
+    mem_free(ok);
     if (rc == 0)
         rc = store_commit(db->st, err);
     if (rc) {
         store_rollback(db->st);
     } else {
         res->committed = 1;
+        rc = apply_dicts(db, &b);
         /* Apply to the model: members first (orders reference them). */
         for (size_t k = 0; k < n_new && rc == 0; k++) {
             uint32_t len = new_len[k];
@@ -520,10 +703,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         rc = write_rejects(path, delim, res->rejects_path, &b, order_level, col, err);
     }
 out:
-    mem_free(b.orders);
-    hmap_release(&b.ids);
-    mem_free(b.arena);
-    bad_release(&b.bad);
+    batch_release(&b);
     return rc;
 }
 

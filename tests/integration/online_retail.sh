@@ -64,3 +64,20 @@ for m, (f, mon, last) in exp.items():
 assert bad == 0, bad
 print('online retail: %d members match' % len(exp))
 PY
+# Line items are stored as column chunks: decode them here (format 1, docs/storage.md)
+# and compare the item count with the stats and the sku codes with the dictionary.
+items=$("$P" --db "$T/p.db" --now 2011-12-10 --json stats | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])')
+/usr/bin/python3 - "$T/p.db" "$items" <<'PY'
+import sqlite3, struct, sys
+db = sqlite3.connect(sys.argv[1])
+total = 0
+skus = {c for (c,) in db.execute("select code from dict where kind = 1")}
+for (blob,) in db.execute("select data from item_chunks"):
+    assert blob[:4] == b"PIC1"
+    n = struct.unpack_from("<I", blob, 4)[0]
+    sku = struct.unpack_from("<%dI" % n, blob, 8 + 8 * n)
+    assert all(s in skus for s in sku)
+    total += n
+assert total == int(sys.argv[2]), (total, sys.argv[2])
+print("item chunks: %d items" % total)
+PY
