@@ -237,7 +237,7 @@ static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_i
             break;
         uint32_t *sku = (uint32_t *)(void *)(oh + n), *cat = sku + n, *brand = cat + n;
         int32_t *qty = (int32_t *)(brand + n);
-        int64_t *price = (int64_t *)(void *)(qty + n + (n & 1));
+        int64_t *price = (int64_t *)(void *)(qty + n); /* 8 + 24n: aligned */
         size_t k = 0;
         for (size_t j = start; j < i; j++) {
             if (!order_of_item_ok[b->it_order[j]])
