@@ -80,7 +80,7 @@ int db_order_add(patron_db *db, const store_order *o)
         db->cap_orders = ncap;
     }
     size_t i = db->n_orders;
-    if (hmap_put(&db->order_ids, o->id, o->idn, (uint32_t)i) != 0)
+    if (db->order_ids_valid && hmap_put(&db->order_ids, o->id, o->idn, (uint32_t)i) != 0)
         return PATRON_ENOMEM;
     db->o_member[i] = (int32_t)o->member;
     db->o_ts[i] = o->ts;
@@ -92,6 +92,38 @@ int db_order_add(patron_db *db, const store_order *o)
     db->o_hash[i] = o->hash;
     db->n_orders++;
     db->csr_valid = 0;
+    return PATRON_OK;
+}
+
+typedef struct ids_ctx {
+    patron_db *db;
+    size_t next;
+} ids_ctx;
+
+static int load_order_id(void *ctx, const store_order *o)
+{
+    ids_ctx *c = ctx;
+    if (c->next >= c->db->n_orders || c->db->o_hash[c->next] != o->hash)
+        return 2; /* the store changed under this handle */
+    return hmap_put(&c->db->order_ids, o->id, o->idn, (uint32_t)c->next++) ? 1 : 0;
+}
+
+int db_order_ids_ensure(patron_db *db, patron_error *err)
+{
+    if (db->order_ids_valid)
+        return PATRON_OK;
+    if (hmap_reserve(&db->order_ids, db->n_orders, db->n_orders * 12) != 0)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    ids_ctx c = {db, 0};
+    int rc = store_orders_each(db->st, load_order_id, &c, err);
+    if (rc == PATRON_OK && c.next != db->n_orders)
+        rc = err_set(err, PATRON_ESTORE, "the store changed while open; reopen the database");
+    if (rc != PATRON_OK) {
+        hmap_release(&db->order_ids);
+        hmap_init(&db->order_ids);
+        return rc;
+    }
+    db->order_ids_valid = 1;
     return PATRON_OK;
 }
 

@@ -29,7 +29,8 @@ struct patron_db {
     int32_t *o_items;
     uint8_t *o_kind, *o_void;
     uint64_t *o_hash;
-    hmap order_ids;
+    hmap order_ids;     /* order id -> order index; built on first need (imports) */
+    int order_ids_valid;
     /* dictionaries of item strings (DB_DICT_*): string -> code; codes are dense */
     hmap dict[4];
     uint64_t n_items_stored;
@@ -51,6 +52,9 @@ int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
                   const char *profile, uint32_t *idx);
 int db_order_add(patron_db *db, const store_order *o);
 int db_csr_build(patron_db *db);
+/* Builds db->order_ids from the store when it is not built yet (cold load skips it:
+ * only importers need it). */
+int db_order_ids_ensure(patron_db *db, patron_error *err);
 /* One pass over all members at now; arrays are caller-allocated with n_members slots. */
 void db_features_compute(patron_db *db, int64_t now, db_features *f);
 

@@ -1366,6 +1366,9 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
         opts = &dflt;
     }
     memset(res, 0, sizeof *res);
+    int rc = db_order_ids_ensure(db, err);
+    if (rc != PATRON_OK)
+        return rc;
     switch (kind) {
     case PATRON_IMPORT_ORDERS:
         return import_orders(db, path, opts, res, err);

@@ -255,7 +255,7 @@ int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, "SELECT order_id, member_idx, ts, amount, kind, items, units,"
-                                  " hash, voided FROM orders", -1, &q, NULL) != SQLITE_OK)
+                                  " hash, voided FROM orders ORDER BY order_id", -1, &q, NULL) != SQLITE_OK)
         return fail(s, err, "reading orders");
     int r, rc = 0;
     store_order o;
@@ -274,6 +274,8 @@ int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
             break;
     }
     sqlite3_finalize(q);
+    if (rc == 2)
+        return err_set(err, PATRON_ESTORE, "the store changed while open; reopen the database");
     if (rc)
         return err_set(err, PATRON_ENOMEM, "out of memory loading orders");
     return r == SQLITE_DONE || r == SQLITE_ROW ? PATRON_OK : fail(s, err, "reading orders");
