@@ -257,24 +257,36 @@ int db_csr_build(patron_db *db)
     return PATRON_OK;
 }
 
-void db_features_compute(patron_db *db, int64_t now, db_features *f)
+/* The behavioural basics of member m at now: time of the last order (PATRON_NULL_TS if
+ * none), number of orders, net spend.  The CSR index must be built. */
+static inline void member_basics(const patron_db *db, uint32_t m, int64_t now, int64_t *last_out,
+                                 int64_t *freq_out, int64_t *money_out)
 {
     const int64_t *ts = db->o_ts, *amt = db->o_amount;
     const uint8_t *kind = db->o_kind, *vd = db->o_void;
-    for (uint32_t m = 0; m < db->n_members; m++) {
-        int64_t last = PATRON_NULL_TS, freq = 0, money = 0;
-        for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1]; k++) {
-            uint32_t o = db->csr_ord[k];
-            if (ts[o] > now)
-                break; /* time order: the rest are in the future too */
-            if (vd[o])
-                continue;
-            money += amt[o];
-            if (kind[o] == 0) {
-                freq++;
-                last = ts[o];
-            }
+    int64_t last = PATRON_NULL_TS, freq = 0, money = 0;
+    for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1]; k++) {
+        uint32_t o = db->csr_ord[k];
+        if (ts[o] > now)
+            break; /* time order: the rest are in the future too */
+        if (vd[o])
+            continue;
+        money += amt[o];
+        if (kind[o] == 0) {
+            freq++;
+            last = ts[o];
         }
+    }
+    *last_out = last;
+    *freq_out = freq;
+    *money_out = money;
+}
+
+void db_features_compute(patron_db *db, int64_t now, db_features *f)
+{
+    for (uint32_t m = 0; m < db->n_members; m++) {
+        int64_t last, freq, money;
+        member_basics(db, m, now, &last, &freq, &money);
         f->frequency[m] = freq;
         f->monetary[m] = money;
         f->recency_days[m] = last == PATRON_NULL_TS ? NAN : (double)(now - last) / TIME_DAY;
@@ -356,19 +368,8 @@ int patron_member_json(patron_db *db, const char *member_id, int64_t now, char *
         }
         json_object_set_new(o, "days_to_birthday", json_integer(next));
     }
-    int64_t last = PATRON_NULL_TS, freq = 0, money = 0;
-    for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1]; k++) {
-        uint32_t i = db->csr_ord[k];
-        if (db->o_ts[i] > now)
-            break;
-        if (db->o_void[i])
-            continue;
-        money += db->o_amount[i];
-        if (db->o_kind[i] == 0) {
-            freq++;
-            last = db->o_ts[i];
-        }
-    }
+    int64_t last, freq, money;
+    member_basics(db, m, now, &last, &freq, &money);
     json_object_set_new(o, "frequency", json_integer(freq));
     json_object_set_new(o, "monetary", money_json(money));
     json_object_set_new(o, "recency_days",

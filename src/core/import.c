@@ -371,6 +371,24 @@ static char sniff_delim(const char *path, char d)
     return ',';
 }
 
+/* The stored form of a batch order: an order whose rows are all negative is a return
+ * (its items are the returned rows); order-level files have no line items. */
+static void border_to_store(const batch *b, const border *o, int order_level, int64_t member,
+                            store_order *so)
+{
+    int ret = o->items == 0 && o->neg_items > 0;
+    so->id = b->arena + o->id_off;
+    so->idn = o->id_len;
+    so->member = member;
+    so->ts = o->ts;
+    so->amount = o->pos_amount + o->neg_amount; /* both checked at parse: no overflow */
+    so->kind = ret;
+    so->items = order_level ? 0 : ret ? o->neg_items : o->items;
+    so->units = order_level ? 0 : ret ? o->neg_units : o->units;
+    so->hash = o->hash;
+    so->voided = 0;
+}
+
 static int import_orders(patron_db *db, const char *path, const patron_import_opts *opts,
                          patron_import_result *res, patron_error *err)
 {
@@ -521,7 +539,15 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         }
         if (ts < o->ts)
             o->ts = ts;
-        if (amount < 0 || (order_level && amount < 0)) {
+        int64_t pos = o->pos_amount, neg = o->neg_amount, tot;
+        if ((amount < 0 ? num_add_i64(neg, amount, &neg) : num_add_i64(pos, amount, &pos)) != 0 ||
+            num_add_i64(pos, neg, &tot) != 0) {
+            report(&b, line, order_fields[order_level ? F_AMOUNT : F_QTY],
+                   "the order's amount overflows at this row%.*s", "", 0);
+            o->bad = 1;
+            continue;
+        }
+        if (amount < 0) {
             o->neg_amount += amount;
             o->neg_units += qty;
             o->neg_items++;
@@ -619,17 +645,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                 member = mi;
             }
         }
-        int ret = o->items == 0 && o->neg_items > 0;
-        so.id = b.arena + o->id_off;
-        so.idn = o->id_len;
-        so.member = member;
-        so.ts = o->ts;
-        so.amount = o->pos_amount + o->neg_amount;
-        so.kind = ret;
-        so.items = order_level ? 0 : ret ? o->neg_items : o->items;
-        so.units = order_level ? 0 : ret ? o->neg_units : o->units;
-        so.hash = o->hash;
-        so.voided = 0;
+        border_to_store(&b, o, order_level, member, &so);
         rc = store_order_put(db->st, &so, err);
     }
     for (size_t k = 0; k < n_new && rc == 0; k++) {
@@ -670,17 +686,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             int64_t member = -1;
             if (o->member_len && hmap_get(&db->member_ids, b.arena + o->member_off, o->member_len, &mi))
                 member = mi;
-            int ret = o->items == 0 && o->neg_items > 0;
-            so.id = b.arena + o->id_off;
-            so.idn = o->id_len;
-            so.member = member;
-            so.ts = o->ts;
-            so.amount = o->pos_amount + o->neg_amount;
-            so.kind = ret;
-            so.items = order_level ? 0 : ret ? o->neg_items : o->items;
-            so.units = order_level ? 0 : ret ? o->neg_units : o->units;
-            so.hash = o->hash;
-            so.voided = 0;
+            border_to_store(&b, o, order_level, member, &so);
             rc = db_order_add(db, &so);
             if (rc == 0) {
                 res->inserted++;
