@@ -847,7 +847,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
     /* Pending state: index -> profile object, for members touched by this file. */
     hmap pend;
     hmap_init(&pend);
-    json_t **prof = NULL;
+    char **prof = NULL; /* profile text (jansson's malloc: free()) per touched member */
     int64_t *en = NULL;
     char **ids = NULL;
     uint32_t *idx = NULL;
@@ -968,22 +968,24 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             pi = (uint32_t)np++;
             uint32_t mi;
             ids[pi] = mem_strndup(id.p, id.n);
+            prof[pi] = NULL;
             if (hmap_get(&db->member_ids, id.p, id.n, &mi)) {
                 idx[pi] = mi;
-                json_error_t je;
-                prof[pi] = json_loads(db->profile[mi], 0, &je);
-                if (!prof[pi])
-                    prof[pi] = json_object();
                 en[pi] = db->enrolled_at[mi];
                 res->updated++;
             } else {
                 idx[pi] = UINT32_MAX;
-                prof[pi] = json_object();
                 en[pi] = now;
                 res->inserted++;
             }
         }
-        json_t *p = prof[pi];
+        /* The member as this file has left it so far: this file's text, else the stored
+         * profile, else empty.  Only text is kept between rows (bounded memory). */
+        json_error_t je;
+        const char *base = prof[pi] ? prof[pi] : idx[pi] != UINT32_MAX ? db->profile[idx[pi]] : NULL;
+        json_t *p = base ? json_loads(base, 0, &je) : NULL;
+        if (!p)
+            p = json_object();
         json_object_update(p, upd);
         if (json_object_size(attrs)) {
             json_t *a = json_object_get(p, "attributes");
@@ -1007,6 +1009,9 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         }
         if (ents != PATRON_NULL_TS)
             en[pi] = ents;
+        free(prof[pi]);
+        prof[pi] = json_dumps(p, JSON_SORT_KEYS | JSON_COMPACT);
+        json_decref(p);
         json_decref(upd);
         json_decref(cons);
         json_decref(attrs);
@@ -1017,12 +1022,14 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
     if (rc == PATRON_OK && b.bad_rows > 0 && (long)b.bad_rows > opts->max_errors)
         rc = err_set(err, PATRON_EINPUT, "%s: %llu bad row%s (--max-errors %ld); nothing was imported",
                      path, (unsigned long long)b.bad_rows, b.bad_rows == 1 ? "" : "s", opts->max_errors);
-    char **texts = np ? mem_calloc(np, sizeof *texts) : NULL;
+    char **texts = prof;
+    for (size_t i = 0; i < np && rc == PATRON_OK; i++)
+        if (!texts[i])
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
     if (rc == PATRON_OK) {
         res->bad_rows = b.bad_rows;
         uint32_t next = db->n_members;
         for (size_t i = 0; i < np; i++) {
-            texts[i] = json_dumps(prof[i], JSON_SORT_KEYS | JSON_COMPACT);
             if (idx[i] == UINT32_MAX)
                 idx[i] = next++;
         }
@@ -1062,12 +1069,9 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         rc = write_rejects(path, delim, res->rejects_path, &b, 1, nocol, err);
     }
     for (size_t i = 0; i < np; i++) {
-        json_decref(prof[i]);
         mem_free(ids[i]);
-        if (texts)
-            free(texts[i]);
+        free(prof[i]);
     }
-    mem_free(texts);
     mem_free(prof);
     mem_free(en);
     mem_free(ids);
