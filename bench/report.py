@@ -48,14 +48,15 @@ def jread(path):
 
 
 def runs(run, prefix):
-    """[(wall_s, rss_bytes, json)] of NAME_1, NAME_2, ... in run order."""
+    """[{wall, rss, json, rc, err}] of PREFIX_1, PREFIX_2, ... in run order."""
     out = []
     for i in range(1, 1000):
         base = os.path.join(run, f"{prefix}_{i}")
         if not os.path.exists(base + ".wall"):
             break
-        out.append((num(base + ".wall"), int(num(base + ".rss") or 0), jread(base + ".out"),
-                    os.path.exists(base + ".err") and read(base + ".err")))
+        out.append({"wall": num(base + ".wall"), "rss": int(num(base + ".rss") or 0),
+                    "json": jread(base + ".out"), "rc": int(num(base + ".rc") or 0),
+                    "err": read(base + ".err", "")})
     return out
 
 
@@ -104,16 +105,17 @@ def main():
     imp = runs(a.run, "patron_import")
     mem = runs(a.run, "patron_members")
     feat = runs(a.run, "patron_features")
-    import_s = min(r[0] for r in imp)
-    import_rss = max(r[1] for r in imp)
-    imp_json = imp[-1][2] or {}
-    members_ok = [r for r in mem if r[2] is not None and r[3] is not None and
-                  "failed" not in (r[3] or "")]
-    members_s = min((r[0] for r in members_ok), default=None) if len(members_ok) == len(mem) else None
-    members_err = None
-    if mem and members_s is None:
-        members_err = (mem[-1][3] or "failed").splitlines()[-1] if mem[-1][3] else "failed"
-    fj = [r[2] or {} for r in feat]
+    import_s = min(r["wall"] for r in imp)
+    import_rss = max(r["rss"] for r in imp)
+    imp_json = imp[-1]["json"] or {}
+    members_s = members_err = None
+    if mem:
+        if all(r["rc"] == 0 for r in mem):
+            members_s = min(r["wall"] for r in mem)
+        else:
+            bad = [r for r in mem if r["rc"] != 0][-1]
+            members_err = (bad["err"].splitlines() or ["exit %d" % bad["rc"]])[-1]
+    fj = [r["json"] or {} for r in feat]
     load_s = min(j.get("load_s", float("inf")) for j in fj)
     best = min(fj, key=lambda j: j.get("load_s", float("inf")))
     pass_min = min(j.get("pass_ms_min", float("inf")) for j in fj)
@@ -126,8 +128,9 @@ def main():
         "binary": a.patron,
         "members_import_s": members_s,
         "members_import_error": members_err,
+        "members_import_peak_rss_bytes": max((r["rss"] for r in mem), default=None),
         "import_s": import_s,
-        "import_s_runs": [r[0] for r in imp],
+        "import_s_runs": [r["wall"] for r in imp],
         "items_per_s": rows / import_s,
         "mb_per_s": csv_bytes / 1e6 / import_s,
         "import_peak_rss_bytes": import_rss,
@@ -142,7 +145,7 @@ def main():
         "resident_bytes_per_item": ratio(resident, items),
         "model_bytes": model,
         "model_bytes_per_item": ratio(model, items),
-        "features_peak_rss_bytes": max(r[1] for r in feat),
+        "features_peak_rss_bytes": max(r["rss"] for r in feat),
         "pass_ms_min": pass_min,
         "pass_ms_median": pass_median,
         "passes_per_load": a.repeat,
@@ -151,15 +154,15 @@ def main():
     # ---- DuckDB
     dfile = runs(a.run, "duckdb_file")
     dm = jread(os.path.join(a.run, "duckdb_memory.out")) or {}
-    djs = [r[2] or {} for r in dfile]
+    djs = [r["json"] or {} for r in dfile]
     duck = {
         "version": dm.get("version") or (djs[0].get("version") if djs else None),
         "threads": a.threads,
         "file_load_s": min(j["load_s"] for j in djs),
         "file_load_s_runs": [j["load_s"] for j in djs],
         "file_checkpoint_s": min(j["checkpoint_s"] for j in djs),
-        "file_load_wall_s": min(r[0] for r in dfile),
-        "file_load_peak_rss_bytes": max(r[1] for r in dfile),
+        "file_load_wall_s": min(r["wall"] for r in dfile),
+        "file_load_peak_rss_bytes": max(r["rss"] for r in dfile),
         "file_bytes": djs[-1].get("file_bytes"),
         "rows": djs[-1].get("rows"),
         "memory_load_s": dm.get("load_s"),
@@ -289,7 +292,8 @@ def markdown(r):
              f"{f_b(dt['csv_bytes'])} CSV; now = {dt['now']}, seed {r['seed']}. "
              f"{r['machine']['nproc']} × {r['machine']['cpu']}; "
              f"commit {r['git']['commit'][:12]}{' (dirty)' if r['git']['dirty'] else ''}; "
-             f"{r['date']}. Best of {r['settings']['runs']} runs for imports and loads; "
+             f"{r['date']}. " + ("Best of %d runs for imports and loads; " % r['settings']['runs']
+                              if r['settings']['runs'] > 1 else "One run of each import and load; ") +
              f"DuckDB {d['version']} with {d['threads']} threads, pandas {pd_['version']}.\n")
     L.append("| figure | Patron | DuckDB | pandas | DuckDB / Patron | pandas / Patron |")
     L.append("|---|---|---|---|---|---|")
@@ -317,7 +321,8 @@ def markdown(r):
     L.append(f"| full behavioural pass, median | {f_ms(p['pass_ms_median'])} | "
              f"{f_ms(d['groupby_ms_median'])} | {f_ms(pd_['groupby_ms_median'])} | | |")
     if p["members_import_s"] is not None:
-        L.append(f"| members.csv import (not in line items/s) | {f_s(p['members_import_s'])} | – | – | | |")
+        L.append(f"| members.csv import (not in line items/s) | {f_s(p['members_import_s'])}, "
+                 f"peak RSS {f_b(p['members_import_peak_rss_bytes'])} | – | – | | |")
     elif p["members_import_error"]:
         L.append(f"| members.csv import | failed: {p['members_import_error']} | – | – | | |")
     L.append("")
