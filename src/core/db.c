@@ -22,7 +22,7 @@
 #include <xxhash.h>
 
 int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
-                  const char *profile, uint32_t *idx)
+                  uint64_t profile_hash, uint32_t *idx)
 {
     size_t cap = db->cap_members;
     if (db->n_members + 1 > cap) {
@@ -35,18 +35,17 @@ int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
         if (!b)
             return PATRON_ENOMEM;
         db->enrolled_at = b;
-        char **c = mem_realloc_array(db->profile, ncap, sizeof *c);
+        uint64_t *c = mem_realloc_array(db->profile_hash, ncap, sizeof *c);
         if (!c)
             return PATRON_ENOMEM;
-        db->profile = c;
+        db->profile_hash = c;
         db->cap_members = ncap;
     }
     uint32_t i = db->n_members;
     db->member_id[i] = mem_strndup(id, n);
-    db->profile[i] = mem_strdup(profile ? profile : "{}");
-    if (!db->member_id[i] || !db->profile[i] || hmap_put(&db->member_ids, id, n, i) != 0) {
+    db->profile_hash[i] = profile_hash;
+    if (!db->member_id[i] || hmap_put(&db->member_ids, id, n, i) != 0) {
         mem_free(db->member_id[i]);
-        mem_free(db->profile[i]);
         return PATRON_ENOMEM;
     }
     db->enrolled_at[i] = enrolled_at;
@@ -128,12 +127,12 @@ int db_order_ids_ensure(patron_db *db, patron_error *err)
 }
 
 static int load_member(void *ctx, uint32_t idx, const char *id, size_t idn, int64_t en,
-                       const char *profile)
+                       uint64_t profile_hash)
 {
     patron_db *db = ctx;
     if (idx != db->n_members)
         return PATRON_EINTERNAL;
-    return db_member_add(db, id, idn, en, profile, NULL) ? 1 : 0;
+    return db_member_add(db, id, idn, en, profile_hash, NULL) ? 1 : 0;
 }
 
 static int load_order(void *ctx, const store_order *o)
@@ -181,11 +180,10 @@ void patron_close(patron_db *db)
     store_close(db->st);
     for (uint32_t i = 0; i < db->n_members; i++) {
         mem_free(db->member_id[i]);
-        mem_free(db->profile[i]);
     }
     mem_free(db->member_id);
     mem_free(db->enrolled_at);
-    mem_free(db->profile);
+    mem_free(db->profile_hash);
     hmap_release(&db->member_ids);
     hmap_release(&db->order_ids);
     for (int k = 0; k < 4; k++)
@@ -336,7 +334,12 @@ int patron_member_json(patron_db *db, const char *member_id, int64_t now, char *
     if (db_csr_build(db) != PATRON_OK)
         return err_set(err, PATRON_ENOMEM, "out of memory");
     json_error_t je;
-    json_t *o = json_loads(db->profile[m], 0, &je);
+    char *text;
+    int rc = store_member_profile(db->st, m, &text, err);
+    if (rc != PATRON_OK)
+        return rc;
+    json_t *o = json_loads(text, 0, &je);
+    mem_free(text);
     if (!o)
         o = json_object();
     json_object_set_new(o, "member_id", json_string(db->member_id[m]));
@@ -389,7 +392,7 @@ uint64_t patron_model_hash(patron_db *db)
     uint64_t h = XXH3_64bits(&db->n_members, sizeof db->n_members);
     for (uint32_t m = 0; m < db->n_members; m++) {
         h ^= XXH3_64bits_withSeed(db->member_id[m], strlen(db->member_id[m]), m);
-        h ^= XXH3_64bits_withSeed(db->profile[m], strlen(db->profile[m]), m + 1ULL) * 3;
+        h ^= XXH3_64bits_withSeed(&db->profile_hash[m], sizeof(uint64_t), m + 1ULL) * 3;
         h += XXH3_64bits_withSeed(&db->enrolled_at[m], sizeof(int64_t), m);
     }
     uint64_t sum = 0;

@@ -21,7 +21,7 @@ struct patron_db {
     hmap member_ids;
     char **member_id;
     int64_t *enrolled_at;
-    char **profile; /* JSON object text */
+    uint64_t *profile_hash; /* hash of the stored profile JSON (text stays in the store) */
     /* orders and returns */
     size_t n_orders, cap_orders;
     int32_t *o_member; /* -1 = guest */
@@ -49,7 +49,7 @@ typedef struct db_features {
 } db_features;
 
 int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
-                  const char *profile, uint32_t *idx);
+                  uint64_t profile_hash, uint32_t *idx);
 int db_order_add(patron_db *db, const store_order *o);
 int db_csr_build(patron_db *db);
 /* Builds db->order_ids from the store when it is not built yet (cold load skips it:

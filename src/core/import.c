@@ -676,7 +676,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         /* Apply to the model: members first (orders reference them). */
         for (size_t k = 0; k < n_new && rc == 0; k++) {
             uint32_t len = new_len[k];
-            rc = db_member_add(db, new_ids[k], len, new_en[k], "{}", NULL);
+            rc = db_member_add(db, new_ids[k], len, new_en[k], store_profile_hash("{}"), NULL);
         }
         for (size_t i = 0; i < b.n && rc == 0; i++) {
             border *o = &b.orders[i];
@@ -982,8 +982,20 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         /* The member as this file has left it so far: this file's text, else the stored
          * profile, else empty.  Only text is kept between rows (bounded memory). */
         json_error_t je;
-        const char *base = prof[pi] ? prof[pi] : idx[pi] != UINT32_MAX ? db->profile[idx[pi]] : NULL;
-        json_t *p = base ? json_loads(base, 0, &je) : NULL;
+        json_t *p = NULL;
+        if (prof[pi]) {
+            p = json_loads(prof[pi], 0, &je);
+        } else if (idx[pi] != UINT32_MAX) {
+            char *stored;
+            if ((rc = store_member_profile(db->st, idx[pi], &stored, err)) != PATRON_OK) {
+                json_decref(upd);
+                json_decref(cons);
+                json_decref(attrs);
+                break;
+            }
+            p = json_loads(stored, 0, &je);
+            mem_free(stored);
+        }
         if (!p)
             p = json_object();
         json_object_update(p, upd);
@@ -1044,16 +1056,11 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             res->committed = 1;
             for (size_t i = 0; i < np && rc == PATRON_OK; i++) {
                 if (idx[i] < db->n_members) {
-                    char *t = mem_strdup(texts[i]);
-                    if (!t) {
-                        rc = err_set(err, PATRON_ENOMEM, "out of memory");
-                        break;
-                    }
-                    mem_free(db->profile[idx[i]]);
-                    db->profile[idx[i]] = t;
+                    db->profile_hash[idx[i]] = store_profile_hash(texts[i]);
                     db->enrolled_at[idx[i]] = en[i];
                 } else {
-                    rc = db_member_add(db, ids[i], strlen(ids[i]), en[i], texts[i], NULL);
+                    rc = db_member_add(db, ids[i], strlen(ids[i]), en[i],
+                                       store_profile_hash(texts[i]), NULL);
                 }
             }
         }
@@ -1336,7 +1343,7 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
                 bevent *e = &ev[i];
                 uint32_t mi;
                 if (!hmap_get(&db->member_ids, e->member, strlen(e->member), &mi))
-                    rc = db_member_add(db, e->member, strlen(e->member), e->ts, "{}", &mi);
+                    rc = db_member_add(db, e->member, strlen(e->member), e->ts, store_profile_hash("{}"), &mi);
                 if (rc)
                     break;
                 if (e->type <= 1) {

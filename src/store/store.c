@@ -11,13 +11,14 @@
 #include "base/mem.h"
 
 #include <sqlite3.h>
+#include <xxhash.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char *migrations[] = {
     /* 1 */
     "CREATE TABLE members(idx INTEGER PRIMARY KEY, member_id TEXT NOT NULL UNIQUE,"
-    " enrolled_at INTEGER, profile TEXT NOT NULL);"
+    " enrolled_at INTEGER, profile TEXT NOT NULL, phash INTEGER NOT NULL);"
     "CREATE TABLE dict(kind INTEGER NOT NULL, code INTEGER NOT NULL, value TEXT NOT NULL,"
     " PRIMARY KEY(kind, code));"
     "CREATE TABLE orders(order_id TEXT PRIMARY KEY, member_idx INTEGER NOT NULL,"
@@ -30,11 +31,13 @@ static const char *migrations[] = {
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
-enum { ST_MEMBER_PUT, ST_DICT_PUT, ST_ORDER_PUT, ST_ORDER_VOID, ST_CHUNK_PUT, ST_EVENT_PUT,
+enum { ST_MEMBER_PUT, ST_MEMBER_PROFILE, ST_DICT_PUT, ST_ORDER_PUT, ST_ORDER_VOID, ST_CHUNK_PUT, ST_EVENT_PUT,
        ST_EVENT_GET, ST__COUNT };
 static const char *stmt_sql[ST__COUNT] = {
-    "INSERT INTO members(idx, member_id, enrolled_at, profile) VALUES(?1,?2,?3,?4)"
-    " ON CONFLICT(idx) DO UPDATE SET enrolled_at=excluded.enrolled_at, profile=excluded.profile",
+    "INSERT INTO members(idx, member_id, enrolled_at, profile, phash) VALUES(?1,?2,?3,?4,?5)"
+    " ON CONFLICT(idx) DO UPDATE SET enrolled_at=excluded.enrolled_at, profile=excluded.profile,"
+    " phash=excluded.phash",
+    "SELECT profile FROM members WHERE idx=?1",
     "INSERT OR REPLACE INTO dict(kind, code, value) VALUES(?1,?2,?3)",
     "INSERT INTO orders(order_id, member_idx, ts, amount, kind, items, units, hash)"
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
@@ -175,13 +178,14 @@ int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t
     else
         sqlite3_bind_int64(st, 3, enrolled_at);
     sqlite3_bind_text(st, 4, profile_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (int64_t)store_profile_hash(profile_json));
     return step_done(s, st, err, "storing a member");
 }
 
 int store_members_each(store *s, store_member_fn fn, void *ctx, patron_error *err)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT idx, member_id, enrolled_at, profile FROM members"
+    if (sqlite3_prepare_v2(s->db, "SELECT idx, member_id, enrolled_at, phash FROM members"
                                   " ORDER BY idx", -1, &q, NULL) != SQLITE_OK)
         return fail(s, err, "reading members");
     int r, rc = PATRON_OK;
@@ -191,7 +195,7 @@ int store_members_each(store *s, store_member_fn fn, void *ctx, patron_error *er
         const char *id = (const char *)sqlite3_column_text(q, 1);
         if ((rc = fn(ctx, (uint32_t)sqlite3_column_int64(q, 0), id,
                      (size_t)sqlite3_column_bytes(q, 1), en,
-                     (const char *)sqlite3_column_text(q, 3))) != 0)
+                     (uint64_t)sqlite3_column_int64(q, 3))) != 0)
             break;
     }
     if (rc == PATRON_OK && r != SQLITE_DONE)
@@ -199,6 +203,28 @@ int store_members_each(store *s, store_member_fn fn, void *ctx, patron_error *er
     sqlite3_finalize(q);
     if (rc > 0)
         rc = err_set(err, PATRON_ENOMEM, "out of memory loading members");
+    return rc;
+}
+
+uint64_t store_profile_hash(const char *profile_json)
+{
+    return XXH3_64bits(profile_json, strlen(profile_json));
+}
+
+int store_member_profile(store *s, uint32_t idx, char **out, patron_error *err)
+{
+    sqlite3_stmt *st = s->st[ST_MEMBER_PROFILE];
+    sqlite3_bind_int64(st, 1, idx);
+    int r = sqlite3_step(st), rc = PATRON_OK;
+    if (r == SQLITE_ROW) {
+        *out = mem_strdup((const char *)sqlite3_column_text(st, 0));
+        if (!*out)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    } else {
+        rc = r == SQLITE_DONE ? err_set(err, PATRON_ENOTFOUND, "no member with index %u", idx)
+                              : fail(s, err, "reading a member");
+    }
+    sqlite3_reset(st);
     return rc;
 }
 

@@ -27,9 +27,14 @@ void store_rollback(store *s);
 
 int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t enrolled_at,
                      const char *profile_json, patron_error *err);
+/* Members are loaded without their profile text: the hash of it (store_profile_hash)
+ * stands for it in memory; store_member_profile() reads the text when needed. */
 typedef int (*store_member_fn)(void *ctx, uint32_t idx, const char *id, size_t idn,
-                               int64_t enrolled_at, const char *profile_json);
+                               int64_t enrolled_at, uint64_t profile_hash);
 int store_members_each(store *s, store_member_fn fn, void *ctx, patron_error *err);
+/* The member's profile JSON into *out (caller frees with mem_free). */
+int store_member_profile(store *s, uint32_t idx, char **out, patron_error *err);
+uint64_t store_profile_hash(const char *profile_json);
 
 int store_dict_put(store *s, int kind, uint32_t code, const char *v, size_t n, patron_error *err);
 typedef int (*store_dict_fn)(void *ctx, int kind, uint32_t code, const char *v, size_t n);
