@@ -1094,7 +1094,7 @@ static const char *event_types[] = {"order", "return", "redemption", "points", "
 
 /* A parsed event kept until the batch commits. */
 typedef struct bevent {
-    json_t *obj;
+    char *body; /* canonical JSON (jansson's malloc: free()) */
     char *id;
     char *member;
     int64_t ts;
@@ -1133,6 +1133,11 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
     size_t nev = 0, cev = 0;
     hmap seen; /* ids in this file -> index into ev */
     hmap_init(&seen);
+    if ((rc = store_read_begin(db->st, err)) != PATRON_OK) {
+        lines_free(r);
+        hmap_release(&seen);
+        return rc;
+    }
     const char *line;
     size_t n;
     while ((rc = lines_next(r, &line, &n, err)) == 1) {
@@ -1210,10 +1215,17 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
             json_decref(o);
             continue;
         }
-        e.obj = o;
         e.member = mem_strdup(json_string_value(m));
-        char *canon = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
-        e.hash = XXH3_64bits(canon, strlen(canon));
+        /* Only the canonical text is kept until the commit (it is also what is stored). */
+        e.body = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
+        if (!e.member || !e.body) {
+            json_decref(o);
+            free(e.body);
+            mem_free(e.member);
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            break;
+        }
+        e.hash = XXH3_64bits(e.body, strlen(e.body));
         if (json_is_string(idv)) {
             e.id = mem_strdup(json_string_value(idv));
         } else {
@@ -1221,7 +1233,7 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
             snprintf(hb, sizeof hb, "h%016llx", (unsigned long long)e.hash);
             e.id = mem_strdup(hb);
         }
-        free(canon);
+        json_decref(o);
         /* Duplicates: in this file, then in the store. */
         uint32_t prev;
         char key[160];
@@ -1243,7 +1255,7 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
             int f = store_event_get(db->st, skey, &h, err);
             if (f < 0) {
                 rc = f;
-                json_decref(o);
+                free(e.body);
                 mem_free(e.member);
                 mem_free(e.id);
                 break;
@@ -1258,7 +1270,7 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
                 report(&b, ln, idkey, "'%.*s' is already stored with different content", e.id, strlen(e.id));
             else
                 res->duplicates++;
-            json_decref(o);
+            free(e.body);
             mem_free(e.member);
             mem_free(e.id);
             continue;
@@ -1271,7 +1283,7 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
                     hmap_get(&seen, okey, strlen(okey), &ex);
             if (!known) {
                 report(&b, ln, "order_id", "no stored order or return '%.*s' to void", e.id, strlen(e.id));
-                json_decref(o);
+                free(e.body);
                 mem_free(e.member);
                 mem_free(e.id);
                 continue;
@@ -1279,13 +1291,14 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
         }
         if (MEM_GROW(ev, cev, nev + 1) || hmap_put(&seen, key, strlen(key), (uint32_t)nev)) {
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
-            json_decref(o);
+            free(e.body);
             mem_free(e.member);
             mem_free(e.id);
             break;
         }
         ev[nev++] = e;
     }
+    store_read_end(db->st);
     lines_free(r);
     if (rc >= 0)
         rc = PATRON_OK;
@@ -1325,11 +1338,10 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
                 rc = store_order_void(db->st, e->id, strlen(e->id), err);
             }
             if (rc == PATRON_OK && e->type > 1) {
-                char *body = json_dumps(e->obj, JSON_SORT_KEYS | JSON_COMPACT);
+                const char *body = e->body;
                 char eid[200];
                 snprintf(eid, sizeof eid, "%s%s", e->type == 4 ? "void:" : "", e->id);
                 rc = store_event_put(db->st, eid, event_types[e->type], member, e->ts, e->hash, body, err);
-                free(body);
             }
         }
         if (rc == PATRON_OK)
@@ -1363,7 +1375,7 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
         }
     }
     for (size_t i = 0; i < nev; i++) {
-        json_decref(ev[i].obj);
+        free(ev[i].body);
         mem_free(ev[i].member);
         mem_free(ev[i].id);
     }

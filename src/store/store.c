@@ -154,6 +154,16 @@ int store_commit(store *s, patron_error *err)
     return exec(s, "COMMIT", err);
 }
 
+int store_read_begin(store *s, patron_error *err)
+{
+    return exec(s, "BEGIN DEFERRED", err);
+}
+
+void store_read_end(store *s)
+{
+    exec(s, "COMMIT", NULL);
+}
+
 void store_rollback(store *s)
 {
     exec(s, "ROLLBACK", NULL);

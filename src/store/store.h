@@ -24,6 +24,9 @@ void store_close(store *s);
 int store_begin(store *s, patron_error *err);
 int store_commit(store *s, patron_error *err);
 void store_rollback(store *s);
+/* A read snapshot for many lookups (one lock instead of one per statement). */
+int store_read_begin(store *s, patron_error *err);
+void store_read_end(store *s);
 
 int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t enrolled_at,
                      const char *profile_json, patron_error *err);
