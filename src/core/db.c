@@ -64,6 +64,28 @@ int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
         db->col = p_;                                                                              \
     } while (0)
 
+int db_orders_reserve(patron_db *db, size_t more)
+{
+    size_t need = db->n_orders + more;
+    if (db->order_ids_valid && hmap_reserve(&db->order_ids, more, more * 12) != 0)
+        return PATRON_ENOMEM;
+    if (need <= db->cap_orders)
+        return PATRON_OK;
+    size_t ncap = db->cap_orders ? db->cap_orders : 4096;
+    while (ncap < need)
+        ncap *= 2;
+    GROW_COL(o_member, ncap);
+    GROW_COL(o_ts, ncap);
+    GROW_COL(o_amount, ncap);
+    GROW_COL(o_units, ncap);
+    GROW_COL(o_items, ncap);
+    GROW_COL(o_kind, ncap);
+    GROW_COL(o_void, ncap);
+    GROW_COL(o_hash, ncap);
+    db->cap_orders = ncap;
+    return PATRON_OK;
+}
+
 int db_order_add(patron_db *db, const store_order *o)
 {
     if (db->n_orders + 1 > db->cap_orders) {

@@ -51,6 +51,8 @@ typedef struct db_features {
 int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
                   uint64_t profile_hash, uint32_t *idx);
 int db_order_add(patron_db *db, const store_order *o);
+/* Makes room for `more` orders (columns and id index) so a batch applies without regrowth. */
+int db_orders_reserve(patron_db *db, size_t more);
 int db_csr_build(patron_db *db);
 /* Builds db->order_ids from the store when it is not built yet (cold load skips it:
  * only importers need it). */

@@ -673,6 +673,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     } else {
         res->committed = 1;
         rc = apply_dicts(db, &b);
+        if (rc == 0)
+            rc = db_orders_reserve(db, b.n);
+        if (rc == 0 && hmap_reserve(&db->member_ids, n_new, n_new * 12) != 0)
+            rc = PATRON_ENOMEM;
         /* Apply to the model: members first (orders reference them). */
         for (size_t k = 0; k < n_new && rc == 0; k++) {
             uint32_t len = new_len[k];
