@@ -8,6 +8,7 @@
 #include "store/store.h"
 
 #include "base/err.h"
+#include "base/hmap.h"
 #include "base/mem.h"
 
 #include <sqlite3.h>
@@ -21,10 +22,8 @@ static const char *migrations[] = {
     " enrolled_at INTEGER, profile TEXT NOT NULL, phash INTEGER NOT NULL);"
     "CREATE TABLE dict(kind INTEGER NOT NULL, code INTEGER NOT NULL, value TEXT NOT NULL,"
     " PRIMARY KEY(kind, code));"
-    "CREATE TABLE orders(order_id TEXT PRIMARY KEY, member_idx INTEGER NOT NULL,"
-    " ts INTEGER NOT NULL, amount INTEGER NOT NULL, kind INTEGER NOT NULL,"
-    " items INTEGER NOT NULL, units INTEGER NOT NULL, hash INTEGER NOT NULL,"
-    " voided INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE order_chunks(id INTEGER PRIMARY KEY, n INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE TABLE voids(order_id TEXT PRIMARY KEY) WITHOUT ROWID;"
     "CREATE TABLE item_chunks(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
     "CREATE TABLE events(event_id TEXT PRIMARY KEY, type TEXT NOT NULL, member_idx INTEGER,"
     " ts INTEGER NOT NULL, hash INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;",
@@ -39,18 +38,27 @@ static const char *stmt_sql[ST__COUNT] = {
     " phash=excluded.phash",
     "SELECT profile FROM members WHERE idx=?1",
     "INSERT OR REPLACE INTO dict(kind, code, value) VALUES(?1,?2,?3)",
-    "INSERT INTO orders(order_id, member_idx, ts, amount, kind, items, units, hash)"
-    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8)",
-    "UPDATE orders SET voided=1 WHERE order_id=?1",
+    "INSERT INTO order_chunks(n, data) VALUES(?1,?2)",
+    "INSERT OR IGNORE INTO voids(order_id) VALUES(?1)",
     "INSERT INTO item_chunks(data) VALUES(?1)",
     "INSERT INTO events(event_id, type, member_idx, ts, hash, body) VALUES(?1,?2,?3,?4,?5,?6)",
     "SELECT hash FROM events WHERE event_id=?1",
 };
 
+/* Orders written since store_begin() and not yet in a chunk (ids copied into ids). */
+typedef struct pending_orders {
+    store_order *o;
+    size_t *id_off;
+    size_t n, cap, cap_off;
+    char *ids;
+    size_t ids_len, ids_cap;
+} pending_orders;
+
 struct store {
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
     char path[512];
+    pending_orders pend;
 };
 
 static int fail(store *s, patron_error *err, const char *what)
@@ -141,16 +149,26 @@ void store_close(store *s)
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(s->st[i]);
     sqlite3_close(s->db);
+    mem_free(s->pend.o);
+    mem_free(s->pend.id_off);
+    mem_free(s->pend.ids);
     mem_free(s);
 }
 
+static int flush_orders(store *s, patron_error *err);
+
 int store_begin(store *s, patron_error *err)
 {
+    s->pend.n = 0;
+    s->pend.ids_len = 0;
     return exec(s, "BEGIN IMMEDIATE", err);
 }
 
 int store_commit(store *s, patron_error *err)
 {
+    int rc = flush_orders(s, err);
+    if (rc != PATRON_OK)
+        return rc;
     return exec(s, "COMMIT", err);
 }
 
@@ -166,6 +184,8 @@ void store_read_end(store *s)
 
 void store_rollback(store *s)
 {
+    s->pend.n = 0;
+    s->pend.ids_len = 0;
     exec(s, "ROLLBACK", NULL);
 }
 
@@ -266,18 +286,81 @@ int store_dict_each(store *s, store_dict_fn fn, void *ctx, patron_error *err)
     return r == SQLITE_DONE || r == SQLITE_ROW ? PATRON_OK : fail(s, err, "reading dictionaries");
 }
 
+/*
+ * Order chunk, format 1 (one BLOB per up to ORDER_CHUNK orders, written at commit):
+ * "POC1", u32 n, then the columns i64 ts[n], i64 amount[n], i64 units[n], u64 hash[n],
+ * i32 member[n], i32 items[n], u32 id_len[n], u8 kind[n], the id bytes, and u64 XXH3 of
+ * everything before it.  Columns are copied in and out with memcpy (no alignment
+ * assumptions).  Voids live in their own table: chunks are never rewritten.
+ */
+#define ORDER_CHUNK 65536
+
+static int flush_orders(store *s, patron_error *err)
+{
+    pending_orders *p = &s->pend;
+    for (size_t i = 0; i < p->n; i++)
+        p->o[i].id = p->ids + p->id_off[i];
+    size_t done = 0;
+    while (done < p->n) {
+        size_t n = p->n - done < ORDER_CHUNK ? p->n - done : ORDER_CHUNK;
+        const store_order *o = p->o + done;
+        size_t idbytes = 0;
+        for (size_t i = 0; i < n; i++)
+            idbytes += o[i].idn;
+        size_t len = 8 + n * (8 * 4 + 4 * 3 + 1) + idbytes + 8;
+        unsigned char *buf = mem_alloc(len), *w = buf + 8;
+        if (!buf)
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+        uint32_t n32 = (uint32_t)n;
+        memcpy(buf, "POC1", 4);
+        memcpy(buf + 4, &n32, 4);
+#define PUT_COL(type, expr)                                                                        \
+    for (size_t i = 0; i < n; i++) {                                                               \
+        type v_ = (type)(expr);                                                                    \
+        memcpy(w, &v_, sizeof v_);                                                                 \
+        w += sizeof v_;                                                                            \
+    }
+        PUT_COL(int64_t, o[i].ts)
+        PUT_COL(int64_t, o[i].amount)
+        PUT_COL(int64_t, o[i].units)
+        PUT_COL(uint64_t, o[i].hash)
+        PUT_COL(int32_t, o[i].member)
+        PUT_COL(int32_t, o[i].items)
+        PUT_COL(uint32_t, o[i].idn)
+        PUT_COL(uint8_t, o[i].kind)
+#undef PUT_COL
+        for (size_t i = 0; i < n; i++) {
+            memcpy(w, o[i].id, o[i].idn);
+            w += o[i].idn;
+        }
+        uint64_t sum = XXH3_64bits(buf, (size_t)(w - buf));
+        memcpy(w, &sum, 8);
+        sqlite3_stmt *st = s->st[ST_ORDER_PUT];
+        sqlite3_bind_int64(st, 1, (int64_t)n);
+        sqlite3_bind_blob64(st, 2, buf, len, SQLITE_STATIC);
+        int rc = step_done(s, st, err, "storing orders");
+        mem_free(buf);
+        if (rc != PATRON_OK)
+            return rc;
+        done += n;
+    }
+    p->n = 0;
+    p->ids_len = 0;
+    return PATRON_OK;
+}
+
 int store_order_put(store *s, const store_order *o, patron_error *err)
 {
-    sqlite3_stmt *st = s->st[ST_ORDER_PUT];
-    sqlite3_bind_text(st, 1, o->id, (int)o->idn, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, o->member);
-    sqlite3_bind_int64(st, 3, o->ts);
-    sqlite3_bind_int64(st, 4, o->amount);
-    sqlite3_bind_int(st, 5, o->kind);
-    sqlite3_bind_int64(st, 6, o->items);
-    sqlite3_bind_int64(st, 7, o->units);
-    sqlite3_bind_int64(st, 8, (int64_t)o->hash);
-    return step_done(s, st, err, "storing an order");
+    pending_orders *p = &s->pend;
+    if (MEM_GROW(p->o, p->cap, p->n + 1) != 0 || MEM_GROW(p->id_off, p->cap_off, p->n + 1) != 0 ||
+        MEM_GROW(p->ids, p->ids_cap, p->ids_len + o->idn + 1) != 0)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    memcpy(p->ids + p->ids_len, o->id, o->idn);
+    p->o[p->n] = *o;
+    p->id_off[p->n] = p->ids_len; /* the id pointer is set at flush: ids may move */
+    p->ids_len += o->idn;
+    p->n++;
+    return PATRON_OK;
 }
 
 int store_order_void(store *s, const char *id, size_t idn, patron_error *err)
@@ -289,32 +372,82 @@ int store_order_void(store *s, const char *id, size_t idn, patron_error *err)
 
 int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
 {
+    /* Voided ids first, as a set. */
+    hmap voids;
+    hmap_init(&voids);
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT order_id, member_idx, ts, amount, kind, items, units,"
-                                  " hash, voided FROM orders ORDER BY order_id", -1, &q, NULL) != SQLITE_OK)
-        return fail(s, err, "reading orders");
-    int r, rc = 0;
-    store_order o;
-    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-        o.id = (const char *)sqlite3_column_text(q, 0);
-        o.idn = (size_t)sqlite3_column_bytes(q, 0);
-        o.member = sqlite3_column_int64(q, 1);
-        o.ts = sqlite3_column_int64(q, 2);
-        o.amount = sqlite3_column_int64(q, 3);
-        o.kind = sqlite3_column_int(q, 4);
-        o.items = sqlite3_column_int64(q, 5);
-        o.units = sqlite3_column_int64(q, 6);
-        o.hash = (uint64_t)sqlite3_column_int64(q, 7);
-        o.voided = sqlite3_column_int(q, 8);
-        if ((rc = fn(ctx, &o)) != 0)
-            break;
-    }
+    if (sqlite3_prepare_v2(s->db, "SELECT order_id FROM voids", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading voids");
+    int r;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW)
+        if (hmap_put(&voids, (const char *)sqlite3_column_text(q, 0),
+                     (size_t)sqlite3_column_bytes(q, 0), 1) != 0) {
+            sqlite3_finalize(q);
+            hmap_release(&voids);
+            return err_set(err, PATRON_ENOMEM, "out of memory loading voids");
+        }
     sqlite3_finalize(q);
-    if (rc == 2)
-        return err_set(err, PATRON_ESTORE, "the store changed while open; reopen the database");
-    if (rc)
-        return err_set(err, PATRON_ENOMEM, "out of memory loading orders");
-    return r == SQLITE_DONE || r == SQLITE_ROW ? PATRON_OK : fail(s, err, "reading orders");
+    if (sqlite3_prepare_v2(s->db, "SELECT id, n, data FROM order_chunks ORDER BY id", -1, &q,
+                           NULL) != SQLITE_OK) {
+        hmap_release(&voids);
+        return fail(s, err, "reading orders");
+    }
+    int rc = PATRON_OK;
+    while (rc == PATRON_OK && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        const unsigned char *b = sqlite3_column_blob(q, 2);
+        size_t len = (size_t)sqlite3_column_bytes(q, 2);
+        uint32_t n = 0;
+        uint64_t sum;
+        if (len >= 16)
+            memcpy(&n, b + 4, 4);
+        size_t fixed = 8 + (size_t)n * (8 * 4 + 4 * 3 + 1) + 8;
+        if (len < fixed || memcmp(b, "POC1", 4) != 0 ||
+            (memcpy(&sum, b + len - 8, 8), sum != XXH3_64bits(b, len - 8))) {
+            rc = err_set(err, PATRON_ESTORE, "%s: order chunk %lld is damaged (checksum)", s->path,
+                         (long long)sqlite3_column_int64(q, 0));
+            break;
+        }
+        const unsigned char *c_ts = b + 8, *c_amt = c_ts + 8 * (size_t)n,
+                            *c_units = c_amt + 8 * (size_t)n, *c_hash = c_units + 8 * (size_t)n,
+                            *c_mem = c_hash + 8 * (size_t)n, *c_items = c_mem + 4 * (size_t)n,
+                            *c_idn = c_items + 4 * (size_t)n, *c_kind = c_idn + 4 * (size_t)n,
+                            *ids = c_kind + n, *end = b + len - 8;
+        store_order o;
+        for (uint32_t i = 0; i < n && rc == PATRON_OK; i++) {
+            int32_t m, items;
+            uint32_t idn;
+            memcpy(&o.ts, c_ts + 8 * (size_t)i, 8);
+            memcpy(&o.amount, c_amt + 8 * (size_t)i, 8);
+            memcpy(&o.units, c_units + 8 * (size_t)i, 8);
+            memcpy(&o.hash, c_hash + 8 * (size_t)i, 8);
+            memcpy(&m, c_mem + 4 * (size_t)i, 4);
+            memcpy(&items, c_items + 4 * (size_t)i, 4);
+            memcpy(&idn, c_idn + 4 * (size_t)i, 4);
+            if ((size_t)(end - ids) < idn) {
+                rc = err_set(err, PATRON_ESTORE, "%s: order chunk is damaged (ids)", s->path);
+                break;
+            }
+            o.member = m;
+            o.items = items;
+            o.kind = c_kind[i];
+            o.id = (const char *)ids;
+            o.idn = idn;
+            uint32_t one;
+            o.voided = voids.count && hmap_get(&voids, o.id, o.idn, &one);
+            ids += idn;
+            int f = fn(ctx, &o);
+            if (f == 2)
+                rc = err_set(err, PATRON_ESTORE,
+                             "the store changed while open; reopen the database");
+            else if (f != 0)
+                rc = err_set(err, PATRON_ENOMEM, "out of memory loading orders");
+        }
+    }
+    if (rc == PATRON_OK && r != SQLITE_DONE)
+        rc = fail(s, err, "reading orders");
+    sqlite3_finalize(q);
+    hmap_release(&voids);
+    return rc;
 }
 
 int store_chunk_put(store *s, const void *blob, size_t n, patron_error *err)
