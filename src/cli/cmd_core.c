@@ -117,6 +117,10 @@ int cmd_import(cli_ctx *ctx, int argc, char **argv)
         return CLI_USAGE;
     }
     o.now = ctx->now;
+    if (strcmp(file, "-") != 0 && access(file, R_OK) != 0) {
+        cli_errorf("cannot open '%s': no such file or not readable", file);
+        return CLI_NOTFOUND;
+    }
     patron_db *db;
     int rc = cli_open_db(ctx, &db);
     if (rc)

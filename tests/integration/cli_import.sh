@@ -29,7 +29,9 @@ set +e
 "$P" --db p.db import members bad.csv 2> err.txt; rc=$?
 "$P" --db p.db member show nobody 2>/dev/null; rc2=$?
 "$P" --db p.db frobnicate 2>/dev/null; rc3=$?
+"$P" --db p.db import orders no-such-file.csv 2>/dev/null; rc4=$?
 set -e
+[ $rc4 -eq 3 ] || fail "missing file exit $rc4"
 [ $rc -eq 2 ] || fail "bad member exit $rc"
 grep -q "bad.csv:2: column 'birth_date': cannot parse '1990-13-01' as a date" err.txt || fail "message"
 [ $rc2 -eq 3 ] || fail "not found exit $rc2"
