@@ -180,6 +180,12 @@ int patron_open(const char *path, patron_db **out, patron_error *err)
     for (int k = 0; k < 4; k++)
         hmap_init(&db->dict[k]);
     int rc = store_open(path, &db->st, err);
+    if (rc == PATRON_OK) {
+        size_t nm = (size_t)store_member_count(db->st), no = (size_t)store_order_count(db->st);
+        if (hmap_reserve(&db->member_ids, nm, nm * 12) != 0 ||
+            db_orders_reserve(db, no) != PATRON_OK)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    }
     if (rc == PATRON_OK)
         rc = store_members_each(db->st, load_member, db, err);
     if (rc == PATRON_OK)

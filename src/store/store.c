@@ -19,7 +19,8 @@
 static const char *migrations[] = {
     /* 1 */
     "CREATE TABLE members(idx INTEGER PRIMARY KEY, member_id TEXT NOT NULL UNIQUE,"
-    " enrolled_at INTEGER, profile TEXT NOT NULL, phash INTEGER NOT NULL);"
+    " enrolled_at INTEGER, phash INTEGER NOT NULL);"
+    "CREATE TABLE profiles(idx INTEGER PRIMARY KEY, profile TEXT NOT NULL);"
     "CREATE TABLE dict(kind INTEGER NOT NULL, code INTEGER NOT NULL, value TEXT NOT NULL,"
     " PRIMARY KEY(kind, code));"
     "CREATE TABLE order_chunks(id INTEGER PRIMARY KEY, n INTEGER NOT NULL, data BLOB NOT NULL);"
@@ -30,13 +31,13 @@ static const char *migrations[] = {
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
-enum { ST_MEMBER_PUT, ST_MEMBER_PROFILE, ST_DICT_PUT, ST_ORDER_PUT, ST_ORDER_VOID, ST_CHUNK_PUT, ST_EVENT_PUT,
+enum { ST_MEMBER_PUT, ST_MEMBER_PROFILE, ST_PROFILE_PUT, ST_DICT_PUT, ST_ORDER_PUT, ST_ORDER_VOID, ST_CHUNK_PUT, ST_EVENT_PUT,
        ST_EVENT_GET, ST__COUNT };
 static const char *stmt_sql[ST__COUNT] = {
-    "INSERT INTO members(idx, member_id, enrolled_at, profile, phash) VALUES(?1,?2,?3,?4,?5)"
-    " ON CONFLICT(idx) DO UPDATE SET enrolled_at=excluded.enrolled_at, profile=excluded.profile,"
-    " phash=excluded.phash",
-    "SELECT profile FROM members WHERE idx=?1",
+    "INSERT INTO members(idx, member_id, enrolled_at, phash) VALUES(?1,?2,?3,?4)"
+    " ON CONFLICT(idx) DO UPDATE SET enrolled_at=excluded.enrolled_at, phash=excluded.phash",
+    "SELECT profile FROM profiles WHERE idx=?1",
+    "INSERT OR REPLACE INTO profiles(idx, profile) VALUES(?1,?2)",
     "INSERT OR REPLACE INTO dict(kind, code, value) VALUES(?1,?2,?3)",
     "INSERT INTO order_chunks(n, data) VALUES(?1,?2)",
     "INSERT OR IGNORE INTO voids(order_id) VALUES(?1)",
@@ -207,9 +208,14 @@ int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t
         sqlite3_bind_null(st, 3);
     else
         sqlite3_bind_int64(st, 3, enrolled_at);
-    sqlite3_bind_text(st, 4, profile_json, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, (int64_t)store_profile_hash(profile_json));
-    return step_done(s, st, err, "storing a member");
+    sqlite3_bind_int64(st, 4, (int64_t)store_profile_hash(profile_json));
+    int rc = step_done(s, st, err, "storing a member");
+    if (rc != PATRON_OK)
+        return rc;
+    st = s->st[ST_PROFILE_PUT];
+    sqlite3_bind_int64(st, 1, idx);
+    sqlite3_bind_text(st, 2, profile_json, -1, SQLITE_STATIC);
+    return step_done(s, st, err, "storing a member's profile");
 }
 
 int store_members_each(store *s, store_member_fn fn, void *ctx, patron_error *err)
@@ -489,13 +495,27 @@ int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err)
     return found;
 }
 
-int64_t store_event_count(store *s)
+static int64_t count_of(store *s, const char *sql)
 {
     sqlite3_stmt *q;
     int64_t n = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM events", -1, &q, NULL) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
         n = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
     return n;
+}
+
+int64_t store_event_count(store *s)
+{
+    return count_of(s, "SELECT count(*) FROM events");
+}
+
+int64_t store_member_count(store *s)
+{
+    return count_of(s, "SELECT count(*) FROM members");
+}
+
+int64_t store_order_count(store *s)
+{
+    return count_of(s, "SELECT coalesce(sum(n), 0) FROM order_chunks");
 }

@@ -2,7 +2,7 @@
  * store.h -- the durable store behind a narrow interface (SQLite today; a PostgreSQL
  * backend implements the same calls).  No SQLite call appears outside src/store/.
  *
- * Schema (version 1): meta, members (profile as JSON), dict (string dictionaries),
+ * Schema (version 1): meta, members, profiles (JSON), dict (string dictionaries),
  * orders (one row per order or return: id, member, ts, amount, kind, item count, content
  * hash), item_chunks (line items of one import batch as column BLOBs) and events.
  * Every write happens inside store_begin()/store_commit(); nothing is acknowledged
@@ -67,5 +67,8 @@ int store_event_put(store *s, const char *id, const char *type, int64_t member, 
 /* 1 when an event with that id is stored (its hash in *hash), 0 when not. */
 int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err);
 int64_t store_event_count(store *s);
+/* Sizes for reserving memory before a load (0 when unknown). */
+int64_t store_member_count(store *s);
+int64_t store_order_count(store *s);
 
 #endif
