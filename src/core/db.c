@@ -88,18 +88,8 @@ int db_orders_reserve(patron_db *db, size_t more)
 
 int db_order_add(patron_db *db, const store_order *o)
 {
-    if (db->n_orders + 1 > db->cap_orders) {
-        size_t ncap = db->cap_orders ? db->cap_orders * 2 : 4096;
-        GROW_COL(o_member, ncap);
-        GROW_COL(o_ts, ncap);
-        GROW_COL(o_amount, ncap);
-        GROW_COL(o_units, ncap);
-        GROW_COL(o_items, ncap);
-        GROW_COL(o_kind, ncap);
-        GROW_COL(o_void, ncap);
-        GROW_COL(o_hash, ncap);
-        db->cap_orders = ncap;
-    }
+    if (db->n_orders + 1 > db->cap_orders && db_orders_reserve(db, 1) != PATRON_OK)
+        return PATRON_ENOMEM;
     size_t i = db->n_orders;
     if (db->order_ids_valid && hmap_put(&db->order_ids, o->id, o->idn, (uint32_t)i) != 0)
         return PATRON_ENOMEM;

@@ -389,6 +389,21 @@ static void border_to_store(const batch *b, const border *o, int order_level, in
     so->voided = 0;
 }
 
+/* Opens a CSV file and reads its header row (required). */
+static int open_with_header(const char *path, char delim, csv_reader **r, const csv_field **fl,
+                            size_t *nf, patron_error *err)
+{
+    int rc = csv_open(path, delim, r, err);
+    if (rc)
+        return rc;
+    rc = csv_next(*r, fl, nf, err);
+    if (rc <= 0) {
+        csv_free(*r);
+        return rc < 0 ? rc : err_set(err, PATRON_EINPUT, "%s: empty file (a header row is required)", path);
+    }
+    return PATRON_OK;
+}
+
 static int import_orders(patron_db *db, const char *path, const patron_import_opts *opts,
                          patron_import_result *res, patron_error *err)
 {
@@ -397,15 +412,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         return rc;
     char delim = sniff_delim(path, opts->delimiter);
     csv_reader *r;
-    if ((rc = csv_open(path, delim, &r, err)))
-        return rc;
     const csv_field *fl;
     size_t nf;
-    rc = csv_next(r, &fl, &nf, err);
-    if (rc <= 0) {
-        csv_free(r);
-        return rc < 0 ? rc : err_set(err, PATRON_EINPUT, "%s: empty file (a header row is required)", path);
-    }
+    if ((rc = open_with_header(path, delim, &r, &fl, &nf, err)))
+        return rc;
     int col[F__COUNT];
     for (int f = 0; f < F__COUNT; f++) {
         char want[256];
@@ -778,15 +788,10 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         return rc;
     char delim = sniff_delim(path, opts->delimiter);
     csv_reader *r;
-    if ((rc = csv_open(path, delim, &r, err)))
-        return rc;
     const csv_field *fl;
     size_t nf;
-    rc = csv_next(r, &fl, &nf, err);
-    if (rc <= 0) {
-        csv_free(r);
-        return rc < 0 ? rc : err_set(err, PATRON_EINPUT, "%s: empty file (a header row is required)", path);
-    }
+    if ((rc = open_with_header(path, delim, &r, &fl, &nf, err)))
+        return rc;
     /* Column roles: a --map entry FIELD=COLUMN renames COLUMN to FIELD. */
     size_t ncols = nf;
     mcol *cols = mem_calloc(ncols, sizeof *cols);
