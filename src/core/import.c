@@ -759,9 +759,11 @@ static void snake_case(const char *s, size_t n, char *out, size_t cap)
     out[o] = '\0';
 }
 
+/* What a members.csv column holds. */
+enum { MC_TEXT, MC_ENROLLED_AT, MC_BIRTH_DATE, MC_INTERESTS, MC_CONSENT, MC_CONSENT_UPDATED_AT, MC_PREFERRED_CHANNEL, MC_ATTRIBUTE, MC_MEMBER_ID };
+
 typedef struct mcol {
-    int kind; /* 0 text, 1 enrolled_at, 2 birth_date, 3 interests, 4 consent, 5 consent_updated_at,
-                 6 preferred_channel, 7 attribute, 8 member_id */
+    int kind; /* MC_* */
     char name[128];   /* field or attribute name */
     char header[128]; /* the column as written in the file, for messages */
 } mcol;
@@ -808,36 +810,36 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             p = end ? end + 1 : NULL;
         }
         mcol *c = &cols[i];
-        c->kind = 7;
+        c->kind = MC_ATTRIBUTE;
         snprintf(c->header, sizeof c->header, "%.*s", (int)fl[i].n, fl[i].p);
         snprintf(c->name, sizeof c->name, "%s", name);
         if (strcmp(name, "member_id") == 0)
-            c->kind = 8, have_id = 1;
+            c->kind = MC_MEMBER_ID, have_id = 1;
         else if (strcmp(name, "enrolled_at") == 0)
-            c->kind = 1;
+            c->kind = MC_ENROLLED_AT;
         else if (strcmp(name, "birth_date") == 0)
-            c->kind = 2;
+            c->kind = MC_BIRTH_DATE;
         else if (strcmp(name, "interests") == 0)
-            c->kind = 3;
+            c->kind = MC_INTERESTS;
         else if (strcmp(name, "consent_updated_at") == 0)
-            c->kind = 5;
+            c->kind = MC_CONSENT_UPDATED_AT;
         else if (strcmp(name, "preferred_channel") == 0)
-            c->kind = 6;
+            c->kind = MC_PREFERRED_CHANNEL;
         else if (strncmp(name, "consent_", 8) == 0) {
             for (size_t k = 0; k < 7; k++)
                 if (strcmp(name + 8, channels[k]) == 0)
-                    c->kind = 4;
+                    c->kind = MC_CONSENT;
             for (size_t k = 0; k < 3; k++)
                 if (strcmp(name + 8, purposes[k]) == 0)
-                    c->kind = 4;
-            if (c->kind == 4)
+                    c->kind = MC_CONSENT;
+            if (c->kind == MC_CONSENT)
                 snprintf(c->name, sizeof c->name, "%s", name + 8);
         } else {
             for (size_t k = 0; k < sizeof member_text_fields / sizeof *member_text_fields; k++)
                 if (strcmp(name, member_text_fields[k]) == 0)
-                    c->kind = 0;
+                    c->kind = MC_TEXT;
         }
-        if (c->kind == 7) {
+        if (c->kind == MC_ATTRIBUTE) {
             char sn[128];
             snake_case(name, strlen(name), sn, sizeof sn);
             snprintf(c->name, sizeof c->name, "%s", sn);
@@ -869,12 +871,12 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         int64_t cts = now, ents = PATRON_NULL_TS;
         for (size_t i = 0; i < ncols && i < nf; i++) {
             const csv_field *f = &fl[i];
-            if (cols[i].kind == 8)
+            if (cols[i].kind == MC_MEMBER_ID)
                 id = *f;
-            else if (cols[i].kind == 5 && f->n && time_parse(f->p, f->n, &cts) != 0) {
+            else if (cols[i].kind == MC_CONSENT_UPDATED_AT && f->n && time_parse(f->p, f->n, &cts) != 0) {
                 report(&b, line, cols[i].header, "cannot parse '%.*s' as a timestamp", f->p, f->n);
                 bad = 1;
-            } else if (cols[i].kind == 1 && f->n && time_parse(f->p, f->n, &ents) != 0) {
+            } else if (cols[i].kind == MC_ENROLLED_AT && f->n && time_parse(f->p, f->n, &ents) != 0) {
                 report(&b, line, cols[i].header, "cannot parse '%.*s' as a timestamp", f->p, f->n);
                 bad = 1;
             }
@@ -894,10 +896,10 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             int32_t days;
             int bv;
             switch (cols[i].kind) {
-            case 0:
+            case MC_TEXT:
                 json_object_set_new(upd, cols[i].name, json_stringn(f->p, f->n));
                 break;
-            case 2:
+            case MC_BIRTH_DATE:
                 if (time_parse_date(f->p, f->n, &days) != 0) {
                     report(&b, line, cols[i].header, "cannot parse '%.*s' as a date", f->p, f->n);
                     bad = 1;
@@ -907,7 +909,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                     json_object_set_new(upd, "birth_date", json_string(d));
                 }
                 break;
-            case 3: {
+            case MC_INTERESTS: {
                 json_t *tags = json_array();
                 const char *p = f->p, *e = f->p + f->n;
                 while (p < e) {
@@ -926,7 +928,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                 json_object_set_new(upd, "interests", tags);
                 break;
             }
-            case 4:
+            case MC_CONSENT:
                 if (num_parse_bool(f->p, f->n, &bv) != 0) {
                     report(&b, line, cols[i].header, "cannot parse '%.*s' as true/false", f->p, f->n);
                     bad = 1;
@@ -938,7 +940,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                                                   "updated_at", ts, "source", "import"));
                 }
                 break;
-            case 6: {
+            case MC_PREFERRED_CHANNEL: {
                 int ok = 0;
                 for (size_t k = 0; k < 7; k++)
                     ok |= strlen(channels[k]) == f->n && memcmp(channels[k], f->p, f->n) == 0;
@@ -951,7 +953,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                 }
                 break;
             }
-            case 7:
+            case MC_ATTRIBUTE:
                 json_object_set_new(attrs, cols[i].name, attr_value(f->p, f->n));
                 break;
             default:
