@@ -1132,6 +1132,8 @@ static int event_money(json_t *v, int64_t *out)
 static int import_events(patron_db *db, const char *path, const patron_import_opts *opts,
                          patron_import_result *res, patron_error *err)
 {
+    if (opts->map && *opts->map) /* refused rather than silently ignored */
+        return err_set(err, PATRON_EUSAGE, "--map is not supported for events yet");
     line_reader *r;
     int rc = lines_open(path, &r, err);
     if (rc)

@@ -32,6 +32,10 @@ set +e
 "$P" --db p.db import orders no-such-file.csv 2>/dev/null; rc4=$?
 set -e
 [ $rc4 -eq 3 ] || fail "missing file exit $rc4"
+set +e
+"$P" --db p.db import events m1.csv --map member_id=m 2>/dev/null; rc5=$?
+set -e
+[ $rc5 -eq 1 ] || fail "events --map must be refused, exit $rc5"
 [ $rc -eq 2 ] || fail "bad member exit $rc"
 grep -q "bad.csv:2: column 'birth_date': cannot parse '1990-13-01' as a date" err.txt || fail "message"
 [ $rc2 -eq 3 ] || fail "not found exit $rc2"
