@@ -14,6 +14,7 @@
 #include "base/mem.h"
 #include "base/num.h"
 #include "base/time.h"
+#include "members/view.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -196,6 +197,7 @@ void patron_close(patron_db *db)
     if (!db)
         return;
     store_close(db->st);
+    db_view_free(db);
     for (uint32_t i = 0; i < db->n_members; i++) {
         mem_free(db->member_id[i]);
     }
@@ -220,9 +222,9 @@ void patron_close(patron_db *db)
 }
 
 /* Counting sort of orders by member, then by (ts, insertion) inside each slice. */
-static const int64_t *sort_ts;
-static int cmp_by_ts(const void *a, const void *b)
+static int cmp_by_ts(const void *a, const void *b, void *ctx)
 {
+    const int64_t *sort_ts = ctx;
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
     if (sort_ts[x] != sort_ts[y])
         return sort_ts[x] < sort_ts[y] ? -1 : 1;
@@ -256,14 +258,13 @@ int db_csr_build(patron_db *db)
         if (db->o_member[i] >= 0)
             ord[fill[db->o_member[i]]++] = (uint32_t)i;
     mem_free(fill);
-    sort_ts = db->o_ts;
     for (uint32_t m = 0; m < db->n_members; m++) {
         uint32_t a = off[m], b = off[m + 1];
         int sorted = 1;
         for (uint32_t k = a + 1; k < b && sorted; k++)
-            sorted = cmp_by_ts(&ord[k - 1], &ord[k]) <= 0;
+            sorted = cmp_by_ts(&ord[k - 1], &ord[k], db->o_ts) <= 0;
         if (!sorted)
-            qsort(ord + a, b - a, sizeof *ord, cmp_by_ts);
+            qsort_r(ord + a, b - a, sizeof *ord, cmp_by_ts, db->o_ts);
     }
     mem_free(db->csr_off);
     mem_free(db->csr_ord);

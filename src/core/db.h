@@ -38,6 +38,10 @@ struct patron_db {
     int csr_valid;
     uint32_t *csr_off, *csr_ord;
     uint64_t n_events;
+    /* the member view (members/view.h): profile columns and event streams, built on need */
+    struct mview *view;
+    int view_valid;
+    uint8_t default_profiling, default_personalization; /* 0 = program default (granted) */
 };
 
 enum { DB_DICT_SKU = 1, DB_DICT_CATEGORY = 2, DB_DICT_BRAND = 3 };

@@ -1413,12 +1413,18 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
         return rc;
     switch (kind) {
     case PATRON_IMPORT_ORDERS:
-        return import_orders(db, path, opts, res, err);
+        rc = import_orders(db, path, opts, res, err);
+        break;
     case PATRON_IMPORT_MEMBERS:
-        return import_members(db, path, opts, res, err);
+        rc = import_members(db, path, opts, res, err);
+        break;
     case PATRON_IMPORT_EVENTS:
-        return import_events(db, path, opts, res, err);
+        rc = import_events(db, path, opts, res, err);
+        break;
     default:
         return err_set(err, PATRON_EUSAGE, "importing this kind of file is not built yet");
     }
+    if (res->committed)
+        db->view_valid = 0; /* the member view is rebuilt on its next read */
+    return rc;
 }

@@ -495,6 +495,72 @@ int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err)
     return found;
 }
 
+int store_profiles_each(store *s, store_profile_fn fn, void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT idx, profile FROM profiles ORDER BY idx", -1, &q,
+                           NULL) != SQLITE_OK)
+        return fail(s, err, "reading profiles");
+    int r, rc = 0;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW)
+        if ((rc = fn(ctx, (uint32_t)sqlite3_column_int64(q, 0), (const char *)sqlite3_column_text(q, 1),
+                     (size_t)sqlite3_column_bytes(q, 1))) != 0)
+            break;
+    sqlite3_finalize(q);
+    if (rc)
+        return rc < 0 ? rc : err_set(err, PATRON_ENOMEM, "out of memory loading profiles");
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading profiles");
+}
+
+int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT id, data FROM item_chunks ORDER BY id", -1, &q, NULL) !=
+        SQLITE_OK)
+        return fail(s, err, "reading line items");
+    int r, rc = 0;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        const unsigned char *b = sqlite3_column_blob(q, 1);
+        size_t len = (size_t)sqlite3_column_bytes(q, 1);
+        uint64_t sum;
+        if (len < 16 || memcmp(b, "PIC1", 4) != 0 ||
+            (memcpy(&sum, b + len - 8, 8), sum != XXH3_64bits(b, len - 8))) {
+            rc = err_set(err, PATRON_ESTORE, "%s: line-item chunk %lld is damaged (checksum)",
+                         s->path, (long long)sqlite3_column_int64(q, 0));
+            break;
+        }
+        if ((rc = fn(ctx, b, len - 8)) != 0) {
+            if (rc > 0)
+                rc = err_set(err, PATRON_ESTORE, "%s: line-item chunk %lld is damaged",
+                             s->path, (long long)sqlite3_column_int64(q, 0));
+            break;
+        }
+    }
+    sqlite3_finalize(q);
+    if (rc)
+        return rc;
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading line items");
+}
+
+int store_events_each(store *s, store_event_fn fn, void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT type, member_idx, ts, body FROM events"
+                                  " ORDER BY member_idx, ts, event_id", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading events");
+    int r, rc = 0;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        int64_t m = sqlite3_column_type(q, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 1);
+        if ((rc = fn(ctx, (const char *)sqlite3_column_text(q, 0), m, sqlite3_column_int64(q, 2),
+                     (const char *)sqlite3_column_text(q, 3), (size_t)sqlite3_column_bytes(q, 3))) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (rc)
+        return rc < 0 ? rc : err_set(err, PATRON_ENOMEM, "out of memory loading events");
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading events");
+}
+
 static int64_t count_of(store *s, const char *sql)
 {
     sqlite3_stmt *q;

@@ -67,6 +67,16 @@ int store_event_put(store *s, const char *id, const char *type, int64_t member, 
 /* 1 when an event with that id is stored (its hash in *hash), 0 when not. */
 int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err);
 int64_t store_event_count(store *s);
+/* Every member's profile JSON, in index order (members without a profile row are skipped). */
+typedef int (*store_profile_fn)(void *ctx, uint32_t idx, const char *json, size_t n);
+int store_profiles_each(store *s, store_profile_fn fn, void *ctx, patron_error *err);
+/* Every line-item chunk BLOB (format "PIC1", see import.c), checksum verified, in write order. */
+typedef int (*store_blob_fn)(void *ctx, const unsigned char *data, size_t n);
+int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *err);
+/* Every stored non-order event (member index -1 when none), in (member, ts) order. */
+typedef int (*store_event_fn)(void *ctx, const char *type, int64_t member, int64_t ts,
+                              const char *body, size_t n);
+int store_events_each(store *s, store_event_fn fn, void *ctx, patron_error *err);
 /* Sizes for reserving memory before a load (0 when unknown). */
 int64_t store_member_count(store *s);
 int64_t store_order_count(store *s);

@@ -1,0 +1,124 @@
+/*
+ * view.h -- the member model as the rule engine and the models read it: profile columns
+ * (dictionary-encoded strings, tag sets, consents, typed attributes) and event streams
+ * (per-member, time-ordered slices with typed columns).
+ *
+ * The view is built from the store on first need (db_view_ensure) and dropped when an
+ * import changes what it covers, so it always equals what a fresh load would give.
+ * Everything is columnar: member fields are arrays indexed by member, a stream is a CSR
+ * (off[m]..off[m+1] are member m's events, oldest first) with one array per field.
+ */
+#ifndef PATRON_MEMBERS_VIEW_H
+#define PATRON_MEMBERS_VIEW_H
+
+#include "base/strdict.h"
+#include "core/db.h"
+
+/* Value types the rule language knows. */
+typedef enum vtype { VT_NULL, VT_NUM, VT_STR, VT_BOOL, VT_TS, VT_TAGS, VT_DUR, VT_LIST } vtype;
+
+/* How a column's values are stored. */
+typedef enum vstore {
+    VS_F64,    /* double, NAN = null */
+    VS_I64,    /* int64 count */
+    VS_MONEY,  /* int64 money units (÷ PATRON_MONEY_SCALE) */
+    VS_I32,    /* int32 */
+    VS_TS,     /* int64 seconds, PATRON_NULL_TS = null */
+    VS_CODE,   /* uint32 dictionary code, 0 = null */
+    VS_BOOL,   /* uint8: 0 false, 1 true, 2 null */
+    VS_DAYS,   /* int32 days since 1970-01-01, INT32_MIN = null (a date) */
+    VS_NONE,   /* always null (a field whose source does not exist yet) */
+} vstore;
+
+/* One column: row r's value is data[via ? via[r] : r]. */
+typedef struct vcol {
+    vtype type;
+    vstore st;
+    const void *data;
+    const uint32_t *via;
+    const strdict *dict; /* VT_STR: the dictionary of its codes */
+} vcol;
+
+double vcol_num(const vcol *c, uint32_t row);     /* NUM/TS/DAYS as a double; NAN = null */
+uint32_t vcol_code(const vcol *c, uint32_t row);  /* STR code; 0 = null */
+int vcol_bool(const vcol *c, uint32_t row);       /* 0, 1, or 2 = null */
+
+enum {
+    MV_EMAIL, MV_PHONE, MV_FIRST_NAME, MV_LAST_NAME, MV_GENDER, MV_COUNTRY, MV_REGION,
+    MV_CITY, MV_POSTAL_CODE, MV_LANGUAGE, MV_SIGNUP_CHANNEL, MV_PREFERRED_CHANNEL,
+    MV_REFERRED_BY, MV__NSTR
+};
+extern const char *const mv_str_names[MV__NSTR];
+
+/* Consent keys: the channels of SPEC 1.4, then the purposes. */
+enum { CK_EMAIL, CK_SMS, CK_PUSH, CK_APP, CK_WEB, CK_SOCIAL, CK_MAIL, CK_MARKETING,
+       CK_PROFILING, CK_PERSONALIZATION, CK__N };
+extern const char *const mv_consent_names[CK__N];
+enum { CONSENT_MISSING = 0, CONSENT_GRANTED = 1, CONSENT_DENIED = 2 };
+
+typedef struct mattr {
+    char *name;      /* snake_case, without "attributes." */
+    vtype type;      /* VT_NUM, VT_BOOL or VT_STR */
+    double *num;
+    uint8_t *b;
+    uint32_t *code;  /* in pstr */
+} mattr;
+
+/* A stream field: its name and its column over the stream's rows. */
+typedef struct sfield {
+    const char *name;
+    vcol col;
+} sfield;
+
+enum { ST_ORDERS, ST_ITEMS, ST_RETURNS, ST_REDEMPTIONS, ST_POINTS, ST_MESSAGES, ST_VIEWS,
+       ST_REFERRALS, ST_SURVEYS, ST_CUSTOM, ST__N };
+#define STREAM_MAX_FIELDS 10
+
+typedef struct stream {
+    const char *name;
+    uint32_t *off;       /* n_members + 1 */
+    const int64_t *ts;   /* per row (rows in member, time order) */
+    size_t n_fields;
+    sfield fields[STREAM_MAX_FIELDS];
+} stream;
+
+typedef struct mview {
+    uint32_t n;              /* members covered */
+    strdict pstr;            /* profile strings, tags, attribute strings */
+    uint32_t *str[MV__NSTR];
+    int32_t *birth_days;
+    uint32_t *tag_off, *tags; /* interests: tags[tag_off[m]..tag_off[m+1]] (codes in pstr) */
+    uint8_t *consent[CK__N];
+    int64_t *consent_expires[CK__N];
+    uint8_t default_profiling, default_personalization; /* CONSENT_GRANTED or _DENIED */
+    mattr *attr;
+    size_t n_attr;
+    /* line items, in stored order: it_order is the order index */
+    size_t n_items;
+    uint32_t *it_order, *it_sku, *it_cat, *it_brand;
+    int32_t *it_qty;
+    int64_t *it_price;
+    strdict items_dict[4];   /* DB_DICT_SKU.. codes as stored */
+    strdict estr;            /* strings of non-order events */
+    stream streams[ST__N];
+    /* storage behind the streams */
+    uint32_t *row_order[3];  /* orders/items/returns rows -> order or item index */
+    int64_t *row_ts[ST__N];
+    int64_t *row_amount_items; /* items: qty x price */
+    void *ecols[ST__N][4];   /* event stream columns */
+} mview;
+
+/* Builds the view when it is missing or stale.  0 or a patron status. */
+int db_view_ensure(patron_db *db, patron_error *err);
+void db_view_free(patron_db *db);
+
+/* 1 when member m may be profiled at now (SPEC 1.5); needs db_view_ensure first. */
+int db_profiling_allowed(const patron_db *db, uint32_t m, int64_t now);
+/* Consent k (CK_*) of member m at now: 1 granted and not expired, else 0. */
+int db_consent(const patron_db *db, uint32_t m, int k, int64_t now);
+
+const stream *view_stream(const mview *v, const char *name, size_t n);
+const sfield *stream_field(const stream *s, const char *name, size_t n);
+const mattr *view_attr(const mview *v, const char *name, size_t n);
+
+#endif
