@@ -1,0 +1,29 @@
+/*
+ * eval.h -- the compiled evaluator: a checked rule evaluated over batches of members
+ * into a roaring bitmap, on several threads.  Results never depend on the thread count.
+ *
+ * Member-level nodes compute one vector per batch of members; an aggregate gathers the
+ * stream rows of the batch's members inside its window, evaluates its `where` over those
+ * rows as vectors, and reduces per member.  String comparisons are code comparisons.
+ */
+#ifndef PATRON_RULES_EVAL_H
+#define PATRON_RULES_EVAL_H
+
+#include "rules/rule.h"
+
+#include <roaring/roaring.h>
+
+/* Evaluates r for every member at now; out is cleared first.  threads 0 = all cores.
+ * The member view must be built and r checked against it. */
+int rule_eval_all(const rule *r, patron_db *db, int64_t now, int threads, roaring_bitmap_t *out,
+                  patron_error *err);
+/* Evaluates r for the listed members only (ascending); adds the matches to out. */
+int rule_eval_members(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
+                      size_t n, roaring_bitmap_t *out, patron_error *err);
+
+/* The value of node n for member m at now, as text ("null", "true", "12.5", "\"DE\"",
+ * "2024-01-01T00:00:00Z") -- for --explain. */
+int rule_eval_node_text(const rule *r, const rnode *n, patron_db *db, uint32_t m, int64_t now,
+                        char *buf, size_t cap);
+
+#endif
