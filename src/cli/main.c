@@ -27,6 +27,7 @@ static const command commands[] = {
     {"query", cmd_query, "print the members a rule matches (or --count, --explain)"},
     {"segment", cmd_segment, "named segments: create, update, members, export, changes, …"},
     {"features", cmd_features, "compute behavioural fields for every member (benchmarks)"},
+    {"bench-rules", cmd_bench_rules, "time rules over all members (benchmarks)"},
     {"generate", cmd_generate, "write a realistic synthetic data set"},
     {"demo", cmd_demo, "generate, import and show a demo program"},
 };

@@ -639,6 +639,10 @@ static int check_node(checker *c, rnode *n, const stream *st)
             return fail_at(c, n, "strings allow only =, != and in%s%s", "", "");
         n->type = VT_BOOL;
         inherit(n);
+        if (n->a->type == VT_NULL || n->b->type == VT_NULL || n->c->type == VT_NULL) {
+            n->kind = N_BOOL; /* a comparison with null is false */
+            n->num = 0;
+        }
         return 0;
     case N_IN:
         if ((rc = check_node(c, n->a, st)))
@@ -654,6 +658,24 @@ static int check_node(checker *c, rnode *n, const stream *st)
                     return rc;
             }
             n->b->type = VT_LIST;
+            if (is_const(n->a)) { /* a constant in a list of constants: fold */
+                int found = 0;
+                for (size_t i = 0; i < n->b->n_items && !found; i++) {
+                    const rnode *it = n->b->items[i];
+                    if (n->a->kind == N_NULL || it->kind == N_NULL)
+                        continue;
+                    if (n->a->type == VT_STR)
+                        found = it->kind == N_STR && it->len == n->a->len &&
+                                memcmp(it->str, n->a->str, it->len) == 0;
+                    else
+                        found = it->num == n->a->num;
+                }
+                n->type = VT_BOOL;
+                n->num = n->a->kind != N_NULL && found != n->op;
+                n->kind = N_BOOL;
+                inherit(n);
+                return 0;
+            }
         } else {
             if ((rc = check_node(c, n->b, st)))
                 return rc;
