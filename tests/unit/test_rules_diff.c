@@ -371,6 +371,7 @@ typedef struct mfield {
     vtype type;
     const strdict *dict; /* strings: which values compare with it */
     int is_id;           /* member_id */
+    vcol col;            /* strings: its column, to draw literals the data holds */
 } mfield;
 
 typedef struct schema {
@@ -413,6 +414,9 @@ static void schema_learn(schema *s, patron_db *db, segs *sg)
         mf->type = fn->type;
         mf->is_id = fn->ref == REF_MEMBER_ID;
         mf->dict = fn->ref == REF_MEMBER_ID ? NULL : fn->vc.dict;
+        mf->col = fn->vc;
+        if (fn->ref != REF_COL)
+            mf->col.data = NULL;
         rule_free(r);
     }
 }
@@ -454,6 +458,24 @@ static void put_quoted(gen *g, const char *s, size_t n)
 static const char *const absent[] = {"XX", "nope", "Zürich", "SKU999", "", "gold ", "de"};
 
 /* A string literal that compares with dict: present in it (most of the time) or not. */
+static void gen_str_lit(gen *g, const strdict *dict, int is_id);
+
+/* A literal some row of col holds (col has nrows rows), else any literal for dict. */
+static void gen_str_lit_from(gen *g, const vcol *col, uint32_t nrows, const strdict *dict, int is_id)
+{
+    if (col && col->data && col->st == VS_CODE && dict && nrows && chance(g->r, 60)) {
+        uint32_t row = (uint32_t)rint_(g->r, (int)nrows);
+        uint32_t code = ((const uint32_t *)col->data)[col->via ? col->via[row] : row];
+        if (code) {
+            size_t len;
+            const char *t = strdict_str(dict, code, &len);
+            put_quoted(g, t, len);
+            return;
+        }
+    }
+    gen_str_lit(g, dict, is_id);
+}
+
 static void gen_str_lit(gen *g, const strdict *dict, int is_id)
 {
     if (is_id) {
@@ -480,10 +502,14 @@ static void gen_bool(gen *g);
 static void gen_num(gen *g);
 
 /* The member fields (or, inside where, the stream's fields) of type t. */
+static const vcol *picked_col;
+static uint32_t picked_rows;
+
 static int pick_field(gen *g, vtype t, const char **name, const strdict **dict, int *is_id)
 {
     const char *cand[128];
     const strdict *cd[128];
+    const vcol *cc[128];
     int cid[128];
     int n = 0;
     if (g->st) {
@@ -491,6 +517,7 @@ static int pick_field(gen *g, vtype t, const char **name, const strdict **dict, 
             if (g->st->fields[i].col.type == t) {
                 cand[n] = g->st->fields[i].name;
                 cd[n] = g->st->fields[i].col.dict;
+                cc[n] = &g->st->fields[i].col;
                 cid[n++] = 0;
             }
     } else {
@@ -498,6 +525,7 @@ static int pick_field(gen *g, vtype t, const char **name, const strdict **dict, 
             if (g->s->f[i].type == t || (g->s->f[i].type == VT_NULL && chance(g->r, 10))) {
                 cand[n] = g->s->f[i].name;
                 cd[n] = g->s->f[i].dict;
+                cc[n] = &g->s->f[i].col;
                 cid[n++] = g->s->f[i].is_id;
             }
     }
@@ -505,6 +533,8 @@ static int pick_field(gen *g, vtype t, const char **name, const strdict **dict, 
         return 0;
     int k = rint_(g->r, n);
     *name = cand[k];
+    picked_col = cc[k];
+    picked_rows = g->st ? g->st->off[g->s->v->n] : g->s->db->n_members;
     if (dict)
         *dict = cd[k];
     if (is_id)
@@ -689,14 +719,16 @@ static void gen_str_pred(gen *g)
         put(g, "]");
         return;
     }
+    const vcol *col = picked_col;
+    uint32_t rows = picked_rows;
     switch (rint_(g->r, 7)) {
     case 0:
         put(g, "%s", name);
         gen_cmp_op(g, 0);
-        gen_str_lit(g, dict, is_id);
+        gen_str_lit_from(g, col, rows, dict, is_id);
         break;
     case 1:
-        gen_str_lit(g, dict, is_id);
+        gen_str_lit_from(g, col, rows, dict, is_id);
         gen_cmp_op(g, 0);
         put(g, "%s", name);
         break;
@@ -712,7 +744,7 @@ static void gen_str_pred(gen *g)
         if (is_id) { /* member_id compares with literals only */
             put(g, "%s", name);
             gen_cmp_op(g, 0);
-            gen_str_lit(g, dict, is_id);
+            gen_str_lit_from(g, col, rows, dict, is_id);
             break;
         }
         put(g, "%s", name);
@@ -730,23 +762,23 @@ static void gen_str_pred(gen *g)
             if (chance(g->r, 10))
                 put(g, "null");
             else
-                gen_str_lit(g, dict, is_id);
+                gen_str_lit_from(g, col, rows, dict, is_id);
         }
         put(g, "]");
         break;
     }
     case 5:
-        gen_str_lit(g, dict, is_id);
+        gen_str_lit_from(g, col, rows, dict, is_id);
         put(g, " %sin [", chance(g->r, 30) ? "not " : "");
-        gen_str_lit(g, dict, is_id);
+        gen_str_lit_from(g, col, rows, dict, is_id);
         put(g, ", ");
-        gen_str_lit(g, dict, is_id);
+        gen_str_lit_from(g, col, rows, dict, is_id);
         put(g, "]");
         break;
     default:
-        gen_str_lit(g, dict, is_id);
+        gen_str_lit_from(g, col, rows, dict, is_id);
         gen_cmp_op(g, 0);
-        gen_str_lit(g, dict, is_id);
+        gen_str_lit_from(g, col, rows, dict, is_id);
         break;
     }
 }
@@ -759,11 +791,23 @@ static void gen_bool(gen *g)
     switch (k) {
     case 0:
     case 1:
-    case 10:
         gen_num(g);
         gen_cmp_op(g, 1);
         gen_num(g);
         break;
+    case 10: { /* a plain threshold: what marketers write */
+        const char *nm;
+        if (!g->st && chance(g->r, 60))
+            gen_agg(g, 0);
+        else if (pick_field(g, VT_NUM, &nm, NULL, NULL))
+            put(g, "%s", nm);
+        else
+            put(g, "0");
+        gen_cmp_op(g, 1);
+        put(g, "%s", PICK(g->r, ((const char *const[]){"0", "1", "2", "3", "10", "50", "100.5",
+                                                       "0.5", "30", "90", "-1", "365"})));
+        break;
+    }
     case 2:
         gen_ts(g);
         gen_cmp_op(g, 1);
@@ -1025,11 +1069,17 @@ static void run_seed(uint64_t seed, int n_members, int n_orders, int n_events, i
     schema *s = calloc(1, sizeof *s);
     assert_non_null(s);
     schema_learn(s, db, &sg);
+    if (getenv("PATRON_DIFF_SHOW"))
+        for (int k = 0; k < ST__N; k++)
+            print_message("stream %s: %u rows\n", db->view->streams[k].name,
+                          db->view->streams[k].off[db->view->n]);
     gen g = {&r, s, NULL, NULL, 0, 0, 0};
     char buf[8192];
     uint64_t failing = 0;
     for (int i = 0; i < n_rules && failing < 5; i++) {
         gen_rule(&g, buf, sizeof buf);
+        if (getenv("PATRON_DIFF_SHOW") && i < 40)
+            print_message("rule: %s\n", buf);
         if (check_rule(s, &d, buf, t))
             failing++;
     }
