@@ -58,6 +58,13 @@ int cli_is_help(const char *arg);
 int cmd_import(cli_ctx *ctx, int argc, char **argv);
 int cmd_stats(cli_ctx *ctx, int argc, char **argv);
 int cmd_member(cli_ctx *ctx, int argc, char **argv);
+int cmd_query(cli_ctx *ctx, int argc, char **argv);
+int cmd_segment(cli_ctx *ctx, int argc, char **argv);
+/* After an import: brings stored segments to ctx->now.  0 or an exit code. */
+int cli_refresh_segments(cli_ctx *ctx, patron_db *db);
+/* The segments a member is in at ctx->now, as a new JSON array in *out.  0 or an exit code. */
+struct json_t;
+int cli_member_segments(cli_ctx *ctx, patron_db *db, const char *id, struct json_t **out);
 int cmd_generate(cli_ctx *ctx, int argc, char **argv);
 int cmd_features(cli_ctx *ctx, int argc, char **argv);
 int cmd_demo(cli_ctx *ctx, int argc, char **argv);

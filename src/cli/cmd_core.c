@@ -9,6 +9,7 @@
 #include "core/db.h"
 #include "ingest/generate.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,6 +127,8 @@ int cmd_import(cli_ctx *ctx, int argc, char **argv)
     if (rc)
         return rc;
     rc = do_import(ctx, db, kind, file, &o);
+    if (rc == CLI_OK)
+        rc = cli_refresh_segments(ctx, db);
     patron_close(db);
     return rc;
 }
@@ -192,12 +195,27 @@ int cmd_member(cli_ctx *ctx, int argc, char **argv)
     char *json;
     patron_error err = {0};
     rc = patron_member_json(db, argv[2], ctx->now, &json, &err);
-    patron_close(db);
-    if (rc)
+    if (rc) {
+        patron_close(db);
         return cli_fail(&err);
-    printf("%s\n", json);
+    }
+    json_t *segs = NULL;
+    json_error_t je;
+    json_t *o = json_loads(json, 0, &je);
     free(json);
-    return CLI_OK;
+    rc = cli_member_segments(ctx, db, argv[2], &segs);
+    patron_close(db);
+    if (rc || !o) {
+        json_decref(o);
+        json_decref(segs);
+        return rc ? rc : CLI_INTERNAL;
+    }
+    json_object_set_new(o, "segments", segs);
+    char *t = json_dumps(o, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_REAL_PRECISION(12));
+    json_decref(o);
+    printf("%s\n", t ? t : "{}");
+    free(t);
+    return t ? CLI_OK : CLI_INTERNAL;
 }
 
 static double secs(void)

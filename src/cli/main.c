@@ -24,6 +24,8 @@ static const command commands[] = {
     {"import", cmd_import, "import members, orders or events from CSV/JSONL (.gz too)"},
     {"stats", cmd_stats, "counts, date range and revenue of the program"},
     {"member", cmd_member, "show one member's profile and behavioural fields"},
+    {"query", cmd_query, "print the members a rule matches (or --count, --explain)"},
+    {"segment", cmd_segment, "named segments: create, update, members, export, changes, …"},
     {"features", cmd_features, "compute behavioural fields for every member (benchmarks)"},
     {"generate", cmd_generate, "write a realistic synthetic data set"},
     {"demo", cmd_demo, "generate, import and show a demo program"},

@@ -198,6 +198,8 @@ void patron_close(patron_db *db)
         return;
     store_close(db->st);
     db_view_free(db);
+    if (db->segs_free)
+        db->segs_free(db);
     for (uint32_t i = 0; i < db->n_members; i++) {
         mem_free(db->member_id[i]);
     }

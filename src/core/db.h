@@ -41,6 +41,8 @@ struct patron_db {
     /* the member view (members/view.h): profile columns and event streams, built on need */
     struct mview *view;
     int view_valid;
+    struct segcat *segs;                 /* segments/segments.h, loaded on need */
+    void (*segs_free)(patron_db *db);    /* set by the segments module */
     uint8_t default_profiling, default_personalization; /* 0 = program default (granted) */
 };
 

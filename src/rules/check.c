@@ -58,6 +58,8 @@ typedef struct checker {
     const char *src; /* the text the current nodes come from */
     const char *stack[16]; /* in_segment names being inlined */
     int depth;
+    const rnode *top;      /* the outermost in_segment call being inlined */
+    int reported;          /* an error from inside an inlined rule is already worded */
 } checker;
 
 static const char *type_name(vtype t)
@@ -407,7 +409,10 @@ static int inline_segment(checker *c, rnode *n)
                 k += (size_t)snprintf(chain + k, sizeof chain - k, "%s -> ", c->stack[j]);
             if (k < sizeof chain)
                 snprintf(chain + k, sizeof chain - k, "%s", n->str);
-            return fail_at(c, n, "in_segment cycle: %s%s", chain, "");
+            c->reported = 1;
+            char msg[600];
+            snprintf(msg, sizeof msg, "in_segment cycle: %s", chain);
+            return rule_error_at(c->r->src, c->top ? c->top->so : n->so, c->err, "%s", msg);
         }
     if (c->depth >= (int)(sizeof c->stack / sizeof *c->stack))
         return fail_at(c, n, "in_segment(\"%s\"): segments nest too deeply%s", n->str, "");
@@ -438,6 +443,8 @@ static int inline_segment(checker *c, rnode *n)
     c->r->subs = subs;
     c->r->subs[c->r->n_subs++] = sub;
     const char *saved = c->src;
+    if (c->depth == 0)
+        c->top = n;
     c->stack[c->depth++] = n->str;
     c->src = sub->src;
     rule *outer = c->r;
@@ -446,10 +453,13 @@ static int inline_segment(checker *c, rnode *n)
     c->src = saved;
     c->depth--;
     if (rc != 0) {
-        if (c->err && c->err->code == PATRON_EINPUT && strncmp(c->err->message, "in segment", 10)) {
+        if (c->err && c->err->code == PATRON_EINPUT && !c->reported) {
+            /* Word it once, at the outermost call: the segment and its own message. */
             char msg[1024];
             snprintf(msg, sizeof msg, "%s", c->err->message);
-            return fail_at(c, n, "in segment '%s': %s", n->str, msg);
+            c->reported = 1;
+            return rule_error_at(c->r->src, c->top ? c->top->so : n->so, c->err,
+                                 "segment '%s' no longer checks: %s", n->str, msg);
         }
         return rc;
     }
@@ -560,6 +570,8 @@ static int check_node(checker *c, rnode *n, const stream *st)
         return 0;
     }
     case N_INSEG:
+        if (st)
+            return fail_at(c, n, "in_segment is about members, not %s rows: move it outside 'where'%s", st->name, "");
         return inline_segment(c, n);
     case N_DAYS_SINCE:
         if ((rc = check_node(c, n->a, st)))

@@ -144,10 +144,7 @@ static void next(parser *p)
             mul = 30, k += 2;
         else if (k < p->n && s[k] == 'y')
             mul = 365, k++;
-        /* "180d..90d": a unit may be followed by ".." (a window) */
-        int ends = k >= p->n || !ident_char((unsigned char)s[k]) ||
-                   (s[k] == '.' && k + 1 < p->n && s[k + 1] == '.');
-        if (mul != 0 && ends) {
+        if (mul != 0 && (k >= p->n || !(isalnum((unsigned char)s[k]) || s[k] == '_'))) {
             p->t = T_DUR;
             p->num *= mul;
             j = k;

@@ -28,6 +28,12 @@ static const char *migrations[] = {
     "CREATE TABLE item_chunks(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
     "CREATE TABLE events(event_id TEXT PRIMARY KEY, type TEXT NOT NULL, member_idx INTEGER,"
     " ts INTEGER NOT NULL, hash INTEGER NOT NULL, body TEXT NOT NULL) WITHOUT ROWID;",
+    /* 2: segments (members as a portable roaring bitmap) and their enter/exit history */
+    "CREATE TABLE segments(name TEXT PRIMARY KEY, kind INTEGER NOT NULL, rule TEXT,"
+    " created_at INTEGER NOT NULL, as_of INTEGER NOT NULL, members BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE segment_changes(id INTEGER PRIMARY KEY, name TEXT NOT NULL, ts INTEGER NOT NULL,"
+    " enters BLOB NOT NULL, exits BLOB NOT NULL);"
+    "CREATE INDEX segment_changes_by_name ON segment_changes(name, ts);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -559,6 +565,105 @@ int store_events_each(store *s, store_event_fn fn, void *ctx, patron_error *err)
     if (rc)
         return rc < 0 ? rc : err_set(err, PATRON_ENOMEM, "out of memory loading events");
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading events");
+}
+
+int store_segment_put(store *s, const store_segment *g, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO segments(name, kind, rule, created_at,"
+                                  " as_of, members) VALUES(?1,?2,?3,?4,?5,?6)", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "storing a segment");
+    sqlite3_bind_text(q, 1, g->name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 2, g->kind);
+    if (g->rule)
+        sqlite3_bind_text(q, 3, g->rule, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(q, 3);
+    sqlite3_bind_int64(q, 4, g->created_at);
+    sqlite3_bind_int64(q, 5, g->as_of);
+    sqlite3_bind_blob64(q, 6, g->members ? g->members : "", g->members_n, SQLITE_STATIC);
+    int r = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing a segment");
+}
+
+int store_segment_drop(store *s, const char *name, patron_error *err)
+{
+    static const char *const sql[2] = {"DELETE FROM segments WHERE name=?1",
+                                       "DELETE FROM segment_changes WHERE name=?1"};
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *q;
+        if (sqlite3_prepare_v2(s->db, sql[i], -1, &q, NULL) != SQLITE_OK)
+            return fail(s, err, "dropping a segment");
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+        int r = sqlite3_step(q);
+        sqlite3_finalize(q);
+        if (r != SQLITE_DONE)
+            return fail(s, err, "dropping a segment");
+    }
+    return PATRON_OK;
+}
+
+int store_segments_each(store *s, store_segment_fn fn, void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT name, kind, rule, created_at, as_of, members FROM segments"
+                                  " ORDER BY name", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading segments");
+    int r, rc = 0;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+        store_segment g;
+        g.name = (const char *)sqlite3_column_text(q, 0);
+        g.kind = sqlite3_column_int(q, 1);
+        g.rule = (const char *)sqlite3_column_text(q, 2);
+        g.created_at = sqlite3_column_int64(q, 3);
+        g.as_of = sqlite3_column_int64(q, 4);
+        g.members = sqlite3_column_blob(q, 5);
+        g.members_n = (size_t)sqlite3_column_bytes(q, 5);
+        if ((rc = fn(ctx, &g)) != 0)
+            break;
+    }
+    sqlite3_finalize(q);
+    if (rc)
+        return rc < 0 ? rc : err_set(err, PATRON_ESTORE, "%s: a stored segment is damaged", s->path);
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading segments");
+}
+
+int store_segment_change_put(store *s, const char *name, int64_t ts, const void *enters,
+                             size_t en, const void *exits, size_t xn, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO segment_changes(name, ts, enters, exits)"
+                                  " VALUES(?1,?2,?3,?4)", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "storing segment changes");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, ts);
+    sqlite3_bind_blob64(q, 3, en ? enters : "", en, SQLITE_STATIC);
+    sqlite3_bind_blob64(q, 4, xn ? exits : "", xn, SQLITE_STATIC);
+    int r = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing segment changes");
+}
+
+int store_segment_changes_each(store *s, const char *name, int64_t since,
+                               store_change_fn fn, void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT ts, enters, exits FROM segment_changes WHERE name=?1"
+                                  " AND ts>=?2 ORDER BY ts, id", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading segment changes");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, since);
+    int r, rc = 0;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW)
+        if ((rc = fn(ctx, sqlite3_column_int64(q, 0), sqlite3_column_blob(q, 1),
+                     (size_t)sqlite3_column_bytes(q, 1), sqlite3_column_blob(q, 2),
+                     (size_t)sqlite3_column_bytes(q, 2))) != 0)
+            break;
+    sqlite3_finalize(q);
+    if (rc)
+        return rc < 0 ? rc : err_set(err, PATRON_ESTORE, "%s: stored segment changes are damaged", s->path);
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading segment changes");
 }
 
 static int64_t count_of(store *s, const char *sql)

@@ -77,6 +77,28 @@ int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *
 typedef int (*store_event_fn)(void *ctx, const char *type, int64_t member, int64_t ts,
                               const char *body, size_t n);
 int store_events_each(store *s, store_event_fn fn, void *ctx, patron_error *err);
+/* Segments: a named rule (kind 0) or a static member list (kind 1); members is a
+ * portable roaring bitmap of member indexes as of as_of. */
+typedef struct store_segment {
+    const char *name;
+    int kind;
+    const char *rule;
+    int64_t created_at, as_of;
+    const void *members;
+    size_t members_n;
+} store_segment;
+int store_segment_put(store *s, const store_segment *g, patron_error *err);
+/* Drops the segment and its change history. */
+int store_segment_drop(store *s, const char *name, patron_error *err);
+typedef int (*store_segment_fn)(void *ctx, const store_segment *g);
+int store_segments_each(store *s, store_segment_fn fn, void *ctx, patron_error *err);
+/* One refresh's enters and exits (portable roaring bitmaps) at ts. */
+int store_segment_change_put(store *s, const char *name, int64_t ts, const void *enters,
+                             size_t en, const void *exits, size_t xn, patron_error *err);
+typedef int (*store_change_fn)(void *ctx, int64_t ts, const void *enters, size_t en,
+                               const void *exits, size_t xn);
+int store_segment_changes_each(store *s, const char *name, int64_t since, store_change_fn fn,
+                               void *ctx, patron_error *err);
 /* Sizes for reserving memory before a load (0 when unknown). */
 int64_t store_member_count(store *s);
 int64_t store_order_count(store *s);

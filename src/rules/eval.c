@@ -1,0 +1,952 @@
+/*
+ * eval.c -- the compiled evaluator: checked rules over batches of members (see eval.h).
+ *
+ * Every node evaluates to a vector over the rows of a context: member indexes at the
+ * member level, stream rows inside an aggregate's `where`.  Numbers and timestamps are
+ * doubles (NAN = null), strings dictionary codes (0 = null), conditions bytes (0 false,
+ * 1 true, 2 null).  `and` / `or` evaluate their right side only on the rows the left
+ * side leaves open.  Vectors live in a per-thread arena reset after every batch, so the
+ * hot path allocates nothing once warm.
+ */
+#include "rules/eval.h"
+
+#include "base/err.h"
+#include "base/mem.h"
+#include "base/time.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BATCH 2048
+#define NOT_A_CODE UINT32_MAX /* a literal no data holds: equal to nothing */
+
+/* ---- arena ---------------------------------------------------------------------- */
+
+typedef struct achunk {
+    struct achunk *next;
+    size_t used, cap;
+    max_align_t data[];
+} achunk;
+
+typedef struct arena {
+    achunk *head;
+    int failed;
+} arena;
+
+static void *aalloc(arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    achunk *c = a->head;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > ((size_t)1 << 20) ? n : ((size_t)1 << 20);
+        achunk *nc = mem_alloc(sizeof *nc + cap);
+        if (!nc) {
+            a->failed = 1;
+            return NULL;
+        }
+        nc->next = c;
+        nc->used = 0;
+        nc->cap = cap;
+        a->head = c = nc;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    return p;
+}
+
+/* Keeps the newest chunk (the biggest working set so far) and frees the rest. */
+static void areset(arena *a)
+{
+    achunk *c = a->head;
+    if (!c)
+        return;
+    achunk *r = c->next;
+    while (r) {
+        achunk *nx = r->next;
+        mem_free(r);
+        r = nx;
+    }
+    c->next = NULL;
+    c->used = 0;
+}
+
+static void afree(arena *a)
+{
+    achunk *c = a->head;
+    while (c) {
+        achunk *nx = c->next;
+        mem_free(c);
+        c = nx;
+    }
+    a->head = NULL;
+}
+
+/* ---- context --------------------------------------------------------------------- */
+
+typedef struct vec {
+    double *d;
+    uint32_t *c;
+    uint8_t *b;
+} vec;
+
+typedef struct ectx {
+    patron_db *db;
+    const mview *v;
+    int64_t now;
+    const uint32_t *rows; /* member indexes, or stream rows inside `where` */
+    size_t n;
+    int event;            /* 1 inside an aggregate's where */
+    arena *ar;
+    /* today's civil date, for age and birthdays */
+    int ny, nm, nd;
+    int64_t today;
+} ectx;
+
+static double *vd(ectx *x)
+{
+    return aalloc(x->ar, (x->n ? x->n : 1) * sizeof(double));
+}
+static uint32_t *vc(ectx *x)
+{
+    return aalloc(x->ar, (x->n ? x->n : 1) * sizeof(uint32_t));
+}
+static uint8_t *vb(ectx *x)
+{
+    return aalloc(x->ar, x->n ? x->n : 1);
+}
+
+/* First index in [lo, hi) with ts[i] > t (rows are in time order). */
+static uint32_t upper(const int64_t *ts, uint32_t lo, uint32_t hi, int64_t t)
+{
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ts[mid] <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ---- columns --------------------------------------------------------------------- */
+
+static void gather_num(const vcol *c, const uint32_t *rows, size_t n, double *out)
+{
+    const uint32_t *via = c->via;
+    switch (c->st) {
+    case VS_F64: {
+        const double *d = c->data;
+        for (size_t i = 0; i < n; i++)
+            out[i] = d[via ? via[rows[i]] : rows[i]];
+        break;
+    }
+    case VS_I64: {
+        const int64_t *d = c->data;
+        for (size_t i = 0; i < n; i++)
+            out[i] = (double)d[via ? via[rows[i]] : rows[i]];
+        break;
+    }
+    case VS_MONEY: {
+        const int64_t *d = c->data;
+        for (size_t i = 0; i < n; i++)
+            out[i] = (double)d[via ? via[rows[i]] : rows[i]] / PATRON_MONEY_SCALE;
+        break;
+    }
+    case VS_I32: {
+        const int32_t *d = c->data;
+        for (size_t i = 0; i < n; i++)
+            out[i] = (double)d[via ? via[rows[i]] : rows[i]];
+        break;
+    }
+    case VS_TS: {
+        const int64_t *d = c->data;
+        for (size_t i = 0; i < n; i++) {
+            int64_t t = d[via ? via[rows[i]] : rows[i]];
+            out[i] = t == PATRON_NULL_TS ? NAN : (double)t;
+        }
+        break;
+    }
+    case VS_DAYS: {
+        const int32_t *d = c->data;
+        for (size_t i = 0; i < n; i++) {
+            int32_t t = d[via ? via[rows[i]] : rows[i]];
+            out[i] = t == INT32_MIN ? NAN : (double)t * TIME_DAY;
+        }
+        break;
+    }
+    default:
+        for (size_t i = 0; i < n; i++)
+            out[i] = NAN;
+        break;
+    }
+}
+
+static void gather_code(const vcol *c, const uint32_t *rows, size_t n, uint32_t *out)
+{
+    if (c->st != VS_CODE) {
+        memset(out, 0, n * sizeof *out);
+        return;
+    }
+    const uint32_t *d = c->data, *via = c->via;
+    for (size_t i = 0; i < n; i++)
+        out[i] = d[via ? via[rows[i]] : rows[i]];
+}
+
+static void gather_bool(const vcol *c, const uint32_t *rows, size_t n, uint8_t *out)
+{
+    if (c->st != VS_BOOL) {
+        memset(out, 2, n);
+        return;
+    }
+    const uint8_t *d = c->data;
+    const uint32_t *via = c->via;
+    for (size_t i = 0; i < n; i++)
+        out[i] = d[via ? via[rows[i]] : rows[i]];
+}
+
+/* ---- computed member fields ------------------------------------------------------- */
+
+/* Net spend (orders minus returns) of member m in (from, to], money units. */
+static int64_t net_spend(const ectx *x, uint32_t m, int64_t from, int64_t to)
+{
+    const mview *v = x->v;
+    const patron_db *db = x->db;
+    const stream *o = &v->streams[ST_ORDERS], *r = &v->streams[ST_RETURNS];
+    int64_t s = 0;
+    uint32_t a = upper(o->ts, o->off[m], o->off[m + 1], from),
+             b = upper(o->ts, o->off[m], o->off[m + 1], to);
+    for (uint32_t k = a; k < b; k++)
+        s += db->o_amount[v->row_order[0][k]];
+    const int64_t *ra = v->ecols[ST_RETURNS][0];
+    a = upper(r->ts, r->off[m], r->off[m + 1], from);
+    b = upper(r->ts, r->off[m], r->off[m + 1], to);
+    for (uint32_t k = a; k < b; k++)
+        s -= ra[k];
+    return s;
+}
+
+static void computed(ectx *x, int which, double *out)
+{
+    const mview *v = x->v;
+    const patron_db *db = x->db;
+    int64_t now = x->now;
+    const stream *o = &v->streams[ST_ORDERS];
+    for (size_t i = 0; i < x->n; i++) {
+        uint32_t m = x->rows[i];
+        double r = NAN;
+        switch (which) {
+        case F_TENURE_DAYS:
+            if (db->enrolled_at[m] != PATRON_NULL_TS)
+                r = (double)(now - db->enrolled_at[m]) / TIME_DAY;
+            break;
+        case F_AGE:
+        case F_DAYS_TO_BIRTHDAY: {
+            int32_t bd = v->birth_days[m];
+            if (bd == INT32_MIN)
+                break;
+            int by, bm, bdd;
+            time_civil_from_days(bd, &by, &bm, &bdd);
+            if (which == F_AGE) {
+                r = x->ny - by - ((x->nm < bm || (x->nm == bm && x->nd < bdd)) ? 1 : 0);
+                break;
+            }
+            for (int y = x->ny; y <= x->ny + 1; y++) {
+                int dd = bdd;
+                if (bm == 2 && dd == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+                    dd = 28;
+                int64_t cand = time_days_from_civil(y, (unsigned)bm, (unsigned)dd);
+                if (cand >= x->today) {
+                    r = (double)(cand - x->today);
+                    break;
+                }
+            }
+            break;
+        }
+        case F_RECENCY_DAYS: {
+            uint32_t e = upper(o->ts, o->off[m], o->off[m + 1], now);
+            if (e > o->off[m])
+                r = (double)(now - o->ts[e - 1]) / TIME_DAY;
+            break;
+        }
+        case F_FREQUENCY:
+            r = (double)(upper(o->ts, o->off[m], o->off[m + 1], now) - o->off[m]);
+            break;
+        case F_MONETARY:
+            r = (double)net_spend(x, m, INT64_MIN, now) / PATRON_MONEY_SCALE;
+            break;
+        case F_AOV: {
+            uint32_t f = upper(o->ts, o->off[m], o->off[m + 1], now) - o->off[m];
+            if (f)
+                r = (double)net_spend(x, m, INT64_MIN, now) / PATRON_MONEY_SCALE / f;
+            break;
+        }
+        case F_SPEND_TREND: {
+            int64_t s1 = net_spend(x, m, now - 90 * TIME_DAY, now),
+                    s0 = net_spend(x, m, now - 180 * TIME_DAY, now - 90 * TIME_DAY);
+            double d0 = (double)s0 / PATRON_MONEY_SCALE;
+            r = ((double)(s1 - s0) / PATRON_MONEY_SCALE) / (d0 > 1 ? d0 : 1);
+            break;
+        }
+        default:
+            break;
+        }
+        out[i] = r;
+    }
+}
+
+/* ---- nodes ----------------------------------------------------------------------- */
+
+static vec eval(ectx *x, const rnode *n);
+
+static uint32_t lit_code(const rnode *n)
+{
+    return n->code ? n->code : NOT_A_CODE;
+}
+
+static void fill_null(ectx *x, vec *r)
+{
+    r->d = vd(x);
+    r->c = vc(x);
+    r->b = vb(x);
+    if (!r->d || !r->c || !r->b)
+        return;
+    for (size_t i = 0; i < x->n; i++)
+        r->d[i] = NAN;
+    memset(r->c, 0, x->n * sizeof *r->c);
+    memset(r->b, 2, x->n);
+}
+
+static int cmp_d(int op, double a, double b)
+{
+    switch (op) {
+    case CMP_EQ: return a == b;
+    case CMP_NE: return a != b && !isnan(a) && !isnan(b);
+    case CMP_LT: return a < b;
+    case CMP_LE: return a <= b;
+    case CMP_GT: return a > b;
+    default: return a >= b;
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static vec eval_agg(ectx *x, const rnode *n)
+{
+    vec r = {0};
+    const stream *s = n->stream;
+    size_t nm = x->n;
+    r.d = vd(x);
+    uint32_t *seg = aalloc(x->ar, (nm + 1) * sizeof *seg);
+    if (!r.d || !seg)
+        return r;
+    int64_t hi_t = x->now, lo_t = INT64_MIN;
+    if (n->has_window) {
+        hi_t = x->now - n->w_to;
+        lo_t = x->now - n->w_from;
+    }
+    /* Gather the rows in the window of every member of the batch. */
+    size_t total = 0;
+    uint32_t *lo = aalloc(x->ar, (nm ? nm : 1) * sizeof *lo);
+    uint32_t *hi = aalloc(x->ar, (nm ? nm : 1) * sizeof *hi);
+    if (!lo || !hi)
+        return r;
+    for (size_t i = 0; i < nm; i++) {
+        uint32_t m = x->rows[i], a = s->off[m], b = s->off[m + 1];
+        uint32_t e = upper(s->ts, a, b, hi_t);
+        uint32_t st = lo_t == INT64_MIN ? a : upper(s->ts, a, e, lo_t);
+        lo[i] = st;
+        hi[i] = e;
+        seg[i] = (uint32_t)total;
+        total += e - st;
+    }
+    seg[nm] = (uint32_t)total;
+    uint32_t *erows = aalloc(x->ar, (total ? total : 1) * sizeof *erows);
+    if (!erows)
+        return r;
+    for (size_t i = 0; i < nm; i++)
+        for (uint32_t k = lo[i]; k < hi[i]; k++)
+            erows[seg[i] + (k - lo[i])] = k;
+    uint8_t *keep = NULL;
+    if (n->a && total) {
+        ectx sub = *x;
+        sub.rows = erows;
+        sub.n = total;
+        sub.event = 1;
+        vec w = eval(&sub, n->a);
+        keep = w.b;
+        if (!keep)
+            return r;
+    }
+    const vcol *fc = n->sfield ? &n->sfield->col : NULL;
+    int op = n->op;
+    if (!fc) { /* count of rows */
+        for (size_t i = 0; i < nm; i++) {
+            uint32_t c = 0;
+            for (uint32_t k = seg[i]; k < seg[i + 1]; k++)
+                c += !keep || keep[k] == 1;
+            r.d[i] = (double)c;
+        }
+        return r;
+    }
+    if (fc->type == VT_STR || fc->type == VT_BOOL) { /* count / count_distinct */
+        uint32_t *codes = aalloc(x->ar, (total ? total : 1) * sizeof *codes);
+        if (!codes)
+            return r;
+        if (fc->type == VT_STR) {
+            gather_code(fc, erows, total, codes);
+        } else {
+            uint8_t *bb = aalloc(x->ar, total ? total : 1);
+            if (!bb)
+                return r;
+            gather_bool(fc, erows, total, bb);
+            for (size_t k = 0; k < total; k++)
+                codes[k] = bb[k] == 2 ? 0 : (uint32_t)bb[k] + 1;
+        }
+        for (size_t i = 0; i < nm; i++) {
+            uint32_t c = 0, w = seg[i];
+            for (uint32_t k = seg[i]; k < seg[i + 1]; k++)
+                if ((!keep || keep[k] == 1) && codes[k])
+                    codes[w++] = codes[k];
+            c = w - seg[i];
+            if (op == AGG_COUNT_DISTINCT && c > 1) {
+                qsort(codes + seg[i], c, sizeof *codes, cmp_u32);
+                uint32_t d = 1;
+                for (uint32_t k = seg[i] + 1; k < w; k++)
+                    d += codes[k] != codes[k - 1];
+                c = d;
+            }
+            r.d[i] = (double)c;
+        }
+        return r;
+    }
+    /* Numbers and timestamps.  Money sums are exact: summed in money units. */
+    if (fc->st == VS_MONEY && (op == AGG_SUM || op == AGG_AVG)) {
+        const int64_t *d = fc->data;
+        for (size_t i = 0; i < nm; i++) {
+            int64_t sum = 0;
+            uint32_t c = 0;
+            for (uint32_t k = seg[i]; k < seg[i + 1]; k++)
+                if (!keep || keep[k] == 1) {
+                    sum += d[fc->via ? fc->via[erows[k]] : erows[k]];
+                    c++;
+                }
+            double v = (double)sum / PATRON_MONEY_SCALE;
+            r.d[i] = op == AGG_SUM ? v : (c ? v / c : NAN);
+        }
+        return r;
+    }
+    double *vals = aalloc(x->ar, (total ? total : 1) * sizeof *vals);
+    if (!vals)
+        return r;
+    gather_num(fc, erows, total, vals);
+    for (size_t i = 0; i < nm; i++) {
+        double acc = op == AGG_MIN ? INFINITY : op == AGG_MAX ? -INFINITY : 0;
+        uint32_t c = 0, w = seg[i];
+        for (uint32_t k = seg[i]; k < seg[i + 1]; k++) {
+            if ((keep && keep[k] != 1) || isnan(vals[k]))
+                continue;
+            double v = vals[k];
+            c++;
+            if (op == AGG_MIN)
+                acc = v < acc ? v : acc;
+            else if (op == AGG_MAX)
+                acc = v > acc ? v : acc;
+            else if (op == AGG_COUNT_DISTINCT)
+                vals[w++] = v;
+            else
+                acc += v;
+        }
+        switch (op) {
+        case AGG_COUNT:
+            r.d[i] = (double)c;
+            break;
+        case AGG_SUM:
+            r.d[i] = acc;
+            break;
+        case AGG_AVG:
+            r.d[i] = c ? acc / c : NAN;
+            break;
+        case AGG_MIN:
+        case AGG_MAX:
+            r.d[i] = c ? acc : NAN;
+            break;
+        default: {
+            uint32_t d = c ? 1 : 0;
+            if (c > 1) {
+                qsort(vals + seg[i], c, sizeof *vals, cmp_double);
+                for (uint32_t k = seg[i] + 1; k < w; k++)
+                    d += vals[k] != vals[k - 1];
+            }
+            r.d[i] = (double)d;
+            break;
+        }
+        }
+    }
+    return r;
+}
+
+/* and / or: the right side runs only on the rows the left side leaves undecided. */
+static vec eval_logic(ectx *x, const rnode *n)
+{
+    vec r = {0};
+    vec l = eval(x, n->a);
+    if (!l.b || !(r.b = vb(x)))
+        return r;
+    int is_and = n->kind == N_AND;
+    uint32_t *open = aalloc(x->ar, (x->n ? x->n : 1) * sizeof *open);
+    uint32_t *idx = aalloc(x->ar, (x->n ? x->n : 1) * sizeof *idx);
+    if (!open || !idx)
+        return (vec){0};
+    size_t k = 0;
+    for (size_t i = 0; i < x->n; i++) {
+        int t = l.b[i] == 1;
+        r.b[i] = (uint8_t)t;
+        if (t == is_and) { /* and: left true -> ask right; or: left false -> ask right */
+            open[k] = x->rows[i];
+            idx[k++] = (uint32_t)i;
+        }
+    }
+    if (k == 0)
+        return r;
+    ectx sub = *x;
+    sub.rows = open;
+    sub.n = k;
+    vec rr = eval(&sub, n->b);
+    if (!rr.b)
+        return (vec){0};
+    for (size_t j = 0; j < k; j++)
+        r.b[idx[j]] = rr.b[j] == 1;
+    return r;
+}
+
+static vec eval(ectx *x, const rnode *n)
+{
+    vec r = {0};
+    size_t nn = x->n;
+    switch (n->kind) {
+    case N_NUM:
+    case N_DUR:
+    case N_TS:
+        if ((r.d = vd(x)))
+            for (size_t i = 0; i < nn; i++)
+                r.d[i] = n->num;
+        return r;
+    case N_STR:
+        if ((r.c = vc(x)))
+            for (size_t i = 0; i < nn; i++)
+                r.c[i] = lit_code(n);
+        return r;
+    case N_BOOL:
+        if ((r.b = vb(x)))
+            memset(r.b, n->num != 0, nn);
+        return r;
+    case N_NULL:
+    case N_LIST:
+        fill_null(x, &r);
+        return r;
+    case N_FIELD:
+        switch (n->ref) {
+        case REF_COL:
+        case REF_EVENT:
+            if (n->type == VT_STR) {
+                if ((r.c = vc(x)))
+                    gather_code(&n->vc, x->rows, nn, r.c);
+            } else if (n->type == VT_BOOL) {
+                if ((r.b = vb(x)))
+                    gather_bool(&n->vc, x->rows, nn, r.b);
+            } else if ((r.d = vd(x))) {
+                gather_num(&n->vc, x->rows, nn, r.d);
+            }
+            return r;
+        case REF_MEMBER_ID:
+            if ((r.c = vc(x)))
+                for (size_t i = 0; i < nn; i++)
+                    r.c[i] = x->rows[i] + 1;
+            return r;
+        case REF_CONSENT:
+            if ((r.b = vb(x)))
+                for (size_t i = 0; i < nn; i++)
+                    r.b[i] = (uint8_t)db_consent(x->db, x->rows[i], n->which, x->now);
+            return r;
+        case REF_COMPUTED:
+            if ((r.d = vd(x)))
+                computed(x, n->which, r.d);
+            return r;
+        default:
+            fill_null(x, &r);
+            return r;
+        }
+    case N_AGG:
+        return eval_agg(x, n);
+    case N_INSEG:
+        if (n->a)
+            return eval(x, n->a);
+        if ((r.b = vb(x)))
+            for (size_t i = 0; i < nn; i++)
+                r.b[i] = n->bitmap &&
+                         roaring_bitmap_contains((const roaring_bitmap_t *)n->bitmap, x->rows[i]);
+        return r;
+    case N_DAYS_SINCE: {
+        vec a = eval(x, n->a);
+        if (!a.d || !(r.d = vd(x)))
+            return (vec){0};
+        for (size_t i = 0; i < nn; i++)
+            r.d[i] = ((double)x->now - a.d[i]) / TIME_DAY;
+        return r;
+    }
+    case N_NEG: {
+        vec a = eval(x, n->a);
+        if (!a.d || !(r.d = vd(x)))
+            return (vec){0};
+        for (size_t i = 0; i < nn; i++)
+            r.d[i] = -a.d[i];
+        return r;
+    }
+    case N_ARITH: {
+        vec a = eval(x, n->a), b = eval(x, n->b);
+        if (!a.d || !b.d || !(r.d = vd(x)))
+            return (vec){0};
+        switch (n->op) {
+        case '+':
+            for (size_t i = 0; i < nn; i++)
+                r.d[i] = a.d[i] + b.d[i];
+            break;
+        case '-':
+            for (size_t i = 0; i < nn; i++)
+                r.d[i] = a.d[i] - b.d[i];
+            break;
+        case '*':
+            for (size_t i = 0; i < nn; i++)
+                r.d[i] = a.d[i] * b.d[i];
+            break;
+        default:
+            for (size_t i = 0; i < nn; i++)
+                r.d[i] = b.d[i] == 0 ? NAN : a.d[i] / b.d[i];
+            break;
+        }
+        return r;
+    }
+    case N_CMP: {
+        vec a = eval(x, n->a), b = eval(x, n->b);
+        if (!(r.b = vb(x)))
+            return r;
+        vtype t = n->a->type == VT_NULL ? n->b->type : n->a->type;
+        if (t == VT_STR) {
+            if (!a.c || !b.c)
+                return (vec){0};
+            int ne = n->op == CMP_NE;
+            for (size_t i = 0; i < nn; i++)
+                r.b[i] = a.c[i] && b.c[i] && ((a.c[i] == b.c[i]) != ne);
+        } else if (t == VT_BOOL) {
+            if (!a.b || !b.b)
+                return (vec){0};
+            int ne = n->op == CMP_NE;
+            for (size_t i = 0; i < nn; i++)
+                r.b[i] = a.b[i] != 2 && b.b[i] != 2 && ((a.b[i] == b.b[i]) != ne);
+        } else {
+            if (!a.d || !b.d)
+                return (vec){0};
+            for (size_t i = 0; i < nn; i++)
+                r.b[i] = (uint8_t)cmp_d(n->op, a.d[i], b.d[i]);
+        }
+        return r;
+    }
+    case N_BETWEEN: {
+        vec a = eval(x, n->a), lo = eval(x, n->b), hi = eval(x, n->c);
+        if (!a.d || !lo.d || !hi.d || !(r.b = vb(x)))
+            return (vec){0};
+        for (size_t i = 0; i < nn; i++)
+            r.b[i] = a.d[i] >= lo.d[i] && a.d[i] <= hi.d[i];
+        return r;
+    }
+    case N_IN: {
+        vec a = eval(x, n->a);
+        if (!(r.b = vb(x)))
+            return r;
+        int neg = n->op;
+        if (n->b->kind != N_LIST) { /* tag membership */
+            const mview *v = x->v;
+            if (!a.c)
+                return (vec){0};
+            for (size_t i = 0; i < nn; i++) {
+                uint32_t m = x->rows[i], code = a.c[i];
+                if (code == 0) {
+                    r.b[i] = 0;
+                    continue;
+                }
+                int found = 0;
+                for (uint32_t k = v->tag_off[m]; k < v->tag_off[m + 1] && !found; k++)
+                    found = v->tags[k] == code;
+                r.b[i] = (uint8_t)(found != neg);
+            }
+            return r;
+        }
+        const rnode *l = n->b;
+        vtype t = n->a->type;
+        if (t == VT_STR) {
+            if (!a.c)
+                return (vec){0};
+            for (size_t i = 0; i < nn; i++) {
+                int found = 0;
+                for (size_t k = 0; k < l->n_items && !found; k++)
+                    found = l->items[k]->kind == N_STR && l->items[k]->code == a.c[i];
+                r.b[i] = a.c[i] != 0 && found != neg;
+            }
+        } else if (t == VT_BOOL) {
+            if (!a.b)
+                return (vec){0};
+            for (size_t i = 0; i < nn; i++) {
+                int found = 0;
+                for (size_t k = 0; k < l->n_items && !found; k++)
+                    found = l->items[k]->kind == N_BOOL && (l->items[k]->num != 0) == (a.b[i] == 1);
+                r.b[i] = a.b[i] != 2 && found != neg;
+            }
+        } else if (t == VT_NULL) {
+            memset(r.b, 0, nn);
+        } else {
+            if (!a.d)
+                return (vec){0};
+            for (size_t i = 0; i < nn; i++) {
+                int found = 0;
+                for (size_t k = 0; k < l->n_items && !found; k++)
+                    found = l->items[k]->kind != N_NULL && l->items[k]->num == a.d[i];
+                r.b[i] = !isnan(a.d[i]) && found != neg;
+            }
+        }
+        return r;
+    }
+    case N_ISNULL: {
+        vec a = eval(x, n->a);
+        if (!(r.b = vb(x)))
+            return r;
+        int neg = n->op;
+        vtype t = n->a->type;
+        for (size_t i = 0; i < nn; i++) {
+            int isnull = t == VT_NULL ? 1
+                         : t == VT_STR ? (a.c && a.c[i] == 0)
+                         : t == VT_BOOL ? (a.b && a.b[i] == 2)
+                                        : (a.d && isnan(a.d[i]));
+            r.b[i] = (uint8_t)(isnull != neg);
+        }
+        if ((t == VT_STR && !a.c) || (t == VT_BOOL && !a.b) ||
+            ((t == VT_NUM || t == VT_TS || t == VT_DUR) && !a.d))
+            return (vec){0};
+        return r;
+    }
+    case N_NOT: {
+        vec a = eval(x, n->a);
+        if (!a.b || !(r.b = vb(x)))
+            return (vec){0};
+        for (size_t i = 0; i < nn; i++)
+            r.b[i] = a.b[i] != 1;
+        return r;
+    }
+    case N_AND:
+    case N_OR:
+        return eval_logic(x, n);
+    }
+    return r;
+}
+
+/* ---- driving --------------------------------------------------------------------- */
+
+static void ctx_init(ectx *x, const rule *r, patron_db *db, int64_t now, arena *ar)
+{
+    (void)r;
+    memset(x, 0, sizeof *x);
+    x->db = db;
+    x->v = db->view;
+    x->now = now;
+    x->ar = ar;
+    x->today = time_day_of(now);
+    time_civil_from_days(x->today, &x->ny, &x->nm, &x->nd);
+}
+
+/* Evaluates one batch of members; adds the matches to out.  0 ok, -1 out of memory. */
+static int run_batch(const rule *r, ectx *x, const uint32_t *rows, size_t n, roaring_bitmap_t *out)
+{
+    x->rows = rows;
+    x->n = n;
+    x->event = 0;
+    vec v = eval(x, r->root);
+    if (!v.b || x->ar->failed) {
+        areset(x->ar);
+        return -1;
+    }
+    uint32_t hits[BATCH];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v.b[i] == 1 && (!r->reads_models || db_profiling_allowed(x->db, rows[i], x->now)))
+            hits[k++] = rows[i];
+    if (k)
+        roaring_bitmap_add_many(out, k, hits);
+    areset(x->ar);
+    return 0;
+}
+
+typedef struct job {
+    const rule *r;
+    patron_db *db;
+    int64_t now;
+    uint32_t begin, end;
+    roaring_bitmap_t *out;
+    int failed;
+} job;
+
+static void *run_job(void *arg)
+{
+    job *j = arg;
+    arena ar = {0};
+    ectx x;
+    ctx_init(&x, j->r, j->db, j->now, &ar);
+    uint32_t rows[BATCH];
+    for (uint32_t m = j->begin; m < j->end && !j->failed;) {
+        size_t n = 0;
+        while (n < BATCH && m < j->end)
+            rows[n++] = m++;
+        if (run_batch(j->r, &x, rows, n, j->out) != 0)
+            j->failed = 1;
+    }
+    afree(&ar);
+    return NULL;
+}
+
+static int n_cores(void)
+{
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    return c < 1 ? 1 : (c > 64 ? 64 : (int)c);
+}
+
+int rule_eval_all(const rule *r, patron_db *db, int64_t now, int threads, roaring_bitmap_t *out,
+                  patron_error *err)
+{
+    roaring_bitmap_clear(out);
+    if (!db->view)
+        return err_set(err, PATRON_EINTERNAL, "the member view is not built");
+    uint32_t n = db->view->n;
+    if (threads <= 0)
+        threads = n_cores();
+    if ((uint32_t)threads > n / BATCH + 1)
+        threads = (int)(n / BATCH + 1);
+    job jobs[64];
+    pthread_t tid[64];
+    int started[64] = {0};
+    for (int t = 0; t < threads; t++) {
+        jobs[t].r = r;
+        jobs[t].db = db;
+        jobs[t].now = now;
+        jobs[t].begin = (uint32_t)((uint64_t)n * (uint64_t)t / (uint64_t)threads);
+        jobs[t].end = (uint32_t)((uint64_t)n * (uint64_t)(t + 1) / (uint64_t)threads);
+        jobs[t].failed = 0;
+        jobs[t].out = t == 0 ? out : roaring_bitmap_create();
+        if (!jobs[t].out) {
+            jobs[t].failed = 1;
+            continue;
+        }
+        if (t > 0)
+            started[t] = pthread_create(&tid[t], NULL, run_job, &jobs[t]) == 0;
+    }
+    run_job(&jobs[0]);
+    int failed = jobs[0].failed;
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else if (jobs[t].out)
+            run_job(&jobs[t]); /* could not start a thread: do its share here */
+        failed |= jobs[t].failed;
+        if (jobs[t].out) {
+            roaring_bitmap_or_inplace(out, jobs[t].out);
+            roaring_bitmap_free(jobs[t].out);
+        }
+    }
+    if (failed)
+        return err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
+    return PATRON_OK;
+}
+
+int rule_eval_members(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
+                      size_t n, roaring_bitmap_t *out, patron_error *err)
+{
+    if (!db->view)
+        return err_set(err, PATRON_EINTERNAL, "the member view is not built");
+    arena ar = {0};
+    ectx x;
+    ctx_init(&x, r, db, now, &ar);
+    int rc = PATRON_OK;
+    for (size_t i = 0; i < n && rc == PATRON_OK; i += BATCH) {
+        size_t k = n - i < BATCH ? n - i : BATCH;
+        if (run_batch(r, &x, members + i, k, out) != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
+    }
+    afree(&ar);
+    return rc;
+}
+
+int rule_eval_node_text(const rule *r, const rnode *n, patron_db *db, uint32_t m, int64_t now,
+                        char *buf, size_t cap)
+{
+    arena ar = {0};
+    ectx x;
+    ctx_init(&x, r, db, now, &ar);
+    x.rows = &m;
+    x.n = 1;
+    vec v = eval(&x, n);
+    int rc = PATRON_OK;
+    if (n->type == VT_BOOL) {
+        if (!v.b)
+            rc = PATRON_ENOMEM;
+        else
+            snprintf(buf, cap, "%s", v.b[0] == 2 ? "null" : v.b[0] ? "true" : "false");
+    } else if (n->type == VT_STR) {
+        size_t len = 0;
+        const char *s = "";
+        if (!v.c) {
+            rc = PATRON_ENOMEM;
+        } else if (v.c[0] == 0) {
+            snprintf(buf, cap, "null");
+        } else {
+            const strdict *d = n->kind == N_STR ? NULL : n->vc.dict;
+            if (n->kind == N_FIELD && n->ref == REF_MEMBER_ID)
+                s = db->member_id[m], len = strlen(s);
+            else if (n->kind == N_STR)
+                s = n->str, len = n->len;
+            else if (d)
+                s = strdict_str(d, v.c[0], &len);
+            snprintf(buf, cap, "\"%.*s\"", (int)len, s);
+        }
+    } else if (n->type == VT_TS) {
+        if (!v.d)
+            rc = PATRON_ENOMEM;
+        else if (isnan(v.d[0]))
+            snprintf(buf, cap, "null");
+        else {
+            char t[TIME_FMT_LEN];
+            time_format((int64_t)v.d[0], t);
+            snprintf(buf, cap, "%s", t);
+        }
+    } else if (n->type == VT_NUM || n->type == VT_DUR) {
+        if (!v.d)
+            rc = PATRON_ENOMEM;
+        else if (isnan(v.d[0]))
+            snprintf(buf, cap, "null");
+        else
+            snprintf(buf, cap, "%.10g", v.d[0]);
+    } else {
+        snprintf(buf, cap, "null");
+    }
+    afree(&ar);
+    return rc;
+}
