@@ -29,7 +29,7 @@
 #include <unistd.h>
 
 #ifndef PATRON_TEST_COMPILED
-#define PATRON_TEST_COMPILED 0
+#define PATRON_TEST_COMPILED 1
 #endif
 
 static char dir[256];
