@@ -1022,7 +1022,9 @@ static uint64_t check_rule(schema *s, const dataset *d, const char *src, totals 
         int64_t now = d->nows[k];
 #if PATRON_TEST_COMPILED
         err.code = 0;
-        if (rule_eval_all(r, s->db, now, 2, out, &err) != 0) {
+        /* Two threads at the first now (threads only split work above one batch of
+         * members); one at the others, which keeps the sanitizer build quick. */
+        if (rule_eval_all(r, s->db, now, k == 0 ? 2 : 1, out, &err) != 0) {
             char line[9000];
             print_message("rule_eval_all failed on %s: %s\n", one_line(src, line, sizeof line),
                           err.message);
@@ -1031,8 +1033,9 @@ static uint64_t check_rule(schema *s, const dataset *d, const char *src, totals 
         }
 #endif
 #if PATRON_TEST_COMPILED
-        /* rule_eval_members over every other member must agree too (and add no others). */
-        if (k == 0) {
+        /* rule_eval_members over every other member must agree too (and add no others);
+         * for every fourth rule, which keeps the sanitizer build quick. */
+        if (k == 0 && t->rules % 4 == 0) {
             uint32_t n = s->db->n_members, *sub = malloc(((size_t)n / 2 + 1) * sizeof *sub), ns = 0;
             assert_non_null(sub);
             for (uint32_t m = 1; m < n; m += 2)
@@ -1148,10 +1151,11 @@ static void test_compiled_equals_reference(void **state)
     int seeds = longrun ? 6 : 1;
     for (int k = 0; k < seeds; k++)
         run_seed(20240615u + 7919u * (uint64_t)k, longrun ? 500 : 220, longrun ? 2500 : 700,
-                 longrun ? 6000 : 2000, longrun ? 5000 : 1200, &t);
-    /* More members than one batch of the compiled evaluator (2048), so batch edges and
-     * several threads are crossed. */
-    run_seed(777, 4400, 9000, 20000, longrun ? 1000 : 120, &t);
+                 longrun ? 6000 : 2000, longrun ? 5000 : 600, &t);
+    /* More members than one batch of the compiled evaluator (2048), so a batch edge and
+     * two threads are crossed. */
+    run_seed(777, longrun ? 6000 : 2600, longrun ? 12000 : 5000, longrun ? 25000 : 8000,
+             longrun ? 1000 : 40, &t);
     print_message("rules %llu, rule x member x now evaluations %llu, matches %.1f%%, "
                   "mismatches %llu, rejected %llu, model-reading rules %llu, static in_segment %llu\n",
                   (unsigned long long)t.rules, (unsigned long long)t.evals,
