@@ -217,7 +217,8 @@ static void segment_usage(FILE *f)
             "       patron segment export NAME [--for CHANNEL] [--out FILE]\n"
             "       patron segment overlap A B [C …]\n"
             "       patron segment changes NAME [--since TS]\n"
-            "       patron segment refresh             (brings every segment to --now)\n");
+            "       patron segment refresh [--full]    (brings every segment to --now;\n"
+            "                                          --full evaluates every member afresh)\n");
 }
 
 typedef struct change_printer {
@@ -328,6 +329,7 @@ int cmd_segment(cli_ctx *ctx, int argc, char **argv)
     const char *pos[16];
     int npos = 0;
     const char *channel = NULL, *out = NULL, *since_s = NULL;
+    int full = 0;
     for (int i = 2; i < argc; i++) {
         const char *v;
         int r;
@@ -346,6 +348,8 @@ int cmd_segment(cli_ctx *ctx, int argc, char **argv)
             if (r < 0)
                 return CLI_USAGE;
             since_s = v;
+        } else if (cli_flag(argv[i], "--full")) {
+            full = 1;
         } else if (npos < 16) {
             pos[npos++] = argv[i];
         } else {
@@ -414,9 +418,14 @@ int cmd_segment(cli_ctx *ctx, int argc, char **argv)
     } else if (strcmp(sub, "drop") == 0) {
         rc = segment_drop(db, pos[0], &err);
     } else if (strcmp(sub, "refresh") == 0) {
-        rc = segments_refresh(db, now, &err);
-        if (rc == PATRON_OK && !ctx->quiet)
-            printf("%zu segments at %s\n", db->segs->n, "now");
+        rc = full ? segments_recompute(db, now, &err) : segments_sync(db, now, &err);
+        if (rc == PATRON_OK && !ctx->quiet) {
+            uint64_t ev = 0;
+            for (size_t i = 0; i < db->segs->n; i++)
+                ev += db->segs->s[i].evaluated;
+            printf("%zu segments brought to --now (%llu member evaluations)\n", db->segs->n,
+                   (unsigned long long)ev);
+        }
     } else if (strcmp(sub, "list") == 0) {
         json_t *arr = ctx->json ? json_array() : NULL;
         for (size_t i = 0; i < db->segs->n; i++)
@@ -525,7 +534,7 @@ int cli_refresh_segments(cli_ctx *ctx, patron_db *db)
         return cli_fail(&err);
     if (db->segs->n == 0)
         return 0;
-    if (segments_refresh(db, ctx->now, &err) != PATRON_OK)
+    if (segments_sync(db, ctx->now, &err) != PATRON_OK)
         return cli_fail(&err);
     return 0;
 }

@@ -17,10 +17,22 @@
 #include "members/view.h"
 
 #include <jansson.h>
+#include <roaring/roaring.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+
+void db_touch(patron_db *db, uint32_t m, uint32_t sources)
+{
+    if (!db->tracking)
+        return;
+    if (!db->touched)
+        db->touched = roaring_bitmap_create();
+    if (db->touched)
+        roaring_bitmap_add(db->touched, m);
+    db->touched_sources |= sources;
+}
 
 int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
                   uint64_t profile_hash, uint32_t *idx)
@@ -51,6 +63,7 @@ int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
     }
     db->enrolled_at[i] = enrolled_at;
     db->n_members++;
+    db_touch(db, i, DB_SRC_PROFILE);
     db->csr_valid = 0;
     if (idx)
         *idx = i;
@@ -95,6 +108,8 @@ int db_order_add(patron_db *db, const store_order *o)
     if (db->order_ids_valid && hmap_put(&db->order_ids, o->id, o->idn, (uint32_t)i) != 0)
         return PATRON_ENOMEM;
     db->o_member[i] = (int32_t)o->member;
+    if (o->member >= 0)
+        db_touch(db, (uint32_t)o->member, DB_SRC_ORDERS);
     db->o_ts[i] = o->ts;
     db->o_amount[i] = o->amount;
     db->o_units[i] = o->units;
@@ -198,6 +213,8 @@ void patron_close(patron_db *db)
         return;
     store_close(db->st);
     db_view_free(db);
+    if (db->touched)
+        roaring_bitmap_free(db->touched);
     if (db->segs_free)
         db->segs_free(db);
     for (uint32_t i = 0; i < db->n_members; i++) {

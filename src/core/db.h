@@ -41,10 +41,24 @@ struct patron_db {
     /* the member view (members/view.h): profile columns and event streams, built on need */
     struct mview *view;
     int view_valid;
+    /* What the last committed imports changed, for live segments: member indexes (a
+     * roaring_bitmap_t, created on need) and DB_SRC_* bits.  Cleared by the reader. */
+    void *touched;
+    uint32_t touched_sources;
+    int tracking;                        /* 1 while an import applies a committed batch */
     struct segcat *segs;                 /* segments/segments.h, loaded on need */
     void (*segs_free)(patron_db *db);    /* set by the segments module */
     uint8_t default_profiling, default_personalization; /* 0 = program default (granted) */
 };
+
+/* Sources a rule can read; an import says which it changed. */
+enum {
+    DB_SRC_PROFILE = 1u << 0,  /* profile columns, consents, attributes, enrollment */
+    DB_SRC_ORDERS = 1u << 1,   /* orders, items, returns and the behavioural fields */
+    DB_SRC_EVENTS = 1u << 2,   /* bit (DB_SRC_EVENTS << k) for event stream k (ST_* - 3) */
+};
+/* Marks member m (and the sources) as changed by the import being applied. */
+void db_touch(patron_db *db, uint32_t m, uint32_t sources);
 
 enum { DB_DICT_SKU = 1, DB_DICT_CATEGORY = 2, DB_DICT_BRAND = 3 };
 

@@ -1069,6 +1069,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                 if (idx[i] < db->n_members) {
                     db->profile_hash[idx[i]] = store_profile_hash(texts[i]);
                     db->enrolled_at[idx[i]] = en[i];
+                    db_touch(db, idx[i], DB_SRC_PROFILE);
                 } else {
                     rc = db_member_add(db, ids[i], strlen(ids[i]), en[i],
                                        store_profile_hash(texts[i]), NULL);
@@ -1102,6 +1103,22 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
 
 static const char *event_types[] = {"order", "return", "redemption", "points", "void", "message",
                                     "survey", "referral", "view", "consent", "custom"};
+
+/* What an event of a type changes, for live segments (DB_SRC_*; event streams in the
+ * order of members/view.h from ST_REDEMPTIONS on). */
+static uint32_t event_sources(int type)
+{
+    switch (type) {
+    case 2: return DB_SRC_EVENTS << 0; /* redemption */
+    case 3: return DB_SRC_EVENTS << 1; /* points */
+    case 5: return DB_SRC_EVENTS << 2; /* message */
+    case 6: return (DB_SRC_EVENTS << 5) | DB_SRC_PROFILE; /* survey: also attributes */
+    case 7: return DB_SRC_EVENTS << 4; /* referral */
+    case 8: return DB_SRC_EVENTS << 3; /* view */
+    case 9: return DB_SRC_PROFILE;     /* consent */
+    default: return DB_SRC_EVENTS << 6; /* custom */
+    }
+}
 
 /* A parsed event kept until the batch commits. */
 typedef struct bevent {
@@ -1378,8 +1395,13 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
                     res->items += (uint64_t)e->items;
                 } else if (e->type == 4) {
                     uint32_t ex;
-                    if (hmap_get(&db->order_ids, e->id, strlen(e->id), &ex))
+                    if (hmap_get(&db->order_ids, e->id, strlen(e->id), &ex)) {
                         db->o_void[ex] = 1;
+                        if (db->o_member[ex] >= 0)
+                            db_touch(db, (uint32_t)db->o_member[ex], DB_SRC_ORDERS);
+                    }
+                } else {
+                    db_touch(db, mi, event_sources(e->type));
                 }
                 if (e->type > 1)
                     db->n_events++;
@@ -1411,6 +1433,7 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
     int rc = db_order_ids_ensure(db, err);
     if (rc != PATRON_OK)
         return rc;
+    db->tracking = 1;
     switch (kind) {
     case PATRON_IMPORT_ORDERS:
         rc = import_orders(db, path, opts, res, err);
@@ -1422,8 +1445,10 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
         rc = import_events(db, path, opts, res, err);
         break;
     default:
+        db->tracking = 0;
         return err_set(err, PATRON_EUSAGE, "importing this kind of file is not built yet");
     }
+    db->tracking = 0;
     if (res->committed)
         db->view_valid = 0; /* the member view is rebuilt on its next read */
     return rc;

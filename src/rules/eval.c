@@ -86,11 +86,23 @@ static void afree(arena *a)
 
 /* ---- context --------------------------------------------------------------------- */
 
+/* A node's values over the context's rows.  With want_due, t[i] is the next instant
+ * (seconds) at which row i's value can change with time alone (NEVER: it cannot), and
+ * s[i] (when s is set) the rate at which a number grows per second (recency_days,
+ * tenure_days and days_since grow at 1/86400): comparisons turn rates into the exact
+ * second at which their answer flips. */
 typedef struct vec {
     double *d;
     uint32_t *c;
     uint8_t *b;
+    int64_t *t;
+    double *s;
 } vec;
+
+#define NEVER INT64_MAX
+/* Where arithmetic on time-moving values makes the crossing instant impractical, the
+ * member is looked at again after this long (documented in docs/rules.md). */
+#define RECHECK_SECS RULE_RECHECK_SECS
 
 typedef struct ectx {
     patron_db *db;
@@ -99,6 +111,7 @@ typedef struct ectx {
     const uint32_t *rows; /* member indexes, or stream rows inside `where` */
     size_t n;
     int event;            /* 1 inside an aggregate's where */
+    int want_due;         /* compute vec.t / vec.s */
     arena *ar;
     /* today's civil date, for age and birthdays */
     int ny, nm, nd;
@@ -300,6 +313,11 @@ static void computed(ectx *x, int which, double *out)
 /* ---- nodes ----------------------------------------------------------------------- */
 
 static vec eval(ectx *x, const rnode *n);
+static int64_t stream_next(const stream *s, uint32_t m, int64_t now, int has_window,
+                           int64_t w_from, int64_t w_to);
+static int64_t *tnew(ectx *x);
+static int64_t min64(int64_t a, int64_t b);
+static void tmin(int64_t *dst, const int64_t *src, size_t n);
 
 static uint32_t lit_code(const rnode *n)
 {
@@ -343,7 +361,7 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static vec eval_agg(ectx *x, const rnode *n)
+static vec eval_agg_values(ectx *x, const rnode *n)
 {
     vec r = {0};
     const stream *s = n->stream;
@@ -385,6 +403,7 @@ static vec eval_agg(ectx *x, const rnode *n)
         sub.rows = erows;
         sub.n = total;
         sub.event = 1;
+        sub.want_due = 0;
         vec w = eval(&sub, n->a);
         keep = w.b;
         if (!keep)
@@ -498,6 +517,20 @@ static vec eval_agg(ectx *x, const rnode *n)
     return r;
 }
 
+static vec eval_agg(ectx *x, const rnode *n)
+{
+    vec r = eval_agg_values(x, n);
+    if (!x->want_due || !r.d || !(r.t = tnew(x)))
+        return r;
+    /* A `where` that moves with time (days_since(ts) …) is looked at again later. */
+    int moving = n->a && n->a->time_dependent;
+    for (size_t i = 0; i < x->n; i++) {
+        int64_t t = stream_next(n->stream, x->rows[i], x->now, n->has_window, n->w_from, n->w_to);
+        r.t[i] = moving ? min64(t, x->now + RECHECK_SECS) : t;
+    }
+    return r;
+}
+
 /* and / or: the right side runs only on the rows the left side leaves undecided. */
 static vec eval_logic(ectx *x, const rnode *n)
 {
@@ -519,8 +552,10 @@ static vec eval_logic(ectx *x, const rnode *n)
             idx[k++] = (uint32_t)i;
         }
     }
-    if (k == 0)
+    if (k == 0) {
+        r.t = l.t;
         return r;
+    }
     ectx sub = *x;
     sub.rows = open;
     sub.n = k;
@@ -529,10 +564,19 @@ static vec eval_logic(ectx *x, const rnode *n)
         return (vec){0};
     for (size_t j = 0; j < k; j++)
         r.b[idx[j]] = rr.b[j] == 1;
+    if (x->want_due && (l.t || rr.t)) {
+        /* Rows the right side did not decide change only when the left side does. */
+        if (!(r.t = tnew(x)))
+            return (vec){0};
+        tmin(r.t, l.t, x->n);
+        if (rr.t)
+            for (size_t j = 0; j < k; j++)
+                r.t[idx[j]] = min64(r.t[idx[j]], rr.t[j]);
+    }
     return r;
 }
 
-static vec eval(ectx *x, const rnode *n)
+static vec eval_node(ectx *x, const rnode *n, vec *ch)
 {
     vec r = {0};
     size_t nn = x->n;
@@ -593,7 +637,7 @@ static vec eval(ectx *x, const rnode *n)
         return eval_agg(x, n);
     case N_INSEG:
         if (n->a)
-            return eval(x, n->a);
+            return ch[0] = eval(x, n->a);
         if ((r.b = vb(x)))
             for (size_t i = 0; i < nn; i++)
                 r.b[i] = n->bitmap &&
@@ -601,6 +645,7 @@ static vec eval(ectx *x, const rnode *n)
         return r;
     case N_DAYS_SINCE: {
         vec a = eval(x, n->a);
+        ch[0] = a;
         if (!a.d || !(r.d = vd(x)))
             return (vec){0};
         for (size_t i = 0; i < nn; i++)
@@ -609,6 +654,7 @@ static vec eval(ectx *x, const rnode *n)
     }
     case N_NEG: {
         vec a = eval(x, n->a);
+        ch[0] = a;
         if (!a.d || !(r.d = vd(x)))
             return (vec){0};
         for (size_t i = 0; i < nn; i++)
@@ -617,6 +663,7 @@ static vec eval(ectx *x, const rnode *n)
     }
     case N_ARITH: {
         vec a = eval(x, n->a), b = eval(x, n->b);
+        ch[0] = a, ch[1] = b;
         if (!a.d || !b.d || !(r.d = vd(x)))
             return (vec){0};
         switch (n->op) {
@@ -641,6 +688,7 @@ static vec eval(ectx *x, const rnode *n)
     }
     case N_CMP: {
         vec a = eval(x, n->a), b = eval(x, n->b);
+        ch[0] = a, ch[1] = b;
         if (!(r.b = vb(x)))
             return r;
         vtype t = n->a->type == VT_NULL ? n->b->type : n->a->type;
@@ -666,6 +714,7 @@ static vec eval(ectx *x, const rnode *n)
     }
     case N_BETWEEN: {
         vec a = eval(x, n->a), lo = eval(x, n->b), hi = eval(x, n->c);
+        ch[0] = a, ch[1] = lo, ch[2] = hi;
         if (!a.d || !lo.d || !hi.d || !(r.b = vb(x)))
             return (vec){0};
         for (size_t i = 0; i < nn; i++)
@@ -674,6 +723,7 @@ static vec eval(ectx *x, const rnode *n)
     }
     case N_IN: {
         vec a = eval(x, n->a);
+        ch[0] = a;
         if (!(r.b = vb(x)))
             return r;
         int neg = n->op;
@@ -730,6 +780,7 @@ static vec eval(ectx *x, const rnode *n)
     }
     case N_ISNULL: {
         vec a = eval(x, n->a);
+        ch[0] = a;
         if (!(r.b = vb(x)))
             return r;
         int neg = n->op;
@@ -748,6 +799,7 @@ static vec eval(ectx *x, const rnode *n)
     }
     case N_NOT: {
         vec a = eval(x, n->a);
+        ch[0] = a;
         if (!a.b || !(r.b = vb(x)))
             return (vec){0};
         for (size_t i = 0; i < nn; i++)
@@ -758,6 +810,327 @@ static vec eval(ectx *x, const rnode *n)
     case N_OR:
         return eval_logic(x, n);
     }
+    return r;
+}
+
+/* ---- when values change with time alone ------------------------------------------- */
+
+static int64_t *tnew(ectx *x)
+{
+    int64_t *t = aalloc(x->ar, (x->n ? x->n : 1) * sizeof *t);
+    if (t)
+        for (size_t i = 0; i < x->n; i++)
+            t[i] = NEVER;
+    return t;
+}
+
+static void tmin(int64_t *dst, const int64_t *src, size_t n)
+{
+    if (dst && src)
+        for (size_t i = 0; i < n; i++)
+            dst[i] = src[i] < dst[i] ? src[i] : dst[i];
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* The next instant after now at which member m's rows of stream s in the window
+ * (now - w_from, now - w_to] change: a row leaves at ts + w_from, enters at ts + w_to
+ * (a future row, ts > now, becomes visible at ts). */
+static int64_t stream_next(const stream *s, uint32_t m, int64_t now, int has_window,
+                           int64_t w_from, int64_t w_to)
+{
+    uint32_t a = s->off[m], b = s->off[m + 1];
+    if (a == b)
+        return NEVER;
+    const int64_t *ts = s->ts;
+    int64_t best = NEVER;
+    if (!has_window) {
+        uint32_t f = upper(ts, a, b, now);
+        return f < b ? ts[f] : NEVER;
+    }
+    uint32_t e = upper(ts, a, b, now - w_from);
+    if (e < b)
+        best = ts[e] + w_from;
+    uint32_t g = upper(ts, a, b, now - w_to);
+    if (g < b)
+        best = min64(best, ts[g] + w_to);
+    return best;
+}
+
+/* The first second after now at which a (rate sa) compared with b (rate sb) can flip:
+ * the crossing instant, and the two seconds after it (re-evaluating a second early is
+ * harmless; rounding in the values cannot make the flip be missed). */
+static int64_t crossing(int64_t now, double a, double b, double sa, double sb)
+{
+    double ds = sa - sb;
+    if (ds == 0 || isnan(a) || isnan(b) || isnan(ds))
+        return NEVER;
+    double at = (double)now + (b - a) / ds;
+    if (!(at < 9.0e18) || !(at > -9.0e18))
+        return NEVER;
+    double f = floor(at);
+    for (int k = 0; k < 3; k++)
+        if (f + k > (double)now)
+            return (int64_t)(f + k);
+    return NEVER;
+}
+
+static void field_due(ectx *x, const rnode *n, vec *r)
+{
+    const mview *v = x->v;
+    size_t nn = x->n;
+    int64_t now = x->now;
+    if (n->ref == REF_CONSENT) {
+        if (!(r->t = tnew(x)))
+            return;
+        for (size_t i = 0; i < nn; i++) {
+            uint32_t m = x->rows[i];
+            int64_t ex = v->consent_expires[n->which][m];
+            if (v->consent[n->which][m] == CONSENT_GRANTED && ex != PATRON_NULL_TS && ex > now)
+                r->t[i] = ex;
+        }
+        return;
+    }
+    if (n->ref != REF_COMPUTED)
+        return;
+    if (!(r->t = tnew(x)))
+        return;
+    const stream *o = &v->streams[ST_ORDERS], *rt = &v->streams[ST_RETURNS];
+    int rate = n->which == F_RECENCY_DAYS || n->which == F_TENURE_DAYS;
+    if (rate && !(r->s = aalloc(x->ar, (nn ? nn : 1) * sizeof *r->s)))
+        return;
+    for (size_t i = 0; i < nn; i++) {
+        uint32_t m = x->rows[i];
+        int64_t t = NEVER;
+        switch (n->which) {
+        case F_FREQUENCY:
+        case F_RECENCY_DAYS:
+            t = stream_next(o, m, now, 0, 0, 0);
+            break;
+        case F_MONETARY:
+        case F_AOV:
+            t = min64(stream_next(o, m, now, 0, 0, 0), stream_next(rt, m, now, 0, 0, 0));
+            break;
+        case F_SPEND_TREND:
+            t = min64(min64(stream_next(o, m, now, 1, 90 * TIME_DAY, 0),
+                            stream_next(o, m, now, 1, 180 * TIME_DAY, 90 * TIME_DAY)),
+                      min64(stream_next(rt, m, now, 1, 90 * TIME_DAY, 0),
+                            stream_next(rt, m, now, 1, 180 * TIME_DAY, 90 * TIME_DAY)));
+            break;
+        case F_DAYS_TO_BIRTHDAY:
+            if (v->birth_days[m] != INT32_MIN)
+                t = (x->today + 1) * TIME_DAY;
+            break;
+        case F_AGE: {
+            int32_t bd = v->birth_days[m];
+            if (bd == INT32_MIN)
+                break;
+            int by, bm, bdd;
+            time_civil_from_days(bd, &by, &bm, &bdd);
+            for (int y = x->ny; y <= x->ny + 1 && t == NEVER; y++) {
+                int dd = bdd;
+                if (bm == 2 && dd == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+                    dd = 28;
+                int64_t cand = time_days_from_civil(y, (unsigned)bm, (unsigned)dd);
+                if (cand > x->today)
+                    t = cand * TIME_DAY;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+        r->t[i] = t;
+        if (rate)
+            r->s[i] = isnan(r->d[i]) ? 0 : 1.0 / TIME_DAY;
+    }
+}
+
+/* days_to_birthday of a member born on day bd, on day `day`. */
+static int64_t dtb_on(int32_t bd, int64_t day)
+{
+    int by, bm, bdd, ny, nm, nd;
+    time_civil_from_days(bd, &by, &bm, &bdd);
+    time_civil_from_days(day, &ny, &nm, &nd);
+    for (int y = ny; y <= ny + 1; y++) {
+        int dd = bdd;
+        if (bm == 2 && dd == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+            dd = 28;
+        int64_t cand = time_days_from_civil(y, (unsigned)bm, (unsigned)dd);
+        if (cand >= day)
+            return cand - day;
+    }
+    return 0;
+}
+
+static int cmp_holds(int op, double a, double b)
+{
+    switch (op) {
+    case CMP_EQ: return a == b;
+    case CMP_NE: return a != b;
+    case CMP_LT: return a < b;
+    case CMP_LE: return a <= b;
+    case CMP_GT: return a > b;
+    default: return a >= b;
+    }
+}
+
+/* `days_to_birthday CMP c`: the value counts down one a day and jumps back after the
+ * birthday, so the answer can only flip on a few days around (birthday - c) and the
+ * birthday: the first of those on which it differs from today's is the next instant. */
+static int64_t dtb_flip(int32_t bd, int64_t today, int op, double c, int swapped)
+{
+    int64_t b = today + dtb_on(bd, today); /* next birthday (today if it is today) */
+    int64_t cc = (int64_t)floor(c);
+    int64_t cands[8] = {b - cc - 1, b - cc, b - cc + 1, b + 1, b, b - cc + 365, b - cc + 366, b + 366};
+    double v0 = (double)dtb_on(bd, today);
+    int now_holds = swapped ? cmp_holds(op, c, v0) : cmp_holds(op, v0, c);
+    int64_t best = NEVER;
+    for (int i = 0; i < 8; i++) {
+        int64_t d = cands[i];
+        if (d <= today || d * TIME_DAY >= best)
+            continue;
+        double v = (double)dtb_on(bd, d);
+        int h = swapped ? cmp_holds(op, c, v) : cmp_holds(op, v, c);
+        if (h != now_holds)
+            best = d * TIME_DAY;
+    }
+    return best;
+}
+
+static int is_dtb(const rnode *n)
+{
+    return n->kind == N_FIELD && n->ref == REF_COMPUTED && n->which == F_DAYS_TO_BIRTHDAY;
+}
+
+static int is_num_const(const rnode *n)
+{
+    return n->kind == N_NUM || n->kind == N_DUR;
+}
+
+static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
+{
+    if (n->kind == N_CMP && ((is_dtb(n->a) && is_num_const(n->b)) || (is_dtb(n->b) && is_num_const(n->a)))) {
+        int swapped = is_dtb(n->b);
+        double c = swapped ? n->a->num : n->b->num;
+        if (!(r->t = tnew(x)))
+            return;
+        for (size_t i = 0; i < x->n; i++) {
+            int32_t bd = x->v->birth_days[x->rows[i]];
+            if (bd != INT32_MIN)
+                r->t[i] = dtb_flip(bd, x->today, n->op, c, swapped);
+        }
+        return;
+    }
+    size_t nn = x->n;
+    int64_t now = x->now;
+    switch (n->kind) {
+    case N_FIELD:
+        field_due(x, n, r);
+        return;
+    case N_DAYS_SINCE:
+        r->t = ch[0].t;
+        if ((r->s = aalloc(x->ar, (nn ? nn : 1) * sizeof *r->s)))
+            for (size_t i = 0; i < nn; i++)
+                r->s[i] = isnan(r->d[i]) ? 0 : 1.0 / TIME_DAY;
+        return;
+    case N_NEG:
+        r->t = ch[0].t;
+        if (ch[0].s && (r->s = aalloc(x->ar, (nn ? nn : 1) * sizeof *r->s)))
+            for (size_t i = 0; i < nn; i++)
+                r->s[i] = -ch[0].s[i];
+        return;
+    case N_ARITH: {
+        const vec *a = &ch[0], *b = &ch[1];
+        if (!a->t && !b->t && !a->s && !b->s)
+            return;
+        if (!(r->t = tnew(x)))
+            return;
+        tmin(r->t, a->t, nn);
+        tmin(r->t, b->t, nn);
+        if (!a->s && !b->s)
+            return;
+        if (!(r->s = aalloc(x->ar, (nn ? nn : 1) * sizeof *r->s)))
+            return;
+        for (size_t i = 0; i < nn; i++) {
+            double sa = a->s ? a->s[i] : 0, sb = b->s ? b->s[i] : 0, s = 0;
+            int nonlinear = 0;
+            switch (n->op) {
+            case '+': s = sa + sb; break;
+            case '-': s = sa - sb; break;
+            case '*':
+                if (sa != 0 && sb != 0)
+                    nonlinear = 1;
+                else
+                    s = sa * b->d[i] + sb * a->d[i];
+                break;
+            default:
+                if (sb != 0)
+                    nonlinear = 1;
+                else if (b->d[i] != 0)
+                    s = sa / b->d[i];
+                break;
+            }
+            if (isnan(s) || nonlinear) {
+                s = 0;
+                r->t[i] = min64(r->t[i], now + RECHECK_SECS);
+            }
+            r->s[i] = s;
+        }
+        return;
+    }
+    case N_CMP:
+    case N_BETWEEN: {
+        int k = n->kind == N_CMP ? 2 : 3;
+        int any = 0;
+        for (int j = 0; j < k; j++)
+            any |= ch[j].t != NULL || ch[j].s != NULL;
+        if (!any || !ch[0].d)
+            return;
+        if (!(r->t = tnew(x)))
+            return;
+        for (int j = 0; j < k; j++)
+            tmin(r->t, ch[j].t, nn);
+        for (int j = 1; j < k; j++) {
+            if (!ch[0].s && !ch[j].s)
+                continue;
+            for (size_t i = 0; i < nn; i++)
+                r->t[i] = min64(r->t[i], crossing(now, ch[0].d[i], ch[j].d[i],
+                                                  ch[0].s ? ch[0].s[i] : 0,
+                                                  ch[j].s ? ch[j].s[i] : 0));
+        }
+        return;
+    }
+    case N_IN:
+        r->t = ch[0].t;
+        if (ch[0].s) {
+            if (!(r->t = tnew(x)))
+                return;
+            tmin(r->t, ch[0].t, nn);
+            for (size_t i = 0; i < nn; i++)
+                if (ch[0].s[i] != 0)
+                    r->t[i] = min64(r->t[i], now + RECHECK_SECS);
+        }
+        return;
+    case N_ISNULL:
+    case N_NOT:
+        r->t = ch[0].t;
+        return;
+    default: /* constants, and nodes that set their own (and, or, aggregates, in_segment) */
+        return;
+    }
+}
+
+static vec eval(ectx *x, const rnode *n)
+{
+    vec ch[3];
+    memset(ch, 0, sizeof ch);
+    vec r = eval_node(x, n, ch);
+    if (x->want_due && (r.d || r.c || r.b))
+        due_node(x, n, &r, ch);
     return r;
 }
 
@@ -775,12 +1148,15 @@ static void ctx_init(ectx *x, const rule *r, patron_db *db, int64_t now, arena *
     time_civil_from_days(x->today, &x->ny, &x->nm, &x->nd);
 }
 
-/* Evaluates one batch of members; adds the matches to out.  0 ok, -1 out of memory. */
-static int run_batch(const rule *r, ectx *x, const uint32_t *rows, size_t n, roaring_bitmap_t *out)
+/* Evaluates one batch of members; adds the matches to out.  With due, due[i] gets the
+ * next instant rows[i]'s answer can change with time alone.  0 ok, -1 out of memory. */
+static int run_batch(const rule *r, ectx *x, const uint32_t *rows, size_t n, roaring_bitmap_t *out,
+                     int64_t *due)
 {
     x->rows = rows;
     x->n = n;
     x->event = 0;
+    x->want_due = due != NULL;
     vec v = eval(x, r->root);
     if (!v.b || x->ar->failed) {
         areset(x->ar);
@@ -793,6 +1169,9 @@ static int run_batch(const rule *r, ectx *x, const uint32_t *rows, size_t n, roa
             hits[k++] = rows[i];
     if (k)
         roaring_bitmap_add_many(out, k, hits);
+    if (due)
+        for (size_t i = 0; i < n; i++)
+            due[i] = v.t ? v.t[i] : NEVER;
     areset(x->ar);
     return 0;
 }
@@ -803,6 +1182,7 @@ typedef struct job {
     int64_t now;
     uint32_t begin, end;
     roaring_bitmap_t *out;
+    int64_t *due; /* indexed by member, or NULL */
     int failed;
 } job;
 
@@ -817,7 +1197,7 @@ static void *run_job(void *arg)
         size_t n = 0;
         while (n < BATCH && m < j->end)
             rows[n++] = m++;
-        if (run_batch(j->r, &x, rows, n, j->out) != 0)
+        if (run_batch(j->r, &x, rows, n, j->out, j->due ? j->due + rows[0] : NULL) != 0)
             j->failed = 1;
     }
     afree(&ar);
@@ -832,6 +1212,12 @@ static int n_cores(void)
 
 int rule_eval_all(const rule *r, patron_db *db, int64_t now, int threads, roaring_bitmap_t *out,
                   patron_error *err)
+{
+    return rule_eval_all_due(r, db, now, threads, out, NULL, err);
+}
+
+int rule_eval_all_due(const rule *r, patron_db *db, int64_t now, int threads,
+                      roaring_bitmap_t *out, int64_t *due, patron_error *err)
 {
     roaring_bitmap_clear(out);
     if (!db->view)
@@ -851,6 +1237,7 @@ int rule_eval_all(const rule *r, patron_db *db, int64_t now, int threads, roarin
         jobs[t].begin = (uint32_t)((uint64_t)n * (uint64_t)t / (uint64_t)threads);
         jobs[t].end = (uint32_t)((uint64_t)n * (uint64_t)(t + 1) / (uint64_t)threads);
         jobs[t].failed = 0;
+        jobs[t].due = due;
         jobs[t].out = t == 0 ? out : roaring_bitmap_create();
         if (!jobs[t].out) {
             jobs[t].failed = 1;
@@ -880,6 +1267,12 @@ int rule_eval_all(const rule *r, patron_db *db, int64_t now, int threads, roarin
 int rule_eval_members(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
                       size_t n, roaring_bitmap_t *out, patron_error *err)
 {
+    return rule_eval_members_due(r, db, now, members, n, out, NULL, err);
+}
+
+int rule_eval_members_due(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
+                          size_t n, roaring_bitmap_t *out, int64_t *due, patron_error *err)
+{
     if (!db->view)
         return err_set(err, PATRON_EINTERNAL, "the member view is not built");
     arena ar = {0};
@@ -888,7 +1281,7 @@ int rule_eval_members(const rule *r, patron_db *db, int64_t now, const uint32_t 
     int rc = PATRON_OK;
     for (size_t i = 0; i < n && rc == PATRON_OK; i += BATCH) {
         size_t k = n - i < BATCH ? n - i : BATCH;
-        if (run_batch(r, &x, members + i, k, out) != 0)
+        if (run_batch(r, &x, members + i, k, out, due ? due + i : NULL) != 0)
             rc = err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
     }
     afree(&ar);

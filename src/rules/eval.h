@@ -21,6 +21,17 @@ int rule_eval_all(const rule *r, patron_db *db, int64_t now, int threads, roarin
 int rule_eval_members(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
                       size_t n, roaring_bitmap_t *out, patron_error *err);
 
+/* The same, also writing the next instant each member's answer can change with time
+ * alone (INT64_MAX: never): due[m] for every member m / due[i] for members[i].  Window
+ * edges, future events becoming visible, birthdays, consent expiry and threshold
+ * crossings of recency_days / tenure_days / days_since are exact to the second;
+ * arithmetic between two moving values falls back to RULE_RECHECK_SECS. */
+#define RULE_RECHECK_SECS 3600
+int rule_eval_all_due(const rule *r, patron_db *db, int64_t now, int threads,
+                      roaring_bitmap_t *out, int64_t *due, patron_error *err);
+int rule_eval_members_due(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
+                          size_t n, roaring_bitmap_t *out, int64_t *due, patron_error *err);
+
 /* The value of node n for member m at now, as text ("null", "true", "12.5", "\"DE\"",
  * "2024-01-01T00:00:00Z") -- for --explain. */
 int rule_eval_node_text(const rule *r, const rnode *n, patron_db *db, uint32_t m, int64_t now,

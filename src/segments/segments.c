@@ -6,16 +6,33 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "base/time.h"
 #include "ingest/input.h"
 #include "rules/eval.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <xxhash.h>
 #include <string.h>
 
 /* ---- catalog --------------------------------------------------------------------- */
 
+static void live_release(segment *g)
+{
+    rule_free(g->r);
+    g->r = NULL;
+    g->r_view = NULL;
+    mem_free(g->due);
+    g->due = NULL;
+    g->n_due = 0;
+    mem_free(g->heap);
+    g->heap = NULL;
+    g->hn = g->hcap = 0;
+}
+
 static void seg_release(segment *g)
 {
+    live_release(g);
     mem_free(g->name);
     mem_free(g->rule);
     if (g->members)
@@ -164,22 +181,110 @@ static int put_segment(patron_db *db, const segment *g, patron_error *err)
     return rc;
 }
 
-static int put_change(patron_db *db, const char *name, int64_t ts, const roaring_bitmap_t *enters,
-                      const roaring_bitmap_t *exits, patron_error *err)
+/* ---- change records ---------------------------------------------------------------- */
+
+/* Enters and exits in the order they happened, kept until they are stored. */
+typedef struct chbuf {
+    int64_t *ts;
+    uint32_t *m;
+    uint8_t *enter;
+    size_t n, cap;
+    int failed;
+} chbuf;
+
+static void ch_add(chbuf *c, int64_t ts, uint32_t m, int enter)
 {
-    if (roaring_bitmap_is_empty(enters) && roaring_bitmap_is_empty(exits))
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : 256;
+        int64_t *a = mem_realloc_array(c->ts, cap, sizeof *a);
+        if (a)
+            c->ts = a;
+        uint32_t *b = mem_realloc_array(c->m, cap, sizeof *b);
+        if (b)
+            c->m = b;
+        uint8_t *e = mem_realloc_array(c->enter, cap, 1);
+        if (e)
+            c->enter = e;
+        if (!a || !b || !e) {
+            c->failed = 1;
+            return;
+        }
+        c->cap = cap;
+    }
+    c->ts[c->n] = ts;
+    c->m[c->n] = m;
+    c->enter[c->n++] = (uint8_t)enter;
+}
+
+static void ch_free(chbuf *c)
+{
+    mem_free(c->ts);
+    mem_free(c->m);
+    mem_free(c->enter);
+    memset(c, 0, sizeof *c);
+}
+
+/* Stores the buffered changes as one blob: "SCH1", u32 n, i64 ts[n], u32 member[n],
+ * u8 enter[n], u64 XXH3 of everything before it. */
+static int put_changes(patron_db *db, const char *name, const chbuf *c, patron_error *err)
+{
+    if (c->failed)
+        return err_set(err, PATRON_ENOMEM, "out of memory recording segment changes");
+    if (c->n == 0)
         return PATRON_OK;
-    char *eb = NULL, *xb = NULL;
-    size_t en = 0, xn = 0;
-    int rc = PATRON_OK;
-    if (serialize(enters, &eb, &en) != PATRON_OK || serialize(exits, &xb, &xn) != PATRON_OK)
-        rc = err_set(err, PATRON_ENOMEM, "out of memory");
-    else
-        rc = store_segment_change_put(db->st, name, ts, eb, en, xb, xn, err);
-    mem_free(eb);
-    mem_free(xb);
+    size_t len = 8 + c->n * 13 + 8;
+    unsigned char *b = mem_alloc(len);
+    if (!b)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    uint32_t n32 = (uint32_t)c->n;
+    memcpy(b, "SCH1", 4);
+    memcpy(b + 4, &n32, 4);
+    memcpy(b + 8, c->ts, c->n * 8);
+    memcpy(b + 8 + c->n * 8, c->m, c->n * 4);
+    memcpy(b + 8 + c->n * 12, c->enter, c->n);
+    uint64_t sum = XXH3_64bits(b, len - 8);
+    memcpy(b + len - 8, &sum, 8);
+    int64_t first = c->ts[0], last = c->ts[0];
+    for (size_t i = 1; i < c->n; i++) {
+        first = c->ts[i] < first ? c->ts[i] : first;
+        last = c->ts[i] > last ? c->ts[i] : last;
+    }
+    int rc = store_segment_change_put(db->st, name, first, last, b, len, err);
+    mem_free(b);
     return rc;
 }
+
+/* Records every member of `to` not in `from` as entering, and the reverse, at ts. */
+typedef struct diffctx {
+    chbuf *c;
+    int64_t ts;
+    int enter;
+} diffctx;
+
+static bool diff_one(uint32_t m, void *p)
+{
+    diffctx *d = p;
+    ch_add(d->c, d->ts, m, d->enter);
+    return !d->c->failed;
+}
+
+static void ch_diff(chbuf *c, const roaring_bitmap_t *from, const roaring_bitmap_t *to, int64_t ts)
+{
+    roaring_bitmap_t *in = roaring_bitmap_andnot(to, from), *out = roaring_bitmap_andnot(from, to);
+    if (!in || !out) {
+        c->failed = 1;
+    } else {
+        diffctx e = {c, ts, 1}, x = {c, ts, 0};
+        roaring_iterate(in, diff_one, &e);
+        roaring_iterate(out, diff_one, &x);
+    }
+    if (in)
+        roaring_bitmap_free(in);
+    if (out)
+        roaring_bitmap_free(out);
+}
+
+/* ---- live state ------------------------------------------------------------------ */
 
 /* Compiles text for segment `name` (cycles through the catalog are found here). */
 static int compile_for(patron_db *db, const char *name, const char *text, rule **out,
@@ -191,6 +296,267 @@ static int compile_for(patron_db *db, const char *name, const char *text, rule *
     envctx e = {db, name, text, NULL};
     rule_env env = {db, env_lookup, &e};
     return rule_compile(text, &env, out, err);
+}
+
+static void deps_of(const rnode *n, uint32_t *deps)
+{
+    if (!n)
+        return;
+    switch (n->kind) {
+    case N_FIELD:
+        if (n->ref == REF_COMPUTED)
+            *deps |= (n->which == F_AGE || n->which == F_DAYS_TO_BIRTHDAY || n->which == F_TENURE_DAYS)
+                             ? DB_SRC_PROFILE
+                             : DB_SRC_ORDERS;
+        else if (n->ref != REF_NONE)
+            *deps |= DB_SRC_PROFILE;
+        break;
+    case N_AGG:
+        *deps |= n->stream_id < ST_REDEMPTIONS ? DB_SRC_ORDERS
+                                               : (uint32_t)DB_SRC_EVENTS << (n->stream_id - ST_REDEMPTIONS);
+        break;
+    case N_INSEG:
+        if (!n->a)
+            *deps |= SEG_DEP_STATIC;
+        break;
+    default:
+        break;
+    }
+    deps_of(n->a, deps);
+    deps_of(n->b, deps);
+    deps_of(n->c, deps);
+    for (size_t i = 0; i < n->n_items; i++)
+        deps_of(n->items[i], deps);
+}
+
+static void heap_up(seg_due *h, size_t i)
+{
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p].t <= h[i].t)
+            break;
+        seg_due t = h[p];
+        h[p] = h[i];
+        h[i] = t;
+        i = p;
+    }
+}
+
+static void heap_down(seg_due *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && h[l].t < h[m].t)
+            m = l;
+        if (r < n && h[r].t < h[m].t)
+            m = r;
+        if (m == i)
+            return;
+        seg_due t = h[m];
+        h[m] = h[i];
+        h[i] = t;
+        i = m;
+    }
+}
+
+static int heap_push(segment *g, int64_t t, uint32_t m)
+{
+    if (t == INT64_MAX)
+        return 0;
+    if (MEM_GROW(g->heap, g->hcap, g->hn + 1))
+        return -1;
+    g->heap[g->hn] = (seg_due){t, m};
+    heap_up(g->heap, g->hn++);
+    return 0;
+}
+
+static seg_due heap_pop(segment *g)
+{
+    seg_due top = g->heap[0];
+    g->heap[0] = g->heap[--g->hn];
+    heap_down(g->heap, g->hn, 0);
+    return top;
+}
+
+/* (Re)compiles g's rule against the current view when needed. */
+static int live_compile(patron_db *db, segment *g, patron_error *err)
+{
+    if (g->r && g->r_view == db->view)
+        return PATRON_OK;
+    rule *r;
+    int rc = compile_for(db, g->name, g->rule, &r, err);
+    if (rc != PATRON_OK)
+        return err_prefix(err, "segment '%s': ", g->name);
+    rule_free(g->r);
+    g->r = r;
+    g->r_view = db->view;
+    g->deps = 0;
+    deps_of(r->root, &g->deps);
+    return PATRON_OK;
+}
+
+/* Builds the expiry index: one evaluation pass over every member at the segment's as_of
+ * (the stored member set stays what it is). */
+static int live_build(patron_db *db, segment *g, patron_error *err)
+{
+    int rc = live_compile(db, g, err);
+    if (rc != PATRON_OK || g->due)
+        return rc;
+    uint32_t n = db->n_members;
+    int64_t *due = mem_alloc_array(n ? n : 1, sizeof *due);
+    roaring_bitmap_t *tmp = roaring_bitmap_create();
+    if (!due || !tmp) {
+        mem_free(due);
+        if (tmp)
+            roaring_bitmap_free(tmp);
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    }
+    rc = rule_eval_all_due(g->r, db, g->as_of, 0, tmp, due, err);
+    roaring_bitmap_free(tmp);
+    if (rc != PATRON_OK) {
+        mem_free(due);
+        return rc;
+    }
+    g->due = due;
+    g->n_due = n;
+    g->hn = 0;
+    for (uint32_t m = 0; m < n; m++)
+        if (heap_push(g, due[m], m) != 0)
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+    return PATRON_OK;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Re-evaluates members ms[0..k) of g at t: applies the answers to g->members, records
+ * the changes at t, and schedules each member's next instant. */
+static int reevaluate(patron_db *db, segment *g, const uint32_t *ms, size_t k, int64_t t,
+                      chbuf *ch, patron_error *err)
+{
+    if (k == 0)
+        return PATRON_OK;
+    int64_t *due = mem_alloc_array(k, sizeof *due);
+    roaring_bitmap_t *hit = roaring_bitmap_create();
+    int rc = PATRON_OK;
+    if (!due || !hit)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    if (rc == PATRON_OK)
+        rc = rule_eval_members_due(g->r, db, t, ms, k, hit, due, err);
+    for (size_t i = 0; i < k && rc == PATRON_OK; i++) {
+        uint32_t m = ms[i];
+        int was = roaring_bitmap_contains(g->members, m), is = roaring_bitmap_contains(hit, m);
+        if (was != is) {
+            if (is)
+                roaring_bitmap_add(g->members, m);
+            else
+                roaring_bitmap_remove(g->members, m);
+            ch_add(ch, t, m, is);
+        }
+        int64_t nx = due[i] <= t ? t + 1 : due[i]; /* never schedule the past */
+        if (m < g->n_due) {
+            g->due[m] = nx == INT64_MAX ? INT64_MAX : nx;
+            if (heap_push(g, g->due[m], m) != 0)
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        }
+    }
+    g->evaluated += k;
+    mem_free(due);
+    if (hit)
+        roaring_bitmap_free(hit);
+    return rc;
+}
+
+/* Grows the expiry index to the current member count (new members are evaluated). */
+static int live_grow(patron_db *db, segment *g, patron_error *err)
+{
+    uint32_t n = db->n_members;
+    if (n <= g->n_due)
+        return PATRON_OK;
+    int64_t *d = mem_realloc_array(g->due, n, sizeof *d);
+    if (!d)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    for (uint32_t m = g->n_due; m < n; m++)
+        d[m] = INT64_MAX;
+    g->due = d;
+    g->n_due = n;
+    return PATRON_OK;
+}
+
+/* Brings rule segment g from as_of to now; `touched` lists members whose data changed
+ * (sources `src`), re-evaluated at now when g reads any of those sources. */
+static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap_t *touched,
+                    uint32_t src, chbuf *ch, patron_error *err)
+{
+    int rc;
+    uint32_t old_n = g->due ? g->n_due : db->n_members;
+    if ((rc = live_build(db, g, err)) != PATRON_OK || (rc = live_compile(db, g, err)) != PATRON_OK)
+        return rc;
+    if (!g->due || g->n_due < old_n)
+        old_n = g->n_due;
+    if ((rc = live_grow(db, g, err)) != PATRON_OK)
+        return rc;
+    int use_touched = touched && (g->deps & src);
+    /* 1. time: due members in time order, each batch at its own instant */
+    uint32_t *batch = NULL;
+    size_t bn = 0, bcap = 0;
+    while (rc == PATRON_OK && g->hn && g->heap[0].t <= now) {
+        int64_t t = g->heap[0].t;
+        bn = 0;
+        while (g->hn && g->heap[0].t == t) {
+            seg_due e = heap_pop(g);
+            if (e.m >= g->n_due || g->due[e.m] != e.t)
+                continue; /* superseded */
+            if (use_touched && roaring_bitmap_contains(touched, e.m))
+                continue; /* its data changed: evaluated at now below */
+            g->due[e.m] = INT64_MAX;
+            if (MEM_GROW(batch, bcap, bn + 1)) {
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+                break;
+            }
+            batch[bn++] = e.m;
+        }
+        if (rc == PATRON_OK && bn) {
+            qsort(batch, bn, sizeof *batch, cmp_u32);
+            rc = reevaluate(db, g, batch, bn, t, ch, err);
+        }
+    }
+    /* 2. data: touched members (for the sources g reads) and members created since */
+    bn = 0;
+    if (rc == PATRON_OK && use_touched) {
+        uint64_t k = roaring_bitmap_get_cardinality(touched);
+        if (MEM_GROW(batch, bcap, k + 1))
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        else {
+            roaring_bitmap_to_uint32_array(touched, batch);
+            bn = (size_t)k;
+            while (bn && batch[bn - 1] >= old_n) /* new members are added below */
+                bn--;
+        }
+    }
+    for (uint32_t m = old_n; m < db->n_members && rc == PATRON_OK; m++) {
+        if (MEM_GROW(batch, bcap, bn + 1))
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        else
+            batch[bn++] = m;
+    }
+    if (rc == PATRON_OK && g->full_pending) {
+        bn = 0;
+        if (MEM_GROW(batch, bcap, (size_t)db->n_members + 1))
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        for (uint32_t m = 0; m < db->n_members && rc == PATRON_OK; m++)
+            batch[bn++] = m;
+        g->full_pending = 0;
+    }
+    if (rc == PATRON_OK && bn)
+        rc = reevaluate(db, g, batch, bn, now, ch, err);
+    mem_free(batch);
+    if (rc == PATRON_OK)
+        g->as_of = now;
+    return rc;
 }
 
 static int evaluate(patron_db *db, const char *name, const char *text, int64_t now,
@@ -207,6 +573,19 @@ static int evaluate(patron_db *db, const char *name, const char *text, int64_t n
 
 /* ---- operations ------------------------------------------------------------------ */
 
+/* Stores g (as it is now in memory) and its changes in one transaction. */
+static int persist(patron_db *db, const segment *g, const chbuf *ch, patron_error *err)
+{
+    int rc = store_begin(db->st, err);
+    if (rc != PATRON_OK)
+        return rc;
+    if ((rc = put_segment(db, g, err)) == PATRON_OK && (rc = put_changes(db, g->name, ch, err)) == PATRON_OK)
+        rc = store_commit(db->st, err);
+    if (rc != PATRON_OK)
+        store_rollback(db->st);
+    return rc;
+}
+
 static int add_segment(patron_db *db, const char *name, int kind, const char *text, int64_t now,
                        roaring_bitmap_t *members, patron_error *err)
 {
@@ -215,25 +594,31 @@ static int add_segment(patron_db *db, const char *name, int kind, const char *te
         roaring_bitmap_free(members);
         return err_set(err, PATRON_ENOMEM, "out of memory");
     }
-    segment g = {mem_strdup(name), kind, text ? mem_strdup(text) : NULL, now, now, members};
+    segment g;
+    memset(&g, 0, sizeof g);
+    g.name = mem_strdup(name);
+    g.kind = kind;
+    g.rule = text ? mem_strdup(text) : NULL;
+    g.created_at = g.as_of = now;
+    g.members = members;
     if (!g.name || (text && !g.rule)) {
         seg_release(&g);
         return err_set(err, PATRON_ENOMEM, "out of memory");
     }
+    chbuf ch = {0};
     roaring_bitmap_t *none = roaring_bitmap_create();
-    int rc = none ? store_begin(db->st, err) : err_set(err, PATRON_ENOMEM, "out of memory");
-    if (rc == PATRON_OK && (rc = put_segment(db, &g, err)) == PATRON_OK &&
-        (rc = put_change(db, name, now, members, none, err)) == PATRON_OK)
-        rc = store_commit(db->st, err);
-    if (rc != PATRON_OK) {
-        store_rollback(db->st);
-        seg_release(&g);
-    } else {
-        c->s[c->n++] = g;
-    }
+    if (none)
+        ch_diff(&ch, none, members, now);
+    int rc = none ? persist(db, &g, &ch, err) : err_set(err, PATRON_ENOMEM, "out of memory");
+    ch_free(&ch);
     if (none)
         roaring_bitmap_free(none);
-    return rc;
+    if (rc != PATRON_OK) {
+        seg_release(&g);
+        return rc;
+    }
+    c->s[c->n++] = g;
+    return PATRON_OK;
 }
 
 int segment_create(patron_db *db, const char *name, const char *text, int64_t now,
@@ -255,42 +640,42 @@ int segment_create(patron_db *db, const char *name, const char *text, int64_t no
     return add_segment(db, name, SEG_RULE, text, now, m, err);
 }
 
-/* Swaps in a new member set for g at now, storing the difference. */
+/* Swaps in a new member set for g at now (a new rule, or a new static list), storing
+ * the difference; the live state is rebuilt on next need. */
 static int replace_members(patron_db *db, segment *g, roaring_bitmap_t *now_members, int64_t now,
                            const char *new_rule, patron_error *err)
 {
-    roaring_bitmap_t *enters = roaring_bitmap_andnot(now_members, g->members),
-                     *exits = roaring_bitmap_andnot(g->members, now_members);
+    chbuf ch = {0};
+    ch_diff(&ch, g->members, now_members, now);
     char *rule_copy = new_rule ? mem_strdup(new_rule) : NULL;
     int rc = PATRON_OK;
-    if (!enters || !exits || (new_rule && !rule_copy))
+    if (new_rule && !rule_copy)
         rc = err_set(err, PATRON_ENOMEM, "out of memory");
     segment ng = *g;
     ng.members = now_members;
     ng.as_of = now;
     if (rule_copy)
         ng.rule = rule_copy;
-    if (rc == PATRON_OK && (rc = store_begin(db->st, err)) == PATRON_OK) {
-        if ((rc = put_segment(db, &ng, err)) == PATRON_OK &&
-            (rc = put_change(db, g->name, now, enters, exits, err)) == PATRON_OK)
-            rc = store_commit(db->st, err);
-        if (rc != PATRON_OK)
-            store_rollback(db->st);
-    }
-    if (rc == PATRON_OK) {
-        roaring_bitmap_free(g->members);
-        if (rule_copy)
-            mem_free(g->rule);
-        *g = ng;
-    } else {
+    if (rc == PATRON_OK)
+        rc = persist(db, &ng, &ch, err);
+    ch_free(&ch);
+    if (rc != PATRON_OK) {
         mem_free(rule_copy);
         roaring_bitmap_free(now_members);
+        return rc;
     }
-    if (enters)
-        roaring_bitmap_free(enters);
-    if (exits)
-        roaring_bitmap_free(exits);
-    return rc;
+    roaring_bitmap_free(g->members);
+    if (rule_copy)
+        mem_free(g->rule);
+    live_release(&ng);
+    *g = ng;
+    if (g->kind == SEG_STATIC) { /* rule segments reading it are evaluated afresh */
+        segcat *c = db->segs;
+        for (size_t i = 0; i < c->n; i++)
+            if (c->s[i].kind == SEG_RULE)
+                c->s[i].full_pending = 1;
+    }
+    return PATRON_OK;
 }
 
 int segment_update(patron_db *db, const char *name, const char *text, int64_t now,
@@ -415,27 +800,60 @@ int segment_import(patron_db *db, const char *name, const char *path, int64_t no
     return replace_members(db, g, m, now, NULL, err);
 }
 
-int segments_refresh(patron_db *db, int64_t now, patron_error *err)
+static int sync_all(patron_db *db, int64_t now, int full, patron_error *err)
 {
     int rc;
-    if ((rc = segments_load(db, err)))
+    if ((rc = segments_load(db, err)) || (rc = db_view_ensure(db, err)))
         return rc;
+    const roaring_bitmap_t *touched = db->touched;
+    uint32_t src = db->touched_sources;
     segcat *c = db->segs;
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = 0; i < c->n && rc == PATRON_OK; i++) {
         segment *g = &c->s[i];
         if (g->kind != SEG_RULE || g->as_of > now)
             continue;
-        roaring_bitmap_t *m = roaring_bitmap_create();
-        if (!m)
-            return err_set(err, PATRON_ENOMEM, "out of memory");
-        if ((rc = evaluate(db, g->name, g->rule, now, m, err)) != PATRON_OK) {
-            roaring_bitmap_free(m);
-            return err_prefix(err, "segment '%s': ", g->name);
+        chbuf ch = {0};
+        int64_t was = g->as_of;
+        if (full) {
+            roaring_bitmap_t *m = roaring_bitmap_create();
+            if (!m)
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            else if ((rc = live_compile(db, g, err)) == PATRON_OK &&
+                     (rc = rule_eval_all(g->r, db, now, 0, m, err)) == PATRON_OK) {
+                ch_diff(&ch, g->members, m, now);
+                roaring_bitmap_free(g->members);
+                g->members = m;
+                g->as_of = now;
+                m = NULL;
+                mem_free(g->due); /* the expiry index is rebuilt on next need */
+                g->due = NULL;
+                g->n_due = 0;
+                g->hn = 0;
+            }
+            if (m)
+                roaring_bitmap_free(m);
+        } else {
+            rc = sync_one(db, g, now, touched, src, &ch, err);
         }
-        if ((rc = replace_members(db, g, m, now, NULL, err)) != PATRON_OK)
-            return rc;
+        if (rc == PATRON_OK && (ch.n || g->as_of != was))
+            rc = persist(db, g, &ch, err);
+        ch_free(&ch);
     }
-    return PATRON_OK;
+    if (rc == PATRON_OK && db->touched) {
+        roaring_bitmap_clear(db->touched);
+        db->touched_sources = 0;
+    }
+    return rc;
+}
+
+int segments_sync(patron_db *db, int64_t now, patron_error *err)
+{
+    return sync_all(db, now, 0, err);
+}
+
+int segments_recompute(patron_db *db, int64_t now, patron_error *err)
+{
+    return sync_all(db, now, 1, err);
 }
 
 int segment_members_at(patron_db *db, const char *name, int64_t now, roaring_bitmap_t **out,
@@ -448,17 +866,7 @@ int segment_members_at(patron_db *db, const char *name, int64_t now, roaring_bit
     segment *g = segment_find(db, name);
     if (!g)
         return err_set(err, PATRON_ENOTFOUND, "no segment named '%s'", name);
-    if (g->kind == SEG_RULE && now > g->as_of) {
-        roaring_bitmap_t *m = roaring_bitmap_create();
-        if (!m)
-            return err_set(err, PATRON_ENOMEM, "out of memory");
-        if ((rc = evaluate(db, name, g->rule, now, m, err)) != PATRON_OK) {
-            roaring_bitmap_free(m);
-            return rc;
-        }
-        if ((rc = replace_members(db, g, m, now, NULL, err)) != PATRON_OK)
-            return rc; /* m was freed */
-    } else if (g->kind == SEG_RULE && now < g->as_of) {
+    if (g->kind == SEG_RULE && now < g->as_of) {
         roaring_bitmap_t *m = roaring_bitmap_create();
         if (!m)
             return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -469,6 +877,11 @@ int segment_members_at(patron_db *db, const char *name, int64_t now, roaring_bit
         *out = m;
         return PATRON_OK;
     }
+    if (g->kind == SEG_RULE && (now > g->as_of || (db->touched && db->touched_sources))) {
+        if ((rc = segments_sync(db, now, err)) != PATRON_OK)
+            return rc;
+        g = segment_find(db, name);
+    }
     *out = roaring_bitmap_copy(g->members);
     return *out ? PATRON_OK : err_set(err, PATRON_ENOMEM, "out of memory");
 }
@@ -476,42 +889,33 @@ int segment_members_at(patron_db *db, const char *name, int64_t now, roaring_bit
 typedef struct chctx {
     segment_change_fn fn;
     void *ctx;
+    int64_t since;
 } chctx;
 
-static bool emit_enter(uint32_t v, void *p)
+static int one_change(void *ctx, const unsigned char *b, size_t len)
 {
-    void **a = p;
-    chctx *c = a[0];
-    const int64_t *ts = a[1];
-    return c->fn(c->ctx, *ts, v, 1) == 0;
-}
-
-static bool emit_exit(uint32_t v, void *p)
-{
-    void **a = p;
-    chctx *c = a[0];
-    const int64_t *ts = a[1];
-    return c->fn(c->ctx, *ts, v, 0) == 0;
-}
-
-static int one_change(void *ctx, int64_t ts, const void *enters, size_t en, const void *exits,
-                      size_t xn)
-{
-    roaring_bitmap_t *e = roaring_bitmap_portable_deserialize_safe(enters, en),
-                     *x = roaring_bitmap_portable_deserialize_safe(exits, xn);
-    int rc = 0;
-    if (!e || !x) {
-        rc = 1;
-    } else {
-        void *a[2] = {ctx, &ts};
-        if (!roaring_iterate(e, emit_enter, a) || !roaring_iterate(x, emit_exit, a))
-            rc = -1;
+    chctx *c = ctx;
+    uint32_t n;
+    uint64_t sum;
+    if (len < 16 || memcmp(b, "SCH1", 4) != 0)
+        return 1;
+    memcpy(&n, b + 4, 4);
+    if (len != 8 + (size_t)n * 13 + 8)
+        return 1;
+    memcpy(&sum, b + len - 8, 8);
+    if (sum != XXH3_64bits(b, len - 8))
+        return 1;
+    for (uint32_t i = 0; i < n; i++) {
+        int64_t ts;
+        uint32_t m;
+        memcpy(&ts, b + 8 + 8 * (size_t)i, 8);
+        memcpy(&m, b + 8 + 8 * (size_t)n + 4 * (size_t)i, 4);
+        if (ts < c->since)
+            continue;
+        if (c->fn(c->ctx, ts, m, b[8 + 12 * (size_t)n + i]) != 0)
+            return -1;
     }
-    if (e)
-        roaring_bitmap_free(e);
-    if (x)
-        roaring_bitmap_free(x);
-    return rc;
+    return 0;
 }
 
 int segment_changes(patron_db *db, const char *name, int64_t since, segment_change_fn fn,
@@ -522,7 +926,7 @@ int segment_changes(patron_db *db, const char *name, int64_t since, segment_chan
         return rc;
     if (!segment_find(db, name))
         return err_set(err, PATRON_ENOTFOUND, "no segment named '%s'", name);
-    chctx c = {fn, ctx};
+    chctx c = {fn, ctx, since};
     rc = store_segment_changes_each(db->st, name, since, one_change, &c, err);
     if (rc == -1)
         rc = err_set(err, PATRON_EIO, "writing segment changes failed");

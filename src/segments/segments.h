@@ -1,11 +1,18 @@
 /*
- * segments.h -- named segments: rules whose member set is kept and refreshed, and static
- * member lists.  Each refresh stores the members who entered and left, with the time.
+ * segments.h -- named segments: rules whose member set is kept current, and static member
+ * lists.  Every enter and exit is stored with the instant it happened.
  *
- * Membership is a roaring bitmap of member indexes as of the segment's as_of.  A refresh
- * at a later now re-evaluates the rule (today: every member; the incremental path with a
- * dependency index and an expiry index is the next step of issue 4) and records the
- * difference.  Reads at an earlier now evaluate without storing anything.
+ * A rule segment keeps its members (a roaring bitmap) as of a time as_of, and in memory
+ * its live state: the compiled rule, the sources it reads (DB_SRC_*), and for every
+ * member the next instant its answer can change with time alone (an expiry index: a
+ * min-heap of (instant, member)).  Bringing a segment to a later now (segments_sync)
+ *   1. pops due members in time order and re-evaluates each at its instant, so a member
+ *      leaves "bought in the last 30 days" at the second the 30 days run out;
+ *   2. re-evaluates, at now, the members the last imports touched -- only for segments
+ *      that read what changed -- and members created since;
+ * and stores the new set and the changes in one transaction.  A fresh process builds the
+ * live state with one evaluation pass at as_of.  Reads at an earlier now evaluate afresh
+ * without storing anything.
  */
 #ifndef PATRON_SEGMENTS_H
 #define PATRON_SEGMENTS_H
@@ -16,13 +23,30 @@
 
 enum { SEG_RULE = 0, SEG_STATIC = 1 };
 
+typedef struct seg_due {
+    int64_t t;
+    uint32_t m;
+} seg_due;
+
 typedef struct segment {
     char *name;
     int kind;
     char *rule; /* SEG_RULE */
     int64_t created_at, as_of;
     roaring_bitmap_t *members;
+    /* live state (memory only) */
+    rule *r;            /* compiled against view r_view */
+    const void *r_view;
+    uint32_t deps;      /* DB_SRC_* bits it reads; SEG_DEP_STATIC: a static segment */
+    int64_t *due;       /* per member: next instant the answer can change (INT64_MAX never) */
+    uint32_t n_due;     /* members the due array covers */
+    seg_due *heap;      /* min-heap on t; an entry is current when due[m] == t */
+    size_t hn, hcap;
+    int full_pending;   /* a static segment it reads changed: evaluate everyone */
+    uint64_t evaluated; /* member evaluations since loaded (tests check incrementality) */
 } segment;
+
+#define SEG_DEP_STATIC (1u << 30)
 
 typedef struct segcat {
     segment *s;
@@ -46,8 +70,12 @@ int segment_drop(patron_db *db, const char *name, patron_error *err);
  * column).  Unknown ids are bad rows: FILE:LINE. */
 int segment_import(patron_db *db, const char *name, const char *path, int64_t now,
                    patron_error *err);
-/* Brings every rule segment to now (storing enters/exits); no-op for those at now. */
-int segments_refresh(patron_db *db, int64_t now, patron_error *err);
+/* Brings every rule segment to now (see above), consuming db->touched.  Segments already
+ * at or after now are left as they are. */
+int segments_sync(patron_db *db, int64_t now, patron_error *err);
+/* Evaluates every rule segment afresh at now (all members) and stores the differences:
+ * the reference the incremental path is tested against. */
+int segments_recompute(patron_db *db, int64_t now, patron_error *err);
 /* The members of a segment at now into *out (caller frees): from the stored set when
  * as_of == now (after refreshing to a later now), evaluated afresh for an earlier now. */
 int segment_members_at(patron_db *db, const char *name, int64_t now, roaring_bitmap_t **out,

@@ -31,9 +31,9 @@ static const char *migrations[] = {
     /* 2: segments (members as a portable roaring bitmap) and their enter/exit history */
     "CREATE TABLE segments(name TEXT PRIMARY KEY, kind INTEGER NOT NULL, rule TEXT,"
     " created_at INTEGER NOT NULL, as_of INTEGER NOT NULL, members BLOB NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE segment_changes(id INTEGER PRIMARY KEY, name TEXT NOT NULL, ts INTEGER NOT NULL,"
-    " enters BLOB NOT NULL, exits BLOB NOT NULL);"
-    "CREATE INDEX segment_changes_by_name ON segment_changes(name, ts);",
+    "CREATE TABLE segment_changes(id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+    " ts_first INTEGER NOT NULL, ts_last INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE INDEX segment_changes_by_name ON segment_changes(name, ts_last);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -629,36 +629,34 @@ int store_segments_each(store *s, store_segment_fn fn, void *ctx, patron_error *
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading segments");
 }
 
-int store_segment_change_put(store *s, const char *name, int64_t ts, const void *enters,
-                             size_t en, const void *exits, size_t xn, patron_error *err)
+int store_segment_change_put(store *s, const char *name, int64_t ts_first, int64_t ts_last,
+                             const void *data, size_t n, patron_error *err)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "INSERT INTO segment_changes(name, ts, enters, exits)"
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO segment_changes(name, ts_first, ts_last, data)"
                                   " VALUES(?1,?2,?3,?4)", -1, &q, NULL) != SQLITE_OK)
         return fail(s, err, "storing segment changes");
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, ts);
-    sqlite3_bind_blob64(q, 3, en ? enters : "", en, SQLITE_STATIC);
-    sqlite3_bind_blob64(q, 4, xn ? exits : "", xn, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, ts_first);
+    sqlite3_bind_int64(q, 3, ts_last);
+    sqlite3_bind_blob64(q, 4, data, n, SQLITE_STATIC);
     int r = sqlite3_step(q);
     sqlite3_finalize(q);
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing segment changes");
 }
 
-int store_segment_changes_each(store *s, const char *name, int64_t since,
-                               store_change_fn fn, void *ctx, patron_error *err)
+int store_segment_changes_each(store *s, const char *name, int64_t since, store_blob_fn fn,
+                               void *ctx, patron_error *err)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT ts, enters, exits FROM segment_changes WHERE name=?1"
-                                  " AND ts>=?2 ORDER BY ts, id", -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT data FROM segment_changes WHERE name=?1 AND ts_last>=?2"
+                                  " ORDER BY id", -1, &q, NULL) != SQLITE_OK)
         return fail(s, err, "reading segment changes");
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, since);
     int r, rc = 0;
     while ((r = sqlite3_step(q)) == SQLITE_ROW)
-        if ((rc = fn(ctx, sqlite3_column_int64(q, 0), sqlite3_column_blob(q, 1),
-                     (size_t)sqlite3_column_bytes(q, 1), sqlite3_column_blob(q, 2),
-                     (size_t)sqlite3_column_bytes(q, 2))) != 0)
+        if ((rc = fn(ctx, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0))) != 0)
             break;
     sqlite3_finalize(q);
     if (rc)

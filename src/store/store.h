@@ -92,12 +92,12 @@ int store_segment_put(store *s, const store_segment *g, patron_error *err);
 int store_segment_drop(store *s, const char *name, patron_error *err);
 typedef int (*store_segment_fn)(void *ctx, const store_segment *g);
 int store_segments_each(store *s, store_segment_fn fn, void *ctx, patron_error *err);
-/* One refresh's enters and exits (portable roaring bitmaps) at ts. */
-int store_segment_change_put(store *s, const char *name, int64_t ts, const void *enters,
-                             size_t en, const void *exits, size_t xn, patron_error *err);
-typedef int (*store_change_fn)(void *ctx, int64_t ts, const void *enters, size_t en,
-                               const void *exits, size_t xn);
-int store_segment_changes_each(store *s, const char *name, int64_t since, store_change_fn fn,
+/* A run of enters and exits of one segment between ts_first and ts_last (a blob written
+ * by the segments module: "SCH1", n, ts[n], member[n], enter[n], checksum). */
+int store_segment_change_put(store *s, const char *name, int64_t ts_first, int64_t ts_last,
+                             const void *data, size_t n, patron_error *err);
+/* The change blobs of a segment with ts_last >= since, in write order. */
+int store_segment_changes_each(store *s, const char *name, int64_t since, store_blob_fn fn,
                                void *ctx, patron_error *err);
 /* Sizes for reserving memory before a load (0 when unknown). */
 int64_t store_member_count(store *s);
