@@ -8,9 +8,12 @@
  * either accepted or refused with PATRON_EINPUT (or ENOMEM) and a message of the form
  * "L:C: ..." whose line and column lie inside the input; an accepted rule has a
  * condition (or null) at its root.  The program is built once, in a temporary directory,
- * through the public importers.  See README.md to build and run.
+ * through the public importers.  With FUZZ_RULE_DIFF=1 in the environment it also
+ * compares the compiled evaluator with the reference at a few values of now and aborts
+ * on a difference.  See README.md to build and run.
  */
 #include "core/db.h"
+#include "rules/eval.h"
 #include "rules/ref.h"
 #include "rules/rule.h"
 
@@ -167,8 +170,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rule_node_text(r, r->nodes[i], buf, sizeof buf);
         sink += (unsigned)strlen(buf);
     }
-    for (uint32_t m = 0; m < db->n_members; m++)
-        sink += (unsigned)rule_ref_eval(r, db, m, 1718452800); /* 2024-06-15T12:00:00Z */
+    static const int64_t nows[] = {1718452800 /* 2024-06-15T12:00:00Z */, 1710676800,
+                                   1717588800, 1893456000};
+    const char *diff = getenv("FUZZ_RULE_DIFF");
+    roaring_bitmap_t *out = diff && *diff == '1' ? roaring_bitmap_create() : NULL;
+    for (size_t k = 0; k < (out ? 4 : 1); k++) {
+        if (out && rule_eval_all(r, db, nows[k], 1, out, &err) != 0) {
+            fprintf(stderr, "fuzz_rule: rule_eval_all failed on <%s>: %s\n", src, err.message);
+            abort();
+        }
+        for (uint32_t m = 0; m < db->n_members; m++) {
+            int ref = rule_ref_eval(r, db, m, nows[k]);
+            sink += (unsigned)ref;
+            if (out && ref != (int)roaring_bitmap_contains(out, m)) {
+                fprintf(stderr, "fuzz_rule: evaluators disagree on <%s>, member %s, now %lld: "
+                                "reference %d\n", src, db->member_id[m], (long long)nows[k], ref);
+                abort();
+            }
+        }
+    }
+    roaring_bitmap_free(out);
     rule_free(r);
     free(src);
     return 0;
