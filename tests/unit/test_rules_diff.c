@@ -71,6 +71,33 @@ typedef struct dataset {
     int64_t nows[N_NOWS];
 } dataset;
 
+/* What the test wrote, kept to check the reference against the raw data: one entry per
+ * order or return (CSV and JSONL), money in units of 1/PATRON_MONEY_SCALE. */
+typedef struct lrow {
+    char member[16]; /* "" = guest */
+    int64_t ts, money;
+    int is_return, voided;
+} lrow;
+
+static lrow *ledger;
+static size_t n_ledger, cap_ledger;
+
+static lrow *ledger_add(const char *member, int64_t ts, int is_return)
+{
+    if (n_ledger == cap_ledger) {
+        cap_ledger = cap_ledger ? 2 * cap_ledger : 1024;
+        ledger = realloc(ledger, cap_ledger * sizeof *ledger);
+        assert_non_null(ledger);
+    }
+    lrow *l = &ledger[n_ledger++];
+    snprintf(l->member, sizeof l->member, "%s", member);
+    l->ts = ts;
+    l->money = 0;
+    l->is_return = is_return;
+    l->voided = 0;
+    return l;
+}
+
 static const char *const countries[] = {"DE", "FR", "US", "GB", "es"};
 static const char *const cities[] = {"Berlin", "Paris", "Austin", "Leeds", "Köln"};
 static const char *const genders[] = {"f", "m", "x"};
@@ -164,12 +191,18 @@ static void write_members(rng *r, dataset *d, const char *path)
     fclose(f);
 }
 
-static void price(rng *r, char *buf, size_t cap)
+/* A price as text into buf; returns it in money units. */
+static int64_t price(rng *r, char *buf, size_t cap)
 {
-    if (chance(r, 30))
-        snprintf(buf, cap, "%d.%04d", rint_(r, 80), rint_(r, 10000));
-    else
-        snprintf(buf, cap, "%d.%02d", rint_(r, 120), rint_(r, 100));
+    int a, b;
+    if (chance(r, 30)) {
+        a = rint_(r, 80), b = rint_(r, 10000);
+        snprintf(buf, cap, "%d.%04d", a, b);
+        return (int64_t)a * 10000 + b;
+    }
+    a = rint_(r, 120), b = rint_(r, 100);
+    snprintf(buf, cap, "%d.%02d", a, b);
+    return (int64_t)a * 10000 + (int64_t)b * 100;
 }
 
 /* Orders as CSV line items: orders of 1-4 items, some with a returned (negative) row
@@ -184,22 +217,29 @@ static int write_orders(rng *r, const dataset *d, const char *path, int n_orders
         int64_t ts = rand_ts(r, d);
         int is_return = chance(r, 10);
         int lines = 1 + rint_(r, 4);
+        char mid[32] = "";
+        if (member >= 0)
+            snprintf(mid, sizeof mid, "M%d", member);
+        lrow *lr = ledger_add(mid, ts, is_return); /* entry o */
         for (int l = 0; l < lines; l++) {
-            char pr[32], mid[32] = "";
-            price(r, pr, sizeof pr);
-            if (member >= 0)
-                snprintf(mid, sizeof mid, "M%d", member);
+            char pr[32];
+            int64_t money = price(r, pr, sizeof pr);
             int qty = 1 + rint_(r, 3);
             if (is_return)
                 qty = -qty;
             else if (l > 0 && chance(r, 10)) {
+                int c = rint_(r, 100);
                 qty = -1;
-                snprintf(pr, sizeof pr, "0.%02d", rint_(r, 100));
+                snprintf(pr, sizeof pr, "0.%02d", c);
+                money = (int64_t)c * 100;
             }
+            lr->money += (is_return ? -qty : qty) * money;
             fprintf(f, "%s%d,%s,%lld,%s,%d,%s,%s,%s\n", is_return ? "R" : "O", o, mid,
                     (long long)ts, PICK(r, skus), qty, pr, PICK(r, cats), PICK(r, brands));
-            if (!is_return && chance(r, 5)) /* an identical row: a separate line item */
+            if (!is_return && chance(r, 5)) { /* an identical row: a separate line item */
                 fprintf(f, "O%d,%s,%lld,SKU1,1,%s,,\n", o, mid, (long long)ts, pr);
+                lr->money += money;
+            }
         }
     }
     fclose(f);
@@ -267,13 +307,16 @@ static void write_events(rng *r, const dataset *d, const char *path, int n_event
         }
         default:
             /* an order or return given as an amount (no line items) */
-            if (chance(r, 70))
-                fprintf(f, "\"order\",\"order_id\":\"J%d\",\"amount\":\"%d.%02d\",\"channel\":\"web\"",
-                        e, rint_(r, 300), rint_(r, 100));
+        {
+            int ret = !chance(r, 70), a = rint_(r, ret ? 60 : 300), b = rint_(r, 100);
+            if (ret)
+                fprintf(f, "\"return\",\"order_id\":\"JR%d\",\"amount\":\"%d.%02d\"", e, a, b);
             else
-                fprintf(f, "\"return\",\"order_id\":\"JR%d\",\"amount\":\"%d.%02d\"", e,
-                        rint_(r, 60), rint_(r, 100));
+                fprintf(f, "\"order\",\"order_id\":\"J%d\",\"amount\":\"%d.%02d\",\"channel\":\"web\"",
+                        e, a, b);
+            ledger_add(mid, (int64_t)ts, ret)->money = (int64_t)a * 10000 + (int64_t)b * 100;
             break;
+        }
         }
         fprintf(f, ",\"member_id\":\"%s\",\"ts\":%lld,\"event_id\":\"e%d\"}\n", mid, ts, e);
     }
@@ -285,6 +328,7 @@ static void write_events(rng *r, const dataset *d, const char *path, int n_event
 static patron_db *build_db(rng *r, dataset *d, int n_members, int n_orders, int n_events)
 {
     d->n_members = n_members;
+    n_ledger = 0;
     int64_t base;
     assert_int_equal(time_parse("2024-06-15T12:00:00Z", 20, &base), 0);
     d->nows[0] = base;
@@ -319,10 +363,12 @@ static patron_db *build_db(rng *r, dataset *d, int n_members, int n_orders, int 
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     for (int k = 0; k < n_orders / 15; k++) {
-        int o2 = rint_(r, n_orders);
+        int o2 = rint_(r, n_orders), ret = chance(r, 15);
         fprintf(f, "{\"type\":\"void\",\"order_id\":\"%s%d\",\"member_id\":\"M0\",\"ts\":%lld,"
                    "\"reason\":\"fraud\"}\n",
-                chance(r, 15) ? "R" : "O", o2, (long long)base);
+                ret ? "R" : "O", o2, (long long)base);
+        if (ledger[o2].is_return == ret) /* else no such id: a bad row, skipped */
+            ledger[o2].voided = 1;
     }
     fclose(f);
     o.max_errors = n_orders; /* a void of an id that is not an order (R vs O) is a bad row */
@@ -1179,17 +1225,92 @@ static void test_compiled_equals_reference(void **state)
     assert_true(t.matches > t.evals / 20 && t.matches < t.evals - t.evals / 20);
 }
 
+
+/* The reference against the raw data the test wrote (not through the member view):
+ * frequency, monetary, windowed counts and sums, recency -- at every now, for every
+ * member, including voids, returns, guests, JSONL orders and future rows. */
+static void test_reference_matches_the_data(void **state)
+{
+    (void)state;
+    rng r = {4242};
+    dataset d;
+    patron_db *db = build_db(&r, &d, 200, 900, 1500);
+    static const char *const rules[] = {
+        "frequency >= 2",       "monetary > 100",
+        "monetary < 0",         "count(orders, 90d) >= 1",
+        "sum(returns.amount, 180d..90d) > 0", "recency_days <= 30",
+        "frequency = 0 and recency_days is null",
+        "sum(orders.amount, 30d) - sum(returns.amount, 30d) > 20",
+    };
+    enum { N_RULES = sizeof rules / sizeof *rules };
+    rule *compiled[N_RULES];
+    rule_env env = {db, seg_lookup, NULL};
+    patron_error err = {0};
+    for (int i = 0; i < N_RULES; i++)
+        if (rule_compile(rules[i], &env, &compiled[i], &err) != 0)
+            fail_msg("%s: %s", rules[i], err.message);
+    uint64_t checked = 0, hits[N_RULES] = {0};
+    const int64_t D = 86400;
+    for (int k = 0; k < N_NOWS; k++) {
+        int64_t now = d.nows[k];
+        for (uint32_t m = 0; m < db->n_members; m++) {
+            int64_t freq = 0, net = 0, cnt90 = 0, ret_mid = 0, net30 = 0, last = INT64_MIN;
+            for (size_t i = 0; i < n_ledger; i++) {
+                const lrow *l = &ledger[i];
+                if (l->voided || l->ts > now || strcmp(l->member, db->member_id[m]) != 0)
+                    continue;
+                int in90 = l->ts > now - 90 * D, in30 = l->ts > now - 30 * D;
+                int in_mid = l->ts > now - 180 * D && l->ts <= now - 90 * D;
+                if (l->is_return) {
+                    net -= l->money;
+                    ret_mid += in_mid ? l->money : 0;
+                    net30 -= in30 ? l->money : 0;
+                } else {
+                    freq++;
+                    net += l->money;
+                    cnt90 += in90;
+                    net30 += in30 ? l->money : 0;
+                    last = l->ts > last ? l->ts : last;
+                }
+            }
+            int want[N_RULES] = {
+                freq >= 2,        net > 100 * 10000,
+                net < 0,          cnt90 >= 1,
+                ret_mid > 0,      last != INT64_MIN && now - last <= 30 * D,
+                freq == 0,        net30 > 20 * 10000,
+            };
+            for (int i = 0; i < N_RULES; i++) {
+                int got = rule_ref_eval(compiled[i], db, m, now);
+                if (got != want[i])
+                    fail_msg("%s: member %s at now #%d: reference %d, the data says %d", rules[i],
+                             db->member_id[m], k, got, want[i]);
+                hits[i] += (uint64_t)got;
+                checked++;
+            }
+        }
+    }
+    for (int i = 0; i < N_RULES; i++) {
+        assert_true(hits[i] > 0); /* each rule selects someone at some now */
+        rule_free(compiled[i]);
+    }
+    print_message("rule x member x now checks against the raw data: %llu\n",
+                  (unsigned long long)checked);
+    patron_close(db);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/patron-test-rules-diff-XXXXXX");
     if (!mkdtemp(dir))
         return 1;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_reference_matches_the_data),
         cmocka_unit_test(test_compiled_equals_reference),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    free(ledger);
     if (system(cmd) != 0)
         return 1;
     return rc;
