@@ -1197,7 +1197,7 @@ static void test_compiled_equals_reference(void **state)
     int seeds = longrun ? 6 : 1;
     for (int k = 0; k < seeds; k++)
         run_seed(20240615u + 7919u * (uint64_t)k, longrun ? 500 : 220, longrun ? 2500 : 700,
-                 longrun ? 6000 : 2000, longrun ? 5000 : 600, &t);
+                 longrun ? 6000 : 2000, longrun ? 5000 : 450, &t);
     /* More members than one batch of the compiled evaluator (2048), so a batch edge and
      * two threads are crossed. */
     run_seed(777, longrun ? 6000 : 2600, longrun ? 12000 : 5000, longrun ? 25000 : 8000,
