@@ -41,6 +41,7 @@ struct patron_db {
     /* the member view (members/view.h): profile columns and event streams, built on need */
     struct mview *view;
     int view_valid;
+    uint64_t view_gen;  /* bumped at every build: what was compiled against an older one is stale */
     /* What the last committed imports changed, for live segments: member indexes (a
      * roaring_bitmap_t, created on need) and DB_SRC_* bits.  Cleared by the reader. */
     void *touched;

@@ -844,6 +844,7 @@ out:
     }
     db->view = v;
     db->view_valid = 1;
+    db->view_gen++;
     return PATRON_OK;
 }
 

@@ -41,7 +41,8 @@ static void *aalloc(arena *a, size_t n)
     n = (n + 15) & ~(size_t)15;
     achunk *c = a->head;
     if (!c || c->cap - c->used < n) {
-        size_t cap = n > ((size_t)1 << 20) ? n : ((size_t)1 << 20);
+        size_t want = c ? c->cap * 2 : ((size_t)1 << 14); /* grows with the working set */
+        size_t cap = n > want ? n : want;
         achunk *nc = mem_alloc(sizeof *nc + cap);
         if (!nc) {
             a->failed = 1;

@@ -21,7 +21,7 @@ static void live_release(segment *g)
 {
     rule_free(g->r);
     g->r = NULL;
-    g->r_view = NULL;
+    g->r_gen = 0;
     mem_free(g->due);
     g->due = NULL;
     g->n_due = 0;
@@ -33,6 +33,8 @@ static void live_release(segment *g)
 static void seg_release(segment *g)
 {
     live_release(g);
+    if (g->seen)
+        roaring_bitmap_free(g->seen);
     mem_free(g->name);
     mem_free(g->rule);
     if (g->members)
@@ -381,7 +383,7 @@ static seg_due heap_pop(segment *g)
 /* (Re)compiles g's rule against the current view when needed. */
 static int live_compile(patron_db *db, segment *g, patron_error *err)
 {
-    if (g->r && g->r_view == db->view)
+    if (g->r && g->r_gen == db->view_gen)
         return PATRON_OK;
     rule *r;
     int rc = compile_for(db, g->name, g->rule, &r, err);
@@ -389,7 +391,7 @@ static int live_compile(patron_db *db, segment *g, patron_error *err)
         return err_prefix(err, "segment '%s': ", g->name);
     rule_free(g->r);
     g->r = r;
-    g->r_view = db->view;
+    g->r_gen = db->view_gen;
     g->deps = 0;
     deps_of(r->root, &g->deps);
     return PATRON_OK;
@@ -464,6 +466,8 @@ static int reevaluate(patron_db *db, segment *g, const uint32_t *ms, size_t k, i
         }
     }
     g->evaluated += k;
+    if (g->seen)
+        roaring_bitmap_add_many(g->seen, k, ms);
     mem_free(due);
     if (hit)
         roaring_bitmap_free(hit);

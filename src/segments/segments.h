@@ -35,8 +35,8 @@ typedef struct segment {
     int64_t created_at, as_of;
     roaring_bitmap_t *members;
     /* live state (memory only) */
-    rule *r;            /* compiled against view r_view */
-    const void *r_view;
+    rule *r;            /* compiled against view generation r_gen */
+    uint64_t r_gen;
     uint32_t deps;      /* DB_SRC_* bits it reads; SEG_DEP_STATIC: a static segment */
     int64_t *due;       /* per member: next instant the answer can change (INT64_MAX never) */
     uint32_t n_due;     /* members the due array covers */
@@ -44,6 +44,7 @@ typedef struct segment {
     size_t hn, hcap;
     int full_pending;   /* a static segment it reads changed: evaluate everyone */
     uint64_t evaluated; /* member evaluations since loaded (tests check incrementality) */
+    roaring_bitmap_t *seen; /* when a caller sets it: every member evaluated is added */
 } segment;
 
 #define SEG_DEP_STATIC (1u << 30)
