@@ -435,6 +435,26 @@ static vec eval_agg_values(ectx *x, const rnode *n)
             for (size_t k = 0; k < total; k++)
                 codes[k] = bb[k] == 2 ? 0 : (uint32_t)bb[k] + 1;
         }
+        /* count_distinct over dictionary codes: a mark per code, stamped per member */
+        uint32_t ncodes = fc->type == VT_STR && fc->dict ? fc->dict->n + 1 : 3;
+        uint32_t *mark = op == AGG_COUNT_DISTINCT && ncodes <= (1u << 22)
+                                 ? aalloc(x->ar, (size_t)ncodes * sizeof *mark)
+                                 : NULL;
+        if (mark) {
+            memset(mark, 0, (size_t)ncodes * sizeof *mark);
+            for (size_t i = 0; i < nm; i++) {
+                uint32_t d = 0, stamp = (uint32_t)i + 1;
+                for (uint32_t k = seg[i]; k < seg[i + 1]; k++) {
+                    uint32_t cd = codes[k];
+                    if ((!keep || keep[k] == 1) && cd && cd < ncodes && mark[cd] != stamp) {
+                        mark[cd] = stamp;
+                        d++;
+                    }
+                }
+                r.d[i] = (double)d;
+            }
+            return r;
+        }
         for (size_t i = 0; i < nm; i++) {
             uint32_t c = 0, w = seg[i];
             for (uint32_t k = seg[i]; k < seg[i + 1]; k++)
