@@ -61,5 +61,13 @@ int cmd_member(cli_ctx *ctx, int argc, char **argv);
 int cmd_generate(cli_ctx *ctx, int argc, char **argv);
 int cmd_features(cli_ctx *ctx, int argc, char **argv);
 int cmd_demo(cli_ctx *ctx, int argc, char **argv);
+/* loyalty (cmd_loyalty.c) */
+int cmd_program(cli_ctx *ctx, int argc, char **argv);
+int cmd_points(cli_ctx *ctx, int argc, char **argv);
+int cmd_rewards(cli_ctx *ctx, int argc, char **argv);
+int cmd_redeem(cli_ctx *ctx, int argc, char **argv);
+int cmd_tier(cli_ctx *ctx, int argc, char **argv);
+int cmd_tiers(cli_ctx *ctx, int argc, char **argv);
+int cmd_ledger(cli_ctx *ctx, int argc, char **argv);
 
 #endif

@@ -195,6 +195,8 @@ void patron_close(patron_db *db)
 {
     if (!db)
         return;
+    if (db->loyalty_free)
+        db->loyalty_free(db->loyalty); /* before the store: it holds statements */
     store_close(db->st);
     for (uint32_t i = 0; i < db->n_members; i++) {
         mem_free(db->member_id[i]);

@@ -38,6 +38,9 @@ struct patron_db {
     int csr_valid;
     uint32_t *csr_off, *csr_ord;
     uint64_t n_events;
+    /* the loyalty ledger's in-memory state (src/loyalty/), loaded on first use */
+    void *loyalty;
+    void (*loyalty_free)(void *loyalty);
 };
 
 enum { DB_DICT_SKU = 1, DB_DICT_CATEGORY = 2, DB_DICT_BRAND = 3 };

@@ -71,4 +71,7 @@ int64_t store_event_count(store *s);
 int64_t store_member_count(store *s);
 int64_t store_order_count(store *s);
 
+/* The SQLite connection, for the backend's other files (src/store/ only). */
+struct sqlite3 *store_sqlite(store *s);
+
 #endif
