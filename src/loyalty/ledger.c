@@ -1793,20 +1793,6 @@ int ledger_program_apply(ledger *l, program *p, int64_t now, int64_t *version, i
 /* ---- batch entry points for the import hook (loyalty.c) ------------------------------------- */
 
 int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *new_lens, size_t n_new,
-                       patron_error *err);
-int ledger_batch_end(ledger *l, int rc, patron_error *err);
-int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err);
-int ledger_batch_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
-                        const char *original, patron_error *err);
-int ledger_batch_void(ledger *l, const char *id, int64_t ts, patron_error *err);
-int ledger_batch_points(ledger *l, const char *event_id, uint32_t member, int64_t ts, int64_t points,
-                        const char *reason, patron_error *err);
-int ledger_batch_redemption(ledger *l, const char *event_id, uint32_t member, int64_t ts,
-                            const char *reward, int64_t points, patron_error *err);
-int ledger_batch_bonus(ledger *l, const char *event_id, uint32_t member, int64_t ts, int which,
-                       patron_error *err);
-
-int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *new_lens, size_t n_new,
                        patron_error *err)
 {
     l->new_ids = new_ids;
@@ -1889,6 +1875,8 @@ int ledger_batch_bonus(ledger *l, const char *event_id, uint32_t member, int64_t
 static int hist_cmp(const void *a, const void *b)
 {
     const ledger_history_row *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
@@ -1917,7 +1905,7 @@ int ledger_history(ledger *l, uint32_t member, int64_t now, ledger_history_row *
             return oom(err);
         }
         r[k++] = (ledger_history_row){w->seq, w->ts, signed_amt, w->kind, l->arena + w->ref_off,
-                                      w->ref_len, l->lot[p->lot].expires};
+                                      w->ref_len, l->lot[p->lot].expires, (w->state & W_CANCELLED) != 0};
         last_w = p->write;
     }
     qsort(r, k, sizeof *r, hist_cmp);

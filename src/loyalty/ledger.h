@@ -120,6 +120,24 @@ int ledger_event_redemption(ledger *l, const char *event_id, uint32_t member, in
 int ledger_event_bonus(ledger *l, const char *event_id, uint32_t member, int64_t ts, int which,
                        ledger_result *res, patron_error *err);
 
+/* The import batch (loyalty.c): one savepoint around many writes inside the importer's
+ * transaction.  new_ids / new_lens name the members the importer creates in it
+ * (indexes db->n_members + k).  ledger_batch_end(l, rc) releases the savepoint when rc
+ * is PATRON_OK, else rolls it back; it returns the final status. */
+int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *new_lens,
+                       size_t n_new, patron_error *err);
+int ledger_batch_end(ledger *l, int rc, patron_error *err);
+int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err);
+int ledger_batch_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
+                        const char *original, patron_error *err);
+int ledger_batch_void(ledger *l, const char *id, int64_t ts, patron_error *err);
+int ledger_batch_points(ledger *l, const char *event_id, uint32_t member, int64_t ts,
+                        int64_t points, const char *reason, patron_error *err);
+int ledger_batch_redemption(ledger *l, const char *event_id, uint32_t member, int64_t ts,
+                            const char *reward, int64_t points, patron_error *err);
+int ledger_batch_bonus(ledger *l, const char *event_id, uint32_t member, int64_t ts, int which,
+                       patron_error *err);
+
 /* Reads (no store access).  Usable balance at now: lots earned at or before now and not
  * expired at now, whatever the expiry job has done. */
 int64_t ledger_balance(ledger *l, uint32_t member, int64_t now);
@@ -137,6 +155,7 @@ typedef struct ledger_history_row {
     const char *ref; /* borrowed from the ledger; valid until its next write */
     size_t refn;
     int64_t expires; /* for points credited: the expiry of the lot (INT64_MAX never) */
+    int cancelled;   /* a redemption that was cancelled since */
 } ledger_history_row;
 /* The member's history at now, oldest first, into *rows (caller frees with mem_free). */
 int ledger_history(ledger *l, uint32_t member, int64_t now, ledger_history_row **rows,
