@@ -117,6 +117,8 @@ struct ledger {
     size_t n_dl, n_dm, cap_dl, cap_dm;
     size_t mark_w, mark_p, mark_q, mark_t;
     int64_t next_p, next_q, next_t, max_ts;
+    int64_t acc_debit[5], acc_credit[5]; /* running Σ per account over the journal */
+    int acc_overflow;
     cand *cands;
     size_t cap_cands;
     /* members created by the import in progress (not yet in db->member_id) */
@@ -222,7 +224,18 @@ static void release_state(ledger *l)
     l->next_p = l->next_q = l->next_t = 1;
     l->max_ts = INT64_MIN;
     l->loaded = 0;
+    memset(l->acc_debit, 0, sizeof l->acc_debit);
+    memset(l->acc_credit, 0, sizeof l->acc_credit);
+    l->acc_overflow = 0;
     hmap_init(&l->keys);
+}
+
+static void account(ledger *l, int debit, int credit, int64_t amount)
+{
+    if (debit < 0 || debit > 4 || credit < 0 || credit > 4 ||
+        num_add_i64(l->acc_debit[debit], amount, &l->acc_debit[debit]) ||
+        num_add_i64(l->acc_credit[credit], amount, &l->acc_credit[credit]))
+        l->acc_overflow = 1;
 }
 
 static void ledger_free_cb(void *p)
@@ -318,6 +331,7 @@ static int add_posting(ledger *l, uint32_t wi, int debit, int credit, int64_t am
     mm->post = (uint32_t)l->n_p;
     lt_->remaining = rem;
     mm->balance = bal;
+    account(l, debit, credit, amount);
     mark_member(l, lt_->member);
     l->w[wi].np++;
     if (ts > l->max_ts)
@@ -577,6 +591,7 @@ static int load_posting(void *ctx, const store_ledger_posting *sp)
     if (l->w[wi].p0 == NIL)
         l->w[wi].p0 = (uint32_t)l->n_p;
     l->w[wi].np++;
+    account(l, sp->debit, sp->credit, sp->amount);
     if (sp->ts > l->max_ts)
         l->max_ts = sp->ts;
     l->next_p = sp->seq + 1;
@@ -1355,7 +1370,7 @@ static int void_in(ledger *l, const char *id, int64_t ts, ledger_result *res, pa
     int kn = snprintf(key, sizeof key, "void:%s", id);
     if (kn < 0 || (size_t)kn >= sizeof key)
         return err_set(err, PATRON_EINPUT, "void id '%.40s...' is too long", id);
-    snprintf(payload, sizeof payload, "op=void\nts=%lld\n", (long long)ts);
+    snprintf(payload, sizeof payload, "op=void\n"); /* the order id is the identity */
     int wi = find_key(l, key, (size_t)kn);
     if (wi >= 0)
         return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
@@ -2215,6 +2230,41 @@ int ledger_verify(ledger *l, ledger_verify_report *rep, patron_error *err)
     mem_free(v.buf);
     hmap_release(&v.redeem);
     return rc;
+}
+
+int ledger_check(ledger *l, char *msg, size_t cap)
+{
+    int64_t d = 0, c = 0, members = 0, lots = 0;
+    int ovf = l->acc_overflow;
+    for (int k = 0; k < 5; k++)
+        ovf |= num_add_i64(d, l->acc_debit[k], &d) | num_add_i64(c, l->acc_credit[k], &c);
+    if (ovf || d != c) {
+        snprintf(msg, cap, "debits %lld != credits %lld", (long long)d, (long long)c);
+        return 0;
+    }
+    for (uint32_t m = 0; m < l->n_m; m++) {
+        int64_t sum = 0;
+        for (uint32_t i = l->m[m].lot; i != NIL; i = l->lot[i].prev) {
+            if (l->lot[i].remaining < 0) {
+                snprintf(msg, cap, "lot %lld is negative", (long long)l->lot[i].id);
+                return 0;
+            }
+            sum += l->lot[i].remaining;
+        }
+        if (sum != l->m[m].balance || l->m[m].balance < 0) {
+            snprintf(msg, cap, "member %u: balance %lld, lots %lld", m, (long long)l->m[m].balance,
+                     (long long)sum);
+            return 0;
+        }
+        members += l->m[m].balance;
+        lots += sum;
+    }
+    int64_t net = l->acc_credit[LEDGER_ACC_MEMBER] - l->acc_debit[LEDGER_ACC_MEMBER];
+    if (net != members) {
+        snprintf(msg, cap, "member accounts %lld != balances %lld", (long long)net, (long long)members);
+        return 0;
+    }
+    return 1;
 }
 
 int ledger_integrity(ledger *l, char *msg, size_t cap, patron_error *err)

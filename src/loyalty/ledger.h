@@ -173,6 +173,10 @@ typedef struct ledger_verify_report {
  * the live ones, and compares the in-memory state too.  PATRON_OK with rep->ok = 0 on a
  * mismatch; an error status only when the check itself could not run. */
 int ledger_verify(ledger *l, ledger_verify_report *rep, patron_error *err);
+/* In-memory invariants, cheap enough to run after every write: Σ debits = Σ credits
+ * (running totals of the journal), each member account = Σ of its lots' remaining
+ * points >= 0, Σ member accounts = Σ balances.  1 ok, 0 broken (msg says what). */
+int ledger_check(ledger *l, char *msg, size_t cap);
 /* PRAGMA integrity_check through the store: 1 ok, 0 problem (in msg), < 0 error. */
 int ledger_integrity(ledger *l, char *msg, size_t cap, patron_error *err);
 /* A hash of the whole in-memory state (live == reloaded). */
