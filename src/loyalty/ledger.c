@@ -471,7 +471,8 @@ static long spendable(ledger *l, uint32_t member, int64_t now, uint32_t skip, in
         l->cands[n++] = (cand){x->expires, x->ts, x->id, i};
         *avail += x->remaining;
     }
-    qsort(l->cands, n, sizeof *l->cands, cand_cmp);
+    if (n > 1)
+        qsort(l->cands, n, sizeof *l->cands, cand_cmp);
     return (long)n;
 }
 
@@ -1923,7 +1924,8 @@ int ledger_history(ledger *l, uint32_t member, int64_t now, ledger_history_row *
                                       w->ref_len, l->lot[p->lot].expires, (w->state & W_CANCELLED) != 0};
         last_w = p->write;
     }
-    qsort(r, k, sizeof *r, hist_cmp);
+    if (k > 1)
+        qsort(r, k, sizeof *r, hist_cmp);
     *rows = r;
     *n = k;
     return PATRON_OK;
@@ -2106,8 +2108,10 @@ static int serialize_memory(ledger *l, verify_ctx *v)
     lstock *copy = mem_alloc_array(l->n_stock + 1, sizeof *copy);
     if (!copy)
         return -1;
-    memcpy(copy, l->stock, l->n_stock * sizeof *copy);
-    qsort(copy, l->n_stock, sizeof *copy, stock_cmp);
+    if (l->n_stock)
+        memcpy(copy, l->stock, l->n_stock * sizeof *copy);
+    if (l->n_stock > 1)
+        qsort(copy, l->n_stock, sizeof *copy, stock_cmp);
     int rc = 0;
     for (size_t k = 0; k < l->n_stock && !rc; k++)
         rc = ser_stock(v, copy[k].id, strlen(copy[k].id), copy[k].used);
@@ -2184,7 +2188,8 @@ int ledger_verify(ledger *l, ledger_verify_report *rep, patron_error *err)
     if (rc == PATRON_OK && !(live = mem_alloc(live_len + 1)))
         rc = oom(err);
     if (rc == PATRON_OK) {
-        memcpy(live, v.buf, live_len);
+        if (live_len)
+            memcpy(live, v.buf, live_len);
         rc = rebuild_projections(l, &v, err);
     }
     if (rc == PATRON_OK)
@@ -2196,7 +2201,7 @@ int ledger_verify(ledger *l, ledger_verify_report *rep, patron_error *err)
         if (sum != member_acct)
             vproblem(&v, "member accounts (%lld) differ from the sum of remaining lots (%lld)",
                      (long long)member_acct, (long long)sum);
-        if (v.len != live_len || memcmp(v.buf, live, live_len) != 0) {
+        if (v.len != live_len || (live_len && memcmp(v.buf, live, live_len) != 0)) {
             size_t k = 0;
             while (k < live_len && k < v.len && live[k] == v.buf[k])
                 k++;
@@ -2208,7 +2213,7 @@ int ledger_verify(ledger *l, ledger_verify_report *rep, patron_error *err)
         }
         if (serialize_memory(l, &v) != 0)
             rc = oom(err);
-        else if (v.len != live_len || memcmp(v.buf, live, live_len) != 0)
+        else if (v.len != live_len || (live_len && memcmp(v.buf, live, live_len) != 0))
             vproblem(&v, "the in-memory ledger differs from the store");
     }
     store_rollback(l->db->st); /* the rebuild was only for comparing */

@@ -202,7 +202,8 @@ int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err
         if (in->events[i].member > max_member)
             max_member = in->events[i].member;
     }
-    qsort(w, nw, sizeof *w, work_cmp);
+    if (nw > 1)
+        qsort(w, nw, sizeof *w, work_cmp);
     const char *const *new_ids = in->new_member_ids;
     const uint32_t *new_lens = in->new_member_lens;
     size_t n_new = in->n_new_members;
