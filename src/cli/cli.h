@@ -69,5 +69,13 @@ int cli_member_segments(cli_ctx *ctx, patron_db *db, const char *id, struct json
 int cmd_generate(cli_ctx *ctx, int argc, char **argv);
 int cmd_features(cli_ctx *ctx, int argc, char **argv);
 int cmd_demo(cli_ctx *ctx, int argc, char **argv);
+/* loyalty (cmd_loyalty.c) */
+int cmd_program(cli_ctx *ctx, int argc, char **argv);
+int cmd_points(cli_ctx *ctx, int argc, char **argv);
+int cmd_rewards(cli_ctx *ctx, int argc, char **argv);
+int cmd_redeem(cli_ctx *ctx, int argc, char **argv);
+int cmd_tier(cli_ctx *ctx, int argc, char **argv);
+int cmd_tiers(cli_ctx *ctx, int argc, char **argv);
+int cmd_ledger(cli_ctx *ctx, int argc, char **argv);
 
 #endif

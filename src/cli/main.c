@@ -30,6 +30,13 @@ static const command commands[] = {
     {"bench-rules", cmd_bench_rules, "time rules over all members (benchmarks)"},
     {"generate", cmd_generate, "write a realistic synthetic data set"},
     {"demo", cmd_demo, "generate, import and show a demo program"},
+    {"program", cmd_program, "check, apply or show the loyalty program configuration"},
+    {"points", cmd_points, "points balance, history, adjustments and expiry"},
+    {"rewards", cmd_rewards, "the rewards catalog with stock"},
+    {"redeem", cmd_redeem, "redeem a reward (or cancel a redemption)"},
+    {"tier", cmd_tier, "a member's tier and qualification"},
+    {"tiers", cmd_tiers, "tier review (downgrades happen only here)"},
+    {"ledger", cmd_ledger, "verify the points ledger (invariants, rebuild = live)"},
 };
 
 static void usage(FILE *f)

@@ -211,6 +211,8 @@ void patron_close(patron_db *db)
 {
     if (!db)
         return;
+    if (db->loyalty_free)
+        db->loyalty_free(db->loyalty); /* before the store: it holds statements */
     store_close(db->st);
     db_view_free(db);
     if (db->touched)

@@ -50,6 +50,9 @@ struct patron_db {
     struct segcat *segs;                 /* segments/segments.h, loaded on need */
     void (*segs_free)(patron_db *db);    /* set by the segments module */
     uint8_t default_profiling, default_personalization; /* 0 = program default (granted) */
+    /* the loyalty ledger's in-memory state (src/loyalty/), loaded on first use */
+    void *loyalty;
+    void (*loyalty_free)(void *loyalty);
 };
 
 /* Sources a rule can read; an import says which it changed. */

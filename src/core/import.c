@@ -18,6 +18,7 @@
 #include "base/num.h"
 #include "base/time.h"
 #include "ingest/input.h"
+#include "loyalty/loyalty.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -626,6 +627,9 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     if ((rc = store_begin(db->st, err)))
         goto out;
     store_order so;
+    store_order *lo = mem_calloc(b.n + 1, sizeof *lo); /* what the ledger is handed */
+    if (!lo)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory");
     for (size_t i = 0; i < b.n && rc == 0; i++) {
         border *o = &b.orders[i];
         if (o->bad || o->dup)
@@ -657,6 +661,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         }
         border_to_store(&b, o, order_level, member, &so);
         rc = store_order_put(db->st, &so, err);
+        lo[i] = so;
     }
     for (size_t k = 0; k < n_new && rc == 0; k++) {
         uint32_t len = new_len[k];
@@ -676,6 +681,13 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             rc = write_item_chunks(db, &b, ok, err);
     }
     mem_free(ok);
+    if (rc == 0) {
+        loyalty_import li = {lo, b.n, b.it_order, b.it_sku, b.it_cat, b.it_qty, b.it_price, b.n_items,
+                             {NULL, &b.dict[1], &b.dict[2], &b.dict[3]}, (const char *const *)new_ids,
+                             new_len, n_new, NULL, 0};
+        rc = loyalty_on_import(db, &li, err);
+    }
+    mem_free(lo);
     if (rc == 0)
         rc = store_commit(db->st, err);
     if (rc) {
@@ -1341,6 +1353,9 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
     if (rc == PATRON_OK) {
         res->bad_rows = b.bad_rows;
         rc = store_begin(db->st, err);
+        loyalty_event *le = mem_calloc(nev + 1, sizeof *le); /* what the ledger is handed */
+        if (!le && rc == PATRON_OK)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
         for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
             bevent *e = &ev[i];
             uint32_t mi;
@@ -1373,7 +1388,13 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
                 snprintf(eid, sizeof eid, "%s%s", e->type == 4 ? "void:" : "", e->id);
                 rc = store_event_put(db->st, eid, event_types[e->type], member, e->ts, e->hash, body, err);
             }
+            le[i] = (loyalty_event){event_types[e->type], e->id, e->member, member, e->ts, e->body};
         }
+        if (rc == PATRON_OK) {
+            loyalty_import li = {.events = le, .n_events = nev};
+            rc = loyalty_on_import(db, &li, err);
+        }
+        mem_free(le);
         if (rc == PATRON_OK)
             rc = store_commit(db->st, err);
         if (rc != PATRON_OK) {

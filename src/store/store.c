@@ -688,3 +688,8 @@ int64_t store_order_count(store *s)
 {
     return count_of(s, "SELECT coalesce(sum(n), 0) FROM order_chunks");
 }
+
+sqlite3 *store_sqlite(store *s)
+{
+    return s->db;
+}

@@ -103,4 +103,7 @@ int store_segment_changes_each(store *s, const char *name, int64_t since, store_
 int64_t store_member_count(store *s);
 int64_t store_order_count(store *s);
 
+/* The SQLite connection, for the backend's other files (src/store/ only). */
+struct sqlite3 *store_sqlite(store *s);
+
 #endif

@@ -1,0 +1,2323 @@
+/*
+ * ledger.c -- the loyalty ledger engine (ledger.h; policies in docs/ledger.md).
+ *
+ * State in memory mirrors the store's journal: writes (one per idempotency key),
+ * postings (journal lines), lots (one per credit that creates points, with expiry and
+ * remaining points), qualification rows (points earned / money spent for tiers) and
+ * tier changes, each with a per-member list (newest first, linked by `prev`).  A write
+ * goes: op_begin (transaction or savepoint; reload if another process committed since
+ * our copy was made) -> the operation appends rows in memory -> flush (the new rows and
+ * the projections they touched go to the store, plus a fresh token) -> commit/release.
+ * Any failure after memory changed rolls the store back and drops the memory copy, so
+ * the next call reloads it: the store stays the only truth.
+ *
+ * Invariants (checked by ledger_verify and the property test): every journal line moves
+ * amount > 0 from one account to another; a lot's remaining points are the sum of the
+ * member-account lines naming it and never negative; a member's balance is the sum of
+ * their lots' remaining points.
+ */
+#include "loyalty/ledger.h"
+
+#include "base/err.h"
+#include "base/hmap.h"
+#include "base/mem.h"
+#include "base/num.h"
+#include "base/time.h"
+#include "core/db.h"
+#include "store/store_ledger.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define NIL UINT32_MAX
+
+enum { W_VOIDED = 1, W_CANCELLED = 2 };
+
+typedef struct lw { /* a write */
+    int64_t seq, ts, points, money, shortfall, balance;
+    int64_t clawed, returned; /* earns: clawed back (with shortfall) and money returned */
+    uint64_t key_off, ref_off, pay_off;
+    uint32_t key_len, ref_len, pay_len;
+    uint32_t p0, np, member;
+    uint8_t kind, state;
+} lw;
+
+typedef struct lp { /* a journal line */
+    int64_t seq, amount, ts;
+    uint32_t write, member, lot, prev;
+    uint8_t debit, credit;
+} lp;
+
+typedef struct llot {
+    int64_t id, ts, expires, remaining;
+    uint32_t member, prev;
+    uint8_t dirty;
+} llot;
+
+typedef struct lq { /* tier qualification */
+    int64_t seq, ts, points, spend;
+    uint32_t write, member, prev;
+} lq;
+
+typedef struct lt { /* tier change */
+    int64_t seq, ts;
+    uint32_t write, member, prev;
+    int tier;
+} lt;
+
+typedef struct lm { /* per member */
+    uint32_t post, lot, qual, tier;
+    int64_t balance;
+    uint8_t dirty;
+} lm;
+
+typedef struct lstock {
+    char *id;
+    int64_t used;
+    uint8_t dirty;
+} lstock;
+
+typedef struct cand { /* a lot that can be spent, for sorting */
+    int64_t expires, ts, id;
+    uint32_t idx;
+} cand;
+
+typedef struct op {
+    int own;
+} op;
+
+struct ledger {
+    patron_db *db;
+    op batch; /* the import batch in progress */
+    store_ledger *sl;
+    program *prog;
+    int64_t prog_version;
+    uint64_t token, counter;
+    int loaded, durable, mutated;
+    lw *w;
+    lp *p;
+    llot *lot;
+    lq *q;
+    lt *t;
+    lm *m;
+    lstock *stock;
+    size_t n_w, n_p, n_lot, n_q, n_t, n_m, n_stock;
+    size_t cap_w, cap_p, cap_lot, cap_q, cap_t, cap_m, cap_stock;
+    hmap keys; /* key -> write index */
+    char *arena;
+    size_t arena_len, arena_cap;
+    char *pay; /* payloads of writes not flushed yet */
+    size_t pay_len, pay_cap;
+    uint32_t *dirty_lots, *dirty_members;
+    size_t n_dl, n_dm, cap_dl, cap_dm;
+    size_t mark_w, mark_p, mark_q, mark_t;
+    int64_t next_p, next_q, next_t, max_ts;
+    int64_t acc_debit[5], acc_credit[5]; /* running Σ per account over the journal */
+    int acc_overflow;
+    cand *cands;
+    size_t cap_cands;
+    /* members created by the import in progress (not yet in db->member_id) */
+    const char *const *new_ids;
+    const uint32_t *new_lens;
+    size_t n_new;
+};
+
+static const char *const kind_names[] = {"",       "earn",   "return", "void",   "redeem", "cancel",
+                                         "adjust", "expire", "review", "bonus",  "redeem-event"};
+
+/* ---- memory helpers ------------------------------------------------------------- */
+
+static int oom(patron_error *err)
+{
+    return err_set(err, PATRON_ENOMEM, "out of memory");
+}
+
+static int arena_add(ledger *l, const char *s, size_t n, uint64_t *off)
+{
+    if (MEM_GROW(l->arena, l->arena_cap, l->arena_len + n + 1) != 0)
+        return -1;
+    memcpy(l->arena + l->arena_len, s, n);
+    l->arena[l->arena_len + n] = '\0';
+    *off = l->arena_len;
+    l->arena_len += n + 1;
+    return 0;
+}
+
+static const char *member_name(ledger *l, uint32_t m, size_t *n)
+{
+    patron_db *db = l->db;
+    if (m < db->n_members) {
+        *n = strlen(db->member_id[m]);
+        return db->member_id[m];
+    }
+    size_t k = m - db->n_members;
+    if (l->new_ids && k < l->n_new) {
+        *n = l->new_lens[k];
+        return l->new_ids[k];
+    }
+    *n = 1;
+    return "?";
+}
+
+static int member_ensure(ledger *l, uint32_t m)
+{
+    if (m < l->n_m)
+        return 0;
+    if (MEM_GROW(l->m, l->cap_m, (size_t)m + 1) != 0)
+        return -1;
+    for (size_t i = l->n_m; i <= m; i++)
+        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, 0};
+    l->n_m = (size_t)m + 1;
+    return 0;
+}
+
+static void mark_member(ledger *l, uint32_t m)
+{
+    if (!l->m[m].dirty && MEM_GROW(l->dirty_members, l->cap_dm, l->n_dm + 1) == 0) {
+        l->m[m].dirty = 1;
+        l->dirty_members[l->n_dm++] = m;
+    }
+}
+
+static int mark_lot(ledger *l, uint32_t i)
+{
+    if (l->lot[i].dirty)
+        return 0;
+    if (MEM_GROW(l->dirty_lots, l->cap_dl, l->n_dl + 1) != 0)
+        return -1;
+    l->lot[i].dirty = 1;
+    l->dirty_lots[l->n_dl++] = i;
+    return 0;
+}
+
+static void release_state(ledger *l)
+{
+    mem_free(l->w);
+    mem_free(l->p);
+    mem_free(l->lot);
+    mem_free(l->q);
+    mem_free(l->t);
+    mem_free(l->m);
+    for (size_t i = 0; i < l->n_stock; i++)
+        mem_free(l->stock[i].id);
+    mem_free(l->stock);
+    hmap_release(&l->keys);
+    mem_free(l->arena);
+    mem_free(l->pay);
+    mem_free(l->dirty_lots);
+    mem_free(l->dirty_members);
+    program_free(l->prog);
+    l->w = NULL, l->p = NULL, l->lot = NULL, l->q = NULL, l->t = NULL, l->m = NULL, l->stock = NULL;
+    l->arena = l->pay = NULL;
+    l->dirty_lots = l->dirty_members = NULL;
+    l->prog = NULL;
+    l->n_w = l->n_p = l->n_lot = l->n_q = l->n_t = l->n_m = l->n_stock = 0;
+    l->cap_w = l->cap_p = l->cap_lot = l->cap_q = l->cap_t = l->cap_m = l->cap_stock = 0;
+    l->arena_len = l->arena_cap = l->pay_len = l->pay_cap = 0;
+    l->n_dl = l->n_dm = l->cap_dl = l->cap_dm = 0;
+    l->mark_w = l->mark_p = l->mark_q = l->mark_t = 0;
+    l->next_p = l->next_q = l->next_t = 1;
+    l->max_ts = INT64_MIN;
+    l->loaded = 0;
+    memset(l->acc_debit, 0, sizeof l->acc_debit);
+    memset(l->acc_credit, 0, sizeof l->acc_credit);
+    l->acc_overflow = 0;
+    hmap_init(&l->keys);
+}
+
+static void account(ledger *l, int debit, int credit, int64_t amount)
+{
+    if (debit < 0 || debit > 4 || credit < 0 || credit > 4 ||
+        num_add_i64(l->acc_debit[debit], amount, &l->acc_debit[debit]) ||
+        num_add_i64(l->acc_credit[credit], amount, &l->acc_credit[credit]))
+        l->acc_overflow = 1;
+}
+
+static void ledger_free_cb(void *p)
+{
+    ledger *l = p;
+    if (!l)
+        return;
+    release_state(l);
+    hmap_release(&l->keys);
+    mem_free(l->cands);
+    store_ledger_free(l->sl);
+    mem_free(l);
+}
+
+/* ---- rows ------------------------------------------------------------------------ */
+
+static lstock *stock_get(ledger *l, const char *id, size_t n, int create)
+{
+    for (size_t i = 0; i < l->n_stock; i++)
+        if (strlen(l->stock[i].id) == n && memcmp(l->stock[i].id, id, n) == 0)
+            return &l->stock[i];
+    if (!create || MEM_GROW(l->stock, l->cap_stock, l->n_stock + 1) != 0)
+        return NULL;
+    lstock *s = &l->stock[l->n_stock];
+    if (!(s->id = mem_strndup(id, n)))
+        return NULL;
+    s->used = 0;
+    s->dirty = 0;
+    l->n_stock++;
+    return s;
+}
+
+static int find_key(ledger *l, const char *key, size_t n)
+{
+    uint32_t wi;
+    return hmap_get(&l->keys, key, n, &wi) ? (int)wi : -1;
+}
+
+/* Appends a write (seq = its index + 1 in the journal order).  Returns the index or -1. */
+static int64_t add_write(ledger *l, int kind, const char *key, size_t keyn, uint32_t member,
+                         int64_t ts, const char *ref, size_t refn, const char *payload)
+{
+    if (MEM_GROW(l->w, l->cap_w, l->n_w + 1) != 0)
+        return -1;
+    lw *w = &l->w[l->n_w];
+    memset(w, 0, sizeof *w);
+    w->seq = l->n_w ? l->w[l->n_w - 1].seq + 1 : 1;
+    w->kind = (uint8_t)kind;
+    w->member = member;
+    w->ts = ts;
+    w->p0 = (uint32_t)l->n_p;
+    size_t pn = strlen(payload);
+    if (arena_add(l, key, keyn, &w->key_off) || arena_add(l, ref, refn, &w->ref_off) ||
+        MEM_GROW(l->pay, l->pay_cap, l->pay_len + pn + 1) != 0 ||
+        hmap_put(&l->keys, key, keyn, (uint32_t)l->n_w) != 0)
+        return -1;
+    w->key_len = (uint32_t)keyn;
+    w->ref_len = (uint32_t)refn;
+    memcpy(l->pay + l->pay_len, payload, pn);
+    w->pay_off = l->pay_len;
+    w->pay_len = (uint32_t)pn;
+    l->pay_len += pn;
+    l->mutated = 1;
+    return (int64_t)l->n_w++;
+}
+
+/* Appends a journal line and applies it to its lot and member.  The member side is the
+ * lot's; amount > 0; a debit of the member never exceeds the lot's remaining points
+ * (callers take at most that much). */
+static int add_posting(ledger *l, uint32_t wi, int debit, int credit, int64_t amount, uint32_t li,
+                       int64_t ts)
+{
+    PATRON_ASSERT(amount > 0 && debit != credit);
+    PATRON_ASSERT(debit == LEDGER_ACC_MEMBER || credit == LEDGER_ACC_MEMBER);
+    llot *lt_ = &l->lot[li];
+    lm *mm = &l->m[lt_->member];
+    int64_t delta = credit == LEDGER_ACC_MEMBER ? amount : -amount, rem, bal;
+    if (num_add_i64(lt_->remaining, delta, &rem) || num_add_i64(mm->balance, delta, &bal))
+        return -2;
+    PATRON_ASSERT(rem >= 0 && bal >= 0);
+    if (MEM_GROW(l->p, l->cap_p, l->n_p + 1) != 0 || mark_lot(l, li) != 0)
+        return -1;
+    lp *p = &l->p[l->n_p];
+    p->seq = l->next_p++;
+    p->amount = amount;
+    p->ts = ts;
+    p->write = wi;
+    p->member = lt_->member;
+    p->lot = li;
+    p->debit = (uint8_t)debit;
+    p->credit = (uint8_t)credit;
+    p->prev = mm->post;
+    mm->post = (uint32_t)l->n_p;
+    lt_->remaining = rem;
+    mm->balance = bal;
+    account(l, debit, credit, amount);
+    mark_member(l, lt_->member);
+    l->w[wi].np++;
+    if (ts > l->max_ts)
+        l->max_ts = ts;
+    l->n_p++;
+    l->mutated = 1;
+    return 0;
+}
+
+/* A new lot for the member, created by the next journal line. */
+static int64_t add_lot(ledger *l, uint32_t member, int64_t ts, int64_t expires)
+{
+    if (member_ensure(l, member) != 0 || MEM_GROW(l->lot, l->cap_lot, l->n_lot + 1) != 0)
+        return -1;
+    llot *x = &l->lot[l->n_lot];
+    x->id = l->next_p;
+    x->ts = ts;
+    x->expires = expires;
+    x->remaining = 0;
+    x->member = member;
+    x->dirty = 0;
+    x->prev = l->m[member].lot;
+    l->m[member].lot = (uint32_t)l->n_lot;
+    l->mutated = 1;
+    return (int64_t)l->n_lot++;
+}
+
+static int add_qual(ledger *l, uint32_t wi, uint32_t member, int64_t ts, int64_t points,
+                    int64_t spend)
+{
+    if (points == 0 && spend == 0)
+        return 0;
+    if (member_ensure(l, member) != 0 || MEM_GROW(l->q, l->cap_q, l->n_q + 1) != 0)
+        return -1;
+    l->q[l->n_q] = (lq){l->next_q++, ts, points, spend, wi, member, l->m[member].qual};
+    l->m[member].qual = (uint32_t)l->n_q++;
+    l->mutated = 1;
+    return 0;
+}
+
+static int add_tier(ledger *l, uint32_t wi, uint32_t member, int64_t ts, int tier)
+{
+    if (member_ensure(l, member) != 0 || MEM_GROW(l->t, l->cap_t, l->n_t + 1) != 0)
+        return -1;
+    l->t[l->n_t] = (lt){l->next_t++, ts, wi, member, l->m[member].tier, tier};
+    l->m[member].tier = (uint32_t)l->n_t++;
+    l->mutated = 1;
+    return 0;
+}
+
+/* ---- reads -------------------------------------------------------------------------- */
+
+int ledger_tier(ledger *l, uint32_t member, int64_t now)
+{
+    if (member >= l->n_m)
+        return 0;
+    int64_t best_ts = INT64_MIN, best_seq = -1;
+    int tier = 0;
+    for (uint32_t i = l->m[member].tier; i != NIL; i = l->t[i].prev) {
+        const lt *x = &l->t[i];
+        if (x->ts <= now && (x->ts > best_ts || (x->ts == best_ts && x->seq > best_seq))) {
+            best_ts = x->ts;
+            best_seq = x->seq;
+            tier = x->tier;
+        }
+    }
+    return tier;
+}
+
+int64_t ledger_qualifying(ledger *l, uint32_t member, int64_t now, int64_t window, int spend)
+{
+    if (member >= l->n_m)
+        return 0;
+    int64_t sum = 0, from;
+    if (__builtin_sub_overflow(now, window, &from))
+        from = INT64_MIN;
+    for (uint32_t i = l->m[member].qual; i != NIL; i = l->q[i].prev) {
+        const lq *x = &l->q[i];
+        if (x->ts > from && x->ts <= now) {
+            int64_t v = spend ? x->spend : x->points;
+            if (__builtin_add_overflow(sum, v, &sum))
+                return v > 0 ? INT64_MAX : INT64_MIN;
+        }
+    }
+    return sum;
+}
+
+int64_t ledger_balance(ledger *l, uint32_t member, int64_t now)
+{
+    if (member >= l->n_m)
+        return 0;
+    int64_t sum = 0;
+    if (now >= l->max_ts) {
+        for (uint32_t i = l->m[member].lot; i != NIL; i = l->lot[i].prev)
+            if (l->lot[i].expires > now)
+                sum += l->lot[i].remaining; /* <= the member's balance: no overflow */
+        return sum;
+    }
+    for (uint32_t i = l->m[member].post; i != NIL; i = l->p[i].prev) {
+        const lp *p = &l->p[i];
+        if (p->ts <= now && l->lot[p->lot].expires > now)
+            sum += p->credit == LEDGER_ACC_MEMBER ? p->amount : -p->amount;
+    }
+    return sum;
+}
+
+int64_t ledger_stock_used(ledger *l, const char *reward)
+{
+    lstock *s = stock_get(l, reward, strlen(reward), 0);
+    return s ? s->used : 0;
+}
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->expires != y->expires)
+        return x->expires < y->expires ? -1 : 1;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The member's lots that can be spent at now, soonest-expiring first, oldest first on
+ * ties; their sum in *avail.  Returns the count, or -1 when out of memory. */
+static long spendable(ledger *l, uint32_t member, int64_t now, uint32_t skip, int64_t *avail)
+{
+    size_t n = 0;
+    *avail = 0;
+    if (member >= l->n_m)
+        return 0;
+    for (uint32_t i = l->m[member].lot; i != NIL; i = l->lot[i].prev) {
+        const llot *x = &l->lot[i];
+        if (i == skip || x->remaining <= 0 || x->ts > now || x->expires <= now)
+            continue;
+        if (MEM_GROW(l->cands, l->cap_cands, n + 1) != 0)
+            return -1;
+        l->cands[n++] = (cand){x->expires, x->ts, x->id, i};
+        *avail += x->remaining;
+    }
+    if (n > 1)
+        qsort(l->cands, n, sizeof *l->cands, cand_cmp);
+    return (long)n;
+}
+
+/* Takes up to amount points from the member's spendable lots (first from lot `first`
+ * when it is spendable) into account `to`.  *taken receives what was taken. */
+static int take(ledger *l, uint32_t wi, uint32_t member, int64_t amount, int64_t now, int to,
+                uint32_t first, int64_t *taken, patron_error *err)
+{
+    *taken = 0;
+    if (first != NIL) {
+        llot *x = &l->lot[first];
+        if (x->remaining > 0 && x->ts <= now && x->expires > now && amount > 0) {
+            int64_t a = x->remaining < amount ? x->remaining : amount;
+            if (add_posting(l, wi, LEDGER_ACC_MEMBER, to, a, first, now))
+                return oom(err);
+            *taken += a;
+            amount -= a;
+        }
+    }
+    int64_t avail;
+    long n = amount > 0 ? spendable(l, member, now, first, &avail) : 0;
+    if (n < 0)
+        return oom(err);
+    for (long k = 0; k < n && amount > 0; k++) {
+        uint32_t li = l->cands[k].idx;
+        int64_t a = l->lot[li].remaining < amount ? l->lot[li].remaining : amount;
+        if (add_posting(l, wi, LEDGER_ACC_MEMBER, to, a, li, now))
+            return oom(err);
+        *taken += a;
+        amount -= a;
+    }
+    return PATRON_OK;
+}
+
+/* ---- loading ------------------------------------------------------------------------ */
+
+static int tier_by_name(ledger *l, const char *name, size_t n)
+{
+    int t = l->prog ? program_tier_find(l->prog, name, n) : -1;
+    return t < 0 ? 0 : t;
+}
+
+static int load_write(void *ctx, const store_ledger_write *sw)
+{
+    ledger *l = ctx;
+    if (MEM_GROW(l->w, l->cap_w, l->n_w + 1) != 0)
+        return -1;
+    lw *w = &l->w[l->n_w];
+    memset(w, 0, sizeof *w);
+    w->seq = sw->seq;
+    w->kind = (uint8_t)sw->kind;
+    w->member = sw->member < 0 ? NIL : (uint32_t)sw->member;
+    w->ts = sw->ts;
+    w->points = sw->points;
+    w->money = sw->money;
+    w->shortfall = sw->shortfall;
+    w->balance = sw->balance;
+    w->p0 = NIL;
+    if (arena_add(l, sw->key, sw->keyn, &w->key_off) || arena_add(l, sw->ref, sw->refn, &w->ref_off) ||
+        hmap_put(&l->keys, sw->key, sw->keyn, (uint32_t)l->n_w) != 0)
+        return -1;
+    w->key_len = (uint32_t)sw->keyn;
+    w->ref_len = (uint32_t)sw->refn;
+    l->n_w++;
+    return 0;
+}
+
+static int load_lot(void *ctx, const store_ledger_lot *sl)
+{
+    ledger *l = ctx;
+    if (sl->member < 0 || sl->member >= UINT32_MAX || member_ensure(l, (uint32_t)sl->member) != 0 ||
+        MEM_GROW(l->lot, l->cap_lot, l->n_lot + 1) != 0)
+        return -1;
+    uint32_t m = (uint32_t)sl->member;
+    l->lot[l->n_lot] = (llot){sl->lot, sl->ts, sl->expires, sl->remaining, m, l->m[m].lot, 0};
+    l->m[m].lot = (uint32_t)l->n_lot++;
+    l->m[m].balance += sl->remaining;
+    return 0;
+}
+
+static uint32_t find_lot(ledger *l, int64_t id)
+{
+    size_t lo = 0, hi = l->n_lot;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->lot[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->n_lot && l->lot[lo].id == id ? (uint32_t)lo : NIL;
+}
+
+static uint32_t find_write_seq(ledger *l, int64_t seq)
+{
+    size_t lo = 0, hi = l->n_w;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->w[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->n_w && l->w[lo].seq == seq ? (uint32_t)lo : NIL;
+}
+
+static int load_posting(void *ctx, const store_ledger_posting *sp)
+{
+    ledger *l = ctx;
+    uint32_t li = find_lot(l, sp->lot), wi = find_write_seq(l, sp->write);
+    if (li == NIL || wi == NIL || MEM_GROW(l->p, l->cap_p, l->n_p + 1) != 0)
+        return -1; /* reported as a damaged ledger by the caller */
+    lm *mm = &l->m[l->lot[li].member];
+    l->p[l->n_p] = (lp){sp->seq, sp->amount, sp->ts, wi, l->lot[li].member, li, mm->post,
+                        (uint8_t)sp->debit, (uint8_t)sp->credit};
+    mm->post = (uint32_t)l->n_p;
+    if (l->w[wi].p0 == NIL)
+        l->w[wi].p0 = (uint32_t)l->n_p;
+    l->w[wi].np++;
+    account(l, sp->debit, sp->credit, sp->amount);
+    if (sp->ts > l->max_ts)
+        l->max_ts = sp->ts;
+    l->next_p = sp->seq + 1;
+    l->n_p++;
+    return 0;
+}
+
+static int load_qual(void *ctx, const store_ledger_qual *sq)
+{
+    ledger *l = ctx;
+    uint32_t wi = find_write_seq(l, sq->write);
+    if (wi == NIL || sq->member < 0 || member_ensure(l, (uint32_t)sq->member) != 0 ||
+        MEM_GROW(l->q, l->cap_q, l->n_q + 1) != 0)
+        return -1;
+    uint32_t m = (uint32_t)sq->member;
+    l->q[l->n_q] = (lq){sq->seq, sq->ts, sq->points, sq->spend, wi, m, l->m[m].qual};
+    l->m[m].qual = (uint32_t)l->n_q++;
+    l->next_q = sq->seq + 1;
+    return 0;
+}
+
+static int load_tier(void *ctx, const store_ledger_tier *st)
+{
+    ledger *l = ctx;
+    uint32_t wi = find_write_seq(l, st->write);
+    if (wi == NIL || st->member < 0 || member_ensure(l, (uint32_t)st->member) != 0 ||
+        MEM_GROW(l->t, l->cap_t, l->n_t + 1) != 0)
+        return -1;
+    uint32_t m = (uint32_t)st->member;
+    l->t[l->n_t] = (lt){st->seq, st->ts, wi, m, l->m[m].tier, tier_by_name(l, st->tier, st->tiern)};
+    l->m[m].tier = (uint32_t)l->n_t++;
+    l->next_t = st->seq + 1;
+    return 0;
+}
+
+static int load_stock(void *ctx, const char *reward, size_t n, int64_t used)
+{
+    ledger *l = ctx;
+    lstock *s = stock_get(l, reward, n, 1);
+    if (!s)
+        return -1;
+    s->used = used;
+    return 0;
+}
+
+static lw *write_by_key(ledger *l, const char *prefix, const char *id, size_t idn)
+{
+    char key[320];
+    int kn = snprintf(key, sizeof key, "%s%.*s", prefix, (int)idn, id);
+    if (kn < 0 || (size_t)kn >= sizeof key)
+        return NULL;
+    int wi = find_key(l, key, (size_t)kn);
+    return wi < 0 ? NULL : &l->w[wi];
+}
+
+/* Derived state of writes (earn clawed/returned, voided, cancelled): applied when a
+ * write is made and replayed in journal order at load, by the same functions. */
+static void derive_return(ledger *l, const lw *r)
+{
+    if (!r->ref_len)
+        return;
+    lw *e = write_by_key(l, "order:", l->arena + r->ref_off, r->ref_len);
+    if (e && e->kind == LEDGER_EARN && !(e->state & W_VOIDED)) {
+        e->clawed += r->points + r->shortfall;
+        e->returned += r->money;
+    }
+}
+
+static void derive_void(ledger *l, const lw *v)
+{
+    int ti = find_key(l, l->arena + v->ref_off, v->ref_len);
+    if (ti < 0)
+        return;
+    lw *t = &l->w[ti];
+    if (t->kind == LEDGER_EARN) {
+        t->clawed = t->points;
+        t->returned = t->money;
+    } else if (t->kind == LEDGER_RETURN && t->ref_len) {
+        lw *e = write_by_key(l, "order:", l->arena + t->ref_off, t->ref_len);
+        if (e && e->kind == LEDGER_EARN && !(e->state & W_VOIDED)) {
+            e->clawed -= t->points + t->shortfall;
+            e->returned -= t->money;
+        }
+    }
+    t->state |= W_VOIDED;
+}
+
+static void derive_cancel(ledger *l, const lw *c)
+{
+    int ti = find_key(l, l->arena + c->ref_off, c->ref_len);
+    if (ti >= 0)
+        l->w[ti].state |= W_CANCELLED;
+}
+
+static void derive(ledger *l, const lw *w)
+{
+    if (w->kind == LEDGER_RETURN)
+        derive_return(l, w);
+    else if (w->kind == LEDGER_VOID)
+        derive_void(l, w);
+    else if (w->kind == LEDGER_CANCEL)
+        derive_cancel(l, w);
+}
+
+/* Reloads everything from the store (inside a transaction or read snapshot). */
+static int load(ledger *l, uint64_t token, patron_error *err)
+{
+    release_state(l);
+    int64_t version, applied;
+    char *body = NULL;
+    int rc = store_ledger_program_latest(l->sl, &version, &applied, &body, err);
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        char name[64];
+        snprintf(name, sizeof name, "stored program v%lld", (long long)version);
+        rc = program_parse(body, strlen(body), name, &l->prog, err);
+        mem_free(body);
+        if (rc)
+            return rc;
+        l->prog_version = version;
+    } else {
+        l->prog_version = 0;
+    }
+    if (member_ensure(l, l->db->n_members ? l->db->n_members - 1 : 0) != 0)
+        return oom(err);
+    if ((rc = store_ledger_writes_each(l->sl, load_write, l, err)) ||
+        (rc = store_ledger_lots_each(l->sl, load_lot, l, err)))
+        return rc;
+    if ((rc = store_ledger_postings_each(l->sl, load_posting, l, err)) ||
+        (rc = store_ledger_quals_each(l->sl, load_qual, l, err)) ||
+        (rc = store_ledger_tiers_each(l->sl, load_tier, l, err)) ||
+        (rc = store_ledger_stock_each(l->sl, load_stock, l, err))) {
+        if (rc == PATRON_ENOMEM)
+            err_set(err, PATRON_ESTORE, "the ledger in the store is damaged or memory ran out "
+                                        "(run 'patron ledger verify')");
+        return rc == PATRON_ENOMEM ? PATRON_ESTORE : rc;
+    }
+    for (size_t i = 0; i < l->n_w; i++) {
+        if (l->w[i].p0 == NIL)
+            l->w[i].p0 = 0;
+        derive(l, &l->w[i]);
+    }
+    l->mark_w = l->n_w, l->mark_p = l->n_p, l->mark_q = l->n_q, l->mark_t = l->n_t;
+    l->token = token;
+    l->loaded = 1;
+    return PATRON_OK;
+}
+
+static int refresh(ledger *l, patron_error *err)
+{
+    uint64_t tok;
+    int rc = store_ledger_token_get(l->sl, &tok, err);
+    if (rc)
+        return rc;
+    if (l->loaded && tok == l->token && l->n_m >= l->db->n_members)
+        return PATRON_OK;
+    if (l->loaded && tok == l->token)
+        return member_ensure(l, l->db->n_members - 1) ? oom(err) : PATRON_OK; /* n_members > n_m >= 0 */
+    return load(l, tok, err);
+}
+
+static int ensure_fresh(ledger *l, patron_error *err)
+{
+    if (store_ledger_in_txn(l->sl))
+        return refresh(l, err);
+    int rc = store_read_begin(l->db->st, err);
+    if (rc)
+        return rc;
+    rc = refresh(l, err);
+    store_read_end(l->db->st);
+    return rc;
+}
+
+int ledger_get(patron_db *db, ledger **out, patron_error *err)
+{
+    ledger *l = db->loyalty;
+    if (!l) {
+        l = mem_calloc(1, sizeof *l);
+        if (!l)
+            return oom(err);
+        hmap_init(&l->keys);
+        l->db = db;
+        l->durable = 1;
+        l->next_p = l->next_q = l->next_t = 1;
+        l->max_ts = INT64_MIN;
+        int rc = store_ledger_open(db->st, &l->sl, err);
+        if (rc) {
+            mem_free(l);
+            return rc;
+        }
+        db->loyalty = l;
+        db->loyalty_free = ledger_free_cb;
+    }
+    int rc = ensure_fresh(l, err);
+    if (rc)
+        return rc;
+    *out = l;
+    return PATRON_OK;
+}
+
+void ledger_invalidate(ledger *l)
+{
+    l->loaded = 0;
+}
+
+const program *ledger_program(ledger *l, int64_t *version)
+{
+    if (version)
+        *version = l->prog_version;
+    return l->prog;
+}
+
+void ledger_set_durable(ledger *l, int durable)
+{
+    l->durable = durable;
+}
+
+/* ---- writing ------------------------------------------------------------------------ */
+
+static uint64_t new_token(ledger *l)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t v[5] = {(int64_t)getpid(), (int64_t)ts.tv_sec, (int64_t)ts.tv_nsec,
+                    (int64_t)++l->counter, (int64_t)l->token};
+    uint64_t t = XXH3_64bits(v, sizeof v);
+    return t ? t : 1;
+}
+
+static uint64_t posting_hash(int64_t seq, int64_t write, int64_t member, int debit, int credit,
+                      int64_t amount, int64_t lot, int64_t ts, int64_t expires)
+{
+    int64_t v[9] = {seq, write, member, debit, credit, amount, lot, ts, expires};
+    return XXH3_64bits(v, sizeof v);
+}
+
+static int flush(ledger *l, patron_error *err)
+{
+    int rc = PATRON_OK;
+    for (size_t i = l->mark_w; i < l->n_w && rc == PATRON_OK; i++) {
+        lw *w = &l->w[i];
+        store_ledger_write sw = {w->seq, l->arena + w->key_off, w->key_len, w->kind,
+                                 w->member == NIL ? -1 : (int64_t)w->member, w->ts,
+                                 l->arena + w->ref_off, w->ref_len, w->points, w->money,
+                                 w->shortfall, w->balance, l->pay + w->pay_off, w->pay_len};
+        rc = store_ledger_write_put(l->sl, &sw, err);
+    }
+    for (size_t i = l->mark_p; i < l->n_p && rc == PATRON_OK; i++) {
+        lp *p = &l->p[i];
+        const llot *x = &l->lot[p->lot];
+        store_ledger_posting sp = {p->seq, l->w[p->write].seq, p->member, p->debit, p->credit,
+                                   p->amount, x->id, p->ts, x->expires, 0};
+        sp.hash = posting_hash(sp.seq, sp.write, sp.member, sp.debit, sp.credit, sp.amount, sp.lot,
+                               sp.ts, sp.expires);
+        rc = store_ledger_posting_put(l->sl, &sp, err);
+    }
+    for (size_t i = l->mark_q; i < l->n_q && rc == PATRON_OK; i++) {
+        lq *q = &l->q[i];
+        store_ledger_qual sq = {q->seq, l->w[q->write].seq, q->member, q->ts, q->points, q->spend};
+        rc = store_ledger_qual_put(l->sl, &sq, err);
+    }
+    for (size_t i = l->mark_t; i < l->n_t && rc == PATRON_OK; i++) {
+        lt *t = &l->t[i];
+        const char *name = l->prog && t->tier < (int)l->prog->n_tiers ? l->prog->tiers[t->tier].name : "";
+        store_ledger_tier st = {t->seq, l->w[t->write].seq, t->member, t->ts, name, strlen(name)};
+        rc = store_ledger_tier_put(l->sl, &st, err);
+    }
+    for (size_t k = 0; k < l->n_dl && rc == PATRON_OK; k++) {
+        llot *x = &l->lot[l->dirty_lots[k]];
+        store_ledger_lot sx = {x->id, x->member, x->ts, x->expires, x->remaining};
+        rc = store_ledger_lot_put(l->sl, &sx, err);
+        x->dirty = 0;
+    }
+    for (size_t k = 0; k < l->n_dm && rc == PATRON_OK; k++) {
+        lm *mm = &l->m[l->dirty_members[k]];
+        rc = store_ledger_balance_put(l->sl, l->dirty_members[k], mm->balance, err);
+        mm->dirty = 0;
+    }
+    for (size_t k = 0; k < l->n_stock && rc == PATRON_OK; k++)
+        if (l->stock[k].dirty) {
+            rc = store_ledger_stock_put(l->sl, l->stock[k].id, strlen(l->stock[k].id),
+                                        l->stock[k].used, err);
+            l->stock[k].dirty = 0;
+        }
+    uint64_t tok = new_token(l);
+    if (rc == PATRON_OK)
+        rc = store_ledger_token_set(l->sl, tok, err);
+    if (rc == PATRON_OK)
+        l->token = tok;
+    l->n_dl = l->n_dm = 0;
+    l->pay_len = 0;
+    l->mark_w = l->n_w, l->mark_p = l->n_p, l->mark_q = l->n_q, l->mark_t = l->n_t;
+    return rc;
+}
+
+static int op_begin(ledger *l, op *o, patron_error *err)
+{
+    int rc;
+    o->own = !store_ledger_in_txn(l->sl);
+    if (o->own) {
+        if (l->durable && (rc = store_ledger_synchronous(l->sl, 1, err)))
+            return rc;
+        if ((rc = store_begin(l->db->st, err))) {
+            if (l->durable)
+                store_ledger_synchronous(l->sl, 0, NULL);
+            return rc;
+        }
+    } else if ((rc = store_ledger_savepoint(l->sl, err))) {
+        return rc;
+    }
+    l->mutated = 0;
+    rc = refresh(l, err);
+    if (rc) {
+        if (o->own) {
+            store_rollback(l->db->st);
+            if (l->durable)
+                store_ledger_synchronous(l->sl, 0, NULL);
+        } else {
+            store_ledger_rollback_to(l->sl);
+        }
+        l->loaded = 0;
+    }
+    return rc;
+}
+
+static int op_end(ledger *l, op *o, int rc, patron_error *err)
+{
+    if (rc == PATRON_OK && l->mutated)
+        rc = flush(l, err);
+    if (rc == PATRON_OK) {
+        rc = o->own ? store_commit(l->db->st, err) : store_ledger_release(l->sl, err);
+        if (rc) {
+            if (o->own)
+                store_rollback(l->db->st);
+            else
+                store_ledger_rollback_to(l->sl);
+        }
+    } else if (o->own) {
+        store_rollback(l->db->st);
+    } else {
+        store_ledger_rollback_to(l->sl);
+    }
+    if (rc != PATRON_OK && l->mutated)
+        l->loaded = 0; /* memory holds what the store did not keep: reload next time */
+    if (o->own && l->durable)
+        store_ledger_synchronous(l->sl, 0, NULL);
+    l->mutated = 0;
+    return rc;
+}
+
+int ledger_group_begin(ledger *l, patron_error *err)
+{
+    int rc = store_begin(l->db->st, err);
+    if (rc == PATRON_OK && (rc = refresh(l, err)) != PATRON_OK)
+        store_rollback(l->db->st);
+    return rc;
+}
+
+int ledger_group_end(ledger *l, int commit, patron_error *err)
+{
+    int rc = PATRON_OK;
+    if (commit) {
+        rc = store_commit(l->db->st, err);
+        if (rc)
+            store_rollback(l->db->st);
+    } else {
+        store_rollback(l->db->st);
+    }
+    if (!commit || rc)
+        l->loaded = 0;
+    return rc;
+}
+
+static void result_of(ledger *l, size_t wi, int replayed, ledger_result *res)
+{
+    if (!res)
+        return;
+    const lw *w = &l->w[wi];
+    res->replayed = replayed;
+    res->kind = w->kind;
+    res->seq = w->seq;
+    res->member = w->member == NIL ? -1 : (int64_t)w->member;
+    res->ts = w->ts;
+    res->points = w->points;
+    res->shortfall = w->shortfall;
+    res->money = w->money;
+    res->balance = w->balance;
+    snprintf(res->ref, sizeof res->ref, "%.*s", (int)w->ref_len, l->arena + w->ref_off);
+}
+
+/* Shows a key to the user without the internal prefix of caller keys ("k:"). */
+static const char *shown_key(const char *key)
+{
+    return strncmp(key, "k:", 2) == 0 ? key + 2 : key;
+}
+
+/* The key is stored: same payload -> the first result (1); different -> refused,
+ * naming the first field that differs.  Payloads are "field=value\n" lines. */
+static int replay(ledger *l, int wi, const char *key, size_t keyn, const char *payload,
+                  ledger_result *res, patron_error *err)
+{
+    store_ledger_write sw;
+    int f = store_ledger_write_get(l->sl, key, keyn, &sw, err);
+    if (f < 0)
+        return f;
+    if (f == 0) /* in memory but not stored: the memory copy is ahead of the store */
+        return err_set(err, PATRON_EINTERNAL, "key '%s' is in memory but not in the store",
+                       shown_key(key));
+    size_t pn = strlen(payload);
+    if (sw.payloadn == pn && memcmp(sw.payload, payload, pn) == 0) {
+        result_of(l, (size_t)wi, 1, res);
+        return 1;
+    }
+    /* Find the field. */
+    const char *a = payload;
+    while (*a) {
+        const char *eol = strchr(a, '\n');
+        size_t ln = eol ? (size_t)(eol - a) : strlen(a);
+        const char *eq = memchr(a, '=', ln);
+        size_t nn = eq ? (size_t)(eq - a) : ln;
+        /* the same field in the stored payload */
+        const char *b = sw.payload, *end = sw.payload + sw.payloadn;
+        const char *sv = NULL;
+        size_t svn = 0;
+        while (b < end) {
+            const char *e2 = memchr(b, '\n', (size_t)(end - b));
+            size_t l2 = e2 ? (size_t)(e2 - b) : (size_t)(end - b);
+            if (l2 > nn && memcmp(b, a, nn) == 0 && b[nn] == '=') {
+                sv = b + nn + 1;
+                svn = l2 - nn - 1;
+                break;
+            }
+            b += l2 + 1;
+        }
+        size_t vn = eq ? ln - nn - 1 : 0;
+        if (!sv || svn != vn || memcmp(sv, eq + 1, vn) != 0)
+            return err_set(err, PATRON_EINPUT,
+                           "key '%s' was already used with a different '%.*s' ('%.*s', now '%.*s'); "
+                           "a retry must repeat the request exactly",
+                           shown_key(key), (int)nn, a, (int)(svn > 80 ? 80 : svn), sv ? sv : "",
+                           (int)(vn > 80 ? 80 : vn), eq ? eq + 1 : "");
+        a += ln + (eol ? 1 : 0);
+    }
+    return err_set(err, PATRON_EINPUT, "key '%s' was already used for a different request",
+                   shown_key(key));
+}
+
+static int replay_rc(int r)
+{
+    return r < 0 ? r : PATRON_OK;
+}
+
+static int need_program(ledger *l, patron_error *err)
+{
+    if (!l->prog)
+        return err_set(err, PATRON_EINPUT,
+                       "no loyalty program is configured (apply one with 'patron program apply FILE')");
+    return PATRON_OK;
+}
+
+static int member_check(ledger *l, uint32_t member, patron_error *err)
+{
+    if (member >= l->db->n_members + l->n_new)
+        return err_set(err, PATRON_ENOTFOUND, "no member with index %u", member);
+    return member_ensure(l, member) ? oom(err) : PATRON_OK;
+}
+
+/* ---- exact earning arithmetic ------------------------------------------------------------ */
+
+__extension__ typedef __int128 i128;
+typedef struct rat {
+    i128 n, d; /* d > 0, reduced */
+} rat;
+
+static i128 gcd128(i128 a, i128 b)
+{
+    if (a < 0)
+        a = -a;
+    if (b < 0)
+        b = -b;
+    while (b) {
+        i128 t = a % b;
+        a = b;
+        b = t;
+    }
+    return a ? a : 1;
+}
+
+/* r *= num / den (den > 0); -1 on overflow of 127 bits. */
+static int rat_mul(rat *r, int64_t num, int64_t den)
+{
+    i128 g1 = gcd128(r->n, den), g2 = gcd128(num, r->d), n, d;
+    if (__builtin_mul_overflow(r->n / g1, (i128)num / g2, &n) ||
+        __builtin_mul_overflow(r->d / g2, (i128)den / g1, &d))
+        return -1;
+    r->n = n;
+    r->d = d;
+    return 0;
+}
+
+static int rat_add(rat *a, const rat *b)
+{
+    i128 g = gcd128(a->d, b->d), x, y, n, d;
+    if (__builtin_mul_overflow(a->n, b->d / g, &x) || __builtin_mul_overflow(b->n, a->d / g, &y) ||
+        __builtin_add_overflow(x, y, &n) || __builtin_mul_overflow(a->d / g, b->d, &d))
+        return -1;
+    i128 h = gcd128(n, d);
+    a->n = n / h;
+    a->d = d / h;
+    return 0;
+}
+
+/* floor(r) into int64; -1 when it does not fit. */
+static int rat_floor(const rat *r, int64_t *out)
+{
+    i128 q = r->n / r->d;
+    if ((r->n % r->d) != 0 && r->n < 0)
+        q--;
+    if (q > INT64_MAX || q < INT64_MIN)
+        return -1;
+    *out = (int64_t)q;
+    return 0;
+}
+
+static int name_in(const char *s, size_t n, char *const *list, size_t k)
+{
+    for (size_t i = 0; i < k; i++)
+        if (strlen(list[i]) == n && memcmp(list[i], s, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Whether promotion pr applies to the member's order at ts (before categories). */
+static int promo_applies(ledger *l, const program_promo *pr, uint32_t member, int64_t ts,
+                         int64_t amount, int tier)
+{
+    if (ts < pr->from || ts >= pr->to || amount < pr->min_amount)
+        return 0;
+    if (pr->n_members) {
+        size_t n;
+        const char *id = member_name(l, member, &n);
+        if (!name_in(id, n, pr->members, pr->n_members))
+            return 0;
+    }
+    if (pr->n_tiers) {
+        int ok = 0;
+        for (size_t k = 0; k < pr->n_tiers && !ok; k++)
+            ok = pr->tiers[k] == tier;
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Points of an order, SPEC §5: floor(Σ items amount x rate x item multiplier x matching
+ * category promotions, x tier multiplier x order promotions) + bonuses; exact. */
+static int order_points(ledger *l, const ledger_order *o, int tier, int64_t *out, patron_error *err)
+{
+    const program *pg = l->prog;
+    rat sum = {0, 1};
+    int64_t bonus = 0;
+    int ovf = 0;
+    size_t nitems = o->items ? o->n_items : 0;
+    for (size_t i = 0; i < nitems && !ovf; i++) {
+        const ledger_item *it = &o->items[i];
+        if (it->amount <= 0)
+            continue;
+        rat x = {it->amount, 1};
+        ovf |= rat_mul(&x, pg->rate, (int64_t)PATRON_MONEY_SCALE * PROGRAM_SCALE);
+        ovf |= rat_mul(&x, program_item_mult(pg, it->sku, it->skun, it->category, it->categoryn),
+                       PROGRAM_SCALE);
+        for (size_t k = 0; k < pg->n_promos && !ovf; k++) {
+            const program_promo *pr = &pg->promos[k];
+            if (pr->n_categories && name_in(it->category, it->categoryn, pr->categories, pr->n_categories) &&
+                promo_applies(l, pr, o->member, o->ts, o->amount, tier))
+                ovf |= rat_mul(&x, pr->mult, PROGRAM_SCALE);
+        }
+        ovf |= rat_add(&sum, &x);
+    }
+    if (!nitems && o->amount > 0) {
+        sum.n = o->amount;
+        ovf |= rat_mul(&sum, pg->rate, (int64_t)PATRON_MONEY_SCALE * PROGRAM_SCALE);
+    }
+    if (pg->n_tiers && tier < (int)pg->n_tiers)
+        ovf |= rat_mul(&sum, pg->tiers[tier].mult, PROGRAM_SCALE);
+    for (size_t k = 0; k < pg->n_promos && !ovf; k++) {
+        const program_promo *pr = &pg->promos[k];
+        if (!promo_applies(l, pr, o->member, o->ts, o->amount, tier))
+            continue;
+        int match = !pr->n_categories;
+        for (size_t i = 0; i < nitems && !match; i++)
+            match = name_in(o->items[i].category, o->items[i].categoryn, pr->categories, pr->n_categories);
+        if (!match)
+            continue;
+        if (!pr->n_categories)
+            ovf |= rat_mul(&sum, pr->mult, PROGRAM_SCALE);
+        ovf |= num_add_i64(bonus, pr->bonus, &bonus);
+    }
+    int64_t pts = 0;
+    if (ovf || rat_floor(&sum, &pts) != 0 || num_add_i64(pts, bonus, &pts) != 0)
+        return err_set(err, PATRON_EINPUT, "points for order '%.*s' overflow", (int)o->idn, o->id);
+    *out = pts < 0 ? 0 : pts;
+    return PATRON_OK;
+}
+
+/* Upgrade at once: after points or spend that count for qualification at ts. */
+static int upgrade_check(ledger *l, uint32_t wi, uint32_t member, int64_t ts)
+{
+    const program *pg = l->prog;
+    if (pg->n_tiers < 2)
+        return 0;
+    int64_t metric = ledger_qualifying(l, member, ts, pg->window, pg->basis == PROGRAM_BASIS_SPEND);
+    int target = 0;
+    for (size_t k = 0; k < pg->n_tiers; k++)
+        if (metric >= pg->tiers[k].threshold)
+            target = (int)k;
+    if (target > ledger_tier(l, member, ts))
+        return add_tier(l, wi, member, ts, target);
+    return 0;
+}
+
+/* ---- operations (inside an op) ------------------------------------------------------------ */
+
+static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_error *err)
+{
+    char key[320], payload[1024];
+    int kn = snprintf(key, sizeof key, "order:%.*s", (int)o->idn, o->id);
+    if (kn < 0 || (size_t)kn >= sizeof key)
+        return err_set(err, PATRON_EINPUT, "order id '%.40s...' is too long", o->id);
+    int rc = member_check(l, o->member, err);
+    if (rc)
+        return rc;
+    size_t mn;
+    const char *mid = member_name(l, o->member, &mn);
+    uint64_t ih = 0;
+    for (size_t i = 0; o->items && i < o->n_items; i++) {
+        const ledger_item *it = &o->items[i];
+        int64_t v[1] = {it->amount};
+        ih = ih * 31 + (XXH3_64bits(it->sku, it->skun) ^ XXH3_64bits(it->category, it->categoryn) ^
+                        XXH3_64bits(v, sizeof v));
+    }
+    snprintf(payload, sizeof payload, "op=earn\nmember=%.*s\nts=%lld\namount=%lld\nitems=%016llx\n",
+             (int)mn, mid, (long long)o->ts, (long long)o->amount, (unsigned long long)ih);
+    int wi = find_key(l, key, (size_t)kn);
+    if (wi >= 0)
+        return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
+    int tier = ledger_tier(l, o->member, o->ts);
+    int64_t pts = 0;
+    if ((rc = order_points(l, o, tier, &pts, err)))
+        return rc;
+    int64_t nw = add_write(l, LEDGER_EARN, key, (size_t)kn, o->member, o->ts, o->id, o->idn, payload);
+    if (nw < 0)
+        return oom(err);
+    lw *w = &l->w[nw];
+    w->points = pts;
+    w->money = o->amount;
+    if (pts > 0) {
+        int64_t li = add_lot(l, o->member, o->ts, program_expiry(l->prog, o->ts));
+        if (li < 0)
+            return oom(err);
+        int r = add_posting(l, (uint32_t)nw, LEDGER_ACC_ISSUED, LEDGER_ACC_MEMBER, pts, (uint32_t)li, o->ts);
+        if (r == -2)
+            return err_set(err, PATRON_EINPUT, "order '%.*s': member '%.*s': balance overflows",
+                           (int)o->idn, o->id, (int)mn, mid);
+        if (r)
+            return oom(err);
+    }
+    if (add_qual(l, (uint32_t)nw, o->member, o->ts, pts, o->amount > 0 ? o->amount : 0) ||
+        upgrade_check(l, (uint32_t)nw, o->member, o->ts))
+        return oom(err);
+    l->w[nw].balance = ledger_balance(l, o->member, o->ts);
+    result_of(l, (size_t)nw, 0, res);
+    return PATRON_OK;
+}
+
+/* The lot an earn created (NIL when it earned nothing). */
+static uint32_t earn_lot(ledger *l, const lw *e)
+{
+    return e->np ? l->p[e->p0].lot : NIL;
+}
+
+static int return_in(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
+                     const char *original, ledger_result *res, patron_error *err)
+{
+    char key[320], payload[1024];
+    size_t on = original ? strlen(original) : 0;
+    int kn = snprintf(key, sizeof key, "return:%s", id);
+    if (kn < 0 || (size_t)kn >= sizeof key)
+        return err_set(err, PATRON_EINPUT, "return id '%.40s...' is too long", id);
+    if (amount < 0 && num_mul_i64(amount, -1, &amount) != 0)
+        return err_set(err, PATRON_EINPUT, "return '%s': amount overflows", id);
+    int rc = member_check(l, member, err);
+    if (rc)
+        return rc;
+    size_t mn;
+    const char *mid = member_name(l, member, &mn);
+    snprintf(payload, sizeof payload, "op=return\nmember=%.*s\nts=%lld\namount=%lld\noriginal=%.200s\n",
+             (int)mn, mid, (long long)ts, (long long)amount, original ? original : "");
+    int wi = find_key(l, key, (size_t)kn);
+    if (wi >= 0)
+        return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
+    lw *e = on ? write_by_key(l, "order:", original, on) : NULL;
+    if (e && e->kind != LEDGER_EARN)
+        e = NULL;
+    size_t ei = e ? (size_t)(e - l->w) : 0;
+    int64_t claw = 0;
+    uint32_t from = member, first = NIL;
+    if (e) {
+        /* Proportional, cumulative: after returns totalling R of an order of amount A
+         * that earned P, floor(P x min(R, A) / A) have been clawed back in all. */
+        int64_t ret = e->returned, target = e->points;
+        if (num_add_i64(ret, amount, &ret) != 0 || ret > e->money)
+            ret = e->money;
+        if (e->money > 0 && !(e->state & W_VOIDED))
+            target = (int64_t)((i128)e->points * ret / e->money);
+        else
+            target = e->clawed; /* voided or nothing to proportion: nothing more */
+        claw = target - e->clawed;
+        if (claw < 0)
+            claw = 0;
+        from = e->member;
+        first = earn_lot(l, e);
+    } else {
+        rat r = {amount, 1};
+        if (rat_mul(&r, l->prog->rate, (int64_t)PATRON_MONEY_SCALE * PROGRAM_SCALE) ||
+            rat_floor(&r, &claw))
+            return err_set(err, PATRON_EINPUT, "return '%s': points overflow", id);
+    }
+    int64_t nw = add_write(l, LEDGER_RETURN, key, (size_t)kn, from, ts, original ? original : "", on,
+                           payload);
+    if (nw < 0)
+        return oom(err);
+    int64_t taken = 0;
+    if (claw > 0 && (rc = take(l, (uint32_t)nw, from, claw, ts, LEDGER_ACC_ISSUED, first, &taken, err)))
+        return rc;
+    lw *w = &l->w[nw];
+    w->points = taken;
+    w->shortfall = claw - taken;
+    if (e) {
+        e = &l->w[ei]; /* the array may have moved */
+        w->money = amount < e->money - e->returned ? amount : e->money - e->returned;
+    } else {
+        w->money = amount;
+    }
+    if (w->money < 0)
+        w->money = 0;
+    if (add_qual(l, (uint32_t)nw, from, ts, -claw, -w->money))
+        return oom(err);
+    derive(l, w);
+    w->balance = ledger_balance(l, from, ts);
+    result_of(l, (size_t)nw, 0, res);
+    return PATRON_OK;
+}
+
+/* Puts back, into the same lots, what the target write's postings took from the member. */
+static int restore(ledger *l, uint32_t wi, const lw *target, int64_t ts, int64_t *back,
+                   patron_error *err)
+{
+    *back = 0;
+    for (uint32_t k = 0; k < target->np; k++) {
+        const lp p = l->p[target->p0 + k];
+        if (p.debit != LEDGER_ACC_MEMBER)
+            continue;
+        if (add_posting(l, wi, p.credit, LEDGER_ACC_MEMBER, p.amount, p.lot, ts))
+            return oom(err);
+        *back += p.amount;
+    }
+    return PATRON_OK;
+}
+
+static int void_in(ledger *l, const char *id, int64_t ts, ledger_result *res, patron_error *err)
+{
+    char key[320], payload[512];
+    size_t idn = strlen(id);
+    int kn = snprintf(key, sizeof key, "void:%s", id);
+    if (kn < 0 || (size_t)kn >= sizeof key)
+        return err_set(err, PATRON_EINPUT, "void id '%.40s...' is too long", id);
+    snprintf(payload, sizeof payload, "op=void\n"); /* the order id is the identity */
+    int wi = find_key(l, key, (size_t)kn);
+    if (wi >= 0)
+        return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
+    lw *t = write_by_key(l, "order:", id, idn);
+    const char *tprefix = "order:";
+    if (!t) {
+        t = write_by_key(l, "return:", id, idn);
+        tprefix = "return:";
+    }
+    if (!t) { /* nothing of it is in the ledger (e.g. stored before the program existed) */
+        if (res)
+            memset(res, 0, sizeof *res);
+        return PATRON_OK;
+    }
+    size_t ti = (size_t)(t - l->w);
+    char tkey[320];
+    int tkn = snprintf(tkey, sizeof tkey, "%s%s", tprefix, id);
+    int64_t nw = add_write(l, LEDGER_VOID, key, (size_t)kn, l->w[ti].member, ts, tkey, (size_t)tkn, payload);
+    if (nw < 0)
+        return oom(err);
+    t = &l->w[ti];
+    uint32_t member = t->member;
+    int rc;
+    int64_t moved = 0, shortfall = 0, qpts = 0, qspend = 0;
+    if (t->state & W_VOIDED) {
+        /* voided already (cannot happen through keys; kept for safety) */
+    } else if (t->kind == LEDGER_EARN) {
+        int64_t rest = t->points - t->clawed;
+        if (rest > 0 && (rc = take(l, (uint32_t)nw, member, rest, ts, LEDGER_ACC_ISSUED, earn_lot(l, t), &moved, err)))
+            return rc;
+        shortfall = rest > moved ? rest - moved : 0;
+        qpts = -(rest > 0 ? rest : 0);
+        qspend = -(t->money - t->returned > 0 ? t->money - t->returned : 0);
+        moved = -moved;
+    } else if (t->kind == LEDGER_RETURN) {
+        lw *e = t->ref_len ? write_by_key(l, "order:", l->arena + t->ref_off, t->ref_len) : NULL;
+        if (!(e && e->kind == LEDGER_EARN && (e->state & W_VOIDED))) {
+            if ((rc = restore(l, (uint32_t)nw, &l->w[ti], ts, &moved, err)))
+                return rc;
+            t = &l->w[ti];
+            qpts = t->points + t->shortfall;
+            qspend = t->money;
+        }
+    }
+    if (add_qual(l, (uint32_t)nw, member, ts, qpts, qspend))
+        return oom(err);
+    lw *w = &l->w[nw];
+    w->points = moved;
+    w->shortfall = shortfall;
+    derive(l, w);
+    w->balance = ledger_balance(l, member, ts);
+    result_of(l, (size_t)nw, 0, res);
+    return PATRON_OK;
+}
+
+/* Debits points from a member's spendable lots (redemptions, negative adjustments). */
+static int spend_in(ledger *l, int kind, const char *key, size_t kn, uint32_t member, int64_t ts,
+                    int64_t points, const char *ref, int to, const char *payload, int64_t *nw_out,
+                    patron_error *err)
+{
+    int64_t avail;
+    if (spendable(l, member, ts, NIL, &avail) < 0)
+        return oom(err);
+    if (avail < points) {
+        size_t mn;
+        const char *mid = member_name(l, member, &mn);
+        return err_set(err, PATRON_EINPUT,
+                       "member '%.*s' has %lld points at this time; %lld would overdraw the balance",
+                       (int)mn, mid, (long long)avail, (long long)points);
+    }
+    int64_t nw = add_write(l, kind, key, kn, member, ts, ref, strlen(ref), payload), taken;
+    if (nw < 0)
+        return oom(err);
+    int rc = take(l, (uint32_t)nw, member, points, ts, to, NIL, &taken, err);
+    if (rc)
+        return rc;
+    PATRON_ASSERT(taken == points);
+    l->w[nw].points = points;
+    *nw_out = nw;
+    return PATRON_OK;
+}
+
+/* Credits points in a new lot (adjustments and bonuses). */
+static int credit_in(ledger *l, int kind, const char *key, size_t kn, uint32_t member, int64_t ts,
+                     int64_t points, const char *ref, int from, const char *payload, int64_t *nw_out,
+                     patron_error *err)
+{
+    int64_t nw = add_write(l, kind, key, kn, member, ts, ref, strlen(ref), payload);
+    if (nw < 0)
+        return oom(err);
+    int64_t li = add_lot(l, member, ts, program_expiry(l->prog, ts));
+    if (li < 0)
+        return oom(err);
+    int r = add_posting(l, (uint32_t)nw, from, LEDGER_ACC_MEMBER, points, (uint32_t)li, ts);
+    if (r == -2)
+        return err_set(err, PATRON_EINPUT, "%lld points overflow the member's balance", (long long)points);
+    if (r)
+        return oom(err);
+    l->w[nw].points = points;
+    *nw_out = nw;
+    return PATRON_OK;
+}
+
+static int redeem_in(ledger *l, uint32_t member, const char *reward, int64_t points_given,
+                     const char *key, size_t kn, int64_t now, ledger_result *res, patron_error *err)
+{
+    int rc = member_check(l, member, err);
+    if (rc)
+        return rc;
+    size_t mn;
+    const char *mid = member_name(l, member, &mn);
+    char payload[1024];
+    int catalog = points_given < 0;
+    if (catalog) /* a retry may come later: its time is not part of the request */
+        snprintf(payload, sizeof payload, "op=redeem\nmember=%.*s\nreward=%.200s\n", (int)mn, mid, reward);
+    else
+        snprintf(payload, sizeof payload, "op=redemption-event\nmember=%.*s\nreward=%.200s\npoints=%lld\nts=%lld\n",
+                 (int)mn, mid, reward, (long long)points_given, (long long)now);
+    int wi = find_key(l, key, kn);
+    if (wi >= 0)
+        return replay_rc(replay(l, wi, key, kn, payload, res, err));
+    int64_t points = points_given;
+    if (catalog) {
+        int ri = program_reward_find(l->prog, reward, strlen(reward));
+        if (ri < 0)
+            return err_set(err, PATRON_ENOTFOUND, "no reward '%s' in the catalog (see 'patron rewards list')", reward);
+        const program_reward *rw = &l->prog->rewards[ri];
+        points = rw->points;
+        lstock *st = stock_get(l, reward, strlen(reward), 0);
+        if (rw->stock >= 0 && st && st->used >= rw->stock)
+            return err_set(err, PATRON_EINPUT, "reward '%s' is out of stock", reward);
+    } else if (points <= 0) {
+        return err_set(err, PATRON_EINPUT, "redemption '%s': points must be positive", key);
+    }
+    int64_t nw;
+    if ((rc = spend_in(l, catalog ? LEDGER_REDEEM : LEDGER_REDEEM_EVENT, key, kn, member, now, points,
+                       reward, LEDGER_ACC_REDEEMED, payload, &nw, err)))
+        return rc;
+    if (catalog) {
+        lstock *st = stock_get(l, reward, strlen(reward), 1);
+        if (!st)
+            return oom(err);
+        st->used++;
+        st->dirty = 1;
+    }
+    l->w[nw].balance = ledger_balance(l, member, now);
+    result_of(l, (size_t)nw, 0, res);
+    return PATRON_OK;
+}
+
+static int cancel_in(ledger *l, const char *ukey, int64_t now, ledger_result *res, patron_error *err)
+{
+    char rkey[320], key[320], payload[64];
+    int rn = snprintf(rkey, sizeof rkey, "k:%s", ukey);
+    int kn = snprintf(key, sizeof key, "cancel:%s", ukey);
+    if (rn < 0 || (size_t)rn >= sizeof rkey || kn < 0 || (size_t)kn >= sizeof key)
+        return err_set(err, PATRON_EINPUT, "key '%.40s...' is too long", ukey);
+    snprintf(payload, sizeof payload, "op=cancel\n");
+    int wi = find_key(l, key, (size_t)kn);
+    if (wi >= 0)
+        return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
+    int ri = find_key(l, rkey, (size_t)rn);
+    if (ri < 0 || l->w[ri].kind != LEDGER_REDEEM)
+        return err_set(err, PATRON_ENOTFOUND, "no redemption was made with key '%s'", ukey);
+    int64_t nw = add_write(l, LEDGER_CANCEL, key, (size_t)kn, l->w[ri].member, now, rkey, (size_t)rn, payload);
+    if (nw < 0)
+        return oom(err);
+    int64_t back;
+    int rc = restore(l, (uint32_t)nw, &l->w[ri], now, &back, err);
+    if (rc)
+        return rc;
+    const lw *r = &l->w[ri];
+    lstock *st = stock_get(l, l->arena + r->ref_off, r->ref_len, 1);
+    if (!st)
+        return oom(err);
+    st->used--;
+    st->dirty = 1;
+    lw *w = &l->w[nw];
+    w->points = back;
+    derive(l, w);
+    w->balance = ledger_balance(l, w->member, now);
+    result_of(l, (size_t)nw, 0, res);
+    return PATRON_OK;
+}
+
+static int adjust_in(ledger *l, int kind, uint32_t member, int64_t points, const char *reason,
+                     const char *key, size_t kn, int64_t now, int acct, ledger_result *res,
+                     patron_error *err)
+{
+    int rc = member_check(l, member, err);
+    if (rc)
+        return rc;
+    if (points == 0 || points == INT64_MIN || points > PROGRAM_MAX_POINTS * 1000 ||
+        points < -PROGRAM_MAX_POINTS * 1000)
+        return err_set(err, PATRON_EINPUT, "points %lld: must be non-zero and at most 1e18 in size",
+                       (long long)points);
+    size_t mn;
+    const char *mid = member_name(l, member, &mn);
+    char payload[1024];
+    snprintf(payload, sizeof payload, "op=%s\nmember=%.*s\npoints=%lld\nreason=%.200s\n",
+             kind_names[kind], (int)mn, mid, (long long)points, reason ? reason : "");
+    int wi = find_key(l, key, kn);
+    if (wi >= 0)
+        return replay_rc(replay(l, wi, key, kn, payload, res, err));
+    int64_t nw;
+    if (points > 0)
+        rc = credit_in(l, kind, key, kn, member, now, points, reason ? reason : "", acct, payload, &nw, err);
+    else
+        rc = spend_in(l, kind, key, kn, member, now, -points, reason ? reason : "", acct, payload, &nw, err);
+    if (rc)
+        return rc;
+    if (kind == LEDGER_BONUS && (add_qual(l, (uint32_t)nw, member, now, points, 0) ||
+                                 upgrade_check(l, (uint32_t)nw, member, now)))
+        return oom(err);
+    l->w[nw].points = points;
+    l->w[nw].balance = ledger_balance(l, member, now);
+    result_of(l, (size_t)nw, 0, res);
+    return PATRON_OK;
+}
+
+/* ---- public operations ----------------------------------------------------------------------- */
+
+#define OP(call)                                                                                   \
+    do {                                                                                           \
+        op o_;                                                                                     \
+        int rc_ = op_begin(l, &o_, err);                                                           \
+        if (rc_)                                                                                   \
+            return rc_;                                                                            \
+        rc_ = need_program(l, err);                                                                \
+        if (rc_ == PATRON_OK)                                                                      \
+            rc_ = (call);                                                                          \
+        return op_end(l, &o_, rc_, err);                                                           \
+    } while (0)
+
+int ledger_earn(ledger *l, const ledger_order *o, ledger_result *res, patron_error *err)
+{
+    OP(earn_in(l, o, res, err));
+}
+
+int ledger_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
+                  const char *original, ledger_result *res, patron_error *err)
+{
+    OP(return_in(l, id, member, ts, amount, original, res, err));
+}
+
+int ledger_void(ledger *l, const char *id, int64_t ts, ledger_result *res, patron_error *err)
+{
+    OP(void_in(l, id, ts, res, err));
+}
+
+static int user_key(const char *key, char *buf, size_t cap, int *kn, patron_error *err)
+{
+    if (!key || !*key)
+        return err_set(err, PATRON_EUSAGE, "an idempotency key is required (--key K)");
+    size_t n = strlen(key);
+    if (n > 200)
+        return err_set(err, PATRON_EINPUT, "key '%.40s...' is longer than 200 bytes", key);
+    *kn = snprintf(buf, cap, "k:%s", key);
+    return PATRON_OK;
+}
+
+int ledger_redeem(ledger *l, uint32_t member, const char *reward, const char *key, int64_t now,
+                  ledger_result *res, patron_error *err)
+{
+    char k[256];
+    int kn = 0, rc = user_key(key, k, sizeof k, &kn, err);
+    if (rc)
+        return rc;
+    OP(redeem_in(l, member, reward, -1, k, (size_t)kn, now, res, err));
+}
+
+int ledger_cancel(ledger *l, const char *key, int64_t now, ledger_result *res, patron_error *err)
+{
+    if (!key || !*key)
+        return err_set(err, PATRON_EUSAGE, "which redemption? give its key");
+    OP(cancel_in(l, key, now, res, err));
+}
+
+int ledger_adjust(ledger *l, uint32_t member, int64_t points, const char *reason,
+                  const char *key, int64_t now, ledger_result *res, patron_error *err)
+{
+    char k[256];
+    int kn = 0, rc = user_key(key, k, sizeof k, &kn, err);
+    if (rc)
+        return rc;
+    OP(adjust_in(l, LEDGER_ADJUST, member, points, reason, k, (size_t)kn, now, LEDGER_ACC_ADJUSTED,
+                 res, err));
+}
+
+int ledger_event_points(ledger *l, const char *event_id, uint32_t member, int64_t ts,
+                        int64_t points, const char *reason, ledger_result *res, patron_error *err)
+{
+    char k[320];
+    int kn = snprintf(k, sizeof k, "event:%s", event_id);
+    if (kn < 0 || (size_t)kn >= sizeof k)
+        return err_set(err, PATRON_EINPUT, "event id '%.40s...' is too long", event_id);
+    OP(adjust_in(l, LEDGER_ADJUST, member, points, reason, k, (size_t)kn, ts, LEDGER_ACC_ADJUSTED,
+                 res, err));
+}
+
+int ledger_event_redemption(ledger *l, const char *event_id, uint32_t member, int64_t ts,
+                            const char *reward, int64_t points, ledger_result *res,
+                            patron_error *err)
+{
+    char k[320];
+    int kn = snprintf(k, sizeof k, "event:%s", event_id);
+    if (kn < 0 || (size_t)kn >= sizeof k)
+        return err_set(err, PATRON_EINPUT, "event id '%.40s...' is too long", event_id);
+    if (points <= 0)
+        return err_set(err, PATRON_EINPUT, "redemption '%s': points must be positive", event_id);
+    OP(redeem_in(l, member, reward, points, k, (size_t)kn, ts, res, err));
+}
+
+int ledger_event_bonus(ledger *l, const char *event_id, uint32_t member, int64_t ts, int which,
+                       ledger_result *res, patron_error *err)
+{
+    static const char *const why[] = {"survey", "referral", "birthday", "enrollment"};
+    char k[320];
+    int kn = snprintf(k, sizeof k, "bonus:%s", event_id);
+    if (kn < 0 || (size_t)kn >= sizeof k || which < 0 || which >= PROGRAM_BONUS__COUNT)
+        return err_set(err, PATRON_EINPUT, "bad bonus event '%.40s'", event_id);
+    if (!l->prog || l->prog->bonus[which] <= 0) {
+        if (res)
+            memset(res, 0, sizeof *res);
+        return PATRON_OK;
+    }
+    OP(adjust_in(l, LEDGER_BONUS, member, l->prog->bonus[which], why[which], k, (size_t)kn, ts,
+                 LEDGER_ACC_ISSUED, res, err));
+}
+
+static int expire_in(ledger *l, int64_t now, ledger_result *res, patron_error *err)
+{
+    char key[64], payload[64];
+    int kn = snprintf(key, sizeof key, "expire@%lld", (long long)now);
+    snprintf(payload, sizeof payload, "op=expire\n");
+    int wi = find_key(l, key, (size_t)kn);
+    if (wi >= 0)
+        return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
+    int64_t nw = add_write(l, LEDGER_EXPIRE, key, (size_t)kn, NIL, now, "", 0, payload);
+    if (nw < 0)
+        return oom(err);
+    int64_t total = 0;
+    size_t n = l->n_lot;
+    for (size_t i = 0; i < n; i++) {
+        llot *x = &l->lot[i];
+        if (x->remaining > 0 && x->expires <= now) {
+            int64_t a = x->remaining;
+            if (add_posting(l, (uint32_t)nw, LEDGER_ACC_MEMBER, LEDGER_ACC_EXPIRED, a, (uint32_t)i, x->expires))
+                return oom(err);
+            if (num_add_i64(total, a, &total))
+                total = INT64_MAX;
+        }
+    }
+    l->w[nw].points = total;
+    result_of(l, (size_t)nw, 0, res);
+    return PATRON_OK;
+}
+
+int ledger_expire(ledger *l, int64_t now, ledger_result *res, patron_error *err)
+{
+    op o;
+    int rc = op_begin(l, &o, err);
+    if (rc)
+        return rc;
+    return op_end(l, &o, expire_in(l, now, res, err), err);
+}
+
+static int review_in(ledger *l, int64_t now, ledger_result *res, patron_error *err)
+{
+    char key[64], payload[64];
+    int kn = snprintf(key, sizeof key, "review@%lld", (long long)now);
+    snprintf(payload, sizeof payload, "op=review\n");
+    int wi = find_key(l, key, (size_t)kn);
+    if (wi >= 0)
+        return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
+    int64_t nw = add_write(l, LEDGER_REVIEW, key, (size_t)kn, NIL, now, "", 0, payload);
+    if (nw < 0)
+        return oom(err);
+    const program *pg = l->prog;
+    int64_t changed = 0;
+    for (uint32_t m = 0; m < l->n_m && pg->n_tiers > 1; m++) {
+        if (l->m[m].qual == NIL && l->m[m].tier == NIL)
+            continue;
+        int64_t metric = ledger_qualifying(l, m, now, pg->window, pg->basis == PROGRAM_BASIS_SPEND);
+        int target = 0;
+        for (size_t k = 0; k < pg->n_tiers; k++)
+            if (metric >= pg->tiers[k].threshold)
+                target = (int)k;
+        if (target != ledger_tier(l, m, now)) {
+            if (add_tier(l, (uint32_t)nw, m, now, target))
+                return oom(err);
+            changed++;
+        }
+    }
+    l->w[nw].points = changed;
+    result_of(l, (size_t)nw, 0, res);
+    return PATRON_OK;
+}
+
+int ledger_tiers_review(ledger *l, int64_t now, ledger_result *res, patron_error *err)
+{
+    OP(review_in(l, now, res, err));
+}
+
+int ledger_program_apply(ledger *l, program *p, int64_t now, int64_t *version, int *changed,
+                         patron_error *err)
+{
+    op o;
+    *changed = 0;
+    int rc = op_begin(l, &o, err);
+    if (rc) {
+        program_free(p);
+        return rc;
+    }
+    if (l->prog && l->prog->hash == p->hash && strcmp(l->prog->canonical, p->canonical) == 0) {
+        program_free(p);
+        *version = l->prog_version;
+        return op_end(l, &o, PATRON_OK, err);
+    }
+    int64_t v;
+    rc = store_ledger_program_put(l->sl, now, p->hash, p->canonical, &v, err);
+    if (rc) {
+        program_free(p);
+        return op_end(l, &o, rc, err);
+    }
+    program_free(l->prog);
+    l->prog = p;
+    l->prog_version = v;
+    l->mutated = 1; /* a new token: other processes reload the program */
+    *version = v;
+    *changed = 1;
+    return op_end(l, &o, PATRON_OK, err);
+}
+
+/* ---- batch entry points for the import hook (loyalty.c) ------------------------------------- */
+
+int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *new_lens, size_t n_new,
+                       patron_error *err)
+{
+    l->new_ids = new_ids;
+    l->new_lens = new_lens;
+    l->n_new = n_new;
+    int rc = op_begin(l, &l->batch, err);
+    if (rc == PATRON_OK && n_new && member_ensure(l, (uint32_t)(l->db->n_members + n_new - 1)))
+        rc = op_end(l, &l->batch, oom(err), err);
+    if (rc) {
+        l->new_ids = NULL;
+        l->n_new = 0;
+    }
+    return rc;
+}
+
+int ledger_batch_end(ledger *l, int rc, patron_error *err)
+{
+    rc = op_end(l, &l->batch, rc, err);
+    l->new_ids = NULL;
+    l->new_lens = NULL;
+    l->n_new = 0;
+    return rc;
+}
+
+int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err)
+{
+    return earn_in(l, o, NULL, err);
+}
+
+int ledger_batch_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
+                        const char *original, patron_error *err)
+{
+    return return_in(l, id, member, ts, amount, original, NULL, err);
+}
+
+int ledger_batch_void(ledger *l, const char *id, int64_t ts, patron_error *err)
+{
+    return void_in(l, id, ts, NULL, err);
+}
+
+int ledger_batch_points(ledger *l, const char *event_id, uint32_t member, int64_t ts, int64_t points,
+                        const char *reason, patron_error *err)
+{
+    char k[320];
+    int kn = snprintf(k, sizeof k, "event:%s", event_id);
+    if (kn < 0 || (size_t)kn >= sizeof k)
+        return err_set(err, PATRON_EINPUT, "event id '%.40s...' is too long", event_id);
+    return adjust_in(l, LEDGER_ADJUST, member, points, reason, k, (size_t)kn, ts, LEDGER_ACC_ADJUSTED,
+                     NULL, err);
+}
+
+int ledger_batch_redemption(ledger *l, const char *event_id, uint32_t member, int64_t ts,
+                            const char *reward, int64_t points, patron_error *err)
+{
+    char k[320];
+    int kn = snprintf(k, sizeof k, "event:%s", event_id);
+    if (kn < 0 || (size_t)kn >= sizeof k)
+        return err_set(err, PATRON_EINPUT, "event id '%.40s...' is too long", event_id);
+    if (points <= 0)
+        return err_set(err, PATRON_EINPUT, "redemption event '%s': points must be positive", event_id);
+    return redeem_in(l, member, reward, points, k, (size_t)kn, ts, NULL, err);
+}
+
+int ledger_batch_bonus(ledger *l, const char *event_id, uint32_t member, int64_t ts, int which,
+                       patron_error *err)
+{
+    static const char *const why[] = {"survey", "referral", "birthday", "enrollment"};
+    char k[320];
+    int kn = snprintf(k, sizeof k, "bonus:%s", event_id);
+    if (kn < 0 || (size_t)kn >= sizeof k || which < 0 || which >= PROGRAM_BONUS__COUNT)
+        return err_set(err, PATRON_EINPUT, "bad bonus event '%.40s'", event_id);
+    if (l->prog->bonus[which] <= 0)
+        return PATRON_OK;
+    return adjust_in(l, LEDGER_BONUS, member, l->prog->bonus[which], why[which], k, (size_t)kn, ts,
+                     LEDGER_ACC_ISSUED, NULL, err);
+}
+
+/* ---- history -------------------------------------------------------------------------------- */
+
+static int hist_cmp(const void *a, const void *b)
+{
+    const ledger_history_row *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int ledger_history(ledger *l, uint32_t member, int64_t now, ledger_history_row **rows,
+                   size_t *n, patron_error *err)
+{
+    *rows = NULL;
+    *n = 0;
+    if (member >= l->n_m)
+        return PATRON_OK;
+    size_t cap = 0, k = 0;
+    ledger_history_row *r = NULL;
+    uint32_t last_w = NIL;
+    for (uint32_t i = l->m[member].post; i != NIL; i = l->p[i].prev) {
+        const lp *p = &l->p[i];
+        const lw *w = &l->w[p->write];
+        if (w->ts > now)
+            continue;
+        int64_t signed_amt = p->credit == LEDGER_ACC_MEMBER ? p->amount : -p->amount;
+        if (p->write == last_w) { /* postings of one write are adjacent in the list */
+            r[k - 1].points += signed_amt;
+            continue;
+        }
+        if (MEM_GROW(r, cap, k + 1) != 0) {
+            mem_free(r);
+            return oom(err);
+        }
+        r[k++] = (ledger_history_row){w->seq, w->ts, signed_amt, w->kind, l->arena + w->ref_off,
+                                      w->ref_len, l->lot[p->lot].expires, (w->state & W_CANCELLED) != 0};
+        last_w = p->write;
+    }
+    if (k > 1)
+        qsort(r, k, sizeof *r, hist_cmp);
+    *rows = r;
+    *n = k;
+    return PATRON_OK;
+}
+
+/* ---- verification --------------------------------------------------------------------------- */
+
+typedef struct rb_lot {
+    int64_t id, member, ts, expires, remaining;
+} rb_lot;
+
+typedef struct verify_ctx {
+    ledger *l;
+    rb_lot *lots;
+    size_t n, cap;
+    int64_t *bal; /* per member */
+    uint8_t *has; /* member has a balance row */
+    size_t n_bal;
+    hmap redeem; /* redemption key -> reward slot */
+    char **rewards;
+    int64_t *used;
+    size_t n_rw, cap_rw, cap_used;
+    char problem[512];
+    int64_t postings, writes;
+    int64_t prev_seq;
+    /* serialization */
+    char *buf;
+    size_t len, bcap;
+} verify_ctx;
+
+static void vproblem(verify_ctx *v, const char *fmt, ...) PATRON_PRINTF(2, 3);
+static void vproblem(verify_ctx *v, const char *fmt, ...)
+{
+    if (v->problem[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->problem, sizeof v->problem, fmt, ap);
+    va_end(ap);
+}
+
+static size_t rb_find(verify_ctx *v, int64_t id)
+{
+    size_t lo = 0, hi = v->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->lots[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < v->n && v->lots[lo].id == id ? lo : SIZE_MAX;
+}
+
+static int v_posting(void *ctx, const store_ledger_posting *p)
+{
+    verify_ctx *v = ctx;
+    v->postings++;
+    if (p->seq <= v->prev_seq)
+        vproblem(v, "posting %lld is out of order", (long long)p->seq);
+    v->prev_seq = p->seq;
+    if (posting_hash(p->seq, p->write, p->member, p->debit, p->credit, p->amount, p->lot, p->ts,
+                     p->expires) != p->hash)
+        vproblem(v, "posting %lld does not match its hash", (long long)p->seq);
+    if (p->amount <= 0 || p->debit == p->credit ||
+        (p->debit != LEDGER_ACC_MEMBER && p->credit != LEDGER_ACC_MEMBER))
+        vproblem(v, "posting %lld is not a member line with a positive amount", (long long)p->seq);
+    size_t k = rb_find(v, p->lot);
+    if (k == SIZE_MAX) {
+        if (p->lot != p->seq || p->credit != LEDGER_ACC_MEMBER) {
+            vproblem(v, "posting %lld names lot %lld that no earlier credit created", (long long)p->seq,
+                     (long long)p->lot);
+            return 0;
+        }
+        if (MEM_GROW(v->lots, v->cap, v->n + 1) != 0)
+            return -1;
+        v->lots[v->n++] = (rb_lot){p->lot, p->member, p->ts, p->expires, 0};
+        k = v->n - 1;
+    }
+    rb_lot *x = &v->lots[k];
+    if (x->member != p->member || x->expires != p->expires)
+        vproblem(v, "posting %lld disagrees with its lot %lld", (long long)p->seq, (long long)p->lot);
+    int64_t d = p->credit == LEDGER_ACC_MEMBER ? p->amount : -p->amount;
+    if (num_add_i64(x->remaining, d, &x->remaining) != 0 || x->remaining < 0)
+        vproblem(v, "lot %lld goes negative at posting %lld", (long long)x->id, (long long)p->seq);
+    return 0;
+}
+
+static int v_write(void *ctx, const store_ledger_write *w)
+{
+    verify_ctx *v = ctx;
+    v->writes++;
+    if (w->kind == LEDGER_REDEEM) {
+        size_t i;
+        for (i = 0; i < v->n_rw; i++)
+            if (strlen(v->rewards[i]) == w->refn && memcmp(v->rewards[i], w->ref, w->refn) == 0)
+                break;
+        if (i == v->n_rw) {
+            if (MEM_GROW(v->rewards, v->cap_rw, v->n_rw + 1) || MEM_GROW(v->used, v->cap_used, v->n_rw + 1) ||
+                !(v->rewards[v->n_rw] = mem_strndup(w->ref, w->refn)))
+                return -1;
+            v->used[v->n_rw++] = 0;
+        }
+        v->used[i]++;
+        if (hmap_put(&v->redeem, w->key, w->keyn, (uint32_t)i) != 0)
+            return -1;
+    } else if (w->kind == LEDGER_CANCEL) {
+        uint32_t i;
+        if (hmap_get(&v->redeem, w->ref, w->refn, &i))
+            v->used[i]--;
+        else
+            vproblem(v, "cancellation '%.*s' names no redemption", (int)w->keyn, w->key);
+    }
+    return 0;
+}
+
+static int out_grow(verify_ctx *v, size_t more)
+{
+    return MEM_GROW(v->buf, v->bcap, v->len + more);
+}
+
+static int ser_lot(void *ctx, const store_ledger_lot *x)
+{
+    verify_ctx *v = ctx;
+    if (out_grow(v, 128))
+        return -1;
+    v->len += (size_t)snprintf(v->buf + v->len, 128, "L %lld %lld %lld %lld %lld\n", (long long)x->lot,
+                               (long long)x->member, (long long)x->ts, (long long)x->expires,
+                               (long long)x->remaining);
+    return 0;
+}
+
+static int ser_balance(void *ctx, int64_t member, int64_t balance)
+{
+    verify_ctx *v = ctx;
+    if (out_grow(v, 64))
+        return -1;
+    v->len += (size_t)snprintf(v->buf + v->len, 64, "B %lld %lld\n", (long long)member, (long long)balance);
+    return 0;
+}
+
+static int ser_stock(void *ctx, const char *reward, size_t n, int64_t used)
+{
+    verify_ctx *v = ctx;
+    if (out_grow(v, n + 64))
+        return -1;
+    v->len += (size_t)snprintf(v->buf + v->len, n + 64, "S %.*s %lld\n", (int)n, reward, (long long)used);
+    return 0;
+}
+
+static int serialize_store(ledger *l, verify_ctx *v, patron_error *err)
+{
+    v->len = 0;
+    int rc;
+    if ((rc = store_ledger_lots_each(l->sl, ser_lot, v, err)) ||
+        (rc = store_ledger_balances_each(l->sl, ser_balance, v, err)) ||
+        (rc = store_ledger_stock_each(l->sl, ser_stock, v, err)))
+        return rc;
+    return PATRON_OK;
+}
+
+static int stock_cmp(const void *a, const void *b)
+{
+    return strcmp(((const lstock *)a)->id, ((const lstock *)b)->id);
+}
+
+/* The in-memory projections, serialized like the store's (same order). */
+static int serialize_memory(ledger *l, verify_ctx *v)
+{
+    v->len = 0;
+    for (size_t i = 0; i < l->n_lot; i++) {
+        const llot *x = &l->lot[i];
+        store_ledger_lot s = {x->id, x->member, x->ts, x->expires, x->remaining};
+        if (ser_lot(v, &s))
+            return -1;
+    }
+    for (uint32_t m = 0; m < l->n_m; m++)
+        if (l->m[m].lot != NIL && ser_balance(v, m, l->m[m].balance))
+            return -1;
+    lstock *copy = mem_alloc_array(l->n_stock + 1, sizeof *copy);
+    if (!copy)
+        return -1;
+    if (l->n_stock)
+        memcpy(copy, l->stock, l->n_stock * sizeof *copy);
+    if (l->n_stock > 1)
+        qsort(copy, l->n_stock, sizeof *copy, stock_cmp);
+    int rc = 0;
+    for (size_t k = 0; k < l->n_stock && !rc; k++)
+        rc = ser_stock(v, copy[k].id, strlen(copy[k].id), copy[k].used);
+    mem_free(copy);
+    return rc;
+}
+
+static int rebuild_projections(ledger *l, verify_ctx *v, patron_error *err)
+{
+    int rc = store_ledger_projections_clear(l->sl, err);
+    for (size_t i = 0; i < v->n && rc == PATRON_OK; i++) {
+        rb_lot *x = &v->lots[i];
+        store_ledger_lot s = {x->id, x->member, x->ts, x->expires, x->remaining};
+        rc = store_ledger_lot_put(l->sl, &s, err);
+        if (x->member >= 0 && (size_t)x->member < v->n_bal) {
+            v->bal[x->member] += x->remaining;
+            v->has[x->member] = 1;
+        }
+    }
+    for (size_t m = 0; m < v->n_bal && rc == PATRON_OK; m++) {
+        if (v->has[m] && v->bal[m] < 0)
+            vproblem(v, "member %zu has a negative balance", m);
+        if (v->has[m])
+            rc = store_ledger_balance_put(l->sl, (int64_t)m, v->bal[m], err);
+    }
+    for (size_t i = 0; i < v->n_rw && rc == PATRON_OK; i++)
+        rc = store_ledger_stock_put(l->sl, v->rewards[i], strlen(v->rewards[i]), v->used[i], err);
+    return rc;
+}
+
+int ledger_verify(ledger *l, ledger_verify_report *rep, patron_error *err)
+{
+    memset(rep, 0, sizeof *rep);
+    verify_ctx v;
+    memset(&v, 0, sizeof v);
+    v.l = l;
+    hmap_init(&v.redeem);
+    char *live = NULL;
+    int rc = store_begin(l->db->st, err);
+    if (rc)
+        return rc;
+    rc = refresh(l, err);
+    int64_t deb[5], cred[5];
+    if (rc == PATRON_OK)
+        rc = store_ledger_account_sums(l->sl, deb, cred, err);
+    if (rc == PATRON_OK) {
+        int64_t net = 0;
+        for (int k = 0; k < 5; k++) {
+            rep->debits += deb[k];
+            rep->credits += cred[k];
+            net += cred[k] - deb[k];
+        }
+        if (rep->debits != rep->credits || net != 0)
+            vproblem(&v, "debits (%lld) and credits (%lld) of the journal differ", (long long)rep->debits,
+                     (long long)rep->credits);
+    }
+    if (rc == PATRON_OK)
+        rc = store_ledger_postings_each(l->sl, v_posting, &v, err);
+    if (rc == PATRON_OK)
+        rc = store_ledger_writes_each(l->sl, v_write, &v, err);
+    /* members that may hold points: the largest member index seen in lots */
+    int64_t maxm = -1;
+    for (size_t i = 0; i < v.n; i++)
+        if (v.lots[i].member > maxm)
+            maxm = v.lots[i].member;
+    v.n_bal = (size_t)(maxm + 1);
+    v.bal = mem_calloc(v.n_bal + 1, sizeof *v.bal);
+    v.has = mem_calloc(v.n_bal + 1, 1);
+    if (rc == PATRON_OK && (!v.bal || !v.has))
+        rc = oom(err);
+    if (rc == PATRON_OK)
+        rc = serialize_store(l, &v, err);
+    size_t live_len = v.len;
+    if (rc == PATRON_OK && !(live = mem_alloc(live_len + 1)))
+        rc = oom(err);
+    if (rc == PATRON_OK) {
+        if (live_len)
+            memcpy(live, v.buf, live_len);
+        rc = rebuild_projections(l, &v, err);
+    }
+    if (rc == PATRON_OK)
+        rc = serialize_store(l, &v, err);
+    if (rc == PATRON_OK) {
+        int64_t member_acct = cred[LEDGER_ACC_MEMBER] - deb[LEDGER_ACC_MEMBER], sum = 0;
+        for (size_t m = 0; m < v.n_bal; m++)
+            sum += v.bal[m];
+        if (sum != member_acct)
+            vproblem(&v, "member accounts (%lld) differ from the sum of remaining lots (%lld)",
+                     (long long)member_acct, (long long)sum);
+        if (v.len != live_len || (live_len && memcmp(v.buf, live, live_len) != 0)) {
+            size_t k = 0;
+            while (k < live_len && k < v.len && live[k] == v.buf[k])
+                k++;
+            size_t ls = k;
+            while (ls > 0 && live[ls - 1] != '\n')
+                ls--;
+            vproblem(&v, "projections rebuilt from the journal differ from the live ones at '%.60s' "
+                         "(live) vs '%.60s' (rebuilt)", live + ls, v.buf + ls);
+        }
+        if (serialize_memory(l, &v) != 0)
+            rc = oom(err);
+        else if (v.len != live_len || (live_len && memcmp(v.buf, live, live_len) != 0))
+            vproblem(&v, "the in-memory ledger differs from the store");
+    }
+    store_rollback(l->db->st); /* the rebuild was only for comparing */
+    rep->writes = v.writes;
+    rep->postings = v.postings;
+    rep->lots = (int64_t)v.n;
+    for (size_t m = 0; m < v.n_bal; m++)
+        rep->members += v.has[m];
+    rep->ok = rc == PATRON_OK && !v.problem[0];
+    snprintf(rep->problem, sizeof rep->problem, "%s", v.problem);
+    mem_free(live);
+    mem_free(v.lots);
+    mem_free(v.bal);
+    mem_free(v.has);
+    for (size_t i = 0; i < v.n_rw; i++)
+        mem_free(v.rewards[i]);
+    mem_free(v.rewards);
+    mem_free(v.used);
+    mem_free(v.buf);
+    hmap_release(&v.redeem);
+    return rc;
+}
+
+int ledger_check(ledger *l, char *msg, size_t cap)
+{
+    int64_t d = 0, c = 0, members = 0, lots = 0;
+    int ovf = l->acc_overflow;
+    for (int k = 0; k < 5; k++)
+        ovf |= num_add_i64(d, l->acc_debit[k], &d) | num_add_i64(c, l->acc_credit[k], &c);
+    if (ovf || d != c) {
+        snprintf(msg, cap, "debits %lld != credits %lld", (long long)d, (long long)c);
+        return 0;
+    }
+    for (uint32_t m = 0; m < l->n_m; m++) {
+        int64_t sum = 0;
+        for (uint32_t i = l->m[m].lot; i != NIL; i = l->lot[i].prev) {
+            if (l->lot[i].remaining < 0) {
+                snprintf(msg, cap, "lot %lld is negative", (long long)l->lot[i].id);
+                return 0;
+            }
+            sum += l->lot[i].remaining;
+        }
+        if (sum != l->m[m].balance || l->m[m].balance < 0) {
+            snprintf(msg, cap, "member %u: balance %lld, lots %lld", m, (long long)l->m[m].balance,
+                     (long long)sum);
+            return 0;
+        }
+        members += l->m[m].balance;
+        lots += sum;
+    }
+    int64_t net = l->acc_credit[LEDGER_ACC_MEMBER] - l->acc_debit[LEDGER_ACC_MEMBER];
+    if (net != members) {
+        snprintf(msg, cap, "member accounts %lld != balances %lld", (long long)net, (long long)members);
+        return 0;
+    }
+    return 1;
+}
+
+int ledger_integrity(ledger *l, char *msg, size_t cap, patron_error *err)
+{
+    return store_ledger_integrity(l->sl, msg, cap, err);
+}
+
+uint64_t ledger_state_hash(ledger *l)
+{
+    XXH3_state_t *s = XXH3_createState();
+    if (!s)
+        return 0;
+    XXH3_64bits_reset(s);
+    for (size_t i = 0; i < l->n_w; i++) {
+        const lw *w = &l->w[i];
+        int64_t v[12] = {w->seq, w->ts, w->points, w->money, w->shortfall, w->balance,
+                         w->clawed, w->returned, w->np, w->member, w->kind, w->state};
+        XXH3_64bits_update(s, v, sizeof v);
+        XXH3_64bits_update(s, l->arena + w->key_off, w->key_len);
+        XXH3_64bits_update(s, l->arena + w->ref_off, w->ref_len);
+    }
+    for (size_t i = 0; i < l->n_p; i++) {
+        const lp *p = &l->p[i];
+        int64_t v[8] = {p->seq, p->amount, p->ts, l->w[p->write].seq, p->member, l->lot[p->lot].id,
+                        p->debit, p->credit};
+        XXH3_64bits_update(s, v, sizeof v);
+    }
+    for (size_t i = 0; i < l->n_lot; i++) {
+        const llot *x = &l->lot[i];
+        int64_t v[5] = {x->id, x->ts, x->expires, x->remaining, x->member};
+        XXH3_64bits_update(s, v, sizeof v);
+    }
+    for (size_t i = 0; i < l->n_q; i++) {
+        const lq *q = &l->q[i];
+        int64_t v[6] = {q->seq, q->ts, q->points, q->spend, l->w[q->write].seq, q->member};
+        XXH3_64bits_update(s, v, sizeof v);
+    }
+    for (size_t i = 0; i < l->n_t; i++) {
+        const lt *t = &l->t[i];
+        int64_t v[5] = {t->seq, t->ts, l->w[t->write].seq, t->member, t->tier};
+        XXH3_64bits_update(s, v, sizeof v);
+    }
+    for (uint32_t m = 0; m < l->n_m; m++) {
+        int64_t v[2] = {m, l->m[m].balance};
+        if (l->m[m].lot != NIL)
+            XXH3_64bits_update(s, v, sizeof v);
+    }
+    uint64_t h = XXH3_64bits_digest(s);
+    XXH3_freeState(s);
+    return h;
+}

@@ -1,0 +1,401 @@
+/*
+ * loyalty.c -- the ledger seen from the rest of the engine (loyalty.h): the import hook
+ * that turns a committed-to-be batch into postings, and the per-member fields and
+ * streams for the rule engine.
+ *
+ * The hook orders the batch's work by time (ties keep file order) so that tiers and
+ * promotions see each member as they were just before each order, then runs it in one
+ * savepoint of the importer's transaction.  Line items of CSV imports carry dictionary
+ * codes: the hook builds code -> string tables from the stored dictionaries and the
+ * batch's new entries, so multipliers and promotion categories match by name.
+ */
+#include "loyalty/loyalty.h"
+
+#include "base/err.h"
+#include "base/mem.h"
+#include "base/num.h"
+#include "core/db.h"
+#include "loyalty/ledger.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct work {
+    int64_t ts;
+    uint32_t pos;  /* file order */
+    uint32_t idx;  /* order index or event index */
+    uint8_t event; /* 0 = CSV order/return, 1 = event */
+} work;
+
+static int work_cmp(const void *a, const void *b)
+{
+    const work *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    if (x->event != y->event) /* CSV orders and events never mix in one import */
+        return x->event < y->event ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+typedef struct strtab {
+    const char **s;
+    uint32_t *n;
+    size_t count;
+} strtab;
+
+static int tab_fill(strtab *t, const hmap *m)
+{
+    for (size_t i = 0; m && i < m->cap; i++) {
+        const hmap_slot *sl = &m->slots[i];
+        if (!sl->hash || sl->value >= t->count)
+            continue;
+        t->s[sl->value] = m->arena + sl->key_off;
+        t->n[sl->value] = sl->key_len;
+    }
+    return 0;
+}
+
+static int tab_build(strtab *t, const hmap *stored, const hmap *fresh)
+{
+    t->count = stored->count + (fresh ? fresh->count : 0) + 1;
+    t->s = mem_calloc(t->count, sizeof *t->s);
+    t->n = mem_calloc(t->count, sizeof *t->n);
+    if (!t->s || !t->n)
+        return -1;
+    tab_fill(t, stored);
+    tab_fill(t, fresh);
+    return 0;
+}
+
+static void tab_release(strtab *t)
+{
+    mem_free(t->s);
+    mem_free(t->n);
+}
+
+/* Money from a JSON value as the importer reads it (number or string). */
+static int json_money(json_t *v, int64_t *out)
+{
+    if (json_is_integer(v))
+        return num_mul_i64(json_integer_value(v), PATRON_MONEY_SCALE, out);
+    if (json_is_real(v)) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.6f", json_real_value(v));
+        return num_parse_money(buf, strlen(buf), out);
+    }
+    if (json_is_string(v))
+        return num_parse_money(json_string_value(v), json_string_length(v), out);
+    return -1;
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* One event of the batch. */
+static int post_event(ledger *l, const loyalty_event *e, ledger_item **items, size_t *cap,
+                      patron_error *err)
+{
+    const char *t = e->type;
+    int is_order = strcmp(t, "order") == 0, is_return = strcmp(t, "return") == 0;
+    int is_void = strcmp(t, "void") == 0, is_points = strcmp(t, "points") == 0;
+    int is_red = strcmp(t, "redemption") == 0, is_survey = strcmp(t, "survey") == 0;
+    int is_ref = strcmp(t, "referral") == 0;
+    if (!(is_order || is_return || is_void || is_points || is_red || is_survey || is_ref))
+        return PATRON_OK;
+    if (e->member < 0 || e->member >= UINT32_MAX)
+        return PATRON_OK;
+    uint32_t m = (uint32_t)e->member;
+    if (is_void)
+        return ledger_batch_void(l, e->id, e->ts, err);
+    if (is_survey || is_ref)
+        return ledger_batch_bonus(l, e->id, m, e->ts, is_survey ? PROGRAM_BONUS_SURVEY : PROGRAM_BONUS_REFERRAL,
+                                  err);
+    json_error_t je;
+    json_t *o = json_loads(e->body, 0, &je);
+    if (!o)
+        return err_set(err, PATRON_EINTERNAL, "event '%s': stored body does not parse", e->id);
+    int rc = PATRON_OK;
+    if (is_points) {
+        json_t *p = json_object_get(o, "points");
+        const char *reason = jstr(o, "reason");
+        if (!json_is_integer(p) || json_integer_value(p) == 0)
+            rc = err_set(err, PATRON_EINPUT, "points event '%s': 'points' must be a non-zero whole number", e->id);
+        else
+            rc = ledger_batch_points(l, e->id, m, e->ts, json_integer_value(p), reason ? reason : "", err);
+    } else if (is_red) {
+        json_t *p = json_object_get(o, "points");
+        const char *reward = jstr(o, "reward_id");
+        if (!json_is_integer(p) || json_integer_value(p) <= 0 || !reward)
+            rc = err_set(err, PATRON_EINPUT,
+                         "redemption event '%s': needs 'reward_id' and a positive whole 'points'", e->id);
+        else
+            rc = ledger_batch_redemption(l, e->id, m, e->ts, reward, json_integer_value(p), err);
+    } else {
+        json_t *arr = json_object_get(o, "items"), *it;
+        size_t k, n = 0;
+        int64_t sum = 0;
+        json_array_foreach(arr, k, it) {
+            json_t *q = json_object_get(it, "qty");
+            int64_t price, amt;
+            if (!json_is_integer(q) || json_money(json_object_get(it, "price"), &price) != 0 ||
+                num_mul_i64(json_integer_value(q), price, &amt) != 0 || num_add_i64(sum, amt, &sum) != 0) {
+                rc = err_set(err, PATRON_EINPUT, "%s '%s': item %zu: bad qty or price", t, e->id, k);
+                break;
+            }
+            if (MEM_GROW(*items, *cap, n + 1) != 0) {
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+                break;
+            }
+            const char *sku = jstr(it, "sku"), *cat = jstr(it, "category");
+            (*items)[n++] = (ledger_item){sku ? sku : "", cat ? cat : "", sku ? strlen(sku) : 0,
+                                          cat ? strlen(cat) : 0, amt};
+        }
+        int64_t amount = sum;
+        json_t *am = json_object_get(o, "amount");
+        if (rc == PATRON_OK && am && json_money(am, &amount) != 0)
+            rc = err_set(err, PATRON_EINPUT, "%s '%s': cannot read the amount", t, e->id);
+        if (rc == PATRON_OK && is_order) {
+            ledger_order lo = {e->id, strlen(e->id), m, e->ts, amount, n ? *items : NULL, n};
+            rc = ledger_batch_earn(l, &lo, err);
+        } else if (rc == PATRON_OK) {
+            if (amount < 0 && num_mul_i64(amount, -1, &amount) != 0)
+                rc = err_set(err, PATRON_EINPUT, "return '%s': amount overflows", e->id);
+            else
+                rc = ledger_batch_return(l, e->id, m, e->ts, amount, jstr(o, "original_order_id"), err);
+        }
+    }
+    json_decref(o);
+    return rc;
+}
+
+int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err)
+{
+    ledger *l;
+    int rc = ledger_get(db, &l, err);
+    if (rc != PATRON_OK)
+        return rc;
+    if (!ledger_program(l, NULL))
+        return PATRON_OK; /* no program: the ledger does not exist yet */
+    size_t nw = 0;
+    work *w = mem_alloc_array(in->n_orders + in->n_events + 1, sizeof *w);
+    uint32_t *first = NULL, *next = NULL; /* items per order: linked lists */
+    const char **ev_new = NULL;
+    uint32_t *ev_len = NULL;
+    ledger_item *items = NULL;
+    size_t cap_items = 0;
+    strtab sku = {0}, cat = {0};
+    if (!w)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    for (size_t i = 0; i < in->n_orders; i++) {
+        const store_order *o = &in->orders[i];
+        if (o->id && o->member >= 0)
+            w[nw++] = (work){o->ts, (uint32_t)i, (uint32_t)i, 0};
+    }
+    int64_t max_member = -1;
+    for (size_t i = 0; i < in->n_events; i++) {
+        w[nw++] = (work){in->events[i].ts, (uint32_t)i, (uint32_t)i, 1};
+        if (in->events[i].member > max_member)
+            max_member = in->events[i].member;
+    }
+    if (nw > 1)
+        qsort(w, nw, sizeof *w, work_cmp);
+    const char *const *new_ids = in->new_member_ids;
+    const uint32_t *new_lens = in->new_member_lens;
+    size_t n_new = in->n_new_members;
+    if (in->n_events && max_member >= (int64_t)db->n_members) {
+        /* Events name their members: index -> id for members this import creates. */
+        n_new = (size_t)(max_member - db->n_members + 1);
+        ev_new = mem_calloc(n_new, sizeof *ev_new);
+        ev_len = mem_calloc(n_new, sizeof *ev_len);
+        if (!ev_new || !ev_len) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < in->n_events; i++) {
+            int64_t k = in->events[i].member - (int64_t)db->n_members;
+            if (k >= 0) {
+                ev_new[k] = in->events[i].member_id;
+                ev_len[k] = (uint32_t)strlen(in->events[i].member_id);
+            }
+        }
+        for (size_t k = 0; k < n_new; k++)
+            if (!ev_new[k])
+                ev_new[k] = "?", ev_len[k] = 1;
+        new_ids = ev_new;
+        new_lens = ev_len;
+    }
+    if (in->n_items) {
+        first = mem_alloc_array(in->n_orders + 1, sizeof *first);
+        next = mem_alloc_array(in->n_items + 1, sizeof *next);
+        if (!first || !next || tab_build(&sku, &db->dict[DB_DICT_SKU], in->new_dict[DB_DICT_SKU]) ||
+            tab_build(&cat, &db->dict[DB_DICT_CATEGORY], in->new_dict[DB_DICT_CATEGORY])) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (size_t i = 0; i < in->n_orders; i++)
+            first[i] = UINT32_MAX;
+        for (size_t k = in->n_items; k-- > 0;) { /* lists in file order */
+            uint32_t oi = in->item_order[k];
+            next[k] = first[oi];
+            first[oi] = (uint32_t)k;
+        }
+    }
+    if ((rc = ledger_batch_begin(l, new_ids, new_lens, n_new, err)) != PATRON_OK)
+        goto out;
+    for (size_t k = 0; k < nw && rc == PATRON_OK; k++) {
+        if (w[k].event) {
+            rc = post_event(l, &in->events[w[k].idx], &items, &cap_items, err);
+            continue;
+        }
+        const store_order *o = &in->orders[w[k].idx];
+        char id[512];
+        snprintf(id, sizeof id, "%.*s", (int)o->idn, o->id);
+        if (o->kind == 1) {
+            rc = ledger_batch_return(l, id, (uint32_t)o->member, o->ts, o->amount < 0 ? -o->amount : o->amount,
+                                     NULL, err);
+            continue;
+        }
+        size_t n = 0;
+        for (uint32_t it = first ? first[w[k].idx] : UINT32_MAX; it != UINT32_MAX; it = next[it]) {
+            if (MEM_GROW(items, cap_items, n + 1) != 0) {
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+                break;
+            }
+            uint32_t sc = in->item_sku[it], cc = in->item_category[it];
+            ledger_item *li = &items[n++];
+            li->sku = sc < sku.count && sku.s[sc] ? sku.s[sc] : "";
+            li->skun = sc < sku.count && sku.s[sc] ? sku.n[sc] : 0;
+            li->category = cc < cat.count && cat.s[cc] ? cat.s[cc] : "";
+            li->categoryn = cc < cat.count && cat.s[cc] ? cat.n[cc] : 0;
+            li->amount = (int64_t)in->item_qty[it] * in->item_price[it]; /* checked at parse */
+        }
+        if (rc == PATRON_OK) {
+            ledger_order lo = {o->id, o->idn, (uint32_t)o->member, o->ts, o->amount, n ? items : NULL, n};
+            rc = ledger_batch_earn(l, &lo, err);
+        }
+    }
+    rc = ledger_batch_end(l, rc, err);
+out:
+    mem_free(w);
+    mem_free(first);
+    mem_free(next);
+    mem_free(ev_new);
+    mem_free(ev_len);
+    mem_free(items);
+    tab_release(&sku);
+    tab_release(&cat);
+    return rc;
+}
+
+/* ---- rule engine interface ------------------------------------------------------------ */
+
+int loyalty_refresh(patron_db *db, patron_error *err)
+{
+    ledger *l;
+    return ledger_get(db, &l, err);
+}
+
+int64_t loyalty_points_balance(patron_db *db, uint32_t member, int64_t now)
+{
+    return db->loyalty ? ledger_balance(db->loyalty, member, now) : 0;
+}
+
+int64_t loyalty_points_earned_365d(patron_db *db, uint32_t member, int64_t now)
+{
+    return db->loyalty ? ledger_qualifying(db->loyalty, member, now, 365 * (int64_t)86400, 0) : 0;
+}
+
+const char *loyalty_tier(patron_db *db, uint32_t member, int64_t now)
+{
+    if (!db->loyalty)
+        return "";
+    const program *p = ledger_program(db->loyalty, NULL);
+    if (!p || !p->n_tiers)
+        return "";
+    return p->tiers[ledger_tier(db->loyalty, member, now)].name;
+}
+
+static const char *reason_of(const ledger_history_row *r, size_t *n)
+{
+    static const char *const w[] = {"",       "order",  "return", "void",   "redemption", "cancel",
+                                    "adjust", "expiry", "review", "bonus",  "redemption"};
+    if (r->kind == LEDGER_ADJUST || r->kind == LEDGER_BONUS) {
+        *n = r->refn;
+        return r->ref;
+    }
+    const char *s = r->kind > 0 && r->kind <= LEDGER_REDEEM_EVENT ? w[r->kind] : "";
+    *n = strlen(s);
+    return s;
+}
+
+int loyalty_points_stream(patron_db *db, uint32_t member, int64_t now, loyalty_points_row **rows,
+                          size_t *n, patron_error *err)
+{
+    *rows = NULL;
+    *n = 0;
+    if (!db->loyalty)
+        return PATRON_OK;
+    ledger_history_row *h;
+    size_t hn;
+    int rc = ledger_history(db->loyalty, member, now, &h, &hn, err);
+    if (rc)
+        return rc;
+    loyalty_points_row *r = mem_alloc_array(hn + 1, sizeof *r);
+    if (!r) {
+        mem_free(h);
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < hn; i++) {
+        r[i].ts = h[i].ts;
+        r[i].points = h[i].points;
+        r[i].reason = reason_of(&h[i], &r[i].reasonn);
+    }
+    mem_free(h);
+    *rows = r;
+    *n = hn;
+    return PATRON_OK;
+}
+
+int loyalty_redemptions_stream(patron_db *db, uint32_t member, int64_t now,
+                               loyalty_redemption_row **rows, size_t *n, patron_error *err)
+{
+    *rows = NULL;
+    *n = 0;
+    if (!db->loyalty)
+        return PATRON_OK;
+    ledger_history_row *h;
+    size_t hn, k = 0;
+    int rc = ledger_history(db->loyalty, member, now, &h, &hn, err);
+    if (rc)
+        return rc;
+    loyalty_redemption_row *r = mem_alloc_array(hn + 1, sizeof *r);
+    if (!r) {
+        mem_free(h);
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < hn; i++)
+        if ((h[i].kind == LEDGER_REDEEM || h[i].kind == LEDGER_REDEEM_EVENT) && !h[i].cancelled)
+            r[k++] = (loyalty_redemption_row){h[i].ts, -h[i].points, h[i].ref, h[i].refn};
+    mem_free(h);
+    *rows = r;
+    *n = k;
+    return PATRON_OK;
+}
+
+void loyalty_fields_compute(patron_db *db, int64_t now, loyalty_fields *f)
+{
+    for (uint32_t m = 0; m < db->n_members; m++) {
+        ledger *l = db->loyalty;
+        if (f->points_balance)
+            f->points_balance[m] = l ? ledger_balance(l, m, now) : 0;
+        if (f->points_earned_365d)
+            f->points_earned_365d[m] = l ? ledger_qualifying(l, m, now, 365 * (int64_t)86400, 0) : 0;
+        if (f->tier)
+            f->tier[m] = l ? ledger_tier(l, m, now) : 0;
+    }
+}

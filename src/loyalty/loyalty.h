@@ -1,0 +1,105 @@
+/*
+ * loyalty.h -- what the rest of the engine sees of the loyalty ledger:
+ *
+ *  1. loyalty_on_import(): importers hand over each batch they are about to commit;
+ *     orders, returns, voids and `points`, `redemption`, `survey`, `referral` events
+ *     become ledger postings in the importer's own transaction (nothing when no
+ *     program is configured).  An error makes the importer roll back everything.
+ *
+ *  2. Fields and streams for the rule engine (SPEC §3, §5), per member at a time now:
+ *       points_balance      usable points: lots earned at or before now and not
+ *                           expired at now (whether or not the expiry job ran)
+ *       points_earned_365d  points earned in (now - 365 d, now], clawbacks deducted
+ *       tier                tier name at now ("" when the program has no tiers)
+ *       points stream       (ts, points, reason): every movement of the member's
+ *                           points, oldest first (signed)
+ *       redemptions stream  (ts, reward_id, points): redemptions not cancelled
+ *     Call loyalty_refresh() once before a pass (it reloads the ledger when another
+ *     process or an import changed it); then the accessors read memory only.
+ *     loyalty_fields_compute() fills the three fields for every member in one pass
+ *     (columns, like db_features_compute) for batch rule evaluation.
+ */
+#ifndef PATRON_LOYALTY_LOYALTY_H
+#define PATRON_LOYALTY_LOYALTY_H
+
+#include "base/hmap.h"
+#include "patron/patron.h"
+#include "store/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* An event of an events import (strings borrowed for the duration of the call). */
+typedef struct loyalty_event {
+    const char *type;      /* SPEC §1.2 type name */
+    const char *id;        /* order_id for order/return/void, else event_id or content hash */
+    const char *member_id; /* the member's id as given */
+    int64_t member;        /* member index (members created by this import included) */
+    int64_t ts;
+    const char *body;      /* canonical JSON of the event */
+} loyalty_event;
+
+/* One import batch, as stored by the importer in its open transaction. */
+typedef struct loyalty_import {
+    /* Orders and returns of a CSV import, indexed like the importer's batch; entries
+     * with id == NULL were not stored (bad rows, duplicates).  member -1 = guest. */
+    const store_order *orders;
+    size_t n_orders;
+    /* Line items of the batch (positive rows): order index, dictionary codes, qty, price */
+    const uint32_t *item_order, *item_sku, *item_category;
+    const int32_t *item_qty;
+    const int64_t *item_price;
+    size_t n_items;
+    /* Strings new to the dictionaries in this batch (code -> string via their values),
+     * indexed by DB_DICT_*; NULL entries allowed. */
+    const hmap *new_dict[4];
+    /* Members created by this batch: index db->n_members + k has id new_member_ids[k]. */
+    const char *const *new_member_ids;
+    const uint32_t *new_member_lens;
+    size_t n_new_members;
+    /* Events of an events import, in file order. */
+    const loyalty_event *events;
+    size_t n_events;
+} loyalty_import;
+
+/* Posts the batch to the ledger inside the caller's transaction.  Work is done in time
+ * order (ties in file order).  PATRON_EINPUT names the event or order that cannot be
+ * posted (e.g. an imported redemption that would overdraw). */
+int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err);
+
+/* Loads the ledger, or reloads it when the store changed since.  Call before a pass. */
+int loyalty_refresh(patron_db *db, patron_error *err);
+
+int64_t loyalty_points_balance(patron_db *db, uint32_t member, int64_t now);
+int64_t loyalty_points_earned_365d(patron_db *db, uint32_t member, int64_t now);
+/* The tier name (static storage of the program; "" without tiers or program). */
+const char *loyalty_tier(patron_db *db, uint32_t member, int64_t now);
+
+typedef struct loyalty_points_row {
+    int64_t ts, points;
+    const char *reason; /* borrowed until the next ledger write */
+    size_t reasonn;
+} loyalty_points_row;
+
+typedef struct loyalty_redemption_row {
+    int64_t ts, points;
+    const char *reward_id; /* borrowed until the next ledger write */
+    size_t reward_idn;
+} loyalty_redemption_row;
+
+/* The member's streams at now, oldest first, into *rows (caller frees with mem_free). */
+int loyalty_points_stream(patron_db *db, uint32_t member, int64_t now, loyalty_points_row **rows,
+                          size_t *n, patron_error *err);
+int loyalty_redemptions_stream(patron_db *db, uint32_t member, int64_t now,
+                               loyalty_redemption_row **rows, size_t *n, patron_error *err);
+
+/* Columns for every member (arrays of db->n_members, caller's memory; NULL skips one):
+ * points_balance, points_earned_365d, tier index into the program's tiers (0 = base). */
+typedef struct loyalty_fields {
+    int64_t *points_balance;
+    int64_t *points_earned_365d;
+    int32_t *tier;
+} loyalty_fields;
+void loyalty_fields_compute(patron_db *db, int64_t now, loyalty_fields *f);
+
+#endif

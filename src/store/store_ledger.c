@@ -1,0 +1,515 @@
+/*
+ * store_ledger.c -- SQLite tables of the loyalty ledger (see store_ledger.h).
+ *
+ * The tables are created with CREATE TABLE IF NOT EXISTS the first time a ledger is
+ * opened on a connection, so this file needs no entry in store.c's migrations.
+ * Statements are prepared once per store_ledger; every call binds, steps and resets.
+ * The journal tables are INSERT-only: no statement here updates or deletes a row of
+ * ledger_writes, ledger_postings, ledger_qual or ledger_tiers.
+ */
+#include "store/store_ledger.h"
+
+#include "base/err.h"
+#include "base/mem.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS ledger_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS ledger_programs(version INTEGER PRIMARY KEY,"
+    " applied_at INTEGER NOT NULL, hash INTEGER NOT NULL, body TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS ledger_writes(seq INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
+    " kind INTEGER NOT NULL, member INTEGER NOT NULL, ts INTEGER NOT NULL, ref TEXT NOT NULL,"
+    " points INTEGER NOT NULL, money INTEGER NOT NULL, shortfall INTEGER NOT NULL,"
+    " balance INTEGER NOT NULL, payload TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS ledger_postings(seq INTEGER PRIMARY KEY, write INTEGER NOT NULL,"
+    " member INTEGER NOT NULL, debit INTEGER NOT NULL, credit INTEGER NOT NULL,"
+    " amount INTEGER NOT NULL CHECK(amount > 0), lot INTEGER NOT NULL, ts INTEGER NOT NULL,"
+    " expires INTEGER NOT NULL, hash INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS ledger_qual(seq INTEGER PRIMARY KEY, write INTEGER NOT NULL,"
+    " member INTEGER NOT NULL, ts INTEGER NOT NULL, points INTEGER NOT NULL,"
+    " spend INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS ledger_tiers(seq INTEGER PRIMARY KEY, write INTEGER NOT NULL,"
+    " member INTEGER NOT NULL, ts INTEGER NOT NULL, tier TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS ledger_lots(lot INTEGER PRIMARY KEY, member INTEGER NOT NULL,"
+    " ts INTEGER NOT NULL, expires INTEGER NOT NULL, remaining INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS ledger_balances(member INTEGER PRIMARY KEY,"
+    " balance INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS ledger_stock(reward TEXT PRIMARY KEY, used INTEGER NOT NULL)"
+    " WITHOUT ROWID;"
+    "CREATE TRIGGER IF NOT EXISTS ledger_postings_append_only BEFORE UPDATE ON ledger_postings"
+    " BEGIN SELECT RAISE(ABORT, 'ledger postings are append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS ledger_postings_no_delete BEFORE DELETE ON ledger_postings"
+    " BEGIN SELECT RAISE(ABORT, 'ledger postings are append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS ledger_writes_append_only BEFORE UPDATE ON ledger_writes"
+    " BEGIN SELECT RAISE(ABORT, 'ledger writes are append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS ledger_writes_no_delete BEFORE DELETE ON ledger_writes"
+    " BEGIN SELECT RAISE(ABORT, 'ledger writes are append-only'); END;";
+
+enum { Q_TOKEN_GET, Q_TOKEN_SET, Q_PROG_PUT, Q_PROG_LATEST, Q_WRITE_PUT, Q_WRITE_GET,
+       Q_POSTING_PUT, Q_QUAL_PUT, Q_TIER_PUT, Q_LOT_PUT, Q_BALANCE_PUT, Q_STOCK_PUT, Q__COUNT };
+
+static const char *const sql[Q__COUNT] = {
+    "SELECT value FROM ledger_meta WHERE key='token'",
+    "INSERT OR REPLACE INTO ledger_meta(key, value) VALUES('token', ?1)",
+    "INSERT INTO ledger_programs(applied_at, hash, body) VALUES(?1,?2,?3)",
+    "SELECT version, applied_at, body FROM ledger_programs ORDER BY version DESC LIMIT 1",
+    "INSERT INTO ledger_writes(seq, key, kind, member, ts, ref, points, money, shortfall, balance,"
+    " payload) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+    "SELECT seq, key, kind, member, ts, ref, points, money, shortfall, balance, payload"
+    " FROM ledger_writes WHERE key=?1",
+    "INSERT INTO ledger_postings(seq, write, member, debit, credit, amount, lot, ts, expires, hash)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+    "INSERT INTO ledger_qual(seq, write, member, ts, points, spend) VALUES(?1,?2,?3,?4,?5,?6)",
+    "INSERT INTO ledger_tiers(seq, write, member, ts, tier) VALUES(?1,?2,?3,?4,?5)",
+    "INSERT OR REPLACE INTO ledger_lots(lot, member, ts, expires, remaining) VALUES(?1,?2,?3,?4,?5)",
+    "INSERT OR REPLACE INTO ledger_balances(member, balance) VALUES(?1,?2)",
+    "INSERT OR REPLACE INTO ledger_stock(reward, used) VALUES(?1,?2)",
+};
+
+struct store_ledger {
+    store *s;
+    sqlite3 *db;
+    sqlite3_stmt *q[Q__COUNT];
+};
+
+static int fail(store_ledger *sl, patron_error *err, const char *what)
+{
+    return err_set(err, PATRON_ESTORE, "ledger: %s: %s", what, sqlite3_errmsg(sl->db));
+}
+
+static int exec(store_ledger *sl, const char *text, patron_error *err, const char *what)
+{
+    return sqlite3_exec(sl->db, text, NULL, NULL, NULL) == SQLITE_OK ? PATRON_OK
+                                                                     : fail(sl, err, what);
+}
+
+int store_ledger_open(store *s, store_ledger **out, patron_error *err)
+{
+    store_ledger *sl = mem_calloc(1, sizeof *sl);
+    if (!sl)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    sl->s = s;
+    sl->db = store_sqlite(s);
+    int rc = PATRON_OK;
+    /* Creating tables needs the write lock: only when one is missing. */
+    sqlite3_stmt *chk;
+    int have = 0;
+    if (sqlite3_prepare_v2(sl->db, "SELECT count(*) FROM sqlite_master WHERE name LIKE 'ledger_%'",
+                           -1, &chk, NULL) == SQLITE_OK &&
+        sqlite3_step(chk) == SQLITE_ROW)
+        have = sqlite3_column_int(chk, 0);
+    sqlite3_finalize(chk);
+    if (have < 13)
+        rc = exec(sl, schema, err, "creating the ledger tables");
+    for (int i = 0; i < Q__COUNT && rc == PATRON_OK; i++)
+        if (sqlite3_prepare_v3(sl->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &sl->q[i], NULL) !=
+            SQLITE_OK)
+            rc = fail(sl, err, "preparing statements");
+    if (rc) {
+        store_ledger_free(sl);
+        return rc;
+    }
+    *out = sl;
+    return PATRON_OK;
+}
+
+void store_ledger_free(store_ledger *sl)
+{
+    if (!sl)
+        return;
+    for (int i = 0; i < Q__COUNT; i++)
+        sqlite3_finalize(sl->q[i]);
+    mem_free(sl);
+}
+
+int store_ledger_in_txn(store_ledger *sl)
+{
+    return !sqlite3_get_autocommit(sl->db);
+}
+
+int store_ledger_synchronous(store_ledger *sl, int full, patron_error *err)
+{
+    return exec(sl, full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err,
+                "setting synchronous");
+}
+
+int store_ledger_savepoint(store_ledger *sl, patron_error *err)
+{
+    return exec(sl, "SAVEPOINT ledger_op", err, "savepoint");
+}
+
+int store_ledger_release(store_ledger *sl, patron_error *err)
+{
+    return exec(sl, "RELEASE ledger_op", err, "releasing a savepoint");
+}
+
+void store_ledger_rollback_to(store_ledger *sl)
+{
+    sqlite3_exec(sl->db, "ROLLBACK TO ledger_op; RELEASE ledger_op", NULL, NULL, NULL);
+}
+
+/* Steps a write statement to completion and resets it. */
+static int done(store_ledger *sl, sqlite3_stmt *st, patron_error *err, const char *what)
+{
+    int r = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return r == SQLITE_DONE ? PATRON_OK : fail(sl, err, what);
+}
+
+int store_ledger_token_get(store_ledger *sl, uint64_t *token, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_TOKEN_GET];
+    int r = sqlite3_step(st);
+    *token = r == SQLITE_ROW ? (uint64_t)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? PATRON_OK : fail(sl, err, "reading the token");
+}
+
+int store_ledger_token_set(store_ledger *sl, uint64_t token, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_TOKEN_SET];
+    sqlite3_bind_int64(st, 1, (int64_t)token);
+    return done(sl, st, err, "writing the token");
+}
+
+int store_ledger_program_put(store_ledger *sl, int64_t applied_at, uint64_t hash,
+                             const char *body, int64_t *version, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_PROG_PUT];
+    sqlite3_bind_int64(st, 1, applied_at);
+    sqlite3_bind_int64(st, 2, (int64_t)hash);
+    sqlite3_bind_text(st, 3, body, -1, SQLITE_STATIC);
+    int rc = done(sl, st, err, "storing the program");
+    if (rc == PATRON_OK)
+        *version = sqlite3_last_insert_rowid(sl->db);
+    return rc;
+}
+
+int store_ledger_program_latest(store_ledger *sl, int64_t *version, int64_t *applied_at,
+                                char **body, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_PROG_LATEST];
+    int r = sqlite3_step(st), rc = 0;
+    if (r == SQLITE_ROW) {
+        *version = sqlite3_column_int64(st, 0);
+        *applied_at = sqlite3_column_int64(st, 1);
+        *body = mem_strdup((const char *)sqlite3_column_text(st, 2));
+        rc = *body ? 1 : err_set(err, PATRON_ENOMEM, "out of memory");
+    } else if (r != SQLITE_DONE) {
+        rc = fail(sl, err, "reading the program");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+int store_ledger_write_put(store_ledger *sl, const store_ledger_write *w, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_WRITE_PUT];
+    sqlite3_bind_int64(st, 1, w->seq);
+    sqlite3_bind_text(st, 2, w->key, (int)w->keyn, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, w->kind);
+    sqlite3_bind_int64(st, 4, w->member);
+    sqlite3_bind_int64(st, 5, w->ts);
+    sqlite3_bind_text(st, 6, w->ref, (int)w->refn, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, w->points);
+    sqlite3_bind_int64(st, 8, w->money);
+    sqlite3_bind_int64(st, 9, w->shortfall);
+    sqlite3_bind_int64(st, 10, w->balance);
+    sqlite3_bind_text(st, 11, w->payload, (int)w->payloadn, SQLITE_STATIC);
+    return done(sl, st, err, "storing a write");
+}
+
+static void write_from_row(sqlite3_stmt *st, store_ledger_write *w)
+{
+    w->seq = sqlite3_column_int64(st, 0);
+    w->key = (const char *)sqlite3_column_text(st, 1);
+    w->keyn = (size_t)sqlite3_column_bytes(st, 1);
+    w->kind = sqlite3_column_int(st, 2);
+    w->member = sqlite3_column_int64(st, 3);
+    w->ts = sqlite3_column_int64(st, 4);
+    w->ref = (const char *)sqlite3_column_text(st, 5);
+    w->refn = (size_t)sqlite3_column_bytes(st, 5);
+    w->points = sqlite3_column_int64(st, 6);
+    w->money = sqlite3_column_int64(st, 7);
+    w->shortfall = sqlite3_column_int64(st, 8);
+    w->balance = sqlite3_column_int64(st, 9);
+    w->payload = (const char *)sqlite3_column_text(st, 10);
+    w->payloadn = (size_t)sqlite3_column_bytes(st, 10);
+}
+
+int store_ledger_write_get(store_ledger *sl, const char *key, size_t keyn,
+                           store_ledger_write *w, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_WRITE_GET];
+    sqlite3_reset(st); /* strings of the previous answer stay valid until now */
+    sqlite3_bind_text(st, 1, key, (int)keyn, SQLITE_TRANSIENT);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        write_from_row(st, w);
+        return 1;
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? 0 : fail(sl, err, "reading a write");
+}
+
+int store_ledger_posting_put(store_ledger *sl, const store_ledger_posting *p, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_POSTING_PUT];
+    sqlite3_bind_int64(st, 1, p->seq);
+    sqlite3_bind_int64(st, 2, p->write);
+    sqlite3_bind_int64(st, 3, p->member);
+    sqlite3_bind_int(st, 4, p->debit);
+    sqlite3_bind_int(st, 5, p->credit);
+    sqlite3_bind_int64(st, 6, p->amount);
+    sqlite3_bind_int64(st, 7, p->lot);
+    sqlite3_bind_int64(st, 8, p->ts);
+    sqlite3_bind_int64(st, 9, p->expires);
+    sqlite3_bind_int64(st, 10, (int64_t)p->hash);
+    return done(sl, st, err, "storing a posting");
+}
+
+int store_ledger_qual_put(store_ledger *sl, const store_ledger_qual *q, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_QUAL_PUT];
+    sqlite3_bind_int64(st, 1, q->seq);
+    sqlite3_bind_int64(st, 2, q->write);
+    sqlite3_bind_int64(st, 3, q->member);
+    sqlite3_bind_int64(st, 4, q->ts);
+    sqlite3_bind_int64(st, 5, q->points);
+    sqlite3_bind_int64(st, 6, q->spend);
+    return done(sl, st, err, "storing a qualification row");
+}
+
+int store_ledger_tier_put(store_ledger *sl, const store_ledger_tier *t, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_TIER_PUT];
+    sqlite3_bind_int64(st, 1, t->seq);
+    sqlite3_bind_int64(st, 2, t->write);
+    sqlite3_bind_int64(st, 3, t->member);
+    sqlite3_bind_int64(st, 4, t->ts);
+    sqlite3_bind_text(st, 5, t->tier, (int)t->tiern, SQLITE_STATIC);
+    return done(sl, st, err, "storing a tier change");
+}
+
+int store_ledger_lot_put(store_ledger *sl, const store_ledger_lot *l, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_LOT_PUT];
+    sqlite3_bind_int64(st, 1, l->lot);
+    sqlite3_bind_int64(st, 2, l->member);
+    sqlite3_bind_int64(st, 3, l->ts);
+    sqlite3_bind_int64(st, 4, l->expires);
+    sqlite3_bind_int64(st, 5, l->remaining);
+    return done(sl, st, err, "storing a lot");
+}
+
+int store_ledger_balance_put(store_ledger *sl, int64_t member, int64_t balance, patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_BALANCE_PUT];
+    sqlite3_bind_int64(st, 1, member);
+    sqlite3_bind_int64(st, 2, balance);
+    return done(sl, st, err, "storing a balance");
+}
+
+int store_ledger_stock_put(store_ledger *sl, const char *reward, size_t n, int64_t used,
+                           patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_STOCK_PUT];
+    sqlite3_bind_text(st, 1, reward, (int)n, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, used);
+    return done(sl, st, err, "storing reward stock");
+}
+
+int store_ledger_projections_clear(store_ledger *sl, patron_error *err)
+{
+    return exec(sl, "DELETE FROM ledger_lots; DELETE FROM ledger_balances; DELETE FROM ledger_stock",
+                err, "clearing projections");
+}
+
+/* Runs a SELECT and hands each row to row(); one helper for every reader. */
+typedef int (*row_fn)(sqlite3_stmt *st, void *fn, void *ctx);
+
+static int each(store_ledger *sl, const char *text, row_fn row, void *fn, void *ctx,
+                patron_error *err, const char *what)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(sl->db, text, -1, &st, NULL) != SQLITE_OK)
+        return fail(sl, err, what);
+    int r, rc = PATRON_OK;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW)
+        if (row(st, fn, ctx) != 0) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory %s", what);
+            break;
+        }
+    if (rc == PATRON_OK && r != SQLITE_DONE)
+        rc = fail(sl, err, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int row_write(sqlite3_stmt *st, void *fn, void *ctx)
+{
+    store_ledger_write w;
+    write_from_row(st, &w);
+    return ((store_ledger_write_fn)fn)(ctx, &w);
+}
+
+static int row_posting(sqlite3_stmt *st, void *fn, void *ctx)
+{
+    store_ledger_posting p = {
+        sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2),
+        sqlite3_column_int(st, 3),   sqlite3_column_int(st, 4),   sqlite3_column_int64(st, 5),
+        sqlite3_column_int64(st, 6), sqlite3_column_int64(st, 7), sqlite3_column_int64(st, 8),
+        (uint64_t)sqlite3_column_int64(st, 9)};
+    return ((store_ledger_posting_fn)fn)(ctx, &p);
+}
+
+static int row_qual(sqlite3_stmt *st, void *fn, void *ctx)
+{
+    store_ledger_qual q = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                           sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+                           sqlite3_column_int64(st, 4), sqlite3_column_int64(st, 5)};
+    return ((store_ledger_qual_fn)fn)(ctx, &q);
+}
+
+static int row_tier(sqlite3_stmt *st, void *fn, void *ctx)
+{
+    store_ledger_tier t = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                           sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+                           (const char *)sqlite3_column_text(st, 4),
+                           (size_t)sqlite3_column_bytes(st, 4)};
+    return ((store_ledger_tier_fn)fn)(ctx, &t);
+}
+
+static int row_lot(sqlite3_stmt *st, void *fn, void *ctx)
+{
+    store_ledger_lot l = {sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
+                          sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+                          sqlite3_column_int64(st, 4)};
+    return ((store_ledger_lot_fn)fn)(ctx, &l);
+}
+
+static int row_balance(sqlite3_stmt *st, void *fn, void *ctx)
+{
+    return ((store_ledger_balance_fn)fn)(ctx, sqlite3_column_int64(st, 0),
+                                         sqlite3_column_int64(st, 1));
+}
+
+static int row_stock(sqlite3_stmt *st, void *fn, void *ctx)
+{
+    return ((store_ledger_stock_fn)fn)(ctx, (const char *)sqlite3_column_text(st, 0),
+                                       (size_t)sqlite3_column_bytes(st, 0),
+                                       sqlite3_column_int64(st, 1));
+}
+
+int store_ledger_writes_each(store_ledger *sl, store_ledger_write_fn fn, void *ctx, patron_error *err)
+{
+    return each(sl,
+                "SELECT seq, key, kind, member, ts, ref, points, money, shortfall, balance, payload"
+                " FROM ledger_writes ORDER BY seq",
+                row_write, (void *)fn, ctx, err, "reading ledger writes");
+}
+
+int store_ledger_postings_each(store_ledger *sl, store_ledger_posting_fn fn, void *ctx, patron_error *err)
+{
+    return each(sl,
+                "SELECT seq, write, member, debit, credit, amount, lot, ts, expires, hash"
+                " FROM ledger_postings ORDER BY seq",
+                row_posting, (void *)fn, ctx, err, "reading ledger postings");
+}
+
+int store_ledger_quals_each(store_ledger *sl, store_ledger_qual_fn fn, void *ctx, patron_error *err)
+{
+    return each(sl, "SELECT seq, write, member, ts, points, spend FROM ledger_qual ORDER BY seq",
+                row_qual, (void *)fn, ctx, err, "reading tier qualification");
+}
+
+int store_ledger_tiers_each(store_ledger *sl, store_ledger_tier_fn fn, void *ctx, patron_error *err)
+{
+    return each(sl, "SELECT seq, write, member, ts, tier FROM ledger_tiers ORDER BY seq", row_tier,
+                (void *)fn, ctx, err, "reading tier changes");
+}
+
+int store_ledger_lots_each(store_ledger *sl, store_ledger_lot_fn fn, void *ctx, patron_error *err)
+{
+    return each(sl, "SELECT lot, member, ts, expires, remaining FROM ledger_lots ORDER BY lot",
+                row_lot, (void *)fn, ctx, err, "reading lots");
+}
+
+int store_ledger_balances_each(store_ledger *sl, store_ledger_balance_fn fn, void *ctx, patron_error *err)
+{
+    return each(sl, "SELECT member, balance FROM ledger_balances ORDER BY member", row_balance,
+                (void *)fn, ctx, err, "reading balances");
+}
+
+int store_ledger_stock_each(store_ledger *sl, store_ledger_stock_fn fn, void *ctx, patron_error *err)
+{
+    return each(sl, "SELECT reward, used FROM ledger_stock ORDER BY reward", row_stock, (void *)fn,
+                ctx, err, "reading reward stock");
+}
+
+int store_ledger_account_sums(store_ledger *sl, int64_t debits[5], int64_t credits[5],
+                              patron_error *err)
+{
+    for (int k = 0; k < 5; k++)
+        debits[k] = credits[k] = 0;
+    sqlite3_stmt *st;
+    /* Integer sums: SQLite raises "integer overflow" rather than wrapping. */
+    if (sqlite3_prepare_v2(sl->db,
+                           "SELECT 0, debit, sum(amount) FROM ledger_postings GROUP BY debit"
+                           " UNION ALL SELECT 1, credit, sum(amount) FROM ledger_postings GROUP BY credit",
+                           -1, &st, NULL) != SQLITE_OK)
+        return fail(sl, err, "summing accounts");
+    int r, rc = PATRON_OK;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        int side = sqlite3_column_int(st, 0), acct = sqlite3_column_int(st, 1);
+        if (acct < 0 || acct > 4) {
+            rc = err_set(err, PATRON_ESTORE, "ledger: a posting names unknown account %d", acct);
+            break;
+        }
+        (side ? credits : debits)[acct] = sqlite3_column_int64(st, 2);
+    }
+    if (rc == PATRON_OK && r != SQLITE_DONE)
+        rc = fail(sl, err, "summing accounts");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_ledger_integrity(store_ledger *sl, char *msg, size_t cap, patron_error *err)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(sl->db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK)
+        return fail(sl, err, "integrity check");
+    int r = sqlite3_step(st), ok = -1;
+    if (r == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(st, 0);
+        ok = t && strcmp(t, "ok") == 0;
+        if (msg && cap)
+            snprintf(msg, cap, "%s", t ? t : "");
+    }
+    sqlite3_finalize(st);
+    return ok < 0 ? fail(sl, err, "integrity check") : ok;
+}
+
+int64_t store_ledger_count(store_ledger *sl, const char *table)
+{
+    static const char *const known[] = {"ledger_writes", "ledger_postings", "ledger_lots",
+                                        "ledger_qual", "ledger_tiers", NULL};
+    int ok = 0;
+    for (const char *const *k = known; *k && !ok; k++)
+        ok = strcmp(*k, table) == 0;
+    if (!ok)
+        return -1;
+    char q[96];
+    snprintf(q, sizeof q, "SELECT count(*) FROM %s", table);
+    sqlite3_stmt *st;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(sl->db, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}

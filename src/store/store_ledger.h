@@ -1,0 +1,131 @@
+/*
+ * store_ledger.h -- the loyalty ledger's tables in the store (SQLite calls stay in
+ * src/store/).  The ledger engine (src/loyalty/ledger.c) decides what to write; this
+ * file only stores and reads rows.
+ *
+ * Tables (created on first use with CREATE TABLE IF NOT EXISTS, outside the schema
+ * migrations list):
+ *   ledger_meta      key -> integer (`token`: changes with every ledger commit, so a
+ *                    process can tell whether its in-memory copy is current)
+ *   ledger_programs  versioned program configurations (canonical JSON)
+ *   ledger_writes    one row per acknowledged write: its idempotency key (unique), kind,
+ *                    member, time, reference, result and the canonical payload
+ *   ledger_postings  append-only double-entry journal lines: one account debited, one
+ *                    credited, amount > 0, the lot the member side touches, a hash of the
+ *                    row; never updated or deleted
+ *   ledger_qual      points earned / money spent for tier qualification (append-only)
+ *   ledger_tiers     tier changes (append-only)
+ *   ledger_lots, ledger_balances, ledger_stock   projections: rebuildable from the rows
+ *                    above, rewritten in place
+ * Every write runs inside the caller's transaction (store_begin or a savepoint).
+ */
+#ifndef PATRON_STORE_LEDGER_H
+#define PATRON_STORE_LEDGER_H
+
+#include "store/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store_ledger store_ledger;
+
+/* Creates the tables if needed and prepares statements.  Owned by the caller; release
+ * with store_ledger_free() before the store is closed. */
+int store_ledger_open(store *s, store_ledger **out, patron_error *err);
+void store_ledger_free(store_ledger *sl);
+
+/* 1 when a transaction is open on the connection. */
+int store_ledger_in_txn(store_ledger *sl);
+/* PRAGMA synchronous=FULL (full=1) or NORMAL; only outside a transaction. */
+int store_ledger_synchronous(store_ledger *sl, int full, patron_error *err);
+int store_ledger_savepoint(store_ledger *sl, patron_error *err);
+int store_ledger_release(store_ledger *sl, patron_error *err);
+void store_ledger_rollback_to(store_ledger *sl);
+
+int store_ledger_token_get(store_ledger *sl, uint64_t *token, patron_error *err);
+int store_ledger_token_set(store_ledger *sl, uint64_t token, patron_error *err);
+
+/* Stores a program version; *version receives its number. */
+int store_ledger_program_put(store_ledger *sl, int64_t applied_at, uint64_t hash,
+                             const char *body, int64_t *version, patron_error *err);
+/* The latest program: 1 with *version and *body (caller frees with mem_free), 0 when
+ * none was ever applied. */
+int store_ledger_program_latest(store_ledger *sl, int64_t *version, int64_t *applied_at,
+                                char **body, patron_error *err);
+
+typedef struct store_ledger_write {
+    int64_t seq;
+    const char *key;
+    size_t keyn;
+    int kind;
+    int64_t member, ts;
+    const char *ref;
+    size_t refn;
+    int64_t points, money, shortfall, balance;
+    const char *payload;
+    size_t payloadn;
+} store_ledger_write;
+
+typedef struct store_ledger_posting {
+    int64_t seq, write, member;
+    int debit, credit; /* accounts: 0 member, 1 issued, 2 redeemed, 3 expired, 4 adjusted */
+    int64_t amount, lot, ts, expires;
+    uint64_t hash;
+} store_ledger_posting;
+
+typedef struct store_ledger_qual {
+    int64_t seq, write, member, ts, points, spend;
+} store_ledger_qual;
+
+typedef struct store_ledger_tier {
+    int64_t seq, write, member, ts;
+    const char *tier;
+    size_t tiern;
+} store_ledger_tier;
+
+typedef struct store_ledger_lot {
+    int64_t lot, member, ts, expires, remaining;
+} store_ledger_lot;
+
+int store_ledger_write_put(store_ledger *sl, const store_ledger_write *w, patron_error *err);
+/* Looks a key up: 1 and *w (strings valid until the next call) when stored, 0 when not. */
+int store_ledger_write_get(store_ledger *sl, const char *key, size_t keyn,
+                           store_ledger_write *w, patron_error *err);
+int store_ledger_posting_put(store_ledger *sl, const store_ledger_posting *p, patron_error *err);
+int store_ledger_qual_put(store_ledger *sl, const store_ledger_qual *q, patron_error *err);
+int store_ledger_tier_put(store_ledger *sl, const store_ledger_tier *t, patron_error *err);
+/* Projections: insert or replace. */
+int store_ledger_lot_put(store_ledger *sl, const store_ledger_lot *l, patron_error *err);
+int store_ledger_balance_put(store_ledger *sl, int64_t member, int64_t balance, patron_error *err);
+int store_ledger_stock_put(store_ledger *sl, const char *reward, size_t n, int64_t used,
+                           patron_error *err);
+/* Empties the projection tables (inside a transaction: for rebuilds). */
+int store_ledger_projections_clear(store_ledger *sl, patron_error *err);
+
+/* Readers, in seq (or key) order.  A callback returning non-zero stops the walk; the
+ * reader then returns PATRON_ENOMEM (callbacks fail only when out of memory). */
+typedef int (*store_ledger_write_fn)(void *ctx, const store_ledger_write *w);
+typedef int (*store_ledger_posting_fn)(void *ctx, const store_ledger_posting *p);
+typedef int (*store_ledger_qual_fn)(void *ctx, const store_ledger_qual *q);
+typedef int (*store_ledger_tier_fn)(void *ctx, const store_ledger_tier *t);
+typedef int (*store_ledger_lot_fn)(void *ctx, const store_ledger_lot *l);
+typedef int (*store_ledger_balance_fn)(void *ctx, int64_t member, int64_t balance);
+typedef int (*store_ledger_stock_fn)(void *ctx, const char *reward, size_t n, int64_t used);
+int store_ledger_writes_each(store_ledger *sl, store_ledger_write_fn fn, void *ctx, patron_error *err);
+int store_ledger_postings_each(store_ledger *sl, store_ledger_posting_fn fn, void *ctx, patron_error *err);
+int store_ledger_quals_each(store_ledger *sl, store_ledger_qual_fn fn, void *ctx, patron_error *err);
+int store_ledger_tiers_each(store_ledger *sl, store_ledger_tier_fn fn, void *ctx, patron_error *err);
+int store_ledger_lots_each(store_ledger *sl, store_ledger_lot_fn fn, void *ctx, patron_error *err);
+int store_ledger_balances_each(store_ledger *sl, store_ledger_balance_fn fn, void *ctx, patron_error *err);
+int store_ledger_stock_each(store_ledger *sl, store_ledger_stock_fn fn, void *ctx, patron_error *err);
+
+/* Σ amount debited and credited per account (0..4), computed by SQL over the journal. */
+int store_ledger_account_sums(store_ledger *sl, int64_t debits[5], int64_t credits[5],
+                              patron_error *err);
+/* PRAGMA integrity_check: 1 when the database reports "ok", 0 otherwise (the first
+ * problem in msg), negative on failure to run it. */
+int store_ledger_integrity(store_ledger *sl, char *msg, size_t cap, patron_error *err);
+/* Row counts (for reports): writes, postings. */
+int64_t store_ledger_count(store_ledger *sl, const char *table);
+
+#endif
