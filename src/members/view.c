@@ -3,8 +3,10 @@
  * table, line items from the item chunks, event streams from the order columns and the
  * events table.  See view.h.
  *
- * The build is a full pass over what is stored (no incremental path yet): it runs on the
- * first read that needs it after open or after an import, never inside an import.
+ * The build is a full pass over what is stored, on the first read that needs it after
+ * open.  After that, importers apply what they committed (view_profile, view_event,
+ * view_order, view_item, view_void) through the same functions the build uses, so the
+ * incremental view and a rebuilt one hold the same rows (view_hash; tested).
  */
 #include "members/view.h"
 
@@ -66,27 +68,7 @@ int vcol_bool(const vcol *c, uint32_t row)
     return ((const uint8_t *)c->data)[c->via ? c->via[row] : row];
 }
 
-/* ---- profiles ----------------------------------------------------------------------- */
-
-typedef struct attr_acc {
-    mattr a;
-    int seen_num, seen_bool, seen_str;
-} attr_acc;
-
-typedef struct build {
-    patron_db *db;
-    mview *v;
-    uint32_t n;
-    /* tags */
-    uint32_t *tags;
-    size_t n_tags, cap_tags;
-    uint32_t next_tag_member;
-    attr_acc *attrs;
-    size_t n_attrs, cap_attrs;
-    /* consent updated_at, to apply events after profiles */
-    int64_t *consent_at[CK__N];
-    int failed;
-} build;
+/* ---- storage ------------------------------------------------------------------------ */
 
 static int consent_key(const char *k)
 {
@@ -94,79 +76,6 @@ static int consent_key(const char *k)
         if (strcmp(k, mv_consent_names[i]) == 0)
             return i;
     return -1;
-}
-
-static attr_acc *attr_get(build *b, const char *name)
-{
-    for (size_t i = 0; i < b->n_attrs; i++)
-        if (strcmp(b->attrs[i].a.name, name) == 0)
-            return &b->attrs[i];
-    if (MEM_GROW(b->attrs, b->cap_attrs, b->n_attrs + 1))
-        return NULL;
-    attr_acc *x = &b->attrs[b->n_attrs];
-    memset(x, 0, sizeof *x);
-    x->a.name = mem_strdup(name);
-    x->a.num = mem_alloc_array(b->n ? b->n : 1, sizeof *x->a.num);
-    x->a.b = mem_alloc_array(b->n ? b->n : 1, 1);
-    x->a.code = mem_calloc(b->n ? b->n : 1, sizeof *x->a.code);
-    if (!x->a.name || !x->a.num || !x->a.b || !x->a.code) {
-        mem_free(x->a.name);
-        mem_free(x->a.num);
-        mem_free(x->a.b);
-        mem_free(x->a.code);
-        return NULL;
-    }
-    for (uint32_t m = 0; m < b->n; m++)
-        x->a.num[m] = NAN;
-    memset(x->a.b, 2, b->n);
-    b->n_attrs++;
-    return x;
-}
-
-/* Sets attribute `name` of member m from a JSON value. */
-static int attr_set(build *b, uint32_t m, const char *name, json_t *val)
-{
-    attr_acc *x = attr_get(b, name);
-    if (!x)
-        return -1;
-    char buf[64];
-    const char *text = NULL;
-    size_t tn = 0;
-    x->a.num[m] = NAN;
-    x->a.b[m] = 2;
-    x->a.code[m] = 0;
-    if (json_is_integer(val)) {
-        x->a.num[m] = (double)json_integer_value(val);
-        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(val));
-        text = buf, tn = strlen(buf), x->seen_num = 1;
-    } else if (json_is_real(val)) {
-        x->a.num[m] = json_real_value(val);
-        snprintf(buf, sizeof buf, "%.17g", json_real_value(val));
-        text = buf, tn = strlen(buf), x->seen_num = 1;
-    } else if (json_is_boolean(val)) {
-        x->a.b[m] = json_is_true(val) ? 1 : 0;
-        text = x->a.b[m] ? "true" : "false", tn = strlen(text), x->seen_bool = 1;
-    } else if (json_is_string(val)) {
-        text = json_string_value(val), tn = json_string_length(val), x->seen_str = 1;
-    } else {
-        return 0; /* null, arrays, objects: no value */
-    }
-    uint32_t c = strdict_intern(&b->v->pstr, text, tn);
-    if (!c)
-        return -1;
-    x->a.code[m] = c;
-    return 0;
-}
-
-static void consent_apply(build *b, uint32_t m, int k, const char *status, int64_t at,
-                          int64_t expires)
-{
-    mview *v = b->v;
-    if (v->consent[k][m] != CONSENT_MISSING && b->consent_at[k][m] > at)
-        return; /* the entry with the latest updated_at wins */
-    v->consent[k][m] = strcmp(status, "granted") == 0 ? CONSENT_GRANTED : CONSENT_DENIED;
-    v->consent_expires[k][m] = expires;
-    b->consent_at[k][m] = at;
 }
 
 static int64_t json_ts(json_t *o, const char *key)
@@ -180,73 +89,143 @@ static int64_t json_ts(json_t *o, const char *key)
     return PATRON_NULL_TS;
 }
 
-static int fill_tags_upto(build *b, uint32_t m)
+/* Grows a per-member array from old to new room, filling new slots with fill bytes. */
+static int grow_col(void **p, size_t elem, uint32_t used, uint32_t cap, int fill)
 {
-    while (b->next_tag_member <= m)
-        b->v->tag_off[b->next_tag_member++] = (uint32_t)b->n_tags;
+    void *q = mem_realloc_array(*p, cap ? cap : 1, elem);
+    if (!q)
+        return -1;
+    if (cap > used)
+        memset((char *)q + (size_t)used * elem, fill, (size_t)(cap - used) * elem);
+    *p = q;
     return 0;
 }
 
-static int load_profile(void *ctx, uint32_t m, const char *text, size_t n)
+/* Makes room for members up to n (new members: no profile values, no rows). */
+static int members_grow(mview *v, uint32_t n)
 {
-    build *b = ctx;
-    mview *v = b->v;
-    if (m >= b->n)
-        return 0; /* written after this view was sized: the next build sees it */
-    json_error_t je;
-    json_t *p = json_loadb(text, n, 0, &je);
-    if (!json_is_object(p)) {
-        json_decref(p);
-        return 0; /* profiles are written by patron as JSON objects; skip anything else */
-    }
-    int rc = 0;
-    for (int k = 0; k < MV__NSTR && rc == 0; k++) {
-        json_t *s = json_object_get(p, mv_str_names[k]);
-        if (json_is_string(s)) {
-            uint32_t c = strdict_intern(&v->pstr, json_string_value(s), json_string_length(s));
-            if (!c)
-                rc = -1;
-            v->str[k][m] = c;
+    if (n <= v->n)
+        return 0;
+    if (n > v->capm) {
+        uint32_t cap = v->capm ? v->capm : 1024, used = v->capm;
+        while (cap < n)
+            cap *= 2;
+        int rc = 0;
+        for (int k = 0; k < MV__NSTR; k++)
+            rc |= grow_col((void **)&v->str[k], 4, used, cap, 0);
+        rc |= grow_col((void **)&v->birth_days, 4, used, cap, 0);
+        rc |= grow_col((void **)&v->tag_beg, 4, used, cap, 0);
+        rc |= grow_col((void **)&v->tag_end, 4, used, cap, 0);
+        for (int k = 0; k < CK__N; k++) {
+            rc |= grow_col((void **)&v->consent[k], 1, used, cap, 0);
+            rc |= grow_col((void **)&v->consent_expires[k], 8, used, cap, 0);
+            rc |= grow_col((void **)&v->consent_at[k], 8, used, cap, 0);
         }
-    }
-    json_t *bd = json_object_get(p, "birth_date");
-    int32_t days;
-    if (json_is_string(bd) &&
-        time_parse_date(json_string_value(bd), json_string_length(bd), &days) == 0)
-        v->birth_days[m] = days;
-    fill_tags_upto(b, m);
-    json_t *tags = json_object_get(p, "interests"), *t;
-    size_t i;
-    json_array_foreach(tags, i, t) {
-        if (!json_is_string(t) || rc)
-            continue;
-        uint32_t c = strdict_intern(&v->pstr, json_string_value(t), json_string_length(t));
-        if (!c || MEM_GROW(b->tags, b->cap_tags, b->n_tags + 1)) {
-            rc = -1;
-            break;
+        for (size_t i = 0; i < v->n_attr; i++) {
+            mattr *a = &v->attr[i];
+            rc |= grow_col((void **)&a->num, 8, used, cap, 0);
+            rc |= grow_col((void **)&a->b, 1, used, cap, 2);
+            rc |= grow_col((void **)&a->code, 4, used, cap, 0);
+            rc |= grow_col((void **)&a->from_event, 1, used, cap, 0);
         }
-        b->tags[b->n_tags++] = c;
+        for (int s = 0; s < ST__N; s++) {
+            stream *st = &v->streams[s];
+            rc |= grow_col((void **)&st->beg, 4, used, cap, 0);
+            rc |= grow_col((void **)&st->end, 4, used, cap, 0);
+            rc |= grow_col((void **)&st->cap, 4, used, cap, 0);
+        }
+        if (rc)
+            return -1;
+        v->capm = cap;
     }
-    json_t *cons = json_object_get(p, "consent"), *e;
-    const char *key;
-    json_object_foreach(cons, key, e) {
-        int k = consent_key(key);
-        json_t *st = json_object_get(e, "status");
-        if (k < 0 || !json_is_string(st))
-            continue;
-        consent_apply(b, m, k, json_string_value(st), json_ts(e, "updated_at"),
-                      json_ts(e, "expires_at"));
+    for (uint32_t m = v->n; m < n; m++) {
+        v->birth_days[m] = INT32_MIN;
+        for (int k = 0; k < CK__N; k++) {
+            v->consent_expires[k][m] = PATRON_NULL_TS;
+            v->consent_at[k][m] = PATRON_NULL_TS;
+        }
+        for (size_t i = 0; i < v->n_attr; i++)
+            v->attr[i].num[m] = NAN;
     }
-    json_t *attrs = json_object_get(p, "attributes");
-    json_object_foreach(attrs, key, e) {
-        if (rc == 0 && attr_set(b, m, key, e) != 0)
-            rc = -1;
-    }
-    json_decref(p);
-    return rc ? 1 : 0;
+    v->n = n;
+    return 0;
 }
 
-/* ---- events ------------------------------------------------------------------------- */
+/* Inserts a row for member m at time ts (after rows with the same ts); vals[c] points at
+ * the bytes of column c (c >= 1). */
+static int stream_insert(stream *s, uint32_t m, int64_t ts, const void *const *vals)
+{
+    uint32_t b = s->beg[m], e = s->end[m], cap = s->cap[m];
+    if (e - b == cap) {
+        uint32_t ncap = cap ? cap * 2 : 4;
+        int last = cap && (size_t)b + cap == s->nrows; /* the last slice grows in place */
+        size_t need = last ? s->nrows + (ncap - cap) : s->nrows + ncap;
+        if (need > UINT32_MAX - 1)
+            return -1;
+        if (need > s->caprows) {
+            size_t nc = s->caprows ? s->caprows : 1024;
+            while (nc < need)
+                nc *= 2;
+            for (int c = 0; c < s->ncols; c++) {
+                void *q = mem_realloc_array(s->col[c], nc, s->colsz[c]);
+                if (!q)
+                    return -1;
+                /* gaps are never read as rows, but keep them defined */
+                memset((char *)q + s->caprows * s->colsz[c], 0, (nc - s->caprows) * s->colsz[c]);
+                s->col[c] = q;
+            }
+            s->caprows = nc;
+        }
+        if (last) {
+            s->nrows = need;
+        } else {
+            uint32_t nb = (uint32_t)s->nrows;
+            for (int c = 0; c < s->ncols; c++)
+                memcpy((char *)s->col[c] + (size_t)nb * s->colsz[c],
+                       (char *)s->col[c] + (size_t)b * s->colsz[c], (size_t)(e - b) * s->colsz[c]);
+            s->garbage += cap;
+            s->beg[m] = nb;
+            s->end[m] = nb + (e - b);
+            b = nb;
+            e = s->end[m];
+            s->nrows += ncap;
+        }
+        s->cap[m] = ncap;
+    }
+    const int64_t *tsc = s->col[0];
+    uint32_t p = e;
+    while (p > b && tsc[p - 1] > ts) /* events mostly arrive in time order */
+        p--;
+    for (int c = 0; c < s->ncols; c++) {
+        char *base = s->col[c];
+        size_t z = s->colsz[c];
+        memmove(base + (size_t)(p + 1) * z, base + (size_t)p * z, (size_t)(e - p) * z);
+        memcpy(base + (size_t)p * z, c == 0 ? (const void *)&ts : vals[c], z);
+    }
+    s->end[m] = e + 1;
+    s->ts = s->col[0];
+    return 0;
+}
+
+/* Removes rows of member m for which col1 (a u32) equals key or, with map, map[key]. */
+static void stream_remove(stream *s, uint32_t m, uint32_t key, const uint32_t *map)
+{
+    uint32_t b = s->beg[m], e = s->end[m], w = b;
+    const uint32_t *k1 = s->col[1];
+    for (uint32_t r = b; r < e; r++) {
+        uint32_t k = map ? map[k1[r]] : k1[r];
+        if (k == key)
+            continue;
+        if (w != r)
+            for (int c = 0; c < s->ncols; c++)
+                memcpy((char *)s->col[c] + (size_t)w * s->colsz[c],
+                       (char *)s->col[c] + (size_t)r * s->colsz[c], s->colsz[c]);
+        w++;
+    }
+    s->end[m] = w;
+}
+
+/* ---- stream definitions -------------------------------------------------------------- */
 
 /* Event streams read from the events table: the stream, its JSON keys, the column types. */
 typedef struct estream_def {
@@ -267,27 +246,235 @@ static const estream_def edefs[] = {
 };
 #define N_EDEFS (sizeof edefs / sizeof edefs[0])
 
-typedef struct erows {
-    uint32_t *member;
-    int64_t *ts;
-    double *num[3];
-    uint32_t *code[3];
-    size_t n, cap;
-} erows;
+static const char *const stream_names[ST__N] = {
+    "orders", "items", "returns", "redemptions", "points", "messages", "views", "referrals",
+    "surveys", "custom"};
 
-typedef struct ebuild {
-    build *b;
-    erows rows[N_EDEFS];
-} ebuild;
-
-static int load_event(void *ctx, const char *type, int64_t member, int64_t ts, const char *body,
-                      size_t n)
+static void set_field(stream *s, const char *name, vtype t, vstore st, const void *data,
+                      const uint32_t *via, const strdict *dict)
 {
-    ebuild *eb = ctx;
-    build *b = eb->b;
-    if (member < 0 || member >= b->n)
-        return 0;
-    uint32_t m = (uint32_t)member;
+    sfield *f = &s->fields[s->n_fields++];
+    f->name = name;
+    f->col.type = t;
+    f->col.st = st;
+    f->col.data = data;
+    f->col.via = via;
+    f->col.dict = dict;
+}
+
+static void define_streams(mview *v)
+{
+    for (int i = 0; i < ST__N; i++) {
+        v->streams[i].name = stream_names[i];
+        v->streams[i].colsz[0] = 8;
+        v->streams[i].ncols = 1;
+    }
+    stream *o = &v->streams[ST_ORDERS], *it = &v->streams[ST_ITEMS], *r = &v->streams[ST_RETURNS];
+    o->ncols = 2, o->colsz[1] = 4;            /* order index */
+    it->ncols = 3, it->colsz[1] = 4, it->colsz[2] = 8; /* item index, qty x price */
+    r->ncols = 3, r->colsz[1] = 4, r->colsz[2] = 8;    /* order index, money returned */
+    for (size_t d = 0; d < N_EDEFS; d++) {
+        stream *s = &v->streams[edefs[d].stream];
+        for (int k = 0; k < 3 && edefs[d].keys[k]; k++) {
+            s->colsz[k + 1] = edefs[d].types[k] == VT_NUM ? 8 : 4;
+            s->ncols = k + 2;
+        }
+    }
+}
+
+/* Points every field at the current arrays (after anything may have moved them). */
+static void bind_streams(const patron_db *db, mview *v)
+{
+    for (int i = 0; i < ST__N; i++) {
+        v->streams[i].n_fields = 0;
+        v->streams[i].ts = v->streams[i].col[0];
+    }
+    stream *s = &v->streams[ST_ORDERS];
+    const uint32_t *ro = s->col[1];
+    set_field(s, "amount", VT_NUM, VS_MONEY, db->o_amount, ro, NULL);
+    set_field(s, "items", VT_NUM, VS_I32, db->o_items, ro, NULL);
+    set_field(s, "units", VT_NUM, VS_I64, db->o_units, ro, NULL);
+    set_field(s, "channel", VT_STR, VS_NONE, NULL, NULL, &v->estr);
+    set_field(s, "store", VT_STR, VS_NONE, NULL, NULL, &v->estr);
+    set_field(s, "ts", VT_TS, VS_TS, s->col[0], NULL, NULL);
+    s = &v->streams[ST_ITEMS];
+    ro = s->col[1];
+    set_field(s, "sku", VT_STR, VS_CODE, v->it_sku, ro, &v->items_dict[DB_DICT_SKU]);
+    set_field(s, "category", VT_STR, VS_CODE, v->it_cat, ro, &v->items_dict[DB_DICT_CATEGORY]);
+    set_field(s, "brand", VT_STR, VS_CODE, v->it_brand, ro, &v->items_dict[DB_DICT_BRAND]);
+    set_field(s, "qty", VT_NUM, VS_I32, v->it_qty, ro, NULL);
+    set_field(s, "price", VT_NUM, VS_MONEY, v->it_price, ro, NULL);
+    set_field(s, "amount", VT_NUM, VS_MONEY, s->col[2], NULL, NULL);
+    set_field(s, "channel", VT_STR, VS_NONE, NULL, NULL, &v->estr);
+    set_field(s, "ts", VT_TS, VS_TS, s->col[0], NULL, NULL);
+    s = &v->streams[ST_RETURNS];
+    set_field(s, "amount", VT_NUM, VS_MONEY, s->col[2], NULL, NULL);
+    set_field(s, "items", VT_NUM, VS_I32, db->o_items, s->col[1], NULL);
+    set_field(s, "ts", VT_TS, VS_TS, s->col[0], NULL, NULL);
+    for (size_t d = 0; d < N_EDEFS; d++) {
+        s = &v->streams[edefs[d].stream];
+        for (int k = 0; k < 3 && edefs[d].keys[k]; k++) {
+            if (edefs[d].types[k] == VT_NUM)
+                set_field(s, edefs[d].keys[k], VT_NUM, VS_F64, s->col[k + 1], NULL, NULL);
+            else
+                set_field(s, edefs[d].keys[k], VT_STR, VS_CODE, s->col[k + 1], NULL, &v->estr);
+        }
+        set_field(s, "ts", VT_TS, VS_TS, s->col[0], NULL, NULL);
+    }
+}
+
+/* ---- profiles ----------------------------------------------------------------------- */
+
+static mattr *attr_get(mview *v, const char *name)
+{
+    for (size_t i = 0; i < v->n_attr; i++)
+        if (strcmp(v->attr[i].name, name) == 0)
+            return &v->attr[i];
+    if (MEM_GROW(v->attr, v->cap_attr, v->n_attr + 1))
+        return NULL;
+    mattr *a = &v->attr[v->n_attr];
+    memset(a, 0, sizeof *a);
+    a->name = mem_strdup(name);
+    uint32_t cap = v->capm ? v->capm : 1;
+    a->num = mem_alloc_array(cap, sizeof *a->num);
+    a->b = mem_alloc_array(cap, 1);
+    a->code = mem_calloc(cap, sizeof *a->code);
+    a->from_event = mem_calloc(cap, 1);
+    if (!a->name || !a->num || !a->b || !a->code || !a->from_event) {
+        mem_free(a->name);
+        mem_free(a->num);
+        mem_free(a->b);
+        mem_free(a->code);
+        mem_free(a->from_event);
+        return NULL;
+    }
+    for (uint32_t m = 0; m < cap; m++)
+        a->num[m] = NAN;
+    memset(a->b, 2, cap);
+    a->type = VT_NUM;
+    v->n_attr++;
+    return a;
+}
+
+/* Sets attribute `name` of member m from a JSON value; from_event: a survey answer. */
+static int attr_set(mview *v, uint32_t m, const char *name, json_t *val, int from_event)
+{
+    mattr *a = attr_get(v, name);
+    if (!a)
+        return -1;
+    if (!from_event && a->from_event[m])
+        return 0; /* survey answers are applied after profiles in a rebuild: they win */
+    char buf[64];
+    const char *text = NULL;
+    size_t tn = 0;
+    double num = NAN;
+    uint8_t bv = 2;
+    int kind;
+    if (json_is_integer(val)) {
+        num = (double)json_integer_value(val);
+        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(val));
+        text = buf, tn = strlen(buf), kind = 0;
+    } else if (json_is_real(val)) {
+        num = json_real_value(val);
+        snprintf(buf, sizeof buf, "%.17g", json_real_value(val));
+        text = buf, tn = strlen(buf), kind = 0;
+    } else if (json_is_boolean(val)) {
+        bv = json_is_true(val) ? 1 : 0;
+        text = bv ? "true" : "false", tn = strlen(text), kind = 1;
+    } else if (json_is_string(val)) {
+        text = json_string_value(val), tn = json_string_length(val), kind = 2;
+    } else {
+        return 0; /* null, arrays, objects: no value */
+    }
+    uint32_t c = strdict_intern(&v->pstr, text, tn);
+    if (!c)
+        return -1;
+    a->num[m] = num;
+    a->b[m] = bv;
+    a->code[m] = c;
+    a->from_event[m] |= (uint8_t)from_event;
+    a->seen_num |= kind == 0;
+    a->seen_bool |= kind == 1;
+    a->seen_str |= kind == 2;
+    a->type = a->seen_str || (a->seen_num && a->seen_bool) ? VT_STR
+              : a->seen_bool                               ? VT_BOOL
+                                                           : VT_NUM;
+    return 0;
+}
+
+static void consent_apply(mview *v, uint32_t m, int k, const char *status, int64_t at,
+                          int64_t expires)
+{
+    if (v->consent[k][m] != CONSENT_MISSING && v->consent_at[k][m] > at)
+        return; /* the entry with the latest updated_at wins */
+    v->consent[k][m] = strcmp(status, "granted") == 0 ? CONSENT_GRANTED : CONSENT_DENIED;
+    v->consent_expires[k][m] = expires;
+    v->consent_at[k][m] = at;
+}
+
+/* Applies member m's whole profile (the merged JSON the store holds). */
+static int apply_profile(mview *v, uint32_t m, const char *text, size_t n)
+{
+    json_error_t je;
+    json_t *p = json_loadb(text, n, 0, &je);
+    if (!json_is_object(p)) {
+        json_decref(p);
+        return 0; /* profiles are written by patron as JSON objects; skip anything else */
+    }
+    int rc = 0;
+    for (int k = 0; k < MV__NSTR && rc == 0; k++) {
+        json_t *s = json_object_get(p, mv_str_names[k]);
+        uint32_t c = 0;
+        if (json_is_string(s) && !(c = strdict_intern(&v->pstr, json_string_value(s), json_string_length(s))))
+            rc = -1;
+        v->str[k][m] = c;
+    }
+    json_t *bd = json_object_get(p, "birth_date");
+    int32_t days;
+    v->birth_days[m] = json_is_string(bd) && time_parse_date(json_string_value(bd), json_string_length(bd), &days) == 0
+                               ? days
+                               : INT32_MIN;
+    json_t *tags = json_object_get(p, "interests"), *t;
+    size_t i, nt = json_array_size(tags);
+    if (rc == 0 && (nt || v->tag_end[m] > v->tag_beg[m])) {
+        /* the new list goes at the end (the old one, if any, becomes garbage) */
+        if (MEM_GROW(v->tags, v->cap_tags, v->n_tags + nt + 1))
+            rc = -1;
+        uint32_t b = (uint32_t)v->n_tags;
+        json_array_foreach(tags, i, t) {
+            if (rc || !json_is_string(t))
+                continue;
+            uint32_t c = strdict_intern(&v->pstr, json_string_value(t), json_string_length(t));
+            if (!c)
+                rc = -1;
+            v->tags[v->n_tags++] = c;
+        }
+        v->tag_beg[m] = b;
+        v->tag_end[m] = (uint32_t)v->n_tags;
+    }
+    json_t *cons = json_object_get(p, "consent"), *e;
+    const char *key;
+    json_object_foreach(cons, key, e) {
+        int k = consent_key(key);
+        json_t *st = json_object_get(e, "status");
+        if (k < 0 || !json_is_string(st))
+            continue;
+        consent_apply(v, m, k, json_string_value(st), json_ts(e, "updated_at"), json_ts(e, "expires_at"));
+    }
+    json_t *attrs = json_object_get(p, "attributes");
+    json_object_foreach(attrs, key, e) {
+        if (rc == 0 && attr_set(v, m, key, e, 0) != 0)
+            rc = -1;
+    }
+    json_decref(p);
+    return rc;
+}
+
+/* ---- events ------------------------------------------------------------------------- */
+
+static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const char *body,
+                       size_t n)
+{
     int is_consent = strcmp(type, "consent") == 0, is_survey = strcmp(type, "survey") == 0;
     size_t d = 0;
     while (d < N_EDEFS && strcmp(edefs[d].type, type) != 0)
@@ -308,61 +495,103 @@ static int load_event(void *ctx, const char *type, int64_t member, int64_t ts, c
                         : json_is_string(pu) ? json_string_value(pu) : "";
         int ck = consent_key(k);
         if (ck >= 0 && json_is_string(st))
-            consent_apply(b, m, ck, json_string_value(st), ts, json_ts(o, "expires_at"));
+            consent_apply(v, m, ck, json_string_value(st), ts, json_ts(o, "expires_at"));
     }
     if (is_survey) { /* each answer also sets attributes.KEY */
-        json_t *ans = json_object_get(o, "answers"), *v;
+        json_t *ans = json_object_get(o, "answers"), *val;
         const char *key;
-        json_object_foreach(ans, key, v) {
-            if (rc == 0 && attr_set(b, m, key, v) != 0)
+        json_object_foreach(ans, key, val) {
+            if (rc == 0 && attr_set(v, m, key, val, 1) != 0)
                 rc = -1;
         }
     }
     if (d < N_EDEFS && rc == 0) {
-        erows *r = &eb->rows[d];
-        size_t c1 = r->cap;
-        if (MEM_GROW(r->member, c1, r->n + 1)) {
-            json_decref(o);
-            return 1;
-        }
-        size_t c = r->cap;
-        rc |= MEM_GROW(r->ts, c, r->n + 1);
+        unsigned char cells[3][8];
+        const void *vals[4] = {NULL, cells[0], cells[1], cells[2]};
         for (int k = 0; k < 3 && edefs[d].keys[k]; k++) {
-            c = r->cap;
-            if (edefs[d].types[k] == VT_NUM)
-                rc |= MEM_GROW(r->num[k], c, r->n + 1);
-            else
-                rc |= MEM_GROW(r->code[k], c, r->n + 1);
-        }
-        r->cap = c1;
-        if (rc == 0) {
-            r->member[r->n] = m;
-            r->ts[r->n] = ts;
-            for (int k = 0; k < 3 && edefs[d].keys[k]; k++) {
-                json_t *f = json_object_get(o, edefs[d].keys[k]);
-                if (edefs[d].types[k] == VT_NUM) {
-                    r->num[k][r->n] = json_is_number(f) ? json_number_value(f) : NAN;
-                } else {
-                    uint32_t code = 0;
-                    if (json_is_string(f))
-                        code = strdict_intern(&b->v->estr, json_string_value(f),
-                                              json_string_length(f));
-                    else if (json_is_integer(f)) {
-                        char nb[32];
-                        snprintf(nb, sizeof nb, "%lld", (long long)json_integer_value(f));
-                        code = strdict_intern(&b->v->estr, nb, strlen(nb));
-                    }
-                    r->code[k][r->n] = code;
+            json_t *f = json_object_get(o, edefs[d].keys[k]);
+            if (edefs[d].types[k] == VT_NUM) {
+                double x = json_is_number(f) ? json_number_value(f) : NAN;
+                memcpy(cells[k], &x, 8);
+            } else {
+                uint32_t code = 0;
+                if (json_is_string(f))
+                    code = strdict_intern(&v->estr, json_string_value(f), json_string_length(f));
+                else if (json_is_integer(f)) {
+                    char nb[32];
+                    snprintf(nb, sizeof nb, "%lld", (long long)json_integer_value(f));
+                    code = strdict_intern(&v->estr, nb, strlen(nb));
                 }
+                memcpy(cells[k], &code, 4);
             }
-            r->n++;
         }
+        rc = stream_insert(&v->streams[edefs[d].stream], m, ts, vals);
     }
     json_decref(o);
-    return rc ? 1 : 0;
+    return rc;
 }
 
-/* ---- line items --------------------------------------------------------------------- */
+/* ---- orders and line items ------------------------------------------------------------ */
+
+static int item_room(mview *v, size_t need)
+{
+    if (need <= v->cap_items)
+        return 0;
+    size_t cap = v->cap_items ? v->cap_items : 4096;
+    while (cap < need)
+        cap *= 2;
+    uint32_t *a;
+    int32_t *q;
+    int64_t *p;
+    if (!(a = mem_realloc_array(v->it_order, cap, 4)))
+        return -1;
+    v->it_order = a;
+    if (!(a = mem_realloc_array(v->it_sku, cap, 4)))
+        return -1;
+    v->it_sku = a;
+    if (!(a = mem_realloc_array(v->it_cat, cap, 4)))
+        return -1;
+    v->it_cat = a;
+    if (!(a = mem_realloc_array(v->it_brand, cap, 4)))
+        return -1;
+    v->it_brand = a;
+    if (!(q = mem_realloc_array(v->it_qty, cap, 4)))
+        return -1;
+    v->it_qty = q;
+    if (!(p = mem_realloc_array(v->it_price, cap, 8)))
+        return -1;
+    v->it_price = p;
+    v->cap_items = cap;
+    return 0;
+}
+
+/* Adds order o's row to its member's orders or returns (voided orders count nowhere). */
+static int apply_order(const patron_db *db, mview *v, uint32_t o)
+{
+    int32_t m = db->o_member[o];
+    if (m < 0 || db->o_void[o])
+        return 0;
+    if (db->o_kind[o] == 0) {
+        const void *vals[2] = {NULL, &o};
+        return stream_insert(&v->streams[ST_ORDERS], (uint32_t)m, db->o_ts[o], vals);
+    }
+    int64_t back = -db->o_amount[o];
+    const void *vals[3] = {NULL, &o, &back};
+    return stream_insert(&v->streams[ST_RETURNS], (uint32_t)m, db->o_ts[o], vals);
+}
+
+/* Adds line item i (stored at v->it_*[i]) to the items stream when it is an item of an
+ * order (a positive row of a non-return, not voided). */
+static int apply_item(const patron_db *db, mview *v, uint32_t i)
+{
+    uint32_t o = v->it_order[i];
+    int32_t m = db->o_member[o];
+    if (m < 0 || db->o_void[o] || db->o_kind[o] != 0 || v->it_qty[i] <= 0)
+        return 0;
+    int64_t amount = (int64_t)v->it_qty[i] * v->it_price[i];
+    const void *vals[3] = {NULL, &i, &amount};
+    return stream_insert(&v->streams[ST_ITEMS], (uint32_t)m, db->o_ts[o], vals);
+}
 
 /* order id hash -> order index (open addressing; key 0 is remapped to 1). */
 typedef struct u64map {
@@ -428,30 +657,8 @@ static int load_items(void *ctx, const unsigned char *b, size_t len)
     const unsigned char *oh = b + 8, *sku = oh + 8 * (size_t)n, *cat = sku + 4 * (size_t)n,
                         *brand = cat + 4 * (size_t)n, *qty = brand + 4 * (size_t)n,
                         *price = qty + 4 * (size_t)n;
-    size_t need = v->n_items + n, c;
-    c = v->n_items;
-    (void)c;
-    uint32_t *a1 = mem_realloc_array(v->it_order, need, 4), *a2, *a3, *a4;
-    if (!a1)
+    if (item_room(v, v->n_items + n) != 0)
         return -1;
-    v->it_order = a1;
-    if (!(a2 = mem_realloc_array(v->it_sku, need, 4)))
-        return -1;
-    v->it_sku = a2;
-    if (!(a3 = mem_realloc_array(v->it_cat, need, 4)))
-        return -1;
-    v->it_cat = a3;
-    if (!(a4 = mem_realloc_array(v->it_brand, need, 4)))
-        return -1;
-    v->it_brand = a4;
-    int32_t *q = mem_realloc_array(v->it_qty, need, 4);
-    if (!q)
-        return -1;
-    v->it_qty = q;
-    int64_t *pr = mem_realloc_array(v->it_price, need, 8);
-    if (!pr)
-        return -1;
-    v->it_price = pr;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t h;
         uint32_t o;
@@ -479,204 +686,40 @@ static int load_item_dict(void *ctx, int kind, uint32_t code, const char *s, siz
     return c == code ? 0 : 1;
 }
 
-/* ---- assembling streams ------------------------------------------------------------- */
-
-static void set_field(stream *s, const char *name, vtype t, vstore st, const void *data,
-                      const uint32_t *via, const strdict *dict)
+/* Order rows and item rows, member by member in time order (so slices are contiguous). */
+static int build_orders(patron_db *db, mview *v)
 {
-    sfield *f = &s->fields[s->n_fields++];
-    f->name = name;
-    f->col.type = t;
-    f->col.st = st;
-    f->col.data = data;
-    f->col.via = via;
-    f->col.dict = dict;
-}
-
-static int build_order_streams(patron_db *db, mview *v)
-{
-    uint32_t n = v->n;
-    /* Per order: its items (positive rows of orders), as a CSR over order indexes. */
     uint32_t *ioff = mem_calloc(db->n_orders + 1, sizeof *ioff);
     uint32_t *iidx = mem_alloc_array(v->n_items ? v->n_items : 1, sizeof *iidx);
-    if (!ioff || !iidx) {
-        mem_free(ioff);
-        mem_free(iidx);
-        return PATRON_ENOMEM;
-    }
-    for (size_t i = 0; i < v->n_items; i++)
-        if (v->it_qty[i] > 0)
-            ioff[v->it_order[i] + 1]++;
-    for (size_t o = 0; o < db->n_orders; o++)
+    int rc = 0;
+    if (!ioff || !iidx)
+        rc = -1;
+    for (size_t i = 0; i < v->n_items && rc == 0; i++)
+        ioff[v->it_order[i] + 1]++;
+    for (size_t o = 0; o < db->n_orders && rc == 0; o++)
         ioff[o + 1] += ioff[o];
-    {
-        uint32_t *fill = mem_alloc_array(db->n_orders + 1, sizeof *fill);
-        if (!fill) {
-            mem_free(ioff);
-            mem_free(iidx);
-            return PATRON_ENOMEM;
-        }
+    uint32_t *fill = rc ? NULL : mem_alloc_array(db->n_orders + 1, sizeof *fill);
+    if (!fill)
+        rc = -1;
+    if (rc == 0) {
         memcpy(fill, ioff, (db->n_orders + 1) * sizeof *fill);
         for (size_t i = 0; i < v->n_items; i++)
-            if (v->it_qty[i] > 0)
-                iidx[fill[v->it_order[i]]++] = (uint32_t)i;
-        mem_free(fill);
+            iidx[fill[v->it_order[i]]++] = (uint32_t)i;
     }
-    /* Count rows per member. */
-    uint32_t *off[3];
-    for (int k = 0; k < 3; k++)
-        off[k] = mem_calloc((size_t)n + 1, sizeof *off[k]);
-    int rc = PATRON_OK;
-    if (!off[0] || !off[1] || !off[2])
-        rc = PATRON_ENOMEM;
-    for (uint32_t m = 0; m < n && rc == PATRON_OK; m++) {
-        uint32_t c[3] = {0, 0, 0};
-        for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1]; k++) {
+    mem_free(fill);
+    for (uint32_t m = 0; m < v->n && rc == 0; m++)
+        for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1] && rc == 0; k++) {
             uint32_t o = db->csr_ord[k];
-            if (db->o_void[o])
-                continue;
-            if (db->o_kind[o] == 0) {
-                c[0]++;
-                c[1] += ioff[o + 1] - ioff[o];
-            } else {
-                c[2]++;
-            }
+            rc = apply_order(db, v, o);
+            for (uint32_t j = ioff[o]; j < ioff[o + 1] && rc == 0; j++)
+                rc = apply_item(db, v, iidx[j]);
         }
-        for (int s = 0; s < 3; s++)
-            off[s][m + 1] = off[s][m] + c[s];
-    }
-    size_t nr[3] = {0, 0, 0};
-    if (rc == PATRON_OK)
-        for (int s = 0; s < 3; s++) {
-            nr[s] = off[s][n];
-            v->row_order[s] = mem_alloc_array(nr[s] ? nr[s] : 1, sizeof(uint32_t));
-            v->row_ts[s] = mem_alloc_array(nr[s] ? nr[s] : 1, sizeof(int64_t));
-            if (!v->row_order[s] || !v->row_ts[s])
-                rc = PATRON_ENOMEM;
-        }
-    int64_t *ret_amount = NULL;
-    if (rc == PATRON_OK) {
-        v->row_amount_items = mem_alloc_array(nr[1] ? nr[1] : 1, sizeof(int64_t));
-        ret_amount = mem_alloc_array(nr[2] ? nr[2] : 1, sizeof(int64_t));
-        if (!v->row_amount_items || !ret_amount)
-            rc = PATRON_ENOMEM;
-    }
-    for (uint32_t m = 0; m < n && rc == PATRON_OK; m++) {
-        uint32_t w[3] = {off[0][m], off[1][m], off[2][m]};
-        for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1]; k++) {
-            uint32_t o = db->csr_ord[k];
-            if (db->o_void[o])
-                continue;
-            if (db->o_kind[o] == 0) {
-                v->row_order[0][w[0]] = o;
-                v->row_ts[0][w[0]++] = db->o_ts[o];
-                for (uint32_t j = ioff[o]; j < ioff[o + 1]; j++) {
-                    uint32_t it = iidx[j];
-                    v->row_order[1][w[1]] = it;
-                    v->row_ts[1][w[1]] = db->o_ts[o];
-                    v->row_amount_items[w[1]++] = (int64_t)v->it_qty[it] * v->it_price[it];
-                }
-            } else {
-                v->row_order[2][w[2]] = o;
-                v->row_ts[2][w[2]] = db->o_ts[o];
-                ret_amount[w[2]++] = -db->o_amount[o];
-            }
-        }
-    }
     mem_free(ioff);
     mem_free(iidx);
-    if (rc != PATRON_OK) {
-        for (int k = 0; k < 3; k++)
-            mem_free(off[k]);
-        mem_free(ret_amount);
-        return rc;
-    }
-    v->ecols[ST_RETURNS][0] = ret_amount;
-    stream *s = &v->streams[ST_ORDERS];
-    s->name = "orders";
-    s->off = off[0];
-    s->ts = v->row_ts[0];
-    const uint32_t *ro = v->row_order[0];
-    set_field(s, "amount", VT_NUM, VS_MONEY, db->o_amount, ro, NULL);
-    set_field(s, "items", VT_NUM, VS_I32, db->o_items, ro, NULL);
-    set_field(s, "units", VT_NUM, VS_I64, db->o_units, ro, NULL);
-    set_field(s, "channel", VT_STR, VS_NONE, NULL, NULL, &v->estr);
-    set_field(s, "store", VT_STR, VS_NONE, NULL, NULL, &v->estr);
-    set_field(s, "ts", VT_TS, VS_TS, s->ts, NULL, NULL);
-    s = &v->streams[ST_ITEMS];
-    s->name = "items";
-    s->off = off[1];
-    s->ts = v->row_ts[1];
-    ro = v->row_order[1];
-    set_field(s, "sku", VT_STR, VS_CODE, v->it_sku, ro, &v->items_dict[DB_DICT_SKU]);
-    set_field(s, "category", VT_STR, VS_CODE, v->it_cat, ro, &v->items_dict[DB_DICT_CATEGORY]);
-    set_field(s, "brand", VT_STR, VS_CODE, v->it_brand, ro, &v->items_dict[DB_DICT_BRAND]);
-    set_field(s, "qty", VT_NUM, VS_I32, v->it_qty, ro, NULL);
-    set_field(s, "price", VT_NUM, VS_MONEY, v->it_price, ro, NULL);
-    set_field(s, "amount", VT_NUM, VS_MONEY, v->row_amount_items, NULL, NULL);
-    set_field(s, "channel", VT_STR, VS_NONE, NULL, NULL, &v->estr);
-    set_field(s, "ts", VT_TS, VS_TS, s->ts, NULL, NULL);
-    s = &v->streams[ST_RETURNS];
-    s->name = "returns";
-    s->off = off[2];
-    s->ts = v->row_ts[2];
-    set_field(s, "amount", VT_NUM, VS_MONEY, ret_amount, NULL, NULL);
-    set_field(s, "items", VT_NUM, VS_I32, db->o_items, v->row_order[2], NULL);
-    set_field(s, "ts", VT_TS, VS_TS, s->ts, NULL, NULL);
-    return PATRON_OK;
+    return rc;
 }
 
-static const char *const estream_names[ST__N] = {
-    "orders", "items", "returns", "redemptions", "points", "messages", "views", "referrals",
-    "surveys", "custom"};
-
-static int build_event_streams(mview *v, ebuild *eb)
-{
-    for (size_t d = 0; d < N_EDEFS; d++) {
-        erows *r = &eb->rows[d];
-        stream *s = &v->streams[edefs[d].stream];
-        s->name = estream_names[edefs[d].stream];
-        s->off = mem_calloc((size_t)v->n + 1, sizeof *s->off);
-        if (!s->off)
-            return PATRON_ENOMEM;
-        /* Rows arrive in (member, ts) order from the store: the CSR is their prefix counts. */
-        for (size_t i = 0; i < r->n; i++)
-            s->off[r->member[i] + 1]++;
-        for (uint32_t m = 0; m < v->n; m++)
-            s->off[m + 1] += s->off[m];
-        v->row_ts[edefs[d].stream] = r->ts;
-        s->ts = r->ts ? r->ts : (const int64_t *)v->row_ts[ST_ORDERS];
-        r->ts = NULL;
-        for (int k = 0; k < 3 && edefs[d].keys[k]; k++) {
-            if (edefs[d].types[k] == VT_NUM) {
-                set_field(s, edefs[d].keys[k], VT_NUM, VS_F64, r->num[k], NULL, NULL);
-                v->ecols[edefs[d].stream][k] = r->num[k];
-                r->num[k] = NULL;
-            } else {
-                set_field(s, edefs[d].keys[k], VT_STR, VS_CODE, r->code[k], NULL, &v->estr);
-                v->ecols[edefs[d].stream][k] = r->code[k];
-                r->code[k] = NULL;
-            }
-        }
-        set_field(s, "ts", VT_TS, VS_TS, s->ts, NULL, NULL);
-    }
-    return PATRON_OK;
-}
-
-static void erows_free(ebuild *eb)
-{
-    for (size_t d = 0; d < N_EDEFS; d++) {
-        erows *r = &eb->rows[d];
-        mem_free(r->member);
-        mem_free(r->ts);
-        for (int k = 0; k < 3; k++) {
-            mem_free(r->num[k]);
-            mem_free(r->code[k]);
-        }
-    }
-}
-
-/* ---- the whole view ----------------------------------------------------------------- */
+/* ---- building and freeing ---------------------------------------------------------------- */
 
 static void view_free(mview *v)
 {
@@ -689,17 +732,20 @@ static void view_free(mview *v)
     for (int k = 0; k < MV__NSTR; k++)
         mem_free(v->str[k]);
     mem_free(v->birth_days);
-    mem_free(v->tag_off);
+    mem_free(v->tag_beg);
+    mem_free(v->tag_end);
     mem_free(v->tags);
     for (int k = 0; k < CK__N; k++) {
         mem_free(v->consent[k]);
         mem_free(v->consent_expires[k]);
+        mem_free(v->consent_at[k]);
     }
     for (size_t i = 0; i < v->n_attr; i++) {
         mem_free(v->attr[i].name);
         mem_free(v->attr[i].num);
         mem_free(v->attr[i].b);
         mem_free(v->attr[i].code);
+        mem_free(v->attr[i].from_event);
     }
     mem_free(v->attr);
     mem_free(v->it_order);
@@ -709,14 +755,13 @@ static void view_free(mview *v)
     mem_free(v->it_qty);
     mem_free(v->it_price);
     for (int s = 0; s < ST__N; s++) {
-        mem_free(v->streams[s].off);
-        mem_free(v->row_ts[s]);
-        for (int k = 0; k < 4; k++)
-            mem_free(v->ecols[s][k]);
+        stream *st = &v->streams[s];
+        mem_free(st->beg);
+        mem_free(st->end);
+        mem_free(st->cap);
+        for (int c = 0; c < STREAM_MAX_COLS; c++)
+            mem_free(st->col[c]);
     }
-    for (int k = 0; k < 3; k++)
-        mem_free(v->row_order[k]);
-    mem_free(v->row_amount_items);
     mem_free(v);
 }
 
@@ -726,9 +771,31 @@ void db_view_free(patron_db *db)
     db->view = NULL;
 }
 
+typedef struct lctx {
+    mview *v;
+    int failed;
+} lctx;
+
+static int load_profile(void *ctx, uint32_t m, const char *text, size_t n)
+{
+    lctx *l = ctx;
+    if (m >= l->v->n)
+        return 0; /* written after this view was sized: the next build sees it */
+    return apply_profile(l->v, m, text, n) ? 1 : 0;
+}
+
+static int load_event(void *ctx, const char *type, int64_t member, int64_t ts, const char *body,
+                      size_t n)
+{
+    lctx *l = ctx;
+    if (member < 0 || member >= l->v->n)
+        return 0;
+    return apply_event(l->v, (uint32_t)member, type, ts, body, n) ? 1 : 0;
+}
+
 int db_view_ensure(patron_db *db, patron_error *err)
 {
-    if (db->view && db->view_valid)
+    if (db->view && db->view_valid && !db->view->failed)
         return PATRON_OK;
     db_view_free(db);
     int rc = db_csr_build(db);
@@ -737,8 +804,6 @@ int db_view_ensure(patron_db *db, patron_error *err)
     mview *v = mem_calloc(1, sizeof *v);
     if (!v)
         return err_set(err, PATRON_ENOMEM, "out of memory");
-    uint32_t n = db->n_members;
-    v->n = n;
     v->default_profiling = db->default_profiling ? db->default_profiling : CONSENT_GRANTED;
     v->default_personalization =
             db->default_personalization ? db->default_personalization : CONSENT_GRANTED;
@@ -746,45 +811,19 @@ int db_view_ensure(patron_db *db, patron_error *err)
     strdict_init(&v->estr);
     for (int k = 0; k < 4; k++)
         strdict_init(&v->items_dict[k]);
-    build b;
-    memset(&b, 0, sizeof b);
-    b.db = db;
-    b.v = v;
-    b.n = n;
-    size_t nn = n ? n : 1;
-    for (int k = 0; k < MV__NSTR && rc == PATRON_OK; k++)
-        if (!(v->str[k] = mem_calloc(nn, sizeof(uint32_t))))
-            rc = PATRON_ENOMEM;
-    if (rc == PATRON_OK && (!(v->birth_days = mem_alloc_array(nn, sizeof(int32_t))) ||
-                            !(v->tag_off = mem_calloc(nn + 1, sizeof(uint32_t)))))
-        rc = PATRON_ENOMEM;
-    for (int k = 0; k < CK__N && rc == PATRON_OK; k++)
-        if (!(v->consent[k] = mem_calloc(nn, 1)) ||
-            !(v->consent_expires[k] = mem_alloc_array(nn, sizeof(int64_t))) ||
-            !(b.consent_at[k] = mem_alloc_array(nn, sizeof(int64_t))))
-            rc = PATRON_ENOMEM;
-    if (rc != PATRON_OK) {
-        rc = err_set(err, PATRON_ENOMEM, "out of memory building the member view");
-        goto out;
+    define_streams(v);
+    if (members_grow(v, db->n_members) != 0) {
+        view_free(v);
+        return err_set(err, PATRON_ENOMEM, "out of memory building the member view");
     }
-    for (uint32_t m = 0; m < n; m++)
-        v->birth_days[m] = INT32_MIN;
-    for (int k = 0; k < CK__N; k++)
-        for (uint32_t m = 0; m < n; m++)
-            v->consent_expires[k][m] = PATRON_NULL_TS;
-    if ((rc = store_read_begin(db->st, err)) != PATRON_OK)
-        goto out;
-    rc = store_profiles_each(db->st, load_profile, &b, err);
-    if (rc == PATRON_OK) {
-        fill_tags_upto(&b, n);
-        v->tags = b.tags;
-        b.tags = NULL;
+    lctx l = {v, 0};
+    if ((rc = store_read_begin(db->st, err)) != PATRON_OK) {
+        view_free(v);
+        return rc;
     }
-    ebuild eb;
-    memset(&eb, 0, sizeof eb);
-    eb.b = &b;
+    rc = store_profiles_each(db->st, load_profile, &l, err);
     if (rc == PATRON_OK)
-        rc = store_events_each(db->st, load_event, &eb, err);
+        rc = store_events_each(db->st, load_event, &l, err);
     if (rc == PATRON_OK)
         rc = store_dict_each(db->st, load_item_dict, v, err);
     ibuild ib;
@@ -808,44 +847,167 @@ int db_view_ensure(patron_db *db, patron_error *err)
     store_read_end(db->st);
     mem_free(ib.ids.key);
     mem_free(ib.ids.val);
-    if (rc == PATRON_OK && (rc = build_order_streams(db, v)) != PATRON_OK)
-        rc = err_set(err, rc, "out of memory building streams");
-    if (rc == PATRON_OK && (rc = build_event_streams(v, &eb)) != PATRON_OK)
-        rc = err_set(err, rc, "out of memory building streams");
-    erows_free(&eb);
-    if (rc == PATRON_OK) {
-        /* Attribute types: all numbers -> number, all booleans -> bool, else string. */
-        v->attr = mem_calloc(b.n_attrs ? b.n_attrs : 1, sizeof *v->attr);
-        if (!v->attr)
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
-        for (size_t i = 0; i < b.n_attrs && rc == PATRON_OK; i++) {
-            attr_acc *x = &b.attrs[i];
-            x->a.type = x->seen_str || (x->seen_num && x->seen_bool) ? VT_STR
-                        : x->seen_bool                               ? VT_BOOL
-                                                                     : VT_NUM;
-            v->attr[v->n_attr++] = x->a;
-            memset(&x->a, 0, sizeof x->a);
-        }
-    }
-out:
-    for (size_t i = 0; i < b.n_attrs; i++) {
-        mem_free(b.attrs[i].a.name);
-        mem_free(b.attrs[i].a.num);
-        mem_free(b.attrs[i].a.b);
-        mem_free(b.attrs[i].a.code);
-    }
-    mem_free(b.attrs);
-    mem_free(b.tags);
-    for (int k = 0; k < CK__N; k++)
-        mem_free(b.consent_at[k]);
+    if (rc == PATRON_OK && build_orders(db, v) != 0)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory building streams");
     if (rc != PATRON_OK) {
         view_free(v);
         return rc;
     }
+    bind_streams(db, v);
     db->view = v;
     db->view_valid = 1;
     db->view_gen++;
     return PATRON_OK;
+}
+
+/* ---- incremental maintenance ---------------------------------------------------------- */
+
+static mview *live_view(patron_db *db)
+{
+    mview *v = db->view;
+    if (!v || !db->view_valid || v->failed)
+        return NULL;
+    if (members_grow(v, db->n_members) != 0) {
+        v->failed = 1;
+        return NULL;
+    }
+    return v;
+}
+
+void view_profile(patron_db *db, uint32_t m, const char *json)
+{
+    mview *v = live_view(db);
+    if (v && m < v->n && apply_profile(v, m, json, strlen(json)) != 0)
+        v->failed = 1;
+}
+
+void view_event(patron_db *db, uint32_t m, const char *type, int64_t ts, const char *json)
+{
+    mview *v = live_view(db);
+    if (v && m < v->n && apply_event(v, m, type, ts, json, strlen(json)) != 0)
+        v->failed = 1;
+}
+
+void view_dict_add(patron_db *db, int kind, uint32_t code, const char *s, size_t n)
+{
+    mview *v = live_view(db);
+    if (v && kind >= 1 && kind <= 3 && strdict_intern(&v->items_dict[kind], s, n) != code)
+        v->failed = 1;
+}
+
+void view_order(patron_db *db, uint32_t o)
+{
+    mview *v = live_view(db);
+    if (v && apply_order(db, v, o) != 0)
+        v->failed = 1;
+}
+
+void view_item(patron_db *db, uint32_t o, uint32_t sku, uint32_t cat, uint32_t brand,
+               int32_t qty, int64_t price)
+{
+    mview *v = live_view(db);
+    if (!v)
+        return;
+    if (item_room(v, v->n_items + 1) != 0) {
+        v->failed = 1;
+        return;
+    }
+    uint32_t i = (uint32_t)v->n_items++;
+    v->it_order[i] = o;
+    v->it_sku[i] = sku;
+    v->it_cat[i] = cat;
+    v->it_brand[i] = brand;
+    v->it_qty[i] = qty;
+    v->it_price[i] = price;
+    if (apply_item(db, v, i) != 0)
+        v->failed = 1;
+}
+
+void view_void(patron_db *db, uint32_t o)
+{
+    mview *v = live_view(db);
+    int32_t m = db->o_member[o];
+    if (!v || m < 0)
+        return;
+    stream_remove(&v->streams[ST_ORDERS], (uint32_t)m, o, NULL);
+    stream_remove(&v->streams[ST_RETURNS], (uint32_t)m, o, NULL);
+    stream_remove(&v->streams[ST_ITEMS], (uint32_t)m, o, v->it_order);
+}
+
+void view_after_import(patron_db *db)
+{
+    mview *v = db->view;
+    if (!v || !db->view_valid)
+        return;
+    if (members_grow(v, db->n_members) != 0)
+        v->failed = 1;
+    if (v->failed) {
+        db->view_valid = 0; /* rebuilt on its next read */
+        return;
+    }
+    bind_streams(db, v);
+    db->view_gen++;
+}
+
+/* ---- hashing (tests) -------------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t h, uint64_t x)
+{
+    h ^= x + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h;
+}
+
+static uint64_t str_hash(const strdict *d, uint32_t code)
+{
+    size_t n;
+    const char *s = strdict_str(d, code, &n);
+    return code ? XXH3_64bits(s, n) : 0;
+}
+
+uint64_t view_hash(const patron_db *db)
+{
+    const mview *v = db->view;
+    if (!v)
+        return 0;
+    uint64_t h = v->n;
+    for (uint32_t m = 0; m < v->n; m++) {
+        uint64_t hm = m;
+        for (int k = 0; k < MV__NSTR; k++)
+            hm = mix(hm, str_hash(&v->pstr, v->str[k][m]));
+        hm = mix(hm, (uint64_t)v->birth_days[m]);
+        uint64_t tags = 0; /* a set: order-insensitive */
+        for (uint32_t i = v->tag_beg[m]; i < v->tag_end[m]; i++)
+            tags += XXH3_64bits(&v->tags[i], 0) ^ str_hash(&v->pstr, v->tags[i]);
+        hm = mix(hm, tags);
+        for (int k = 0; k < CK__N; k++)
+            hm = mix(mix(hm, v->consent[k][m]), (uint64_t)v->consent_expires[k][m]);
+        for (size_t i = 0; i < v->n_attr; i++) {
+            const mattr *a = &v->attr[i];
+            hm = mix(hm, XXH3_64bits(a->name, strlen(a->name)) ^ str_hash(&v->pstr, a->code[m]));
+        }
+        for (int s = 0; s < ST__N; s++) {
+            const stream *st = &v->streams[s];
+            uint64_t rows = 0; /* rows: a multiset of (ts, field values) */
+            for (uint32_t r = st->beg[m]; r < st->end[m]; r++) {
+                uint64_t hr = (uint64_t)st->ts[r];
+                for (size_t f = 0; f < st->n_fields; f++) {
+                    const vcol *c = &st->fields[f].col;
+                    if (c->type == VT_STR)
+                        hr = mix(hr, str_hash(c->dict, vcol_code(c, r)));
+                    else {
+                        double x = vcol_num(c, r);
+                        uint64_t bits;
+                        memcpy(&bits, &x, 8);
+                        hr = mix(hr, x == x ? bits : 1);
+                    }
+                }
+                rows += XXH3_64bits(&hr, 8);
+            }
+            hm = mix(mix(hm, st->end[m] - st->beg[m]), rows);
+        }
+        h = mix(h, hm);
+    }
+    return h;
 }
 
 int db_consent(const patron_db *db, uint32_t m, int k, int64_t now)

@@ -58,10 +58,13 @@ enum { CONSENT_MISSING = 0, CONSENT_GRANTED = 1, CONSENT_DENIED = 2 };
 
 typedef struct mattr {
     char *name;      /* snake_case, without "attributes." */
-    vtype type;      /* VT_NUM, VT_BOOL or VT_STR */
+    vtype type;      /* VT_NUM, VT_BOOL or VT_STR: number when every value is a number,
+                      * condition when every value is true/false, else string */
     double *num;
     uint8_t *b;
-    uint32_t *code;  /* in pstr */
+    uint32_t *code;  /* in pstr: every value as text (so a type change needs no rewrite) */
+    uint8_t *from_event; /* 1: set by a survey answer (a profile does not override it) */
+    int seen_num, seen_bool, seen_str;
 } mattr;
 
 /* A stream field: its name and its column over the stream's rows. */
@@ -73,39 +76,45 @@ typedef struct sfield {
 enum { ST_ORDERS, ST_ITEMS, ST_RETURNS, ST_REDEMPTIONS, ST_POINTS, ST_MESSAGES, ST_VIEWS,
        ST_REFERRALS, ST_SURVEYS, ST_CUSTOM, ST__N };
 #define STREAM_MAX_FIELDS 10
+#define STREAM_MAX_COLS 4
 
+/* A stream: per member a slice of rows [beg[m], end[m]) in time order, with room for
+ * cap[m] rows from beg[m] (a gapped CSR: an event for a member appends in place, or
+ * moves the member's rows to the end of the arrays with twice the room).  Row storage is
+ * col[0] = ts (int64) and up to three more columns (see view.c). */
 typedef struct stream {
     const char *name;
-    uint32_t *off;       /* n_members + 1 */
-    const int64_t *ts;   /* per row (rows in member, time order) */
+    uint32_t *beg, *end, *cap;
+    const int64_t *ts;
     size_t n_fields;
     sfield fields[STREAM_MAX_FIELDS];
+    void *col[STREAM_MAX_COLS];
+    uint8_t colsz[STREAM_MAX_COLS];
+    int ncols;
+    size_t nrows, caprows, garbage;
 } stream;
 
 typedef struct mview {
-    uint32_t n;              /* members covered */
+    uint32_t n, capm;        /* members covered, room */
     strdict pstr;            /* profile strings, tags, attribute strings */
     uint32_t *str[MV__NSTR];
     int32_t *birth_days;
-    uint32_t *tag_off, *tags; /* interests: tags[tag_off[m]..tag_off[m+1]] (codes in pstr) */
+    uint32_t *tag_beg, *tag_end, *tags; /* interests of m: tags[tag_beg[m]..tag_end[m]) */
+    size_t n_tags, cap_tags;
     uint8_t *consent[CK__N];
-    int64_t *consent_expires[CK__N];
+    int64_t *consent_expires[CK__N], *consent_at[CK__N];
     uint8_t default_profiling, default_personalization; /* CONSENT_GRANTED or _DENIED */
     mattr *attr;
-    size_t n_attr;
+    size_t n_attr, cap_attr;
     /* line items, in stored order: it_order is the order index */
-    size_t n_items;
+    size_t n_items, cap_items;
     uint32_t *it_order, *it_sku, *it_cat, *it_brand;
     int32_t *it_qty;
     int64_t *it_price;
     strdict items_dict[4];   /* DB_DICT_SKU.. codes as stored */
     strdict estr;            /* strings of non-order events */
     stream streams[ST__N];
-    /* storage behind the streams */
-    uint32_t *row_order[3];  /* orders/items/returns rows -> order or item index */
-    int64_t *row_ts[ST__N];
-    int64_t *row_amount_items; /* items: qty x price */
-    void *ecols[ST__N][4];   /* event stream columns */
+    int failed;              /* an incremental update ran out of memory: rebuild */
 } mview;
 
 /* Builds the view when it is missing or stale.  0 or a patron status. */
@@ -116,6 +125,23 @@ void db_view_free(patron_db *db);
 int db_profiling_allowed(const patron_db *db, uint32_t m, int64_t now);
 /* Consent k (CK_*) of member m at now: 1 granted and not expired, else 0. */
 int db_consent(const patron_db *db, uint32_t m, int k, int64_t now);
+
+/* Incremental maintenance, called by the importers after their commit (no-ops when no
+ * view is built).  They keep the view equal to what a rebuild from the store gives;
+ * view_after_import() rebinds the columns and bumps db->view_gen (rules compiled
+ * against the view must be compiled again).  On failure the view is marked stale. */
+void view_profile(patron_db *db, uint32_t m, const char *json);
+void view_event(patron_db *db, uint32_t m, const char *type, int64_t ts, const char *json);
+void view_dict_add(patron_db *db, int kind, uint32_t code, const char *s, size_t n);
+void view_order(patron_db *db, uint32_t o);
+/* A line item of order o (already given to view_order). */
+void view_item(patron_db *db, uint32_t o, uint32_t sku, uint32_t cat, uint32_t brand,
+               int32_t qty, int64_t price);
+void view_void(patron_db *db, uint32_t o);
+void view_after_import(patron_db *db);
+/* A hash of everything the view holds, order-insensitive among rows of one member with
+ * the same timestamp (tests: incremental == rebuilt). */
+uint64_t view_hash(const patron_db *db);
 
 const stream *view_stream(const mview *v, const char *name, size_t n);
 const sfield *stream_field(const stream *s, const char *name, size_t n);

@@ -230,13 +230,14 @@ static int64_t net_spend(const ectx *x, uint32_t m, int64_t from, int64_t to)
     const patron_db *db = x->db;
     const stream *o = &v->streams[ST_ORDERS], *r = &v->streams[ST_RETURNS];
     int64_t s = 0;
-    uint32_t a = upper(o->ts, o->off[m], o->off[m + 1], from),
-             b = upper(o->ts, o->off[m], o->off[m + 1], to);
+    uint32_t a = upper(o->ts, o->beg[m], o->end[m], from),
+             b = upper(o->ts, o->beg[m], o->end[m], to);
+    const uint32_t *oi = o->col[1];
     for (uint32_t k = a; k < b; k++)
-        s += db->o_amount[v->row_order[0][k]];
-    const int64_t *ra = v->ecols[ST_RETURNS][0];
-    a = upper(r->ts, r->off[m], r->off[m + 1], from);
-    b = upper(r->ts, r->off[m], r->off[m + 1], to);
+        s += db->o_amount[oi[k]];
+    const int64_t *ra = r->col[2];
+    a = upper(r->ts, r->beg[m], r->end[m], from);
+    b = upper(r->ts, r->beg[m], r->end[m], to);
     for (uint32_t k = a; k < b; k++)
         s -= ra[k];
     return s;
@@ -280,19 +281,19 @@ static void computed(ectx *x, int which, double *out)
             break;
         }
         case F_RECENCY_DAYS: {
-            uint32_t e = upper(o->ts, o->off[m], o->off[m + 1], now);
-            if (e > o->off[m])
+            uint32_t e = upper(o->ts, o->beg[m], o->end[m], now);
+            if (e > o->beg[m])
                 r = (double)(now - o->ts[e - 1]) / TIME_DAY;
             break;
         }
         case F_FREQUENCY:
-            r = (double)(upper(o->ts, o->off[m], o->off[m + 1], now) - o->off[m]);
+            r = (double)(upper(o->ts, o->beg[m], o->end[m], now) - o->beg[m]);
             break;
         case F_MONETARY:
             r = (double)net_spend(x, m, INT64_MIN, now) / PATRON_MONEY_SCALE;
             break;
         case F_AOV: {
-            uint32_t f = upper(o->ts, o->off[m], o->off[m + 1], now) - o->off[m];
+            uint32_t f = upper(o->ts, o->beg[m], o->end[m], now) - o->beg[m];
             if (f)
                 r = (double)net_spend(x, m, INT64_MIN, now) / PATRON_MONEY_SCALE / f;
             break;
@@ -383,7 +384,7 @@ static vec eval_agg_values(ectx *x, const rnode *n)
     if (!lo || !hi)
         return r;
     for (size_t i = 0; i < nm; i++) {
-        uint32_t m = x->rows[i], a = s->off[m], b = s->off[m + 1];
+        uint32_t m = x->rows[i], a = s->beg[m], b = s->end[m];
         uint32_t e = upper(s->ts, a, b, hi_t);
         uint32_t st = lo_t == INT64_MIN ? a : upper(s->ts, a, e, lo_t);
         lo[i] = st;
@@ -759,7 +760,7 @@ static vec eval_node(ectx *x, const rnode *n, vec *ch)
                     continue;
                 }
                 int found = 0;
-                for (uint32_t k = v->tag_off[m]; k < v->tag_off[m + 1] && !found; k++)
+                for (uint32_t k = v->tag_beg[m]; k < v->tag_end[m] && !found; k++)
                     found = v->tags[k] == code;
                 r.b[i] = (uint8_t)(found != neg);
             }
@@ -863,7 +864,7 @@ static int64_t min64(int64_t a, int64_t b)
 static int64_t stream_next(const stream *s, uint32_t m, int64_t now, int has_window,
                            int64_t w_from, int64_t w_to)
 {
-    uint32_t a = s->off[m], b = s->off[m + 1];
+    uint32_t a = s->beg[m], b = s->end[m];
     if (a == b)
         return NEVER;
     const int64_t *ts = s->ts;

@@ -150,10 +150,10 @@ static int64_t net_spend(const rctx *c, int64_t lo, int64_t hi, int has_lo)
     int64_t sum = 0;
     const stream *o = &c->v->streams[ST_ORDERS], *r = &c->v->streams[ST_RETURNS];
     const vcol *oa = stream_col(o, "amount"), *ra = stream_col(r, "amount");
-    for (uint32_t i = o->off[c->m]; i < o->off[c->m + 1]; i++)
+    for (uint32_t i = o->beg[c->m]; i < o->end[c->m]; i++)
         if (o->ts[i] <= hi && (!has_lo || o->ts[i] > lo))
             sum += col_money(oa, i);
-    for (uint32_t i = r->off[c->m]; i < r->off[c->m + 1]; i++)
+    for (uint32_t i = r->beg[c->m]; i < r->end[c->m]; i++)
         if (r->ts[i] <= hi && (!has_lo || r->ts[i] > lo))
             sum -= col_money(ra, i);
     return sum;
@@ -201,7 +201,7 @@ static rval computed(const rctx *c, int which)
     case F_RECENCY_DAYS: {
         const stream *o = &v->streams[ST_ORDERS];
         int64_t last = PATRON_NULL_TS;
-        for (uint32_t i = o->off[m]; i < o->off[m + 1]; i++)
+        for (uint32_t i = o->beg[m]; i < o->end[m]; i++)
             if (o->ts[i] <= now && (last == PATRON_NULL_TS || o->ts[i] > last))
                 last = o->ts[i];
         if (last == PATRON_NULL_TS)
@@ -212,7 +212,7 @@ static rval computed(const rctx *c, int which)
     case F_AOV: {
         const stream *o = &v->streams[ST_ORDERS];
         int64_t f = 0;
-        for (uint32_t i = o->off[m]; i < o->off[m + 1]; i++)
+        for (uint32_t i = o->beg[m]; i < o->end[m]; i++)
             if (o->ts[i] <= now)
                 f++;
         if (which == F_FREQUENCY)
@@ -297,7 +297,7 @@ static rval aggregate(const rctx *c, const rnode *n)
     vtype ft = fc ? fc->type : VT_NUM;
     rctx rc = *c;
     rc.st = s;
-    uint32_t lo = s->off[c->m], hi = s->off[c->m + 1];
+    uint32_t lo = s->beg[c->m], hi = s->end[c->m];
     int64_t count = 0, money = 0;
     double sum = 0, best = NAN;
     double *vals = NULL;
@@ -414,7 +414,7 @@ static int compare(int op, const rnode *ta, rval a, rval b)
 
 static int has_tag(const mview *v, uint32_t m, uint32_t code)
 {
-    for (uint32_t i = v->tag_off[m]; i < v->tag_off[m + 1]; i++)
+    for (uint32_t i = v->tag_beg[m]; i < v->tag_end[m]; i++)
         if (v->tags[i] == code)
             return 1;
     return 0;

@@ -580,7 +580,7 @@ static int pick_field(gen *g, vtype t, const char **name, const strdict **dict, 
     int k = rint_(g->r, n);
     *name = cand[k];
     picked_col = cc[k];
-    picked_rows = g->st ? g->st->off[g->s->v->n] : g->s->db->n_members;
+    picked_rows = g->st ? (uint32_t)g->st->nrows : g->s->db->n_members;
     if (dict)
         *dict = cd[k];
     if (is_id)
@@ -1166,7 +1166,7 @@ static void run_seed(uint64_t seed, int n_members, int n_orders, int n_events, i
     if (getenv("PATRON_DIFF_SHOW"))
         for (int k = 0; k < ST__N; k++)
             print_message("stream %s: %u rows\n", db->view->streams[k].name,
-                          db->view->streams[k].off[db->view->n]);
+                          (unsigned)db->view->streams[k].nrows);
     gen g = {&r, s, NULL, NULL, 0, 0, 0};
     char buf[8192];
     const char *one = getenv("PATRON_DIFF_RULE"); /* check this rule only (debugging) */
