@@ -19,6 +19,7 @@
 #include "base/time.h"
 #include "ingest/input.h"
 #include "loyalty/loyalty.h"
+#include "members/view.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -278,10 +279,12 @@ static int apply_dicts(patron_db *db, batch *b)
 {
     for (int k = 1; k < 4; k++) {
         uint32_t base = (uint32_t)db->dict[k].count + 1;
-        for (size_t i = 0; i < b->n_new[k]; i++)
+        for (size_t i = 0; i < b->n_new[k]; i++) {
             if (hmap_put(&db->dict[k], b->arena + b->new_off[k][i], b->new_len[k][i],
                          base + (uint32_t)i))
                 return PATRON_ENOMEM;
+            view_dict_add(db, k, base + (uint32_t)i, b->arena + b->new_off[k][i], b->new_len[k][i]);
+        }
     }
     return PATRON_OK;
 }
@@ -622,7 +625,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     hmap_init(&newm);
     char **new_ids = NULL;
     int64_t *new_en = NULL;
-    uint32_t *new_len = NULL;
+    uint32_t *new_len = NULL, *dbidx = NULL;
     size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0;
     if ((rc = store_begin(db->st, err)))
         goto out;
@@ -695,6 +698,9 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     } else {
         res->committed = 1;
         rc = apply_dicts(db, &b);
+        dbidx = mem_alloc_array(b.n ? b.n : 1, sizeof *dbidx);
+        if (rc == 0 && !dbidx)
+            rc = PATRON_ENOMEM;
         if (rc == 0)
             rc = db_orders_reserve(db, b.n);
         if (rc == 0 && hmap_reserve(&db->member_ids, n_new, n_new * 12) != 0)
@@ -717,7 +723,16 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             if (rc == 0) {
                 res->inserted++;
                 res->items += (uint64_t)so.items;
+                dbidx[i] = (uint32_t)(db->n_orders - 1);
+                view_order(db, dbidx[i]);
             }
+        }
+        /* The member view takes the line items of the committed orders. */
+        for (size_t j = 0; j < b.n_items && rc == 0 && db->view; j++) {
+            border *o = &b.orders[b.it_order[j]];
+            if (!o->bad && !o->dup)
+                view_item(db, dbidx[b.it_order[j]], b.it_sku[j], b.it_cat[j], b.it_brand[j],
+                          b.it_qty[j], b.it_price[j]);
         }
         if (rc)
             rc = err_set(err, rc, "out of memory applying the import; reopen the database");
@@ -727,6 +742,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     mem_free(new_ids);
     mem_free(new_en);
     mem_free(new_len);
+    mem_free(dbidx);
     if (rc == 0 && b.bad_rows > 0) {
         if (opts->rejects_path)
             snprintf(res->rejects_path, sizeof res->rejects_path, "%s", opts->rejects_path);
@@ -1086,6 +1102,8 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                     rc = db_member_add(db, ids[i], strlen(ids[i]), en[i],
                                        store_profile_hash(texts[i]), NULL);
                 }
+                if (rc == PATRON_OK)
+                    view_profile(db, idx[i], texts[i]);
             }
         }
     }
@@ -1414,15 +1432,19 @@ static int import_events(patron_db *db, const char *path, const patron_import_op
                                       e->items, e->units, e->hash ? e->hash : 1, 0};
                     rc = db_order_add(db, &so);
                     res->items += (uint64_t)e->items;
+                    if (rc == 0)
+                        view_order(db, (uint32_t)(db->n_orders - 1));
                 } else if (e->type == 4) {
                     uint32_t ex;
                     if (hmap_get(&db->order_ids, e->id, strlen(e->id), &ex)) {
+                        view_void(db, ex);
                         db->o_void[ex] = 1;
                         if (db->o_member[ex] >= 0)
                             db_touch(db, (uint32_t)db->o_member[ex], DB_SRC_ORDERS);
                     }
                 } else {
                     db_touch(db, mi, event_sources(e->type));
+                    view_event(db, mi, event_types[e->type], e->ts, e->body);
                 }
                 if (e->type > 1)
                     db->n_events++;
@@ -1471,6 +1493,6 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
     }
     db->tracking = 0;
     if (res->committed)
-        db->view_valid = 0; /* the member view is rebuilt on its next read */
+        view_after_import(db); /* the importers kept it current; rebind its columns */
     return rc;
 }

@@ -4,7 +4,8 @@
  * incrementally equals a full evaluation at the same now; each step evaluated only the
  * members it touched or whose instant came (a counter, so "recompute everything" fails
  * the test); and every recorded exit/enter happened at its instant (the member's answer
- * at ts differs from its answer one second before).
+ * at ts differs from its answer one second before).  After every import the member view
+ * the importer updated in place equals one rebuilt from the store.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include "base/time.h"
 #include "core/db.h"
 #include "ingest/rng.h"
+#include "members/view.h"
 #include "rules/eval.h"
 #include "segments/segments.h"
 
@@ -37,6 +39,8 @@ static const char *const rules[] = {
     "count(returns, 20d) = 0 and monetary > 100",
     "spend_trend <= -0.5",
     "count_distinct(items.sku where qty >= 2, 45d) >= 2 or \"running\" in interests",
+    "count(messages where action = \"clicked\", 20d) >= 1 or attributes.pet = \"cat\"",
+    "sum(points.points, 30d) > 300 or count(views where sku = \"S3\", 10d) >= 1",
 };
 #define NRULES (sizeof rules / sizeof *rules)
 
@@ -94,6 +98,50 @@ static void write_consents(const char *path, rng *r, int k)
     fclose(f);
 }
 
+static unsigned char voided[100000];
+
+/* Messages, views, survey answers (attributes), points, and voids of earlier orders. */
+static void write_events(const char *path, rng *r, int k)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    static const char *const actions[] = {"sent", "opened", "clicked"};
+    for (int i = 0; i < k; i++) {
+        char t[TIME_FMT_LEN];
+        time_format(now - (int64_t)rng_below(r, 40 * TIME_DAY), t);
+        int m = (int)rng_below(r, (uint64_t)n_members), id = next_order++;
+        switch (rng_below(r, 5)) {
+        case 0:
+            fprintf(f, "{\"type\":\"message\",\"member_id\":\"M%04d\",\"ts\":\"%s\",\"event_id\":\"E%d\","
+                       "\"campaign_id\":\"C1\",\"channel\":\"email\",\"action\":\"%s\"}\n",
+                    m, t, id, actions[rng_below(r, 3)]);
+            break;
+        case 1:
+            fprintf(f, "{\"type\":\"survey\",\"member_id\":\"M%04d\",\"ts\":\"%s\",\"event_id\":\"E%d\","
+                       "\"answers\":{\"pet\":\"%s\"}}\n", m, t, id, rng_below(r, 2) ? "cat" : "dog");
+            break;
+        case 2:
+            fprintf(f, "{\"type\":\"view\",\"member_id\":\"M%04d\",\"ts\":\"%s\",\"event_id\":\"E%d\","
+                       "\"sku\":\"S%d\"}\n", m, t, id, (int)rng_below(r, 6));
+            break;
+        case 3:
+            fprintf(f, "{\"type\":\"points\",\"member_id\":\"M%04d\",\"ts\":\"%s\",\"event_id\":\"E%d\","
+                       "\"points\":%d,\"reason\":\"bonus\"}\n", m, t, id, (int)rng_below(r, 500));
+            break;
+        default: {
+            int o = (int)rng_below(r, 900); /* an order of the first import */
+            if (voided[o])
+                break;
+            voided[o] = 1;
+            fprintf(f, "{\"type\":\"void\",\"member_id\":\"M0000\",\"ts\":\"%s\",\"order_id\":\"O%06d\","
+                       "\"reason\":\"fraud\"}\n", t, o);
+            break;
+        }
+        }
+    }
+    fclose(f);
+}
+
 static void import(patron_db *db, patron_import_kind kind, const char *path)
 {
     patron_import_opts o;
@@ -144,6 +192,7 @@ static void run(uint64_t seed, int steps)
     rng_seed(&r, seed);
     now = 1700000000;
     next_order = 0;
+    memset(voided, 0, sizeof voided);
     patron_error err = {0};
     patron_db *db;
     assert_int_equal(patron_open(dbp, &db, &err), 0);
@@ -166,7 +215,7 @@ static void run(uint64_t seed, int steps)
     uint64_t full_cost = (uint64_t)n_members * NRULES;
     int cheap_steps = 0;
     for (int step = 0; step < steps; step++) {
-        int kind = (int)rng_below(&r, 5);
+        int kind = (int)rng_below(&r, 6);
         int64_t before = now;
         uint64_t due_count = 0, ev0 = 0;
         uint64_t touched = 0;
@@ -180,10 +229,22 @@ static void run(uint64_t seed, int steps)
             snprintf(path, sizeof path, "%s/m%d.csv", dir, step);
             write_members(path, &r, 0, 1 + (int)rng_below(&r, 3), 1);
             import(db, PATRON_IMPORT_MEMBERS, path);
-        } else {
+        } else if (kind == 4) {
             snprintf(path, sizeof path, "%s/c%d.jsonl", dir, step);
             write_consents(path, &r, 1 + (int)rng_below(&r, 3));
             import(db, PATRON_IMPORT_EVENTS, path);
+        } else {
+            snprintf(path, sizeof path, "%s/e%d.jsonl", dir, step);
+            write_events(path, &r, 1 + (int)rng_below(&r, 5));
+            import(db, PATRON_IMPORT_EVENTS, path);
+        }
+        if (kind >= 2) {
+            /* The importer kept the member view current: it equals a rebuild. */
+            assert_true(db->view && db->view_valid);
+            uint64_t live = view_hash(db);
+            db->view_valid = 0;
+            assert_int_equal(db_view_ensure(db, &err), 0);
+            assert_true(live == view_hash(db));
         }
         if (db->touched)
             touched = roaring_bitmap_get_cardinality(db->touched);
