@@ -103,6 +103,18 @@ void patron_import_opts_init(patron_import_opts *o);
 int patron_import(patron_db *db, patron_import_kind kind, const char *path,
                   const patron_import_opts *opts, patron_import_result *res, patron_error *err);
 
+/* Adds events given as JSONL text in memory (one event object per line, SPEC 1.2), the
+ * same way `import events` reads a file: one transaction, duplicates skipped, bad lines
+ * reported as NAME:LINE.  For streaming: call it per batch, then patron_segments_sync(). */
+int patron_events_add(patron_db *db, const char *name, const char *jsonl, size_t n,
+                      const patron_import_opts *opts, patron_import_result *res,
+                      patron_error *err);
+
+/* Brings every stored segment to now: members whose time-dependent answer changed by now
+ * are re-evaluated at their instant, members the last imports touched at now; the
+ * changes are stored.  See docs/rules.md. */
+int patron_segments_sync(patron_db *db, int64_t now, patron_error *err);
+
 /* ---- reading ------------------------------------------------------------------- */
 
 typedef struct patron_stats {

@@ -61,6 +61,7 @@ int cmd_member(cli_ctx *ctx, int argc, char **argv);
 int cmd_query(cli_ctx *ctx, int argc, char **argv);
 int cmd_segment(cli_ctx *ctx, int argc, char **argv);
 int cmd_bench_rules(cli_ctx *ctx, int argc, char **argv);
+int cmd_bench_live(cli_ctx *ctx, int argc, char **argv);
 /* After an import: brings stored segments to ctx->now.  0 or an exit code. */
 int cli_refresh_segments(cli_ctx *ctx, patron_db *db);
 /* The segments a member is in at ctx->now, as a new JSON array in *out.  0 or an exit code. */

@@ -28,6 +28,7 @@ static const command commands[] = {
     {"segment", cmd_segment, "named segments: create, update, members, export, changes, …"},
     {"features", cmd_features, "compute behavioural fields for every member (benchmarks)"},
     {"bench-rules", cmd_bench_rules, "time rules over all members (benchmarks)"},
+    {"bench-live", cmd_bench_live, "live segments under a stream of events (benchmarks)"},
     {"generate", cmd_generate, "write a realistic synthetic data set"},
     {"demo", cmd_demo, "generate, import and show a demo program"},
     {"program", cmd_program, "check, apply or show the loyalty program configuration"},

@@ -1176,13 +1176,15 @@ static int event_money(json_t *v, int64_t *out)
     return -1;
 }
 
-static int import_events(patron_db *db, const char *path, const patron_import_opts *opts,
-                         patron_import_result *res, patron_error *err)
+/* Events from the file at path, or (mem != NULL) from memory named path. */
+static int import_events(patron_db *db, const char *path, const char *mem, size_t memn,
+                         const patron_import_opts *opts, patron_import_result *res,
+                         patron_error *err)
 {
     if (opts->map && *opts->map) /* refused rather than silently ignored */
         return err_set(err, PATRON_EUSAGE, "--map is not supported for events yet");
     line_reader *r;
-    int rc = lines_open(path, &r, err);
+    int rc = mem ? lines_open_mem(path, mem, memn, &r, err) : lines_open(path, &r, err);
     if (rc)
         return rc;
     batch b;
@@ -1485,7 +1487,7 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
         rc = import_members(db, path, opts, res, err);
         break;
     case PATRON_IMPORT_EVENTS:
-        rc = import_events(db, path, opts, res, err);
+        rc = import_events(db, path, NULL, 0, opts, res, err);
         break;
     default:
         db->tracking = 0;
@@ -1494,5 +1496,26 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
     db->tracking = 0;
     if (res->committed)
         view_after_import(db); /* the importers kept it current; rebind its columns */
+    return rc;
+}
+
+int patron_events_add(patron_db *db, const char *name, const char *jsonl, size_t n,
+                      const patron_import_opts *opts, patron_import_result *res,
+                      patron_error *err)
+{
+    patron_import_opts dflt;
+    if (!opts) {
+        patron_import_opts_init(&dflt);
+        opts = &dflt;
+    }
+    memset(res, 0, sizeof *res);
+    int rc = db_order_ids_ensure(db, err);
+    if (rc != PATRON_OK)
+        return rc;
+    db->tracking = 1;
+    rc = import_events(db, name ? name : "(events)", jsonl ? jsonl : "", jsonl ? n : 0, opts, res, err);
+    db->tracking = 0;
+    if (res->committed)
+        view_after_import(db);
     return rc;
 }

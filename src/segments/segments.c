@@ -936,3 +936,8 @@ int segment_changes(patron_db *db, const char *name, int64_t since, segment_chan
         rc = err_set(err, PATRON_EIO, "writing segment changes failed");
     return rc;
 }
+
+int patron_segments_sync(patron_db *db, int64_t now, patron_error *err)
+{
+    return segments_sync(db, now, err);
+}
