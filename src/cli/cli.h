@@ -61,5 +61,6 @@ int cmd_member(cli_ctx *ctx, int argc, char **argv);
 int cmd_generate(cli_ctx *ctx, int argc, char **argv);
 int cmd_features(cli_ctx *ctx, int argc, char **argv);
 int cmd_demo(cli_ctx *ctx, int argc, char **argv);
+int cmd_clv(cli_ctx *ctx, int argc, char **argv);
 
 #endif

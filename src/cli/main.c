@@ -27,6 +27,7 @@ static const command commands[] = {
     {"features", cmd_features, "compute behavioural fields for every member (benchmarks)"},
     {"generate", cmd_generate, "write a realistic synthetic data set"},
     {"demo", cmd_demo, "generate, import and show a demo program"},
+    {"clv", cmd_clv, "fit customer lifetime value models (BG/NBD, Gamma-Gamma, BG/BB)"},
 };
 
 static void usage(FILE *f)

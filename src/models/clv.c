@@ -1,0 +1,163 @@
+/*
+ * clv.c -- CLV inputs from the member model, fit and scoring (see clv.h).
+ *
+ * Scoring runs E[Y(t)|x,t_x,T] once per member (a 2F1 series of a few hundred terms),
+ * split across two threads over member ranges; each row's result depends only on that
+ * row, so the thread count cannot change it.  With a discount rate the horizon is cut
+ * into 30-day steps and each step's expected orders are discounted at its end.
+ */
+#include "models/clv.h"
+
+#include "base/err.h"
+#include "base/mem.h"
+#include "base/time.h"
+#include "models/consent_shim.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+void clv_inputs_release(clv_inputs *in)
+{
+    mem_free(in->member);
+    mem_free(in->x);
+    mem_free(in->t_x);
+    mem_free(in->T);
+    mem_free(in->m);
+    memset(in, 0, sizeof *in);
+}
+
+int clv_inputs_build(patron_db *db, int64_t now, int64_t unit, clv_inputs *out,
+                     patron_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->first_ts = out->last_ts = PATRON_NULL_TS;
+    if (db_csr_build(db) != PATRON_OK)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    size_t cap = db->n_members ? db->n_members : 1;
+    out->member = mem_alloc_array(cap, sizeof *out->member);
+    out->x = mem_alloc_array(cap, sizeof(double));
+    out->t_x = mem_alloc_array(cap, sizeof(double));
+    out->T = mem_alloc_array(cap, sizeof(double));
+    out->m = mem_alloc_array(cap, sizeof(double));
+    if (!out->member || !out->x || !out->t_x || !out->T || !out->m) {
+        clv_inputs_release(out);
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    }
+    double u = (double)unit;
+    for (uint32_t mi = 0; mi < db->n_members; mi++) {
+        if (!db_profiling_allowed(db, mi, now))
+            continue;
+        int64_t first_day = INT64_MIN, last_day = INT64_MIN, x = 0, repeat_money = 0;
+        for (uint32_t k = db->csr_off[mi]; k < db->csr_off[mi + 1]; k++) {
+            uint32_t o = db->csr_ord[k];
+            int64_t ts = db->o_ts[o];
+            if (ts > now)
+                break;
+            if (db->o_void[o])
+                continue;
+            int64_t day = time_day_of(ts);
+            if (db->o_kind[o] == 0) {
+                if (first_day == INT64_MIN) {
+                    first_day = last_day = day;
+                    if (out->first_ts == PATRON_NULL_TS || ts < out->first_ts)
+                        out->first_ts = ts;
+                } else if (day != last_day) {
+                    x++;
+                    last_day = day;
+                }
+                if (out->last_ts == PATRON_NULL_TS || ts > out->last_ts)
+                    out->last_ts = ts;
+            }
+            if (first_day != INT64_MIN && day > first_day)
+                repeat_money += db->o_amount[o];
+        }
+        if (first_day == INT64_MIN)
+            continue;
+        size_t i = out->n++;
+        out->member[i] = mi;
+        out->x[i] = (double)x;
+        out->t_x[i] = (double)((last_day - first_day) * TIME_DAY) / u;
+        out->T[i] = (double)(now - first_day * TIME_DAY) / u;
+        out->m[i] = x > 0 ? (double)repeat_money / PATRON_MONEY_SCALE / (double)x : 0.0;
+    }
+    return PATRON_OK;
+}
+
+int clv_fit(const clv_inputs *in, int64_t unit, clv_model *out, patron_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->unit = unit;
+    bgnbd_data d = {in->x, in->t_x, in->T, NULL, in->n};
+    int rc = bgnbd_fit(&d, &out->bg, &out->ll, err);
+    if (rc != PATRON_OK)
+        return rc;
+    out->n = in->n;
+    patron_error gerr;
+    if (gg_fit(in->x, in->m, NULL, in->n, &out->gg, &out->gg_ll, &gerr) == PATRON_OK) {
+        out->have_gg = 1;
+        gg_loglik(&out->gg, in->x, in->m, NULL, in->n, &out->n_gg);
+    }
+    return PATRON_OK;
+}
+
+typedef struct score_job {
+    const clv_model *mod;
+    const clv_inputs *in;
+    size_t from, to;
+    double horizon; /* in units */
+    double discount; /* per unit */
+    double *p_alive, *eo, *clv;
+} score_job;
+
+static void *score_range(void *arg)
+{
+    score_job *j = arg;
+    const bgnbd_params *bg = &j->mod->bg;
+    double step = 30.0 * TIME_DAY / (double)j->mod->unit;
+    for (size_t i = j->from; i < j->to; i++) {
+        double x = j->in->x[i], tx = j->in->t_x[i], T = j->in->T[i];
+        double ey = bgnbd_conditional_expected(bg, j->horizon, x, tx, T);
+        j->p_alive[i] = bgnbd_p_alive(bg, x, tx, T);
+        j->eo[i] = ey;
+        double spend = j->mod->have_gg ? gg_expected_spend(&j->mod->gg, x, j->in->m[i]) : NAN;
+        if (j->discount > 0.0) {
+            double prev = 0.0, disc = 0.0;
+            for (double t = step;; t += step) {
+                double tt = t < j->horizon ? t : j->horizon;
+                double e = bgnbd_conditional_expected(bg, tt, x, tx, T);
+                disc += (e - prev) * exp(-j->discount * tt);
+                prev = e;
+                if (tt >= j->horizon)
+                    break;
+            }
+            ey = disc;
+        }
+        j->clv[i] = ey * spend;
+    }
+    return NULL;
+}
+
+void clv_score(const clv_model *mod, const clv_inputs *in, int64_t horizon, double discount,
+               double *p_alive, double *expected_orders, double *clv)
+{
+    enum { THREADS = 2 };
+    score_job jobs[THREADS];
+    pthread_t th[THREADS];
+    int started[THREADS] = {0};
+    double per_unit = discount * (double)mod->unit / (365.0 * TIME_DAY);
+    for (int t = 0; t < THREADS; t++) {
+        jobs[t] = (score_job){mod, in, in->n * (size_t)t / THREADS,
+                              in->n * (size_t)(t + 1) / THREADS, (double)horizon / (double)mod->unit,
+                              per_unit, p_alive, expected_orders, clv};
+        if (t > 0)
+            started[t] = pthread_create(&th[t], NULL, score_range, &jobs[t]) == 0;
+    }
+    score_range(&jobs[0]);
+    for (int t = 1; t < THREADS; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            score_range(&jobs[t]); /* no thread: do it here, same result */
+    }
+}
