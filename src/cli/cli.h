@@ -62,5 +62,8 @@ int cmd_generate(cli_ctx *ctx, int argc, char **argv);
 int cmd_features(cli_ctx *ctx, int argc, char **argv);
 int cmd_demo(cli_ctx *ctx, int argc, char **argv);
 int cmd_clv(cli_ctx *ctx, int argc, char **argv);
+int cmd_rfm(cli_ctx *ctx, int argc, char **argv);
+int cmd_personas(cli_ctx *ctx, int argc, char **argv);
+int cmd_models(cli_ctx *ctx, int argc, char **argv);
 
 #endif

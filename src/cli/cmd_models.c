@@ -8,6 +8,8 @@
 #include "core/db.h"
 #include "models/bgbb.h"
 #include "models/clv.h"
+#include "models/models.h"
+#include "models/rfm.h"
 #include "models/summary.h"
 
 #include <math.h>
@@ -105,7 +107,7 @@ static int clv_fit_events(const cli_ctx *ctx, const char *unit)
     int64_t u = strcmp(unit, "week") == 0 ? 7 * (int64_t)TIME_DAY : TIME_DAY;
     clv_inputs in;
     clv_model mod;
-    rc = clv_inputs_build(db, ctx->now, u, &in, &err);
+    rc = clv_inputs_build(db, ctx->now, u, NULL, &in, &err);
     if (rc == PATRON_OK) {
         rc = clv_fit(&in, u, &mod, &err);
         if (rc == PATRON_OK)
@@ -174,4 +176,316 @@ int cmd_clv(cli_ctx *ctx, int argc, char **argv)
         return CLI_USAGE;
     }
     return clv_fit_events(ctx, unit);
+}
+
+/* ---- patron rfm ----------------------------------------------------------------- */
+
+static const char rfm_usage[] =
+    "usage: patron rfm [--members] [--json]\n"
+    "  RFM at --now over members with an order and profiling consent (SPEC 4.1): the\n"
+    "  segment table (members, share, revenue share, mean recency days / frequency /\n"
+    "  monetary), or with --members one CSV row per scored member.\n";
+
+int cmd_rfm(cli_ctx *ctx, int argc, char **argv)
+{
+    int per_member = 0;
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i])) {
+            fputs(rfm_usage, stdout);
+            return CLI_OK;
+        } else if (cli_flag(argv[i], "--members")) {
+            per_member = 1;
+        } else {
+            cli_errorf("rfm: unknown argument '%s'", argv[i]);
+            return CLI_USAGE;
+        }
+    }
+    patron_db *db;
+    int rc = cli_open_db(ctx, &db);
+    if (rc)
+        return rc;
+    patron_error err = {0};
+    models_rfm_table t;
+    double secs = 0;
+    rc = models_rfm_at(db, ctx->now, &t, &secs, &err);
+    if (rc) {
+        patron_close(db);
+        return cli_fail(&err);
+    }
+    if (per_member) {
+        printf("member_id,r,f,m,score,segment\n");
+        for (uint32_t m = 0; m < db->n_members; m++)
+            if (t.r[m])
+                printf("%s,%u,%u,%u,%d,%s\n", db->member_id[m], t.r[m], t.f[m], t.m[m],
+                       t.score[m], models_rfm_segment_names[t.segment[m] - 1]);
+    } else if (ctx->json) {
+        printf("{\"members\":%zu,\"revenue\":%.2f,\"segments\":[", t.members, t.revenue);
+        for (int s = 0; s < RFM_NSEGMENTS; s++) {
+            const models_rfm_row *w = &t.rows[s];
+            printf("%s{\"segment\":\"%s\",\"members\":%zu,\"share\":%.6f,\"revenue_share\":%.6f,"
+                   "\"mean_recency_days\":%.4f,\"mean_frequency\":%.4f,\"mean_monetary\":%.4f}",
+                   s ? "," : "", models_rfm_segment_names[s], w->members,
+                   t.members ? (double)w->members / (double)t.members : 0.0,
+                   t.revenue != 0 ? w->revenue / t.revenue : 0.0, w->mean_r, w->mean_f, w->mean_m);
+        }
+        printf("]}\n");
+    } else {
+        printf("%-20s %9s %7s %8s %9s %9s %11s\n", "segment", "members", "share", "revenue",
+               "recency_d", "frequency", "monetary");
+        for (int s = 0; s < RFM_NSEGMENTS; s++) {
+            const models_rfm_row *w = &t.rows[s];
+            printf("%-20s %9zu %6.1f%% %7.1f%% %9.1f %9.2f %11.2f\n", models_rfm_segment_names[s],
+                   w->members, t.members ? 100.0 * (double)w->members / (double)t.members : 0.0,
+                   t.revenue != 0 ? 100.0 * w->revenue / t.revenue : 0.0, w->mean_r, w->mean_f,
+                   w->mean_m);
+        }
+        printf("%-20s %9zu   (RFM over %.0f ms)\n", "total", t.members, secs * 1000);
+    }
+    models_rfm_table_release(&t);
+    patron_close(db);
+    return CLI_OK;
+}
+
+/* ---- patron personas ------------------------------------------------------------ */
+
+static const char personas_usage[] =
+    "usage: patron personas fit [--k N|auto] [--seed S] [--json]\n"
+    "       patron personas show [--json]\n"
+    "  k-means personas over standardized behavioural features of the members with an\n"
+    "  order and profiling consent (SPEC 4.2); fit stores them, show prints the stored ones.\n";
+
+static void print_personas(const cli_ctx *ctx, const personas_model *pm, int64_t as_of)
+{
+    char when[TIME_FMT_LEN];
+    time_format(as_of, when);
+    if (ctx->json) {
+        printf("{\"as_of\":\"%s\",\"k\":%d,\"k_auto\":%s,\"seed\":%llu,\"members\":%zu,"
+               "\"inertia\":%.6f,",
+               when, pm->k, pm->k_auto ? "true" : "false", (unsigned long long)pm->seed,
+               pm->members, pm->inertia);
+        if (!isnan(pm->silhouette))
+            printf("\"silhouette\":%.6f,", pm->silhouette);
+        printf("\"personas\":[");
+        for (int c = 0; c < pm->k; c++) {
+            const persona *p = &pm->p[c];
+            printf("%s{\"id\":%d,\"size\":%zu,\"description\":\"%s\",\"centre\":{", c ? "," : "",
+                   c + 1, p->size, p->description);
+            for (int f = 0; f < PERSONAS_NFEAT; f++)
+                printf("%s\"%s\":%.4f", f ? "," : "", personas_feature_names[f], p->centre[f]);
+            printf("}}");
+        }
+        printf("]}\n");
+        return;
+    }
+    printf("personas as of %s: k = %d%s, %zu members", when, pm->k, pm->k_auto ? " (auto)" : "",
+           pm->members);
+    if (!isnan(pm->silhouette))
+        printf(", silhouette %.3f", pm->silhouette);
+    printf("\n%3s %9s %6s %10s %9s %9s %9s %9s  %s\n", "id", "members", "share", "monetary",
+           "frequency", "recency_d", "aov", "tenure_d", "description");
+    for (int c = 0; c < pm->k; c++) {
+        const persona *p = &pm->p[c];
+        printf("%3d %9zu %5.1f%% %10.2f %9.2f %9.1f %9.2f %9.1f  %s\n", c + 1, p->size,
+               pm->members ? 100.0 * (double)p->size / (double)pm->members : 0.0, p->centre[0],
+               p->centre[1], p->centre[2], p->centre[3], p->centre[4], p->description);
+    }
+}
+
+int cmd_personas(cli_ctx *ctx, int argc, char **argv)
+{
+    if (argc < 2 || cli_is_help(argv[1])) {
+        fputs(personas_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_USAGE : CLI_OK;
+    }
+    int fit = strcmp(argv[1], "fit") == 0;
+    if (!fit && strcmp(argv[1], "show") != 0) {
+        cli_errorf("personas: unknown subcommand '%s' (fit or show)", argv[1]);
+        return CLI_USAGE;
+    }
+    int k = 0;
+    uint64_t seed = 1;
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        int r;
+        if (cli_is_help(argv[i])) {
+            fputs(personas_usage, stdout);
+            return CLI_OK;
+        } else if (fit && (r = cli_opt(argc, argv, &i, "--k", &v)) != 0) {
+            uint64_t kv;
+            if (r < 0)
+                return CLI_USAGE;
+            if (strcmp(v, "auto") == 0) {
+                k = 0;
+            } else if (cli_parse_u64("--k", v, &kv) || kv < 2 || kv > PERSONAS_MAXK) {
+                cli_errorf("personas: --k must be 2..%d or auto", PERSONAS_MAXK);
+                return CLI_USAGE;
+            } else {
+                k = (int)kv;
+            }
+        } else if (fit && (r = cli_opt(argc, argv, &i, "--seed", &v)) != 0) {
+            if (r < 0 || cli_parse_u64("--seed", v, &seed))
+                return CLI_USAGE;
+        } else {
+            cli_errorf("personas %s: unknown argument '%s'", argv[1], argv[i]);
+            return CLI_USAGE;
+        }
+    }
+    patron_db *db;
+    int rc = cli_open_db(ctx, &db);
+    if (rc)
+        return rc;
+    patron_error err = {0};
+    personas_model pm;
+    int64_t as_of = ctx->now;
+    rc = fit ? models_personas_fit(db, ctx->now, k, seed, &pm, NULL, &err)
+             : models_personas_load(db, &pm, &as_of, &err);
+    if (rc == PATRON_OK)
+        print_personas(ctx, &pm, as_of);
+    patron_close(db);
+    return rc ? cli_fail(&err) : CLI_OK;
+}
+
+/* ---- patron models -------------------------------------------------------------- */
+
+static const char models_usage[] =
+    "usage: patron models refresh [--k N|auto] [--seed S] [--horizon 365d] [--discount-rate R]\n"
+    "       patron models show\n"
+    "  refresh computes RFM, personas and CLV (p_alive, expected_orders over the horizon,\n"
+    "  clv) for every member at --now and stores them; show prints what is stored.\n";
+
+static int models_show(const cli_ctx *ctx, patron_db *db)
+{
+    patron_error err = {0};
+    models_state ms;
+    int rc = models_load(db, &ms, &err);
+    if (rc)
+        return cli_fail(&err);
+    char when[TIME_FMT_LEN] = "never";
+    if (ms.as_of != PATRON_NULL_TS)
+        time_format(ms.as_of, when);
+    size_t rfm = 0, per = 0, clv = 0;
+    double clv_sum = 0;
+    for (uint32_t m = 0; m < ms.n; m++) {
+        rfm += ms.rfm_score[m] != 0;
+        per += ms.persona[m] >= 0;
+        if (!isnan(ms.clv[m])) {
+            clv++;
+            clv_sum += ms.clv[m];
+        }
+    }
+    if (ctx->json)
+        printf("{\"models_as_of\":%s%s%s,\"members\":%u,\"rfm\":%zu,\"personas\":%zu,\"clv\":%zu,"
+               "\"clv_total\":%.2f}\n",
+               ms.as_of != PATRON_NULL_TS ? "\"" : "", ms.as_of != PATRON_NULL_TS ? when : "null",
+               ms.as_of != PATRON_NULL_TS ? "\"" : "", ms.n, rfm, per, clv, clv_sum);
+    else
+        printf("models_as_of  %s\nmembers       %u\nwith rfm      %zu\nwith persona  %zu\n"
+               "with clv      %zu (total %.2f)\n",
+               when, ms.n, rfm, per, clv, clv_sum);
+    models_state_free(&ms);
+    return CLI_OK;
+}
+
+int cmd_models(cli_ctx *ctx, int argc, char **argv)
+{
+    if (argc < 2 || cli_is_help(argv[1])) {
+        fputs(models_usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? CLI_USAGE : CLI_OK;
+    }
+    int refresh = strcmp(argv[1], "refresh") == 0;
+    if (!refresh && strcmp(argv[1], "show") != 0) {
+        cli_errorf("models: unknown subcommand '%s' (refresh or show)", argv[1]);
+        return CLI_USAGE;
+    }
+    models_opts o;
+    models_opts_init(&o);
+    for (int i = 2; i < argc; i++) {
+        const char *v;
+        int r;
+        if (cli_is_help(argv[i])) {
+            fputs(models_usage, stdout);
+            return CLI_OK;
+        } else if (refresh && (r = cli_opt(argc, argv, &i, "--k", &v)) != 0) {
+            uint64_t kv;
+            if (r < 0)
+                return CLI_USAGE;
+            if (strcmp(v, "auto") == 0)
+                o.k = 0;
+            else if (cli_parse_u64("--k", v, &kv) || kv < 2 || kv > PERSONAS_MAXK) {
+                cli_errorf("models: --k must be 2..%d or auto", PERSONAS_MAXK);
+                return CLI_USAGE;
+            } else
+                o.k = (int)kv;
+        } else if (refresh && (r = cli_opt(argc, argv, &i, "--seed", &v)) != 0) {
+            if (r < 0 || cli_parse_u64("--seed", v, &o.seed))
+                return CLI_USAGE;
+        } else if (refresh && (r = cli_opt(argc, argv, &i, "--horizon", &v)) != 0) {
+            if (r < 0)
+                return CLI_USAGE;
+            if (time_parse_duration(v, strlen(v), &o.horizon) != 0 || o.horizon <= 0) {
+                cli_errorf("models: --horizon: cannot parse '%s' as a duration (e.g. 365d)", v);
+                return CLI_USAGE;
+            }
+        } else if (refresh && (r = cli_opt(argc, argv, &i, "--discount-rate", &v)) != 0) {
+            if (r < 0 || cli_parse_double("--discount-rate", v, &o.discount))
+                return CLI_USAGE;
+            if (o.discount < 0) {
+                cli_errorf("models: --discount-rate must be >= 0");
+                return CLI_USAGE;
+            }
+        } else {
+            cli_errorf("models %s: unknown argument '%s'", argv[1], argv[i]);
+            return CLI_USAGE;
+        }
+    }
+    patron_db *db;
+    int rc = cli_open_db(ctx, &db);
+    if (rc)
+        return rc;
+    if (!refresh) {
+        rc = models_show(ctx, db);
+        patron_close(db);
+        return rc;
+    }
+    patron_error err = {0};
+    models_state ms;
+    models_report rep;
+    rc = models_refresh_with(db, ctx->now, &o, &ms, &rep, &err);
+    if (rc) {
+        patron_close(db);
+        return cli_fail(&err);
+    }
+    char when[TIME_FMT_LEN];
+    time_format(ms.as_of, when);
+    if (ctx->json) {
+        printf("{\"models_as_of\":\"%s\",\"members\":%u,\"eligible\":%zu,\"personas\":%d,"
+               "\"clv\":%s,\"seconds\":{\"features\":%.4f,\"rfm\":%.4f,\"personas\":%.4f,"
+               "\"clv_fit\":%.4f,\"clv_score\":%.4f,\"store\":%.4f}}\n",
+               when, ms.n, rep.eligible, ms.have_personas ? rep.personas.k : 0,
+               rep.clv_ok ? "true" : "false", rep.t_features, rep.t_rfm, rep.t_personas,
+               rep.t_clv_fit, rep.t_clv_score, rep.t_store);
+    } else {
+        printf("models_as_of  %s (run %lld)\n", when, (long long)rep.run_id);
+        printf("members       %u, %zu with an order and profiling consent\n", ms.n, rep.eligible);
+        printf("rfm           %.3f s\n", rep.t_rfm);
+        if (ms.have_personas)
+            printf("personas      k = %d%s, %.3f s\n", rep.personas.k,
+                   rep.personas.k_auto ? " (auto)" : "", rep.t_personas);
+        else
+            printf("personas      not fitted\n");
+        if (rep.clv_ok) {
+            printf("clv           BG/NBD (days) r %.4f alpha %.4f a %.4f b %.4f, LL %.3f; fit %.3f s, "
+                   "scoring %.3f s\n",
+                   rep.r, rep.alpha, rep.a, rep.b, rep.loglik, rep.t_clv_fit, rep.t_clv_score);
+            if (rep.gg_ok)
+                printf("              Gamma-Gamma p %.4f q %.4f gamma %.4f, LL %.3f\n", rep.p,
+                       rep.q, rep.gamma, rep.gg_loglik);
+        } else {
+            printf("clv           not fitted: %s\n", rep.clv_error);
+        }
+        printf("stored        %.3f s\n", rep.t_store);
+    }
+    models_state_free(&ms);
+    patron_close(db);
+    return CLI_OK;
 }

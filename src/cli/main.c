@@ -28,6 +28,9 @@ static const command commands[] = {
     {"generate", cmd_generate, "write a realistic synthetic data set"},
     {"demo", cmd_demo, "generate, import and show a demo program"},
     {"clv", cmd_clv, "fit customer lifetime value models (BG/NBD, Gamma-Gamma, BG/BB)"},
+    {"rfm", cmd_rfm, "RFM scores and the segment table"},
+    {"personas", cmd_personas, "fit or show k-means personas"},
+    {"models", cmd_models, "refresh or show every member's model fields"},
 };
 
 static void usage(FILE *f)

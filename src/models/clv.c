@@ -27,8 +27,8 @@ void clv_inputs_release(clv_inputs *in)
     memset(in, 0, sizeof *in);
 }
 
-int clv_inputs_build(patron_db *db, int64_t now, int64_t unit, clv_inputs *out,
-                     patron_error *err)
+int clv_inputs_build(patron_db *db, int64_t now, int64_t unit, const uint8_t *eligible,
+                     clv_inputs *out, patron_error *err)
 {
     memset(out, 0, sizeof *out);
     out->first_ts = out->last_ts = PATRON_NULL_TS;
@@ -46,7 +46,7 @@ int clv_inputs_build(patron_db *db, int64_t now, int64_t unit, clv_inputs *out,
     }
     double u = (double)unit;
     for (uint32_t mi = 0; mi < db->n_members; mi++) {
-        if (!db_profiling_allowed(db, mi, now))
+        if (eligible ? !eligible[mi] : !db_profiling_allowed(db, mi, now))
             continue;
         int64_t first_day = INT64_MIN, last_day = INT64_MIN, x = 0, repeat_money = 0;
         for (uint32_t k = db->csr_off[mi]; k < db->csr_off[mi + 1]; k++) {

@@ -25,9 +25,10 @@ typedef struct clv_inputs {
     int64_t first_ts, last_ts; /* data range used (orders), PATRON_NULL_TS if none */
 } clv_inputs;
 
-/* Builds the inputs at now in unit seconds (TIME_DAY or 7 * TIME_DAY). */
-int clv_inputs_build(patron_db *db, int64_t now, int64_t unit, clv_inputs *out,
-                     patron_error *err);
+/* Builds the inputs at now in unit seconds (TIME_DAY or 7 * TIME_DAY).  eligible
+ * (n_members slots) says who may be included; NULL = everyone with profiling consent. */
+int clv_inputs_build(patron_db *db, int64_t now, int64_t unit, const uint8_t *eligible,
+                     clv_inputs *out, patron_error *err);
 void clv_inputs_release(clv_inputs *in);
 
 typedef struct clv_model {

@@ -519,3 +519,4 @@ int64_t store_order_count(store *s)
 {
     return count_of(s, "SELECT coalesce(sum(n), 0) FROM order_chunks");
 }
+sqlite3 *store_sqlite(store *s) { return s->db; } /* for store_models.c (see store_models.h) */
