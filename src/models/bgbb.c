@@ -40,8 +40,9 @@ double bgbb_loglik(const bgbb_params *p, const bgbb_data *d)
     return s;
 }
 
-static double negll(const double *theta, void *ctx)
+static double negll(const double *theta, double *grad, void *ctx)
 {
+    (void)grad; /* derivative-free: a handful of cells */
     bgbb_params p = {exp(theta[0]), exp(theta[1]), exp(theta[2]), exp(theta[3])};
     return -bgbb_loglik(&p, ctx);
 }
@@ -63,7 +64,7 @@ int bgbb_fit(const bgbb_data *d, bgbb_params *out, double *ll, patron_error *err
         return err_set(err, PATRON_EINPUT, "bg/bb: no customers to fit");
     double theta[4] = {0.0, 0.0, 0.0, 0.0};
     double fmin;
-    int rc = mle_minimize(negll, (void *)d, 4, theta, &fmin, "bg/bb fit", err);
+    int rc = mle_minimize(negll, (void *)d, 4, 0, theta, &fmin, "bg/bb fit", err);
     if (rc != PATRON_OK)
         return rc;
     out->alpha = exp(theta[0]);

@@ -44,6 +44,10 @@ double bgnbd_expected(const bgnbd_params *p, double t);
 /* E[Y(t) | x, t_x, T]: expected purchases in (T, T + t] of a customer with that history. */
 double bgnbd_conditional_expected(const bgnbd_params *p, double t, double x, double t_x,
                                   double T);
+/* The factor of E[Y(t)|x,t_x,T] that does not depend on t_x:
+ * E[Y] = P(alive) * bgnbd_conditional_factor(p, t, x, T).  It depends on (x, T) only,
+ * so scoring many customers can compute it once per distinct pair. */
+double bgnbd_conditional_factor(const bgnbd_params *p, double t, double x, double T);
 /* P(alive at T | x, t_x, T). */
 double bgnbd_p_alive(const bgnbd_params *p, double x, double t_x, double T);
 

@@ -1,9 +1,9 @@
 /*
  * clv.c -- CLV inputs from the member model, fit and scoring (see clv.h).
  *
- * Scoring runs E[Y(t)|x,t_x,T] once per member (a 2F1 series of a few hundred terms),
- * split across two threads over member ranges; each row's result depends only on that
- * row, so the thread count cannot change it.  With a discount rate the horizon is cut
+ * Scoring runs E[Y(t)|x,t_x,T] per member (a 2F1 series of a few hundred terms, memoised
+ * per distinct (x, T)), split across two threads over member ranges; each row's result
+ * depends only on that row, so the thread count cannot change it.  With a discount rate the horizon is cut
  * into 30-day steps and each step's expected orders are discounted at its end.
  */
 #include "models/clv.h"
@@ -110,15 +110,44 @@ typedef struct score_job {
     double *p_alive, *eo, *clv;
 } score_job;
 
+/* E[Y]'s (x, T) factor is memoised in a direct-mapped cache per thread: with day units
+ * a million members share a few tens of thousands of (x, T) pairs.  A hit returns the
+ * value the computation would, so caching cannot change a result. */
+enum { CACHE_BITS = 16 };
+typedef struct cache_slot {
+    double x, T, v;
+} cache_slot;
+
 static void *score_range(void *arg)
 {
     score_job *j = arg;
     const bgnbd_params *bg = &j->mod->bg;
     double step = 30.0 * TIME_DAY / (double)j->mod->unit;
+    cache_slot *cache = mem_alloc_array((size_t)1 << CACHE_BITS, sizeof *cache);
+    if (cache)
+        for (size_t s = 0; s < (size_t)1 << CACHE_BITS; s++)
+            cache[s].x = -1.0;
     for (size_t i = j->from; i < j->to; i++) {
         double x = j->in->x[i], tx = j->in->t_x[i], T = j->in->T[i];
-        double ey = bgnbd_conditional_expected(bg, j->horizon, x, tx, T);
-        j->p_alive[i] = bgnbd_p_alive(bg, x, tx, T);
+        double fac;
+        if (cache) {
+            uint64_t hx, hT;
+            memcpy(&hx, &x, 8);
+            memcpy(&hT, &T, 8);
+            uint64_t h = (hx * 0x9E3779B97F4A7C15ULL) ^ (hT * 0xC2B2AE3D27D4EB4FULL);
+            cache_slot *s = &cache[h >> (64 - CACHE_BITS)];
+            if (s->x == x && s->T == T) {
+                fac = s->v;
+            } else {
+                fac = bgnbd_conditional_factor(bg, j->horizon, x, T);
+                *s = (cache_slot){x, T, fac};
+            }
+        } else {
+            fac = bgnbd_conditional_factor(bg, j->horizon, x, T);
+        }
+        double pa = bgnbd_p_alive(bg, x, tx, T);
+        double ey = pa * fac;
+        j->p_alive[i] = pa;
         j->eo[i] = ey;
         double spend = j->mod->have_gg ? gg_expected_spend(&j->mod->gg, x, j->in->m[i]) : NAN;
         if (j->discount > 0.0) {
@@ -135,6 +164,7 @@ static void *score_range(void *arg)
         }
         j->clv[i] = ey * spend;
     }
+    mem_free(cache);
     return NULL;
 }
 

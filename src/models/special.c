@@ -10,6 +10,20 @@ double special_lbeta(double a, double b)
     return lgamma(a) + lgamma(b) - lgamma(a + b);
 }
 
+double special_digamma(double x)
+{
+    double acc = 0.0;
+    while (x < 6.0) {
+        acc -= 1.0 / x;
+        x += 1.0;
+    }
+    double f = 1.0 / (x * x);
+    /* psi(x) ~ ln x - 1/(2x) - sum B_2k / (2k x^2k) */
+    double t = f * (-1.0 / 12 + f * (1.0 / 120 + f * (-1.0 / 252 + f * (1.0 / 240 +
+                f * (-1.0 / 132 + f * (691.0 / 32760 + f * (-1.0 / 12)))))));
+    return acc + log(x) - 0.5 / x + t;
+}
+
 double special_logaddexp(double u, double v)
 {
     if (u < v) {

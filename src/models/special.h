@@ -13,6 +13,10 @@
 /* ln B(a, b) = lnGamma(a) + lnGamma(b) - lnGamma(a + b), for a, b > 0. */
 double special_lbeta(double a, double b);
 
+/* The digamma function psi(x) = d/dx lnGamma(x), for x > 0 (recurrence up to x >= 6,
+ * then the asymptotic series; absolute error below 1e-14). */
+double special_digamma(double x);
+
 /* ln(e^u + e^v) without overflow; -inf arguments are fine. */
 double special_logaddexp(double u, double v);
 
