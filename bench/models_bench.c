@@ -6,11 +6,14 @@
  *
  *   models_bench rfm N | clv N | kmeans N K ITERS FILE_PREFIX THREADS
  */
+#include "base/time.h"
+#include "core/db.h"
 #include "ingest/rng.h"
 #include "models/bgnbd.h"
 #include "models/clv.h"
 #include "models/gammagamma.h"
 #include "models/kmeans.h"
+#include "models/personas.h"
 #include "models/rfm.h"
 
 #include <math.h>
@@ -133,8 +136,88 @@ static int bench_kmeans(size_t n, int k, int iters, const char *prefix, int thre
     return 0;
 }
 
+/* RFM over a real program's features (eligibility = at least one order; consent is not
+ * read here, so the timing is of the scoring alone). */
+static int bench_rfm_db(const char *path, const char *when)
+{
+    patron_db *db;
+    patron_error err = {0};
+    int64_t now;
+    if (time_parse(when, strlen(when), &now) || patron_open(path, &db, &err)) {
+        fprintf(stderr, "cannot open %s: %s\n", path, err.message);
+        return 1;
+    }
+    db_csr_build(db);
+    size_t n = db->n_members;
+    db_features f = {malloc(n * 8), malloc(n * 8), malloc(n * 8)};
+    double *fr = malloc(n * 8), *mon = malloc(n * 8);
+    uint8_t *el = malloc(n), *r = malloc(n), *fq = malloc(n), *m = malloc(n), *seg = malloc(n);
+    int16_t *sc = malloc(n * 2);
+    double t = now_s();
+    db_features_compute(db, now, &f);
+    double tf = now_s() - t;
+    for (size_t i = 0; i < n; i++) {
+        fr[i] = (double)f.frequency[i];
+        mon[i] = (double)f.monetary[i] / PATRON_MONEY_SCALE;
+        el[i] = f.frequency[i] > 0;
+    }
+    double best = 1e9;
+    for (int rep = 0; rep < 5; rep++) {
+        t = now_s();
+        rfm_compute(f.recency_days, fr, mon, el, n, r, fq, m, sc, seg);
+        t = now_s() - t;
+        if (t < best)
+            best = t;
+    }
+    printf("rfm (db)   n=%zu  features %.0f ms, RFM best of 5: %.1f ms\n", n, tf * 1000, best * 1000);
+    patron_close(db);
+    return 0;
+}
+
+/* personas_fit (k auto, or K) over a real program's members with orders. */
+static int bench_personas(const char *path, const char *when, int k)
+{
+    patron_db *db;
+    patron_error err = {0};
+    int64_t now;
+    if (time_parse(when, strlen(when), &now) || patron_open(path, &db, &err)) {
+        fprintf(stderr, "cannot open %s: %s\n", path, err.message);
+        return 1;
+    }
+    db_csr_build(db);
+    size_t n = db->n_members;
+    db_features f = {malloc(n * 8), malloc(n * 8), malloc(n * 8)};
+    db_features_compute(db, now, &f);
+    uint8_t *el = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        el[i] = f.frequency[i] > 0;
+    double *rows;
+    uint32_t *mem;
+    size_t nr;
+    double t = now_s();
+    personas_features(db, now, el, &rows, &mem, &nr, &err);
+    double t1 = now_s();
+    int16_t *id = malloc(nr * 2);
+    personas_model pm;
+    if (personas_fit(rows, nr, k, 1, &pm, id, &err)) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    double t2 = now_s();
+    printf("personas   n=%zu  features %.2f s, fit (k %s -> %d, silhouette %.3f) %.2f s\n", nr,
+           t1 - t, k ? "given" : "auto", pm.k, pm.silhouette, t2 - t1);
+    for (int c = 0; c < pm.k; c++)
+        printf("  %d  %7zu  %s\n", c + 1, pm.p[c].size, pm.p[c].description);
+    patron_close(db);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 4 && strcmp(argv[1], "personas") == 0)
+        return bench_personas(argv[2], argv[3], atoi(argv[4]));
+    if (argc > 3 && strcmp(argv[1], "rfmdb") == 0)
+        return bench_rfm_db(argv[2], argv[3]);
     size_t n = argc > 2 ? (size_t)atol(argv[2]) : 1000000;
     if (argc > 1 && strcmp(argv[1], "rfm") == 0)
         return bench_rfm(n);

@@ -104,6 +104,8 @@ typedef struct km_shared {
     size_t n, d;
     int k;
     const double *centers;
+    double *ct;       /* centres transposed and padded (d x kp), when kp > 0 */
+    int kp;           /* 4, 8 or 16 (the smallest >= k), 0 for k > 16 */
     uint32_t *assign;
     double *dmin;     /* n: distance to the assigned centre */
     double *bsum;     /* nblocks x k x d */
@@ -113,6 +115,39 @@ typedef struct km_shared {
     size_t nblocks;
     int threads;
 } km_shared;
+
+/*
+ * Nearest centre for k <= KP, KP a constant: all KP distances at once over the centres
+ * transposed and padded to KP columns (d x KP), so the inner loop has a fixed trip count
+ * and the compiler vectorizes it.  Each distance still sums its coordinates in order
+ * 0..d-1, as sqdist does, so the result is the same bits; the lowest index wins ties.
+ */
+#define KM_NEAREST(KP)                                                                             \
+    static uint32_t nearest_##KP(const double *x, const double *ct, size_t d, int k,            \
+                                 double *bd_out)                                                 \
+    {                                                                                              \
+        double dist[KP] = {0};                                                                     \
+        for (size_t q = 0; q < d; q++) {                                                           \
+            const double *row = ct + q * KP;                                                       \
+            double xq = x[q];                                                                      \
+            for (int c = 0; c < KP; c++) {                                                         \
+                double t = xq - row[c];                                                            \
+                dist[c] += t * t;                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        double bd = dist[0];                                                                       \
+        uint32_t bc = 0;                                                                           \
+        for (int c = 1; c < k; c++)                                                                \
+            if (dist[c] < bd) {                                                                    \
+                bd = dist[c];                                                                      \
+                bc = (uint32_t)c;                                                                  \
+            }                                                                                      \
+        *bd_out = bd;                                                                              \
+        return bc;                                                                                 \
+    }
+KM_NEAREST(4)
+KM_NEAREST(8)
+KM_NEAREST(16)
 
 typedef struct km_job {
     km_shared *s;
@@ -134,13 +169,22 @@ static void *estep(void *arg)
         size_t end = (b + 1) * KM_BLOCK < s->n ? (b + 1) * KM_BLOCK : s->n;
         for (size_t i = b * KM_BLOCK; i < end; i++) {
             const double *x = s->X + i * d;
-            double bd = sqdist(x, s->centers, d);
+            double bd;
             uint32_t bc = 0;
-            for (int c = 1; c < k; c++) {
-                double dd = sqdist(x, s->centers + (size_t)c * d, d);
-                if (dd < bd) {
-                    bd = dd;
-                    bc = (uint32_t)c;
+            if (s->kp == 4) {
+                bc = nearest_4(x, s->ct, d, k, &bd);
+            } else if (s->kp == 8) {
+                bc = nearest_8(x, s->ct, d, k, &bd);
+            } else if (s->kp == 16) {
+                bc = nearest_16(x, s->ct, d, k, &bd);
+            } else {
+                bd = sqdist(x, s->centers, d);
+                for (int c = 1; c < k; c++) {
+                    double dd = sqdist(x, s->centers + (size_t)c * d, d);
+                    if (dd < bd) {
+                        bd = dd;
+                        bc = (uint32_t)c;
+                    }
                 }
             }
             changed += s->assign[i] != bc;
@@ -160,6 +204,10 @@ static void *estep(void *arg)
 
 static void run_estep(km_shared *s)
 {
+    if (s->kp)
+        for (int c = 0; c < s->k; c++)
+            for (size_t q = 0; q < s->d; q++)
+                s->ct[q * (size_t)s->kp + (size_t)c] = s->centers[(size_t)c * s->d + q];
     km_job jobs[KM_MAXTHREADS];
     pthread_t th[KM_MAXTHREADS];
     int ok[KM_MAXTHREADS] = {0};
@@ -180,7 +228,7 @@ static void run_estep(km_shared *s)
 int kmeans_lloyd(const double *X, size_t n, size_t d, int k, double *centers, int max_iter,
                  double tol, int threads, uint32_t *assign, double *inertia)
 {
-    km_shared s = {X, n, d, k, centers, assign, NULL, NULL, NULL, NULL, NULL, 0, 0};
+    km_shared s = {X, n, d, k, centers, NULL, 0, assign, NULL, NULL, NULL, NULL, NULL, 0, 0};
     s.nblocks = (n + KM_BLOCK - 1) / KM_BLOCK;
     s.threads = threads < 1 ? 1 : threads > KM_MAXTHREADS ? KM_MAXTHREADS : threads;
     if ((size_t)s.threads > s.nblocks)
@@ -194,6 +242,9 @@ int kmeans_lloyd(const double *X, size_t n, size_t d, int k, double *centers, in
     double *sum = mem_alloc_array(kd, sizeof(double)), *cnt = mem_alloc_array((size_t)k, sizeof(double));
     double *old = mem_alloc_array(kd, sizeof(double));
     int iters = -1;
+    s.kp = k <= 4 ? 4 : k <= 8 ? 8 : k <= 16 ? 16 : 0;
+    if (s.kp && !(s.ct = mem_calloc(d * (size_t)s.kp, sizeof(double))))
+        goto out;
     if (!s.dmin || !s.bsum || !s.bcnt || !s.binert || !s.bchanged || !sum || !cnt || !old)
         goto out;
     /* tol is relative to the data's mean per-feature variance (scikit-learn's rule). */
@@ -260,7 +311,7 @@ int kmeans_lloyd(const double *X, size_t n, size_t d, int k, double *centers, in
     }
 out:
     mem_free(s.dmin), mem_free(s.bsum), mem_free(s.bcnt), mem_free(s.binert);
-    mem_free(s.bchanged), mem_free(sum), mem_free(cnt), mem_free(old);
+    mem_free(s.bchanged), mem_free(sum), mem_free(cnt), mem_free(old), mem_free(s.ct);
     return iters;
 }
 
