@@ -21,7 +21,10 @@ static const char clv_usage[] =
     "                      [--map FIELD=COLUMN,...] [--json]\n"
     "  Without --summary: fits BG/NBD + Gamma-Gamma to the members' own orders at --now\n"
     "  (repeat purchase days; profiling consent required).  --summary FILE reads a CSV of\n"
-    "  frequency,recency,T[,monetary_value] (bgbb: x,t_x,n,count) in the file's own unit.\n";
+    "  frequency,recency,T[,monetary_value] (bgbb: x,t_x,n,count) in the file's own unit.\n"
+    "       patron clv validate --split DATE [--unit day|week] [--json]\n"
+    "  Fits on the orders up to DATE and compares with (DATE, --now]: mean holdout repeat\n"
+    "  purchases by calibration frequency, the cumulative tracking curve, MAE.\n";
 
 static void print_bgnbd(const cli_ctx *ctx, const char *unit, size_t n, const bgnbd_params *p,
                         double ll, int have_gg, size_t n_gg, const gg_params *g, double gg_ll)
@@ -119,14 +122,69 @@ static int clv_fit_events(const cli_ctx *ctx, const char *unit)
     return rc ? cli_fail(&err) : CLI_OK;
 }
 
+static int clv_validate_cmd(const cli_ctx *ctx, int64_t split, const char *unit)
+{
+    patron_db *db;
+    int rc = cli_open_db(ctx, &db);
+    if (rc)
+        return rc;
+    patron_error err = {0};
+    int64_t u = strcmp(unit, "week") == 0 ? 7 * (int64_t)TIME_DAY : TIME_DAY;
+    clv_validation v;
+    rc = clv_validate(db, split, ctx->now, u, &v, &err);
+    if (rc) {
+        patron_close(db);
+        return cli_fail(&err);
+    }
+    const bgnbd_params *p = &v.model.bg;
+    char s0[TIME_FMT_LEN];
+    time_format(v.start, s0);
+    if (ctx->json) {
+        printf("{\"unit\":\"%s\",\"customers\":%zu,\"r\":%.10g,\"alpha\":%.10g,\"a\":%.10g,"
+               "\"b\":%.10g,\"loglik\":%.10g,\"holdout\":%.10g,\"actual_total\":%.0f,"
+               "\"expected_total\":%.6f,\"mae\":%.8f,\"bins\":[",
+               unit, v.model.n, p->r, p->alpha, p->a, p->b, v.model.ll, v.holdout, v.actual_total,
+               v.expected_total, v.mae);
+        for (int b = 0; b < CLV_VALIDATE_BINS; b++)
+            printf("%s{\"x\":\"%d%s\",\"customers\":%zu,\"actual\":%.8f,\"expected\":%.8f}",
+                   b ? "," : "", b, b == CLV_VALIDATE_BINS - 1 ? "+" : "", v.bin_n[b],
+                   v.bin_actual[b], v.bin_expected[b]);
+        printf("],\"tracking_start\":\"%s\",\"tracking\":[", s0);
+        for (size_t i = 0; i < v.periods; i++)
+            printf("%s{\"period\":%zu,\"actual\":%.0f,\"expected\":%.6f}", i ? "," : "", i + 1,
+                   v.cum_actual[i], v.cum_expected[i]);
+        printf("]}\n");
+    } else {
+        printf("BG/NBD fitted on %zu customers up to the split (unit %s): r %.6f alpha %.6f a %.6f "
+               "b %.6f, LL %.6f\n",
+               v.model.n, unit, p->r, p->alpha, p->a, p->b, v.model.ll);
+        printf("holdout: %.4f %ss; repeat purchases actual %.0f, expected %.2f; MAE per customer "
+               "%.4f\n\n",
+               v.holdout, unit, v.actual_total, v.expected_total, v.mae);
+        printf("%-6s %9s %12s %12s\n", "x", "customers", "actual", "expected");
+        for (int b = 0; b < CLV_VALIDATE_BINS; b++)
+            printf("%d%-5s %9zu %12.6f %12.6f\n", b, b == CLV_VALIDATE_BINS - 1 ? "+" : "",
+                   v.bin_n[b], v.bin_actual[b], v.bin_expected[b]);
+        printf("\ncumulative repeat purchases by %s since %s\n%6s %10s %12s\n", unit, s0,
+               "period", "actual", "expected");
+        for (size_t i = 0; i < v.periods; i++)
+            printf("%6zu %10.0f %12.3f\n", i + 1, v.cum_actual[i], v.cum_expected[i]);
+    }
+    clv_validation_release(&v);
+    patron_close(db);
+    return CLI_OK;
+}
+
 int cmd_clv(cli_ctx *ctx, int argc, char **argv)
 {
     const char *summary_file = NULL, *unit = "day", *model = "bgnbd", *map = NULL;
+    int64_t split = PATRON_NULL_TS;
     if (argc < 2 || cli_is_help(argv[1])) {
         fputs(clv_usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? CLI_USAGE : CLI_OK;
     }
-    if (strcmp(argv[1], "fit") != 0) {
+    int validate = strcmp(argv[1], "validate") == 0;
+    if (strcmp(argv[1], "fit") != 0 && !validate) {
         cli_errorf("clv: unknown subcommand '%s' (see 'patron clv --help')", argv[1]);
         return CLI_USAGE;
     }
@@ -136,6 +194,9 @@ int cmd_clv(cli_ctx *ctx, int argc, char **argv)
         if (cli_is_help(argv[i])) {
             fputs(clv_usage, stdout);
             return CLI_OK;
+        } else if (validate && (r = cli_opt(argc, argv, &i, "--split", &v)) != 0) {
+            if (r < 0 || cli_parse_ts("--split", v, &split))
+                return CLI_USAGE;
         } else if ((r = cli_opt(argc, argv, &i, "--summary", &v)) != 0) {
             if (r < 0)
                 return CLI_USAGE;
@@ -161,9 +222,20 @@ int cmd_clv(cli_ctx *ctx, int argc, char **argv)
                 return CLI_USAGE;
             map = v;
         } else {
-            cli_errorf("clv fit: unknown argument '%s'", argv[i]);
+            cli_errorf("clv %s: unknown argument '%s'", argv[1], argv[i]);
             return CLI_USAGE;
         }
+    }
+    if (validate) {
+        if (split == PATRON_NULL_TS || summary_file || map || strcmp(model, "bgnbd") != 0) {
+            cli_errorf("usage: patron clv validate --split DATE [--unit day|week] [--json]");
+            return CLI_USAGE;
+        }
+        if (split >= ctx->now) {
+            cli_errorf("clv validate: --split must be before --now");
+            return CLI_USAGE;
+        }
+        return clv_validate_cmd(ctx, split, unit);
     }
     if (summary_file)
         return clv_fit_summary(ctx, summary_file, model, unit, map);

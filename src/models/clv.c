@@ -191,3 +191,107 @@ void clv_score(const clv_model *mod, const clv_inputs *in, int64_t horizon, doub
             score_range(&jobs[t]); /* no thread: do it here, same result */
     }
 }
+
+void clv_validation_release(clv_validation *v)
+{
+    mem_free(v->cum_actual);
+    mem_free(v->cum_expected);
+    v->cum_actual = v->cum_expected = NULL;
+}
+
+int clv_validate(patron_db *db, int64_t split, int64_t now, int64_t unit, clv_validation *out,
+                 patron_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (split >= now)
+        return err_set(err, PATRON_EUSAGE, "clv validate: --split must be before --now");
+    clv_inputs in;
+    int rc = clv_inputs_build(db, split, unit, NULL, &in, err);
+    if (rc)
+        return rc;
+    if ((rc = clv_fit(&in, unit, &out->model, err))) {
+        clv_inputs_release(&in);
+        return rc;
+    }
+    double u = (double)unit;
+    out->holdout = (double)(now - split) / u;
+    /* Earliest first purchase day: the start of the tracking curve. */
+    int64_t start_day = INT64_MAX;
+    for (size_t i = 0; i < in.n; i++) {
+        int64_t first = time_day_of(split - (int64_t)llround(in.T[i] * u));
+        if (first < start_day)
+            start_day = first;
+    }
+    out->start = start_day * TIME_DAY;
+    out->periods = (size_t)ceil((double)(now - out->start) / u - 1e-9);
+    out->cum_actual = mem_calloc(out->periods ? out->periods : 1, sizeof(double));
+    out->cum_expected = mem_calloc(out->periods ? out->periods : 1, sizeof(double));
+    /* Births (first purchase days) counted per day since start_day, for the expectation. */
+    size_t ndays = (size_t)((split / TIME_DAY) - start_day + 2);
+    double *born = mem_calloc(ndays, sizeof(double));
+    if (!out->cum_actual || !out->cum_expected || !born) {
+        mem_free(born);
+        clv_inputs_release(&in);
+        clv_validation_release(out);
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    }
+    const bgnbd_params *bg = &out->model.bg;
+    double abs_err = 0.0;
+    for (size_t i = 0; i < in.n; i++) {
+        uint32_t m = in.member[i];
+        int64_t first_day = time_day_of(split - (int64_t)llround(in.T[i] * u)), last_day = first_day;
+        born[first_day - start_day] += 1.0;
+        size_t hold = 0;
+        for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1]; k++) {
+            uint32_t o = db->csr_ord[k];
+            int64_t ts = db->o_ts[o];
+            if (ts > now)
+                break;
+            if (db->o_void[o] || db->o_kind[o] != 0)
+                continue;
+            int64_t day = time_day_of(ts);
+            if (day == last_day || day == first_day)
+                continue;
+            last_day = day;
+            /* A repeat purchase day: counted in the period its day starts in. */
+            size_t per = (size_t)((double)(day * TIME_DAY - out->start) / u);
+            if (per < out->periods)
+                out->cum_actual[per] += 1.0;
+            if (ts > split)
+                hold++;
+        }
+        double e = bgnbd_conditional_expected(bg, out->holdout, in.x[i], in.t_x[i], in.T[i]);
+        size_t bin = in.x[i] >= CLV_VALIDATE_BINS - 1 ? CLV_VALIDATE_BINS - 1 : (size_t)in.x[i];
+        out->bin_n[bin]++;
+        out->bin_actual[bin] += (double)hold;
+        out->bin_expected[bin] += e;
+        out->actual_total += (double)hold;
+        out->expected_total += e;
+        abs_err += fabs((double)hold - e);
+    }
+    for (int b = 0; b < CLV_VALIDATE_BINS; b++)
+        if (out->bin_n[b]) {
+            out->bin_actual[b] /= (double)out->bin_n[b];
+            out->bin_expected[b] /= (double)out->bin_n[b];
+        }
+    out->mae = in.n ? abs_err / (double)in.n : NAN;
+    for (size_t p = 1; p < out->periods; p++)
+        out->cum_actual[p] += out->cum_actual[p - 1];
+    /* Expected cumulative repeat purchases at the end of period p: every customer born
+     * on day s by then contributes E[X(t_p - s)], t_p = p units after start. */
+    for (size_t p = 0; p < out->periods; p++) {
+        double t = (double)(p + 1);
+        double sum = 0.0;
+        for (size_t dd = 0; dd < ndays; dd++) {
+            if (born[dd] == 0.0)
+                continue;
+            double birth = (double)dd * TIME_DAY / u;
+            if (birth < t)
+                sum += born[dd] * bgnbd_expected(bg, t - birth);
+        }
+        out->cum_expected[p] = sum;
+    }
+    mem_free(born);
+    clv_inputs_release(&in);
+    return PATRON_OK;
+}

@@ -50,4 +50,34 @@ int clv_fit(const clv_inputs *in, int64_t unit, clv_model *out, patron_error *er
 void clv_score(const clv_model *mod, const clv_inputs *in, int64_t horizon, double discount,
                double *p_alive, double *expected_orders, double *clv);
 
+/*
+ * Calibration / holdout validation (`patron clv validate --split DATE`): BG/NBD fitted on
+ * the orders up to split (the calibration, conventions as above with now = split), then
+ * compared with what happened in (split, now]:
+ *  - per calibration frequency x = 0..6 and 7+: customers, mean actual repeat purchase
+ *    days in the holdout, mean E[Y(holdout) | x, t_x, T];
+ *  - the cumulative tracking curve per unit period since the earliest first purchase:
+ *    actual repeat purchase days, and the expectation sum_i E[X(t - birth_i)] over the
+ *    customers born by t (each customer's first purchase day is its birth), as in BTYD;
+ *  - the mean absolute error per customer of holdout predictions.
+ * Customers are those with a first purchase by split (and profiling consent).
+ */
+enum { CLV_VALIDATE_BINS = 8 };
+
+typedef struct clv_validation {
+    clv_model model;
+    double holdout;                      /* holdout length in units */
+    size_t bin_n[CLV_VALIDATE_BINS];     /* customers with calibration x = bin (7 = 7+) */
+    double bin_actual[CLV_VALIDATE_BINS], bin_expected[CLV_VALIDATE_BINS]; /* means */
+    double actual_total, expected_total; /* holdout repeat purchases, summed */
+    double mae;                          /* mean |actual - expected| per customer */
+    size_t periods;                      /* tracking curve: periods 1..periods */
+    double *cum_actual, *cum_expected;   /* owned; clv_validation_release() */
+    int64_t start;                       /* start of period 1 (the earliest first purchase day) */
+} clv_validation;
+
+int clv_validate(patron_db *db, int64_t split, int64_t now, int64_t unit, clv_validation *out,
+                 patron_error *err);
+void clv_validation_release(clv_validation *v);
+
 #endif

@@ -12,9 +12,10 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
     --map frequency=x,recency=t_x,T=T_cal,monetary_value=m_x > "$T/summary.json"
 "$P" --db "$T/cd.db" --quiet import orders "$D/cdnow/cdnowElog.csv" --map member_id=masterid,ts=date,amount=sales
 "$P" --db "$T/cd.db" --now 1997-09-30 --json clv fit --unit week > "$T/events.json"
+"$P" --db "$T/cd.db" --now 1998-06-30 --json clv validate --split 1997-09-30 --unit week > "$T/validate.json"
 "$P" --json clv fit --model bgbb --summary "$D/donations_bgbb/donations_rf_matrix_btyd.csv" \
     --map x=x,t_x=t_x,n=n_cal,count=custs > "$T/bgbb.json"
-/usr/bin/python3 - "$T" <<'PY'
+/usr/bin/python3 - "$T" "$D" <<'PY'
 import json, sys
 t = sys.argv[1]
 s = json.load(open(t + '/summary.json'))
@@ -37,6 +38,25 @@ for k, v in dict(alpha=1.204, beta=0.750, gamma=0.657, delta=2.783).items():
     rel(b[k], v, 1e-3, k)
 assert abs(b['loglik'] + 33225.58) < 5e-3
 print('clv: CDNOW summary and event log, donations: published estimates reproduced')
+# Calibration/holdout (BTYD vignette): bins, holdout means, the weekly tracking curve.
+v = json.load(open(t + '/validate.json'))
+assert v['holdout'] == 39 and v['customers'] == 2357 and v['actual_total'] == 1882
+n = [1411, 439, 214, 100, 62, 38, 29, 64]
+act = [0.2367116, 0.6970387, 1.392523, 1.560000, 2.532258, 2.947368, 3.862069, 6.359375]
+exp = [0.2250893, 0.5231364, 1.044126, 1.520256, 2.163824, 2.653789, 3.503957, 6.157036]
+for b, row in enumerate(v['bins']):
+    assert row['customers'] == n[b], row
+    assert abs(row['actual'] - act[b]) < 1e-6, row
+    rel(row['expected'], exp[b], 3e-3, 'holdout expected x=%d' % b)  # MLE vs BTYD params
+import csv
+track = {int(r['week']): int(r['cum_repeat_transactions'])
+         for r in csv.DictReader(open(sys.argv[2] + '/cdnow/cdnow_weekly_cum_repeat_tracking.csv'))}
+assert len(v['tracking']) == 78
+for p in v['tracking']:
+    assert p['actual'] == track[p['period']], (p, track[p['period']])
+for w, e in zip(range(20, 26), [1312.458, 1387.346, 1460.392, 1531.713, 1601.418, 1669.6]):
+    rel(v['tracking'][w - 1]['expected'], e, 1e-3, 'tracking week %d' % w)
+print('clv validate: CDNOW holdout table and 78-week tracking curve reproduced')
 PY
 # Bad summary rows: a clear message naming file, line and column; exit 2; no output.
 printf 'frequency,recency,T\n1,2,10\n2,x3,10\n' > "$T/bad1.csv"
