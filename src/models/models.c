@@ -537,6 +537,37 @@ int models_load(patron_db *db, models_state *ms, patron_error *err)
     return rc;
 }
 
+/* ---- member fields as JSON -------------------------------------------------------- */
+
+static json_t *num_or_null(double v)
+{
+    return isnan(v) ? json_null() : json_real(v);
+}
+
+void models_member_json(const models_state *ms, uint32_t m, json_t *o)
+{
+    int in = m < ms->n;
+    json_object_set_new(o, "rfm.r", in && ms->rfm_r[m] ? json_integer(ms->rfm_r[m]) : json_null());
+    json_object_set_new(o, "rfm.f", in && ms->rfm_f[m] ? json_integer(ms->rfm_f[m]) : json_null());
+    json_object_set_new(o, "rfm.m", in && ms->rfm_m[m] ? json_integer(ms->rfm_m[m]) : json_null());
+    json_object_set_new(o, "rfm.score",
+                        in && ms->rfm_score[m] ? json_integer(ms->rfm_score[m]) : json_null());
+    json_object_set_new(o, "rfm.segment",
+                        in && ms->rfm_segment[m]
+                            ? json_string(models_rfm_segment_names[ms->rfm_segment[m] - 1])
+                            : json_null());
+    json_object_set_new(o, "persona",
+                        in && ms->persona[m] >= 0 ? json_integer(ms->persona[m]) : json_null());
+    json_object_set_new(o, "clv", in ? num_or_null(ms->clv[m]) : json_null());
+    json_object_set_new(o, "p_alive", in ? num_or_null(ms->p_alive[m]) : json_null());
+    json_object_set_new(o, "expected_orders", in ? num_or_null(ms->expected_orders[m]) : json_null());
+    char when[TIME_FMT_LEN];
+    if (ms->as_of != PATRON_NULL_TS)
+        time_format(ms->as_of, when);
+    json_object_set_new(o, "models_as_of",
+                        ms->as_of != PATRON_NULL_TS ? json_string(when) : json_null());
+}
+
 /* ---- RFM table ------------------------------------------------------------------ */
 
 void models_rfm_table_release(models_rfm_table *t)

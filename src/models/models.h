@@ -72,6 +72,13 @@ int models_personas_fit(patron_db *db, int64_t now, int k, uint64_t seed, person
 /* The latest stored personas (from a refresh or a personas fit); *as_of their now. */
 int models_personas_load(patron_db *db, personas_model *pm, int64_t *as_of, patron_error *err);
 
+/* Sets the model fields of member m on a JSON object, under the rule-language names
+ * (SPEC §3): "rfm.r", "rfm.f", "rfm.m", "rfm.score", "rfm.segment", "persona", "clv",
+ * "p_alive", "expected_orders" (null when not scored or m >= ms->n) and "models_as_of"
+ * (null when never refreshed).  For `member show --json`.  o is a jansson json_t *. */
+struct json_t;
+void models_member_json(const models_state *ms, uint32_t m, struct json_t *o);
+
 /* RFM at now without storing (for `patron rfm`): per-member scores (n_members slots,
  * 0 = not scored) and the segment table.  Revenue is the members' net spend. */
 typedef struct models_rfm_row {

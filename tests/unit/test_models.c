@@ -175,6 +175,27 @@ static void test_refresh_load_consent(void **state)
         }
     }
     assert_true(n_denied_buyers > 100);
+    /* The JSON view of one scored and one denied member (for member show). */
+    for (uint32_t m = 0, seen = 0; m < n && seen != 3; m++) {
+        int scored = a.rfm_score[m] != 0;
+        if (seen & (scored ? 1 : 2))
+            continue;
+        seen |= scored ? 1 : 2;
+        json_t *js = json_object();
+        models_member_json(&b, m, js);
+        assert_true(json_is_string(json_object_get(js, "models_as_of")));
+        if (scored) {
+            assert_int_equal(json_integer_value(json_object_get(js, "rfm.score")), a.rfm_score[m]);
+            assert_string_equal(json_string_value(json_object_get(js, "rfm.segment")),
+                                models_rfm_segment_names[a.rfm_segment[m] - 1]);
+            assert_true(json_is_real(json_object_get(js, "p_alive")));
+        } else {
+            assert_true(json_is_null(json_object_get(js, "rfm.segment")));
+            assert_true(json_is_null(json_object_get(js, "persona")));
+            assert_true(json_is_null(json_object_get(js, "clv")));
+        }
+        json_decref(js);
+    }
     assert_int_equal(rep.eligible, eligible);
     assert_int_equal(rep.personas.members, eligible);
     /* RFM's population excludes them: the top recency score holds about a fifth of the
