@@ -78,5 +78,9 @@ int cmd_redeem(cli_ctx *ctx, int argc, char **argv);
 int cmd_tier(cli_ctx *ctx, int argc, char **argv);
 int cmd_tiers(cli_ctx *ctx, int argc, char **argv);
 int cmd_ledger(cli_ctx *ctx, int argc, char **argv);
+int cmd_clv(cli_ctx *ctx, int argc, char **argv);
+int cmd_rfm(cli_ctx *ctx, int argc, char **argv);
+int cmd_personas(cli_ctx *ctx, int argc, char **argv);
+int cmd_models(cli_ctx *ctx, int argc, char **argv);
 
 #endif

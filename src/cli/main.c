@@ -38,6 +38,10 @@ static const command commands[] = {
     {"tier", cmd_tier, "a member's tier and qualification"},
     {"tiers", cmd_tiers, "tier review (downgrades happen only here)"},
     {"ledger", cmd_ledger, "verify the points ledger (invariants, rebuild = live)"},
+    {"clv", cmd_clv, "fit customer lifetime value models (BG/NBD, Gamma-Gamma, BG/BB)"},
+    {"rfm", cmd_rfm, "RFM scores and the segment table"},
+    {"personas", cmd_personas, "fit or show k-means personas"},
+    {"models", cmd_models, "refresh or show every member's model fields"},
 };
 
 static void usage(FILE *f)
