@@ -215,7 +215,8 @@ int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
     }
     patron_error err = {0};
     double t0 = now_s();
-    if (db_view_ensure(db, &err) != PATRON_OK || segments_load(db, &err) != PATRON_OK)
+    if (db_view_ensure(db, &err) != PATRON_OK || segments_load(db, &err) != PATRON_OK ||
+        cli_attach(ctx, db, &err) != PATRON_OK)
         goto fail;
     double t1 = now_s();
     if (!segment_find(db, "vip") && segment_create(db, "vip", "monetary > 1000", ctx->now, &err))

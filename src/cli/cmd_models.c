@@ -527,6 +527,15 @@ int cmd_models(cli_ctx *ctx, int argc, char **argv)
         patron_close(db);
         return cli_fail(&err);
     }
+    /* Segments that read model fields take the new values (every member, those only). */
+    db->tracking = 1;
+    for (uint32_t m = 0; m < db->n_members; m++)
+        db_touch(db, m, DB_SRC_MODELS);
+    db->tracking = 0;
+    if ((rc = cli_refresh_segments(ctx, db)) != 0) {
+        patron_close(db);
+        return rc;
+    }
     char when[TIME_FMT_LEN];
     time_format(ms.as_of, when);
     if (ctx->json) {

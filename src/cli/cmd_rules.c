@@ -7,11 +7,23 @@
 #include "core/db.h"
 #include "rules/eval.h"
 #include "segments/segments.h"
+#include "models/models.h"
+#include "loyalty/loyalty.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Model and loyalty fields as member columns for rules: every path that compiles rules
+ * attaches the same ones, so a segment means the same wherever it is evaluated. */
+int cli_attach(cli_ctx *ctx, patron_db *db, patron_error *err)
+{
+    int rc = models_attach(db, err);
+    if (rc == PATRON_OK)
+        rc = loyalty_attach(db, ctx->now, err);
+    return rc;
+}
 
 /* Opens the db with the member view built. */
 static int open_view(cli_ctx *ctx, patron_db **db)
@@ -20,7 +32,8 @@ static int open_view(cli_ctx *ctx, patron_db **db)
     if (rc)
         return rc;
     patron_error err = {0};
-    if (db_view_ensure(*db, &err) != PATRON_OK || segments_load(*db, &err) != PATRON_OK) {
+    if (db_view_ensure(*db, &err) != PATRON_OK || segments_load(*db, &err) != PATRON_OK ||
+        cli_attach(ctx, *db, &err) != PATRON_OK) {
         patron_close(*db);
         return cli_fail(&err);
     }
@@ -534,7 +547,8 @@ int cli_refresh_segments(cli_ctx *ctx, patron_db *db)
         return cli_fail(&err);
     if (db->segs->n == 0)
         return 0;
-    if (segments_sync(db, ctx->now, &err) != PATRON_OK)
+    if (db_view_ensure(db, &err) != PATRON_OK || cli_attach(ctx, db, &err) != PATRON_OK ||
+        segments_sync(db, ctx->now, &err) != PATRON_OK)
         return cli_fail(&err);
     return 0;
 }
@@ -547,7 +561,8 @@ int cli_member_segments(cli_ctx *ctx, patron_db *db, const char *id, json_t **ou
     uint32_t m;
     if (!hmap_get(&db->member_ids, id, strlen(id), &m))
         return 0;
-    if (db_view_ensure(db, &err) != PATRON_OK || segments_load(db, &err) != PATRON_OK)
+    if (db_view_ensure(db, &err) != PATRON_OK || segments_load(db, &err) != PATRON_OK ||
+        cli_attach(ctx, db, &err) != PATRON_OK)
         return cli_fail(&err);
     for (size_t i = 0; i < db->segs->n; i++) {
         roaring_bitmap_t *b;

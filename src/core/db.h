@@ -47,6 +47,8 @@ struct patron_db {
     void *touched;
     uint32_t touched_sources;
     int tracking;                        /* 1 while an import applies a committed batch */
+    struct extcol *ext;                  /* members/view.h: attached columns */
+    size_t n_ext;
     struct segcat *segs;                 /* segments/segments.h, loaded on need */
     void (*segs_free)(patron_db *db);    /* set by the segments module */
     uint8_t default_profiling, default_personalization; /* 0 = program default (granted) */
@@ -60,6 +62,7 @@ enum {
     DB_SRC_PROFILE = 1u << 0,  /* profile columns, consents, attributes, enrollment */
     DB_SRC_ORDERS = 1u << 1,   /* orders, items, returns and the behavioural fields */
     DB_SRC_EVENTS = 1u << 2,   /* bit (DB_SRC_EVENTS << k) for event stream k (ST_* - 3) */
+    DB_SRC_MODELS = 1u << 20,  /* model fields (a models refresh) */
 };
 /* Marks member m (and the sources) as changed by the import being applied. */
 void db_touch(patron_db *db, uint32_t m, uint32_t sources);

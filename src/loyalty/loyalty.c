@@ -16,6 +16,7 @@
 #include "base/num.h"
 #include "core/db.h"
 #include "loyalty/ledger.h"
+#include "members/view.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -398,4 +399,23 @@ void loyalty_fields_compute(patron_db *db, int64_t now, loyalty_fields *f)
         if (f->tier)
             f->tier[m] = l ? ledger_tier(l, m, now) : 0;
     }
+}
+
+int loyalty_attach(patron_db *db, int64_t now, patron_error *err)
+{
+    int rc = loyalty_refresh(db, err);
+    if (rc != PATRON_OK)
+        return rc;
+    extcol *bal = db_extcol(db, "points_balance", VT_NUM, 0),
+           *earned = db_extcol(db, "points_earned_365d", VT_NUM, 0),
+           *tier = db_extcol(db, "tier", VT_STR, 0);
+    if (!bal || !earned || !tier)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    for (uint32_t m = 0; m < bal->n; m++) {
+        bal->num[m] = (double)loyalty_points_balance(db, m, now);
+        earned->num[m] = (double)loyalty_points_earned_365d(db, m, now);
+        const char *t = loyalty_tier(db, m, now);
+        tier->code[m] = t && *t ? strdict_intern(&tier->dict, t, strlen(t)) : 0;
+    }
+    return PATRON_OK;
 }

@@ -102,4 +102,8 @@ typedef struct loyalty_fields {
 } loyalty_fields;
 void loyalty_fields_compute(patron_db *db, int64_t now, loyalty_fields *f);
 
+/* Attaches points_balance, points_earned_365d and tier at now as member columns the rule
+ * engine reads (members/view.h extcol). */
+int loyalty_attach(patron_db *db, int64_t now, patron_error *err);
+
 #endif

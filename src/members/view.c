@@ -769,6 +769,58 @@ void db_view_free(patron_db *db)
 {
     view_free(db->view);
     db->view = NULL;
+    for (size_t i = 0; i < db->n_ext; i++) {
+        mem_free(db->ext[i].num);
+        mem_free(db->ext[i].code);
+        strdict_release(&db->ext[i].dict);
+    }
+    mem_free(db->ext);
+    db->ext = NULL;
+    db->n_ext = 0;
+}
+
+const extcol *db_extcol_find(const patron_db *db, const char *name)
+{
+    for (size_t i = 0; i < db->n_ext; i++)
+        if (strcmp(db->ext[i].name, name) == 0)
+            return &db->ext[i];
+    return NULL;
+}
+
+extcol *db_extcol(patron_db *db, const char *name, vtype type, int is_model)
+{
+    extcol *c = (extcol *)db_extcol_find(db, name);
+    if (!c) {
+        extcol *a = mem_realloc_array(db->ext, db->n_ext + 1, sizeof *a);
+        if (!a)
+            return NULL;
+        db->ext = a;
+        c = &db->ext[db->n_ext++];
+        memset(c, 0, sizeof *c);
+        snprintf(c->name, sizeof c->name, "%s", name);
+        c->type = type;
+        c->is_model = is_model;
+        strdict_init(&c->dict);
+    }
+    uint32_t n = db->n_members;
+    if (n > c->cap || !c->num) {
+        uint32_t cap = n ? n : 1;
+        double *d = mem_realloc_array(c->num, cap, sizeof *d);
+        if (!d)
+            return NULL;
+        c->num = d;
+        uint32_t *k = mem_realloc_array(c->code, cap, sizeof *k);
+        if (!k)
+            return NULL;
+        c->code = k;
+        c->cap = cap;
+    }
+    for (uint32_t m = c->n; m < n; m++) {
+        c->num[m] = NAN;
+        c->code[m] = 0;
+    }
+    c->n = n;
+    return c;
 }
 
 typedef struct lctx {
@@ -797,7 +849,8 @@ int db_view_ensure(patron_db *db, patron_error *err)
 {
     if (db->view && db->view_valid && !db->view->failed)
         return PATRON_OK;
-    db_view_free(db);
+    view_free(db->view); /* attached columns stay */
+    db->view = NULL;
     int rc = db_csr_build(db);
     if (rc != PATRON_OK)
         return err_set(err, rc, "out of memory building the event index");

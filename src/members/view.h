@@ -117,6 +117,24 @@ typedef struct mview {
     int failed;              /* an incremental update ran out of memory: rebuild */
 } mview;
 
+/* Member columns computed above this layer (model fields, loyalty fields) and attached
+ * for the rule engine by name ("rfm.segment", "points_balance", …).  A column covers
+ * n members; members added later read as null until it is attached again. */
+typedef struct extcol {
+    char name[40];
+    vtype type;      /* VT_NUM or VT_STR */
+    int is_model;    /* SPEC 1.5: read only with profiling consent */
+    uint32_t n, cap;
+    double *num;     /* VT_NUM: NAN = null */
+    uint32_t *code;  /* VT_STR: codes in dict, 0 = null */
+    strdict dict;
+} extcol;
+
+/* The column `name`, created when missing, sized for every member now (new slots null).
+ * NULL when out of memory. */
+extcol *db_extcol(patron_db *db, const char *name, vtype type, int is_model);
+const extcol *db_extcol_find(const patron_db *db, const char *name);
+
 /* Builds the view when it is missing or stale.  0 or a patron status. */
 int db_view_ensure(patron_db *db, patron_error *err);
 void db_view_free(patron_db *db);

@@ -743,3 +743,50 @@ int models_declining_high_value(patron_db *db, int64_t now, uint32_t *out, size_
     mem_free(prior), mem_free(recent), mem_free(sorted);
     return PATRON_OK;
 }
+
+int models_attach(patron_db *db, patron_error *err)
+{
+    models_state ms;
+    int rc = models_load(db, &ms, err);
+    if (rc != PATRON_OK)
+        return rc;
+    static const char *const nums[] = {"rfm.r", "rfm.f", "rfm.m", "rfm.score", "persona",
+                                       "clv", "p_alive", "expected_orders"};
+    for (size_t k = 0; k < sizeof nums / sizeof *nums && rc == PATRON_OK; k++) {
+        int rfm = k < 4, is_persona = k == 4;
+        if ((rfm && !ms.have_rfm) || (is_persona && !ms.have_personas) || (k > 4 && !ms.have_clv))
+            continue;
+        extcol *c = db_extcol(db, nums[k], VT_NUM, 1);
+        if (!c) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            break;
+        }
+        for (uint32_t m = 0; m < c->n; m++) {
+            double v = NAN;
+            if (m < ms.n) {
+                switch (k) {
+                case 0: v = ms.rfm_r[m] ? ms.rfm_r[m] : NAN; break;
+                case 1: v = ms.rfm_f[m] ? ms.rfm_f[m] : NAN; break;
+                case 2: v = ms.rfm_m[m] ? ms.rfm_m[m] : NAN; break;
+                case 3: v = ms.rfm_score[m] ? ms.rfm_score[m] : NAN; break;
+                case 4: v = ms.persona[m] >= 0 ? ms.persona[m] : NAN; break;
+                case 5: v = ms.clv[m]; break;
+                case 6: v = ms.p_alive[m]; break;
+                default: v = ms.expected_orders[m]; break;
+                }
+            }
+            c->num[m] = v;
+        }
+    }
+    if (rc == PATRON_OK && ms.have_rfm) {
+        extcol *c = db_extcol(db, "rfm.segment", VT_STR, 1);
+        if (!c)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        for (int k = 0; c && k < RFM_NSEGMENTS; k++) /* code = 1 + the segment's index */
+            strdict_intern(&c->dict, models_rfm_segment_names[k], strlen(models_rfm_segment_names[k]));
+        for (uint32_t m = 0; c && m < c->n; m++)
+            c->code[m] = m < ms.n ? ms.rfm_segment[m] : 0;
+    }
+    models_state_free(&ms);
+    return rc;
+}

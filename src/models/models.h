@@ -64,6 +64,10 @@ int models_refresh(patron_db *db, int64_t now, models_state *ms, patron_error *e
 int models_refresh_with(patron_db *db, int64_t now, const models_opts *o, models_state *ms,
                         models_report *rep, patron_error *err);
 void models_state_free(models_state *ms);
+/* Attaches the last stored refresh's fields (rfm.*, persona, clv, p_alive,
+ * expected_orders) as member columns the rule engine reads (members/view.h extcol).
+ * Without a stored refresh they stay null. */
+int models_attach(patron_db *db, patron_error *err);
 
 /* Fits personas alone at now, stores them as a "personas" run and returns the model;
  * persona ids of all members into id (n_members slots, -1 = none) when id is not NULL. */

@@ -229,6 +229,25 @@ static int resolve_member_field(checker *c, rnode *n)
         }
         return 0;
     }
+    const extcol *ec = db_extcol_find(db, name);
+    if (ec) { /* attached by the models or the ledger; sized for every member now */
+        extcol *w = db_extcol(db, name, ec->type, ec->is_model);
+        if (!w)
+            return err_set(c->err, PATRON_ENOMEM, "out of memory");
+        n->type = n->vc.type = w->type;
+        n->is_model = w->is_model;
+        if (w->type == VT_STR) {
+            n->vc.st = VS_CODE;
+            n->vc.data = w->code;
+            n->vc.dict = &w->dict;
+        } else {
+            n->vc.st = VS_F64;
+            n->vc.data = w->num;
+        }
+        if (n->is_model)
+            c->r->reads_models = 1;
+        return 0;
+    }
     for (size_t k = 0; k < sizeof null_fields / sizeof *null_fields; k++)
         if (strcmp(name, null_fields[k].name) == 0) {
             n->ref = REF_NONE;

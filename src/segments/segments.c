@@ -311,7 +311,7 @@ static void deps_of(const rnode *n, uint32_t *deps)
                              ? DB_SRC_PROFILE
                              : DB_SRC_ORDERS;
         else if (n->ref != REF_NONE)
-            *deps |= DB_SRC_PROFILE;
+            *deps |= n->is_model ? DB_SRC_MODELS : DB_SRC_PROFILE;
         break;
     case N_AGG:
         *deps |= n->stream_id < ST_REDEMPTIONS ? DB_SRC_ORDERS
