@@ -235,7 +235,7 @@ int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
     char *buf = malloc(cap);
     double *lat = calloc(count / batch + 2, sizeof *lat);
     uint64_t done = 0, nb = 0, dups = 0;
-    double tin = 0;
+    double tin = 0, t_add = 0;
     char l[65536];
     while (done < count && buf && lat) {
         len = 0;
@@ -266,8 +266,10 @@ int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
         o.max_errors = (long)k; /* generator lines are good; a few may repeat an order id */
         patron_import_result res;
         double a = now_s();
-        if (patron_events_add(db, "stream", buf, len, &o, &res, &err) != PATRON_OK ||
-            patron_segments_sync(db, ctx->now, &err) != PATRON_OK) {
+        int bad = patron_events_add(db, "stream", buf, len, &o, &res, &err) != PATRON_OK;
+        double am = now_s();
+        t_add += am - a;
+        if (bad || patron_segments_sync(db, ctx->now, &err) != PATRON_OK) {
             free(buf);
             free(lat);
             goto fail;
@@ -301,6 +303,8 @@ int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
                             "advance_1d_ms", (tb - ta) * 1000, "index_ms_per_segment",
                             (t3 - t2) * 1000 / (double)db->segs->n, "advance_evaluations", (json_int_t)(ev1 - ev0));
     free(lat);
+    json_object_set_new(out, "add_s", json_real(t_add));
+    json_object_set_new(out, "sync_s", json_real(tin - t_add));
     char *t = json_dumps(out, JSON_INDENT(1));
     printf("%s\n", t);
     free(t);

@@ -32,11 +32,26 @@ void patron_import_opts_init(patron_import_opts *o)
     o->now = PATRON_NULL_TS;
 }
 
-enum { F_ORDER_ID, F_MEMBER_ID, F_TS, F_SKU, F_QTY, F_PRICE, F_CATEGORY, F_BRAND, F_CHANNEL,
-       F_STORE, F_CURRENCY, F_ORIGINAL, F_AMOUNT, F__COUNT };
-static const char *order_fields[F__COUNT] = {"order_id", "member_id", "ts", "sku", "qty",
-                                             "price", "category", "brand", "channel", "store",
-                                             "currency", "original_order_id", "amount"};
+enum {
+    F_ORDER_ID,
+    F_MEMBER_ID,
+    F_TS,
+    F_SKU,
+    F_QTY,
+    F_PRICE,
+    F_CATEGORY,
+    F_BRAND,
+    F_CHANNEL,
+    F_STORE,
+    F_CURRENCY,
+    F_ORIGINAL,
+    F_AMOUNT,
+    F__COUNT
+};
+static const char *order_fields[F__COUNT] = {
+    "order_id", "member_id",         "ts",    "sku",     "qty",
+    "price",    "category",          "brand", "channel", "store",
+    "currency", "original_order_id", "amount"};
 
 /* Resolves "field=COLUMN,..." for one field name; returns the column name to look for. */
 static int map_lookup(const char *map, const char *field, char *out, size_t cap)
@@ -48,8 +63,7 @@ static int map_lookup(const char *map, const char *field, char *out, size_t cap)
         const char *eq = memchr(p, '=', n);
         if (eq && (size_t)(eq - p) == fn && memcmp(p, field, fn) == 0) {
             size_t vn = n - fn - 1;
-            if (vn >= cap)
-                vn = cap - 1;
+            if (vn >= cap) vn = cap - 1;
             memcpy(out, eq + 1, vn);
             out[vn] = '\0';
             return 1;
@@ -60,20 +74,18 @@ static int map_lookup(const char *map, const char *field, char *out, size_t cap)
     return 0;
 }
 
-static int validate_map(const char *map, const char *const *fields, int nfields,
-                        patron_error *err)
+static int validate_map(const char *map, const char *const *fields, int nfields, patron_error *err)
 {
     for (const char *p = map; p && *p;) {
         const char *end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         const char *eq = memchr(p, '=', n);
-        if (!eq)
-            return err_set(err, PATRON_EUSAGE, "--map: '%.*s' is not FIELD=COLUMN", (int)n, p);
+        if (!eq) return err_set(err, PATRON_EUSAGE, "--map: '%.*s' is not FIELD=COLUMN", (int)n, p);
         int ok = 0;
         for (int i = 0; i < nfields && !ok; i++)
-            ok = strlen(fields[i]) == (size_t)(eq - p) && memcmp(fields[i], p, (size_t)(eq - p)) == 0;
-        if (!ok && fields != order_fields)
-            ok = 1; /* members and events take any field name */
+            ok = strlen(fields[i]) == (size_t)(eq - p) &&
+                 memcmp(fields[i], p, (size_t)(eq - p)) == 0;
+        if (!ok && fields != order_fields) ok = 1; /* members and events take any field name */
         if (!ok)
             return err_set(err, PATRON_EUSAGE, "--map: unknown field '%.*s'", (int)(eq - p), p);
         p = end ? end + 1 : NULL;
@@ -89,11 +101,9 @@ typedef struct bad_list {
 
 static int bad_add(bad_list *b, uint64_t line, const char *msg)
 {
-    if (MEM_GROW(b->lines, b->cap, b->n + 1) != 0)
-        return -1;
+    if (MEM_GROW(b->lines, b->cap, b->n + 1) != 0) return -1;
     char **r = mem_realloc_array(b->reasons, b->cap, sizeof *r);
-    if (!r)
-        return -1;
+    if (!r) return -1;
     b->reasons = r;
     b->lines[b->n] = line;
     b->reasons[b->n] = mem_strdup(msg);
@@ -156,12 +166,10 @@ static int dict_code(patron_db *db, batch *b, int kind, const char *s, size_t n,
         *code = 0;
         return 0;
     }
-    if (hmap_get(&db->dict[kind], s, n, code))
-        return 0;
+    if (hmap_get(&db->dict[kind], s, n, code)) return 0;
     uint32_t fresh = (uint32_t)(db->dict[kind].count + b->n_new[kind] + 1);
     int f = hmap_get_or_put(&b->dict[kind], s, n, fresh, code);
-    if (f < 0)
-        return -1;
+    if (f < 0) return -1;
     if (f == 0) {
         uint64_t off;
         if (MEM_GROW(b->new_off[kind], b->cap_off[kind], b->n_new[kind] + 1) ||
@@ -224,8 +232,7 @@ static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_i
 {
     size_t per = 4 + 8 + 4 + 4 + 4 + 4 + 8;
     unsigned char *buf = mem_alloc_array(CHUNK_ITEMS, per);
-    if (!buf)
-        return err_set(err, PATRON_ENOMEM, "out of memory");
+    if (!buf) return err_set(err, PATRON_ENOMEM, "out of memory");
     int rc = PATRON_OK;
     size_t i = 0;
     while (i < b->n_items && rc == PATRON_OK) {
@@ -233,17 +240,14 @@ static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_i
         uint64_t *oh = (uint64_t *)(void *)(buf + 8);
         size_t n = 0, start = i;
         for (; i < b->n_items && n < CHUNK_ITEMS; i++)
-            if (order_of_item_ok[b->it_order[i]])
-                n++;
-        if (n == 0)
-            break;
+            if (order_of_item_ok[b->it_order[i]]) n++;
+        if (n == 0) break;
         uint32_t *sku = (uint32_t *)(void *)(oh + n), *cat = sku + n, *brand = cat + n;
         int32_t *qty = (int32_t *)(brand + n);
         int64_t *price = (int64_t *)(void *)(qty + n); /* 8 + 24n: aligned */
         size_t k = 0;
         for (size_t j = start; j < i; j++) {
-            if (!order_of_item_ok[b->it_order[j]])
-                continue;
+            if (!order_of_item_ok[b->it_order[j]]) continue;
             border *o = &b->orders[b->it_order[j]];
             oh[k] = XXH3_64bits(b->arena + o->id_off, o->id_len);
             sku[k] = b->it_sku[j];
@@ -291,8 +295,7 @@ static int apply_dicts(patron_db *db, batch *b)
 
 static int arena_put(batch *b, const char *s, size_t n, uint64_t *off)
 {
-    if (MEM_GROW(b->arena, b->arena_cap, b->arena_len + n + 1) != 0)
-        return -1;
+    if (MEM_GROW(b->arena, b->arena_cap, b->arena_len + n + 1) != 0) return -1;
     memcpy(b->arena + b->arena_len, s, n);
     *off = b->arena_len;
     b->arena_len += n;
@@ -306,8 +309,7 @@ static void report(batch *b, uint64_t line, const char *col, const char *fmt, co
     snprintf(reason, sizeof reason, fmt, (int)(vn > 64 ? 64 : vn), v);
     snprintf(msg, sizeof msg, "%s:%llu: column '%s': %s", b->name, (unsigned long long)line, col,
              reason);
-    if (b->opts->report)
-        b->opts->report(b->opts->report_ctx, msg);
+    if (b->opts->report) b->opts->report(b->opts->report_ctx, msg);
     bad_add(&b->bad, line, reason);
     b->bad_rows++;
 }
@@ -316,8 +318,7 @@ static int write_rejects(const char *path, char delim, const char *rejects, batc
                          int order_level, const int *col, patron_error *err)
 {
     FILE *f = fopen(rejects, "w");
-    if (!f)
-        return err_set(err, PATRON_EIO, "cannot write rejects file '%s'", rejects);
+    if (!f) return err_set(err, PATRON_EIO, "cannot write rejects file '%s'", rejects);
     csv_reader *r;
     int rc = csv_open(path, delim, &r, err);
     if (rc) {
@@ -352,8 +353,7 @@ static int write_rejects(const char *path, char delim, const char *rejects, batc
         if (reason) {
             fprintf(f, "%.*s%c\"", (int)rawn, raw, delim ? delim : ',');
             for (const char *c = reason; *c; c++) {
-                if (*c == '"')
-                    fputc('"', f);
+                if (*c == '"') fputc('"', f);
                 fputc(*c, f);
             }
             fputs("\"\n", f);
@@ -367,11 +367,9 @@ static int write_rejects(const char *path, char delim, const char *rejects, batc
 
 static char sniff_delim(const char *path, char d)
 {
-    if (d)
-        return d;
+    if (d) return d;
     size_t n = strlen(path);
-    if (n > 4 && strcmp(path + n - 4, ".txt") == 0)
-        return ' ';
+    if (n > 4 && strcmp(path + n - 4, ".txt") == 0) return ' ';
     return ',';
 }
 
@@ -398,12 +396,13 @@ static int open_with_header(const char *path, char delim, csv_reader **r, const 
                             size_t *nf, patron_error *err)
 {
     int rc = csv_open(path, delim, r, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     rc = csv_next(*r, fl, nf, err);
     if (rc <= 0) {
         csv_free(*r);
-        return rc < 0 ? rc : err_set(err, PATRON_EINPUT, "%s: empty file (a header row is required)", path);
+        return rc < 0
+                   ? rc
+                   : err_set(err, PATRON_EINPUT, "%s: empty file (a header row is required)", path);
     }
     return PATRON_OK;
 }
@@ -412,22 +411,19 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                          patron_import_result *res, patron_error *err)
 {
     int rc;
-    if ((rc = validate_map(opts->map, order_fields, F__COUNT, err)))
-        return rc;
+    if ((rc = validate_map(opts->map, order_fields, F__COUNT, err))) return rc;
     char delim = sniff_delim(path, opts->delimiter);
     csv_reader *r;
     const csv_field *fl;
     size_t nf;
-    if ((rc = open_with_header(path, delim, &r, &fl, &nf, err)))
-        return rc;
+    if ((rc = open_with_header(path, delim, &r, &fl, &nf, err))) return rc;
     int col[F__COUNT];
     for (int f = 0; f < F__COUNT; f++) {
         char want[256];
         map_lookup(opts->map, order_fields[f], want, sizeof want);
         col[f] = -1;
         for (size_t i = 0; i < nf; i++)
-            if (fl[i].n == strlen(want) && memcmp(fl[i].p, want, fl[i].n) == 0)
-                col[f] = (int)i;
+            if (fl[i].n == strlen(want) && memcmp(fl[i].p, want, fl[i].n) == 0) col[f] = (int)i;
     }
     int order_level = col[F_AMOUNT] >= 0 && col[F_SKU] < 0 && col[F_QTY] < 0 && col[F_PRICE] < 0;
     const int need_li[] = {F_ORDER_ID, F_MEMBER_ID, F_TS, F_SKU, F_QTY, F_PRICE};
@@ -439,8 +435,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             char want[256];
             map_lookup(opts->map, order_fields[need[k]], want, sizeof want);
             csv_free(r);
-            return err_set(err, PATRON_EINPUT, "%s:1: missing required column '%s'%s", path,
-                           want, order_level ? "" : " (or an 'amount' column for an order-level file)");
+            return err_set(err, PATRON_EINPUT, "%s:1: missing required column '%s'%s", path, want,
+                           order_level ? "" : " (or an 'amount' column for an order-level file)");
         }
 
     batch b;
@@ -453,8 +449,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     uint64_t guess = csv_size(r) / 400;
     size_t rows_guess = (size_t)(csv_size(r) / 70) + 16;
     if ((guess > 1024 && hmap_reserve(&b.ids, (size_t)guess, (size_t)guess * 10) != 0) ||
-        MEM_GROW(b.orders, b.cap, (size_t)guess + 16) || MEM_GROW(b.it_order, b.cap_items[0], rows_guess) ||
-        MEM_GROW(b.it_sku, b.cap_items[1], rows_guess) || MEM_GROW(b.it_cat, b.cap_items[2], rows_guess) ||
+        MEM_GROW(b.orders, b.cap, (size_t)guess + 16) ||
+        MEM_GROW(b.it_order, b.cap_items[0], rows_guess) ||
+        MEM_GROW(b.it_sku, b.cap_items[1], rows_guess) ||
+        MEM_GROW(b.it_cat, b.cap_items[2], rows_guess) ||
         MEM_GROW(b.it_brand, b.cap_items[3], rows_guess) ||
         MEM_GROW(b.it_qty, b.cap_items[4], rows_guess) ||
         MEM_GROW(b.it_price, b.cap_items[5], rows_guess)) {
@@ -475,13 +473,15 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         int bad = 0;
         char idbuf[64];
         if (tsf.n == 0 || time_parse(tsf.p, tsf.n, &ts) != 0) {
-            report(&b, line, order_fields[F_TS], "cannot parse '%.*s' as a timestamp", tsf.p, tsf.n);
+            report(&b, line, order_fields[F_TS], "cannot parse '%.*s' as a timestamp", tsf.p,
+                   tsf.n);
             bad = 1;
         }
         if (order_level) {
             csv_field af = FIELD(F_AMOUNT);
             if (num_parse_money(af.p, af.n, &amount) != 0) {
-                report(&b, line, order_fields[F_AMOUNT], "cannot parse '%.*s' as an amount", af.p, af.n);
+                report(&b, line, order_fields[F_AMOUNT], "cannot parse '%.*s' as an amount", af.p,
+                       af.n);
                 bad = 1;
             }
             if (col[F_ORDER_ID] < 0) {
@@ -498,14 +498,16 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         } else {
             csv_field q = FIELD(F_QTY), pr = FIELD(F_PRICE), sku = FIELD(F_SKU);
             if (num_parse_int(q.p, q.n, &qty) != 0) {
-                report(&b, line, order_fields[F_QTY], "cannot parse '%.*s' as a whole number", q.p, q.n);
+                report(&b, line, order_fields[F_QTY], "cannot parse '%.*s' as a whole number", q.p,
+                       q.n);
                 bad = 1;
             } else if (qty == 0) {
                 report(&b, line, order_fields[F_QTY], "quantity '%.*s' is zero", q.p, q.n);
                 bad = 1;
             }
             if (num_parse_money(pr.p, pr.n, &price) != 0) {
-                report(&b, line, order_fields[F_PRICE], "cannot parse '%.*s' as a price", pr.p, pr.n);
+                report(&b, line, order_fields[F_PRICE], "cannot parse '%.*s' as a price", pr.p,
+                       pr.n);
                 bad = 1;
             } else if (price < 0) {
                 report(&b, line, order_fields[F_PRICE], "price '%.*s' is negative", pr.p, pr.n);
@@ -516,7 +518,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                 bad = 1;
             }
             if (!bad && num_mul_i64(qty, price, &amount) != 0) {
-                report(&b, line, order_fields[F_QTY], "amount of '%.*s' x price overflows", q.p, q.n);
+                report(&b, line, order_fields[F_QTY], "amount of '%.*s' x price overflows", q.p,
+                       q.n);
                 bad = 1;
             }
         }
@@ -551,8 +554,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             o->bad = 1;
             continue;
         }
-        if (ts < o->ts)
-            o->ts = ts;
+        if (ts < o->ts) o->ts = ts;
         int64_t pos = o->pos_amount, neg = o->neg_amount, tot;
         if ((amount < 0 ? num_add_i64(neg, amount, &neg) : num_add_i64(pos, amount, &pos)) != 0 ||
             num_add_i64(pos, neg, &tot) != 0) {
@@ -588,15 +590,13 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
 #undef FIELD
     csv_free(r);
     hmap_release(&occur);
-    if (rc < 0)
-        goto out;
+    if (rc < 0) goto out;
     rc = PATRON_OK;
 
     /* Against the store: duplicates and conflicting ids. */
     for (size_t i = 0; i < b.n; i++) {
         border *o = &b.orders[i];
-        if (o->bad)
-            continue;
+        if (o->bad) continue;
         uint64_t ch = o->hash ^ XXH3_64bits(b.arena + o->member_off, o->member_len);
         o->hash = ch ? ch : 1;
         uint32_t ex;
@@ -606,8 +606,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                 res->duplicates++;
             } else {
                 report(&b, o->first_line, order_fields[F_ORDER_ID],
-                       "order '%.*s' is already stored with different content",
-                       b.arena + o->id_off, o->id_len);
+                       "order '%.*s' is already stored with different content", b.arena + o->id_off,
+                       o->id_len);
                 o->bad = 1;
             }
         }
@@ -627,16 +627,13 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     int64_t *new_en = NULL;
     uint32_t *new_len = NULL, *dbidx = NULL;
     size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0;
-    if ((rc = store_begin(db->st, err)))
-        goto out;
+    if ((rc = store_begin(db->st, err))) goto out;
     store_order so;
     store_order *lo = mem_calloc(b.n + 1, sizeof *lo); /* what the ledger is handed */
-    if (!lo)
-        rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    if (!lo) rc = err_set(err, PATRON_ENOMEM, "out of memory");
     for (size_t i = 0; i < b.n && rc == 0; i++) {
         border *o = &b.orders[i];
-        if (o->bad || o->dup)
-            continue;
+        if (o->bad || o->dup) continue;
         int64_t member = -1;
         if (o->member_len) {
             uint32_t mi;
@@ -645,8 +642,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                 member = mi;
             } else if (hmap_get(&newm, ms, o->member_len, &mi)) {
                 member = mi;
-                if (o->ts < new_en[mi - db->n_members])
-                    new_en[mi - db->n_members] = o->ts;
+                if (o->ts < new_en[mi - db->n_members]) new_en[mi - db->n_members] = o->ts;
             } else {
                 mi = (uint32_t)(db->n_members + n_new);
                 if (MEM_GROW(new_ids, cap_new, n_new + 1) || MEM_GROW(new_en, cap_en, n_new + 1) ||
@@ -674,37 +670,41 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     uint32_t *ok = NULL;
     if (rc == 0 && b.n_items) {
         ok = mem_calloc(b.n, sizeof *ok);
-        if (!ok)
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        if (!ok) rc = err_set(err, PATRON_ENOMEM, "out of memory");
         for (size_t i = 0; ok && i < b.n; i++)
             ok[i] = !b.orders[i].bad && !b.orders[i].dup;
-        if (rc == 0)
-            rc = write_dicts(db, &b, err);
-        if (rc == 0)
-            rc = write_item_chunks(db, &b, ok, err);
+        if (rc == 0) rc = write_dicts(db, &b, err);
+        if (rc == 0) rc = write_item_chunks(db, &b, ok, err);
     }
     mem_free(ok);
     if (rc == 0) {
-        loyalty_import li = {lo, b.n, b.it_order, b.it_sku, b.it_cat, b.it_qty, b.it_price, b.n_items,
-                             {NULL, &b.dict[1], &b.dict[2], &b.dict[3]}, (const char *const *)new_ids,
-                             new_len, n_new, NULL, 0};
+        loyalty_import li = {lo,
+                             b.n,
+                             b.it_order,
+                             b.it_sku,
+                             b.it_cat,
+                             b.it_qty,
+                             b.it_price,
+                             b.n_items,
+                             {NULL, &b.dict[1], &b.dict[2], &b.dict[3]},
+                             (const char *const *)new_ids,
+                             new_len,
+                             n_new,
+                             NULL,
+                             0};
         rc = loyalty_on_import(db, &li, err);
     }
     mem_free(lo);
-    if (rc == 0)
-        rc = store_commit(db->st, err);
+    if (rc == 0) rc = store_commit(db->st, err);
     if (rc) {
         store_rollback(db->st);
     } else {
         res->committed = 1;
         rc = apply_dicts(db, &b);
         dbidx = mem_alloc_array(b.n ? b.n : 1, sizeof *dbidx);
-        if (rc == 0 && !dbidx)
-            rc = PATRON_ENOMEM;
-        if (rc == 0)
-            rc = db_orders_reserve(db, b.n);
-        if (rc == 0 && hmap_reserve(&db->member_ids, n_new, n_new * 12) != 0)
-            rc = PATRON_ENOMEM;
+        if (rc == 0 && !dbidx) rc = PATRON_ENOMEM;
+        if (rc == 0) rc = db_orders_reserve(db, b.n);
+        if (rc == 0 && hmap_reserve(&db->member_ids, n_new, n_new * 12) != 0) rc = PATRON_ENOMEM;
         /* Apply to the model: members first (orders reference them). */
         for (size_t k = 0; k < n_new && rc == 0; k++) {
             uint32_t len = new_len[k];
@@ -712,11 +712,11 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         }
         for (size_t i = 0; i < b.n && rc == 0; i++) {
             border *o = &b.orders[i];
-            if (o->bad || o->dup)
-                continue;
+            if (o->bad || o->dup) continue;
             uint32_t mi = 0;
             int64_t member = -1;
-            if (o->member_len && hmap_get(&db->member_ids, b.arena + o->member_off, o->member_len, &mi))
+            if (o->member_len &&
+                hmap_get(&db->member_ids, b.arena + o->member_off, o->member_len, &mi))
                 member = mi;
             border_to_store(&b, o, order_level, member, &so);
             rc = db_order_add(db, &so);
@@ -734,8 +734,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                 view_item(db, dbidx[b.it_order[j]], b.it_sku[j], b.it_cat[j], b.it_brand[j],
                           b.it_qty[j], b.it_price[j]);
         }
-        if (rc)
-            rc = err_set(err, rc, "out of memory applying the import; reopen the database");
+        if (rc) rc = err_set(err, rc, "out of memory applying the import; reopen the database");
         res->members_created = n_new;
     }
     hmap_release(&newm);
@@ -755,10 +754,9 @@ out:
     return rc;
 }
 
-static const char *member_text_fields[] = {"email", "phone", "first_name", "last_name",
-                                           "gender", "country", "region", "city",
-                                           "postal_code", "language", "signup_channel",
-                                           "referred_by"};
+static const char *member_text_fields[] = {
+    "email",  "phone", "first_name",  "last_name", "gender",         "country",
+    "region", "city",  "postal_code", "language",  "signup_channel", "referred_by"};
 static const char *channels[] = {"email", "sms", "push", "app", "web", "social", "mail"};
 static const char *purposes[] = {"marketing", "profiling", "personalization"};
 
@@ -770,8 +768,7 @@ static void snake_case(const char *s, size_t n, char *out, size_t cap)
     for (size_t i = 0; i < n && o + 1 < cap; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 'A' && c <= 'Z') {
-            if (i > 0 && o > 0 && !us && s[i - 1] >= 'a' && s[i - 1] <= 'z')
-                out[o++] = '_';
+            if (i > 0 && o > 0 && !us && s[i - 1] >= 'a' && s[i - 1] <= 'z') out[o++] = '_';
             out[o++] = (char)(c - 'A' + 'a');
             us = 0;
         } else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) {
@@ -788,10 +785,20 @@ static void snake_case(const char *s, size_t n, char *out, size_t cap)
 }
 
 /* What a members.csv column holds. */
-enum { MC_TEXT, MC_ENROLLED_AT, MC_BIRTH_DATE, MC_INTERESTS, MC_CONSENT, MC_CONSENT_UPDATED_AT, MC_PREFERRED_CHANNEL, MC_ATTRIBUTE, MC_MEMBER_ID };
+enum {
+    MC_TEXT,
+    MC_ENROLLED_AT,
+    MC_BIRTH_DATE,
+    MC_INTERESTS,
+    MC_CONSENT,
+    MC_CONSENT_UPDATED_AT,
+    MC_PREFERRED_CHANNEL,
+    MC_ATTRIBUTE,
+    MC_MEMBER_ID
+};
 
 typedef struct mcol {
-    int kind; /* MC_* */
+    int kind;         /* MC_* */
     char name[128];   /* field or attribute name */
     char header[128]; /* the column as written in the file, for messages */
 } mcol;
@@ -801,12 +808,9 @@ static json_t *attr_value(const char *s, size_t n)
     int bv;
     double d;
     int64_t iv;
-    if (num_parse_i64(s, n, &iv) == 0)
-        return json_integer(iv);
-    if (num_parse_double(s, n, &d) == 0)
-        return json_real(d);
-    if (num_parse_bool(s, n, &bv) == 0 && n > 1)
-        return json_boolean(bv);
+    if (num_parse_i64(s, n, &iv) == 0) return json_integer(iv);
+    if (num_parse_double(s, n, &d) == 0) return json_real(d);
+    if (num_parse_bool(s, n, &bv) == 0 && n > 1) return json_boolean(bv);
     return json_stringn(s, n);
 }
 
@@ -814,14 +818,12 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                           patron_import_result *res, patron_error *err)
 {
     int rc;
-    if ((rc = validate_map(opts->map, NULL, 0, err)))
-        return rc;
+    if ((rc = validate_map(opts->map, NULL, 0, err))) return rc;
     char delim = sniff_delim(path, opts->delimiter);
     csv_reader *r;
     const csv_field *fl;
     size_t nf;
-    if ((rc = open_with_header(path, delim, &r, &fl, &nf, err)))
-        return rc;
+    if ((rc = open_with_header(path, delim, &r, &fl, &nf, err))) return rc;
     /* Column roles: a --map entry FIELD=COLUMN renames COLUMN to FIELD. */
     size_t ncols = nf;
     mcol *cols = mem_calloc(ncols, sizeof *cols);
@@ -833,7 +835,8 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             const char *end = strchr(p, ',');
             size_t n = end ? (size_t)(end - p) : strlen(p);
             const char *eq = memchr(p, '=', n);
-            if (eq && strlen(name) == n - (size_t)(eq - p) - 1 && memcmp(eq + 1, name, strlen(name)) == 0)
+            if (eq && strlen(name) == n - (size_t)(eq - p) - 1 &&
+                memcmp(eq + 1, name, strlen(name)) == 0)
                 snprintf(name, sizeof name, "%.*s", (int)(eq - p), p);
             p = end ? end + 1 : NULL;
         }
@@ -855,17 +858,13 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             c->kind = MC_PREFERRED_CHANNEL;
         else if (strncmp(name, "consent_", 8) == 0) {
             for (size_t k = 0; k < 7; k++)
-                if (strcmp(name + 8, channels[k]) == 0)
-                    c->kind = MC_CONSENT;
+                if (strcmp(name + 8, channels[k]) == 0) c->kind = MC_CONSENT;
             for (size_t k = 0; k < 3; k++)
-                if (strcmp(name + 8, purposes[k]) == 0)
-                    c->kind = MC_CONSENT;
-            if (c->kind == MC_CONSENT)
-                snprintf(c->name, sizeof c->name, "%s", name + 8);
+                if (strcmp(name + 8, purposes[k]) == 0) c->kind = MC_CONSENT;
+            if (c->kind == MC_CONSENT) snprintf(c->name, sizeof c->name, "%s", name + 8);
         } else {
             for (size_t k = 0; k < sizeof member_text_fields / sizeof *member_text_fields; k++)
-                if (strcmp(name, member_text_fields[k]) == 0)
-                    c->kind = MC_TEXT;
+                if (strcmp(name, member_text_fields[k]) == 0) c->kind = MC_TEXT;
         }
         if (c->kind == MC_ATTRIBUTE) {
             char sn[128];
@@ -901,26 +900,26 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             const csv_field *f = &fl[i];
             if (cols[i].kind == MC_MEMBER_ID)
                 id = *f;
-            else if (cols[i].kind == MC_CONSENT_UPDATED_AT && f->n && time_parse(f->p, f->n, &cts) != 0) {
+            else if (cols[i].kind == MC_CONSENT_UPDATED_AT && f->n &&
+                     time_parse(f->p, f->n, &cts) != 0) {
                 report(&b, line, cols[i].header, "cannot parse '%.*s' as a timestamp", f->p, f->n);
                 bad = 1;
-            } else if (cols[i].kind == MC_ENROLLED_AT && f->n && time_parse(f->p, f->n, &ents) != 0) {
+            } else if (cols[i].kind == MC_ENROLLED_AT && f->n &&
+                       time_parse(f->p, f->n, &ents) != 0) {
                 report(&b, line, cols[i].header, "cannot parse '%.*s' as a timestamp", f->p, f->n);
                 bad = 1;
             }
         }
         if (id.n == 0 || id.n > 128) {
-            report(&b, line, "member_id", id.n ? "'%.*s' is longer than 128 bytes" : "empty value%.*s",
-                   id.p, id.n);
+            report(&b, line, "member_id",
+                   id.n ? "'%.*s' is longer than 128 bytes" : "empty value%.*s", id.p, id.n);
             continue;
         }
-        if (bad)
-            continue;
+        if (bad) continue;
         json_t *upd = json_object(), *cons = json_object(), *attrs = json_object();
         for (size_t i = 0; i < ncols && i < nf && !bad; i++) {
             const csv_field *f = &fl[i];
-            if (f->n == 0)
-                continue; /* an empty cell leaves the stored value unchanged */
+            if (f->n == 0) continue; /* an empty cell leaves the stored value unchanged */
             int32_t days;
             int bv;
             switch (cols[i].kind) {
@@ -942,15 +941,13 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                 const char *p = f->p, *e = f->p + f->n;
                 while (p < e) {
                     const char *q = memchr(p, ';', (size_t)(e - p));
-                    if (!q)
-                        q = e;
+                    if (!q) q = e;
                     const char *a = p, *z = q;
                     while (a < z && *a == ' ')
                         a++;
                     while (z > a && z[-1] == ' ')
                         z--;
-                    if (z > a)
-                        json_array_append_new(tags, json_stringn(a, (size_t)(z - a)));
+                    if (z > a) json_array_append_new(tags, json_stringn(a, (size_t)(z - a)));
                     p = q + 1;
                 }
                 json_object_set_new(upd, "interests", tags);
@@ -958,14 +955,16 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             }
             case MC_CONSENT:
                 if (num_parse_bool(f->p, f->n, &bv) != 0) {
-                    report(&b, line, cols[i].header, "cannot parse '%.*s' as true/false", f->p, f->n);
+                    report(&b, line, cols[i].header, "cannot parse '%.*s' as true/false", f->p,
+                           f->n);
                     bad = 1;
                 } else {
                     char ts[TIME_FMT_LEN];
                     time_format(cts, ts);
                     json_object_set_new(cons, cols[i].name,
-                                        json_pack("{s:s,s:s,s:s}", "status", bv ? "granted" : "denied",
-                                                  "updated_at", ts, "source", "import"));
+                                        json_pack("{s:s,s:s,s:s}", "status",
+                                                  bv ? "granted" : "denied", "updated_at", ts,
+                                                  "source", "import"));
                 }
                 break;
             case MC_PREFERRED_CHANNEL: {
@@ -974,7 +973,8 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                     ok |= strlen(channels[k]) == f->n && memcmp(channels[k], f->p, f->n) == 0;
                 if (!ok) {
                     report(&b, line, cols[i].header,
-                           "'%.*s' is not a channel (email, sms, push, app, web, social, mail)", f->p, f->n);
+                           "'%.*s' is not a channel (email, sms, push, app, web, social, mail)",
+                           f->p, f->n);
                     bad = 1;
                 } else {
                     json_object_set_new(upd, "preferred_channel", json_stringn(f->p, f->n));
@@ -996,8 +996,9 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         }
         uint32_t pi;
         if (!hmap_get(&pend, id.p, id.n, &pi)) {
-            if (MEM_GROW(prof, cp, np + 1) || MEM_GROW(en, ce, np + 1) || MEM_GROW(ids, ci, np + 1) ||
-                MEM_GROW(idx, cx, np + 1) || hmap_put(&pend, id.p, id.n, (uint32_t)np)) {
+            if (MEM_GROW(prof, cp, np + 1) || MEM_GROW(en, ce, np + 1) ||
+                MEM_GROW(ids, ci, np + 1) || MEM_GROW(idx, cx, np + 1) ||
+                hmap_put(&pend, id.p, id.n, (uint32_t)np)) {
                 rc = err_set(err, PATRON_ENOMEM, "out of memory");
                 json_decref(upd);
                 json_decref(cons);
@@ -1035,22 +1036,20 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             p = json_loads(stored, 0, &je);
             mem_free(stored);
         }
-        if (!p)
-            p = json_object();
+        if (!p) p = json_object();
         json_object_update(p, upd);
         if (json_object_size(attrs)) {
             json_t *a = json_object_get(p, "attributes");
-            if (!a)
-                json_object_set_new(p, "attributes", a = json_object());
+            if (!a) json_object_set_new(p, "attributes", a = json_object());
             json_object_update(a, attrs);
         }
         if (json_object_size(cons)) {
             json_t *c = json_object_get(p, "consent");
-            if (!c)
-                json_object_set_new(p, "consent", c = json_object());
+            if (!c) json_object_set_new(p, "consent", c = json_object());
             const char *k;
             json_t *v;
-            json_object_foreach(cons, k, v) {
+            json_object_foreach(cons, k, v)
+            {
                 json_t *old = json_object_get(c, k);
                 /* The entry with the latest updated_at wins (ISO strings sort by time). */
                 if (!old || strcmp(json_string_value(json_object_get(old, "updated_at")),
@@ -1058,8 +1057,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                     json_object_set(c, k, v);
             }
         }
-        if (ents != PATRON_NULL_TS)
-            en[pi] = ents;
+        if (ents != PATRON_NULL_TS) en[pi] = ents;
         free(prof[pi]);
         prof[pi] = json_dumps(p, JSON_SORT_KEYS | JSON_COMPACT);
         json_decref(p);
@@ -1068,27 +1066,24 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         json_decref(attrs);
     }
     csv_free(r);
-    if (rc >= 0)
-        rc = PATRON_OK;
+    if (rc >= 0) rc = PATRON_OK;
     if (rc == PATRON_OK && b.bad_rows > 0 && (long)b.bad_rows > opts->max_errors)
-        rc = err_set(err, PATRON_EINPUT, "%s: %llu bad row%s (--max-errors %ld); nothing was imported",
-                     path, (unsigned long long)b.bad_rows, b.bad_rows == 1 ? "" : "s", opts->max_errors);
+        rc = err_set(err, PATRON_EINPUT,
+                     "%s: %llu bad row%s (--max-errors %ld); nothing was imported", path,
+                     (unsigned long long)b.bad_rows, b.bad_rows == 1 ? "" : "s", opts->max_errors);
     char **texts = prof;
     for (size_t i = 0; i < np && rc == PATRON_OK; i++)
-        if (!texts[i])
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        if (!texts[i]) rc = err_set(err, PATRON_ENOMEM, "out of memory");
     if (rc == PATRON_OK) {
         res->bad_rows = b.bad_rows;
         uint32_t next = db->n_members;
         for (size_t i = 0; i < np; i++) {
-            if (idx[i] == UINT32_MAX)
-                idx[i] = next++;
+            if (idx[i] == UINT32_MAX) idx[i] = next++;
         }
         rc = store_begin(db->st, err);
         for (size_t i = 0; i < np && rc == PATRON_OK; i++)
             rc = store_member_put(db->st, idx[i], ids[i], strlen(ids[i]), en[i], texts[i], err);
-        if (rc == PATRON_OK)
-            rc = store_commit(db->st, err);
+        if (rc == PATRON_OK) rc = store_commit(db->st, err);
         if (rc != PATRON_OK) {
             store_rollback(db->st);
         } else {
@@ -1102,8 +1097,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                     rc = db_member_add(db, ids[i], strlen(ids[i]), en[i],
                                        store_profile_hash(texts[i]), NULL);
                 }
-                if (rc == PATRON_OK)
-                    view_profile(db, idx[i], texts[i]);
+                if (rc == PATRON_OK) view_profile(db, idx[i], texts[i]);
             }
         }
     }
@@ -1131,28 +1125,38 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
     return rc;
 }
 
-static const char *event_types[] = {"order", "return", "redemption", "points", "void", "message",
-                                    "survey", "referral", "view", "consent", "custom"};
+static const char *event_types[] = {"order", "return",  "redemption", "points",
+                                    "void",  "message", "survey",     "referral",
+                                    "view",  "consent", "custom"};
 
 /* What an event of a type changes, for live segments (DB_SRC_*; event streams in the
  * order of members/view.h from ST_REDEMPTIONS on). */
 static uint32_t event_sources(int type)
 {
     switch (type) {
-    case 2: return DB_SRC_EVENTS << 0; /* redemption */
-    case 3: return DB_SRC_EVENTS << 1; /* points */
-    case 5: return DB_SRC_EVENTS << 2; /* message */
-    case 6: return (DB_SRC_EVENTS << 5) | DB_SRC_PROFILE; /* survey: also attributes */
-    case 7: return DB_SRC_EVENTS << 4; /* referral */
-    case 8: return DB_SRC_EVENTS << 3; /* view */
-    case 9: return DB_SRC_PROFILE;     /* consent */
-    default: return DB_SRC_EVENTS << 6; /* custom */
+    case 2:
+        return DB_SRC_EVENTS << 0; /* redemption */
+    case 3:
+        return DB_SRC_EVENTS << 1; /* points */
+    case 5:
+        return DB_SRC_EVENTS << 2; /* message */
+    case 6:
+        return (DB_SRC_EVENTS << 5) | DB_SRC_PROFILE; /* survey: also attributes */
+    case 7:
+        return DB_SRC_EVENTS << 4; /* referral */
+    case 8:
+        return DB_SRC_EVENTS << 3; /* view */
+    case 9:
+        return DB_SRC_PROFILE; /* consent */
+    default:
+        return DB_SRC_EVENTS << 6; /* custom */
     }
 }
 
 /* A parsed event kept until the batch commits. */
 typedef struct bevent {
-    char *body; /* canonical JSON (jansson's malloc: free()) */
+    char *body;  /* canonical JSON (jansson's malloc: free()) */
+    json_t *obj; /* the parsed event, kept for the member view (non-order events) */
     char *id;
     char *member;
     int64_t ts;
@@ -1171,8 +1175,7 @@ static int event_money(json_t *v, int64_t *out)
         snprintf(buf, sizeof buf, "%.6f", json_real_value(v));
         return num_parse_money(buf, strlen(buf), out);
     }
-    if (json_is_string(v))
-        return num_parse_money(json_string_value(v), json_string_length(v), out);
+    if (json_is_string(v)) return num_parse_money(json_string_value(v), json_string_length(v), out);
     return -1;
 }
 
@@ -1185,8 +1188,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         return err_set(err, PATRON_EUSAGE, "--map is not supported for events yet");
     line_reader *r;
     int rc = mem ? lines_open_mem(path, mem, memn, &r, err) : lines_open(path, &r, err);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     batch b;
     memset(&b, 0, sizeof b);
     b.opts = opts;
@@ -1204,8 +1206,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     size_t n;
     while ((rc = lines_next(r, &line, &n, err)) == 1) {
         uint64_t ln = lines_line(r);
-        if (n == 0)
-            continue;
+        if (n == 0) continue;
         res->rows++;
         json_error_t je;
         json_t *o = json_loadb(line, n, 0, &je);
@@ -1224,15 +1225,18 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         const char *bad_col = NULL, *why = NULL, *val = "";
         if (json_is_string(t))
             for (int k = 0; k < (int)(sizeof event_types / sizeof *event_types); k++)
-                if (strcmp(json_string_value(t), event_types[k]) == 0)
-                    e.type = k;
+                if (strcmp(json_string_value(t), event_types[k]) == 0) e.type = k;
         if (e.type < 0) {
-            bad_col = "type", why = "unknown event type '%.*s'", val = json_is_string(t) ? json_string_value(t) : "";
-        } else if (!json_is_string(m) || json_string_length(m) == 0 || json_string_length(m) > 128) {
+            bad_col = "type", why = "unknown event type '%.*s'",
+            val = json_is_string(t) ? json_string_value(t) : "";
+        } else if (!json_is_string(m) || json_string_length(m) == 0 ||
+                   json_string_length(m) > 128) {
             bad_col = "member_id", why = "missing or not a string of 1-128 bytes%.*s";
-        } else if (json_is_string(ts) ? time_parse(json_string_value(ts), json_string_length(ts), &e.ts) != 0
-                                      : !json_is_integer(ts)) {
-            bad_col = "ts", why = "cannot parse '%.*s' as a timestamp", val = json_is_string(ts) ? json_string_value(ts) : "";
+        } else if (json_is_string(ts)
+                       ? time_parse(json_string_value(ts), json_string_length(ts), &e.ts) != 0
+                       : !json_is_integer(ts)) {
+            bad_col = "ts", why = "cannot parse '%.*s' as a timestamp",
+            val = json_is_string(ts) ? json_string_value(ts) : "";
         } else if (json_is_integer(ts)) {
             e.ts = json_integer_value(ts);
         }
@@ -1244,7 +1248,8 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             json_t *items = json_object_get(o, "items"), *it;
             size_t k;
             int64_t sum = 0;
-            json_array_foreach(items, k, it) {
+            json_array_foreach(items, k, it)
+            {
                 int64_t q = 0, pr = 0, a = 0;
                 json_t *qv = json_object_get(it, "qty");
                 if (!json_is_integer(qv) || (q = json_integer_value(qv)) == 0) {
@@ -1295,11 +1300,16 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             snprintf(hb, sizeof hb, "h%016llx", (unsigned long long)e.hash);
             e.id = mem_strdup(hb);
         }
-        json_decref(o);
+        /* A live member view takes the parsed object (small batches only: memory). */
+        if (db->view && db->view_valid && e.type > 1 && e.type != 4 && nev < 65536)
+            e.obj = o;
+        else
+            json_decref(o);
         /* Duplicates: in this file, then in the store. */
         uint32_t prev;
         char key[160];
-        snprintf(key, sizeof key, "%s:%s", e.type == 4 ? "void" : (e.type <= 1 ? "order" : "ev"), e.id);
+        snprintf(key, sizeof key, "%s:%s", e.type == 4 ? "void" : (e.type <= 1 ? "order" : "ev"),
+                 e.id);
         int dup = 0, conflict = 0;
         if (hmap_get(&seen, key, strlen(key), &prev)) {
             dup = ev[prev].hash == e.hash;
@@ -1318,6 +1328,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             if (f < 0) {
                 rc = f;
                 free(e.body);
+                json_decref(e.obj);
                 mem_free(e.member);
                 mem_free(e.id);
                 break;
@@ -1329,10 +1340,12 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         }
         if (dup || conflict) {
             if (conflict)
-                report(&b, ln, idkey, "'%.*s' is already stored with different content", e.id, strlen(e.id));
+                report(&b, ln, idkey, "'%.*s' is already stored with different content", e.id,
+                       strlen(e.id));
             else
                 res->duplicates++;
             free(e.body);
+            json_decref(e.obj);
             mem_free(e.member);
             mem_free(e.id);
             continue;
@@ -1342,10 +1355,12 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             char okey[160];
             snprintf(okey, sizeof okey, "order:%s", e.id);
             int known = hmap_get(&db->order_ids, e.id, strlen(e.id), &ex) ||
-                    hmap_get(&seen, okey, strlen(okey), &ex);
+                        hmap_get(&seen, okey, strlen(okey), &ex);
             if (!known) {
-                report(&b, ln, "order_id", "no stored order or return '%.*s' to void", e.id, strlen(e.id));
+                report(&b, ln, "order_id", "no stored order or return '%.*s' to void", e.id,
+                       strlen(e.id));
                 free(e.body);
+                json_decref(e.obj);
                 mem_free(e.member);
                 mem_free(e.id);
                 continue;
@@ -1354,6 +1369,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         if (MEM_GROW(ev, cev, nev + 1) || hmap_put(&seen, key, strlen(key), (uint32_t)nev)) {
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
             free(e.body);
+            json_decref(e.obj);
             mem_free(e.member);
             mem_free(e.id);
             break;
@@ -1362,11 +1378,11 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     }
     store_read_end(db->st);
     lines_free(r);
-    if (rc >= 0)
-        rc = PATRON_OK;
+    if (rc >= 0) rc = PATRON_OK;
     if (rc == PATRON_OK && b.bad_rows > 0 && (long)b.bad_rows > opts->max_errors)
-        rc = err_set(err, PATRON_EINPUT, "%s: %llu bad row%s (--max-errors %ld); nothing was imported",
-                     path, (unsigned long long)b.bad_rows, b.bad_rows == 1 ? "" : "s", opts->max_errors);
+        rc = err_set(err, PATRON_EINPUT,
+                     "%s: %llu bad row%s (--max-errors %ld); nothing was imported", path,
+                     (unsigned long long)b.bad_rows, b.bad_rows == 1 ? "" : "s", opts->max_errors);
     hmap newm;
     hmap_init(&newm);
     size_t n_new = 0;
@@ -1374,8 +1390,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         res->bad_rows = b.bad_rows;
         rc = store_begin(db->st, err);
         loyalty_event *le = mem_calloc(nev + 1, sizeof *le); /* what the ledger is handed */
-        if (!le && rc == PATRON_OK)
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        if (!le && rc == PATRON_OK) rc = err_set(err, PATRON_ENOMEM, "out of memory");
         for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
             bevent *e = &ev[i];
             uint32_t mi;
@@ -1393,11 +1408,11 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 rc = store_member_put(db->st, mi, e->member, strlen(e->member), e->ts, "{}", err);
                 member = mi;
             }
-            if (rc)
-                break;
+            if (rc) break;
             if (e->type <= 1) {
-                store_order so = {e->id, strlen(e->id), member, e->ts, e->amount, e->type,
-                                  e->items, e->units, e->hash ? e->hash : 1, 0};
+                store_order so = {
+                    e->id,    strlen(e->id),         member, e->ts, e->amount, e->type, e->items,
+                    e->units, e->hash ? e->hash : 1, 0};
                 rc = store_order_put(db->st, &so, err);
             } else if (e->type == 4) {
                 rc = store_order_void(db->st, e->id, strlen(e->id), err);
@@ -1406,7 +1421,8 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 const char *body = e->body;
                 char eid[200];
                 snprintf(eid, sizeof eid, "%s%s", e->type == 4 ? "void:" : "", e->id);
-                rc = store_event_put(db->st, eid, event_types[e->type], member, e->ts, e->hash, body, err);
+                rc = store_event_put(db->st, eid, event_types[e->type], member, e->ts, e->hash,
+                                     body, err);
             }
             le[i] = (loyalty_event){event_types[e->type], e->id, e->member, member, e->ts, e->body};
         }
@@ -1415,8 +1431,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             rc = loyalty_on_import(db, &li, err);
         }
         mem_free(le);
-        if (rc == PATRON_OK)
-            rc = store_commit(db->st, err);
+        if (rc == PATRON_OK) rc = store_commit(db->st, err);
         if (rc != PATRON_OK) {
             store_rollback(db->st);
         } else {
@@ -1426,16 +1441,16 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 bevent *e = &ev[i];
                 uint32_t mi;
                 if (!hmap_get(&db->member_ids, e->member, strlen(e->member), &mi))
-                    rc = db_member_add(db, e->member, strlen(e->member), e->ts, store_profile_hash("{}"), &mi);
-                if (rc)
-                    break;
+                    rc = db_member_add(db, e->member, strlen(e->member), e->ts,
+                                       store_profile_hash("{}"), &mi);
+                if (rc) break;
                 if (e->type <= 1) {
-                    store_order so = {e->id, strlen(e->id), mi, e->ts, e->amount, e->type,
-                                      e->items, e->units, e->hash ? e->hash : 1, 0};
+                    store_order so = {
+                        e->id,    strlen(e->id),         mi, e->ts, e->amount, e->type, e->items,
+                        e->units, e->hash ? e->hash : 1, 0};
                     rc = db_order_add(db, &so);
                     res->items += (uint64_t)e->items;
-                    if (rc == 0)
-                        view_order(db, (uint32_t)(db->n_orders - 1));
+                    if (rc == 0) view_order(db, (uint32_t)(db->n_orders - 1));
                 } else if (e->type == 4) {
                     uint32_t ex;
                     if (hmap_get(&db->order_ids, e->id, strlen(e->id), &ex)) {
@@ -1446,16 +1461,19 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                     }
                 } else {
                     db_touch(db, mi, event_sources(e->type));
-                    view_event(db, mi, event_types[e->type], e->ts, e->body);
+                    if (e->obj)
+                        view_event_obj(db, mi, event_types[e->type], e->ts, e->obj);
+                    else
+                        view_event(db, mi, event_types[e->type], e->ts, e->body);
                 }
-                if (e->type > 1)
-                    db->n_events++;
+                if (e->type > 1) db->n_events++;
                 res->inserted++;
             }
         }
     }
     for (size_t i = 0; i < nev; i++) {
         free(ev[i].body);
+        json_decref(ev[i].obj);
         mem_free(ev[i].member);
         mem_free(ev[i].id);
     }
@@ -1476,8 +1494,7 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
     }
     memset(res, 0, sizeof *res);
     int rc = db_order_ids_ensure(db, err);
-    if (rc != PATRON_OK)
-        return rc;
+    if (rc != PATRON_OK) return rc;
     db->tracking = 1;
     switch (kind) {
     case PATRON_IMPORT_ORDERS:
@@ -1500,8 +1517,7 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
 }
 
 int patron_events_add(patron_db *db, const char *name, const char *jsonl, size_t n,
-                      const patron_import_opts *opts, patron_import_result *res,
-                      patron_error *err)
+                      const patron_import_opts *opts, patron_import_result *res, patron_error *err)
 {
     patron_import_opts dflt;
     if (!opts) {
@@ -1510,12 +1526,11 @@ int patron_events_add(patron_db *db, const char *name, const char *jsonl, size_t
     }
     memset(res, 0, sizeof *res);
     int rc = db_order_ids_ensure(db, err);
-    if (rc != PATRON_OK)
-        return rc;
+    if (rc != PATRON_OK) return rc;
     db->tracking = 1;
-    rc = import_events(db, name ? name : "(events)", jsonl ? jsonl : "", jsonl ? n : 0, opts, res, err);
+    rc = import_events(db, name ? name : "(events)", jsonl ? jsonl : "", jsonl ? n : 0, opts, res,
+                       err);
     db->tracking = 0;
-    if (res->committed)
-        view_after_import(db);
+    if (res->committed) view_after_import(db);
     return rc;
 }

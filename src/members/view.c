@@ -472,21 +472,25 @@ static int apply_profile(mview *v, uint32_t m, const char *text, size_t n)
 
 /* ---- events ------------------------------------------------------------------------- */
 
-static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const char *body,
-                       size_t n)
+static int wants_event(const char *type)
+{
+    if (strcmp(type, "consent") == 0)
+        return 1;
+    for (size_t d = 0; d < N_EDEFS; d++)
+        if (strcmp(edefs[d].type, type) == 0)
+            return 1;
+    return 0;
+}
+
+/* Applies one stored event (its parsed JSON object). */
+static int apply_event_obj(mview *v, uint32_t m, const char *type, int64_t ts, json_t *o)
 {
     int is_consent = strcmp(type, "consent") == 0, is_survey = strcmp(type, "survey") == 0;
     size_t d = 0;
     while (d < N_EDEFS && strcmp(edefs[d].type, type) != 0)
         d++;
-    if (d == N_EDEFS && !is_consent)
+    if ((d == N_EDEFS && !is_consent) || !json_is_object(o))
         return 0;
-    json_error_t je;
-    json_t *o = json_loadb(body, n, 0, &je);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return 0;
-    }
     int rc = 0;
     if (is_consent) {
         json_t *ch = json_object_get(o, "channel"), *pu = json_object_get(o, "purpose"),
@@ -527,6 +531,17 @@ static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const
         }
         rc = stream_insert(&v->streams[edefs[d].stream], m, ts, vals);
     }
+    return rc;
+}
+
+static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const char *body,
+                       size_t n)
+{
+    if (!wants_event(type))
+        return 0;
+    json_error_t je;
+    json_t *o = json_loadb(body, n, 0, &je);
+    int rc = apply_event_obj(v, m, type, ts, o);
     json_decref(o);
     return rc;
 }
@@ -938,6 +953,13 @@ void view_event(patron_db *db, uint32_t m, const char *type, int64_t ts, const c
 {
     mview *v = live_view(db);
     if (v && m < v->n && apply_event(v, m, type, ts, json, strlen(json)) != 0)
+        v->failed = 1;
+}
+
+void view_event_obj(patron_db *db, uint32_t m, const char *type, int64_t ts, void *obj)
+{
+    mview *v = live_view(db);
+    if (v && m < v->n && apply_event_obj(v, m, type, ts, obj) != 0)
         v->failed = 1;
 }
 

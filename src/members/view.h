@@ -150,6 +150,8 @@ int db_consent(const patron_db *db, uint32_t m, int k, int64_t now);
  * against the view must be compiled again).  On failure the view is marked stale. */
 void view_profile(patron_db *db, uint32_t m, const char *json);
 void view_event(patron_db *db, uint32_t m, const char *type, int64_t ts, const char *json);
+/* The same from the event's parsed JSON object (a json_t *: saves parsing twice). */
+void view_event_obj(patron_db *db, uint32_t m, const char *type, int64_t ts, void *obj);
 void view_dict_add(patron_db *db, int kind, uint32_t code, const char *s, size_t n);
 void view_order(patron_db *db, uint32_t o);
 /* A line item of order o (already given to view_order). */
