@@ -393,6 +393,29 @@ static vec eval_agg_values(ectx *x, const rnode *n)
         total += e - st;
     }
     seg[nm] = (uint32_t)total;
+    const vcol *fc0 = n->sfield ? &n->sfield->col : NULL;
+    if (!n->a && !fc0) { /* count of rows in the window: no row is looked at */
+        for (size_t i = 0; i < nm; i++)
+            r.d[i] = (double)(hi[i] - lo[i]);
+        return r;
+    }
+    if (!n->a && fc0->st == VS_MONEY && (n->op == AGG_SUM || n->op == AGG_AVG)) {
+        const int64_t *d = fc0->data; /* exact sums straight off the rows */
+        const uint32_t *via = fc0->via;
+        for (size_t i = 0; i < nm; i++) {
+            int64_t sum = 0;
+            if (via)
+                for (uint32_t k = lo[i]; k < hi[i]; k++)
+                    sum += d[via[k]];
+            else
+                for (uint32_t k = lo[i]; k < hi[i]; k++)
+                    sum += d[k];
+            double v = (double)sum / PATRON_MONEY_SCALE;
+            uint32_t c = hi[i] - lo[i];
+            r.d[i] = n->op == AGG_SUM ? v : (c ? v / c : NAN);
+        }
+        return r;
+    }
     uint32_t *erows = aalloc(x->ar, (total ? total : 1) * sizeof *erows);
     if (!erows)
         return r;
