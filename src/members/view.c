@@ -740,6 +740,8 @@ static void view_free(mview *v)
 {
     if (!v)
         return;
+    if (v->idx_free)
+        v->idx_free(v->idx, v->n_idx);
     strdict_release(&v->pstr);
     strdict_release(&v->estr);
     for (int k = 0; k < 4; k++)

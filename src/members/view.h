@@ -115,6 +115,11 @@ typedef struct mview {
     strdict estr;            /* strings of non-order events */
     stream streams[ST__N];
     int failed;              /* an incremental update ran out of memory: rebuild */
+    /* bitmap indexes of code columns built by the rule evaluator (rules/eval.c), each
+     * valid for one view generation; freed with the view */
+    struct colidx *idx;
+    size_t n_idx;
+    void (*idx_free)(struct colidx *idx, size_t n);
 } mview;
 
 /* Member columns computed above this layer (model fields, loyalty fields) and attached

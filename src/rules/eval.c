@@ -318,6 +318,7 @@ static vec eval(ectx *x, const rnode *n);
 static int64_t stream_next(const stream *s, uint32_t m, int64_t now, int has_window,
                            int64_t w_from, int64_t w_to);
 static int64_t *tnew(ectx *x);
+static void ctx_init(ectx *x, const rule *r, patron_db *db, int64_t now, arena *ar);
 static int64_t min64(int64_t a, int64_t b);
 static void tmin(int64_t *dst, const int64_t *src, size_t n);
 
@@ -1179,6 +1180,327 @@ static vec eval(ectx *x, const rnode *n)
     return r;
 }
 
+/* ---- bitmap indexes ----------------------------------------------------------------
+ *
+ * Conditions on dictionary-coded member columns (country = "DE", language in [..],
+ * "eco-friendly" in interests, rfm.segment = "Champions") are answered from a bitmap
+ * per code, built on first use for the current view generation.  A rule made only of
+ * such conditions (with and/or/not) is bitmap algebra; in an `and` chain they narrow
+ * the members the other conditions are evaluated on.  The vector path gives the same
+ * answers (the differential test runs both).
+ */
+struct colidx {
+    const void *data; /* the column (or the tag array) it indexes */
+    uint64_t gen;
+    uint32_t ncodes;
+    roaring_bitmap_t **by_code; /* [ncodes]; NULL = no member has the code */
+    roaring_bitmap_t *nonnull;
+};
+
+static void colidx_free(struct colidx *idx, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (uint32_t c = 0; c < idx[i].ncodes; c++)
+            if (idx[i].by_code[c])
+                roaring_bitmap_free(idx[i].by_code[c]);
+        mem_free(idx[i].by_code);
+        if (idx[i].nonnull)
+            roaring_bitmap_free(idx[i].nonnull);
+    }
+    mem_free(idx);
+}
+
+/* The index of a code column (member rows, no indirection) or, with tags, of interests. */
+static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int tags, uint32_t ncodes)
+{
+    mview *v = db->view;
+    if (v->n_idx && v->idx[0].gen != db->view_gen) { /* the view changed: drop them all */
+        colidx_free(v->idx, v->n_idx);
+        v->idx = NULL;
+        v->n_idx = 0;
+    }
+    for (size_t i = 0; i < v->n_idx; i++)
+        if (v->idx[i].data == (tags ? (const void *)v->tags : (const void *)codes) && v->idx[i].gen == db->view_gen &&
+            v->idx[i].ncodes == ncodes)
+            return &v->idx[i];
+    struct colidx *a = mem_realloc_array(v->idx, v->n_idx + 1, sizeof *a);
+    if (!a)
+        return NULL;
+    v->idx = a;
+    v->idx_free = colidx_free;
+    struct colidx *x = &v->idx[v->n_idx];
+    memset(x, 0, sizeof *x);
+    x->data = tags ? (const void *)v->tags : (const void *)codes;
+    x->gen = db->view_gen;
+    x->ncodes = ncodes;
+    x->by_code = mem_calloc(ncodes ? ncodes : 1, sizeof *x->by_code);
+    x->nonnull = roaring_bitmap_create();
+    /* members grouped by code (a counting sort), then one add_many per code */
+    uint32_t n = v->n;
+    uint32_t *cnt = mem_calloc((size_t)ncodes + 1, sizeof *cnt), *list = NULL;
+    size_t total = 0;
+    if (x->by_code && x->nonnull && cnt) {
+        for (uint32_t m = 0; m < n; m++) {
+            if (tags) {
+                for (uint32_t k = v->tag_beg[m]; k < v->tag_end[m]; k++)
+                    if (v->tags[k] < ncodes)
+                        cnt[v->tags[k] + 1]++, total++;
+            } else if (codes[m] && codes[m] < ncodes) {
+                cnt[codes[m] + 1]++, total++;
+            }
+        }
+        for (uint32_t c = 0; c < ncodes; c++)
+            cnt[c + 1] += cnt[c];
+        list = mem_alloc_array(total ? total : 1, sizeof *list);
+    }
+    if (!list) {
+        mem_free(cnt);
+        x->ncodes = 0;
+        colidx_free(x, 1);
+        return NULL;
+    }
+    for (uint32_t m = 0; m < n; m++) {
+        if (tags) {
+            for (uint32_t k = v->tag_beg[m]; k < v->tag_end[m]; k++)
+                if (v->tags[k] < ncodes)
+                    list[cnt[v->tags[k]]++] = m;
+        } else if (codes[m] && codes[m] < ncodes) {
+            list[cnt[codes[m]]++] = m;
+        }
+    }
+    int ok = 1;
+    for (uint32_t c = 1; c < ncodes && ok; c++) { /* cnt[c] is now the end of code c */
+        uint32_t b = cnt[c - 1], e = cnt[c];
+        if (e > b) {
+            ok = (x->by_code[c] = roaring_bitmap_create()) != NULL;
+            if (ok)
+                roaring_bitmap_add_many(x->by_code[c], e - b, list + b);
+        }
+    }
+    if (ok && !tags)
+        for (uint32_t c = 1; c < ncodes; c++)
+            if (x->by_code[c])
+                roaring_bitmap_or_inplace(x->nonnull, x->by_code[c]);
+    mem_free(cnt);
+    mem_free(list);
+    if (!ok) {
+        colidx_free(x, 1);
+        return NULL;
+    }
+    v->n_idx++;
+    return x;
+}
+
+static const rnode *code_field(const rnode *n)
+{
+    return n->kind == N_FIELD && n->ref == REF_COL && n->type == VT_STR && n->vc.st == VS_CODE &&
+                           !n->vc.via && n->vc.dict
+                   ? n
+                   : NULL;
+}
+
+static int indexable(const rnode *n)
+{
+    switch (n->kind) {
+    case N_BOOL:
+        return 1;
+    case N_CMP:
+        return (n->op == CMP_EQ || n->op == CMP_NE) &&
+               ((code_field(n->a) && n->b->kind == N_STR) || (code_field(n->b) && n->a->kind == N_STR));
+    case N_IN:
+        if (n->b->kind == N_LIST) {
+            if (!code_field(n->a))
+                return 0;
+            for (size_t i = 0; i < n->b->n_items; i++)
+                if (n->b->items[i]->kind != N_STR && n->b->items[i]->kind != N_NULL)
+                    return 0;
+            return 1;
+        }
+        return n->a->kind == N_STR && n->b->kind == N_FIELD && n->b->ref == REF_TAGS;
+    case N_NOT:
+        return indexable(n->a);
+    case N_AND:
+    case N_OR:
+        return indexable(n->a) && indexable(n->b);
+    default:
+        return 0;
+    }
+}
+
+static roaring_bitmap_t *all_members(uint32_t n)
+{
+    roaring_bitmap_t *b = roaring_bitmap_create();
+    if (b && n)
+        roaring_bitmap_add_range(b, 0, n);
+    return b;
+}
+
+static roaring_bitmap_t *code_bitmap(const struct colidx *x, uint32_t code)
+{
+    return code && code < x->ncodes && x->by_code[code] ? roaring_bitmap_copy(x->by_code[code])
+                                                        : roaring_bitmap_create();
+}
+
+/* The members n holds for (n indexable); NULL when out of memory. */
+static roaring_bitmap_t *index_eval(patron_db *db, const rnode *n)
+{
+    uint32_t nm = db->view->n;
+    switch (n->kind) {
+    case N_BOOL:
+        return n->num != 0 ? all_members(nm) : roaring_bitmap_create();
+    case N_CMP: {
+        const rnode *f = code_field(n->a) ? n->a : n->b, *lit = f == n->a ? n->b : n->a;
+        const struct colidx *x = colidx_get(db, f->vc.data, 0, f->vc.dict->n + 1);
+        if (!x)
+            return NULL;
+        roaring_bitmap_t *eq = code_bitmap(x, lit->code);
+        if (eq && n->op == CMP_NE) {
+            roaring_bitmap_t *ne = roaring_bitmap_andnot(x->nonnull, eq);
+            roaring_bitmap_free(eq);
+            return ne;
+        }
+        return eq;
+    }
+    case N_IN: {
+        if (n->b->kind != N_LIST) { /* "tag" in interests */
+            const struct colidx *x = colidx_get(db, NULL, 1, db->view->pstr.n + 1);
+            if (!x)
+                return NULL;
+            roaring_bitmap_t *in = code_bitmap(x, n->a->code);
+            if (in && n->op) {
+                roaring_bitmap_t *all = all_members(nm);
+                if (all)
+                    roaring_bitmap_andnot_inplace(all, in);
+                roaring_bitmap_free(in);
+                return all;
+            }
+            return in;
+        }
+        const struct colidx *x = colidx_get(db, n->a->vc.data, 0, n->a->vc.dict->n + 1);
+        roaring_bitmap_t *in = x ? roaring_bitmap_create() : NULL;
+        for (size_t i = 0; in && i < n->b->n_items; i++) {
+            const rnode *it = n->b->items[i];
+            if (it->kind == N_STR && it->code && it->code < x->ncodes && x->by_code[it->code])
+                roaring_bitmap_or_inplace(in, x->by_code[it->code]);
+        }
+        if (in && n->op) {
+            roaring_bitmap_t *out = roaring_bitmap_andnot(x->nonnull, in);
+            roaring_bitmap_free(in);
+            return out;
+        }
+        return in;
+    }
+    case N_NOT: {
+        roaring_bitmap_t *a = index_eval(db, n->a), *all = a ? all_members(nm) : NULL;
+        if (all)
+            roaring_bitmap_andnot_inplace(all, a);
+        if (a)
+            roaring_bitmap_free(a);
+        return all;
+    }
+    case N_AND:
+    case N_OR: {
+        roaring_bitmap_t *a = index_eval(db, n->a), *b = a ? index_eval(db, n->b) : NULL;
+        if (a && b) {
+            if (n->kind == N_AND)
+                roaring_bitmap_and_inplace(a, b);
+            else
+                roaring_bitmap_or_inplace(a, b);
+        }
+        if (b)
+            roaring_bitmap_free(b);
+        else if (a) {
+            roaring_bitmap_free(a);
+            a = NULL;
+        }
+        return a;
+    }
+    default:
+        return NULL;
+    }
+}
+
+/* The conjuncts of an and-chain (or the node itself), up to cap. */
+static size_t conjuncts(const rnode *n, const rnode **out, size_t k, size_t cap)
+{
+    if (n->kind == N_AND) {
+        k = conjuncts(n->a, out, k, cap);
+        return conjuncts(n->b, out, k, cap);
+    }
+    if (k < cap)
+        out[k] = n;
+    return k + 1;
+}
+
+/* The index path of rule_eval_all: 1 when it answered (out filled), 0 when the rule has
+ * no indexable conjunct (or too many conjuncts), -1 when out of memory. */
+static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitmap_t *out)
+{
+    const rnode *c[64];
+    size_t nc = conjuncts(r->root, c, 0, 64);
+    if (nc > 64)
+        return 0;
+    roaring_bitmap_t *sel = NULL;
+    const rnode *rest[64];
+    size_t nr = 0;
+    for (size_t i = 0; i < nc; i++) {
+        if (!indexable(c[i])) {
+            rest[nr++] = c[i];
+            continue;
+        }
+        roaring_bitmap_t *b = index_eval(db, c[i]);
+        if (!b) {
+            if (sel)
+                roaring_bitmap_free(sel);
+            return -1;
+        }
+        if (sel) {
+            roaring_bitmap_and_inplace(sel, b);
+            roaring_bitmap_free(b);
+        } else {
+            sel = b;
+        }
+    }
+    if (!sel)
+        return 0;
+    /* the other conditions, on the selected members only */
+    arena ar = {0};
+    ectx x;
+    ctx_init(&x, r, db, now, &ar);
+    uint64_t k = roaring_bitmap_get_cardinality(sel);
+    uint32_t *ms = mem_alloc_array(k ? k : 1, sizeof *ms);
+    int rc = ms ? 1 : -1;
+    if (ms)
+        roaring_bitmap_to_uint32_array(sel, ms);
+    roaring_bitmap_clear(out);
+    uint32_t hits[BATCH];
+    for (uint64_t i = 0; rc == 1 && i < k; i += BATCH) {
+        size_t n = k - i < BATCH ? (size_t)(k - i) : BATCH;
+        x.rows = ms + i;
+        x.n = n;
+        uint8_t keep[BATCH];
+        memset(keep, 1, n);
+        for (size_t j = 0; j < nr && rc == 1; j++) {
+            vec v = eval(&x, rest[j]);
+            if (!v.b || ar.failed)
+                rc = -1;
+            for (size_t t = 0; rc == 1 && t < n; t++)
+                keep[t] &= v.b[t] == 1;
+        }
+        size_t h = 0;
+        for (size_t t = 0; rc == 1 && t < n; t++)
+            if (keep[t] && (!r->reads_models || db_profiling_allowed(db, ms[i + t], now)))
+                hits[h++] = ms[i + t];
+        if (h)
+            roaring_bitmap_add_many(out, h, hits);
+        areset(&ar);
+    }
+    afree(&ar);
+    mem_free(ms);
+    roaring_bitmap_free(sel);
+    return rc;
+}
+
 /* ---- driving --------------------------------------------------------------------- */
 
 static void ctx_init(ectx *x, const rule *r, patron_db *db, int64_t now, arena *ar)
@@ -1267,6 +1589,13 @@ int rule_eval_all_due(const rule *r, patron_db *db, int64_t now, int threads,
     roaring_bitmap_clear(out);
     if (!db->view)
         return err_set(err, PATRON_EINTERNAL, "the member view is not built");
+    if (!due && !getenv("PATRON_NO_INDEX")) {
+        int ix = eval_indexed(r, db, now, out);
+        if (ix < 0)
+            return err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
+        if (ix > 0)
+            return PATRON_OK;
+    }
     uint32_t n = db->view->n;
     if (threads <= 0)
         threads = n_cores();
