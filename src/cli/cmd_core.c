@@ -8,6 +8,10 @@
 #include "base/time.h"
 #include "core/db.h"
 #include "ingest/generate.h"
+#include "loyalty/loyalty.h"
+#include "members/view.h"
+#include "models/models.h"
+#include "segments/segments.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -182,6 +186,60 @@ int cmd_stats(cli_ctx *ctx, int argc, char **argv)
     return rc ? cli_fail(&err) : CLI_OK;
 }
 
+static double secs(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Prints member id's profile, behavioural, model and loyalty fields and segments as one
+ * JSON object (the same for text and --json). */
+static int print_member(cli_ctx *ctx, patron_db *db, const char *id)
+{
+    char *json;
+    patron_error err = {0};
+    int rc = patron_member_json(db, id, ctx->now, &json, &err);
+    if (rc)
+        return cli_fail(&err);
+    json_error_t je;
+    json_t *o = json_loads(json, 0, &je);
+    free(json);
+    json_t *segs = NULL;
+    if ((rc = cli_member_segments(ctx, db, id, &segs)) != 0 || !o) {
+        json_decref(o);
+        json_decref(segs);
+        return rc ? rc : CLI_INTERNAL;
+    }
+    json_object_set_new(o, "segments", segs);
+    uint32_t m;
+    if (hmap_get(&db->member_ids, id, strlen(id), &m)) {
+        /* model fields of the last refresh (null without profiling consent) */
+        models_state ms;
+        if (models_load(db, &ms, &err) == PATRON_OK) {
+            if (ms.as_of != PATRON_NULL_TS && !db_profiling_allowed(db, m, ctx->now)) {
+                models_state_free(&ms);
+                memset(&ms, 0, sizeof ms);
+                ms.as_of = PATRON_NULL_TS;
+            }
+            models_member_json(&ms, m, o);
+            models_state_free(&ms);
+        }
+        if (loyalty_refresh(db, &err) == PATRON_OK) {
+            const char *tier = loyalty_tier(db, m, ctx->now);
+            json_object_set_new(o, "points_balance", json_integer(loyalty_points_balance(db, m, ctx->now)));
+            json_object_set_new(o, "points_earned_365d",
+                                json_integer(loyalty_points_earned_365d(db, m, ctx->now)));
+            json_object_set_new(o, "tier", tier && *tier ? json_string(tier) : json_null());
+        }
+    }
+    char *t = json_dumps(o, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_REAL_PRECISION(12));
+    json_decref(o);
+    printf("%s\n", t ? t : "{}");
+    free(t);
+    return t ? CLI_OK : CLI_INTERNAL;
+}
+
 int cmd_member(cli_ctx *ctx, int argc, char **argv)
 {
     if (argc < 3 || cli_is_help(argv[1]) || strcmp(argv[1], "show") != 0) {
@@ -192,38 +250,62 @@ int cmd_member(cli_ctx *ctx, int argc, char **argv)
     int rc = cli_open_db(ctx, &db);
     if (rc)
         return rc;
-    char *json;
-    patron_error err = {0};
-    rc = patron_member_json(db, argv[2], ctx->now, &json, &err);
-    if (rc) {
-        patron_close(db);
-        return cli_fail(&err);
-    }
-    json_t *segs = NULL;
-    json_error_t je;
-    json_t *o = json_loads(json, 0, &je);
-    free(json);
-    rc = cli_member_segments(ctx, db, argv[2], &segs);
+    rc = print_member(ctx, db, argv[2]);
     patron_close(db);
-    if (rc || !o) {
-        json_decref(o);
-        json_decref(segs);
-        return rc ? rc : CLI_INTERNAL;
-    }
-    json_object_set_new(o, "segments", segs);
-    char *t = json_dumps(o, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_REAL_PRECISION(12));
-    json_decref(o);
-    printf("%s\n", t ? t : "{}");
-    free(t);
-    return t ? CLI_OK : CLI_INTERNAL;
+    return rc;
 }
 
-static double secs(void)
+/* The demo's second half: models, the classic segments, a day passing. */
+static int demo_models_and_segments(cli_ctx *ctx, patron_db *db)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+    patron_error err = {0};
+    double t0 = secs();
+    models_state ms;
+    printf("== models (RFM, personas, BG/NBD + Gamma-Gamma)\n");
+    if (models_refresh(db, ctx->now, &ms, &err) != PATRON_OK)
+        return cli_fail(&err);
+    printf("   %u members scored, personas: %s, CLV: %s (%.2f s)\n", ms.n,
+           ms.have_personas ? "yes" : "no", ms.have_clv ? "yes" : "no", secs() - t0);
+    models_state_free(&ms);
+    static const struct {
+        const char *name, *rule;
+    } demo_segments[] = {
+        {"shoe lovers", "count(items where category = \"shoes\", 180d) >= 2"},
+        {"eco-friendly", "\"eco-friendly\" in interests and consent.email"},
+        {"millennials on the app",
+         "birth_date between \"1981-01-01\" and \"1996-12-31\" and preferred_channel = \"app\""},
+        {"high past spend, now declining", "sum(orders.amount, 180d..90d) > 300 and spend_trend <= -0.5"},
+        {"lapsed", "frequency >= 1 and recency_days > 180"},
+        {"champions", "rfm.segment = \"Champions\""},
+        {"bought this month", "count(orders, 30d) >= 1"},
+    };
+    printf("== segments\n");
+    t0 = secs();
+    if (db_view_ensure(db, &err) != PATRON_OK || segments_load(db, &err) != PATRON_OK ||
+        cli_attach(ctx, db, &err) != PATRON_OK)
+        return cli_fail(&err);
+    for (size_t i = 0; i < sizeof demo_segments / sizeof *demo_segments; i++) {
+        if (segment_create(db, demo_segments[i].name, demo_segments[i].rule, ctx->now, &err))
+            return cli_fail(&err);
+        segment *g = segment_find(db, demo_segments[i].name);
+        printf("   %-32s %7llu  %s\n", g->name,
+               (unsigned long long)roaring_bitmap_get_cardinality(g->members), g->rule);
+    }
+    printf("   (built in %.2f s)\n", secs() - t0);
+    t0 = secs();
+    if (segments_sync(db, ctx->now + 86400, &err) != PATRON_OK)
+        return cli_fail(&err);
+    printf("== one day later (only members whose windows moved were looked at, %.3f s)\n",
+           secs() - t0);
+    for (size_t i = 0; i < db->segs->n; i++) {
+        segment *g = &db->segs->s[i];
+        printf("   %-32s %7llu  (%llu evaluations)\n", g->name,
+               (unsigned long long)roaring_bitmap_get_cardinality(g->members),
+               (unsigned long long)g->evaluated);
+    }
+    return 0;
 }
+
 
 static int cmp_d(const void *a, const void *b)
 {
@@ -380,13 +462,11 @@ int cmd_demo(cli_ctx *ctx, int argc, char **argv)
         patron_stats_get(db, ctx->now, &s, &err);
         printf("== stats\n");
         print_stats(ctx, &s);
-        for (uint32_t m = 0; m < db->n_members && m < 3; m++) {
-            char *json;
-            if (patron_member_json(db, db->member_id[m * 7919 % db->n_members], ctx->now, &json,
-                                   &err) == 0) {
-                printf("== member %s\n%s\n", db->member_id[m * 7919 % db->n_members], json);
-                free(json);
-            }
+        rc = demo_models_and_segments(ctx, db);
+        for (uint32_t m = 0; rc == 0 && db->n_members && m < 3; m++) {
+            const char *id = db->member_id[m * 7919 % db->n_members];
+            printf("== member %s\n", id);
+            rc = print_member(ctx, db, id);
         }
     }
     patron_close(db);

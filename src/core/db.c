@@ -32,6 +32,7 @@ void db_touch(patron_db *db, uint32_t m, uint32_t sources)
     if (db->touched)
         roaring_bitmap_add(db->touched, m);
     db->touched_sources |= sources;
+    db->data_version++;
 }
 
 int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,

@@ -503,7 +503,9 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
         old_n = g->n_due;
     if ((rc = live_grow(db, g, err)) != PATRON_OK)
         return rc;
-    int use_touched = touched && (g->deps & src);
+    /* touched members matter only for data this segment has not seen (one created after
+     * the imports already reflects them) */
+    int use_touched = touched && (g->deps & src) && g->data_seen != db->data_version;
     /* 1. time: due members in time order, each batch at its own instant */
     uint32_t *batch = NULL;
     size_t bn = 0, bcap = 0;
@@ -558,8 +560,10 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
     if (rc == PATRON_OK && bn)
         rc = reevaluate(db, g, batch, bn, now, ch, err);
     mem_free(batch);
-    if (rc == PATRON_OK)
+    if (rc == PATRON_OK) {
         g->as_of = now;
+        g->data_seen = db->data_version;
+    }
     return rc;
 }
 
@@ -605,6 +609,7 @@ static int add_segment(patron_db *db, const char *name, int kind, const char *te
     g.rule = text ? mem_strdup(text) : NULL;
     g.created_at = g.as_of = now;
     g.members = members;
+    g.data_seen = db->data_version;
     if (!g.name || (text && !g.rule)) {
         seg_release(&g);
         return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -658,6 +663,7 @@ static int replace_members(patron_db *db, segment *g, roaring_bitmap_t *now_memb
     segment ng = *g;
     ng.members = now_members;
     ng.as_of = now;
+    ng.data_seen = db->data_version;
     if (rule_copy)
         ng.rule = rule_copy;
     if (rc == PATRON_OK)
@@ -828,6 +834,7 @@ static int sync_all(patron_db *db, int64_t now, int full, patron_error *err)
                 roaring_bitmap_free(g->members);
                 g->members = m;
                 g->as_of = now;
+                g->data_seen = db->data_version;
                 m = NULL;
                 mem_free(g->due); /* the expiry index is rebuilt on next need */
                 g->due = NULL;

@@ -43,6 +43,7 @@ typedef struct segment {
     seg_due *heap;      /* min-heap on t; an entry is current when due[m] == t */
     size_t hn, hcap;
     int full_pending;   /* a static segment it reads changed: evaluate everyone */
+    uint64_t data_seen; /* db->data_version its member set reflects */
     uint64_t evaluated; /* member evaluations since loaded (tests check incrementality) */
     roaring_bitmap_t *seen; /* when a caller sets it: every member evaluated is added */
 } segment;
