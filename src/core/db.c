@@ -95,6 +95,8 @@ int db_orders_reserve(patron_db *db, size_t more)
     GROW_COL(o_units, ncap);
     GROW_COL(o_items, ncap);
     GROW_COL(o_kind, ncap);
+    GROW_COL(o_channel, ncap);
+    GROW_COL(o_store, ncap);
     GROW_COL(o_void, ncap);
     GROW_COL(o_hash, ncap);
     db->cap_orders = ncap;
@@ -116,6 +118,8 @@ int db_order_add(patron_db *db, const store_order *o)
     db->o_units[i] = o->units;
     db->o_items[i] = (int32_t)o->items;
     db->o_kind[i] = (uint8_t)o->kind;
+    db->o_channel[i] = o->channel;
+    db->o_store[i] = o->store;
     db->o_void[i] = (uint8_t)o->voided;
     db->o_hash[i] = o->hash;
     db->n_orders++;
@@ -172,7 +176,7 @@ static int load_order(void *ctx, const store_order *o)
 static int load_dict(void *ctx, int kind, uint32_t code, const char *v, size_t n)
 {
     patron_db *db = ctx;
-    if (kind < 1 || kind > 3)
+    if (kind < 1 || kind >= DB_DICT__N)
         return 0; /* a kind this version does not use */
     return hmap_put(&db->dict[kind], v, n, code) ? 1 : 0;
 }
@@ -184,7 +188,7 @@ int patron_open(const char *path, patron_db **out, patron_error *err)
         return err_set(err, PATRON_ENOMEM, "out of memory");
     hmap_init(&db->member_ids);
     hmap_init(&db->order_ids);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < DB_DICT__N; k++)
         hmap_init(&db->dict[k]);
     int rc = store_open(path, &db->st, err);
     if (rc == PATRON_OK) {
@@ -228,7 +232,7 @@ void patron_close(patron_db *db)
     mem_free(db->profile_hash);
     hmap_release(&db->member_ids);
     hmap_release(&db->order_ids);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < DB_DICT__N; k++)
         hmap_release(&db->dict[k]);
     mem_free(db->o_member);
     mem_free(db->o_ts);
@@ -236,6 +240,8 @@ void patron_close(patron_db *db)
     mem_free(db->o_units);
     mem_free(db->o_items);
     mem_free(db->o_kind);
+    mem_free(db->o_channel);
+    mem_free(db->o_store);
     mem_free(db->o_void);
     mem_free(db->o_hash);
     mem_free(db->csr_off);

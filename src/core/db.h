@@ -13,6 +13,9 @@
 #include "patron/patron.h"
 #include "store/store.h"
 
+enum { DB_DICT_SKU = 1, DB_DICT_CATEGORY = 2, DB_DICT_BRAND = 3, DB_DICT_CHANNEL = 4, DB_DICT_STORE = 5,
+       DB_DICT__N = 6 };
+
 struct patron_db {
     store *st;
     /* members */
@@ -26,13 +29,14 @@ struct patron_db {
     size_t n_orders, cap_orders;
     int32_t *o_member; /* -1 = guest */
     int64_t *o_ts, *o_amount, *o_units;
+    uint32_t *o_channel, *o_store; /* dictionary codes (DB_DICT_CHANNEL/STORE), 0 = none */
     int32_t *o_items;
     uint8_t *o_kind, *o_void;
     uint64_t *o_hash;
     hmap order_ids;     /* order id -> order index; built on first need (imports) */
     int order_ids_valid;
     /* dictionaries of item strings (DB_DICT_*): string -> code; codes are dense */
-    hmap dict[4];
+    hmap dict[DB_DICT__N];
     uint64_t n_items_stored;
     /* CSR: orders per member in time order */
     int csr_valid;
@@ -68,7 +72,6 @@ enum {
 /* Marks member m (and the sources) as changed by the import being applied. */
 void db_touch(patron_db *db, uint32_t m, uint32_t sources);
 
-enum { DB_DICT_SKU = 1, DB_DICT_CATEGORY = 2, DB_DICT_BRAND = 3 };
 
 typedef struct db_features {
     double *recency_days; /* NAN when no order */

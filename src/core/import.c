@@ -130,6 +130,7 @@ typedef struct border {
     int64_t items, neg_items;
     uint64_t hash;
     uint64_t first_line;
+    uint32_t channel, store; /* dictionary codes of the first row that names them */
     int bad;
     int dup;
 } border;
@@ -150,10 +151,10 @@ typedef struct batch {
     int64_t *it_price;
     size_t n_items, cap_items[6];
     /* strings new to the dictionaries: codes continue the stored ones */
-    hmap dict[4];
-    uint64_t *new_off[4];
-    uint32_t *new_len[4];
-    size_t n_new[4], cap_off[4], cap_len[4];
+    hmap dict[DB_DICT__N];
+    uint64_t *new_off[DB_DICT__N];
+    uint32_t *new_len[DB_DICT__N];
+    size_t n_new[DB_DICT__N], cap_off[DB_DICT__N], cap_len[DB_DICT__N];
 } batch;
 
 static int arena_put(batch *b, const char *s, size_t n, uint64_t *off);
@@ -213,7 +214,7 @@ static void batch_release(batch *b)
     mem_free(b->it_brand);
     mem_free(b->it_qty);
     mem_free(b->it_price);
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < DB_DICT__N; k++) {
         hmap_release(&b->dict[k]);
         mem_free(b->new_off[k]);
         mem_free(b->new_len[k]);
@@ -272,7 +273,7 @@ static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_i
 static int write_dicts(patron_db *db, batch *b, patron_error *err)
 {
     int rc = PATRON_OK;
-    for (int k = 1; k < 4 && rc == PATRON_OK; k++)
+    for (int k = 1; k < DB_DICT__N && rc == PATRON_OK; k++)
         for (size_t i = 0; i < b->n_new[k] && rc == PATRON_OK; i++)
             rc = store_dict_put(db->st, k, (uint32_t)(db->dict[k].count + i + 1),
                                 b->arena + b->new_off[k][i], b->new_len[k][i], err);
@@ -281,7 +282,7 @@ static int write_dicts(patron_db *db, batch *b, patron_error *err)
 
 static int apply_dicts(patron_db *db, batch *b)
 {
-    for (int k = 1; k < 4; k++) {
+    for (int k = 1; k < DB_DICT__N; k++) {
         uint32_t base = (uint32_t)db->dict[k].count + 1;
         for (size_t i = 0; i < b->n_new[k]; i++) {
             if (hmap_put(&db->dict[k], b->arena + b->new_off[k][i], b->new_len[k][i],
@@ -389,6 +390,8 @@ static void border_to_store(const batch *b, const border *o, int order_level, in
     so->units = order_level ? 0 : ret ? o->neg_units : o->units;
     so->hash = o->hash;
     so->voided = 0;
+    so->channel = o->channel;
+    so->store = o->store;
 }
 
 /* Opens a CSV file and reads its header row (required). */
@@ -581,6 +584,14 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                     rc = err_set(err, PATRON_ENOMEM, "out of memory");
                     break;
                 }
+            }
+        }
+        if (!o->channel || !o->store) {
+            csv_field ch = FIELD(F_CHANNEL), st = FIELD(F_STORE);
+            if ((!o->channel && ch.n && dict_code(db, &b, DB_DICT_CHANNEL, ch.p, ch.n, &o->channel)) ||
+                (!o->store && st.n && dict_code(db, &b, DB_DICT_STORE, st.p, st.n, &o->store))) {
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+                break;
             }
         }
         int64_t hv[4] = {ts, qty, price, amount};
@@ -1412,7 +1423,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             if (e->type <= 1) {
                 store_order so = {
                     e->id,    strlen(e->id),         member, e->ts, e->amount, e->type, e->items,
-                    e->units, e->hash ? e->hash : 1, 0};
+                    e->units, e->hash ? e->hash : 1, 0, 0, 0};
                 rc = store_order_put(db->st, &so, err);
             } else if (e->type == 4) {
                 rc = store_order_void(db->st, e->id, strlen(e->id), err);
@@ -1447,7 +1458,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 if (e->type <= 1) {
                     store_order so = {
                         e->id,    strlen(e->id),         mi, e->ts, e->amount, e->type, e->items,
-                        e->units, e->hash ? e->hash : 1, 0};
+                        e->units, e->hash ? e->hash : 1, 0, 0, 0};
                     rc = db_order_add(db, &so);
                     res->items += (uint64_t)e->items;
                     if (rc == 0) view_order(db, (uint32_t)(db->n_orders - 1));

@@ -271,7 +271,7 @@ static void define_streams(mview *v)
     }
     stream *o = &v->streams[ST_ORDERS], *it = &v->streams[ST_ITEMS], *r = &v->streams[ST_RETURNS];
     o->ncols = 2, o->colsz[1] = 4;            /* order index */
-    it->ncols = 3, it->colsz[1] = 4, it->colsz[2] = 8; /* item index, qty x price */
+    it->ncols = 4, it->colsz[1] = 4, it->colsz[2] = 8, it->colsz[3] = 4; /* item, qty x price, order */
     r->ncols = 3, r->colsz[1] = 4, r->colsz[2] = 8;    /* order index, money returned */
     for (size_t d = 0; d < N_EDEFS; d++) {
         stream *s = &v->streams[edefs[d].stream];
@@ -294,8 +294,8 @@ static void bind_streams(const patron_db *db, mview *v)
     set_field(s, "amount", VT_NUM, VS_MONEY, db->o_amount, ro, NULL);
     set_field(s, "items", VT_NUM, VS_I32, db->o_items, ro, NULL);
     set_field(s, "units", VT_NUM, VS_I64, db->o_units, ro, NULL);
-    set_field(s, "channel", VT_STR, VS_NONE, NULL, NULL, &v->estr);
-    set_field(s, "store", VT_STR, VS_NONE, NULL, NULL, &v->estr);
+    set_field(s, "channel", VT_STR, VS_CODE, db->o_channel, ro, &v->items_dict[DB_DICT_CHANNEL]);
+    set_field(s, "store", VT_STR, VS_CODE, db->o_store, ro, &v->items_dict[DB_DICT_STORE]);
     set_field(s, "ts", VT_TS, VS_TS, s->col[0], NULL, NULL);
     s = &v->streams[ST_ITEMS];
     ro = s->col[1];
@@ -305,7 +305,8 @@ static void bind_streams(const patron_db *db, mview *v)
     set_field(s, "qty", VT_NUM, VS_I32, v->it_qty, ro, NULL);
     set_field(s, "price", VT_NUM, VS_MONEY, v->it_price, ro, NULL);
     set_field(s, "amount", VT_NUM, VS_MONEY, s->col[2], NULL, NULL);
-    set_field(s, "channel", VT_STR, VS_NONE, NULL, NULL, &v->estr);
+    set_field(s, "channel", VT_STR, VS_CODE, db->o_channel, s->col[3], &v->items_dict[DB_DICT_CHANNEL]);
+    set_field(s, "store", VT_STR, VS_CODE, db->o_store, s->col[3], &v->items_dict[DB_DICT_STORE]);
     set_field(s, "ts", VT_TS, VS_TS, s->col[0], NULL, NULL);
     s = &v->streams[ST_RETURNS];
     set_field(s, "amount", VT_NUM, VS_MONEY, s->col[2], NULL, NULL);
@@ -604,7 +605,7 @@ static int apply_item(const patron_db *db, mview *v, uint32_t i)
     if (m < 0 || db->o_void[o] || db->o_kind[o] != 0 || v->it_qty[i] <= 0)
         return 0;
     int64_t amount = (int64_t)v->it_qty[i] * v->it_price[i];
-    const void *vals[3] = {NULL, &i, &amount};
+    const void *vals[4] = {NULL, &i, &amount, &o};
     return stream_insert(&v->streams[ST_ITEMS], (uint32_t)m, db->o_ts[o], vals);
 }
 
@@ -694,7 +695,7 @@ static int load_items(void *ctx, const unsigned char *b, size_t len)
 static int load_item_dict(void *ctx, int kind, uint32_t code, const char *s, size_t n)
 {
     mview *v = ctx;
-    if (kind < 1 || kind > 3)
+    if (kind < 1 || kind >= DB_DICT__N)
         return 0;
     /* Codes are dense from 1 in the store, so interning in code order keeps them. */
     uint32_t c = strdict_intern(&v->items_dict[kind], s, n);
@@ -744,7 +745,7 @@ static void view_free(mview *v)
         v->idx_free(v->idx, v->n_idx);
     strdict_release(&v->pstr);
     strdict_release(&v->estr);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < DB_DICT__N; k++)
         strdict_release(&v->items_dict[k]);
     for (int k = 0; k < MV__NSTR; k++)
         mem_free(v->str[k]);
@@ -879,7 +880,7 @@ int db_view_ensure(patron_db *db, patron_error *err)
             db->default_personalization ? db->default_personalization : CONSENT_GRANTED;
     strdict_init(&v->pstr);
     strdict_init(&v->estr);
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < DB_DICT__N; k++)
         strdict_init(&v->items_dict[k]);
     define_streams(v);
     if (members_grow(v, db->n_members) != 0) {
@@ -968,7 +969,7 @@ void view_event_obj(patron_db *db, uint32_t m, const char *type, int64_t ts, voi
 void view_dict_add(patron_db *db, int kind, uint32_t code, const char *s, size_t n)
 {
     mview *v = live_view(db);
-    if (v && kind >= 1 && kind <= 3 && strdict_intern(&v->items_dict[kind], s, n) != code)
+    if (v && kind >= 1 && kind < DB_DICT__N && strdict_intern(&v->items_dict[kind], s, n) != code)
         v->failed = 1;
 }
 

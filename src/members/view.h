@@ -111,7 +111,7 @@ typedef struct mview {
     uint32_t *it_order, *it_sku, *it_cat, *it_brand;
     int32_t *it_qty;
     int64_t *it_price;
-    strdict items_dict[4];   /* DB_DICT_SKU.. codes as stored */
+    strdict items_dict[DB_DICT__N]; /* DB_DICT_SKU.. codes as stored (channel, store too) */
     strdict estr;            /* strings of non-order events */
     stream streams[ST__N];
     int failed;              /* an incremental update ran out of memory: rebuild */

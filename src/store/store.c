@@ -302,7 +302,8 @@ int store_dict_each(store *s, store_dict_fn fn, void *ctx, patron_error *err)
  * Order chunk, format 1 (one BLOB per up to ORDER_CHUNK orders, written at commit):
  * "POC1", u32 n, then the columns i64 ts[n], i64 amount[n], i64 units[n], u64 hash[n],
  * i32 member[n], i32 items[n], u32 id_len[n], u8 kind[n], the id bytes, and u64 XXH3 of
- * everything before it.  Columns are copied in and out with memcpy (no alignment
+ * everything before it.  Format 2 ("POC2", written since channel and store are kept)
+ * adds u32 channel[n] and u32 store[n] (dictionary codes, kinds 4 and 5) after kind[n].  Columns are copied in and out with memcpy (no alignment
  * assumptions).  Voids live in their own table: chunks are never rewritten.
  */
 #define ORDER_CHUNK 65536
@@ -319,12 +320,12 @@ static int flush_orders(store *s, patron_error *err)
         size_t idbytes = 0;
         for (size_t i = 0; i < n; i++)
             idbytes += o[i].idn;
-        size_t len = 8 + n * (8 * 4 + 4 * 3 + 1) + idbytes + 8;
+        size_t len = 8 + n * (8 * 4 + 4 * 5 + 1) + idbytes + 8;
         unsigned char *buf = mem_alloc(len), *w = buf + 8;
         if (!buf)
             return err_set(err, PATRON_ENOMEM, "out of memory");
         uint32_t n32 = (uint32_t)n;
-        memcpy(buf, "POC1", 4);
+        memcpy(buf, "POC2", 4);
         memcpy(buf + 4, &n32, 4);
 #define PUT_COL(type, expr)                                                                        \
     for (size_t i = 0; i < n; i++) {                                                               \
@@ -340,6 +341,8 @@ static int flush_orders(store *s, patron_error *err)
         PUT_COL(int32_t, o[i].items)
         PUT_COL(uint32_t, o[i].idn)
         PUT_COL(uint8_t, o[i].kind)
+        PUT_COL(uint32_t, o[i].channel)
+        PUT_COL(uint32_t, o[i].store)
 #undef PUT_COL
         for (size_t i = 0; i < n; i++) {
             memcpy(w, o[i].id, o[i].idn);
@@ -412,8 +415,9 @@ int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
         uint64_t sum;
         if (len >= 16)
             memcpy(&n, b + 4, 4);
-        size_t fixed = 8 + (size_t)n * (8 * 4 + 4 * 3 + 1) + 8;
-        if (len < fixed || memcmp(b, "POC1", 4) != 0 ||
+        int v2 = len >= 4 && memcmp(b, "POC2", 4) == 0; /* POC1: no channel/store */
+        size_t fixed = 8 + (size_t)n * (8 * 4 + 4 * (v2 ? 5 : 3) + 1) + 8;
+        if (len < fixed || (!v2 && memcmp(b, "POC1", 4) != 0) ||
             (memcpy(&sum, b + len - 8, 8), sum != XXH3_64bits(b, len - 8))) {
             rc = err_set(err, PATRON_ESTORE, "%s: order chunk %lld is damaged (checksum)", s->path,
                          (long long)sqlite3_column_int64(q, 0));
@@ -423,7 +427,8 @@ int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
                             *c_units = c_amt + 8 * (size_t)n, *c_hash = c_units + 8 * (size_t)n,
                             *c_mem = c_hash + 8 * (size_t)n, *c_items = c_mem + 4 * (size_t)n,
                             *c_idn = c_items + 4 * (size_t)n, *c_kind = c_idn + 4 * (size_t)n,
-                            *ids = c_kind + n, *end = b + len - 8;
+                            *c_chan = c_kind + n, *c_store = c_chan + (v2 ? 4 * (size_t)n : 0),
+                            *ids = c_kind + n + (v2 ? 8 * (size_t)n : 0), *end = b + len - 8;
         store_order o;
         for (uint32_t i = 0; i < n && rc == PATRON_OK; i++) {
             int32_t m, items;
@@ -441,6 +446,11 @@ int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
             }
             o.member = m;
             o.items = items;
+            o.channel = o.store = 0;
+            if (v2) {
+                memcpy(&o.channel, c_chan + 4 * (size_t)i, 4);
+                memcpy(&o.store, c_store + 4 * (size_t)i, 4);
+            }
             o.kind = c_kind[i];
             o.id = (const char *)ids;
             o.idn = idn;

@@ -54,6 +54,7 @@ typedef struct store_order {
     int64_t units;    /* sum of qty */
     uint64_t hash;    /* content hash */
     int voided;
+    uint32_t channel, store; /* dictionary codes (kinds 4 and 5), 0 = none */
 } store_order;
 int store_order_put(store *s, const store_order *o, patron_error *err);
 int store_order_void(store *s, const char *id, size_t idn, patron_error *err);

@@ -12,10 +12,11 @@ m2,DE,m2@example.com,true,false,running
 m3,FR,m3@example.com,true,true,
 EOF
 cat > "$T/orders.csv" <<'EOF'
-order_id,member_id,ts,sku,qty,price,category
-o1,m1,2024-01-01T00:00:00Z,A,1,10.00,shoes
-o2,m2,2024-01-20T00:00:00Z,B,2,5.00,apparel
-o3,m3,2023-12-01T00:00:00Z,A,1,10.00,shoes
+order_id,member_id,ts,sku,qty,price,category,channel,store
+o1,m1,2024-01-01T00:00:00Z,A,1,10.00,shoes,app,
+o2,m2,2024-01-20T00:00:00Z,B,2,5.00,apparel,store,S7
+o2,m2,2024-01-20T00:00:00Z,C,1,1.00,apparel,store,S7
+o3,m3,2023-12-01T00:00:00Z,A,1,10.00,shoes,web,
 EOF
 db() { "$P" --db "$T/p.db" --quiet "$@"; }
 db --now 2024-01-25 import members "$T/members.csv"
@@ -24,6 +25,10 @@ db --now 2024-01-25 segment create recent 'count(orders, 30d) >= 1'
 db --now 2024-01-25 segment create de 'country = "DE"'
 db --now 2024-01-25 segment create de_recent 'in_segment("de") and in_segment("recent")'
 [ "$(db --now 2024-01-25 segment members recent | sort | tr '\n' ' ')" = "m1 m2 " ]
+# Purchase channel and store are kept (orders and their items).
+[ "$(db --now 2024-01-25 query 'count(orders where channel = "app") = 1')" = m1 ]
+[ "$(db --now 2024-01-25 query 'count(items where store = "S7" and channel = "store") = 2')" = m2 ]
+[ "$(db --now 2024-01-25 query 'count(orders where channel = "web" or store = "S7") >= 1' --count)" = 2 ]
 [ "$(db --now 2024-01-25 query 'in_segment("de_recent")' --count)" = 2 ]
 # A cycle is refused at create/update time, naming it.
 set +e
