@@ -1495,8 +1495,11 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     return rc;
 }
 
-int patron_import(patron_db *db, patron_import_kind kind, const char *path,
-                  const patron_import_opts *opts, patron_import_result *res, patron_error *err)
+/* Every import: defaults, the order-id index, tracking what changed, and the member
+ * view kept current.  mem != NULL: events from memory (path names them). */
+static int import_any(patron_db *db, patron_import_kind kind, const char *path, const char *mem,
+                      size_t memn, const patron_import_opts *opts, patron_import_result *res,
+                      patron_error *err)
 {
     patron_import_opts dflt;
     if (!opts) {
@@ -1505,7 +1508,8 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
     }
     memset(res, 0, sizeof *res);
     int rc = db_order_ids_ensure(db, err);
-    if (rc != PATRON_OK) return rc;
+    if (rc != PATRON_OK)
+        return rc;
     db->tracking = 1;
     switch (kind) {
     case PATRON_IMPORT_ORDERS:
@@ -1515,11 +1519,11 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
         rc = import_members(db, path, opts, res, err);
         break;
     case PATRON_IMPORT_EVENTS:
-        rc = import_events(db, path, NULL, 0, opts, res, err);
+        rc = import_events(db, path, mem, memn, opts, res, err);
         break;
     default:
-        db->tracking = 0;
-        return err_set(err, PATRON_EUSAGE, "importing this kind of file is not built yet");
+        rc = err_set(err, PATRON_EUSAGE, "importing this kind of file is not built yet");
+        break;
     }
     db->tracking = 0;
     if (res->committed)
@@ -1527,21 +1531,15 @@ int patron_import(patron_db *db, patron_import_kind kind, const char *path,
     return rc;
 }
 
+int patron_import(patron_db *db, patron_import_kind kind, const char *path,
+                  const patron_import_opts *opts, patron_import_result *res, patron_error *err)
+{
+    return import_any(db, kind, path, NULL, 0, opts, res, err);
+}
+
 int patron_events_add(patron_db *db, const char *name, const char *jsonl, size_t n,
                       const patron_import_opts *opts, patron_import_result *res, patron_error *err)
 {
-    patron_import_opts dflt;
-    if (!opts) {
-        patron_import_opts_init(&dflt);
-        opts = &dflt;
-    }
-    memset(res, 0, sizeof *res);
-    int rc = db_order_ids_ensure(db, err);
-    if (rc != PATRON_OK) return rc;
-    db->tracking = 1;
-    rc = import_events(db, name ? name : "(events)", jsonl ? jsonl : "", jsonl ? n : 0, opts, res,
-                       err);
-    db->tracking = 0;
-    if (res->committed) view_after_import(db);
-    return rc;
+    return import_any(db, PATRON_IMPORT_EVENTS, name ? name : "(events)", jsonl ? jsonl : "",
+                      jsonl ? n : 0, opts, res, err);
 }

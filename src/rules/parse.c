@@ -521,25 +521,28 @@ static rnode *parse_atom(parser *p)
     return n;
 }
 
+/* A prefix operator (the current token) applied to what `operand` parses. */
+static rnode *parse_prefix(parser *p, nkind k, rnode *(*operand)(parser *))
+{
+    size_t so = p->ts;
+    next(p);
+    if (++p->depth > 200) {
+        perr(p, so, "%s", "the rule is nested too deeply");
+        return NULL;
+    }
+    rnode *a = operand(p);
+    p->depth--;
+    rnode *n = a ? node(p, k, so) : NULL;
+    if (n) {
+        n->a = a;
+        finish(p, n);
+    }
+    return n;
+}
+
 static rnode *parse_unary(parser *p)
 {
-    if (p->t == T_MINUS) {
-        size_t so = p->ts;
-        next(p);
-        if (++p->depth > 200) {
-            perr(p, so, "%s", "the rule is nested too deeply");
-            return NULL;
-        }
-        rnode *a = parse_unary(p);
-        p->depth--;
-        rnode *n = a ? node(p, N_NEG, so) : NULL;
-        if (n) {
-            n->a = a;
-            finish(p, n);
-        }
-        return n;
-    }
-    return parse_atom(p);
+    return p->t == T_MINUS ? parse_prefix(p, N_NEG, parse_unary) : parse_atom(p);
 }
 
 static rnode *parse_term(parser *p)
@@ -676,23 +679,7 @@ static rnode *parse_pred(parser *p)
 
 static rnode *parse_not(parser *p)
 {
-    if (is_kw(p, "not")) {
-        size_t so = p->ts;
-        next(p);
-        if (++p->depth > 200) {
-            perr(p, so, "%s", "the rule is nested too deeply");
-            return NULL;
-        }
-        rnode *a = parse_not(p);
-        p->depth--;
-        rnode *n = a ? node(p, N_NOT, so) : NULL;
-        if (n) {
-            n->a = a;
-            finish(p, n);
-        }
-        return n;
-    }
-    return parse_pred(p);
+    return is_kw(p, "not") ? parse_prefix(p, N_NOT, parse_not) : parse_pred(p);
 }
 
 static rnode *parse_and(parser *p)
