@@ -52,7 +52,7 @@ struct patron_db {
     uint32_t touched_sources;
     int tracking;                        /* 1 while an import applies a committed batch */
     uint64_t data_version;               /* bumped by every db_touch batch (see segments) */
-    struct extcol *ext;                  /* members/view.h: attached columns */
+    struct extcol **ext;                 /* members/view.h: attached columns (stable addresses) */
     size_t n_ext;
     struct segcat *segs;                 /* segments/segments.h, loaded on need */
     void (*segs_free)(patron_db *db);    /* set by the segments module */

@@ -788,9 +788,10 @@ void db_view_free(patron_db *db)
     view_free(db->view);
     db->view = NULL;
     for (size_t i = 0; i < db->n_ext; i++) {
-        mem_free(db->ext[i].num);
-        mem_free(db->ext[i].code);
-        strdict_release(&db->ext[i].dict);
+        mem_free(db->ext[i]->num);
+        mem_free(db->ext[i]->code);
+        strdict_release(&db->ext[i]->dict);
+        mem_free(db->ext[i]);
     }
     mem_free(db->ext);
     db->ext = NULL;
@@ -800,8 +801,8 @@ void db_view_free(patron_db *db)
 const extcol *db_extcol_find(const patron_db *db, const char *name)
 {
     for (size_t i = 0; i < db->n_ext; i++)
-        if (strcmp(db->ext[i].name, name) == 0)
-            return &db->ext[i];
+        if (strcmp(db->ext[i]->name, name) == 0)
+            return db->ext[i];
     return NULL;
 }
 
@@ -809,12 +810,13 @@ extcol *db_extcol(patron_db *db, const char *name, vtype type, int is_model)
 {
     extcol *c = (extcol *)db_extcol_find(db, name);
     if (!c) {
-        extcol *a = mem_realloc_array(db->ext, db->n_ext + 1, sizeof *a);
+        extcol **a = mem_realloc_array(db->ext, db->n_ext + 1, sizeof *a);
         if (!a)
             return NULL;
         db->ext = a;
-        c = &db->ext[db->n_ext++];
-        memset(c, 0, sizeof *c);
+        if (!(c = mem_calloc(1, sizeof *c)))
+            return NULL;
+        db->ext[db->n_ext++] = c;
         snprintf(c->name, sizeof c->name, "%s", name);
         c->type = type;
         c->is_model = is_model;
