@@ -113,11 +113,26 @@ typedef struct ectx {
     size_t n;
     int event;            /* 1 inside an aggregate's where */
     int want_due;         /* compute vec.t / vec.s */
+    const int64_t *nows;  /* per row: each row's own now (NULL: now for every row) */
     arena *ar;
     /* today's civil date, for age and birthdays */
     int ny, nm, nd;
     int64_t today;
 } ectx;
+
+#define NOW(x, i) ((x)->nows ? (x)->nows[i] : (x)->now)
+
+/* Row i's day and civil date (of its own now). */
+static int64_t row_today(const ectx *x, size_t i, int *ny, int *nm, int *nd)
+{
+    if (!x->nows) {
+        *ny = x->ny, *nm = x->nm, *nd = x->nd;
+        return x->today;
+    }
+    int64_t t = time_day_of(x->nows[i]);
+    time_civil_from_days(t, ny, nm, nd);
+    return t;
+}
 
 static double *vd(ectx *x)
 {
@@ -247,10 +262,10 @@ static void computed(ectx *x, int which, double *out)
 {
     const mview *v = x->v;
     const patron_db *db = x->db;
-    int64_t now = x->now;
     const stream *o = &v->streams[ST_ORDERS];
     for (size_t i = 0; i < x->n; i++) {
         uint32_t m = x->rows[i];
+        int64_t now = NOW(x, i);
         double r = NAN;
         switch (which) {
         case F_TENURE_DAYS:
@@ -262,19 +277,20 @@ static void computed(ectx *x, int which, double *out)
             int32_t bd = v->birth_days[m];
             if (bd == INT32_MIN)
                 break;
-            int by, bm, bdd;
+            int by, bm, bdd, ny, nm, nd;
             time_civil_from_days(bd, &by, &bm, &bdd);
+            int64_t today = row_today(x, i, &ny, &nm, &nd);
             if (which == F_AGE) {
-                r = x->ny - by - ((x->nm < bm || (x->nm == bm && x->nd < bdd)) ? 1 : 0);
+                r = ny - by - ((nm < bm || (nm == bm && nd < bdd)) ? 1 : 0);
                 break;
             }
-            for (int y = x->ny; y <= x->ny + 1; y++) {
+            for (int y = ny; y <= ny + 1; y++) {
                 int dd = bdd;
                 if (bm == 2 && dd == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
                     dd = 28;
                 int64_t cand = time_days_from_civil(y, (unsigned)bm, (unsigned)dd);
-                if (cand >= x->today) {
-                    r = (double)(cand - x->today);
+                if (cand >= today) {
+                    r = (double)(cand - today);
                     break;
                 }
             }
@@ -374,10 +390,6 @@ static vec eval_agg_values(ectx *x, const rnode *n)
     if (!r.d || !seg)
         return r;
     int64_t hi_t = x->now, lo_t = INT64_MIN;
-    if (n->has_window) {
-        hi_t = x->now - n->w_to;
-        lo_t = x->now - n->w_from;
-    }
     /* Gather the rows in the window of every member of the batch. */
     size_t total = 0;
     uint32_t *lo = aalloc(x->ar, (nm ? nm : 1) * sizeof *lo);
@@ -386,6 +398,11 @@ static vec eval_agg_values(ectx *x, const rnode *n)
         return r;
     for (size_t i = 0; i < nm; i++) {
         uint32_t m = x->rows[i], a = s->beg[m], b = s->end[m];
+        hi_t = NOW(x, i);
+        if (n->has_window) {
+            lo_t = hi_t - n->w_from;
+            hi_t -= n->w_to;
+        }
         uint32_t e = upper(s->ts, a, b, hi_t);
         uint32_t st = lo_t == INT64_MIN ? a : upper(s->ts, a, e, lo_t);
         lo[i] = st;
@@ -430,6 +447,15 @@ static vec eval_agg_values(ectx *x, const rnode *n)
         sub.n = total;
         sub.event = 1;
         sub.want_due = 0;
+        if (x->nows) { /* each event row takes its member's now */
+            int64_t *en = aalloc(x->ar, (total ? total : 1) * sizeof *en);
+            if (!en)
+                return r;
+            for (size_t i = 0; i < nm; i++)
+                for (uint32_t k = seg[i]; k < seg[i + 1]; k++)
+                    en[k] = x->nows[i];
+            sub.nows = en;
+        }
         vec w = eval(&sub, n->a);
         keep = w.b;
         if (!keep)
@@ -571,8 +597,8 @@ static vec eval_agg(ectx *x, const rnode *n)
     /* A `where` that moves with time (days_since(ts) …) is looked at again later. */
     int moving = n->a && n->a->time_dependent;
     for (size_t i = 0; i < x->n; i++) {
-        int64_t t = stream_next(n->stream, x->rows[i], x->now, n->has_window, n->w_from, n->w_to);
-        r.t[i] = moving ? min64(t, x->now + RECHECK_SECS) : t;
+        int64_t t = stream_next(n->stream, x->rows[i], NOW(x, i), n->has_window, n->w_from, n->w_to);
+        r.t[i] = moving ? min64(t, NOW(x, i) + RECHECK_SECS) : t;
     }
     return r;
 }
@@ -605,6 +631,14 @@ static vec eval_logic(ectx *x, const rnode *n)
     ectx sub = *x;
     sub.rows = open;
     sub.n = k;
+    if (x->nows) {
+        int64_t *sn = aalloc(x->ar, k * sizeof *sn);
+        if (!sn)
+            return (vec){0};
+        for (size_t j = 0; j < k; j++)
+            sn[j] = x->nows[idx[j]];
+        sub.nows = sn;
+    }
     vec rr = eval(&sub, n->b);
     if (!rr.b)
         return (vec){0};
@@ -669,7 +703,7 @@ static vec eval_node(ectx *x, const rnode *n, vec *ch)
         case REF_CONSENT:
             if ((r.b = vb(x)))
                 for (size_t i = 0; i < nn; i++)
-                    r.b[i] = (uint8_t)db_consent(x->db, x->rows[i], n->which, x->now);
+                    r.b[i] = (uint8_t)db_consent(x->db, x->rows[i], n->which, NOW(x, i));
             return r;
         case REF_COMPUTED:
             if ((r.d = vd(x)))
@@ -695,7 +729,7 @@ static vec eval_node(ectx *x, const rnode *n, vec *ch)
         if (!a.d || !(r.d = vd(x)))
             return (vec){0};
         for (size_t i = 0; i < nn; i++)
-            r.d[i] = ((double)x->now - a.d[i]) / TIME_DAY;
+            r.d[i] = ((double)NOW(x, i) - a.d[i]) / TIME_DAY;
         return r;
     }
     case N_NEG: {
@@ -928,11 +962,11 @@ static void field_due(ectx *x, const rnode *n, vec *r)
 {
     const mview *v = x->v;
     size_t nn = x->n;
-    int64_t now = x->now;
     if (n->ref == REF_CONSENT) {
         if (!(r->t = tnew(x)))
             return;
         for (size_t i = 0; i < nn; i++) {
+            int64_t now = NOW(x, i);
             uint32_t m = x->rows[i];
             int64_t ex = v->consent_expires[n->which][m];
             if (v->consent[n->which][m] == CONSENT_GRANTED && ex != PATRON_NULL_TS && ex > now)
@@ -950,7 +984,9 @@ static void field_due(ectx *x, const rnode *n, vec *r)
         return;
     for (size_t i = 0; i < nn; i++) {
         uint32_t m = x->rows[i];
-        int64_t t = NEVER;
+        int64_t t = NEVER, now = NOW(x, i);
+        int ny, nm, nd;
+        int64_t today = row_today(x, i, &ny, &nm, &nd);
         switch (n->which) {
         case F_FREQUENCY:
         case F_RECENCY_DAYS:
@@ -968,7 +1004,7 @@ static void field_due(ectx *x, const rnode *n, vec *r)
             break;
         case F_DAYS_TO_BIRTHDAY:
             if (v->birth_days[m] != INT32_MIN)
-                t = (x->today + 1) * TIME_DAY;
+                t = (today + 1) * TIME_DAY;
             break;
         case F_AGE: {
             int32_t bd = v->birth_days[m];
@@ -976,12 +1012,12 @@ static void field_due(ectx *x, const rnode *n, vec *r)
                 break;
             int by, bm, bdd;
             time_civil_from_days(bd, &by, &bm, &bdd);
-            for (int y = x->ny; y <= x->ny + 1 && t == NEVER; y++) {
+            for (int y = ny; y <= ny + 1 && t == NEVER; y++) {
                 int dd = bdd;
                 if (bm == 2 && dd == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
                     dd = 28;
                 int64_t cand = time_days_from_civil(y, (unsigned)bm, (unsigned)dd);
-                if (cand > x->today)
+                if (cand > today)
                     t = cand * TIME_DAY;
             }
             break;
@@ -1067,12 +1103,14 @@ static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
         for (size_t i = 0; i < x->n; i++) {
             int32_t bd = x->v->birth_days[x->rows[i]];
             if (bd != INT32_MIN)
-                r->t[i] = dtb_flip(bd, x->today, n->op, c, swapped);
+            {
+                int ny, nm, nd;
+                r->t[i] = dtb_flip(bd, row_today(x, i, &ny, &nm, &nd), n->op, c, swapped);
+            }
         }
         return;
     }
     size_t nn = x->n;
-    int64_t now = x->now;
     switch (n->kind) {
     case N_FIELD:
         field_due(x, n, r);
@@ -1122,7 +1160,7 @@ static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
             }
             if (isnan(s) || nonlinear) {
                 s = 0;
-                r->t[i] = min64(r->t[i], now + RECHECK_SECS);
+                r->t[i] = min64(r->t[i], NOW(x, i) + RECHECK_SECS);
             }
             r->s[i] = s;
         }
@@ -1144,7 +1182,7 @@ static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
             if (!ch[0].s && !ch[j].s)
                 continue;
             for (size_t i = 0; i < nn; i++)
-                r->t[i] = min64(r->t[i], crossing(now, ch[0].d[i], ch[j].d[i],
+                r->t[i] = min64(r->t[i], crossing(NOW(x, i), ch[0].d[i], ch[j].d[i],
                                                   ch[0].s ? ch[0].s[i] : 0,
                                                   ch[j].s ? ch[j].s[i] : 0));
         }
@@ -1158,7 +1196,7 @@ static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
             tmin(r->t, ch[0].t, nn);
             for (size_t i = 0; i < nn; i++)
                 if (ch[0].s[i] != 0)
-                    r->t[i] = min64(r->t[i], now + RECHECK_SECS);
+                    r->t[i] = min64(r->t[i], NOW(x, i) + RECHECK_SECS);
         }
         return;
     case N_ISNULL:
@@ -1517,10 +1555,11 @@ static void ctx_init(ectx *x, const rule *r, patron_db *db, int64_t now, arena *
 
 /* Evaluates one batch of members; adds the matches to out.  With due, due[i] gets the
  * next instant rows[i]'s answer can change with time alone.  0 ok, -1 out of memory. */
-static int run_batch(const rule *r, ectx *x, const uint32_t *rows, size_t n, roaring_bitmap_t *out,
-                     int64_t *due)
+static int run_batch(const rule *r, ectx *x, const uint32_t *rows, const int64_t *nows, size_t n,
+                     roaring_bitmap_t *out, int64_t *due)
 {
     x->rows = rows;
+    x->nows = nows;
     x->n = n;
     x->event = 0;
     x->want_due = due != NULL;
@@ -1532,7 +1571,7 @@ static int run_batch(const rule *r, ectx *x, const uint32_t *rows, size_t n, roa
     uint32_t hits[BATCH];
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (v.b[i] == 1 && (!r->reads_models || db_profiling_allowed(x->db, rows[i], x->now)))
+        if (v.b[i] == 1 && (!r->reads_models || db_profiling_allowed(x->db, rows[i], NOW(x, i))))
             hits[k++] = rows[i];
     if (k)
         roaring_bitmap_add_many(out, k, hits);
@@ -1564,7 +1603,7 @@ static void *run_job(void *arg)
         size_t n = 0;
         while (n < BATCH && m < j->end)
             rows[n++] = m++;
-        if (run_batch(j->r, &x, rows, n, j->out, j->due ? j->due + rows[0] : NULL) != 0)
+        if (run_batch(j->r, &x, rows, NULL, n, j->out, j->due ? j->due + rows[0] : NULL) != 0)
             j->failed = 1;
     }
     afree(&ar);
@@ -1647,6 +1686,13 @@ int rule_eval_members(const rule *r, patron_db *db, int64_t now, const uint32_t 
 int rule_eval_members_due(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
                           size_t n, roaring_bitmap_t *out, int64_t *due, patron_error *err)
 {
+    return rule_eval_members_at(r, db, now, members, NULL, n, out, due, err);
+}
+
+int rule_eval_members_at(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
+                         const int64_t *nows, size_t n, roaring_bitmap_t *out, int64_t *due,
+                         patron_error *err)
+{
     if (!db->view)
         return err_set(err, PATRON_EINTERNAL, "the member view is not built");
     arena ar = {0};
@@ -1655,7 +1701,7 @@ int rule_eval_members_due(const rule *r, patron_db *db, int64_t now, const uint3
     int rc = PATRON_OK;
     for (size_t i = 0; i < n && rc == PATRON_OK; i += BATCH) {
         size_t k = n - i < BATCH ? n - i : BATCH;
-        if (run_batch(r, &x, members + i, k, out, due ? due + i : NULL) != 0)
+        if (run_batch(r, &x, members + i, nows ? nows + i : NULL, k, out, due ? due + i : NULL) != 0)
             rc = err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
     }
     afree(&ar);

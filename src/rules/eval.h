@@ -32,6 +32,12 @@ int rule_eval_all_due(const rule *r, patron_db *db, int64_t now, int threads,
 int rule_eval_members_due(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
                           size_t n, roaring_bitmap_t *out, int64_t *due, patron_error *err);
 
+/* The same with each member at its own time: members[i] evaluated at nows[i] (nows NULL:
+ * all at now).  Used to advance segments through time in a few large batches. */
+int rule_eval_members_at(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
+                         const int64_t *nows, size_t n, roaring_bitmap_t *out, int64_t *due,
+                         patron_error *err);
+
 /* The value of node n for member m at now, as text ("null", "true", "12.5", "\"DE\"",
  * "2024-01-01T00:00:00Z") -- for --explain. */
 int rule_eval_node_text(const rule *r, const rnode *n, patron_db *db, uint32_t m, int64_t now,

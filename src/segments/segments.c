@@ -228,12 +228,43 @@ static void ch_free(chbuf *c)
 
 /* Stores the buffered changes as one blob: "SCH1", u32 n, i64 ts[n], u32 member[n],
  * u8 enter[n], u64 XXH3 of everything before it. */
-static int put_changes(patron_db *db, const char *name, const chbuf *c, patron_error *err)
+typedef struct chrow {
+    int64_t ts;
+    uint32_t m;
+    uint8_t enter;
+} chrow;
+
+static int cmp_chrow(const void *a, const void *b)
+{
+    const chrow *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->m < y->m ? -1 : x->m > y->m;
+}
+
+/* Puts the changes in time order (rounds record them member by member). */
+static int ch_sort(chbuf *c)
+{
+    chrow *r = mem_alloc_array(c->n ? c->n : 1, sizeof *r);
+    if (!r)
+        return -1;
+    for (size_t i = 0; i < c->n; i++)
+        r[i] = (chrow){c->ts[i], c->m[i], c->enter[i]};
+    qsort(r, c->n, sizeof *r, cmp_chrow); /* a member changes at most once per instant */
+    for (size_t i = 0; i < c->n; i++)
+        c->ts[i] = r[i].ts, c->m[i] = r[i].m, c->enter[i] = r[i].enter;
+    mem_free(r);
+    return 0;
+}
+
+static int put_changes(patron_db *db, const char *name, chbuf *c, patron_error *err)
 {
     if (c->failed)
         return err_set(err, PATRON_ENOMEM, "out of memory recording segment changes");
     if (c->n == 0)
         return PATRON_OK;
+    if (ch_sort(c) != 0)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
     size_t len = 8 + c->n * 13 + 8;
     unsigned char *b = mem_alloc(len);
     if (!b)
@@ -428,16 +459,11 @@ static int live_build(patron_db *db, segment *g, patron_error *err)
     return PATRON_OK;
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Re-evaluates members ms[0..k) of g at t: applies the answers to g->members, records
- * the changes at t, and schedules each member's next instant. */
-static int reevaluate(patron_db *db, segment *g, const uint32_t *ms, size_t k, int64_t t,
-                      chbuf *ch, patron_error *err)
+/* Re-evaluates members ms[0..k) of g, each at its own instant ts[i] (or all at t when ts
+ * is NULL): applies the answers to g->members, records the changes at those instants, and
+ * schedules each member's next instant. */
+static int reevaluate(patron_db *db, segment *g, const uint32_t *ms, const int64_t *ts, size_t k,
+                      int64_t t, chbuf *ch, patron_error *err)
 {
     if (k == 0)
         return PATRON_OK;
@@ -447,18 +473,19 @@ static int reevaluate(patron_db *db, segment *g, const uint32_t *ms, size_t k, i
     if (!due || !hit)
         rc = err_set(err, PATRON_ENOMEM, "out of memory");
     if (rc == PATRON_OK)
-        rc = rule_eval_members_due(g->r, db, t, ms, k, hit, due, err);
+        rc = rule_eval_members_at(g->r, db, t, ms, ts, k, hit, due, err);
     for (size_t i = 0; i < k && rc == PATRON_OK; i++) {
         uint32_t m = ms[i];
+        int64_t at = ts ? ts[i] : t;
         int was = roaring_bitmap_contains(g->members, m), is = roaring_bitmap_contains(hit, m);
         if (was != is) {
             if (is)
                 roaring_bitmap_add(g->members, m);
             else
                 roaring_bitmap_remove(g->members, m);
-            ch_add(ch, t, m, is);
+            ch_add(ch, at, m, is);
         }
-        int64_t nx = due[i] <= t ? t + 1 : due[i]; /* never schedule the past */
+        int64_t nx = due[i] <= at ? at + 1 : due[i]; /* never schedule the past */
         if (m < g->n_due) {
             g->due[m] = nx == INT64_MAX ? INT64_MAX : nx;
             if (heap_push(g, g->due[m], m) != 0)
@@ -506,30 +533,33 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
     /* touched members matter only for data this segment has not seen (one created after
      * the imports already reflects them) */
     int use_touched = touched && (g->deps & src) && g->data_seen != db->data_version;
-    /* 1. time: due members in time order, each batch at its own instant */
+    /* 1. time: in rounds.  A round takes every member whose instant has come by now
+     * (its earliest one) and evaluates each at its own instant, in one batch; what that
+     * schedules at or before now is the next round.  Each member's evaluations stay in
+     * time order; members are independent of each other. */
     uint32_t *batch = NULL;
-    size_t bn = 0, bcap = 0;
+    int64_t *bts = NULL;
+    size_t bn = 0, bcap = 0, tcap = 0;
     while (rc == PATRON_OK && g->hn && g->heap[0].t <= now) {
-        int64_t t = g->heap[0].t;
         bn = 0;
-        while (g->hn && g->heap[0].t == t) {
+        while (g->hn && g->heap[0].t <= now) {
             seg_due e = heap_pop(g);
             if (e.m >= g->n_due || g->due[e.m] != e.t)
                 continue; /* superseded */
             if (use_touched && roaring_bitmap_contains(touched, e.m))
                 continue; /* its data changed: evaluated at now below */
             g->due[e.m] = INT64_MAX;
-            if (MEM_GROW(batch, bcap, bn + 1)) {
+            if (MEM_GROW(batch, bcap, bn + 1) || MEM_GROW(bts, tcap, bn + 1)) {
                 rc = err_set(err, PATRON_ENOMEM, "out of memory");
                 break;
             }
-            batch[bn++] = e.m;
+            batch[bn] = e.m;
+            bts[bn++] = e.t;
         }
-        if (rc == PATRON_OK && bn) {
-            qsort(batch, bn, sizeof *batch, cmp_u32);
-            rc = reevaluate(db, g, batch, bn, t, ch, err);
-        }
+        if (rc == PATRON_OK && bn)
+            rc = reevaluate(db, g, batch, bts, bn, now, ch, err);
     }
+    mem_free(bts);
     /* 2. data: touched members (for the sources g reads) and members created since */
     bn = 0;
     if (rc == PATRON_OK && use_touched) {
@@ -558,7 +588,7 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
         g->full_pending = 0;
     }
     if (rc == PATRON_OK && bn)
-        rc = reevaluate(db, g, batch, bn, now, ch, err);
+        rc = reevaluate(db, g, batch, NULL, bn, now, ch, err);
     mem_free(batch);
     if (rc == PATRON_OK) {
         g->as_of = now;
@@ -582,7 +612,7 @@ static int evaluate(patron_db *db, const char *name, const char *text, int64_t n
 /* ---- operations ------------------------------------------------------------------ */
 
 /* Stores g (as it is now in memory) and its changes in one transaction. */
-static int persist(patron_db *db, const segment *g, const chbuf *ch, patron_error *err)
+static int persist(patron_db *db, const segment *g, chbuf *ch, patron_error *err)
 {
     int rc = store_begin(db->st, err);
     if (rc != PATRON_OK)
@@ -818,6 +848,9 @@ static int sync_all(patron_db *db, int64_t now, int full, patron_error *err)
     const roaring_bitmap_t *touched = db->touched;
     uint32_t src = db->touched_sources;
     segcat *c = db->segs;
+    /* every segment's new state in one transaction */
+    if ((rc = store_begin(db->st, err)) != PATRON_OK)
+        return rc;
     for (size_t i = 0; i < c->n && rc == PATRON_OK; i++) {
         segment *g = &c->s[i];
         if (g->kind != SEG_RULE || g->as_of > now)
@@ -846,11 +879,21 @@ static int sync_all(patron_db *db, int64_t now, int full, patron_error *err)
         } else {
             rc = sync_one(db, g, now, touched, src, &ch, err);
         }
-        if (rc == PATRON_OK && (ch.n || g->as_of != was))
-            rc = persist(db, g, &ch, err);
+        if (rc == PATRON_OK && ch.n) /* the members changed: the set and the changes */
+            rc = (rc = put_segment(db, g, err)) ? rc : put_changes(db, g->name, &ch, err);
+        else if (rc == PATRON_OK && g->as_of != was) /* only time moved */
+            rc = store_segment_as_of(db->st, g->name, g->as_of, err);
         ch_free(&ch);
     }
-    if (rc == PATRON_OK && db->touched) {
+    if (rc == PATRON_OK)
+        rc = store_commit(db->st, err);
+    if (rc != PATRON_OK) {
+        store_rollback(db->st);
+        /* memory ran ahead of the store: reload the catalog on next use */
+        segments_free(db);
+        return rc;
+    }
+    if (db->touched) {
         roaring_bitmap_clear(db->touched);
         db->touched_sources = 0;
     }

@@ -597,6 +597,19 @@ int store_segment_put(store *s, const store_segment *g, patron_error *err)
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing a segment");
 }
 
+int store_segment_as_of(store *s, const char *name, int64_t as_of, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "UPDATE segments SET as_of=?2 WHERE name=?1", -1, &q, NULL) !=
+        SQLITE_OK)
+        return fail(s, err, "storing a segment");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, as_of);
+    int r = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing a segment");
+}
+
 int store_segment_drop(store *s, const char *name, patron_error *err)
 {
     static const char *const sql[2] = {"DELETE FROM segments WHERE name=?1",

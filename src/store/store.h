@@ -89,6 +89,8 @@ typedef struct store_segment {
     size_t members_n;
 } store_segment;
 int store_segment_put(store *s, const store_segment *g, patron_error *err);
+/* Moves a segment's as_of (its members unchanged). */
+int store_segment_as_of(store *s, const char *name, int64_t as_of, patron_error *err);
 /* Drops the segment and its change history. */
 int store_segment_drop(store *s, const char *name, patron_error *err);
 typedef int (*store_segment_fn)(void *ctx, const store_segment *g);
