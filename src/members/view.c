@@ -128,6 +128,10 @@ static int members_grow(mview *v, uint32_t n)
             rc |= grow_col((void **)&a->code, 4, used, cap, 0);
             rc |= grow_col((void **)&a->from_event, 1, used, cap, 0);
         }
+        rc |= grow_col((void **)&v->bf_freq, 4, used, cap, 0);
+        rc |= grow_col((void **)&v->bf_money, 8, used, cap, 0);
+        rc |= grow_col((void **)&v->bf_last, 8, used, cap, 0);
+        rc |= grow_col((void **)&v->bf_max, 8, used, cap, 0);
         for (int s = 0; s < ST__N; s++) {
             stream *st = &v->streams[s];
             rc |= grow_col((void **)&st->beg, 4, used, cap, 0);
@@ -140,6 +144,7 @@ static int members_grow(mview *v, uint32_t n)
     }
     for (uint32_t m = v->n; m < n; m++) {
         v->birth_days[m] = INT32_MIN;
+        v->bf_last[m] = v->bf_max[m] = PATRON_NULL_TS;
         for (int k = 0; k < CK__N; k++) {
             v->consent_expires[k][m] = PATRON_NULL_TS;
             v->consent_at[k][m] = PATRON_NULL_TS;
@@ -581,6 +586,27 @@ static int item_room(mview *v, size_t need)
     return 0;
 }
 
+/* Recomputes member m's behavioural totals from their order and return rows. */
+static void behav_member(const patron_db *db, mview *v, uint32_t m)
+{
+    const stream *o = &v->streams[ST_ORDERS], *r = &v->streams[ST_RETURNS];
+    const uint32_t *oi = o->col[1];
+    const int64_t *ra = r->col[2];
+    int64_t money = 0, last = PATRON_NULL_TS, mx = PATRON_NULL_TS;
+    for (uint32_t k = o->beg[m]; k < o->end[m]; k++)
+        money += db->o_amount[oi[k]];
+    if (o->end[m] > o->beg[m])
+        last = mx = o->ts[o->end[m] - 1];
+    for (uint32_t k = r->beg[m]; k < r->end[m]; k++)
+        money -= ra[k];
+    if (r->end[m] > r->beg[m] && r->ts[r->end[m] - 1] > mx)
+        mx = r->ts[r->end[m] - 1];
+    v->bf_freq[m] = o->end[m] - o->beg[m];
+    v->bf_money[m] = money;
+    v->bf_last[m] = last;
+    v->bf_max[m] = mx;
+}
+
 /* Adds order o's row to its member's orders or returns (voided orders count nowhere). */
 static int apply_order(const patron_db *db, mview *v, uint32_t o)
 {
@@ -723,13 +749,16 @@ static int build_orders(patron_db *db, mview *v)
             iidx[fill[v->it_order[i]]++] = (uint32_t)i;
     }
     mem_free(fill);
-    for (uint32_t m = 0; m < v->n && rc == 0; m++)
+    for (uint32_t m = 0; m < v->n && rc == 0; m++) {
         for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1] && rc == 0; k++) {
             uint32_t o = db->csr_ord[k];
             rc = apply_order(db, v, o);
             for (uint32_t j = ioff[o]; j < ioff[o + 1] && rc == 0; j++)
                 rc = apply_item(db, v, iidx[j]);
         }
+        if (rc == 0)
+            behav_member(db, v, m);
+    }
     mem_free(ioff);
     mem_free(iidx);
     return rc;
@@ -766,6 +795,10 @@ static void view_free(mview *v)
         mem_free(v->attr[i].from_event);
     }
     mem_free(v->attr);
+    mem_free(v->bf_freq);
+    mem_free(v->bf_money);
+    mem_free(v->bf_last);
+    mem_free(v->bf_max);
     mem_free(v->it_order);
     mem_free(v->it_sku);
     mem_free(v->it_cat);
@@ -980,6 +1013,8 @@ void view_order(patron_db *db, uint32_t o)
     mview *v = live_view(db);
     if (v && apply_order(db, v, o) != 0)
         v->failed = 1;
+    else if (v && db->o_member[o] >= 0)
+        behav_member(db, v, (uint32_t)db->o_member[o]);
 }
 
 void view_item(patron_db *db, uint32_t o, uint32_t sku, uint32_t cat, uint32_t brand,
@@ -1012,6 +1047,7 @@ void view_void(patron_db *db, uint32_t o)
     stream_remove(&v->streams[ST_ORDERS], (uint32_t)m, o, NULL);
     stream_remove(&v->streams[ST_RETURNS], (uint32_t)m, o, NULL);
     stream_remove(&v->streams[ST_ITEMS], (uint32_t)m, o, v->it_order);
+    behav_member(db, v, (uint32_t)m);
 }
 
 void view_after_import(patron_db *db)
@@ -1055,6 +1091,8 @@ uint64_t view_hash(const patron_db *db)
         for (int k = 0; k < MV__NSTR; k++)
             hm = mix(hm, str_hash(&v->pstr, v->str[k][m]));
         hm = mix(hm, (uint64_t)v->birth_days[m]);
+        hm = mix(mix(mix(mix(hm, v->bf_freq[m]), (uint64_t)v->bf_money[m]), (uint64_t)v->bf_last[m]),
+                 (uint64_t)v->bf_max[m]);
         uint64_t tags = 0; /* a set: order-insensitive */
         for (uint32_t i = v->tag_beg[m]; i < v->tag_end[m]; i++)
             tags += XXH3_64bits(&v->tags[i], 0) ^ str_hash(&v->pstr, v->tags[i]);

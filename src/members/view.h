@@ -114,6 +114,10 @@ typedef struct mview {
     strdict items_dict[DB_DICT__N]; /* DB_DICT_SKU.. codes as stored (channel, store too) */
     strdict estr;            /* strings of non-order events */
     stream streams[ST__N];
+    /* behavioural totals over all of a member's orders and returns, kept with them: at any
+     * now >= bf_max[m] (the latest of those events) they are the behavioural fields */
+    uint32_t *bf_freq;
+    int64_t *bf_money, *bf_last, *bf_max; /* PATRON_NULL_TS when none */
     int failed;              /* an incremental update ran out of memory: rebuild */
     /* bitmap indexes of code columns built by the rule evaluator (rules/eval.c), each
      * valid for one view generation; freed with the view */

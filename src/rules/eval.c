@@ -297,18 +297,34 @@ static void computed(ectx *x, int which, double *out)
             break;
         }
         case F_RECENCY_DAYS: {
+            if (v->bf_max[m] == PATRON_NULL_TS || v->bf_max[m] <= now) { /* every event visible */
+                if (v->bf_last[m] != PATRON_NULL_TS)
+                    r = (double)(now - v->bf_last[m]) / TIME_DAY;
+                break;
+            }
             uint32_t e = upper(o->ts, o->beg[m], o->end[m], now);
             if (e > o->beg[m])
                 r = (double)(now - o->ts[e - 1]) / TIME_DAY;
             break;
         }
         case F_FREQUENCY:
-            r = (double)(upper(o->ts, o->beg[m], o->end[m], now) - o->beg[m]);
+            if (v->bf_max[m] == PATRON_NULL_TS || v->bf_max[m] <= now)
+                r = (double)v->bf_freq[m];
+            else
+                r = (double)(upper(o->ts, o->beg[m], o->end[m], now) - o->beg[m]);
             break;
         case F_MONETARY:
-            r = (double)net_spend(x, m, INT64_MIN, now) / PATRON_MONEY_SCALE;
+            if (v->bf_max[m] == PATRON_NULL_TS || v->bf_max[m] <= now)
+                r = (double)v->bf_money[m] / PATRON_MONEY_SCALE;
+            else
+                r = (double)net_spend(x, m, INT64_MIN, now) / PATRON_MONEY_SCALE;
             break;
         case F_AOV: {
+            if (v->bf_max[m] == PATRON_NULL_TS || v->bf_max[m] <= now) {
+                if (v->bf_freq[m])
+                    r = (double)v->bf_money[m] / PATRON_MONEY_SCALE / v->bf_freq[m];
+                break;
+            }
             uint32_t f = upper(o->ts, o->beg[m], o->end[m], now) - o->beg[m];
             if (f)
                 r = (double)net_spend(x, m, INT64_MIN, now) / PATRON_MONEY_SCALE / f;
