@@ -17,6 +17,8 @@
 
 /* ---- catalog --------------------------------------------------------------------- */
 
+uint64_t segments_snapshot_slack = 65536;
+
 static void live_release(segment *g)
 {
     rule_free(g->r);
@@ -66,6 +68,7 @@ static int load_one(void *ctx, const store_segment *g)
     s->kind = g->kind;
     s->created_at = g->created_at;
     s->as_of = g->as_of;
+    s->snap_change = g->snap_change;
     s->members = roaring_bitmap_portable_deserialize_safe(g->members, g->members_n);
     if (!s->name || (g->rule && !s->rule) || !s->members) {
         int damaged = !s->members && s->name;
@@ -73,6 +76,36 @@ static int load_one(void *ctx, const store_segment *g)
         return damaged ? 1 : -1;
     }
     c->n++;
+    return 0;
+}
+
+typedef struct replay {
+    roaring_bitmap_t *members;
+    uint64_t n;
+} replay;
+
+static int replay_one(void *ctx, const unsigned char *b, size_t len)
+{
+    replay *r = ctx;
+    uint32_t n;
+    uint64_t sum;
+    if (len < 16 || memcmp(b, "SCH1", 4) != 0)
+        return 1;
+    memcpy(&n, b + 4, 4);
+    if (len != 8 + (size_t)n * 13 + 8)
+        return 1;
+    memcpy(&sum, b + len - 8, 8);
+    if (sum != XXH3_64bits(b, len - 8))
+        return 1;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t m;
+        memcpy(&m, b + 8 + 8 * (size_t)n + 4 * (size_t)i, 4);
+        if (b[8 + 12 * (size_t)n + i])
+            roaring_bitmap_add(r->members, m);
+        else
+            roaring_bitmap_remove(r->members, m);
+    }
+    r->n += n;
     return 0;
 }
 
@@ -88,6 +121,13 @@ int segments_load(patron_db *db, patron_error *err)
     int rc = store_segments_each(db->st, load_one, c, err);
     if (rc == -1)
         rc = err_set(err, PATRON_ENOMEM, "out of memory loading segments");
+    /* the stored set is a snapshot: replay the changes written after it */
+    for (size_t i = 0; i < c->n && rc == PATRON_OK; i++) {
+        replay r = {c->s[i].members, 0};
+        rc = store_segment_changes_after(db->st, c->s[i].name, c->s[i].snap_change, replay_one, &r,
+                                         err);
+        c->s[i].unsnap = r.n;
+    }
     if (rc != PATRON_OK)
         segments_free(db);
     return rc;
@@ -177,7 +217,7 @@ static int put_segment(patron_db *db, const segment *g, patron_error *err)
     size_t n;
     if (serialize(g->members, &blob, &n) != PATRON_OK)
         return err_set(err, PATRON_ENOMEM, "out of memory");
-    store_segment sg = {g->name, g->kind, g->rule, g->created_at, g->as_of, blob, n};
+    store_segment sg = {g->name, g->kind, g->rule, g->created_at, g->as_of, blob, n, g->snap_change};
     int rc = store_segment_put(db->st, &sg, err);
     mem_free(blob);
     return rc;
@@ -257,7 +297,7 @@ static int ch_sort(chbuf *c)
     return 0;
 }
 
-static int put_changes(patron_db *db, const char *name, chbuf *c, patron_error *err)
+static int put_changes(patron_db *db, const char *name, chbuf *c, int64_t *id, patron_error *err)
 {
     if (c->failed)
         return err_set(err, PATRON_ENOMEM, "out of memory recording segment changes");
@@ -282,7 +322,7 @@ static int put_changes(patron_db *db, const char *name, chbuf *c, patron_error *
         first = c->ts[i] < first ? c->ts[i] : first;
         last = c->ts[i] > last ? c->ts[i] : last;
     }
-    int rc = store_segment_change_put(db->st, name, first, last, b, len, err);
+    int rc = store_segment_change_put(db->st, name, first, last, b, len, id, err);
     mem_free(b);
     return rc;
 }
@@ -612,12 +652,19 @@ static int evaluate(patron_db *db, const char *name, const char *text, int64_t n
 /* ---- operations ------------------------------------------------------------------ */
 
 /* Stores g (as it is now in memory) and its changes in one transaction. */
-static int persist(patron_db *db, const segment *g, chbuf *ch, patron_error *err)
+static int persist(patron_db *db, segment *g, chbuf *ch, patron_error *err)
 {
     int rc = store_begin(db->st, err);
     if (rc != PATRON_OK)
         return rc;
-    if ((rc = put_segment(db, g, err)) == PATRON_OK && (rc = put_changes(db, g->name, ch, err)) == PATRON_OK)
+    int64_t id = 0;
+    if ((rc = put_changes(db, g->name, ch, &id, err)) == PATRON_OK) {
+        if (ch->n)
+            g->snap_change = id; /* the snapshot below includes these changes */
+        g->unsnap = 0;
+        rc = put_segment(db, g, err);
+    }
+    if (rc == PATRON_OK)
         rc = store_commit(db->st, err);
     if (rc != PATRON_OK)
         store_rollback(db->st);
@@ -879,10 +926,23 @@ static int sync_all(patron_db *db, int64_t now, int full, patron_error *err)
         } else {
             rc = sync_one(db, g, now, touched, src, &ch, err);
         }
-        if (rc == PATRON_OK && ch.n) /* the members changed: the set and the changes */
-            rc = (rc = put_segment(db, g, err)) ? rc : put_changes(db, g->name, &ch, err);
-        else if (rc == PATRON_OK && g->as_of != was) /* only time moved */
+        if (rc == PATRON_OK && ch.n) {
+            /* the changes always; a new snapshot of the set only once the changes since
+             * the last one are a fair part of it (a load replays the changes after it) */
+            int64_t id = 0;
+            rc = put_changes(db, g->name, &ch, &id, err);
+            g->unsnap += ch.n;
+            if (rc == PATRON_OK &&
+                g->unsnap * 8 > roaring_bitmap_get_cardinality(g->members) + segments_snapshot_slack) {
+                g->snap_change = id;
+                g->unsnap = 0;
+                rc = put_segment(db, g, err);
+            } else if (rc == PATRON_OK) {
+                rc = store_segment_as_of(db->st, g->name, g->as_of, err);
+            }
+        } else if (rc == PATRON_OK && g->as_of != was) { /* only time moved */
             rc = store_segment_as_of(db->st, g->name, g->as_of, err);
+        }
         ch_free(&ch);
     }
     if (rc == PATRON_OK)

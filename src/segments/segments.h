@@ -44,6 +44,8 @@ typedef struct segment {
     size_t hn, hcap;
     int full_pending;   /* a static segment it reads changed: evaluate everyone */
     uint64_t data_seen; /* db->data_version its member set reflects */
+    int64_t snap_change; /* the stored members are the set after this change row */
+    uint64_t unsnap;     /* changes stored since that snapshot */
     uint64_t evaluated; /* member evaluations since loaded (tests check incrementality) */
     roaring_bitmap_t *seen; /* when a caller sets it: every member evaluated is added */
 } segment;
@@ -54,6 +56,10 @@ typedef struct segcat {
     segment *s;
     size_t n, cap;
 } segcat;
+
+/* A new snapshot of a segment's set is stored once the changes since the last one exceed
+ * an eighth of the set plus this many (tests lower it). */
+extern uint64_t segments_snapshot_slack;
 
 /* Loads the catalog from the store when not loaded yet (kept in db->segs). */
 int segments_load(patron_db *db, patron_error *err);

@@ -34,6 +34,8 @@ static const char *migrations[] = {
     "CREATE TABLE segment_changes(id INTEGER PRIMARY KEY, name TEXT NOT NULL,"
     " ts_first INTEGER NOT NULL, ts_last INTEGER NOT NULL, data BLOB NOT NULL);"
     "CREATE INDEX segment_changes_by_name ON segment_changes(name, ts_last);",
+    /* 3: a segment's members are a snapshot as of one change row, plus the changes after */
+    "ALTER TABLE segments ADD COLUMN snap_change INTEGER NOT NULL DEFAULT 0;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -581,7 +583,8 @@ int store_segment_put(store *s, const store_segment *g, patron_error *err)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO segments(name, kind, rule, created_at,"
-                                  " as_of, members) VALUES(?1,?2,?3,?4,?5,?6)", -1, &q, NULL) != SQLITE_OK)
+                                  " as_of, members, snap_change) VALUES(?1,?2,?3,?4,?5,?6,?7)", -1, &q,
+                           NULL) != SQLITE_OK)
         return fail(s, err, "storing a segment");
     sqlite3_bind_text(q, 1, g->name, -1, SQLITE_STATIC);
     sqlite3_bind_int(q, 2, g->kind);
@@ -592,6 +595,7 @@ int store_segment_put(store *s, const store_segment *g, patron_error *err)
     sqlite3_bind_int64(q, 4, g->created_at);
     sqlite3_bind_int64(q, 5, g->as_of);
     sqlite3_bind_blob64(q, 6, g->members ? g->members : "", g->members_n, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 7, g->snap_change);
     int r = sqlite3_step(q);
     sqlite3_finalize(q);
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing a segment");
@@ -630,8 +634,8 @@ int store_segment_drop(store *s, const char *name, patron_error *err)
 int store_segments_each(store *s, store_segment_fn fn, void *ctx, patron_error *err)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT name, kind, rule, created_at, as_of, members FROM segments"
-                                  " ORDER BY name", -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT name, kind, rule, created_at, as_of, members, snap_change"
+                                  " FROM segments ORDER BY name", -1, &q, NULL) != SQLITE_OK)
         return fail(s, err, "reading segments");
     int r, rc = 0;
     while ((r = sqlite3_step(q)) == SQLITE_ROW) {
@@ -643,6 +647,7 @@ int store_segments_each(store *s, store_segment_fn fn, void *ctx, patron_error *
         g.as_of = sqlite3_column_int64(q, 4);
         g.members = sqlite3_column_blob(q, 5);
         g.members_n = (size_t)sqlite3_column_bytes(q, 5);
+        g.snap_change = sqlite3_column_int64(q, 6);
         if ((rc = fn(ctx, &g)) != 0)
             break;
     }
@@ -653,7 +658,7 @@ int store_segments_each(store *s, store_segment_fn fn, void *ctx, patron_error *
 }
 
 int store_segment_change_put(store *s, const char *name, int64_t ts_first, int64_t ts_last,
-                             const void *data, size_t n, patron_error *err)
+                             const void *data, size_t n, int64_t *id, patron_error *err)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(s->db, "INSERT INTO segment_changes(name, ts_first, ts_last, data)"
@@ -665,7 +670,28 @@ int store_segment_change_put(store *s, const char *name, int64_t ts_first, int64
     sqlite3_bind_blob64(q, 4, data, n, SQLITE_STATIC);
     int r = sqlite3_step(q);
     sqlite3_finalize(q);
+    if (id)
+        *id = sqlite3_last_insert_rowid(s->db);
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing segment changes");
+}
+
+int store_segment_changes_after(store *s, const char *name, int64_t after, store_blob_fn fn,
+                                void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT data FROM segment_changes WHERE name=?1 AND id>?2"
+                                  " ORDER BY id", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading segment changes");
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, after);
+    int r, rc = 0;
+    while ((r = sqlite3_step(q)) == SQLITE_ROW)
+        if ((rc = fn(ctx, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0))) != 0)
+            break;
+    sqlite3_finalize(q);
+    if (rc)
+        return rc < 0 ? rc : err_set(err, PATRON_ESTORE, "%s: stored segment changes are damaged", s->path);
+    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading segment changes");
 }
 
 int store_segment_changes_each(store *s, const char *name, int64_t since, store_blob_fn fn,

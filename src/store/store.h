@@ -87,6 +87,7 @@ typedef struct store_segment {
     int64_t created_at, as_of;
     const void *members;
     size_t members_n;
+    int64_t snap_change; /* members is the set after change row snap_change (0: none) */
 } store_segment;
 int store_segment_put(store *s, const store_segment *g, patron_error *err);
 /* Moves a segment's as_of (its members unchanged). */
@@ -98,7 +99,10 @@ int store_segments_each(store *s, store_segment_fn fn, void *ctx, patron_error *
 /* A run of enters and exits of one segment between ts_first and ts_last (a blob written
  * by the segments module: "SCH1", n, ts[n], member[n], enter[n], checksum). */
 int store_segment_change_put(store *s, const char *name, int64_t ts_first, int64_t ts_last,
-                             const void *data, size_t n, patron_error *err);
+                             const void *data, size_t n, int64_t *id, patron_error *err);
+/* The change blobs of a segment written after change row `after`, in write order. */
+int store_segment_changes_after(store *s, const char *name, int64_t after, store_blob_fn fn,
+                                void *ctx, patron_error *err);
 /* The change blobs of a segment with ts_last >= since, in write order. */
 int store_segment_changes_each(store *s, const char *name, int64_t since, store_blob_fn fn,
                                void *ctx, patron_error *err);
