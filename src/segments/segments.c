@@ -79,14 +79,11 @@ static int load_one(void *ctx, const store_segment *g)
     return 0;
 }
 
-typedef struct replay {
-    roaring_bitmap_t *members;
-    uint64_t n;
-} replay;
-
-static int replay_one(void *ctx, const unsigned char *b, size_t len)
+/* Walks one stored change blob ("SCH1", see put_changes): 0, 1 when damaged, or what fn
+ * returned when not 0. */
+typedef int (*sch_fn)(void *ctx, int64_t ts, uint32_t m, int enter);
+static int sch_each(const unsigned char *b, size_t len, sch_fn fn, void *ctx)
 {
-    replay *r = ctx;
     uint32_t n;
     uint64_t sum;
     if (len < 16 || memcmp(b, "SCH1", 4) != 0)
@@ -98,15 +95,37 @@ static int replay_one(void *ctx, const unsigned char *b, size_t len)
     if (sum != XXH3_64bits(b, len - 8))
         return 1;
     for (uint32_t i = 0; i < n; i++) {
+        int64_t ts;
         uint32_t m;
+        memcpy(&ts, b + 8 + 8 * (size_t)i, 8);
         memcpy(&m, b + 8 + 8 * (size_t)n + 4 * (size_t)i, 4);
-        if (b[8 + 12 * (size_t)n + i])
-            roaring_bitmap_add(r->members, m);
-        else
-            roaring_bitmap_remove(r->members, m);
+        int rc = fn(ctx, ts, m, b[8 + 12 * (size_t)n + i]);
+        if (rc)
+            return rc;
     }
-    r->n += n;
     return 0;
+}
+
+typedef struct replay {
+    roaring_bitmap_t *members;
+    uint64_t n;
+} replay;
+
+static int replay_change(void *ctx, int64_t ts, uint32_t m, int enter)
+{
+    replay *r = ctx;
+    (void)ts;
+    if (enter)
+        roaring_bitmap_add(r->members, m);
+    else
+        roaring_bitmap_remove(r->members, m);
+    r->n++;
+    return 0;
+}
+
+static int replay_one(void *ctx, const unsigned char *b, size_t len)
+{
+    return sch_each(b, len, replay_change, ctx);
 }
 
 int segments_load(patron_db *db, patron_error *err)
@@ -1006,30 +1025,17 @@ typedef struct chctx {
     int64_t since;
 } chctx;
 
-static int one_change(void *ctx, const unsigned char *b, size_t len)
+static int since_change(void *ctx, int64_t ts, uint32_t m, int enter)
 {
     chctx *c = ctx;
-    uint32_t n;
-    uint64_t sum;
-    if (len < 16 || memcmp(b, "SCH1", 4) != 0)
-        return 1;
-    memcpy(&n, b + 4, 4);
-    if (len != 8 + (size_t)n * 13 + 8)
-        return 1;
-    memcpy(&sum, b + len - 8, 8);
-    if (sum != XXH3_64bits(b, len - 8))
-        return 1;
-    for (uint32_t i = 0; i < n; i++) {
-        int64_t ts;
-        uint32_t m;
-        memcpy(&ts, b + 8 + 8 * (size_t)i, 8);
-        memcpy(&m, b + 8 + 8 * (size_t)n + 4 * (size_t)i, 4);
-        if (ts < c->since)
-            continue;
-        if (c->fn(c->ctx, ts, m, b[8 + 12 * (size_t)n + i]) != 0)
-            return -1;
-    }
-    return 0;
+    if (ts < c->since)
+        return 0;
+    return c->fn(c->ctx, ts, m, enter) != 0 ? -1 : 0;
+}
+
+static int one_change(void *ctx, const unsigned char *b, size_t len)
+{
+    return sch_each(b, len, since_change, ctx);
 }
 
 int segment_changes(patron_db *db, const char *name, int64_t since, segment_change_fn fn,
