@@ -1109,8 +1109,55 @@ static int is_num_const(const rnode *n)
     return n->kind == N_NUM || n->kind == N_DUR;
 }
 
+/* A windowed count of a stream's rows (no field, no where). */
+static int is_plain_count(const rnode *n)
+{
+    return n->kind == N_AGG && n->op == AGG_COUNT && !n->sfield && !n->a && n->has_window;
+}
+
+/* `count(S, window) CMP c`: rows leave the window one by one at ts + w_from (oldest
+ * first), so the answer flips at the exit that carries the count across c -- unless a row
+ * enters first (a future row, or one reaching a d2..d1 window).  That instant, instead of
+ * every exit, is when the member is looked at again. */
+static int64_t count_flip(const stream *s, uint32_t m, int64_t now, const rnode *agg, int op,
+                          double c, int swapped)
+{
+    uint32_t a = s->beg[m], b = s->end[m];
+    const int64_t *ts = s->ts;
+    uint32_t first = upper(ts, a, b, now - agg->w_from), last = upper(ts, a, b, now - agg->w_to);
+    int64_t enter = NEVER; /* the next row to come in */
+    if (last < b)
+        enter = ts[last] + agg->w_to;
+    double cnt = (double)(last - first);
+    int holds = swapped ? cmp_holds(op, c, cnt) : cmp_holds(op, cnt, c);
+    for (uint32_t j = first; j < last; j++) {
+        int64_t at = ts[j] + agg->w_from;
+        if (at >= enter)
+            break;
+        cnt -= 1;
+        /* rows with the same ts leave together */
+        if (j + 1 < last && ts[j + 1] == ts[j])
+            continue;
+        int h = swapped ? cmp_holds(op, c, cnt) : cmp_holds(op, cnt, c);
+        if (h != holds)
+            return at;
+    }
+    return enter;
+}
+
 static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
 {
+    if (n->kind == N_CMP && ((is_plain_count(n->a) && is_num_const(n->b)) ||
+                             (is_plain_count(n->b) && is_num_const(n->a)))) {
+        int swapped = is_plain_count(n->b);
+        const rnode *agg = swapped ? n->b : n->a;
+        double c = swapped ? n->a->num : n->b->num;
+        if (!(r->t = tnew(x)))
+            return;
+        for (size_t i = 0; i < x->n; i++)
+            r->t[i] = count_flip(agg->stream, x->rows[i], NOW(x, i), agg, n->op, c, swapped);
+        return;
+    }
     if (n->kind == N_CMP && ((is_dtb(n->a) && is_num_const(n->b)) || (is_dtb(n->b) && is_num_const(n->a)))) {
         int swapped = is_dtb(n->b);
         double c = swapped ? n->a->num : n->b->num;
