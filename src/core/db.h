@@ -52,6 +52,11 @@ struct patron_db {
     uint32_t touched_sources;
     int tracking;                        /* 1 while an import applies a committed batch */
     uint64_t data_version;               /* bumped by every db_touch batch (see segments) */
+    /* built-in segments computed by higher layers (models: "Declining high value"):
+     * roaring bitmaps, model-derived; owned here */
+    const char *builtin_name[4];
+    void *builtin_members[4];
+    int n_builtin;
     struct extcol **ext;                 /* members/view.h: attached columns (stable addresses) */
     size_t n_ext;
     struct segcat *segs;                 /* segments/segments.h, loaded on need */

@@ -15,6 +15,7 @@
 #include "base/time.h"
 
 #include <jansson.h>
+#include <roaring/roaring.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -829,6 +830,9 @@ void db_view_free(patron_db *db)
     mem_free(db->ext);
     db->ext = NULL;
     db->n_ext = 0;
+    for (int i = 0; i < db->n_builtin; i++)
+        roaring_bitmap_free(db->builtin_members[i]);
+    db->n_builtin = 0;
 }
 
 const extcol *db_extcol_find(const patron_db *db, const char *name)

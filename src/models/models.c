@@ -19,6 +19,7 @@
 #include "store/store_models.h"
 
 #include <jansson.h>
+#include <roaring/roaring.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -786,6 +787,36 @@ int models_attach(patron_db *db, patron_error *err)
             strdict_intern(&c->dict, models_rfm_segment_names[k], strlen(models_rfm_segment_names[k]));
         for (uint32_t m = 0; c && m < c->n; m++)
             c->code[m] = m < ms.n ? ms.rfm_segment[m] : 0;
+    }
+    /* The built-in segment "Declining high value" (SPEC 4.4), as of the refresh. */
+    if (rc == PATRON_OK && ms.as_of != PATRON_NULL_TS) {
+        uint32_t *list = mem_alloc_array(db->n_members ? db->n_members : 1, sizeof *list);
+        size_t nd = 0;
+        roaring_bitmap_t *b = roaring_bitmap_create();
+        if (!list || !b)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        else
+            rc = models_declining_high_value(db, ms.as_of, list, &nd, err);
+        if (rc == PATRON_OK) {
+            roaring_bitmap_add_many(b, nd, list);
+            int slot = -1;
+            for (int i = 0; i < db->n_builtin; i++)
+                if (strcmp(db->builtin_name[i], MODELS_DECLINING_SEGMENT) == 0)
+                    slot = i;
+            if (slot >= 0) {
+                roaring_bitmap_free(db->builtin_members[slot]);
+            } else if (db->n_builtin < 4) {
+                slot = db->n_builtin++;
+                db->builtin_name[slot] = MODELS_DECLINING_SEGMENT;
+            }
+            if (slot >= 0) {
+                db->builtin_members[slot] = b;
+                b = NULL;
+            }
+        }
+        if (b)
+            roaring_bitmap_free(b);
+        mem_free(list);
     }
     models_state_free(&ms);
     return rc;

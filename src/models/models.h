@@ -68,6 +68,9 @@ void models_state_free(models_state *ms);
  * expected_orders) as member columns the rule engine reads (members/view.h extcol).
  * Without a stored refresh they stay null. */
 int models_attach(patron_db *db, patron_error *err);
+/* The built-in segment models_attach() registers (SPEC 4.4), usable in in_segment() and
+ * `patron segment members`. */
+#define MODELS_DECLINING_SEGMENT "Declining high value"
 
 /* Fits personas alone at now, stores them as a "personas" run and returns the model;
  * persona ids of all members into id (n_members slots, -1 = none) when id is not NULL. */

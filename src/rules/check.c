@@ -445,6 +445,10 @@ static int inline_segment(checker *c, rnode *n)
     n->type = VT_BOOL;
     if (!text) {
         n->bitmap = members;
+        if (f == 2) { /* a set derived from models (SPEC 1.5: profiling consent) */
+            n->is_model = 1;
+            c->r->reads_models = 1;
+        }
         return 0;
     }
     rule *sub;

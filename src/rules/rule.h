@@ -110,7 +110,8 @@ typedef struct rule {
 
 /* Looks up a named segment for in_segment(): returns 1 and its rule text (static
  * segments: *text = NULL and *members = its member list bitmap as an opaque pointer),
- * 0 when there is no such segment. */
+ * 2 for a static set derived from models (rules reading it need profiling consent), 0
+ * when there is no such segment. */
 typedef struct rule_env {
     patron_db *db;
     int (*segment)(void *ctx, const char *name, const char **text, const void **members);

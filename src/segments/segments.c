@@ -180,8 +180,15 @@ static int env_lookup(void *ctx, const char *name, const char **text, const void
         return 1;
     }
     segment *g = segment_find(e->db, name);
-    if (!g)
+    if (!g) {
+        for (int i = 0; i < e->db->n_builtin; i++)
+            if (strcmp(e->db->builtin_name[i], name) == 0) {
+                *text = NULL;
+                *members = e->db->builtin_members[i];
+                return 2;
+            }
         return 0;
+    }
     *text = g->kind == SEG_RULE ? g->rule : NULL;
     *members = g->members;
     return 1;
@@ -997,6 +1004,11 @@ int segment_members_at(patron_db *db, const char *name, int64_t now, roaring_bit
     if ((rc = segments_load(db, err)))
         return rc;
     segment *g = segment_find(db, name);
+    for (int i = 0; !g && i < db->n_builtin; i++)
+        if (strcmp(db->builtin_name[i], name) == 0) {
+            *out = roaring_bitmap_copy(db->builtin_members[i]);
+            return *out ? PATRON_OK : err_set(err, PATRON_ENOMEM, "out of memory");
+        }
     if (!g)
         return err_set(err, PATRON_ENOTFOUND, "no segment named '%s'", name);
     if (g->kind == SEG_RULE && now < g->as_of) {

@@ -35,6 +35,17 @@ for m in $denied; do
     ! grep -qx "$m" "$T/wide"
 done
 [ "$(wc -l < "$T/wide")" = "$(db query 'consent.profiling' --count)" ]
+# The built-in segment "Declining high value" (SPEC 4.4): readable by name, in rules, and
+# holding no member without profiling consent (nor does its negation).
+db segment members "Declining high value" > "$T/dhv"
+[ "$(wc -l < "$T/dhv")" = "$(db query 'in_segment("Declining high value")' --count)" ]
+db query 'not in_segment("Declining high value")' > "$T/notdhv"
+for m in $denied; do
+    ! grep -qx "$m" "$T/dhv"
+    ! grep -qx "$m" "$T/notdhv"
+done
+# Every member in it had prior-window spend and lost at least half of it.
+[ "$(db query 'in_segment("Declining high value") and not (sum(orders.amount, 180d..90d) > 0 and spend_trend <= -0.5)' --count)" = 0 ]
 # A later refresh: the stored segment equals the rule evaluated afresh.
 NOW=2025-03-31T00:00:00Z
 db models refresh >/dev/null
