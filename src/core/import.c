@@ -1397,9 +1397,61 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     hmap newm;
     hmap_init(&newm);
     size_t n_new = 0;
+    /* The line items of orders and returns: stored as item chunks and dictionary codes,
+     * like those of order CSV files (b.orders[k] stands for event ev_of[k]). */
+    size_t *ev_of = NULL, cap_of = 0;
+    uint32_t *ok_all = NULL, *order_ix = NULL;
+    for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
+        if (ev[i].type > 1 || ev[i].items == 0)
+            continue;
+        json_error_t je;
+        json_t *o = json_loads(ev[i].body, 0, &je), *items = json_object_get(o, "items"), *it;
+        size_t k;
+        uint32_t bi = (uint32_t)b.n;
+        if (MEM_GROW(b.orders, b.cap, b.n + 1) || MEM_GROW(ev_of, cap_of, b.n + 1)) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        } else {
+            memset(&b.orders[bi], 0, sizeof b.orders[bi]);
+            if (arena_put(&b, ev[i].id, strlen(ev[i].id), &b.orders[bi].id_off))
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            b.orders[bi].id_len = (uint32_t)strlen(ev[i].id);
+            ev_of[bi] = i;
+            b.n++;
+        }
+        json_array_foreach(items, k, it)
+        {
+            if (rc != PATRON_OK)
+                break;
+            int64_t q = json_integer_value(json_object_get(it, "qty")), pr = 0;
+            uint32_t c[3] = {0, 0, 0};
+            static const char *const keys[3] = {"sku", "category", "brand"};
+            event_money(json_object_get(it, "price"), &pr); /* checked when read */
+            for (int d = 0; d < 3 && rc == PATRON_OK; d++) {
+                json_t *v = json_object_get(it, keys[d]);
+                if (json_is_string(v) &&
+                    dict_code(db, &b, d + 1, json_string_value(v), json_string_length(v), &c[d]))
+                    rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            }
+            if (rc == PATRON_OK && item_add(&b, bi, c[0], c[1], c[2], q, pr))
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        }
+        json_decref(o);
+    }
+    if (rc == PATRON_OK && b.n) {
+        ok_all = mem_alloc_array(b.n, sizeof *ok_all);
+        order_ix = mem_alloc_array(b.n, sizeof *order_ix);
+        if (!ok_all || !order_ix)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        for (size_t k = 0; ok_all && k < b.n; k++)
+            ok_all[k] = 1;
+    }
     if (rc == PATRON_OK) {
         res->bad_rows = b.bad_rows;
         rc = store_begin(db->st, err);
+        if (rc == PATRON_OK && b.n_items)
+            rc = write_dicts(db, &b, err);
+        if (rc == PATRON_OK && b.n_items)
+            rc = write_item_chunks(db, &b, ok_all, err);
         loyalty_event *le = mem_calloc(nev + 1, sizeof *le); /* what the ledger is handed */
         if (!le && rc == PATRON_OK) rc = err_set(err, PATRON_ENOMEM, "out of memory");
         for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
@@ -1448,6 +1500,9 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         } else {
             res->committed = 1;
             res->members_created = n_new;
+            if (b.n_items && apply_dicts(db, &b) != 0)
+                rc = err_set(err, PATRON_ENOMEM, "out of memory applying the import; reopen the database");
+            size_t next_b = 0; /* b.orders are in event order */
             for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
                 bevent *e = &ev[i];
                 uint32_t mi;
@@ -1462,6 +1517,8 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                     rc = db_order_add(db, &so);
                     res->items += (uint64_t)e->items;
                     if (rc == 0) view_order(db, (uint32_t)(db->n_orders - 1));
+                    if (rc == 0 && next_b < b.n && ev_of[next_b] == i)
+                        order_ix[next_b++] = (uint32_t)(db->n_orders - 1);
                 } else if (e->type == 4) {
                     uint32_t ex;
                     if (hmap_get(&db->order_ids, e->id, strlen(e->id), &ex)) {
@@ -1480,8 +1537,14 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 if (e->type > 1) db->n_events++;
                 res->inserted++;
             }
+            for (size_t j = 0; j < b.n_items && rc == PATRON_OK && db->view; j++)
+                view_item(db, order_ix[b.it_order[j]], b.it_sku[j], b.it_cat[j], b.it_brand[j],
+                          b.it_qty[j], b.it_price[j]);
         }
     }
+    mem_free(ev_of);
+    mem_free(ok_all);
+    mem_free(order_ix);
     for (size_t i = 0; i < nev; i++) {
         free(ev[i].body);
         json_decref(ev[i].obj);
@@ -1491,7 +1554,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     mem_free(ev);
     hmap_release(&seen);
     hmap_release(&newm);
-    bad_release(&b.bad);
+    batch_release(&b);
     return rc;
 }
 

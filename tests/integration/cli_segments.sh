@@ -71,6 +71,15 @@ db --now 2024-01-31 --json member show m2 | /usr/bin/python3 -c 'import json,sys
 printf 'order_id,member_id,ts,sku,qty,price\no4,m3,2024-02-01T10:00:00Z,A,1,3.50\n' > "$T/o2.csv"
 db --now 2024-02-02 import orders "$T/o2.csv"
 db --now 2024-02-02 segment changes recent --since 2024-02-01 | grep -q "enter	m3"
+# Orders arriving as JSONL events keep their line items (sku, category, brand) too.
+cat > "$T/ev.jsonl" <<'EOF2'
+{"type":"order","order_id":"j1","member_id":"m2","ts":"2024-02-01T09:00:00Z","channel":"app","items":[{"sku":"Z9","category":"toys","brand":"Acme","qty":2,"price":"4.50"},{"sku":"A","category":"shoes","qty":1,"price":10}]}
+EOF2
+db --now 2024-02-02 import events "$T/ev.jsonl"
+[ "$(db --now 2024-02-02 query 'count(items where sku = "Z9" and category = "toys" and brand = "Acme" and qty = 2) = 1')" = m2 ]
+[ "$(db --now 2024-02-02 query 'sum(items.amount where category = "shoes", 30d) = 10')" = m2 ]
+db --now 2024-02-02 --json import events "$T/ev.jsonl" | grep -q '"duplicates":1'
+[ "$(db --now 2024-02-02 query 'count(items where sku = "Z9") >= 1' --count)" = 1 ]
 # Errors: unknown subcommand, missing segment, bad rule.
 set +e
 db segment frobnicate 2>/dev/null; [ $? -eq 1 ] || exit 1

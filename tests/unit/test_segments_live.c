@@ -110,7 +110,13 @@ static void write_events(const char *path, rng *r, int k)
         char t[TIME_FMT_LEN];
         time_format(now - (int64_t)rng_below(r, 40 * TIME_DAY), t);
         int m = (int)rng_below(r, (uint64_t)n_members), id = next_order++;
-        switch (rng_below(r, 5)) {
+        switch (rng_below(r, 6)) {
+        case 4: /* an order as an event, with line items */
+            fprintf(f, "{\"type\":\"order\",\"member_id\":\"M%04d\",\"ts\":\"%s\",\"order_id\":\"J%d\","
+                       "\"items\":[{\"sku\":\"S%d\",\"category\":\"c%d\",\"qty\":%d,\"price\":%d}]}\n",
+                    m, t, id, (int)rng_below(r, 6), (int)rng_below(r, 3), 1 + (int)rng_below(r, 3),
+                    1 + (int)rng_below(r, 60));
+            break;
         case 0:
             fprintf(f, "{\"type\":\"message\",\"member_id\":\"M%04d\",\"ts\":\"%s\",\"event_id\":\"E%d\","
                        "\"campaign_id\":\"C1\",\"channel\":\"email\",\"action\":\"%s\"}\n",
