@@ -1174,6 +1174,7 @@ typedef struct bevent {
     uint64_t hash;
     int type;
     int64_t amount, items, units; /* orders and returns */
+    uint32_t channel, store;      /* dictionary codes (orders and returns) */
 } bevent;
 
 static int event_money(json_t *v, int64_t *out)
@@ -1402,10 +1403,20 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     size_t *ev_of = NULL, cap_of = 0;
     uint32_t *ok_all = NULL, *order_ix = NULL;
     for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
-        if (ev[i].type > 1 || ev[i].items == 0)
+        if (ev[i].type > 1)
             continue;
         json_error_t je;
         json_t *o = json_loads(ev[i].body, 0, &je), *items = json_object_get(o, "items"), *it;
+        json_t *chv = json_object_get(o, "channel"), *stv = json_object_get(o, "store");
+        if ((json_is_string(chv) && dict_code(db, &b, DB_DICT_CHANNEL, json_string_value(chv),
+                                              json_string_length(chv), &ev[i].channel)) ||
+            (json_is_string(stv) && dict_code(db, &b, DB_DICT_STORE, json_string_value(stv),
+                                              json_string_length(stv), &ev[i].store)))
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        if (ev[i].items == 0 || rc != PATRON_OK) {
+            json_decref(o);
+            continue;
+        }
         size_t k;
         uint32_t bi = (uint32_t)b.n;
         if (MEM_GROW(b.orders, b.cap, b.n + 1) || MEM_GROW(ev_of, cap_of, b.n + 1)) {
@@ -1448,7 +1459,10 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     if (rc == PATRON_OK) {
         res->bad_rows = b.bad_rows;
         rc = store_begin(db->st, err);
-        if (rc == PATRON_OK && b.n_items)
+        int new_codes = 0;
+        for (int k = 1; k < DB_DICT__N; k++)
+            new_codes |= b.n_new[k] > 0;
+        if (rc == PATRON_OK && new_codes)
             rc = write_dicts(db, &b, err);
         if (rc == PATRON_OK && b.n_items)
             rc = write_item_chunks(db, &b, ok_all, err);
@@ -1475,7 +1489,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             if (e->type <= 1) {
                 store_order so = {
                     e->id,    strlen(e->id),         member, e->ts, e->amount, e->type, e->items,
-                    e->units, e->hash ? e->hash : 1, 0, 0, 0};
+                    e->units, e->hash ? e->hash : 1, 0, e->channel, e->store};
                 rc = store_order_put(db->st, &so, err);
             } else if (e->type == 4) {
                 rc = store_order_void(db->st, e->id, strlen(e->id), err);
@@ -1500,7 +1514,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         } else {
             res->committed = 1;
             res->members_created = n_new;
-            if (b.n_items && apply_dicts(db, &b) != 0)
+            if (apply_dicts(db, &b) != 0)
                 rc = err_set(err, PATRON_ENOMEM, "out of memory applying the import; reopen the database");
             size_t next_b = 0; /* b.orders are in event order */
             for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
@@ -1513,7 +1527,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 if (e->type <= 1) {
                     store_order so = {
                         e->id,    strlen(e->id),         mi, e->ts, e->amount, e->type, e->items,
-                        e->units, e->hash ? e->hash : 1, 0, 0, 0};
+                        e->units, e->hash ? e->hash : 1, 0, e->channel, e->store};
                     rc = db_order_add(db, &so);
                     res->items += (uint64_t)e->items;
                     if (rc == 0) view_order(db, (uint32_t)(db->n_orders - 1));

@@ -78,6 +78,7 @@ EOF2
 db --now 2024-02-02 import events "$T/ev.jsonl"
 [ "$(db --now 2024-02-02 query 'count(items where sku = "Z9" and category = "toys" and brand = "Acme" and qty = 2) = 1')" = m2 ]
 [ "$(db --now 2024-02-02 query 'sum(items.amount where category = "shoes", 30d) = 10')" = m2 ]
+[ "$(db --now 2024-02-02 query 'count(orders where channel = "app", 7d) = 1 and count(items where channel = "app") = 2')" = m2 ]
 db --now 2024-02-02 --json import events "$T/ev.jsonl" | grep -q '"duplicates":1'
 [ "$(db --now 2024-02-02 query 'count(items where sku = "Z9") >= 1' --count)" = 1 ]
 # Errors: unknown subcommand, missing segment, bad rule.
