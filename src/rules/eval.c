@@ -1145,8 +1145,57 @@ static int64_t count_flip(const stream *s, uint32_t m, int64_t now, const rnode 
     return enter;
 }
 
+/* A windowed sum of a money field (no where). */
+static int is_plain_money_sum(const rnode *n)
+{
+    return n->kind == N_AGG && n->op == AGG_SUM && n->sfield && n->sfield->col.st == VS_MONEY &&
+           !n->a && n->has_window;
+}
+
+/* `sum(S.money, window) CMP c`: like count_flip, the sum changes only as rows leave (or a
+ * row enters); the first exit after which the comparison differs is the next instant. */
+static int64_t sum_flip(const stream *s, uint32_t m, int64_t now, const rnode *agg, int op,
+                        double c, int swapped)
+{
+    uint32_t a = s->beg[m], b = s->end[m];
+    const int64_t *ts = s->ts;
+    const vcol *f = &agg->sfield->col;
+    const int64_t *d = f->data;
+    uint32_t first = upper(ts, a, b, now - agg->w_from), last = upper(ts, a, b, now - agg->w_to);
+    int64_t enter = last < b ? ts[last] + agg->w_to : NEVER;
+    int64_t sum = 0;
+    for (uint32_t j = first; j < last; j++)
+        sum += d[f->via ? f->via[j] : j];
+    double v = (double)sum / PATRON_MONEY_SCALE;
+    int holds = swapped ? cmp_holds(op, c, v) : cmp_holds(op, v, c);
+    for (uint32_t j = first; j < last; j++) {
+        int64_t at = ts[j] + agg->w_from;
+        if (at >= enter)
+            break;
+        sum -= d[f->via ? f->via[j] : j];
+        if (j + 1 < last && ts[j + 1] == ts[j])
+            continue;
+        v = (double)sum / PATRON_MONEY_SCALE;
+        int h = swapped ? cmp_holds(op, c, v) : cmp_holds(op, v, c);
+        if (h != holds)
+            return at;
+    }
+    return enter;
+}
+
 static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
 {
+    if (n->kind == N_CMP && ((is_plain_money_sum(n->a) && is_num_const(n->b)) ||
+                             (is_plain_money_sum(n->b) && is_num_const(n->a)))) {
+        int swapped = is_plain_money_sum(n->b);
+        const rnode *agg = swapped ? n->b : n->a;
+        double c = swapped ? n->a->num : n->b->num;
+        if (!(r->t = tnew(x)))
+            return;
+        for (size_t i = 0; i < x->n; i++)
+            r->t[i] = sum_flip(agg->stream, x->rows[i], NOW(x, i), agg, n->op, c, swapped);
+        return;
+    }
     if (n->kind == N_CMP && ((is_plain_count(n->a) && is_num_const(n->b)) ||
                              (is_plain_count(n->b) && is_num_const(n->a)))) {
         int swapped = is_plain_count(n->b);

@@ -41,6 +41,8 @@ static const char *const rules[] = {
     "count_distinct(items.sku where qty >= 2, 45d) >= 2 or \"running\" in interests",
     "count(messages where action = \"clicked\", 20d) >= 1 or attributes.pet = \"cat\"",
     "sum(points.points, 30d) > 300 or count(views where sku = \"S3\", 10d) >= 1",
+    "sum(orders.amount, 45d) >= 80 and sum(returns.amount, 60d..10d) < 30",
+    "not (sum(items.amount, 20d) > 40)",
 };
 #define NRULES (sizeof rules / sizeof *rules)
 
