@@ -1115,36 +1115,6 @@ static int is_plain_count(const rnode *n)
     return n->kind == N_AGG && n->op == AGG_COUNT && !n->sfield && !n->a && n->has_window;
 }
 
-/* `count(S, window) CMP c`: rows leave the window one by one at ts + w_from (oldest
- * first), so the answer flips at the exit that carries the count across c -- unless a row
- * enters first (a future row, or one reaching a d2..d1 window).  That instant, instead of
- * every exit, is when the member is looked at again. */
-static int64_t count_flip(const stream *s, uint32_t m, int64_t now, const rnode *agg, int op,
-                          double c, int swapped)
-{
-    uint32_t a = s->beg[m], b = s->end[m];
-    const int64_t *ts = s->ts;
-    uint32_t first = upper(ts, a, b, now - agg->w_from), last = upper(ts, a, b, now - agg->w_to);
-    int64_t enter = NEVER; /* the next row to come in */
-    if (last < b)
-        enter = ts[last] + agg->w_to;
-    double cnt = (double)(last - first);
-    int holds = swapped ? cmp_holds(op, c, cnt) : cmp_holds(op, cnt, c);
-    for (uint32_t j = first; j < last; j++) {
-        int64_t at = ts[j] + agg->w_from;
-        if (at >= enter)
-            break;
-        cnt -= 1;
-        /* rows with the same ts leave together */
-        if (j + 1 < last && ts[j + 1] == ts[j])
-            continue;
-        int h = swapped ? cmp_holds(op, c, cnt) : cmp_holds(op, cnt, c);
-        if (h != holds)
-            return at;
-    }
-    return enter;
-}
-
 /* A windowed sum of a money field (no where). */
 static int is_plain_money_sum(const rnode *n)
 {
@@ -1152,59 +1122,55 @@ static int is_plain_money_sum(const rnode *n)
            !n->a && n->has_window;
 }
 
-/* `sum(S.money, window) CMP c`: like count_flip, the sum changes only as rows leave (or a
- * row enters); the first exit after which the comparison differs is the next instant. */
-static int64_t sum_flip(const stream *s, uint32_t m, int64_t now, const rnode *agg, int op,
-                        double c, int swapped)
+/* `count(S, window) CMP c` and `sum(S.money, window) CMP c`: rows leave the window one by
+ * one at ts + w_from (oldest first), so the answer can flip only at the exit that carries
+ * the value across c -- unless a row enters first (a future row, or one reaching a d1..d2
+ * window).  That instant, instead of every exit, is when the member is looked at again. */
+static int64_t window_flip(const stream *s, uint32_t m, int64_t now, const rnode *agg, int op,
+                           double c, int swapped)
 {
     uint32_t a = s->beg[m], b = s->end[m];
     const int64_t *ts = s->ts;
-    const vcol *f = &agg->sfield->col;
-    const int64_t *d = f->data;
+    const vcol *f = agg->op == AGG_SUM ? &agg->sfield->col : NULL;
+    const int64_t *d = f ? f->data : NULL;
     uint32_t first = upper(ts, a, b, now - agg->w_from), last = upper(ts, a, b, now - agg->w_to);
-    int64_t enter = last < b ? ts[last] + agg->w_to : NEVER;
-    int64_t sum = 0;
+    int64_t enter = last < b ? ts[last] + agg->w_to : NEVER; /* the next row to come in */
+    int64_t val = 0;
     for (uint32_t j = first; j < last; j++)
-        sum += d[f->via ? f->via[j] : j];
-    double v = (double)sum / PATRON_MONEY_SCALE;
+        val += d ? d[f->via ? f->via[j] : j] : 1;
+    double scale = d ? PATRON_MONEY_SCALE : 1;
+    double v = (double)val / scale;
     int holds = swapped ? cmp_holds(op, c, v) : cmp_holds(op, v, c);
     for (uint32_t j = first; j < last; j++) {
         int64_t at = ts[j] + agg->w_from;
         if (at >= enter)
             break;
-        sum -= d[f->via ? f->via[j] : j];
+        val -= d ? d[f->via ? f->via[j] : j] : 1;
         if (j + 1 < last && ts[j + 1] == ts[j])
-            continue;
-        v = (double)sum / PATRON_MONEY_SCALE;
-        int h = swapped ? cmp_holds(op, c, v) : cmp_holds(op, v, c);
-        if (h != holds)
+            continue; /* rows with the same ts leave together */
+        v = (double)val / scale;
+        if ((swapped ? cmp_holds(op, c, v) : cmp_holds(op, v, c)) != holds)
             return at;
     }
     return enter;
 }
 
+static int flip_known(const rnode *n)
+{
+    return is_plain_count(n) || is_plain_money_sum(n);
+}
+
 static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
 {
-    if (n->kind == N_CMP && ((is_plain_money_sum(n->a) && is_num_const(n->b)) ||
-                             (is_plain_money_sum(n->b) && is_num_const(n->a)))) {
-        int swapped = is_plain_money_sum(n->b);
+    if (n->kind == N_CMP && ((flip_known(n->a) && is_num_const(n->b)) ||
+                             (flip_known(n->b) && is_num_const(n->a)))) {
+        int swapped = flip_known(n->b);
         const rnode *agg = swapped ? n->b : n->a;
         double c = swapped ? n->a->num : n->b->num;
         if (!(r->t = tnew(x)))
             return;
-        for (size_t i = 0; i < x->n; i++)
-            r->t[i] = sum_flip(agg->stream, x->rows[i], NOW(x, i), agg, n->op, c, swapped);
-        return;
-    }
-    if (n->kind == N_CMP && ((is_plain_count(n->a) && is_num_const(n->b)) ||
-                             (is_plain_count(n->b) && is_num_const(n->a)))) {
-        int swapped = is_plain_count(n->b);
-        const rnode *agg = swapped ? n->b : n->a;
-        double c = swapped ? n->a->num : n->b->num;
-        if (!(r->t = tnew(x)))
-            return;
-        for (size_t i = 0; i < x->n; i++)
-            r->t[i] = count_flip(agg->stream, x->rows[i], NOW(x, i), agg, n->op, c, swapped);
+        for (size_t k = 0; k < x->n; k++)
+            r->t[k] = window_flip(agg->stream, x->rows[k], NOW(x, k), agg, n->op, c, swapped);
         return;
     }
     if (n->kind == N_CMP && ((is_dtb(n->a) && is_num_const(n->b)) || (is_dtb(n->b) && is_num_const(n->a)))) {
