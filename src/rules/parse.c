@@ -545,45 +545,62 @@ static rnode *parse_unary(parser *p)
     return p->t == T_MINUS ? parse_prefix(p, N_NEG, parse_unary) : parse_atom(p);
 }
 
-static rnode *parse_term(parser *p)
+/* Binary operators of one precedence level, left-associative: operand { OP operand }.
+ * match() gives the operator of the current token (0: none); nesting counts against the
+ * depth limit when guard is set. */
+static rnode *parse_binary(parser *p, nkind k, rnode *(*operand)(parser *),
+                           int (*match)(const parser *), int guard)
 {
     size_t so = p->ts;
-    rnode *l = parse_unary(p);
-    while (l && !p->failed && (p->t == T_STAR || p->t == T_SLASH)) {
-        int op = p->t == T_STAR ? '*' : '/';
+    if (guard && ++p->depth > 200) {
+        perr(p, so, "%s", "the rule is nested too deeply");
+        return NULL;
+    }
+    rnode *l = operand(p);
+    int op;
+    while (l && !p->failed && (op = match(p)) != 0) {
         next(p);
-        rnode *r = parse_unary(p);
-        rnode *n = r ? node(p, N_ARITH, so) : NULL;
+        rnode *r = operand(p);
+        rnode *n = r ? node(p, k, so) : NULL;
         if (!n)
             return NULL;
-        n->op = op, n->a = l, n->b = r;
+        n->op = k == N_ARITH ? op : 0, n->a = l, n->b = r;
         finish(p, n);
         l = n;
     }
+    if (guard)
+        p->depth--;
     return l;
+}
+
+static int match_mul(const parser *p)
+{
+    return p->t == T_STAR ? '*' : p->t == T_SLASH ? '/' : 0;
+}
+
+static int match_add(const parser *p)
+{
+    return p->t == T_PLUS ? '+' : p->t == T_MINUS ? '-' : 0;
+}
+
+static int match_and(const parser *p)
+{
+    return is_kw(p, "and");
+}
+
+static int match_or(const parser *p)
+{
+    return is_kw(p, "or");
+}
+
+static rnode *parse_term(parser *p)
+{
+    return parse_binary(p, N_ARITH, parse_unary, match_mul, 0);
 }
 
 static rnode *parse_value(parser *p)
 {
-    size_t so = p->ts;
-    if (++p->depth > 200) {
-        perr(p, so, "%s", "the rule is nested too deeply");
-        return NULL;
-    }
-    rnode *l = parse_term(p);
-    while (l && !p->failed && (p->t == T_PLUS || p->t == T_MINUS)) {
-        int op = p->t == T_PLUS ? '+' : '-';
-        next(p);
-        rnode *r = parse_term(p);
-        rnode *n = r ? node(p, N_ARITH, so) : NULL;
-        if (!n)
-            return NULL;
-        n->op = op, n->a = l, n->b = r;
-        finish(p, n);
-        l = n;
-    }
-    p->depth--;
-    return l;
+    return parse_binary(p, N_ARITH, parse_term, match_add, 1);
 }
 
 static rnode *parse_list(parser *p)
@@ -684,41 +701,12 @@ static rnode *parse_not(parser *p)
 
 static rnode *parse_and(parser *p)
 {
-    size_t so = p->ts;
-    rnode *l = parse_not(p);
-    while (l && !p->failed && is_kw(p, "and")) {
-        next(p);
-        rnode *r = parse_not(p);
-        rnode *n = r ? node(p, N_AND, so) : NULL;
-        if (!n)
-            return NULL;
-        n->a = l, n->b = r;
-        finish(p, n);
-        l = n;
-    }
-    return l;
+    return parse_binary(p, N_AND, parse_not, match_and, 0);
 }
 
 static rnode *parse_or(parser *p)
 {
-    size_t so = p->ts;
-    if (++p->depth > 200) {
-        perr(p, so, "%s", "the rule is nested too deeply");
-        return NULL;
-    }
-    rnode *l = parse_and(p);
-    while (l && !p->failed && is_kw(p, "or")) {
-        next(p);
-        rnode *r = parse_and(p);
-        rnode *n = r ? node(p, N_OR, so) : NULL;
-        if (!n)
-            return NULL;
-        n->a = l, n->b = r;
-        finish(p, n);
-        l = n;
-    }
-    p->depth--;
-    return l;
+    return parse_binary(p, N_OR, parse_and, match_or, 1);
 }
 
 void rule_free(rule *r)
