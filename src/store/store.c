@@ -675,15 +675,15 @@ int store_segment_change_put(store *s, const char *name, int64_t ts_first, int64
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing segment changes");
 }
 
-int store_segment_changes_after(store *s, const char *name, int64_t after, store_blob_fn fn,
-                                void *ctx, patron_error *err)
+/* The change blobs of a segment selected by sql (?1 name, ?2 a bound), in write order. */
+static int changes_query(store *s, const char *sql, const char *name, int64_t bound,
+                         store_blob_fn fn, void *ctx, patron_error *err)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT data FROM segment_changes WHERE name=?1 AND id>?2"
-                                  " ORDER BY id", -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL) != SQLITE_OK)
         return fail(s, err, "reading segment changes");
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, after);
+    sqlite3_bind_int64(q, 2, bound);
     int r, rc = 0;
     while ((r = sqlite3_step(q)) == SQLITE_ROW)
         if ((rc = fn(ctx, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0))) != 0)
@@ -694,23 +694,18 @@ int store_segment_changes_after(store *s, const char *name, int64_t after, store
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading segment changes");
 }
 
+int store_segment_changes_after(store *s, const char *name, int64_t after, store_blob_fn fn,
+                                void *ctx, patron_error *err)
+{
+    return changes_query(s, "SELECT data FROM segment_changes WHERE name=?1 AND id>?2 ORDER BY id",
+                         name, after, fn, ctx, err);
+}
+
 int store_segment_changes_each(store *s, const char *name, int64_t since, store_blob_fn fn,
                                void *ctx, patron_error *err)
 {
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT data FROM segment_changes WHERE name=?1 AND ts_last>=?2"
-                                  " ORDER BY id", -1, &q, NULL) != SQLITE_OK)
-        return fail(s, err, "reading segment changes");
-    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, since);
-    int r, rc = 0;
-    while ((r = sqlite3_step(q)) == SQLITE_ROW)
-        if ((rc = fn(ctx, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0))) != 0)
-            break;
-    sqlite3_finalize(q);
-    if (rc)
-        return rc < 0 ? rc : err_set(err, PATRON_ESTORE, "%s: stored segment changes are damaged", s->path);
-    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading segment changes");
+    return changes_query(s, "SELECT data FROM segment_changes WHERE name=?1 AND ts_last>=?2"
+                            " ORDER BY id", name, since, fn, ctx, err);
 }
 
 static int64_t count_of(store *s, const char *sql)
