@@ -195,11 +195,12 @@ static int bench_personas(const char *path, const char *when, int k)
     uint32_t *mem;
     size_t nr;
     double t = now_s();
-    personas_features(db, now, el, &rows, &mem, &nr, &err);
+    personas_feats fs;
+    personas_features(db, now, el, &fs, &rows, &mem, &nr, &err);
     double t1 = now_s();
     int16_t *id = malloc(nr * 2);
     personas_model pm;
-    if (personas_fit(rows, nr, k, 1, &pm, id, &err)) {
+    if (personas_fit(rows, nr, &fs, k, 1, &pm, id, &err)) {
         fprintf(stderr, "%s\n", err.message);
         return 1;
     }

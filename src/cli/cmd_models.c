@@ -12,6 +12,7 @@
 #include "models/rfm.h"
 #include "models/summary.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,22 +332,35 @@ static void print_personas(const cli_ctx *ctx, const personas_model *pm, int64_t
     char when[TIME_FMT_LEN];
     time_format(as_of, when);
     if (ctx->json) {
-        printf("{\"as_of\":\"%s\",\"k\":%d,\"k_auto\":%s,\"seed\":%llu,\"members\":%zu,"
-               "\"inertia\":%.6f,",
-               when, pm->k, pm->k_auto ? "true" : "false", (unsigned long long)pm->seed,
-               pm->members, pm->inertia);
+        json_t *o = json_object(), *list = json_array();
+        json_object_set_new(o, "as_of", json_string(when));
+        json_object_set_new(o, "k", json_integer(pm->k));
+        json_object_set_new(o, "k_auto", json_boolean(pm->k_auto));
+        json_object_set_new(o, "seed", json_integer((json_int_t)pm->seed));
+        json_object_set_new(o, "members", json_integer((json_int_t)pm->members));
+        json_object_set_new(o, "inertia", json_real(pm->inertia));
         if (!isnan(pm->silhouette))
-            printf("\"silhouette\":%.6f,", pm->silhouette);
-        printf("\"personas\":[");
+            json_object_set_new(o, "silhouette", json_real(pm->silhouette));
+        json_t *names = json_array();
+        for (int f = 0; f < pm->feat.n; f++)
+            json_array_append_new(names, json_string(pm->feat.name[f]));
+        json_object_set_new(o, "features", names);
         for (int c = 0; c < pm->k; c++) {
             const persona *p = &pm->p[c];
-            printf("%s{\"id\":%d,\"size\":%zu,\"description\":\"%s\",\"centre\":{", c ? "," : "",
-                   c + 1, p->size, p->description);
-            for (int f = 0; f < PERSONAS_NFEAT; f++)
-                printf("%s\"%s\":%.4f", f ? "," : "", personas_feature_names[f], p->centre[f]);
-            printf("}}");
+            json_t *e = json_object(), *ce = json_object();
+            json_object_set_new(e, "id", json_integer(c + 1));
+            json_object_set_new(e, "size", json_integer((json_int_t)p->size));
+            json_object_set_new(e, "description", json_string(p->description));
+            for (int f = 0; f < pm->feat.n; f++)
+                json_object_set_new(ce, pm->feat.name[f],
+                                    json_real(isfinite(p->centre[f]) ? p->centre[f] : 0.0));
+            json_object_set_new(e, "centre", ce);
+            json_array_append_new(list, e);
         }
-        printf("]}\n");
+        json_object_set_new(o, "personas", list);
+        json_dumpf(o, stdout, JSON_PRESERVE_ORDER | JSON_COMPACT | JSON_REAL_PRECISION(10));
+        putchar('\n');
+        json_decref(o);
         return;
     }
     printf("personas as of %s: k = %d%s, %zu members", when, pm->k, pm->k_auto ? " (auto)" : "",

@@ -87,8 +87,13 @@ static double seconds(void)
 static json_t *personas_json(const personas_model *pm)
 {
     json_t *o = json_object(), *list = json_array(), *names = json_array();
-    for (int f = 0; f < PERSONAS_NFEAT; f++)
-        json_array_append_new(names, json_string(personas_feature_names[f]));
+    json_t *kinds = json_array(), *labels = json_array();
+    const personas_feats *fs = &pm->feat;
+    for (int f = 0; f < fs->n; f++) {
+        json_array_append_new(names, json_string(fs->name[f]));
+        json_array_append_new(kinds, json_integer(fs->kind[f]));
+        json_array_append_new(labels, json_string(fs->label[f]));
+    }
     json_object_set_new(o, "k", json_integer(pm->k));
     json_object_set_new(o, "k_auto", json_boolean(pm->k_auto));
     json_object_set_new(o, "seed", json_integer((json_int_t)pm->seed));
@@ -97,8 +102,10 @@ static json_t *personas_json(const personas_model *pm)
     if (!isnan(pm->silhouette))
         json_object_set_new(o, "silhouette", json_real(pm->silhouette));
     json_object_set_new(o, "features", names);
+    json_object_set_new(o, "feature_kinds", kinds);
+    json_object_set_new(o, "feature_labels", labels);
     json_t *mean = json_array(), *sd = json_array();
-    for (int f = 0; f < PERSONAS_NFEAT; f++) {
+    for (int f = 0; f < fs->n; f++) {
         json_array_append_new(mean, json_real(pm->mean[f]));
         json_array_append_new(sd, json_real(pm->sd[f]));
     }
@@ -107,7 +114,7 @@ static json_t *personas_json(const personas_model *pm)
     for (int c = 0; c < pm->k; c++) {
         const persona *p = &pm->p[c];
         json_t *e = json_object(), *ce = json_array(), *cz = json_array();
-        for (int f = 0; f < PERSONAS_NFEAT; f++) {
+        for (int f = 0; f < fs->n; f++) {
             json_array_append_new(ce, json_real(isnan(p->centre[f]) ? 0.0 : p->centre[f]));
             json_array_append_new(cz, json_real(p->centre_z[f]));
         }
@@ -135,7 +142,26 @@ static int personas_from_json(json_t *o, personas_model *pm)
     pm->inertia = json_number_value(json_object_get(o, "inertia"));
     json_t *s = json_object_get(o, "silhouette");
     pm->silhouette = s ? json_number_value(s) : NAN;
-    for (int f = 0; f < PERSONAS_NFEAT; f++) {
+    /* Fits stored before the optional features have the 5 base ones and no kinds. */
+    personas_feats *fs = &pm->feat;
+    personas_feats_base(fs);
+    json_t *names = json_object_get(o, "features"), *kinds = json_object_get(o, "feature_kinds"),
+           *labels = json_object_get(o, "feature_labels");
+    if (json_is_array(kinds)) {
+        size_t nf = json_array_size(names);
+        if (nf < PERSONAS_BASEF || nf > PERSONAS_MAXF || json_array_size(kinds) != nf ||
+            json_array_size(labels) != nf)
+            return -1;
+        for (size_t f = 0; f < nf; f++) {
+            const char *nm = json_string_value(json_array_get(names, f)),
+                       *lb = json_string_value(json_array_get(labels, f));
+            fs->kind[f] = (uint8_t)json_integer_value(json_array_get(kinds, f));
+            snprintf(fs->name[f], sizeof fs->name[f], "%s", nm ? nm : "");
+            snprintf(fs->label[f], sizeof fs->label[f], "%s", lb ? lb : "");
+        }
+        fs->n = (int)nf;
+    }
+    for (int f = 0; f < fs->n; f++) {
         pm->mean[f] = json_number_value(json_array_get(json_object_get(o, "mean"), (size_t)f));
         pm->sd[f] = json_number_value(json_array_get(json_object_get(o, "sd"), (size_t)f));
     }
@@ -143,7 +169,7 @@ static int personas_from_json(json_t *o, personas_model *pm)
         json_t *e = json_array_get(list, (size_t)c);
         persona *p = &pm->p[c];
         p->size = (size_t)json_integer_value(json_object_get(e, "size"));
-        for (int f = 0; f < PERSONAS_NFEAT; f++) {
+        for (int f = 0; f < fs->n; f++) {
             p->centre[f] = json_number_value(json_array_get(json_object_get(e, "centre"), (size_t)f));
             p->centre_z[f] = json_number_value(json_array_get(json_object_get(e, "centre_z"), (size_t)f));
         }
@@ -176,13 +202,14 @@ static int fit_personas(patron_db *db, int64_t now, const uint8_t *el, int k, ui
     double *rows;
     uint32_t *mem;
     size_t n;
-    int rc = personas_features(db, now, el, &rows, &mem, &n, err);
+    personas_feats fs;
+    int rc = personas_features(db, now, el, &fs, &rows, &mem, &n, err);
     if (rc)
         return rc;
     int16_t *rid = mem_alloc_array(n ? n : 1, sizeof *rid);
     if (!rid) {
         rc = err_set(err, PATRON_ENOMEM, "out of memory");
-    } else if ((rc = personas_fit(rows, n, k, seed, pm, rid, err)) == PATRON_OK && id) {
+    } else if ((rc = personas_fit(rows, n, &fs, k, seed, pm, rid, err)) == PATRON_OK && id) {
         for (uint32_t m = 0; m < db->n_members; m++)
             id[m] = -1;
         for (size_t i = 0; i < n; i++)
