@@ -12,7 +12,11 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
     --map frequency=x,recency=t_x,T=T_cal,monetary_value=m_x > "$T/summary.json"
 "$P" --db "$T/cd.db" --quiet import orders "$D/cdnow/cdnowElog.csv" --map member_id=masterid,ts=date,amount=sales
 "$P" --db "$T/cd.db" --now 1997-09-30 --json clv fit --unit week > "$T/events.json"
-"$P" --db "$T/cd.db" --now 1998-06-30 --json clv validate --split 1997-09-30 --unit week > "$T/validate.json"
+"$P" --db "$T/cd.db" --now 1998-06-30 --json clv validate --split 1997-09-30 --unit week \
+    --html "$T/validate.html" > "$T/validate.json"
+set +e; "$P" --db "$T/cd.db" --now 1998-06-30 clv validate --split 1997-09-30 \
+    --html "$T/no/such/dir/v.html" > /dev/null 2> "$T/html.err"; rc=$?; set -e
+[ $rc -ne 0 ] && grep -q "no/such/dir/v.html" "$T/html.err"
 "$P" --json clv fit --model bgbb --summary "$D/donations_bgbb/donations_rf_matrix_btyd.csv" \
     --map x=x,t_x=t_x,n=n_cal,count=custs > "$T/bgbb.json"
 /usr/bin/python3 - "$T" "$D" <<'PY'
@@ -57,6 +61,35 @@ for p in v['tracking']:
 for w, e in zip(range(20, 26), [1312.458, 1387.346, 1460.392, 1531.713, 1601.418, 1669.6]):
     rel(v['tracking'][w - 1]['expected'], e, 1e-3, 'tracking week %d' % w)
 print('clv validate: CDNOW holdout table and 78-week tracking curve reproduced')
+# The HTML page: well-formed, self-contained, two charts, the curve and the table in it.
+from html.parser import HTMLParser
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__(); self.stack = []; self.svgs = 0; self.lines = []; self.cells = []
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag not in ('meta', 'line', 'polyline', 'br'): self.stack.append(tag)
+        self.svgs += tag == 'svg'
+        assert not any(k in ('src', 'href') for k in a), (tag, a)
+        if tag == 'polyline': self.lines.append((a['class'], a['points'].split()))
+    def handle_startendtag(self, tag, attrs):
+        self.handle_starttag(tag, attrs)
+    def handle_endtag(self, tag):
+        if tag in ('line', 'polyline'): return
+        assert self.stack and self.stack.pop() == tag, tag
+    def handle_data(self, d):
+        if self.stack and self.stack[-1] == 'td': self.cells.append(d)
+html = open(t + '/validate.html').read()
+assert '<script' not in html and 'http' not in html
+pg = Page(); pg.feed(html); pg.close()
+assert pg.stack == [] and pg.svgs == 2, (pg.stack, pg.svgs)
+kinds = [c for c, _ in pg.lines]
+assert kinds == ['actual', 'expected', 'actual', 'expected'], kinds
+assert len(pg.lines[0][1]) == 79 and len(pg.lines[1][1]) == 79  # (0,0) + 78 weeks
+assert len(pg.lines[2][1]) == 8
+rows = [pg.cells[i:i + 4] for i in range(0, len(pg.cells), 4)]
+assert [int(r[1]) for r in rows] == n, rows
+print('clv validate --html: a self-contained page with both charts and the table')
 PY
 # Bad summary rows: a clear message naming file, line and column; exit 2; no output.
 printf 'frequency,recency,T\n1,2,10\n2,x3,10\n' > "$T/bad1.csv"
