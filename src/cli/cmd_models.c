@@ -8,6 +8,7 @@
 #include "core/db.h"
 #include "models/bgbb.h"
 #include "models/clv.h"
+#include "models/clv_report.h"
 #include "models/models.h"
 #include "models/rfm.h"
 #include "models/summary.h"
@@ -23,9 +24,10 @@ static const char clv_usage[] =
     "  Without --summary: fits BG/NBD + Gamma-Gamma to the members' own orders at --now\n"
     "  (repeat purchase days; profiling consent required).  --summary FILE reads a CSV of\n"
     "  frequency,recency,T[,monetary_value] (bgbb: x,t_x,n,count) in the file's own unit.\n"
-    "       patron clv validate --split DATE [--unit day|week] [--json]\n"
+    "       patron clv validate --split DATE [--unit day|week] [--html FILE] [--json]\n"
     "  Fits on the orders up to DATE and compares with (DATE, --now]: mean holdout repeat\n"
-    "  purchases by calibration frequency, the cumulative tracking curve, MAE.\n";
+    "  purchases by calibration frequency, the cumulative tracking curve, MAE; --html FILE\n"
+    "  also writes them as a page with two charts (self-contained, nothing fetched).\n";
 
 static void print_bgnbd(const cli_ctx *ctx, const char *unit, size_t n, const bgnbd_params *p,
                         double ll, int have_gg, size_t n_gg, const gg_params *g, double gg_ll)
@@ -123,7 +125,8 @@ static int clv_fit_events(const cli_ctx *ctx, const char *unit)
     return rc ? cli_fail(&err) : CLI_OK;
 }
 
-static int clv_validate_cmd(const cli_ctx *ctx, int64_t split, const char *unit)
+static int clv_validate_cmd(const cli_ctx *ctx, int64_t split, const char *unit,
+                           const char *html)
 {
     patron_db *db;
     int rc = cli_open_db(ctx, &db);
@@ -134,6 +137,11 @@ static int clv_validate_cmd(const cli_ctx *ctx, int64_t split, const char *unit)
     clv_validation v;
     rc = clv_validate(db, split, ctx->now, u, &v, &err);
     if (rc) {
+        patron_close(db);
+        return cli_fail(&err);
+    }
+    if (html && (rc = clv_validation_html(&v, split, unit, html, &err)) != 0) {
+        clv_validation_release(&v);
         patron_close(db);
         return cli_fail(&err);
     }
@@ -178,7 +186,7 @@ static int clv_validate_cmd(const cli_ctx *ctx, int64_t split, const char *unit)
 
 int cmd_clv(cli_ctx *ctx, int argc, char **argv)
 {
-    const char *summary_file = NULL, *unit = "day", *model = "bgnbd", *map = NULL;
+    const char *summary_file = NULL, *unit = "day", *model = "bgnbd", *map = NULL, *html = NULL;
     int64_t split = PATRON_NULL_TS;
     if (argc < 2 || cli_is_help(argv[1])) {
         fputs(clv_usage, argc < 2 ? stderr : stdout);
@@ -198,6 +206,10 @@ int cmd_clv(cli_ctx *ctx, int argc, char **argv)
         } else if (validate && (r = cli_opt(argc, argv, &i, "--split", &v)) != 0) {
             if (r < 0 || cli_parse_ts("--split", v, &split))
                 return CLI_USAGE;
+        } else if (validate && (r = cli_opt(argc, argv, &i, "--html", &v)) != 0) {
+            if (r < 0)
+                return CLI_USAGE;
+            html = v;
         } else if ((r = cli_opt(argc, argv, &i, "--summary", &v)) != 0) {
             if (r < 0)
                 return CLI_USAGE;
@@ -229,14 +241,15 @@ int cmd_clv(cli_ctx *ctx, int argc, char **argv)
     }
     if (validate) {
         if (split == PATRON_NULL_TS || summary_file || map || strcmp(model, "bgnbd") != 0) {
-            cli_errorf("usage: patron clv validate --split DATE [--unit day|week] [--json]");
+            cli_errorf("usage: patron clv validate --split DATE [--unit day|week] [--html FILE] "
+                       "[--json]");
             return CLI_USAGE;
         }
         if (split >= ctx->now) {
             cli_errorf("clv validate: --split must be before --now");
             return CLI_USAGE;
         }
-        return clv_validate_cmd(ctx, split, unit);
+        return clv_validate_cmd(ctx, split, unit, html);
     }
     if (summary_file)
         return clv_fit_summary(ctx, summary_file, model, unit, map);
@@ -542,10 +555,7 @@ int cmd_models(cli_ctx *ctx, int argc, char **argv)
         return cli_fail(&err);
     }
     /* Segments that read model fields take the new values (every member, those only). */
-    db->tracking = 1;
-    for (uint32_t m = 0; m < db->n_members; m++)
-        db_touch(db, m, DB_SRC_MODELS);
-    db->tracking = 0;
+    models_touch_all(db);
     if ((rc = cli_refresh_segments(ctx, db)) != 0) {
         patron_close(db);
         return rc;

@@ -25,6 +25,46 @@ int cli_attach(cli_ctx *ctx, patron_db *db, patron_error *err)
     return rc;
 }
 
+int cli_models_ensure(cli_ctx *ctx, patron_db *db, int *refreshed, patron_error *err)
+{
+    int local;
+    if (!refreshed)
+        refreshed = &local;
+    int rc = models_ensure(db, ctx->now, refreshed, err);
+    if (rc == PATRON_OK && *refreshed && !ctx->quiet) {
+        char when[TIME_FMT_LEN];
+        time_format(ctx->now, when);
+        fprintf(stderr, "patron: models refreshed as of %s (the data changed since the last "
+                        "refresh)\n", when);
+    }
+    return rc;
+}
+
+/* 1 when the rule text compiles and reads model fields. */
+static int text_reads_models(patron_db *db, const char *text)
+{
+    rule_env env;
+    segments_env(db, &env);
+    rule *r;
+    patron_error e = {0};
+    if (rule_compile(text, &env, &r, &e) != PATRON_OK)
+        return 0;
+    int reads = r->reads_models;
+    rule_free(r);
+    return reads;
+}
+
+/* Refreshes stale models when some stored rule segment reads them. */
+static int ensure_models_for_segments(cli_ctx *ctx, patron_db *db, patron_error *err)
+{
+    for (size_t i = 0; i < db->segs->n; i++) {
+        const segment *g = &db->segs->s[i];
+        if (g->kind == SEG_RULE && g->rule && text_reads_models(db, g->rule))
+            return cli_models_ensure(ctx, db, NULL, err);
+    }
+    return PATRON_OK;
+}
+
 /* Opens the db with the member view built. */
 static int open_view(cli_ctx *ctx, patron_db **db)
 {
@@ -175,6 +215,21 @@ int cmd_query(cli_ctx *ctx, int argc, char **argv)
     if ((rc = rule_compile(text, &env, &r, &err)) != PATRON_OK) {
         patron_close(db);
         return cli_fail(&err);
+    }
+    int refreshed = 0;
+    if (r->reads_models) {
+        /* Stale models are refreshed first; the rule then sees the new columns. */
+        rc = cli_models_ensure(ctx, db, &refreshed, &err);
+        if (rc == PATRON_OK && refreshed) {
+            rule_free(r);
+            r = NULL;
+            rc = rule_compile(text, &env, &r, &err);
+        }
+        if (rc != PATRON_OK) {
+            rule_free(r);
+            patron_close(db);
+            return cli_fail(&err);
+        }
     }
     if (who) {
         uint32_t m;
@@ -413,6 +468,15 @@ int cmd_segment(cli_ctx *ctx, int argc, char **argv)
     patron_error err = {0};
     int64_t now = ctx->now;
     int code = CLI_OK;
+    /* Models a segment reads are refreshed first when the data changed since. */
+    if (strcmp(sub, "create") == 0 || strcmp(sub, "update") == 0)
+        rc = text_reads_models(db, pos[1]) ? cli_models_ensure(ctx, db, NULL, &err) : PATRON_OK;
+    else if (strcmp(sub, "list") && strcmp(sub, "drop") && strcmp(sub, "import"))
+        rc = ensure_models_for_segments(ctx, db, &err);
+    if (rc != PATRON_OK) {
+        patron_close(db);
+        return cli_fail(&err);
+    }
     if (strcmp(sub, "create") == 0 || strcmp(sub, "update") == 0) {
         rc = sub[0] == 'c' ? segment_create(db, pos[0], pos[1], now, &err)
                            : segment_update(db, pos[0], pos[1], now, &err);
@@ -562,7 +626,7 @@ int cli_member_segments(cli_ctx *ctx, patron_db *db, const char *id, json_t **ou
     if (!hmap_get(&db->member_ids, id, strlen(id), &m))
         return 0;
     if (db_view_ensure(db, &err) != PATRON_OK || segments_load(db, &err) != PATRON_OK ||
-        cli_attach(ctx, db, &err) != PATRON_OK)
+        cli_attach(ctx, db, &err) != PATRON_OK || cli_models_ensure(ctx, db, NULL, &err))
         return cli_fail(&err);
     for (size_t i = 0; i < db->segs->n; i++) {
         roaring_bitmap_t *b;

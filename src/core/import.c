@@ -706,6 +706,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         rc = loyalty_on_import(db, &li, err);
     }
     mem_free(lo);
+    size_t stored = 0;
+    for (size_t i = 0; i < b.n; i++)
+        stored += !b.orders[i].bad && !b.orders[i].dup;
+    if (rc == 0 && stored) rc = store_data_bump(db->st, err);
     if (rc == 0) rc = store_commit(db->st, err);
     if (rc) {
         store_rollback(db->st);
@@ -1094,6 +1098,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         rc = store_begin(db->st, err);
         for (size_t i = 0; i < np && rc == PATRON_OK; i++)
             rc = store_member_put(db->st, idx[i], ids[i], strlen(ids[i]), en[i], texts[i], err);
+        if (rc == PATRON_OK && np) rc = store_data_bump(db->st, err);
         if (rc == PATRON_OK) rc = store_commit(db->st, err);
         if (rc != PATRON_OK) {
             store_rollback(db->st);
@@ -1508,6 +1513,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             rc = loyalty_on_import(db, &li, err);
         }
         mem_free(le);
+        if (rc == PATRON_OK && nev) rc = store_data_bump(db->st, err);
         if (rc == PATRON_OK) rc = store_commit(db->st, err);
         if (rc != PATRON_OK) {
             store_rollback(db->st);

@@ -259,6 +259,11 @@ int models_refresh_with(patron_db *db, int64_t now, const models_opts *o, models
     memset(rep, 0, sizeof *rep);
     if (db_csr_build(db) != PATRON_OK)
         return err_set(err, PATRON_ENOMEM, "out of memory");
+    /* Read first: data committed while this runs makes the run stale, never the reverse. */
+    int64_t data_version;
+    int rc0 = store_data_version(db->st, &data_version, err);
+    if (rc0 != PATRON_OK)
+        return rc0;
     uint32_t n = db->n_members;
     if (state_alloc(ms, n) != 0)
         return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -380,6 +385,7 @@ int models_refresh_with(patron_db *db, int64_t now, const models_opts *o, models
     }
     json_object_set_new(params, "clv", jc);
 
+    json_object_set_new(params, "data_version", json_integer((json_int_t)data_version));
     double t5 = seconds();
     rc = store_state(db, ms, "refresh", params, in.first_ts, in.last_ts, rep->eligible,
                      &rep->run_id, err);
@@ -847,4 +853,55 @@ int models_attach(patron_db *db, patron_error *err)
     }
     models_state_free(&ms);
     return rc;
+}
+
+/* ---- lazy refresh ----------------------------------------------------------------- */
+
+void models_touch_all(patron_db *db)
+{
+    int was = db->tracking;
+    db->tracking = 1;
+    for (uint32_t m = 0; m < db->n_members; m++)
+        db_touch(db, m, DB_SRC_MODELS);
+    db->tracking = was;
+}
+
+int models_stale(patron_db *db, int *stale, patron_error *err)
+{
+    *stale = 0;
+    int64_t cur;
+    int rc = store_data_version(db->st, &cur, err);
+    if (rc != PATRON_OK)
+        return rc;
+    store_model_run run;
+    rc = store_model_run_latest(db->st, "refresh", &run, err);
+    if (rc == PATRON_ENOTFOUND) {
+        err_clear(err);
+        *stale = db->n_members > 0;
+        return PATRON_OK;
+    }
+    if (rc != PATRON_OK)
+        return rc;
+    json_t *o = json_loads(run.params, 0, NULL);
+    json_t *v = json_object_get(o, "data_version");
+    *stale = !json_is_integer(v) || json_integer_value(v) != cur;
+    json_decref(o);
+    store_model_run_release(&run);
+    return PATRON_OK;
+}
+
+int models_ensure(patron_db *db, int64_t now, int *refreshed, patron_error *err)
+{
+    *refreshed = 0;
+    int stale;
+    int rc = models_stale(db, &stale, err);
+    if (rc != PATRON_OK || !stale)
+        return rc;
+    models_state ms;
+    if ((rc = models_refresh(db, now, &ms, err)) != PATRON_OK)
+        return rc;
+    models_state_free(&ms);
+    models_touch_all(db);
+    *refreshed = 1;
+    return models_attach(db, err);
 }

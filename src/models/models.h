@@ -68,6 +68,15 @@ void models_state_free(models_state *ms);
  * expected_orders) as member columns the rule engine reads (members/view.h extcol).
  * Without a stored refresh they stay null. */
 int models_attach(patron_db *db, patron_error *err);
+/* Lazy refresh (issue: "models refresh when data changed, on the first read that needs
+ * them").  A refresh records the store's data version (store_data_bump: every committed
+ * import bumps it); the models are stale when none is stored or the data changed since.
+ * models_ensure refreshes stale models at now, marks every member touched for the
+ * segments that read model fields (models_touch_all) and re-attaches the fields;
+ * *refreshed says whether it did.  Time passing alone does not make models stale. */
+int models_stale(patron_db *db, int *stale, patron_error *err);
+int models_ensure(patron_db *db, int64_t now, int *refreshed, patron_error *err);
+void models_touch_all(patron_db *db);
 /* The built-in segment models_attach() registers (SPEC 4.4), usable in in_segment() and
  * `patron segment members`. */
 #define MODELS_DECLINING_SEGMENT "Declining high value"

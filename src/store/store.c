@@ -737,3 +737,25 @@ sqlite3 *store_sqlite(store *s)
 {
     return s->db;
 }
+
+/* ---- data version ----------------------------------------------------------------- */
+
+int store_data_bump(store *s, patron_error *err)
+{
+    return exec(s, "INSERT INTO meta(key, value) VALUES('data_version', '1') ON CONFLICT(key) "
+                   "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)", err);
+}
+
+int store_data_version(store *s, int64_t *out, patron_error *err)
+{
+    sqlite3_stmt *q;
+    *out = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT CAST(value AS INTEGER) FROM meta WHERE key='data_version'",
+                           -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading the data version");
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading the data version");
+}

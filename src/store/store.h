@@ -113,4 +113,9 @@ int64_t store_order_count(store *s);
 /* The SQLite connection, for the backend's other files (src/store/ only). */
 struct sqlite3 *store_sqlite(store *s);
 
+/* The data version: a counter every committed import bumps (inside its transaction), so
+ * that what was derived from the data (model runs) can tell whether it is stale. */
+int store_data_bump(store *s, patron_error *err);
+int store_data_version(store *s, int64_t *out, patron_error *err);
+
 #endif
