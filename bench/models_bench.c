@@ -9,6 +9,7 @@
 #include "base/time.h"
 #include "core/db.h"
 #include "ingest/rng.h"
+#include "members/view.h"
 #include "models/bgnbd.h"
 #include "models/clv.h"
 #include "models/gammagamma.h"
@@ -106,9 +107,8 @@ static int bench_clv(size_t n)
 /* Features like the personas' (5 standardized columns, a mixture of 8 groups); writes
  * PREFIX.X.bin (n x 5 doubles) and PREFIX.C.bin (k-means++ initial centres), then runs
  * ITERS Lloyd iterations from those centres and prints time and inertia. */
-static int bench_kmeans(size_t n, int k, int iters, const char *prefix, int threads)
+static int bench_kmeans(size_t n, int k, int iters, const char *prefix, int threads, size_t d)
 {
-    const size_t d = 5;
     double *X = malloc(n * d * 8), *C = malloc((size_t)k * d * 8);
     uint32_t *a = malloc(n * 4);
     rng g;
@@ -131,8 +131,9 @@ static int bench_kmeans(size_t n, int k, int iters, const char *prefix, int thre
     double inertia, t = now_s();
     int it = kmeans_lloyd(X, n, d, k, C, iters, -1.0, threads, a, &inertia);
     t = now_s() - t;
-    printf("{\"engine\":\"patron\",\"n\":%zu,\"k\":%d,\"iterations\":%d,\"threads\":%d,"
-           "\"seconds\":%.4f,\"inertia\":%.6f}\n", n, k, it, threads, t, inertia);
+    printf("{\"engine\":\"patron\",\"n\":%zu,\"d\":%zu,\"k\":%d,\"iterations\":%d,"
+           "\"threads\":%d,\"seconds\":%.4f,\"inertia\":%.6f}\n", n, d, k, it, threads, t,
+           inertia);
     return 0;
 }
 
@@ -194,7 +195,13 @@ static int bench_personas(const char *path, const char *when, int k)
     double *rows;
     uint32_t *mem;
     size_t nr;
+    double tv = now_s();
+    if (db_view_ensure(db, &err)) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
     double t = now_s();
+    fprintf(stderr, "member view built in %.1f s\n", t - tv);
     personas_feats fs;
     personas_features(db, now, el, &fs, &rows, &mem, &nr, &err);
     double t1 = now_s();
@@ -213,8 +220,131 @@ static int bench_personas(const char *path, const char *when, int k)
     return 0;
 }
 
+/* Opens a program's database at a time; NULL after printing why not. */
+static patron_db *open_at(const char *path, const char *when, int64_t *now)
+{
+    patron_db *db;
+    patron_error err = {0};
+    if (time_parse(when, strlen(when), now) || patron_open(path, &db, &err)) {
+        fprintf(stderr, "cannot open %s at %s: %s\n", path, when, err.message);
+        return NULL;
+    }
+    return db;
+}
+
+/* k-means on a real program's persona feature matrix (the members with an order,
+ * transformed and standardized as personas_fit does): writes PREFIX.X.bin and
+ * PREFIX.C.bin for the scikit-learn peer, then ITERS Lloyd iterations from those
+ * centres; prints JSON. */
+static int bench_kmeans_db(const char *path, const char *when, int k, int iters,
+                           const char *prefix, int threads)
+{
+    int64_t now;
+    patron_db *db = open_at(path, when, &now);
+    if (!db)
+        return 1;
+    patron_error err = {0};
+    db_csr_build(db);
+    size_t n = db->n_members;
+    uint8_t *el = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        el[i] = db->csr_off[i + 1] > db->csr_off[i];
+    double *X;
+    uint32_t *mem;
+    size_t nr;
+    personas_feats fs;
+    if (personas_features(db, now, el, &fs, &X, &mem, &nr, &err)) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    const size_t d = (size_t)fs.n;
+    for (size_t f = 0; f < d; f++) {
+        int lg = fs.kind[f] == PF_LOG || fs.kind[f] == PF_REDEEM;
+        double m = 0, m2 = 0;
+        for (size_t i = 0; i < nr; i++) {
+            double *v = &X[i * d + f];
+            if (lg)
+                *v = log1p(*v > 0 ? *v : 0);
+            m += *v;
+        }
+        m /= (double)nr;
+        for (size_t i = 0; i < nr; i++)
+            m2 += (X[i * d + f] - m) * (X[i * d + f] - m);
+        double sd = sqrt(m2 / (double)nr);
+        for (size_t i = 0; i < nr; i++)
+            X[i * d + f] = (X[i * d + f] - m) / (sd > 0 ? sd : 1);
+    }
+    double *C = malloc((size_t)k * d * 8);
+    uint32_t *a = malloc(nr * 4);
+    kmeans_seed(X, nr, d, k, 7, C);
+    char fn[512];
+    snprintf(fn, sizeof fn, "%s.X.bin", prefix);
+    FILE *fx = fopen(fn, "wb");
+    fwrite(X, 8, nr * d, fx);
+    fclose(fx);
+    snprintf(fn, sizeof fn, "%s.C.bin", prefix);
+    FILE *fc = fopen(fn, "wb");
+    fwrite(C, 8, (size_t)k * d, fc);
+    fclose(fc);
+    double inertia, t = now_s();
+    int it = kmeans_lloyd(X, nr, d, k, C, iters, -1.0, threads, a, &inertia);
+    t = now_s() - t;
+    printf("{\"engine\":\"patron\",\"n\":%zu,\"d\":%zu,\"k\":%d,\"iterations\":%d,"
+           "\"threads\":%d,\"seconds\":%.4f,\"inertia\":%.6f}\n",
+           nr, d, k, it, threads, t, inertia);
+    patron_close(db);
+    return 0;
+}
+
+/* BG/NBD + Gamma-Gamma fit and scoring on a real program's members (SPEC 4.3
+ * conventions, unit days, profiling consent from the member view). */
+static int bench_clv_db(const char *path, const char *when)
+{
+    int64_t now;
+    patron_db *db = open_at(path, when, &now);
+    if (!db)
+        return 1;
+    patron_error err = {0};
+    if (db_view_ensure(db, &err) || db_csr_build(db)) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    size_t n = db->n_members;
+    uint8_t *el = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        el[i] = db_profiling_allowed(db, (uint32_t)i, now);
+    clv_inputs in;
+    double t0 = now_s();
+    if (clv_inputs_build(db, now, 86400, el, &in, &err)) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    double t1 = now_s();
+    clv_model mod;
+    if (clv_fit(&in, 86400, &mod, &err)) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+    }
+    double t2 = now_s();
+    double *pa = malloc(in.n * 8), *eo = malloc(in.n * 8), *cv = malloc(in.n * 8);
+    clv_score(&mod, &in, 365 * 86400, 0.0, pa, eo, cv);
+    double t3 = now_s();
+    printf("clv (db)   customers=%zu  inputs %.0f ms, fit %.3f s (r %.4f alpha %.3f a %.4f b %.4f;"
+           " p %.3f q %.3f gamma %.2f), scoring %.0f ms\n",
+           in.n, (t1 - t0) * 1000, t2 - t1, mod.bg.r, mod.bg.alpha, mod.bg.a, mod.bg.b, mod.gg.p,
+           mod.gg.q, mod.gg.gamma, (t3 - t2) * 1000);
+    clv_inputs_release(&in);
+    patron_close(db);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 7 && strcmp(argv[1], "kmeansdb") == 0)
+        return bench_kmeans_db(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), argv[6],
+                               atoi(argv[7]));
+    if (argc > 3 && strcmp(argv[1], "clvdb") == 0)
+        return bench_clv_db(argv[2], argv[3]);
     if (argc > 4 && strcmp(argv[1], "personas") == 0)
         return bench_personas(argv[2], argv[3], atoi(argv[4]));
     if (argc > 3 && strcmp(argv[1], "rfmdb") == 0)
@@ -225,7 +355,10 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "clv") == 0)
         return bench_clv(n);
     if (argc > 6 && strcmp(argv[1], "kmeans") == 0)
-        return bench_kmeans(n, atoi(argv[3]), atoi(argv[4]), argv[5], atoi(argv[6]));
-    fprintf(stderr, "usage: models_bench rfm N | clv N | kmeans N K ITERS PREFIX THREADS\n");
+        return bench_kmeans(n, atoi(argv[3]), atoi(argv[4]), argv[5], atoi(argv[6]),
+                            argc > 7 ? (size_t)atoi(argv[7]) : 5);
+    fprintf(stderr, "usage: models_bench rfm N | clv N | kmeans N K ITERS PREFIX THREADS\n"
+                    "       models_bench rfmdb DB NOW | clvdb DB NOW | personas DB NOW K\n"
+                    "       models_bench kmeansdb DB NOW K ITERS PREFIX THREADS\n");
     return 1;
 }

@@ -288,11 +288,13 @@ int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
     free(buf);
     /* one day later: only members whose windows move are evaluated */
     uint64_t ev0 = 0, ev1 = 0;
+    uint64_t *seg_ev0 = calloc(db->segs->n + 1, sizeof *seg_ev0);
     for (size_t i = 0; i < db->segs->n; i++)
-        ev0 += db->segs->s[i].evaluated;
+        ev0 += seg_ev0[i] = db->segs->s[i].evaluated;
     double ta = now_s();
     if (segments_sync(db, ctx->now + 86400, &err)) {
         free(lat);
+        free(seg_ev0);
         goto fail;
     }
     double tb = now_s();
@@ -308,6 +310,16 @@ int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
                             "advance_1d_ms", (tb - ta) * 1000, "index_ms_per_segment",
                             (t3 - t2) * 1000 / (double)db->segs->n, "advance_evaluations", (json_int_t)(ev1 - ev0));
     free(lat);
+    /* The advance's evaluations per rule (segments with the same rule added up). */
+    json_t *by = json_object();
+    for (size_t i = 0; i < db->segs->n; i++) {
+        const segment *g = &db->segs->s[i];
+        json_t *c = json_object_get(by, g->rule ? g->rule : g->name);
+        json_int_t n = (json_int_t)(g->evaluated - seg_ev0[i]) + (c ? json_integer_value(c) : 0);
+        json_object_set_new(by, g->rule ? g->rule : g->name, json_integer(n));
+    }
+    free(seg_ev0);
+    json_object_set_new(out, "advance_evaluations_by_rule", by);
     json_object_set_new(out, "add_s", json_real(t_add));
     json_object_set_new(out, "first_batch_ms", json_real(first_ms));
     json_object_set_new(out, "steady_events_per_s", json_real((double)steady_n / (steady > 0 ? steady : 1)));
