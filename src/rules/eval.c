@@ -347,6 +347,7 @@ static void computed(ectx *x, int which, double *out)
 /* ---- nodes ----------------------------------------------------------------------- */
 
 static vec eval(ectx *x, const rnode *n);
+static int64_t stream_enter(const stream *s, uint32_t m, int64_t now, int64_t w_to);
 static int64_t stream_next(const stream *s, uint32_t m, int64_t now, int has_window,
                            int64_t w_from, int64_t w_to);
 static int64_t *tnew(ectx *x);
@@ -396,7 +397,9 @@ static int cmp_u32(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static vec eval_agg_values(ectx *x, const rnode *n)
+/* With first_kept (nm slots, where aggregates only): the time of each member's earliest
+ * row in the window that passes the where, PATRON_NULL_TS when none does. */
+static vec eval_agg_values(ectx *x, const rnode *n, int64_t *first_kept)
 {
     vec r = {0};
     const stream *s = n->stream;
@@ -477,6 +480,15 @@ static vec eval_agg_values(ectx *x, const rnode *n)
         if (!keep)
             return r;
     }
+    if (first_kept)
+        for (size_t i = 0; i < nm; i++) {
+            first_kept[i] = PATRON_NULL_TS;
+            for (uint32_t k = seg[i]; k < seg[i + 1]; k++)
+                if (!keep || keep[k] == 1) {
+                    first_kept[i] = s->ts[erows[k]];
+                    break;
+                }
+        }
     const vcol *fc = n->sfield ? &n->sfield->col : NULL;
     int op = n->op;
     if (!fc) { /* count of rows */
@@ -607,13 +619,26 @@ static vec eval_agg_values(ectx *x, const rnode *n)
 
 static vec eval_agg(ectx *x, const rnode *n)
 {
-    vec r = eval_agg_values(x, n);
+    /* A `where` that moves with time (days_since(ts) …) is looked at again later; one
+     * that does not makes only the exits of the rows it keeps matter. */
+    int moving = n->a && n->a->time_dependent;
+    int64_t *fk = x->want_due && n->a && !moving && n->has_window
+                      ? aalloc(x->ar, (x->n ? x->n : 1) * sizeof *fk)
+                      : NULL;
+    for (size_t i = 0; fk && i < x->n; i++)
+        fk[i] = PATRON_NULL_TS;
+    vec r = eval_agg_values(x, n, fk);
     if (!x->want_due || !r.d || !(r.t = tnew(x)))
         return r;
-    /* A `where` that moves with time (days_since(ts) …) is looked at again later. */
-    int moving = n->a && n->a->time_dependent;
     for (size_t i = 0; i < x->n; i++) {
-        int64_t t = stream_next(n->stream, x->rows[i], NOW(x, i), n->has_window, n->w_from, n->w_to);
+        int64_t t;
+        if (fk) {
+            t = stream_enter(n->stream, x->rows[i], NOW(x, i), n->w_to);
+            if (fk[i] != PATRON_NULL_TS)
+                t = min64(t, fk[i] + n->w_from);
+        } else {
+            t = stream_next(n->stream, x->rows[i], NOW(x, i), n->has_window, n->w_from, n->w_to);
+        }
         r.t[i] = moving ? min64(t, NOW(x, i) + RECHECK_SECS) : t;
     }
     return r;
@@ -661,13 +686,16 @@ static vec eval_logic(ectx *x, const rnode *n)
     for (size_t j = 0; j < k; j++)
         r.b[idx[j]] = rr.b[j] == 1;
     if (x->want_due && (l.t || rr.t)) {
-        /* Rows the right side did not decide change only when the left side does. */
+        /* Rows the left side decided change only when the left side does.  Where the right
+         * side decides alone -- and: it is not true; or: it is true -- the answer holds
+         * until the right side changes, whatever the left side does meanwhile. */
         if (!(r.t = tnew(x)))
             return (vec){0};
         tmin(r.t, l.t, x->n);
-        if (rr.t)
-            for (size_t j = 0; j < k; j++)
-                r.t[idx[j]] = min64(r.t[idx[j]], rr.t[j]);
+        for (size_t j = 0; j < k; j++) {
+            int64_t rt = rr.t ? rr.t[j] : NEVER;
+            r.t[idx[j]] = (rr.b[j] == 1) != is_and ? rt : min64(r.t[idx[j]], rt);
+        }
     }
     return r;
 }
@@ -956,6 +984,14 @@ static int64_t stream_next(const stream *s, uint32_t m, int64_t now, int has_win
     return best;
 }
 
+/* The next instant after now at which a row of member m comes into the window
+ * (now - w_from, now - w_to]: at ts + w_to. */
+static int64_t stream_enter(const stream *s, uint32_t m, int64_t now, int64_t w_to)
+{
+    uint32_t g = upper(s->ts, s->beg[m], s->end[m], now - w_to);
+    return g < s->end[m] ? s->ts[g] + w_to : NEVER;
+}
+
 /* The first second after now at which a (rate sa) compared with b (rate sb) can flip:
  * the crossing instant, and the two seconds after it (re-evaluating a second early is
  * harmless; rounding in the values cannot make the flip be missed). */
@@ -1160,6 +1196,237 @@ static int flip_known(const rnode *n)
     return is_plain_count(n) || is_plain_money_sum(n);
 }
 
+static int is_trend(const rnode *n)
+{
+    return n->kind == N_FIELD && n->ref == REF_COMPUTED && n->which == F_SPEND_TREND;
+}
+
+/* A windowed max or min of a number field (no where). */
+static int is_plain_extremum(const rnode *n)
+{
+    return n->kind == N_AGG && (n->op == AGG_MAX || n->op == AGG_MIN) && n->sfield &&
+           n->sfield->col.type == VT_NUM && !n->a && n->has_window;
+}
+
+typedef struct tedge {
+    int64_t at, d1, d0; /* at `at`: spend s1 += d1, s0 += d0 */
+} tedge;
+
+static int cmp_tedge(const void *a, const void *b)
+{
+    int64_t x = ((const tedge *)a)->at, y = ((const tedge *)b)->at;
+    return (x > y) - (x < y);
+}
+
+/* `spend_trend CMP c`: the trend compares the net spend of the last 90 days (s1) with
+ * the 90 before (s0).  Without new rows, a row moves from s1 to s0 at ts + 90d and
+ * leaves s0 at ts + 180d, and the trend changes only then: the first of those instants
+ * at which the answer flips -- unless a row comes in first -- is the next one.  The
+ * value is computed as computed() does, so the answer is the same bits. */
+static int64_t trend_flip(const ectx *x, uint32_t m, int64_t now, int op, double c, int swapped)
+{
+    const mview *v = x->v;
+    const stream *st[2] = {&v->streams[ST_ORDERS], &v->streams[ST_RETURNS]};
+    const int64_t w1 = 90 * TIME_DAY, w2 = 180 * TIME_DAY;
+    enum { MAXE = 512 };
+    tedge e[MAXE];
+    size_t ne = 0;
+    int64_t s1 = 0, s0 = 0, enter = NEVER;
+    uint32_t lo[2], hi[2];
+    for (int k = 0; k < 2; k++) {
+        const stream *s = st[k];
+        uint32_t a = s->beg[m], b = s->end[m];
+        lo[k] = upper(s->ts, a, b, now - w2);
+        hi[k] = upper(s->ts, a, b, now);
+        if (hi[k] < b)
+            enter = min64(enter, s->ts[hi[k]]);
+    }
+    if ((size_t)(hi[0] - lo[0]) + (hi[1] - lo[1]) > MAXE / 2) /* many rows: every edge */
+        return min64(min64(stream_next(st[0], m, now, 1, w1, 0), stream_next(st[0], m, now, 1, w2, w1)),
+                     min64(stream_next(st[1], m, now, 1, w1, 0), stream_next(st[1], m, now, 1, w2, w1)));
+    for (int k = 0; k < 2; k++) {
+        const stream *s = st[k];
+        for (uint32_t j = lo[k]; j < hi[k]; j++) {
+            int64_t amt = k == 0 ? x->db->o_amount[((const uint32_t *)s->col[1])[j]]
+                                 : -((const int64_t *)s->col[2])[j];
+            int64_t t = s->ts[j];
+            if (t > now - w1) {
+                s1 += amt;
+                e[ne++] = (tedge){t + w1, -amt, amt};
+            } else {
+                s0 += amt;
+            }
+            e[ne++] = (tedge){t + w2, 0, -amt};
+        }
+    }
+    qsort(e, ne, sizeof *e, cmp_tedge);
+    double d0 = (double)s0 / PATRON_MONEY_SCALE;
+    double tr = ((double)(s1 - s0) / PATRON_MONEY_SCALE) / (d0 > 1 ? d0 : 1);
+    int holds = swapped ? cmp_holds(op, c, tr) : cmp_holds(op, tr, c);
+    for (size_t j = 0; j < ne; j++) {
+        if (e[j].at >= enter)
+            return enter;
+        s1 += e[j].d1;
+        s0 += e[j].d0;
+        if (j + 1 < ne && e[j + 1].at == e[j].at)
+            continue; /* edges at one instant apply together */
+        d0 = (double)s0 / PATRON_MONEY_SCALE;
+        tr = ((double)(s1 - s0) / PATRON_MONEY_SCALE) / (d0 > 1 ? d0 : 1);
+        if ((swapped ? cmp_holds(op, c, tr) : cmp_holds(op, tr, c)) != holds)
+            return e[j].at;
+    }
+    return enter;
+}
+
+/* ---- arithmetic over windowed counts and money sums ----
+ * `sum(orders.amount, 90d) < 0.5 * sum(orders.amount, 180d..90d)` and the like: both
+ * sides built from constants, + - * /, negation and windowed counts or money sums (no
+ * where).  Each aggregate changes only when one of the member's rows enters its window
+ * (at ts + w_to) or leaves it (at ts + w_from); sweeping those instants in order and
+ * computing the comparison as the evaluator does finds the first at which it flips. */
+enum { WX_MAXAGG = 4, WX_MAXEDGE = 512 };
+
+static int wx_collect(const rnode *n, const rnode **aggs, int *na)
+{
+    switch (n->kind) {
+    case N_NUM:
+    case N_DUR:
+        return 1;
+    case N_NEG:
+        return wx_collect(n->a, aggs, na);
+    case N_ARITH:
+        return wx_collect(n->a, aggs, na) && wx_collect(n->b, aggs, na);
+    case N_AGG:
+        if (!flip_known(n) || *na >= WX_MAXAGG)
+            return 0;
+        aggs[(*na)++] = n;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static double wx_value(const rnode *n, const rnode *const *aggs, const int64_t *acc, int na)
+{
+    switch (n->kind) {
+    case N_NEG:
+        return -wx_value(n->a, aggs, acc, na);
+    case N_ARITH: {
+        double a = wx_value(n->a, aggs, acc, na), b = wx_value(n->b, aggs, acc, na);
+        switch (n->op) {
+        case '+': return a + b;
+        case '-': return a - b;
+        case '*': return a * b;
+        default: return b == 0 ? NAN : a / b;
+        }
+    }
+    case N_AGG:
+        for (int i = 0; i < na; i++)
+            if (aggs[i] == n)
+                return n->op == AGG_SUM ? (double)acc[i] / PATRON_MONEY_SCALE : (double)acc[i];
+        return NAN;
+    default:
+        return n->num;
+    }
+}
+
+typedef struct wedge {
+    int64_t at, dv;
+    int i;
+} wedge;
+
+static int cmp_wedge(const void *a, const void *b)
+{
+    int64_t x = ((const wedge *)a)->at, y = ((const wedge *)b)->at;
+    return (x > y) - (x < y);
+}
+
+static int64_t wx_row(const rnode *agg, uint32_t j)
+{
+    if (agg->op != AGG_SUM)
+        return 1;
+    const vcol *f = &agg->sfield->col;
+    return ((const int64_t *)f->data)[f->via ? f->via[j] : j];
+}
+
+static int64_t wx_flip(uint32_t m, int64_t now, const rnode *cmp, const rnode *const *aggs, int na)
+{
+    int64_t acc[WX_MAXAGG] = {0}, early = NEVER;
+    size_t total = 0;
+    for (int i = 0; i < na; i++) {
+        const stream *s = aggs[i]->stream;
+        uint32_t first = upper(s->ts, s->beg[m], s->end[m], now - aggs[i]->w_from);
+        uint32_t last = upper(s->ts, s->beg[m], s->end[m], now - aggs[i]->w_to);
+        total += (size_t)(s->end[m] - first) + (s->end[m] - last);
+        early = min64(early, stream_next(s, m, now, 1, aggs[i]->w_from, aggs[i]->w_to));
+    }
+    if (total > WX_MAXEDGE)
+        return early; /* many rows: every edge */
+    wedge e[WX_MAXEDGE];
+    size_t ne = 0;
+    for (int i = 0; i < na; i++) {
+        const rnode *g = aggs[i];
+        const stream *s = g->stream;
+        uint32_t b = s->end[m];
+        uint32_t first = upper(s->ts, s->beg[m], b, now - g->w_from);
+        uint32_t last = upper(s->ts, s->beg[m], b, now - g->w_to);
+        for (uint32_t j = first; j < b; j++) {
+            int64_t v = wx_row(g, j);
+            if (j < last)
+                acc[i] += v;
+            else
+                e[ne++] = (wedge){s->ts[j] + g->w_to, v, i};
+            e[ne++] = (wedge){s->ts[j] + g->w_from, -v, i};
+        }
+    }
+    qsort(e, ne, sizeof *e, cmp_wedge);
+    int holds = cmp_d(cmp->op, wx_value(cmp->a, aggs, acc, na), wx_value(cmp->b, aggs, acc, na));
+    for (size_t j = 0; j < ne; j++) {
+        acc[e[j].i] += e[j].dv;
+        if (j + 1 < ne && e[j + 1].at == e[j].at)
+            continue; /* edges at one instant apply together */
+        if (cmp_d(cmp->op, wx_value(cmp->a, aggs, acc, na), wx_value(cmp->b, aggs, acc, na)) != holds)
+            return e[j].at;
+    }
+    return NEVER;
+}
+
+/* `max(S.f, w) CMP c` (or min), CMP one of < <= > >=: with rows only leaving (oldest
+ * first), the answer (true, false, or null once no value is left) is a function of
+ * whether a "witness" row is left (max > c: a row > c; max < c: a row >= c; min mirrored)
+ * and whether any non-null row is: it changes at the exit of the last witness when there
+ * is one, else when the last value leaves -- unless a row comes in first. */
+static int64_t extremum_flip(const stream *s, uint32_t m, int64_t now, const rnode *agg, int op,
+                             double c, int swapped)
+{
+    if (swapped) /* c CMP agg  ==  agg CMP' c */
+        op = op == CMP_LT ? CMP_GT : op == CMP_GT ? CMP_LT : op == CMP_LE ? CMP_GE
+                                                                    : op == CMP_GE ? CMP_LE : op;
+    if (op == CMP_EQ || op == CMP_NE)
+        return stream_next(s, m, now, 1, agg->w_from, agg->w_to);
+    const int64_t *ts = s->ts;
+    uint32_t a = s->beg[m], b = s->end[m];
+    uint32_t first = upper(ts, a, b, now - agg->w_from), last = upper(ts, a, b, now - agg->w_to);
+    int64_t enter = last < b ? ts[last] + agg->w_to : NEVER;
+    /* a witness is a row that decides the answer while it is in the window */
+    /* max: a row above c (> c for > and <=, >= c for >= and <); min: below, mirrored */
+    int up = agg->op == AGG_MAX;
+    int incl = up ? op == CMP_GE || op == CMP_LT : op == CMP_LE || op == CMP_GT;
+    int64_t last_wit = PATRON_NULL_TS, last_val = PATRON_NULL_TS;
+    for (uint32_t j = first; j < last; j++) {
+        double val = vcol_num(&agg->sfield->col, j);
+        if (isnan(val))
+            continue;
+        last_val = ts[j];
+        if (up ? (incl ? val >= c : val > c) : (incl ? val <= c : val < c))
+            last_wit = ts[j];
+    }
+    if (last_val == PATRON_NULL_TS)
+        return enter; /* null until a row comes in */
+    int64_t t = (last_wit != PATRON_NULL_TS ? last_wit : last_val) + agg->w_from;
+    return min64(t, enter);
+}
+
 static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
 {
     if (n->kind == N_CMP && ((flip_known(n->a) && is_num_const(n->b)) ||
@@ -1171,6 +1438,38 @@ static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
             return;
         for (size_t k = 0; k < x->n; k++)
             r->t[k] = window_flip(agg->stream, x->rows[k], NOW(x, k), agg, n->op, c, swapped);
+        return;
+    }
+    if (n->kind == N_CMP && n->a->type == VT_NUM && n->b->type == VT_NUM) {
+        const rnode *aggs[WX_MAXAGG];
+        int na = 0;
+        if (wx_collect(n->a, aggs, &na) && wx_collect(n->b, aggs, &na) && na > 0) {
+            if (!(r->t = tnew(x)))
+                return;
+            for (size_t k = 0; k < x->n; k++)
+                r->t[k] = wx_flip(x->rows[k], NOW(x, k), n, aggs, na);
+            return;
+        }
+    }
+    if (n->kind == N_CMP && ((is_trend(n->a) && is_num_const(n->b)) ||
+                             (is_trend(n->b) && is_num_const(n->a)))) {
+        int swapped = is_trend(n->b);
+        double c = swapped ? n->a->num : n->b->num;
+        if (!(r->t = tnew(x)))
+            return;
+        for (size_t k = 0; k < x->n; k++)
+            r->t[k] = trend_flip(x, x->rows[k], NOW(x, k), n->op, c, swapped);
+        return;
+    }
+    if (n->kind == N_CMP && ((is_plain_extremum(n->a) && is_num_const(n->b)) ||
+                             (is_plain_extremum(n->b) && is_num_const(n->a)))) {
+        int swapped = is_plain_extremum(n->b);
+        const rnode *agg = swapped ? n->b : n->a;
+        double c = swapped ? n->a->num : n->b->num;
+        if (!(r->t = tnew(x)))
+            return;
+        for (size_t k = 0; k < x->n; k++)
+            r->t[k] = extremum_flip(agg->stream, x->rows[k], NOW(x, k), agg, n->op, c, swapped);
         return;
     }
     if (n->kind == N_CMP && ((is_dtb(n->a) && is_num_const(n->b)) || (is_dtb(n->b) && is_num_const(n->a)))) {

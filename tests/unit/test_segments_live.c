@@ -43,6 +43,12 @@ static const char *const rules[] = {
     "sum(points.points, 30d) > 300 or count(views where sku = \"S3\", 10d) >= 1",
     "sum(orders.amount, 45d) >= 80 and sum(returns.amount, 60d..10d) < 30",
     "not (sum(items.amount, 20d) > 40)",
+    "max(orders.amount, 40d) > 60 or min(items.price, 30d..5d) <= 12",
+    "not (max(orders.amount, 25d) < 40) and spend_trend > 0",
+    "min(orders.amount, 50d) >= 30 and count(items where qty >= 2, 35d..10d) >= 1",
+    "spend_trend <= -0.5 and sum(orders.amount, 60d..20d) > 50",
+    "sum(orders.amount, 30d) < 0.5 * sum(orders.amount, 60d..30d)",
+    "count(orders, 20d) + count(returns, 40d..10d) >= 2 or not (sum(items.amount, 15d) / 2 > 30)",
 };
 #define NRULES (sizeof rules / sizeof *rules)
 
