@@ -1391,6 +1391,65 @@ static int64_t wx_flip(uint32_t m, int64_t now, const rnode *cmp, const rnode *c
     return NEVER;
 }
 
+/* A windowed count_distinct of a string field (no where). */
+static int is_plain_distinct(const rnode *n)
+{
+    return n->kind == N_AGG && n->op == AGG_COUNT_DISTINCT && n->sfield &&
+           n->sfield->col.type == VT_STR && !n->a && n->has_window;
+}
+
+/* `count_distinct(S.f, w) CMP c`: the distinct count changes only when a row brings a
+ * value the window does not hold, or the last row of a value leaves; sweeping the rows'
+ * entries (ts + w_to) and exits (ts + w_from) in order with a count per value finds the
+ * first instant at which the answer flips. */
+static int64_t distinct_flip(uint32_t m, int64_t now, const rnode *agg, int op, double c,
+                             int swapped)
+{
+    const stream *s = agg->stream;
+    const vcol *f = &agg->sfield->col;
+    uint32_t b = s->end[m];
+    uint32_t first = upper(s->ts, s->beg[m], b, now - agg->w_from);
+    uint32_t last = upper(s->ts, s->beg[m], b, now - agg->w_to);
+    enum { SLOTS = 1024 };
+    if ((size_t)(b - first) + (b - last) > WX_MAXEDGE || b - first > SLOTS / 2)
+        return stream_next(s, m, now, 1, agg->w_from, agg->w_to); /* many rows: every edge */
+    uint32_t key[SLOTS];
+    int32_t cnt[SLOTS];
+    memset(key, 0, sizeof key);
+    wedge e[WX_MAXEDGE];
+    size_t ne = 0;
+    int64_t d = 0;
+    for (uint32_t j = first; j < b; j++) {
+        uint32_t code = vcol_code(f, j);
+        if (!code)
+            continue; /* null: not a value */
+        uint32_t h = (code * 2654435761u) & (SLOTS - 1);
+        while (key[h] && key[h] != code)
+            h = (h + 1) & (SLOTS - 1);
+        if (!key[h])
+            key[h] = code, cnt[h] = 0;
+        if (j < last)
+            d += cnt[h]++ == 0;
+        else
+            e[ne++] = (wedge){s->ts[j] + agg->w_to, 1, (int)h};
+        e[ne++] = (wedge){s->ts[j] + agg->w_from, -1, (int)h};
+    }
+    qsort(e, ne, sizeof *e, cmp_wedge);
+    int holds = swapped ? cmp_d(op, c, (double)d) : cmp_d(op, (double)d, c);
+    for (size_t j = 0; j < ne; j++) {
+        int32_t *k = &cnt[e[j].i];
+        if (e[j].dv > 0)
+            d += (*k)++ == 0;
+        else
+            d -= --(*k) == 0;
+        if (j + 1 < ne && e[j + 1].at == e[j].at)
+            continue;
+        if ((swapped ? cmp_d(op, c, (double)d) : cmp_d(op, (double)d, c)) != holds)
+            return e[j].at;
+    }
+    return NEVER;
+}
+
 /* `max(S.f, w) CMP c` (or min), CMP one of < <= > >=: with rows only leaving (oldest
  * first), the answer (true, false, or null once no value is left) is a function of
  * whether a "witness" row is left (max > c: a row > c; max < c: a row >= c; min mirrored)
@@ -1429,17 +1488,6 @@ static int64_t extremum_flip(const stream *s, uint32_t m, int64_t now, const rno
 
 static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
 {
-    if (n->kind == N_CMP && ((flip_known(n->a) && is_num_const(n->b)) ||
-                             (flip_known(n->b) && is_num_const(n->a)))) {
-        int swapped = flip_known(n->b);
-        const rnode *agg = swapped ? n->b : n->a;
-        double c = swapped ? n->a->num : n->b->num;
-        if (!(r->t = tnew(x)))
-            return;
-        for (size_t k = 0; k < x->n; k++)
-            r->t[k] = window_flip(agg->stream, x->rows[k], NOW(x, k), agg, n->op, c, swapped);
-        return;
-    }
     if (n->kind == N_CMP && n->a->type == VT_NUM && n->b->type == VT_NUM) {
         const rnode *aggs[WX_MAXAGG];
         int na = 0;
@@ -1450,6 +1498,28 @@ static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
                 r->t[k] = wx_flip(x->rows[k], NOW(x, k), n, aggs, na);
             return;
         }
+    }
+    if (n->kind == N_CMP && ((is_plain_distinct(n->a) && is_num_const(n->b)) ||
+                             (is_plain_distinct(n->b) && is_num_const(n->a)))) {
+        int swapped = is_plain_distinct(n->b);
+        const rnode *agg = swapped ? n->b : n->a;
+        double c = swapped ? n->a->num : n->b->num;
+        if (!(r->t = tnew(x)))
+            return;
+        for (size_t k = 0; k < x->n; k++)
+            r->t[k] = distinct_flip(x->rows[k], NOW(x, k), agg, n->op, c, swapped);
+        return;
+    }
+    if (n->kind == N_CMP && ((flip_known(n->a) && is_num_const(n->b)) ||
+                             (flip_known(n->b) && is_num_const(n->a)))) {
+        int swapped = flip_known(n->b);
+        const rnode *agg = swapped ? n->b : n->a;
+        double c = swapped ? n->a->num : n->b->num;
+        if (!(r->t = tnew(x)))
+            return;
+        for (size_t k = 0; k < x->n; k++)
+            r->t[k] = window_flip(agg->stream, x->rows[k], NOW(x, k), agg, n->op, c, swapped);
+        return;
     }
     if (n->kind == N_CMP && ((is_trend(n->a) && is_num_const(n->b)) ||
                              (is_trend(n->b) && is_num_const(n->a)))) {

@@ -49,6 +49,8 @@ static const char *const rules[] = {
     "spend_trend <= -0.5 and sum(orders.amount, 60d..20d) > 50",
     "sum(orders.amount, 30d) < 0.5 * sum(orders.amount, 60d..30d)",
     "count(orders, 20d) + count(returns, 40d..10d) >= 2 or not (sum(items.amount, 15d) / 2 > 30)",
+    "count_distinct(items.category, 40d..5d) >= 2",
+    "3 > count_distinct(items.sku, 30d) and frequency >= 1",
 };
 #define NRULES (sizeof rules / sizeof *rules)
 
