@@ -62,6 +62,7 @@ int cmd_query(cli_ctx *ctx, int argc, char **argv);
 int cmd_segment(cli_ctx *ctx, int argc, char **argv);
 int cmd_bench_rules(cli_ctx *ctx, int argc, char **argv);
 int cmd_bench_live(cli_ctx *ctx, int argc, char **argv);
+int cmd_bench_ledger(cli_ctx *ctx, int argc, char **argv);
 /* Attaches model and loyalty fields for rules (cmd_rules.c). */
 int cli_attach(cli_ctx *ctx, patron_db *db, patron_error *err);
 /* After an import: brings stored segments to ctx->now.  0 or an exit code. */
