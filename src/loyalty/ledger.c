@@ -830,41 +830,108 @@ static uint64_t posting_hash(int64_t seq, int64_t write, int64_t member, int deb
     return XXH3_64bits(v, sizeof v);
 }
 
+/* A flush with at least this many writes stores its journal rows as one chunk
+ * (store_ledger.h): an import batch.  Below it, rows: a single write stays one small
+ * row per table.  64: chunks cost one row plus encoding; at 64 writes a chunk is already
+ * several times cheaper than the 250-odd rows it replaces (bench/ledger.sh). */
+#define LEDGER_CHUNK_MIN 64
+
+/* Whether lot li is a lot the chunk being flushed creates and its remaining points are
+ * still that credit: the store derives such a lot from the posting, no row needed. */
+static int lot_from_chunk(ledger *l, uint32_t li)
+{
+    if (l->mark_p >= l->n_p)
+        return 0;
+    const llot *x = &l->lot[li];
+    int64_t first = l->p[l->mark_p].seq;
+    if (x->id < first || x->id > l->p[l->n_p - 1].seq)
+        return 0;
+    const lp *c = &l->p[l->mark_p + (size_t)(x->id - first)];
+    return c->seq == x->id && c->lot == li && c->credit == LEDGER_ACC_MEMBER && c->amount == x->remaining;
+}
+
+static void write_rec(ledger *l, const lw *w, store_ledger_write *sw)
+{
+    *sw = (store_ledger_write){w->seq, l->arena + w->key_off, w->key_len, w->kind,
+                               w->member == NIL ? -1 : (int64_t)w->member, w->ts,
+                               l->arena + w->ref_off, w->ref_len, w->points, w->money,
+                               w->shortfall, w->balance, l->pay + w->pay_off, w->pay_len};
+}
+
+static void posting_rec(ledger *l, const lp *p, store_ledger_posting *sp)
+{
+    const llot *x = &l->lot[p->lot];
+    *sp = (store_ledger_posting){p->seq, l->w[p->write].seq, p->member, p->debit, p->credit,
+                                 p->amount, x->id, p->ts, x->expires, 0};
+    sp->hash = posting_hash(sp->seq, sp->write, sp->member, sp->debit, sp->credit, sp->amount, sp->lot,
+                            sp->ts, sp->expires);
+}
+
+static const char *tier_name(ledger *l, int tier)
+{
+    return l->prog && tier < (int)l->prog->n_tiers ? l->prog->tiers[tier].name : "";
+}
+
+/* The journal rows of this flush as one chunk. */
+static int flush_chunk(ledger *l, patron_error *err)
+{
+    int bad = 0;
+    store_ledger_chunk_begin(l->sl);
+    for (size_t i = l->mark_w; i < l->n_w && !bad; i++) {
+        store_ledger_write sw;
+        write_rec(l, &l->w[i], &sw);
+        bad = store_ledger_chunk_write(l->sl, &sw);
+    }
+    for (size_t i = l->mark_p; i < l->n_p && !bad; i++) {
+        store_ledger_posting sp;
+        posting_rec(l, &l->p[i], &sp);
+        bad = store_ledger_chunk_posting(l->sl, &sp);
+    }
+    for (size_t i = l->mark_q; i < l->n_q && !bad; i++) {
+        lq *q = &l->q[i];
+        store_ledger_qual sq = {q->seq, l->w[q->write].seq, q->member, q->ts, q->points, q->spend};
+        bad = store_ledger_chunk_qual(l->sl, &sq);
+    }
+    for (size_t i = l->mark_t; i < l->n_t && !bad; i++) {
+        lt *t = &l->t[i];
+        const char *name = tier_name(l, t->tier);
+        store_ledger_tier st = {t->seq, l->w[t->write].seq, t->member, t->ts, name, strlen(name)};
+        bad = store_ledger_chunk_tier(l->sl, &st);
+    }
+    return bad ? oom(err) : store_ledger_chunk_end(l->sl, err);
+}
+
 static int flush(ledger *l, patron_error *err)
 {
-    int rc = PATRON_OK;
-    for (size_t i = l->mark_w; i < l->n_w && rc == PATRON_OK; i++) {
-        lw *w = &l->w[i];
-        store_ledger_write sw = {w->seq, l->arena + w->key_off, w->key_len, w->kind,
-                                 w->member == NIL ? -1 : (int64_t)w->member, w->ts,
-                                 l->arena + w->ref_off, w->ref_len, w->points, w->money,
-                                 w->shortfall, w->balance, l->pay + w->pay_off, w->pay_len};
+    int rc = PATRON_OK, chunk = l->n_w - l->mark_w >= LEDGER_CHUNK_MIN;
+    if (chunk)
+        rc = flush_chunk(l, err);
+    for (size_t i = l->mark_w; i < l->n_w && rc == PATRON_OK && !chunk; i++) {
+        store_ledger_write sw;
+        write_rec(l, &l->w[i], &sw);
         rc = store_ledger_write_put(l->sl, &sw, err);
     }
-    for (size_t i = l->mark_p; i < l->n_p && rc == PATRON_OK; i++) {
-        lp *p = &l->p[i];
-        const llot *x = &l->lot[p->lot];
-        store_ledger_posting sp = {p->seq, l->w[p->write].seq, p->member, p->debit, p->credit,
-                                   p->amount, x->id, p->ts, x->expires, 0};
-        sp.hash = posting_hash(sp.seq, sp.write, sp.member, sp.debit, sp.credit, sp.amount, sp.lot,
-                               sp.ts, sp.expires);
+    for (size_t i = l->mark_p; i < l->n_p && rc == PATRON_OK && !chunk; i++) {
+        store_ledger_posting sp;
+        posting_rec(l, &l->p[i], &sp);
         rc = store_ledger_posting_put(l->sl, &sp, err);
     }
-    for (size_t i = l->mark_q; i < l->n_q && rc == PATRON_OK; i++) {
+    for (size_t i = l->mark_q; i < l->n_q && rc == PATRON_OK && !chunk; i++) {
         lq *q = &l->q[i];
         store_ledger_qual sq = {q->seq, l->w[q->write].seq, q->member, q->ts, q->points, q->spend};
         rc = store_ledger_qual_put(l->sl, &sq, err);
     }
-    for (size_t i = l->mark_t; i < l->n_t && rc == PATRON_OK; i++) {
+    for (size_t i = l->mark_t; i < l->n_t && rc == PATRON_OK && !chunk; i++) {
         lt *t = &l->t[i];
-        const char *name = l->prog && t->tier < (int)l->prog->n_tiers ? l->prog->tiers[t->tier].name : "";
+        const char *name = tier_name(l, t->tier);
         store_ledger_tier st = {t->seq, l->w[t->write].seq, t->member, t->ts, name, strlen(name)};
         rc = store_ledger_tier_put(l->sl, &st, err);
     }
     for (size_t k = 0; k < l->n_dl && rc == PATRON_OK; k++) {
         llot *x = &l->lot[l->dirty_lots[k]];
         store_ledger_lot sx = {x->id, x->member, x->ts, x->expires, x->remaining};
-        rc = store_ledger_lot_put(l->sl, &sx, err);
+        if (!(chunk && lot_from_chunk(l, l->dirty_lots[k])))
+            rc = store_ledger_lot_put(l->sl, &sx, err);
         x->dirty = 0;
     }
     for (size_t k = 0; k < l->n_dm && rc == PATRON_OK; k++) {
@@ -997,6 +1064,8 @@ static int replay(ledger *l, int wi, const char *key, size_t keyn, const char *p
 {
     store_ledger_write sw;
     int f = store_ledger_write_get(l->sl, key, keyn, &sw, err);
+    if (f == 0)
+        f = store_ledger_write_get_seq(l->sl, l->w[wi].seq, &sw, err);
     if (f < 0)
         return f;
     if (f == 0) /* in memory but not stored: the memory copy is ahead of the store */
