@@ -127,6 +127,8 @@ int ledger_event_bonus(ledger *l, const char *event_id, uint32_t member, int64_t
 int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *new_lens,
                        size_t n_new, patron_error *err);
 int ledger_batch_end(ledger *l, int rc, patron_error *err);
+/* Makes room for n more writes in the batch (optional: saves the copies of growing). */
+int ledger_batch_reserve(ledger *l, size_t n, patron_error *err);
 int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err);
 int ledger_batch_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
                         const char *original, patron_error *err);
