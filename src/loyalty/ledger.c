@@ -2108,6 +2108,85 @@ int ledger_batch_bonus(ledger *l, const char *event_id, uint32_t member, int64_t
                      LEDGER_ACC_ISSUED, NULL, err);
 }
 
+/* ---- birthday and enrollment bonuses ------------------------------------------------------ */
+
+/* The member's latest birthday at or before now (its first second), from the birth date
+ * in days; a 29 February birthday falls on 28 February in other years. */
+static int64_t last_birthday(int32_t birth_days, int64_t now, int64_t *year)
+{
+    int by, bm, bd, y, m, d;
+    time_civil_from_days(birth_days, &by, &bm, &bd);
+    time_civil_from_days(time_day_of(now), &y, &m, &d);
+    for (int back = 0; back < 2; back++, y--) {
+        int64_t day = time_days_from_civil(y, (unsigned)bm, (unsigned)bd);
+        int cy, cm, cd;
+        time_civil_from_days(day, &cy, &cm, &cd);
+        if (cm != bm) /* 29 February in a common year */
+            day = time_days_from_civil(y, 2, 28);
+        if (day * TIME_DAY <= now) {
+            *year = y;
+            return day * TIME_DAY;
+        }
+    }
+    return INT64_MIN; /* not reached: last year's birthday is always before now */
+}
+
+static int bonuses_in(ledger *l, int64_t now, const int64_t *enrolled_at, const int32_t *birth_days,
+                      size_t n, int64_t counts[2], patron_error *err)
+{
+    const program *pg = l->prog;
+    int64_t eb = pg->bonus[PROGRAM_BONUS_ENROLLMENT], bb = pg->bonus[PROGRAM_BONUS_BIRTHDAY];
+    for (size_t m = 0; m < n; m++) {
+        size_t mn;
+        const char *mid = member_name(l, (uint32_t)m, &mn);
+        char key[320];
+        int rc, kn;
+        if (eb > 0 && enrolled_at[m] <= now) {
+            kn = snprintf(key, sizeof key, "enrollment:%.*s", (int)mn, mid);
+            if (find_key(l, key, (size_t)kn) < 0) { /* posted once, whatever the bonus is now */
+                rc = adjust_in(l, LEDGER_BONUS, (uint32_t)m, eb, "enrollment", key, (size_t)kn,
+                               enrolled_at[m], LEDGER_ACC_ISSUED, NULL, err);
+                if (rc)
+                    return rc;
+                counts[1]++;
+            }
+        }
+        if (bb > 0 && birth_days && birth_days[m] != INT32_MIN) {
+            int64_t year, at = last_birthday(birth_days[m], now, &year);
+            if (at == INT64_MIN || time_day_of(at) < time_day_of(enrolled_at[m]))
+                continue; /* no birthday since they enrolled */
+            kn = snprintf(key, sizeof key, "birthday:%.*s:%lld", (int)mn, mid, (long long)year);
+            if (find_key(l, key, (size_t)kn) >= 0)
+                continue;
+            rc = adjust_in(l, LEDGER_BONUS, (uint32_t)m, bb, "birthday", key, (size_t)kn, at,
+                           LEDGER_ACC_ISSUED, NULL, err);
+            if (rc)
+                return rc;
+            counts[0]++;
+        }
+    }
+    return PATRON_OK;
+}
+
+int ledger_bonuses(ledger *l, int64_t now, const int64_t *enrolled_at, const int32_t *birth_days,
+                   size_t n, int64_t counts[2], patron_error *err)
+{
+    counts[0] = counts[1] = 0;
+    op o;
+    int rc = op_begin(l, &o, err);
+    if (rc)
+        return rc;
+    rc = need_program(l, err);
+    if (rc == PATRON_OK && n > 0 && member_ensure(l, (uint32_t)(n - 1)))
+        rc = oom(err);
+    if (rc == PATRON_OK)
+        rc = bonuses_in(l, now, enrolled_at, birth_days, n, counts, err);
+    rc = op_end(l, &o, rc, err);
+    if (rc)
+        counts[0] = counts[1] = 0;
+    return rc;
+}
+
 /* ---- history -------------------------------------------------------------------------------- */
 
 static int hist_cmp(const void *a, const void *b)

@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "base/mem.h"
+#include "base/time.h"
 #include "core/db.h"
 #include "loyalty/ledger.h"
 #include "loyalty/loyalty.h"
@@ -1307,6 +1308,55 @@ static void test_chunks(void **state)
     patron_close(b);
 }
 
+/* ---- birthday and enrollment bonuses ------------------------------------------------ */
+
+static void test_bonuses(void **state)
+{
+    (void)state;
+    static const char prog[] = "{\"points_per_unit\": 1, \"bonuses\": {\"birthday\": 40, \"enrollment\": 15},"
+                               " \"tiers\": {\"levels\": [{\"name\": \"base\", \"threshold\": 0},"
+                               " {\"name\": \"vip\", \"threshold\": 50}]}}";
+    patron_db *db = fresh_db("bonus", 4, prog);
+    patron_error err = {0};
+    ledger *l;
+    assert_int_equal(ledger_get(db, &l, &err), 0);
+    ledger_set_durable(l, 0);
+    /* m0: born 1990-03-05; m1: no birth date; m2: born 29 February; m3 enrolls later. */
+    int64_t enrolled[4] = {T0, T0, T0, T0 + 200 * DAY};
+    int32_t birth[4] = {(int32_t)time_days_from_civil(1990, 3, 5), INT32_MIN,
+                        (int32_t)time_days_from_civil(2000, 2, 29), (int32_t)time_days_from_civil(1980, 1, 2)};
+    int64_t now = time_days_from_civil(2024, 3, 10) * DAY, c[2];
+    assert_int_equal(ledger_bonuses(l, now, enrolled, birth, 4, c, &err), 0);
+    assert_int_equal(c[0], 2); /* m0 and m2; m3 has not enrolled yet */
+    assert_int_equal(c[1], 3);
+    assert_int_equal(ledger_balance(l, 0, now), 55);
+    assert_int_equal(ledger_balance(l, 1, now), 15);
+    assert_int_equal(ledger_balance(l, 3, now), 0);
+    assert_int_equal(ledger_tier(l, 0, now), 1); /* bonuses count for qualification */
+    assert_int_equal(ledger_tier(l, 1, now), 0);
+    /* 2024 is a leap year: 29 February itself. */
+    assert_int_equal(ledger_balance(l, 2, time_days_from_civil(2024, 2, 29) * DAY), 55);
+    assert_int_equal(ledger_balance(l, 2, time_days_from_civil(2024, 2, 29) * DAY - 1), 15);
+    uint64_t h = ledger_state_hash(l);
+    for (int k = 0; k < 3; k++) { /* again: nothing more */
+        assert_int_equal(ledger_bonuses(l, now + k * DAY, enrolled, birth, 4, c, &err), 0);
+        assert_int_equal(c[0] + c[1], 0);
+    }
+    assert_int_equal(ledger_state_hash(l), h);
+    /* A year on: every member with a birth date gets the next one (m3: enrolled, then
+     * 2025-01-02); 2025 is common: m2 on 28 February. */
+    now = time_days_from_civil(2025, 3, 6) * DAY;
+    assert_int_equal(ledger_bonuses(l, now, enrolled, birth, 4, c, &err), 0);
+    assert_int_equal(c[0], 3);
+    assert_int_equal(c[1], 1);
+    assert_int_equal(ledger_balance(l, 2, time_days_from_civil(2025, 2, 28) * DAY) -
+                         ledger_balance(l, 2, time_days_from_civil(2025, 2, 28) * DAY - 1),
+                     40);
+    assert_int_equal(ledger_balance(l, 1, now), 15);
+    verify_ok(l);
+    patron_close(db);
+}
+
 int main(void)
 {
     /* tmpfs when there is one: the crash test kills processes, not the machine, so page
@@ -1324,6 +1374,7 @@ int main(void)
         cmocka_unit_test(test_retries),
         cmocka_unit_test(test_import_earns),
         cmocka_unit_test(test_chunks),
+        cmocka_unit_test(test_bonuses),
         cmocka_unit_test(test_concurrent_redeem),
         cmocka_unit_test(test_crash),
         cmocka_unit_test(test_property),
