@@ -36,19 +36,22 @@ secs() { # secs DB ARGS...: wall seconds of one patron run
     local db=$1; shift
     local t0 t1
     t0=$(date +%s.%N)
-    "$P" --db "$db" --now "$NOW" --quiet "$@" >/dev/null
+    "$P" --db "$db" --now "$NOW" --quiet "$@" >/dev/null ||
+        { echo "bench/ledger.sh: 'patron $*' failed" >&2; echo FAILED; return 1; }
     t1=$(date +%s.%N)
     /usr/bin/python3 -c "print(round($t1 - $t0, 3))"
 }
 
 # 3. import with and without a program, alternating so both see the same machine load.
 plain=(); prog=()
+check() { [[ $1 =~ ^[0-9.]+$ ]] || exit 1; }
 for ((run = 1; run <= RUNS; run++)); do
     cp "$W/members.db" "$W/a.db"
     cp "$W/members.db" "$W/b.db"
     "$P" --db "$W/b.db" --now "$NOW" --quiet program apply "$ROOT/examples/program.json"
     plain+=("$(secs "$W/a.db" import orders "$DATA/orders.csv")")
     prog+=("$(secs "$W/b.db" import orders "$DATA/orders.csv")")
+    check "${plain[-1]}"; check "${prog[-1]}"
     echo "bench/ledger.sh: run $run: import orders ${plain[-1]} s without a program, ${prog[-1]} s with" >&2
     v=$("$P" --db "$W/b.db" --json ledger verify) || { echo "bench/ledger.sh: ledger verify failed: $v" >&2; exit 1; }
     writes=$(echo "$v" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["writes"])')
