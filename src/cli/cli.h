@@ -62,6 +62,7 @@ int cmd_query(cli_ctx *ctx, int argc, char **argv);
 int cmd_segment(cli_ctx *ctx, int argc, char **argv);
 int cmd_bench_rules(cli_ctx *ctx, int argc, char **argv);
 int cmd_bench_live(cli_ctx *ctx, int argc, char **argv);
+int cmd_bench_ledger(cli_ctx *ctx, int argc, char **argv);
 /* Lazy model refresh (cmd_rules.c): refreshes stale models at ctx->now (a note on
  * stderr unless --quiet); *refreshed (may be NULL) says whether it did. */
 int cli_models_ensure(cli_ctx *ctx, patron_db *db, int *refreshed, patron_error *err);

@@ -14,6 +14,7 @@
 #include "core/db.h"
 #include "loyalty/ledger.h"
 #include "loyalty/program.h"
+#include "members/view.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -184,7 +185,9 @@ static int points_usage(FILE *f)
     fprintf(f, "usage: patron points balance MEMBER\n"
                "       patron points history MEMBER\n"
                "       patron points adjust MEMBER --points N [--reason TEXT] --key K\n"
-               "       patron points expire [--now TS]   expire lots due at now (idempotent)\n");
+               "       patron points expire [--now TS]   expire lots due at now (idempotent)\n"
+               "       patron points bonuses [--now TS]  post the birthday and enrollment bonuses due\n"
+               "                                         at now (idempotent; run it daily)\n");
     return f == stdout ? CLI_OK : CLI_USAGE;
 }
 
@@ -280,7 +283,7 @@ int cmd_points(cli_ctx *ctx, int argc, char **argv)
             return points_usage(stderr);
         }
     }
-    int is_expire = strcmp(sub, "expire") == 0;
+    int is_expire = strcmp(sub, "expire") == 0 || strcmp(sub, "bonuses") == 0;
     if (!is_expire && strcmp(sub, "balance") && strcmp(sub, "history") && strcmp(sub, "adjust")) {
         cli_errorf("unknown 'points' subcommand '%s'", sub);
         return points_usage(stderr);
@@ -311,6 +314,19 @@ int cmd_points(cli_ctx *ctx, int argc, char **argv)
         rc = points_balance(ctx, db, l, member);
     } else if (strcmp(sub, "history") == 0) {
         rc = points_history(ctx, db, l, member);
+    } else if (strcmp(sub, "bonuses") == 0) {
+        int64_t counts[2];
+        if ((rc = db_view_ensure(db, &err)) == PATRON_OK) {
+            const int32_t *bd = db->view && db->view->n >= db->n_members ? db->view->birth_days : NULL;
+            rc = ledger_bonuses(l, ctx->now, db->enrolled_at, bd, db->n_members, counts, &err);
+        }
+        if (rc != PATRON_OK)
+            rc = fail_code(rc, &err);
+        else if (ctx->json)
+            printf("{\"birthday\":%lld,\"enrollment\":%lld}\n", (long long)counts[0], (long long)counts[1]);
+        else if (!ctx->quiet)
+            printf("bonuses posted: %lld birthday, %lld enrollment\n", (long long)counts[0],
+                   (long long)counts[1]);
     } else if (is_expire) {
         if ((rc = ledger_expire(l, ctx->now, &res, &err)) == PATRON_OK)
             print_result(ctx, "expired", NULL, &res);

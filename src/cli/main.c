@@ -29,6 +29,7 @@ static const command commands[] = {
     {"features", cmd_features, "compute behavioural fields for every member (benchmarks)"},
     {"bench-rules", cmd_bench_rules, "time rules over all members (benchmarks)"},
     {"bench-live", cmd_bench_live, "live segments under a stream of events (benchmarks)"},
+    {"bench-ledger", cmd_bench_ledger, "durable redemptions and batched earning (benchmarks)"},
     {"generate", cmd_generate, "write a realistic synthetic data set"},
     {"demo", cmd_demo, "generate, import and show a demo program"},
     {"program", cmd_program, "check, apply or show the loyalty program configuration"},

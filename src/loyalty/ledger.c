@@ -73,6 +73,8 @@ typedef struct lt { /* tier change */
 typedef struct lm { /* per member */
     uint32_t post, lot, qual, tier;
     int64_t balance;
+    int64_t min_exp;             /* the earliest expiry of any of the member's lots */
+    int64_t pos_points, pos_spend; /* Σ positive qualification ever (saturating) */
     uint8_t dirty;
 } lm;
 
@@ -171,7 +173,7 @@ static int member_ensure(ledger *l, uint32_t m)
     if (MEM_GROW(l->m, l->cap_m, (size_t)m + 1) != 0)
         return -1;
     for (size_t i = l->n_m; i <= m; i++)
-        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, 0};
+        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MAX, 0, 0, 0};
     l->n_m = (size_t)m + 1;
     return 0;
 }
@@ -355,8 +357,19 @@ static int64_t add_lot(ledger *l, uint32_t member, int64_t ts, int64_t expires)
     x->dirty = 0;
     x->prev = l->m[member].lot;
     l->m[member].lot = (uint32_t)l->n_lot;
+    if (expires < l->m[member].min_exp)
+        l->m[member].min_exp = expires;
     l->mutated = 1;
     return (int64_t)l->n_lot++;
+}
+
+/* The member's positive qualification ever: no window can hold more (upgrade_check). */
+static void qual_bound(lm *mm, int64_t points, int64_t spend)
+{
+    if (points > 0 && __builtin_add_overflow(mm->pos_points, points, &mm->pos_points))
+        mm->pos_points = INT64_MAX;
+    if (spend > 0 && __builtin_add_overflow(mm->pos_spend, spend, &mm->pos_spend))
+        mm->pos_spend = INT64_MAX;
 }
 
 static int add_qual(ledger *l, uint32_t wi, uint32_t member, int64_t ts, int64_t points,
@@ -368,6 +381,7 @@ static int add_qual(ledger *l, uint32_t wi, uint32_t member, int64_t ts, int64_t
         return -1;
     l->q[l->n_q] = (lq){l->next_q++, ts, points, spend, wi, member, l->m[member].qual};
     l->m[member].qual = (uint32_t)l->n_q++;
+    qual_bound(&l->m[member], points, spend);
     l->mutated = 1;
     return 0;
 }
@@ -425,6 +439,9 @@ int64_t ledger_balance(ledger *l, uint32_t member, int64_t now)
         return 0;
     int64_t sum = 0;
     if (now >= l->max_ts) {
+        /* every lot was earned by now; none has expired yet: all of them count */
+        if (l->m[member].min_exp > now)
+            return l->m[member].balance;
         for (uint32_t i = l->m[member].lot; i != NIL; i = l->lot[i].prev)
             if (l->lot[i].expires > now)
                 sum += l->lot[i].remaining; /* <= the member's balance: no overflow */
@@ -549,6 +566,8 @@ static int load_lot(void *ctx, const store_ledger_lot *sl)
     uint32_t m = (uint32_t)sl->member;
     l->lot[l->n_lot] = (llot){sl->lot, sl->ts, sl->expires, sl->remaining, m, l->m[m].lot, 0};
     l->m[m].lot = (uint32_t)l->n_lot++;
+    if (sl->expires < l->m[m].min_exp)
+        l->m[m].min_exp = sl->expires;
     l->m[m].balance += sl->remaining;
     return 0;
 }
@@ -610,6 +629,7 @@ static int load_qual(void *ctx, const store_ledger_qual *sq)
     uint32_t m = (uint32_t)sq->member;
     l->q[l->n_q] = (lq){sq->seq, sq->ts, sq->points, sq->spend, wi, m, l->m[m].qual};
     l->m[m].qual = (uint32_t)l->n_q++;
+    qual_bound(&l->m[m], sq->points, sq->spend);
     l->next_q = sq->seq + 1;
     return 0;
 }
@@ -830,41 +850,117 @@ static uint64_t posting_hash(int64_t seq, int64_t write, int64_t member, int deb
     return XXH3_64bits(v, sizeof v);
 }
 
+/* A flush with at least this many writes stores its journal rows as one chunk
+ * (store_ledger.h): an import batch.  Below it, rows: a single write stays one small
+ * row per table.  64: chunks cost one row plus encoding; at 64 writes a chunk is already
+ * several times cheaper than the 250-odd rows it replaces (bench/ledger.sh). */
+#define LEDGER_CHUNK_MIN 64
+
+/* Whether lot li is a lot the chunk being flushed creates and its remaining points are
+ * still that credit: the store derives such a lot from the posting, no row needed. */
+static int lot_from_chunk(ledger *l, uint32_t li)
+{
+    if (l->mark_p >= l->n_p)
+        return 0;
+    const llot *x = &l->lot[li];
+    int64_t first = l->p[l->mark_p].seq;
+    if (x->id < first || x->id > l->p[l->n_p - 1].seq)
+        return 0;
+    const lp *c = &l->p[l->mark_p + (size_t)(x->id - first)];
+    return c->seq == x->id && c->lot == li && c->credit == LEDGER_ACC_MEMBER && c->amount == x->remaining;
+}
+
+static void write_rec(ledger *l, const lw *w, store_ledger_write *sw)
+{
+    *sw = (store_ledger_write){w->seq, l->arena + w->key_off, w->key_len, w->kind,
+                               w->member == NIL ? -1 : (int64_t)w->member, w->ts,
+                               l->arena + w->ref_off, w->ref_len, w->points, w->money,
+                               w->shortfall, w->balance, l->pay + w->pay_off, w->pay_len};
+}
+
+static void posting_rec(ledger *l, const lp *p, store_ledger_posting *sp)
+{
+    const llot *x = &l->lot[p->lot];
+    *sp = (store_ledger_posting){p->seq, l->w[p->write].seq, p->member, p->debit, p->credit,
+                                 p->amount, x->id, p->ts, x->expires, 0};
+    sp->hash = posting_hash(sp->seq, sp->write, sp->member, sp->debit, sp->credit, sp->amount, sp->lot,
+                            sp->ts, sp->expires);
+}
+
+static const char *tier_name(ledger *l, int tier)
+{
+    return l->prog && tier < (int)l->prog->n_tiers ? l->prog->tiers[tier].name : "";
+}
+
+/* The journal rows of writes [w0, w1) of this flush as one chunk; *p, *q, *t walk the
+ * postings, qualification rows and tier changes (made in write order). */
+static int flush_chunk(ledger *l, size_t w0, size_t w1, size_t *p, size_t *q, size_t *t,
+                       patron_error *err)
+{
+    int bad = 0;
+    store_ledger_chunk_begin(l->sl);
+    for (size_t i = w0; i < w1 && !bad; i++) {
+        store_ledger_write sw;
+        write_rec(l, &l->w[i], &sw);
+        bad = store_ledger_chunk_write(l->sl, &sw);
+    }
+    for (; *p < l->n_p && l->p[*p].write < w1 && !bad; (*p)++) {
+        store_ledger_posting sp;
+        posting_rec(l, &l->p[*p], &sp);
+        bad = store_ledger_chunk_posting(l->sl, &sp);
+    }
+    for (; *q < l->n_q && l->q[*q].write < w1 && !bad; (*q)++) {
+        lq *x = &l->q[*q];
+        store_ledger_qual sq = {x->seq, l->w[x->write].seq, x->member, x->ts, x->points, x->spend};
+        bad = store_ledger_chunk_qual(l->sl, &sq);
+    }
+    for (; *t < l->n_t && l->t[*t].write < w1 && !bad; (*t)++) {
+        lt *x = &l->t[*t];
+        const char *name = tier_name(l, x->tier);
+        store_ledger_tier st = {x->seq, l->w[x->write].seq, x->member, x->ts, name, strlen(name)};
+        bad = store_ledger_chunk_tier(l->sl, &st);
+    }
+    return bad ? oom(err) : store_ledger_chunk_end(l->sl, err);
+}
+
+/* Writes per chunk at most: big enough that a chunk's row costs nothing per write,
+ * small enough that its blobs stay in cache (a single blob for a whole import of
+ * millions of orders made SQLite copy it around). */
+#define LEDGER_CHUNK_MAX 4096
+
 static int flush(ledger *l, patron_error *err)
 {
-    int rc = PATRON_OK;
-    for (size_t i = l->mark_w; i < l->n_w && rc == PATRON_OK; i++) {
-        lw *w = &l->w[i];
-        store_ledger_write sw = {w->seq, l->arena + w->key_off, w->key_len, w->kind,
-                                 w->member == NIL ? -1 : (int64_t)w->member, w->ts,
-                                 l->arena + w->ref_off, w->ref_len, w->points, w->money,
-                                 w->shortfall, w->balance, l->pay + w->pay_off, w->pay_len};
+    int rc = PATRON_OK, chunk = l->n_w - l->mark_w >= LEDGER_CHUNK_MIN;
+    size_t cp = l->mark_p, cq = l->mark_q, ct = l->mark_t;
+    for (size_t w0 = l->mark_w; chunk && w0 < l->n_w && rc == PATRON_OK; w0 += LEDGER_CHUNK_MAX)
+        rc = flush_chunk(l, w0, l->n_w - w0 > LEDGER_CHUNK_MAX ? w0 + LEDGER_CHUNK_MAX : l->n_w, &cp,
+                         &cq, &ct, err);
+    for (size_t i = l->mark_w; i < l->n_w && rc == PATRON_OK && !chunk; i++) {
+        store_ledger_write sw;
+        write_rec(l, &l->w[i], &sw);
         rc = store_ledger_write_put(l->sl, &sw, err);
     }
-    for (size_t i = l->mark_p; i < l->n_p && rc == PATRON_OK; i++) {
-        lp *p = &l->p[i];
-        const llot *x = &l->lot[p->lot];
-        store_ledger_posting sp = {p->seq, l->w[p->write].seq, p->member, p->debit, p->credit,
-                                   p->amount, x->id, p->ts, x->expires, 0};
-        sp.hash = posting_hash(sp.seq, sp.write, sp.member, sp.debit, sp.credit, sp.amount, sp.lot,
-                               sp.ts, sp.expires);
+    for (size_t i = l->mark_p; i < l->n_p && rc == PATRON_OK && !chunk; i++) {
+        store_ledger_posting sp;
+        posting_rec(l, &l->p[i], &sp);
         rc = store_ledger_posting_put(l->sl, &sp, err);
     }
-    for (size_t i = l->mark_q; i < l->n_q && rc == PATRON_OK; i++) {
+    for (size_t i = l->mark_q; i < l->n_q && rc == PATRON_OK && !chunk; i++) {
         lq *q = &l->q[i];
         store_ledger_qual sq = {q->seq, l->w[q->write].seq, q->member, q->ts, q->points, q->spend};
         rc = store_ledger_qual_put(l->sl, &sq, err);
     }
-    for (size_t i = l->mark_t; i < l->n_t && rc == PATRON_OK; i++) {
+    for (size_t i = l->mark_t; i < l->n_t && rc == PATRON_OK && !chunk; i++) {
         lt *t = &l->t[i];
-        const char *name = l->prog && t->tier < (int)l->prog->n_tiers ? l->prog->tiers[t->tier].name : "";
+        const char *name = tier_name(l, t->tier);
         store_ledger_tier st = {t->seq, l->w[t->write].seq, t->member, t->ts, name, strlen(name)};
         rc = store_ledger_tier_put(l->sl, &st, err);
     }
     for (size_t k = 0; k < l->n_dl && rc == PATRON_OK; k++) {
         llot *x = &l->lot[l->dirty_lots[k]];
         store_ledger_lot sx = {x->id, x->member, x->ts, x->expires, x->remaining};
-        rc = store_ledger_lot_put(l->sl, &sx, err);
+        if (!(chunk && lot_from_chunk(l, l->dirty_lots[k])))
+            rc = store_ledger_lot_put(l->sl, &sx, err);
         x->dirty = 0;
     }
     for (size_t k = 0; k < l->n_dm && rc == PATRON_OK; k++) {
@@ -997,6 +1093,8 @@ static int replay(ledger *l, int wi, const char *key, size_t keyn, const char *p
 {
     store_ledger_write sw;
     int f = store_ledger_write_get(l->sl, key, keyn, &sw, err);
+    if (f == 0)
+        f = store_ledger_write_get_seq(l->sl, l->w[wi].seq, &sw, err);
     if (f < 0)
         return f;
     if (f == 0) /* in memory but not stored: the memory copy is ahead of the store */
@@ -1149,8 +1247,10 @@ static int promo_applies(ledger *l, const program_promo *pr, uint32_t member, in
 }
 
 /* Points of an order, SPEC §5: floor(Σ items amount x rate x item multiplier x matching
- * category promotions, x tier multiplier x order promotions) + bonuses; exact. */
-static int order_points(ledger *l, const ledger_order *o, int tier, int64_t *out, patron_error *err)
+ * category promotions, x tier multiplier x order promotions) + bonuses; exact, as a
+ * fraction reduced as it goes (any number of promotions, any sizes). */
+static int order_points_exact(ledger *l, const ledger_order *o, int tier, int64_t *out,
+                              patron_error *err)
 {
     const program *pg = l->prog;
     rat sum = {0, 1};
@@ -1199,30 +1299,129 @@ static int order_points(ledger *l, const ledger_order *o, int tier, int64_t *out
     return PATRON_OK;
 }
 
+/* The same points, faster, for the common order no category promotion applies to:
+ * every term then has the same denominator (money scale x PROGRAM_SCALE per factor), so
+ * the sum is one 128-bit integer and the floor one division.  Equal to
+ * order_points_exact whenever it answers; 1 = cannot (a category promotion applies, or
+ * an intermediate would overflow): the caller falls back to the exact fractions. */
+static int order_points_fast(ledger *l, const ledger_order *o, int tier, int64_t *out)
+{
+    const program *pg = l->prog;
+    size_t nitems = o->items ? o->n_items : 0;
+    for (size_t k = 0; k < pg->n_promos; k++) {
+        const program_promo *pr = &pg->promos[k];
+        if (!pr->n_categories || !promo_applies(l, pr, o->member, o->ts, o->amount, tier))
+            continue;
+        for (size_t i = 0; i < nitems; i++)
+            if (name_in(o->items[i].category, o->items[i].categoryn, pr->categories, pr->n_categories))
+                return 1;
+    }
+    i128 n = 0, d = (i128)PATRON_MONEY_SCALE * PROGRAM_SCALE * PROGRAM_SCALE, t;
+    int ovf = 0;
+    for (size_t i = 0; i < nitems; i++) {
+        const ledger_item *it = &o->items[i];
+        if (it->amount <= 0)
+            continue;
+        int64_t m = program_item_mult(pg, it->sku, it->skun, it->category, it->categoryn);
+        ovf |= __builtin_mul_overflow((i128)it->amount, (i128)m, &t) | __builtin_add_overflow(n, t, &n);
+    }
+    if (!nitems && o->amount > 0)
+        n = (i128)o->amount * PROGRAM_SCALE;
+    ovf |= __builtin_mul_overflow(n, (i128)pg->rate, &n);
+    if (pg->n_tiers && tier < (int)pg->n_tiers)
+        ovf |= __builtin_mul_overflow(n, (i128)pg->tiers[tier].mult, &n) |
+               __builtin_mul_overflow(d, (i128)PROGRAM_SCALE, &d);
+    int64_t bonus = 0;
+    for (size_t k = 0; k < pg->n_promos && !ovf; k++) {
+        const program_promo *pr = &pg->promos[k];
+        if (pr->n_categories || !promo_applies(l, pr, o->member, o->ts, o->amount, tier))
+            continue;
+        ovf |= __builtin_mul_overflow(n, (i128)pr->mult, &n) |
+               __builtin_mul_overflow(d, (i128)PROGRAM_SCALE, &d) | num_add_i64(bonus, pr->bonus, &bonus);
+    }
+    if (ovf || n / d > INT64_MAX)
+        return 1;
+    int64_t pts = (int64_t)(n / d); /* n >= 0: the quotient is the floor */
+    if (num_add_i64(pts, bonus, &pts))
+        return 1;
+    *out = pts;
+    return 0;
+}
+
+static int order_points(ledger *l, const ledger_order *o, int tier, int64_t *out, patron_error *err)
+{
+    return order_points_fast(l, o, tier, out) == 0 ? PATRON_OK : order_points_exact(l, o, tier, out, err);
+}
+
 /* Upgrade at once: after points or spend that count for qualification at ts. */
 static int upgrade_check(ledger *l, uint32_t wi, uint32_t member, int64_t ts)
 {
     const program *pg = l->prog;
     if (pg->n_tiers < 2)
         return 0;
+    int cur = ledger_tier(l, member, ts);
+    const lm *mm = &l->m[member];
+    int64_t most = pg->basis == PROGRAM_BASIS_SPEND ? mm->pos_spend : mm->pos_points;
+    if (cur + 1 >= (int)pg->n_tiers || most < pg->tiers[cur + 1].threshold)
+        return 0; /* the top already, or not enough ever earned to reach the next tier */
     int64_t metric = ledger_qualifying(l, member, ts, pg->window, pg->basis == PROGRAM_BASIS_SPEND);
     int target = 0;
     for (size_t k = 0; k < pg->n_tiers; k++)
         if (metric >= pg->tiers[k].threshold)
             target = (int)k;
-    if (target > ledger_tier(l, member, ts))
+    if (target > cur)
         return add_tier(l, wi, member, ts, target);
     return 0;
 }
 
 /* ---- operations (inside an op) ------------------------------------------------------------ */
 
+/* A bounded text builder for keys and payloads on the import path (snprintf was a
+ * tenth of an import's time); output truncated at cap - 1, like snprintf. */
+typedef struct pbuf {
+    char *p;
+    size_t n, cap;
+} pbuf;
+
+static void pb_str(pbuf *b, const char *s, size_t n)
+{
+    if (n > b->cap - 1 - b->n)
+        n = b->cap - 1 - b->n;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+
+static void pb_i64(pbuf *b, int64_t v)
+{
+    char t[24];
+    size_t k = sizeof t;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        t[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        t[--k] = '-';
+    pb_str(b, t + k, sizeof t - k);
+}
+
+static void pb_hex16(pbuf *b, uint64_t v)
+{
+    char t[16];
+    for (int k = 15; k >= 0; k--, v >>= 4)
+        t[k] = "0123456789abcdef"[v & 15];
+    pb_str(b, t, 16);
+}
+
 static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_error *err)
 {
     char key[320], payload[1024];
-    int kn = snprintf(key, sizeof key, "order:%.*s", (int)o->idn, o->id);
-    if (kn < 0 || (size_t)kn >= sizeof key)
+    if (o->idn + 6 >= sizeof key)
         return err_set(err, PATRON_EINPUT, "order id '%.40s...' is too long", o->id);
+    int kn = (int)(o->idn + 6);
+    memcpy(key, "order:", 6);
+    memcpy(key + 6, o->id, o->idn);
+    key[kn] = '\0';
     int rc = member_check(l, o->member, err);
     if (rc)
         return rc;
@@ -1235,8 +1434,19 @@ static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_
         ih = ih * 31 + (XXH3_64bits(it->sku, it->skun) ^ XXH3_64bits(it->category, it->categoryn) ^
                         XXH3_64bits(v, sizeof v));
     }
-    snprintf(payload, sizeof payload, "op=earn\nmember=%.*s\nts=%lld\namount=%lld\nitems=%016llx\n",
-             (int)mn, mid, (long long)o->ts, (long long)o->amount, (unsigned long long)ih);
+    /* "op=earn\nmember=M\nts=T\namount=A\nitems=%016llx\n", built without printf (an
+     * import makes one per order) */
+    pbuf pb = {payload, 0, sizeof payload};
+    pb_str(&pb, "op=earn\nmember=", 15);
+    pb_str(&pb, mid, mn);
+    pb_str(&pb, "\nts=", 4);
+    pb_i64(&pb, o->ts);
+    pb_str(&pb, "\namount=", 8);
+    pb_i64(&pb, o->amount);
+    pb_str(&pb, "\nitems=", 7);
+    pb_hex16(&pb, ih);
+    pb_str(&pb, "\n", 1);
+    payload[pb.n] = '\0';
     int wi = find_key(l, key, (size_t)kn);
     if (wi >= 0)
         return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
@@ -1824,6 +2034,18 @@ int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *ne
     return rc;
 }
 
+int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
+{
+    if (MEM_GROW(l->w, l->cap_w, l->n_w + n) || MEM_GROW(l->p, l->cap_p, l->n_p + n) ||
+        MEM_GROW(l->lot, l->cap_lot, l->n_lot + n) || MEM_GROW(l->q, l->cap_q, l->n_q + n) ||
+        MEM_GROW(l->arena, l->arena_cap, l->arena_len + n * 32) ||
+        MEM_GROW(l->pay, l->pay_cap, l->pay_len + n * 96) ||
+        MEM_GROW(l->dirty_lots, l->cap_dl, l->n_dl + n) ||
+        hmap_reserve(&l->keys, n, n * 24) != 0)
+        return oom(err);
+    return PATRON_OK;
+}
+
 int ledger_batch_end(ledger *l, int rc, patron_error *err)
 {
     rc = op_end(l, &l->batch, rc, err);
@@ -1884,6 +2106,85 @@ int ledger_batch_bonus(ledger *l, const char *event_id, uint32_t member, int64_t
         return PATRON_OK;
     return adjust_in(l, LEDGER_BONUS, member, l->prog->bonus[which], why[which], k, (size_t)kn, ts,
                      LEDGER_ACC_ISSUED, NULL, err);
+}
+
+/* ---- birthday and enrollment bonuses ------------------------------------------------------ */
+
+/* The member's latest birthday at or before now (its first second), from the birth date
+ * in days; a 29 February birthday falls on 28 February in other years. */
+static int64_t last_birthday(int32_t birth_days, int64_t now, int64_t *year)
+{
+    int by, bm, bd, y, m, d;
+    time_civil_from_days(birth_days, &by, &bm, &bd);
+    time_civil_from_days(time_day_of(now), &y, &m, &d);
+    for (int back = 0; back < 2; back++, y--) {
+        int64_t day = time_days_from_civil(y, (unsigned)bm, (unsigned)bd);
+        int cy, cm, cd;
+        time_civil_from_days(day, &cy, &cm, &cd);
+        if (cm != bm) /* 29 February in a common year */
+            day = time_days_from_civil(y, 2, 28);
+        if (day * TIME_DAY <= now) {
+            *year = y;
+            return day * TIME_DAY;
+        }
+    }
+    return INT64_MIN; /* not reached: last year's birthday is always before now */
+}
+
+static int bonuses_in(ledger *l, int64_t now, const int64_t *enrolled_at, const int32_t *birth_days,
+                      size_t n, int64_t counts[2], patron_error *err)
+{
+    const program *pg = l->prog;
+    int64_t eb = pg->bonus[PROGRAM_BONUS_ENROLLMENT], bb = pg->bonus[PROGRAM_BONUS_BIRTHDAY];
+    for (size_t m = 0; m < n; m++) {
+        size_t mn;
+        const char *mid = member_name(l, (uint32_t)m, &mn);
+        char key[320];
+        int rc, kn;
+        if (eb > 0 && enrolled_at[m] <= now) {
+            kn = snprintf(key, sizeof key, "enrollment:%.*s", (int)mn, mid);
+            if (find_key(l, key, (size_t)kn) < 0) { /* posted once, whatever the bonus is now */
+                rc = adjust_in(l, LEDGER_BONUS, (uint32_t)m, eb, "enrollment", key, (size_t)kn,
+                               enrolled_at[m], LEDGER_ACC_ISSUED, NULL, err);
+                if (rc)
+                    return rc;
+                counts[1]++;
+            }
+        }
+        if (bb > 0 && birth_days && birth_days[m] != INT32_MIN) {
+            int64_t year, at = last_birthday(birth_days[m], now, &year);
+            if (at == INT64_MIN || time_day_of(at) < time_day_of(enrolled_at[m]))
+                continue; /* no birthday since they enrolled */
+            kn = snprintf(key, sizeof key, "birthday:%.*s:%lld", (int)mn, mid, (long long)year);
+            if (find_key(l, key, (size_t)kn) >= 0)
+                continue;
+            rc = adjust_in(l, LEDGER_BONUS, (uint32_t)m, bb, "birthday", key, (size_t)kn, at,
+                           LEDGER_ACC_ISSUED, NULL, err);
+            if (rc)
+                return rc;
+            counts[0]++;
+        }
+    }
+    return PATRON_OK;
+}
+
+int ledger_bonuses(ledger *l, int64_t now, const int64_t *enrolled_at, const int32_t *birth_days,
+                   size_t n, int64_t counts[2], patron_error *err)
+{
+    counts[0] = counts[1] = 0;
+    op o;
+    int rc = op_begin(l, &o, err);
+    if (rc)
+        return rc;
+    rc = need_program(l, err);
+    if (rc == PATRON_OK && n > 0 && member_ensure(l, (uint32_t)(n - 1)))
+        rc = oom(err);
+    if (rc == PATRON_OK)
+        rc = bonuses_in(l, now, enrolled_at, birth_days, n, counts, err);
+    rc = op_end(l, &o, rc, err);
+    if (rc)
+        counts[0] = counts[1] = 0;
+    return rc;
 }
 
 /* ---- history -------------------------------------------------------------------------------- */

@@ -110,6 +110,16 @@ int ledger_expire(ledger *l, int64_t now, ledger_result *res, patron_error *err)
  * res->points is the number of members whose tier changed. */
 int ledger_tiers_review(ledger *l, int64_t now, ledger_result *res, patron_error *err);
 
+/* The birthday and enrollment bonuses due at now (docs/ledger.md), in one write
+ * transaction: each member (index < n) gets the enrollment bonus once (key
+ * "enrollment:ID", dated enrolled_at[m], when that is <= now), and the birthday bonus for
+ * their latest birthday at or before now if it falls on or after the day they enrolled
+ * (key "birthday:ID:YEAR", dated that day at 00:00 UTC); birth_days[m] is days since
+ * 1970-01-01, INT32_MIN for none (no birthday bonus); birth_days may be NULL.  Running it
+ * again posts nothing more.  counts[0] / counts[1]: birthday / enrollment bonuses posted. */
+int ledger_bonuses(ledger *l, int64_t now, const int64_t *enrolled_at, const int32_t *birth_days,
+                   size_t n, int64_t counts[2], patron_error *err);
+
 /* Imported events (import.c, inside the import's transaction; see loyalty.h). */
 int ledger_event_points(ledger *l, const char *event_id, uint32_t member, int64_t ts,
                         int64_t points, const char *reason, ledger_result *res, patron_error *err);
@@ -127,6 +137,8 @@ int ledger_event_bonus(ledger *l, const char *event_id, uint32_t member, int64_t
 int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *new_lens,
                        size_t n_new, patron_error *err);
 int ledger_batch_end(ledger *l, int rc, patron_error *err);
+/* Makes room for n more writes in the batch (optional: saves the copies of growing). */
+int ledger_batch_reserve(ledger *l, size_t n, patron_error *err);
 int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err);
 int ledger_batch_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
                         const char *original, patron_error *err);

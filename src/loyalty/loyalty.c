@@ -248,15 +248,19 @@ int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err
     }
     if ((rc = ledger_batch_begin(l, new_ids, new_lens, n_new, err)) != PATRON_OK)
         goto out;
+    if ((rc = ledger_batch_reserve(l, nw, err)) != PATRON_OK) {
+        rc = ledger_batch_end(l, rc, err);
+        goto out;
+    }
     for (size_t k = 0; k < nw && rc == PATRON_OK; k++) {
         if (w[k].event) {
             rc = post_event(l, &in->events[w[k].idx], &items, &cap_items, err);
             continue;
         }
         const store_order *o = &in->orders[w[k].idx];
-        char id[512];
-        snprintf(id, sizeof id, "%.*s", (int)o->idn, o->id);
         if (o->kind == 1) {
+            char id[512];
+            snprintf(id, sizeof id, "%.*s", (int)o->idn, o->id);
             rc = ledger_batch_return(l, id, (uint32_t)o->member, o->ts, o->amount < 0 ? -o->amount : o->amount,
                                      NULL, err);
             continue;

@@ -5,7 +5,16 @@
  * opened on a connection, so this file needs no entry in store.c's migrations.
  * Statements are prepared once per store_ledger; every call binds, steps and resets.
  * The journal tables are INSERT-only: no statement here updates or deletes a row of
- * ledger_writes, ledger_postings, ledger_qual or ledger_tiers.
+ * ledger_writes, ledger_postings, ledger_qual, ledger_tiers or ledger_chunks.
+ *
+ * Chunks: a large write (an import batch of thousands of orders) would cost five SQLite
+ * rows per order, several times the cost of importing the order itself.  Its journal
+ * rows are packed instead into one ledger_chunks row: four blobs (writes, postings,
+ * qualification rows, tier changes), each a run of records in increasing seq order with
+ * integers as zigzag varints (seq as the delta from the previous record) and strings as
+ * a varint length and the bytes, plus an XXH3 checksum over the four blobs that every
+ * read checks.  Readers merge chunk records with table rows by seq: the rows of a
+ * chunk are contiguous per kind and later than every row committed before it.
  */
 #include "store/store_ledger.h"
 
@@ -15,6 +24,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <xxhash.h>
 
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS ledger_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)"
@@ -40,6 +50,14 @@ static const char schema[] =
     " balance INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS ledger_stock(reward TEXT PRIMARY KEY, used INTEGER NOT NULL)"
     " WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS ledger_chunks(w0 INTEGER PRIMARY KEY, nw INTEGER NOT NULL,"
+    " p0 INTEGER NOT NULL, np INTEGER NOT NULL, q0 INTEGER NOT NULL, nq INTEGER NOT NULL,"
+    " t0 INTEGER NOT NULL, nt INTEGER NOT NULL, bw BLOB NOT NULL, bp BLOB NOT NULL,"
+    " bq BLOB NOT NULL, bt BLOB NOT NULL, hash INTEGER NOT NULL);"
+    "CREATE TRIGGER IF NOT EXISTS ledger_chunks_append_only BEFORE UPDATE ON ledger_chunks"
+    " BEGIN SELECT RAISE(ABORT, 'ledger chunks are append-only'); END;"
+    "CREATE TRIGGER IF NOT EXISTS ledger_chunks_no_delete BEFORE DELETE ON ledger_chunks"
+    " BEGIN SELECT RAISE(ABORT, 'ledger chunks are append-only'); END;"
     "CREATE TRIGGER IF NOT EXISTS ledger_postings_append_only BEFORE UPDATE ON ledger_postings"
     " BEGIN SELECT RAISE(ABORT, 'ledger postings are append-only'); END;"
     "CREATE TRIGGER IF NOT EXISTS ledger_postings_no_delete BEFORE DELETE ON ledger_postings"
@@ -50,7 +68,8 @@ static const char schema[] =
     " BEGIN SELECT RAISE(ABORT, 'ledger writes are append-only'); END;";
 
 enum { Q_TOKEN_GET, Q_TOKEN_SET, Q_PROG_PUT, Q_PROG_LATEST, Q_WRITE_PUT, Q_WRITE_GET,
-       Q_POSTING_PUT, Q_QUAL_PUT, Q_TIER_PUT, Q_LOT_PUT, Q_BALANCE_PUT, Q_STOCK_PUT, Q__COUNT };
+       Q_POSTING_PUT, Q_QUAL_PUT, Q_TIER_PUT, Q_LOT_PUT, Q_BALANCE_PUT, Q_STOCK_PUT,
+       Q_CHUNK_PUT, Q_CHUNK_AT, Q__COUNT };
 
 static const char *const sql[Q__COUNT] = {
     "SELECT value FROM ledger_meta WHERE key='token'",
@@ -68,12 +87,27 @@ static const char *const sql[Q__COUNT] = {
     "INSERT OR REPLACE INTO ledger_lots(lot, member, ts, expires, remaining) VALUES(?1,?2,?3,?4,?5)",
     "INSERT OR REPLACE INTO ledger_balances(member, balance) VALUES(?1,?2)",
     "INSERT OR REPLACE INTO ledger_stock(reward, used) VALUES(?1,?2)",
+    "INSERT INTO ledger_chunks(w0, nw, p0, np, q0, nq, t0, nt, bw, bp, bq, bt, hash)"
+    " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+    "SELECT w0, nw, p0, np, q0, nq, t0, nt, bw, bp, bq, bt, hash FROM ledger_chunks"
+    " WHERE w0 <= ?1 ORDER BY w0 DESC LIMIT 1",
 };
+
+#define CHUNK_COLS "w0, nw, p0, np, q0, nq, t0, nt, bw, bp, bq, bt, hash"
+enum { SEC_W, SEC_P, SEC_Q, SEC_T, SEC__COUNT };
+
+typedef struct bbuf {
+    uint8_t *p;
+    size_t n, cap;
+} bbuf;
 
 struct store_ledger {
     store *s;
     sqlite3 *db;
     sqlite3_stmt *q[Q__COUNT];
+    bbuf sec[SEC__COUNT]; /* the chunk being built */
+    int64_t first[SEC__COUNT], last[SEC__COUNT], count[SEC__COUNT];
+    bbuf got; /* the chunk section store_ledger_write_get_seq answered from */
 };
 
 static int fail(store_ledger *sl, patron_error *err, const char *what)
@@ -103,7 +137,7 @@ int store_ledger_open(store *s, store_ledger **out, patron_error *err)
         sqlite3_step(chk) == SQLITE_ROW)
         have = sqlite3_column_int(chk, 0);
     sqlite3_finalize(chk);
-    if (have < 13)
+    if (have < 16)
         rc = exec(sl, schema, err, "creating the ledger tables");
     for (int i = 0; i < Q__COUNT && rc == PATRON_OK; i++)
         if (sqlite3_prepare_v3(sl->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &sl->q[i], NULL) !=
@@ -123,6 +157,9 @@ void store_ledger_free(store_ledger *sl)
         return;
     for (int i = 0; i < Q__COUNT; i++)
         sqlite3_finalize(sl->q[i]);
+    for (int k = 0; k < SEC__COUNT; k++)
+        mem_free(sl->sec[k].p);
+    mem_free(sl->got.p);
     mem_free(sl);
 }
 
@@ -324,6 +361,277 @@ int store_ledger_stock_put(store_ledger *sl, const char *reward, size_t n, int64
     return done(sl, st, err, "storing reward stock");
 }
 
+/* ---- chunks ------------------------------------------------------------------------ */
+
+static int bb_grow(bbuf *b, size_t more)
+{
+    return MEM_GROW(b->p, b->cap, b->n + more);
+}
+
+static int put_u(bbuf *b, uint64_t v)
+{
+    if (bb_grow(b, 10))
+        return -1;
+    while (v >= 0x80) {
+        b->p[b->n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b->p[b->n++] = (uint8_t)v;
+    return 0;
+}
+
+static int put_i(bbuf *b, int64_t v)
+{
+    uint64_t u = (uint64_t)v << 1;
+    return put_u(b, v < 0 ? ~u : u);
+}
+
+static int put_s(bbuf *b, const char *s, size_t n)
+{
+    if (put_u(b, n) || bb_grow(b, n))
+        return -1;
+    if (n)
+        memcpy(b->p + b->n, s, n);
+    b->n += n;
+    return 0;
+}
+
+typedef struct rd {
+    const uint8_t *p, *end;
+    int bad;
+} rd;
+
+static uint64_t get_u(rd *r)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end)
+            break;
+        uint8_t c = *r->p++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return v;
+    }
+    r->bad = 1;
+    return 0;
+}
+
+static int64_t get_i(rd *r)
+{
+    uint64_t u = get_u(r);
+    return (u & 1) ? (int64_t)~(u >> 1) : (int64_t)(u >> 1);
+}
+
+static const char *get_s(rd *r, size_t *n)
+{
+    uint64_t len = get_u(r);
+    if (r->bad || len > (uint64_t)(r->end - r->p)) {
+        r->bad = 1;
+        *n = 0;
+        return "";
+    }
+    const char *s = (const char *)r->p;
+    r->p += len;
+    *n = (size_t)len;
+    return s;
+}
+
+void store_ledger_chunk_begin(store_ledger *sl)
+{
+    for (int k = 0; k < SEC__COUNT; k++) {
+        sl->sec[k].n = 0;
+        sl->first[k] = sl->last[k] = sl->count[k] = 0;
+    }
+}
+
+/* Starts a record of section k with its seq (delta from the previous one). */
+static int rec(store_ledger *sl, int k, int64_t seq)
+{
+    PATRON_ASSERT(sl->count[k] == 0 || seq == sl->last[k] + 1);
+    if (sl->count[k] == 0)
+        sl->first[k] = seq;
+    int r = put_i(&sl->sec[k], seq - sl->last[k]);
+    sl->last[k] = seq;
+    sl->count[k]++;
+    return r;
+}
+
+int store_ledger_chunk_write(store_ledger *sl, const store_ledger_write *w)
+{
+    bbuf *b = &sl->sec[SEC_W];
+    return rec(sl, SEC_W, w->seq) || put_s(b, w->key, w->keyn) || put_i(b, w->kind) ||
+                   put_i(b, w->member) || put_i(b, w->ts) || put_s(b, w->ref, w->refn) ||
+                   put_i(b, w->points) || put_i(b, w->money) || put_i(b, w->shortfall) ||
+                   put_i(b, w->balance) || put_s(b, w->payload, w->payloadn)
+               ? -1
+               : 0;
+}
+
+int store_ledger_chunk_posting(store_ledger *sl, const store_ledger_posting *p)
+{
+    bbuf *b = &sl->sec[SEC_P];
+    return rec(sl, SEC_P, p->seq) || put_i(b, p->write) || put_i(b, p->member) ||
+                   put_i(b, p->debit) || put_i(b, p->credit) || put_i(b, p->amount) ||
+                   put_i(b, p->lot) || put_i(b, p->ts) || put_i(b, p->expires) ||
+                   put_u(b, p->hash)
+               ? -1
+               : 0;
+}
+
+int store_ledger_chunk_qual(store_ledger *sl, const store_ledger_qual *q)
+{
+    bbuf *b = &sl->sec[SEC_Q];
+    return rec(sl, SEC_Q, q->seq) || put_i(b, q->write) || put_i(b, q->member) ||
+                   put_i(b, q->ts) || put_i(b, q->points) || put_i(b, q->spend)
+               ? -1
+               : 0;
+}
+
+int store_ledger_chunk_tier(store_ledger *sl, const store_ledger_tier *t)
+{
+    bbuf *b = &sl->sec[SEC_T];
+    return rec(sl, SEC_T, t->seq) || put_i(b, t->write) || put_i(b, t->member) ||
+                   put_i(b, t->ts) || put_s(b, t->tier, t->tiern)
+               ? -1
+               : 0;
+}
+
+static uint64_t chunk_hash(const void *const blob[SEC__COUNT], const size_t len[SEC__COUNT])
+{
+    uint64_t h = 0;
+    for (int k = 0; k < SEC__COUNT; k++)
+        h = XXH3_64bits_withSeed(blob[k], len[k], h);
+    return h;
+}
+
+int store_ledger_chunk_end(store_ledger *sl, patron_error *err)
+{
+    PATRON_ASSERT(sl->count[SEC_W] > 0);
+    sqlite3_stmt *st = sl->q[Q_CHUNK_PUT];
+    const void *blob[SEC__COUNT];
+    size_t len[SEC__COUNT];
+    for (int k = 0; k < SEC__COUNT; k++) {
+        blob[k] = sl->sec[k].n ? (const void *)sl->sec[k].p : (const void *)"";
+        len[k] = sl->sec[k].n;
+        sqlite3_bind_int64(st, 1 + 2 * k, sl->first[k]);
+        sqlite3_bind_int64(st, 2 + 2 * k, sl->count[k]);
+        sqlite3_bind_blob(st, 9 + k, blob[k], (int)len[k], SQLITE_STATIC);
+    }
+    sqlite3_bind_int64(st, 13, (int64_t)chunk_hash(blob, len));
+    return done(sl, st, err, "storing a journal chunk");
+}
+
+/* The four blobs of the chunk row st is on (columns as CHUNK_COLS), checked against
+ * its checksum.  0 ok, -1 damaged. */
+static int chunk_blobs(sqlite3_stmt *st, const void *blob[SEC__COUNT], size_t len[SEC__COUNT])
+{
+    for (int k = 0; k < SEC__COUNT; k++) {
+        len[k] = (size_t)sqlite3_column_bytes(st, 8 + k);
+        blob[k] = sqlite3_column_blob(st, 8 + k);
+        if (!blob[k])
+            blob[k] = "";
+    }
+    return chunk_hash(blob, len) == (uint64_t)sqlite3_column_int64(st, 12) ? 0 : -1;
+}
+
+static void dec_write(rd *r, int64_t *seq, store_ledger_write *w)
+{
+    *seq += get_i(r);
+    w->seq = *seq;
+    w->key = get_s(r, &w->keyn);
+    w->kind = (int)get_i(r);
+    w->member = get_i(r);
+    w->ts = get_i(r);
+    w->ref = get_s(r, &w->refn);
+    w->points = get_i(r);
+    w->money = get_i(r);
+    w->shortfall = get_i(r);
+    w->balance = get_i(r);
+    w->payload = get_s(r, &w->payloadn);
+}
+
+static void dec_posting(rd *r, int64_t *seq, store_ledger_posting *p)
+{
+    *seq += get_i(r);
+    p->seq = *seq;
+    p->write = get_i(r);
+    p->member = get_i(r);
+    p->debit = (int)get_i(r);
+    p->credit = (int)get_i(r);
+    p->amount = get_i(r);
+    p->lot = get_i(r);
+    p->ts = get_i(r);
+    p->expires = get_i(r);
+    p->hash = get_u(r);
+}
+
+static void dec_qual(rd *r, int64_t *seq, store_ledger_qual *q)
+{
+    *seq += get_i(r);
+    q->seq = *seq;
+    q->write = get_i(r);
+    q->member = get_i(r);
+    q->ts = get_i(r);
+    q->points = get_i(r);
+    q->spend = get_i(r);
+}
+
+static void dec_tier(rd *r, int64_t *seq, store_ledger_tier *t)
+{
+    *seq += get_i(r);
+    t->seq = *seq;
+    t->write = get_i(r);
+    t->member = get_i(r);
+    t->ts = get_i(r);
+    t->tier = get_s(r, &t->tiern);
+}
+
+static int damaged(patron_error *err, int64_t w0)
+{
+    return err_set(err, PATRON_ESTORE,
+                   "ledger: the journal chunk starting at write %lld is damaged (checksum or "
+                   "encoding); run 'patron ledger verify'",
+                   (long long)w0);
+}
+
+int store_ledger_write_get_seq(store_ledger *sl, int64_t seq, store_ledger_write *w,
+                               patron_error *err)
+{
+    sqlite3_stmt *st = sl->q[Q_CHUNK_AT];
+    sqlite3_bind_int64(st, 1, seq);
+    int r = sqlite3_step(st), rc = 0;
+    if (r == SQLITE_ROW) {
+        int64_t w0 = sqlite3_column_int64(st, 0), nw = sqlite3_column_int64(st, 1);
+        const void *blob[SEC__COUNT];
+        size_t len[SEC__COUNT];
+        if (seq >= w0 + nw) {
+            rc = 0;
+        } else if (chunk_blobs(st, blob, len) != 0) {
+            rc = damaged(err, w0);
+        } else {
+            sl->got.n = 0;
+            if (bb_grow(&sl->got, len[SEC_W] + 1)) {
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            } else {
+                memcpy(sl->got.p, blob[SEC_W], len[SEC_W]);
+                rd d = {sl->got.p, sl->got.p + len[SEC_W], 0};
+                int64_t s = 0;
+                for (int64_t i = 0; i < nw && !d.bad; i++) {
+                    dec_write(&d, &s, w);
+                    if (w->seq == seq)
+                        break;
+                }
+                rc = d.bad || w->seq != seq ? damaged(err, w0) : 1;
+            }
+        }
+    } else if (r != SQLITE_DONE) {
+        rc = fail(sl, err, "reading a journal chunk");
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
 int store_ledger_projections_clear(store_ledger *sl, patron_error *err)
 {
     return exec(sl, "DELETE FROM ledger_lots; DELETE FROM ledger_balances; DELETE FROM ledger_stock",
@@ -406,38 +714,161 @@ static int row_stock(sqlite3_stmt *st, void *fn, void *ctx)
                                        sqlite3_column_int64(st, 1));
 }
 
+typedef void (*dec_fn)(rd *r, int64_t *seq, void *rec);
+typedef int (*call_fn)(void *fn, void *ctx, const void *rec);
+
+typedef union anyrec {
+    store_ledger_write w;
+    store_ledger_posting p;
+    store_ledger_qual q;
+    store_ledger_tier t;
+} anyrec;
+
+static void dec_w(rd *r, int64_t *seq, void *rec) { dec_write(r, seq, rec); }
+static void dec_p(rd *r, int64_t *seq, void *rec) { dec_posting(r, seq, rec); }
+static void dec_q(rd *r, int64_t *seq, void *rec) { dec_qual(r, seq, rec); }
+static void dec_t(rd *r, int64_t *seq, void *rec) { dec_tier(r, seq, rec); }
+static int call_w(void *fn, void *ctx, const void *rec) { return ((store_ledger_write_fn)fn)(ctx, rec); }
+static int call_p(void *fn, void *ctx, const void *rec) { return ((store_ledger_posting_fn)fn)(ctx, rec); }
+static int call_q(void *fn, void *ctx, const void *rec) { return ((store_ledger_qual_fn)fn)(ctx, rec); }
+static int call_t(void *fn, void *ctx, const void *rec) { return ((store_ledger_tier_fn)fn)(ctx, rec); }
+
+/* The chunks holding records of section k, in order. */
+static int chunks_prepare(store_ledger *sl, int k, sqlite3_stmt **ch)
+{
+    char q[160];
+    snprintf(q, sizeof q, "SELECT " CHUNK_COLS " FROM ledger_chunks WHERE n%c > 0 ORDER BY w0",
+             "wpqt"[k]);
+    return sqlite3_prepare_v2(sl->db, q, -1, ch, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+/* Walks the rows of a journal table (text selects seq first, in seq order) merged with
+ * the records of section k of every chunk, in seq order. */
+static int merged(store_ledger *sl, const char *text, row_fn row, int k, dec_fn dec, call_fn call,
+                  void *fn, void *ctx, patron_error *err, const char *what)
+{
+    sqlite3_stmt *st = NULL, *ch = NULL;
+    if (sqlite3_prepare_v2(sl->db, text, -1, &st, NULL) != SQLITE_OK || chunks_prepare(sl, k, &ch)) {
+        int rc = fail(sl, err, what);
+        sqlite3_finalize(st);
+        return rc;
+    }
+    int rr = sqlite3_step(st), rc_ = sqlite3_step(ch), rc = PATRON_OK;
+    anyrec u;
+    while (rc == PATRON_OK && (rr == SQLITE_ROW || rc_ == SQLITE_ROW)) {
+        if (rr == SQLITE_ROW &&
+            (rc_ != SQLITE_ROW || sqlite3_column_int64(st, 0) < sqlite3_column_int64(ch, 2 * k))) {
+            if (row(st, fn, ctx) != 0)
+                rc = err_set(err, PATRON_ENOMEM, "out of memory %s", what);
+            rr = sqlite3_step(st);
+            continue;
+        }
+        const void *blob[SEC__COUNT];
+        size_t len[SEC__COUNT];
+        int64_t n = sqlite3_column_int64(ch, 2 * k + 1), seq = 0;
+        if (chunk_blobs(ch, blob, len) != 0) {
+            rc = damaged(err, sqlite3_column_int64(ch, 0));
+            break;
+        }
+        rd d = {blob[k], (const uint8_t *)blob[k] + len[k], 0};
+        for (int64_t i = 0; i < n && rc == PATRON_OK; i++) {
+            dec(&d, &seq, &u);
+            if (d.bad)
+                rc = damaged(err, sqlite3_column_int64(ch, 0));
+            else if (call(fn, ctx, &u) != 0)
+                rc = err_set(err, PATRON_ENOMEM, "out of memory %s", what);
+        }
+        rc_ = sqlite3_step(ch);
+    }
+    if (rc == PATRON_OK && (rr != SQLITE_DONE || rc_ != SQLITE_DONE))
+        rc = fail(sl, err, what);
+    sqlite3_finalize(st);
+    sqlite3_finalize(ch);
+    return rc;
+}
+
 int store_ledger_writes_each(store_ledger *sl, store_ledger_write_fn fn, void *ctx, patron_error *err)
 {
-    return each(sl,
-                "SELECT seq, key, kind, member, ts, ref, points, money, shortfall, balance, payload"
-                " FROM ledger_writes ORDER BY seq",
-                row_write, (void *)fn, ctx, err, "reading ledger writes");
+    return merged(sl,
+                  "SELECT seq, key, kind, member, ts, ref, points, money, shortfall, balance, payload"
+                  " FROM ledger_writes ORDER BY seq",
+                  row_write, SEC_W, dec_w, call_w, (void *)fn, ctx, err, "reading ledger writes");
 }
 
 int store_ledger_postings_each(store_ledger *sl, store_ledger_posting_fn fn, void *ctx, patron_error *err)
 {
-    return each(sl,
-                "SELECT seq, write, member, debit, credit, amount, lot, ts, expires, hash"
-                " FROM ledger_postings ORDER BY seq",
-                row_posting, (void *)fn, ctx, err, "reading ledger postings");
+    return merged(sl,
+                  "SELECT seq, write, member, debit, credit, amount, lot, ts, expires, hash"
+                  " FROM ledger_postings ORDER BY seq",
+                  row_posting, SEC_P, dec_p, call_p, (void *)fn, ctx, err, "reading ledger postings");
 }
 
 int store_ledger_quals_each(store_ledger *sl, store_ledger_qual_fn fn, void *ctx, patron_error *err)
 {
-    return each(sl, "SELECT seq, write, member, ts, points, spend FROM ledger_qual ORDER BY seq",
-                row_qual, (void *)fn, ctx, err, "reading tier qualification");
+    return merged(sl, "SELECT seq, write, member, ts, points, spend FROM ledger_qual ORDER BY seq",
+                  row_qual, SEC_Q, dec_q, call_q, (void *)fn, ctx, err, "reading tier qualification");
 }
 
 int store_ledger_tiers_each(store_ledger *sl, store_ledger_tier_fn fn, void *ctx, patron_error *err)
 {
-    return each(sl, "SELECT seq, write, member, ts, tier FROM ledger_tiers ORDER BY seq", row_tier,
-                (void *)fn, ctx, err, "reading tier changes");
+    return merged(sl, "SELECT seq, write, member, ts, tier FROM ledger_tiers ORDER BY seq", row_tier,
+                  SEC_T, dec_t, call_t, (void *)fn, ctx, err, "reading tier changes");
 }
 
 int store_ledger_lots_each(store_ledger *sl, store_ledger_lot_fn fn, void *ctx, patron_error *err)
 {
-    return each(sl, "SELECT lot, member, ts, expires, remaining FROM ledger_lots ORDER BY lot",
-                row_lot, (void *)fn, ctx, err, "reading lots");
+    /* Rows, merged by lot id with the lots chunk postings create (a row wins). */
+    sqlite3_stmt *st = NULL, *ch = NULL;
+    const char *what = "reading lots";
+    if (sqlite3_prepare_v2(sl->db, "SELECT lot, member, ts, expires, remaining FROM ledger_lots ORDER BY lot",
+                           -1, &st, NULL) != SQLITE_OK ||
+        chunks_prepare(sl, SEC_P, &ch)) {
+        int rc = fail(sl, err, what);
+        sqlite3_finalize(st);
+        return rc;
+    }
+    int rr = sqlite3_step(st), rc_ = sqlite3_step(ch), rc = PATRON_OK;
+    while (rc == PATRON_OK && rc_ == SQLITE_ROW) {
+        const void *blob[SEC__COUNT];
+        size_t len[SEC__COUNT];
+        int64_t n = sqlite3_column_int64(ch, 2 * SEC_P + 1), seq = 0;
+        if (chunk_blobs(ch, blob, len) != 0) {
+            rc = damaged(err, sqlite3_column_int64(ch, 0));
+            break;
+        }
+        rd d = {blob[SEC_P], (const uint8_t *)blob[SEC_P] + len[SEC_P], 0};
+        for (int64_t i = 0; i < n && rc == PATRON_OK; i++) {
+            store_ledger_posting p;
+            dec_posting(&d, &seq, &p);
+            if (d.bad) {
+                rc = damaged(err, sqlite3_column_int64(ch, 0));
+                break;
+            }
+            if (p.lot != p.seq || p.credit != 0)
+                continue; /* not the credit that created a lot */
+            while (rc == PATRON_OK && rr == SQLITE_ROW && sqlite3_column_int64(st, 0) < p.lot) {
+                if (row_lot(st, (void *)fn, ctx) != 0)
+                    rc = err_set(err, PATRON_ENOMEM, "out of memory %s", what);
+                rr = sqlite3_step(st);
+            }
+            if (rc != PATRON_OK || (rr == SQLITE_ROW && sqlite3_column_int64(st, 0) == p.lot))
+                continue; /* its row comes next */
+            store_ledger_lot x = {p.lot, p.member, p.ts, p.expires, p.amount};
+            if (fn(ctx, &x) != 0)
+                rc = err_set(err, PATRON_ENOMEM, "out of memory %s", what);
+        }
+        rc_ = sqlite3_step(ch);
+    }
+    while (rc == PATRON_OK && rr == SQLITE_ROW) {
+        if (row_lot(st, (void *)fn, ctx) != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory %s", what);
+        rr = sqlite3_step(st);
+    }
+    if (rc == PATRON_OK && (rr != SQLITE_DONE || rc_ != SQLITE_DONE))
+        rc = fail(sl, err, what);
+    sqlite3_finalize(st);
+    sqlite3_finalize(ch);
+    return rc;
 }
 
 int store_ledger_balances_each(store_ledger *sl, store_ledger_balance_fn fn, void *ctx, patron_error *err)
@@ -450,6 +881,42 @@ int store_ledger_stock_each(store_ledger *sl, store_ledger_stock_fn fn, void *ct
 {
     return each(sl, "SELECT reward, used FROM ledger_stock ORDER BY reward", row_stock, (void *)fn,
                 ctx, err, "reading reward stock");
+}
+
+/* Adds the postings of every chunk to the per-account sums (overflow is an error, as
+ * SQLite's integer sum() makes it for the table rows). */
+static int chunk_sums(store_ledger *sl, int64_t debits[5], int64_t credits[5], patron_error *err)
+{
+    sqlite3_stmt *ch;
+    if (chunks_prepare(sl, SEC_P, &ch))
+        return fail(sl, err, "summing accounts");
+    int r, rc = PATRON_OK;
+    while (rc == PATRON_OK && (r = sqlite3_step(ch)) == SQLITE_ROW) {
+        const void *blob[SEC__COUNT];
+        size_t len[SEC__COUNT];
+        int64_t n = sqlite3_column_int64(ch, 2 * SEC_P + 1), seq = 0;
+        if (chunk_blobs(ch, blob, len) != 0) {
+            rc = damaged(err, sqlite3_column_int64(ch, 0));
+            break;
+        }
+        rd d = {blob[SEC_P], (const uint8_t *)blob[SEC_P] + len[SEC_P], 0};
+        for (int64_t i = 0; i < n && rc == PATRON_OK; i++) {
+            store_ledger_posting p;
+            dec_posting(&d, &seq, &p);
+            if (d.bad)
+                rc = damaged(err, sqlite3_column_int64(ch, 0));
+            else if (p.debit < 0 || p.debit > 4 || p.credit < 0 || p.credit > 4)
+                rc = err_set(err, PATRON_ESTORE, "ledger: a posting names unknown account %d",
+                             p.debit < 0 || p.debit > 4 ? p.debit : p.credit);
+            else if (__builtin_add_overflow(debits[p.debit], p.amount, &debits[p.debit]) ||
+                     __builtin_add_overflow(credits[p.credit], p.amount, &credits[p.credit]))
+                rc = err_set(err, PATRON_ESTORE, "ledger: summing accounts: integer overflow");
+        }
+    }
+    if (rc == PATRON_OK && r != SQLITE_DONE)
+        rc = fail(sl, err, "summing accounts");
+    sqlite3_finalize(ch);
+    return rc;
 }
 
 int store_ledger_account_sums(store_ledger *sl, int64_t debits[5], int64_t credits[5],
@@ -476,6 +943,8 @@ int store_ledger_account_sums(store_ledger *sl, int64_t debits[5], int64_t credi
     if (rc == PATRON_OK && r != SQLITE_DONE)
         rc = fail(sl, err, "summing accounts");
     sqlite3_finalize(st);
+    if (rc == PATRON_OK)
+        rc = chunk_sums(sl, debits, credits, err);
     return rc;
 }
 

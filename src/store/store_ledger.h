@@ -15,8 +15,18 @@
  *                    row; never updated or deleted
  *   ledger_qual      points earned / money spent for tier qualification (append-only)
  *   ledger_tiers     tier changes (append-only)
+ *   ledger_chunks    the journal rows of one large write (an import batch) packed into
+ *                    one checksummed blob: its writes, postings, qualification rows and
+ *                    tier changes, each a contiguous run of sequence numbers
+ *                    (append-only too); the readers below merge them with the rows of
+ *                    the tables above, in sequence order, so callers never see the
+ *                    difference.  Keys of chunk writes are not in the UNIQUE index of
+ *                    ledger_writes: the ledger checks keys in memory under the write lock.
  *   ledger_lots, ledger_balances, ledger_stock   projections: rebuildable from the rows
- *                    above, rewritten in place
+ *                    above, rewritten in place.  A lot created by a posting of a chunk
+ *                    needs no ledger_lots row while its remaining points equal that
+ *                    credit: the lot reader derives it from the posting; a row, once
+ *                    written, takes precedence.
  * Every write runs inside the caller's transaction (store_begin or a savepoint).
  */
 #ifndef PATRON_STORE_LEDGER_H
@@ -88,9 +98,24 @@ typedef struct store_ledger_lot {
 } store_ledger_lot;
 
 int store_ledger_write_put(store_ledger *sl, const store_ledger_write *w, patron_error *err);
-/* Looks a key up: 1 and *w (strings valid until the next call) when stored, 0 when not. */
+/* Looks a key up: 1 and *w (strings valid until the next call) when stored, 0 when not.
+ * Writes stored in chunks are found by their sequence number instead (below). */
 int store_ledger_write_get(store_ledger *sl, const char *key, size_t keyn,
                            store_ledger_write *w, patron_error *err);
+/* The write with that sequence number, from a chunk: 1 and *w (strings valid until the
+ * next call), 0 when no chunk holds it. */
+int store_ledger_write_get_seq(store_ledger *sl, int64_t seq, store_ledger_write *w,
+                               patron_error *err);
+
+/* A chunk is built by chunk_begin, the add calls (each kind in increasing seq order,
+ * seqs contiguous per kind), and stored by chunk_end in the caller's transaction.
+ * The add calls copy what they are given; they fail only when out of memory. */
+void store_ledger_chunk_begin(store_ledger *sl);
+int store_ledger_chunk_write(store_ledger *sl, const store_ledger_write *w);
+int store_ledger_chunk_posting(store_ledger *sl, const store_ledger_posting *p);
+int store_ledger_chunk_qual(store_ledger *sl, const store_ledger_qual *q);
+int store_ledger_chunk_tier(store_ledger *sl, const store_ledger_tier *t);
+int store_ledger_chunk_end(store_ledger *sl, patron_error *err);
 int store_ledger_posting_put(store_ledger *sl, const store_ledger_posting *p, patron_error *err);
 int store_ledger_qual_put(store_ledger *sl, const store_ledger_qual *q, patron_error *err);
 int store_ledger_tier_put(store_ledger *sl, const store_ledger_tier *t, patron_error *err);
@@ -125,7 +150,7 @@ int store_ledger_account_sums(store_ledger *sl, int64_t debits[5], int64_t credi
 /* PRAGMA integrity_check: 1 when the database reports "ok", 0 otherwise (the first
  * problem in msg), negative on failure to run it. */
 int store_ledger_integrity(store_ledger *sl, char *msg, size_t cap, patron_error *err);
-/* Row counts (for reports): writes, postings. */
+/* Rows of one journal table (for reports; records packed in chunks are not counted). */
 int64_t store_ledger_count(store_ledger *sl, const char *table);
 
 #endif

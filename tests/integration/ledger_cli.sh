@@ -65,6 +65,21 @@ echo "$e2" | grep -q '"replayed":true' || fail "expiry twice"
 "$P" --db p.db ledger verify >/dev/null || fail "verify"
 "$P" --db p.db --json points history a1 | grep -q '"kind":"cancel"' || fail "history"
 "$P" --db p.db --json rewards list | grep -q '"RWD-TOTE"' || fail "rewards list"
+# Birthday and enrollment bonuses (100 each in the example program): once per member
+# and birthday year; members without a birth date get no birthday bonus.
+printf 'member_id,enrolled_at,birth_date\nbd1,2024-01-10,1990-03-05\nbd2,2024-06-01,\nbd3,2024-01-01,2000-02-29\n' > bm.csv
+"$P" --db b.db --quiet import members bm.csv
+"$P" --db b.db --quiet program apply "$ROOT/examples/program.json"
+b1=$("$P" --db b.db --now 2025-03-10 --json points bonuses)
+b2=$("$P" --db b.db --now 2025-03-10 --json points bonuses)
+[ "$b1" = '{"birthday":2,"enrollment":3}' ] || fail "bonuses: $b1"
+[ "$b2" = '{"birthday":0,"enrollment":0}' ] || fail "bonuses rerun: $b2"
+"$P" --db b.db --now 2025-03-10 --json points balance bd2 | grep -q '"points_balance":100' || fail "no birth date: enrollment only"
+"$P" --db b.db --now 2025-03-10 --json points history bd3 | grep -q '"ts":1740700800,"kind":"bonus","points":100,"ref":"birthday"' ||
+    fail "29 February birthday on 28 February 2025"
+b3=$("$P" --db b.db --now 2026-03-06 --json points bonuses)
+[ "$b3" = '{"birthday":2,"enrollment":0}' ] || fail "next year's birthdays: $b3"
+"$P" --db b.db ledger verify >/dev/null || fail "verify after bonuses"
 for c in program points rewards redeem tier tiers ledger; do
     "$P" $c --help >/dev/null || fail "$c --help"
 done

@@ -24,10 +24,12 @@
 #include <cmocka.h>
 
 #include "base/mem.h"
+#include "base/time.h"
 #include "core/db.h"
 #include "loyalty/ledger.h"
 #include "loyalty/loyalty.h"
 #include "loyalty/program.h"
+#include "store/store.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -1215,6 +1217,146 @@ static void test_import_earns(void **state)
     patron_close(db);
 }
 
+/* ---- import batches stored as chunks ------------------------------------------------ */
+
+/* The same writes, once as an import batch (one journal chunk) and once one by one
+ * (rows): the two ledgers are identical (state hash), reload to the same state, verify,
+ * and a retry of a write stored in a chunk replays it or names the field that differs. */
+static void chunk_ops(ledger *l, int batch, patron_db *db)
+{
+    patron_error err = {0};
+    static const char *const cats[] = {"A", "B", "C"};
+    if (batch) {
+        assert_int_equal(store_begin(db->st, &err), 0);
+        assert_int_equal(ledger_batch_begin(l, NULL, NULL, 0, &err), 0);
+    }
+    for (int i = 0; i < 4200; i++) { /* 4,620 writes: more than one chunk */
+        char id[32];
+        int idn = snprintf(id, sizeof id, "CH%d", i);
+        ledger_item it[2] = {{"s", cats[i % 3], 1, 1, 10000 * (1 + i % 7)},
+                             {"t", cats[(i + 1) % 3], 1, 1, 30000 * (1 + i % 5)}};
+        ledger_order o = {id, (size_t)idn, (uint32_t)(i % 12), T0 + i * 600, it[0].amount + it[1].amount,
+                          it, 2};
+        ledger_result r;
+        assert_int_equal(batch ? ledger_batch_earn(l, &o, &err) : ledger_earn(l, &o, &r, &err), 0);
+        if (i % 10 == 9) { /* a linked return: spends from a lot of this batch */
+            char rid[32];
+            snprintf(rid, sizeof rid, "CHR%d", i);
+            int rc = batch ? ledger_batch_return(l, rid, (uint32_t)(i % 12), o.ts + 60, 10000, id, &err)
+                           : ledger_return(l, rid, (uint32_t)(i % 12), o.ts + 60, 10000, id, &r, &err);
+            assert_int_equal(rc, 0);
+        }
+    }
+    if (batch) {
+        assert_int_equal(ledger_batch_end(l, PATRON_OK, &err), 0);
+        assert_int_equal(store_commit(db->st, &err), 0);
+    }
+}
+
+static void test_chunks(void **state)
+{
+    (void)state;
+    patron_error err = {0};
+    patron_db *a = fresh_db("chunk-a", 12, prop_program), *b = fresh_db("chunk-b", 12, prop_program);
+    ledger *la, *lb;
+    assert_int_equal(ledger_get(a, &la, &err), 0);
+    assert_int_equal(ledger_get(b, &lb, &err), 0);
+    ledger_set_durable(la, 0);
+    ledger_set_durable(lb, 0);
+    chunk_ops(la, 1, a);
+    chunk_ops(lb, 0, b);
+    uint64_t ha = ledger_state_hash(la);
+    assert_int_equal(ha, ledger_state_hash(lb));
+    verify_ok(la);
+    ledger_invalidate(la);
+    assert_int_equal(ledger_get(a, &la, &err), 0);
+    assert_int_equal(ledger_state_hash(la), ha);
+    for (uint32_t m = 0; m < 12; m++)
+        assert_int_equal(ledger_balance(la, m, T0 + 20 * DAY), ledger_balance(lb, m, T0 + 20 * DAY));
+    /* Retries of writes the chunk holds. */
+    ledger_item it[2] = {{"s", "A", 1, 1, 10000}, {"t", "B", 1, 1, 30000}};
+    ledger_order o = {"CH0", 3, 0, T0, 40000, it, 2};
+    ledger_result first, again;
+    assert_int_equal(ledger_earn(lb, &o, &first, &err), 0);
+    assert_int_equal(ledger_earn(la, &o, &again, &err), 0);
+    assert_int_equal(again.replayed, 1);
+    assert_int_equal(again.points, first.points);
+    assert_int_equal(again.seq, first.seq);
+    o.amount = 40001;
+    assert_int_equal(ledger_earn(la, &o, &again, &err), PATRON_EINPUT);
+    assert_non_null(strstr(err.message, "'amount'"));
+    /* Spending lots the chunk created: their rows now override the derived ones. */
+    int64_t now = T0 + 4200 * 600;
+    for (uint32_t m = 0; m < 12; m++) {
+        char key[32];
+        snprintf(key, sizeof key, "spend-%u", m);
+        ledger_result ra, rb;
+        int rca = ledger_adjust(la, m, -ledger_balance(la, m, now) / 2 - 1, "spend", key, now, &ra, &err);
+        int rcb = ledger_adjust(lb, m, -ledger_balance(lb, m, now) / 2 - 1, "spend", key, now, &rb, &err);
+        assert_int_equal(rca, 0);
+        assert_int_equal(rcb, 0);
+        assert_int_equal(ra.balance, rb.balance);
+    }
+    ha = ledger_state_hash(la);
+    assert_int_equal(ha, ledger_state_hash(lb));
+    verify_ok(la);
+    verify_ok(lb);
+    ledger_invalidate(la);
+    assert_int_equal(ledger_get(a, &la, &err), 0);
+    assert_int_equal(ledger_state_hash(la), ha);
+    patron_close(a);
+    patron_close(b);
+}
+
+/* ---- birthday and enrollment bonuses ------------------------------------------------ */
+
+static void test_bonuses(void **state)
+{
+    (void)state;
+    static const char prog[] = "{\"points_per_unit\": 1, \"bonuses\": {\"birthday\": 40, \"enrollment\": 15},"
+                               " \"tiers\": {\"levels\": [{\"name\": \"base\", \"threshold\": 0},"
+                               " {\"name\": \"vip\", \"threshold\": 50}]}}";
+    patron_db *db = fresh_db("bonus", 4, prog);
+    patron_error err = {0};
+    ledger *l;
+    assert_int_equal(ledger_get(db, &l, &err), 0);
+    ledger_set_durable(l, 0);
+    /* m0: born 1990-03-05; m1: no birth date; m2: born 29 February; m3 enrolls later. */
+    int64_t enrolled[4] = {T0, T0, T0, T0 + 200 * DAY};
+    int32_t birth[4] = {(int32_t)time_days_from_civil(1990, 3, 5), INT32_MIN,
+                        (int32_t)time_days_from_civil(2000, 2, 29), (int32_t)time_days_from_civil(1980, 1, 2)};
+    int64_t now = time_days_from_civil(2024, 3, 10) * DAY, c[2];
+    assert_int_equal(ledger_bonuses(l, now, enrolled, birth, 4, c, &err), 0);
+    assert_int_equal(c[0], 2); /* m0 and m2; m3 has not enrolled yet */
+    assert_int_equal(c[1], 3);
+    assert_int_equal(ledger_balance(l, 0, now), 55);
+    assert_int_equal(ledger_balance(l, 1, now), 15);
+    assert_int_equal(ledger_balance(l, 3, now), 0);
+    assert_int_equal(ledger_tier(l, 0, now), 1); /* bonuses count for qualification */
+    assert_int_equal(ledger_tier(l, 1, now), 0);
+    /* 2024 is a leap year: 29 February itself. */
+    assert_int_equal(ledger_balance(l, 2, time_days_from_civil(2024, 2, 29) * DAY), 55);
+    assert_int_equal(ledger_balance(l, 2, time_days_from_civil(2024, 2, 29) * DAY - 1), 15);
+    uint64_t h = ledger_state_hash(l);
+    for (int k = 0; k < 3; k++) { /* again: nothing more */
+        assert_int_equal(ledger_bonuses(l, now + k * DAY, enrolled, birth, 4, c, &err), 0);
+        assert_int_equal(c[0] + c[1], 0);
+    }
+    assert_int_equal(ledger_state_hash(l), h);
+    /* A year on: every member with a birth date gets the next one (m3: enrolled, then
+     * 2025-01-02); 2025 is common: m2 on 28 February. */
+    now = time_days_from_civil(2025, 3, 6) * DAY;
+    assert_int_equal(ledger_bonuses(l, now, enrolled, birth, 4, c, &err), 0);
+    assert_int_equal(c[0], 3);
+    assert_int_equal(c[1], 1);
+    assert_int_equal(ledger_balance(l, 2, time_days_from_civil(2025, 2, 28) * DAY) -
+                         ledger_balance(l, 2, time_days_from_civil(2025, 2, 28) * DAY - 1),
+                     40);
+    assert_int_equal(ledger_balance(l, 1, now), 15);
+    verify_ok(l);
+    patron_close(db);
+}
+
 int main(void)
 {
     /* tmpfs when there is one: the crash test kills processes, not the machine, so page
@@ -1231,6 +1373,8 @@ int main(void)
         cmocka_unit_test(test_policies),
         cmocka_unit_test(test_retries),
         cmocka_unit_test(test_import_earns),
+        cmocka_unit_test(test_chunks),
+        cmocka_unit_test(test_bonuses),
         cmocka_unit_test(test_concurrent_redeem),
         cmocka_unit_test(test_crash),
         cmocka_unit_test(test_property),
