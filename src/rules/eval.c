@@ -1391,6 +1391,62 @@ static int64_t wx_flip(uint32_t m, int64_t now, const rnode *cmp, const rnode *c
     return NEVER;
 }
 
+static int is_age(const rnode *n)
+{
+    return n->kind == N_FIELD && n->ref == REF_COMPUTED && n->which == F_AGE;
+}
+
+/* Midnight (UTC) of the day a member born on day bd turns `age`: the birthday, or 1 March
+ * for 29 February in a common year (as computed() counts ages). */
+static int64_t age_instant(int32_t bd, int64_t age)
+{
+    int by, bm, bdd;
+    time_civil_from_days(bd, &by, &bm, &bdd);
+    int64_t y = by + age;
+    if (bm == 2 && bdd == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return time_days_from_civil((int)y, 3, 1) * TIME_DAY;
+    return time_days_from_civil((int)y, (unsigned)bm, (unsigned)bdd) * TIME_DAY;
+}
+
+/* `age CMP c` and `age between lo and hi` with constants: age grows by one at each
+ * birthday, so the answer changes only when it crosses a bound: the first such birthday
+ * is the member's next instant. */
+static int64_t age_flip(const ectx *x, size_t i, const rnode *n)
+{
+    int32_t bd = x->v->birth_days[x->rows[i]];
+    if (bd == INT32_MIN)
+        return NEVER;
+    int by, bm, bdd, ny, nm, nd;
+    time_civil_from_days(bd, &by, &bm, &bdd);
+    row_today(x, i, &ny, &nm, &nd);
+    int64_t a = ny - by - ((nm < bm || (nm == bm && nd < bdd)) ? 1 : 0);
+    double bounds[2];
+    int nb = 0, swapped = 0;
+    if (n->kind == N_BETWEEN) {
+        bounds[nb++] = n->b->num;
+        bounds[nb++] = n->c->num;
+    } else {
+        swapped = is_age(n->b);
+        bounds[nb++] = swapped ? n->a->num : n->b->num;
+    }
+#define AGE_HOLDS(A)                                                                               \
+    (n->kind == N_BETWEEN ? ((double)(A) >= bounds[0] && (double)(A) <= bounds[1])                 \
+     : swapped             ? cmp_d(n->op, bounds[0], (double)(A))                                 \
+                           : cmp_d(n->op, (double)(A), bounds[0]))
+    int now_holds = AGE_HOLDS(a);
+    int64_t best = INT64_MAX;
+    for (int k = 0; k < nb; k++) {
+        if (!(fabs(bounds[k]) < 1e6))
+            continue;
+        int64_t f = (int64_t)floor(bounds[k]);
+        for (int64_t cand = f - 1; cand <= f + 2; cand++)
+            if (cand > a && cand < best && AGE_HOLDS(cand) != now_holds)
+                best = cand;
+    }
+#undef AGE_HOLDS
+    return best == INT64_MAX ? NEVER : age_instant(bd, best);
+}
+
 /* A windowed count_distinct of a string field (no where). */
 static int is_plain_distinct(const rnode *n)
 {
@@ -1498,6 +1554,15 @@ static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
                 r->t[k] = wx_flip(x->rows[k], NOW(x, k), n, aggs, na);
             return;
         }
+    }
+    if ((n->kind == N_CMP && ((is_age(n->a) && is_num_const(n->b)) ||
+                              (is_age(n->b) && is_num_const(n->a)))) ||
+        (n->kind == N_BETWEEN && is_age(n->a) && is_num_const(n->b) && is_num_const(n->c))) {
+        if (!(r->t = tnew(x)))
+            return;
+        for (size_t k = 0; k < x->n; k++)
+            r->t[k] = age_flip(x, k, n);
+        return;
     }
     if (n->kind == N_CMP && ((is_plain_distinct(n->a) && is_num_const(n->b)) ||
                              (is_plain_distinct(n->b) && is_num_const(n->a)))) {

@@ -51,6 +51,7 @@ static const char *const rules[] = {
     "count(orders, 20d) + count(returns, 40d..10d) >= 2 or not (sum(items.amount, 15d) / 2 > 30)",
     "count_distinct(items.category, 40d..5d) >= 2",
     "3 > count_distinct(items.sku, 30d) and frequency >= 1",
+    "age between 30 and 45.5 or 60 < age",
 };
 #define NRULES (sizeof rules / sizeof *rules)
 
