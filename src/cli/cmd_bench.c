@@ -143,22 +143,24 @@ static int cmp_d2(const void *a, const void *b)
 
 /*
  * `patron bench-live EVENTS.jsonl --rules FILE [--segments 50] [--batch 1000]
- * [--count 200000]`: live segments under a stream of events.  Creates the segments
+ * [--count 200000] [--days 1]`: live segments under a stream of events.  Creates the segments
  * (the rules of FILE, cycled; "vip" first), builds their live state, then feeds the
  * events through patron_events_add() in batches, bringing every segment current after
- * each batch (patron_segments_sync), and finally advances the clock by one day.  Event
+ * each batch (patron_segments_sync), and finally advances the clock by one day at a time
+ * for --days days (the first day and the mean over all are reported).  Event
  * ids get a prefix so a data set's own events count as new.  Works on the database given
  * with --db: use a copy.
  */
 int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
 {
     const char *file = NULL, *rules = NULL;
-    uint64_t nseg = 50, batch = 1000, count = 200000;
+    uint64_t nseg = 50, batch = 1000, count = 200000, days = 1;
     for (int i = 1; i < argc; i++) {
         const char *v;
         int r;
         if (cli_is_help(argv[i])) {
-            printf("usage: patron bench-live EVENTS.jsonl --rules FILE [--segments N] [--batch N] [--count N]\n");
+            printf("usage: patron bench-live EVENTS.jsonl --rules FILE [--segments N] [--batch N] "
+                   "[--count N] [--days N]\n");
             return CLI_OK;
         } else if ((r = cli_opt(argc, argv, &i, "--rules", &v)) != 0) {
             if (r < 0)
@@ -169,6 +171,9 @@ int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
                 return CLI_USAGE;
         } else if ((r = cli_opt(argc, argv, &i, "--batch", &v)) != 0) {
             if (r < 0 || cli_parse_u64("--batch", v, &batch) || batch == 0)
+                return CLI_USAGE;
+        } else if ((r = cli_opt(argc, argv, &i, "--days", &v)) != 0) {
+            if (r < 0 || cli_parse_u64("--days", v, &days) || days == 0 || days > 3650)
                 return CLI_USAGE;
         } else if ((r = cli_opt(argc, argv, &i, "--count", &v)) != 0) {
             if (r < 0 || cli_parse_u64("--count", v, &count) || count == 0)
@@ -300,6 +305,22 @@ int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
     double tb = now_s();
     for (size_t i = 0; i < db->segs->n; i++)
         ev1 += db->segs->s[i].evaluated;
+    /* the days after: the steady cost of time passing */
+    double tdays = tb - ta;
+    uint64_t evdays;
+    for (uint64_t d = 1; d < days; d++) {
+        double tc = now_s();
+        if (segments_sync(db, ctx->now + 86400 * (int64_t)(d + 1), &err)) {
+            free(lat);
+            free(seg_ev0);
+            goto fail;
+        }
+        tdays += now_s() - tc;
+    }
+    uint64_t ev_end = 0;
+    for (size_t i = 0; i < db->segs->n; i++)
+        ev_end += db->segs->s[i].evaluated;
+    evdays = ev_end - ev0;
     qsort(lat, nb, sizeof *lat, cmp_d2);
     json_t *out = json_pack("{s:I,s:I,s:f,s:f,s:f,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:I}", "members",
                             (json_int_t)db->n_members, "segments", (json_int_t)db->segs->n, "view_s",
@@ -320,6 +341,9 @@ int cmd_bench_live(cli_ctx *ctx, int argc, char **argv)
     }
     free(seg_ev0);
     json_object_set_new(out, "advance_evaluations_by_rule", by);
+    json_object_set_new(out, "advance_days", json_integer((json_int_t)days));
+    json_object_set_new(out, "advance_mean_ms", json_real(tdays * 1000 / (double)days));
+    json_object_set_new(out, "advance_mean_evaluations", json_real((double)evdays / (double)days));
     json_object_set_new(out, "add_s", json_real(t_add));
     json_object_set_new(out, "first_batch_ms", json_real(first_ms));
     json_object_set_new(out, "steady_events_per_s", json_real((double)steady_n / (steady > 0 ? steady : 1)));
