@@ -953,13 +953,189 @@ static int load_profile(void *ctx, uint32_t m, const char *text, size_t n)
     return apply_profile(l->v, m, text, n) ? 1 : 0;
 }
 
-static int load_event(void *ctx, const char *type, int64_t member, int64_t ts, const char *body,
-                      size_t n)
+/*
+ * Events from the event chunks.  A first pass over the chunks parses each event the
+ * view reads once: a stream event becomes a row (member, stream, ts, cells); a consent
+ * or survey event, whose effect on the profile columns depends on order, is kept (its
+ * text copied) and applied after sorting by (member, ts, stored order) -- the order the
+ * events were written, which for a database migrated from schema 3 is (member, ts, id),
+ * the order earlier versions read them in.  The stream rows are then placed member by
+ * member with one counting pass (each slice exactly full), not inserted one by one.
+ */
+typedef struct pevent {
+    uint32_t member, seq;
+    int64_t ts;
+    int kind;
+    size_t off, len; /* text in ebuild.text */
+} pevent;
+
+typedef struct ebuild {
+    mview *v;
+    int kind_of[256]; /* store type code -> event_kind() */
+    size_t n, cap;    /* stream rows */
+    uint32_t *member;
+    uint8_t *stream;
+    int64_t *ts;
+    uint64_t *cell;   /* 3 per row */
+    pevent *pe;       /* profile events */
+    size_t npe, cap_pe;
+    char *text;
+    size_t text_len, text_cap;
+} ebuild;
+
+static int load_echunk(void *ctx, const store_echunk *c)
 {
-    lctx *l = ctx;
-    if (member < 0 || member >= l->v->n)
-        return 0;
-    return apply_event(l->v, (uint32_t)member, type, ts, body, n) ? 1 : 0;
+    ebuild *b = ctx;
+    mview *v = b->v;
+    for (uint32_t i = 0; i < c->n; i++) {
+        int kind = b->kind_of[c->type[i]];
+        int32_t m = c->member[i];
+        if (kind < 0 || m < 0 || (uint32_t)m >= v->n)
+            continue;
+        const char *body = c->bodies + c->body_off[i];
+        size_t bn = c->body_off[i + 1] - c->body_off[i];
+        jsval o;
+        if (jscan_doc(body, bn, &o) != 0 || o.kind != JS_OBJ)
+            continue; /* as before: an event that is not a JSON object changes nothing */
+        if (kind == (int)N_EDEFS || edefs[kind].stream == ST_SURVEYS) {
+            if (MEM_GROW(b->pe, b->cap_pe, b->npe + 1) ||
+                MEM_GROW(b->text, b->text_cap, b->text_len + bn + 1))
+                return 1;
+            b->pe[b->npe] = (pevent){(uint32_t)m, (uint32_t)b->npe, c->ts[i], kind, b->text_len, bn};
+            memcpy(b->text + b->text_len, body, bn);
+            b->text_len += bn;
+            b->npe++;
+        }
+        if (kind == (int)N_EDEFS)
+            continue;
+        if (b->n == b->cap) {
+            size_t nc = b->cap ? b->cap * 2 : 65536;
+            uint32_t *pm = mem_realloc_array(b->member, nc, 4);
+            if (pm)
+                b->member = pm;
+            uint8_t *ps = pm ? mem_realloc_array(b->stream, nc, 1) : NULL;
+            if (ps)
+                b->stream = ps;
+            int64_t *pt = ps ? mem_realloc_array(b->ts, nc, 8) : NULL;
+            if (pt)
+                b->ts = pt;
+            uint64_t *pc = pt ? mem_realloc_array(b->cell, nc, 24) : NULL;
+            if (!pc)
+                return 1;
+            b->cell = pc;
+            b->cap = nc;
+        }
+        unsigned char cells[3][8];
+        memset(cells, 0, sizeof cells);
+        if (event_cells(v, (size_t)kind, &o, cells) != 0)
+            return 1;
+        b->member[b->n] = (uint32_t)m;
+        b->stream[b->n] = (uint8_t)edefs[kind].stream;
+        b->ts[b->n] = c->ts[i];
+        memcpy(b->cell + 3 * b->n, cells, 24);
+        b->n++;
+    }
+    return 0;
+}
+
+static int pevent_cmp(const void *x, const void *y)
+{
+    const pevent *a = x, *b = y;
+    if (a->member != b->member)
+        return a->member < b->member ? -1 : 1;
+    if (a->ts != b->ts)
+        return a->ts < b->ts ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Moves row `from` of stream s to `to` (to < from), shifting the rows between up. */
+static void stream_rotate(stream *s, uint32_t to, uint32_t from)
+{
+    for (int c = 0; c < s->ncols; c++) {
+        char *base = s->col[c], tmp[8];
+        size_t z = s->colsz[c];
+        memcpy(tmp, base + (size_t)from * z, z);
+        memmove(base + (size_t)(to + 1) * z, base + (size_t)to * z, (size_t)(from - to) * z);
+        memcpy(base + (size_t)to * z, tmp, z);
+    }
+}
+
+/* Places the gathered rows into the event streams (empty so far), each member's slice
+ * exactly full and in time order (rows with equal ts keep their stored order). */
+static int fill_streams(mview *v, const ebuild *b)
+{
+    for (size_t r = 0; r < b->n; r++)
+        v->streams[b->stream[r]].cap[b->member[r]]++;
+    for (int k = ST_REDEMPTIONS; k < ST__N; k++) {
+        stream *s = &v->streams[k];
+        uint32_t off = 0;
+        for (uint32_t m = 0; m < v->n; m++) {
+            s->beg[m] = s->end[m] = off;
+            off += s->cap[m];
+        }
+        for (int c = 0; c < s->ncols; c++) {
+            void *q = mem_alloc_array(off ? off : 1, s->colsz[c]);
+            if (!q)
+                return -1;
+            mem_free(s->col[c]);
+            s->col[c] = q;
+        }
+        s->nrows = s->caprows = off;
+    }
+    for (size_t r = 0; r < b->n; r++) {
+        stream *s = &v->streams[b->stream[r]];
+        uint32_t p = s->end[b->member[r]]++;
+        memcpy((char *)s->col[0] + (size_t)p * 8, &b->ts[r], 8);
+        for (int c = 1; c < s->ncols; c++)
+            memcpy((char *)s->col[c] + (size_t)p * s->colsz[c], b->cell + 3 * r + (c - 1),
+                   s->colsz[c]);
+    }
+    for (int k = ST_REDEMPTIONS; k < ST__N; k++) {
+        stream *s = &v->streams[k];
+        const int64_t *ts = s->col[0];
+        for (uint32_t m = 0; m < v->n; m++)
+            for (uint32_t i = s->beg[m] + 1; i < s->end[m]; i++) {
+                if (ts[i] >= ts[i - 1])
+                    continue;
+                uint32_t j = i;
+                while (j > s->beg[m] && ts[j - 1] > ts[i])
+                    j--;
+                stream_rotate(s, j, i);
+            }
+        s->ts = s->col[0];
+    }
+    return 0;
+}
+
+/* Every stored event into the view (after the profiles). */
+static int load_events(patron_db *db, mview *v, patron_error *err)
+{
+    ebuild b;
+    memset(&b, 0, sizeof b);
+    b.v = v;
+    for (int t = 0; t < 256; t++) {
+        const char *name = store_event_type_name(t);
+        b.kind_of[t] = name ? event_kind(name) : -1;
+    }
+    int rc = store_event_chunks_each(db->st, load_echunk, &b, err);
+    if (rc == PATRON_OK) {
+        qsort(b.pe, b.npe, sizeof *b.pe, pevent_cmp);
+        for (size_t i = 0; i < b.npe && rc == PATRON_OK; i++) {
+            jsval o;
+            jscan_doc(b.text + b.pe[i].off, b.pe[i].len, &o); /* checked when gathered */
+            if (event_profile(v, b.pe[i].member, b.pe[i].kind, b.pe[i].ts, &o) != 0)
+                rc = err_set(err, PATRON_ENOMEM, "out of memory loading events");
+        }
+    }
+    if (rc == PATRON_OK && fill_streams(v, &b) != 0)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory loading events");
+    mem_free(b.member);
+    mem_free(b.stream);
+    mem_free(b.ts);
+    mem_free(b.cell);
+    mem_free(b.pe);
+    mem_free(b.text);
+    return rc;
 }
 
 int db_view_ensure(patron_db *db, patron_error *err)
@@ -993,7 +1169,7 @@ int db_view_ensure(patron_db *db, patron_error *err)
     }
     rc = store_profiles_each(db->st, load_profile, &l, err);
     if (rc == PATRON_OK)
-        rc = store_events_each(db->st, load_event, &l, err);
+        rc = load_events(db, v, err);
     if (rc == PATRON_OK)
         rc = store_dict_each(db->st, load_item_dict, v, err);
     ibuild ib;
