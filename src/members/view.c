@@ -1119,7 +1119,8 @@ static int load_events(patron_db *db, mview *v, patron_error *err)
     }
     int rc = store_event_chunks_each(db->st, load_echunk, &b, err);
     if (rc == PATRON_OK) {
-        qsort(b.pe, b.npe, sizeof *b.pe, pevent_cmp);
+        if (b.npe)
+            qsort(b.pe, b.npe, sizeof *b.pe, pevent_cmp);
         for (size_t i = 0; i < b.npe && rc == PATRON_OK; i++) {
             jsval o;
             jscan_doc(b.text + b.pe[i].off, b.pe[i].len, &o); /* checked when gathered */
