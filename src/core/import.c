@@ -1172,7 +1172,6 @@ static uint32_t event_sources(int type)
 /* A parsed event kept until the batch commits. */
 typedef struct bevent {
     char *body;  /* canonical JSON (jansson's malloc: free()) */
-    json_t *obj; /* the parsed event, kept for the member view (non-order events) */
     char *id;
     char *member;
     int64_t ts;
@@ -1317,11 +1316,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             snprintf(hb, sizeof hb, "h%016llx", (unsigned long long)e.hash);
             e.id = mem_strdup(hb);
         }
-        /* A live member view takes the parsed object (small batches only: memory). */
-        if (db->view && db->view_valid && e.type > 1 && e.type != 4 && nev < 65536)
-            e.obj = o;
-        else
-            json_decref(o);
+        json_decref(o);
         /* Duplicates: in this file, then in the store. */
         uint32_t prev;
         char key[160];
@@ -1345,7 +1340,6 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             if (f < 0) {
                 rc = f;
                 free(e.body);
-                json_decref(e.obj);
                 mem_free(e.member);
                 mem_free(e.id);
                 break;
@@ -1362,7 +1356,6 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             else
                 res->duplicates++;
             free(e.body);
-            json_decref(e.obj);
             mem_free(e.member);
             mem_free(e.id);
             continue;
@@ -1377,7 +1370,6 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 report(&b, ln, "order_id", "no stored order or return '%.*s' to void", e.id,
                        strlen(e.id));
                 free(e.body);
-                json_decref(e.obj);
                 mem_free(e.member);
                 mem_free(e.id);
                 continue;
@@ -1386,7 +1378,6 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         if (MEM_GROW(ev, cev, nev + 1) || hmap_put(&seen, key, strlen(key), (uint32_t)nev)) {
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
             free(e.body);
-            json_decref(e.obj);
             mem_free(e.member);
             mem_free(e.id);
             break;
@@ -1549,10 +1540,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                     }
                 } else {
                     db_touch(db, mi, event_sources(e->type));
-                    if (e->obj)
-                        view_event_obj(db, mi, event_types[e->type], e->ts, e->obj);
-                    else
-                        view_event(db, mi, event_types[e->type], e->ts, e->body);
+                    view_event(db, mi, event_types[e->type], e->ts, e->body);
                 }
                 if (e->type > 1) db->n_events++;
                 res->inserted++;
@@ -1567,7 +1555,6 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     mem_free(order_ix);
     for (size_t i = 0; i < nev; i++) {
         free(ev[i].body);
-        json_decref(ev[i].obj);
         mem_free(ev[i].member);
         mem_free(ev[i].id);
     }

@@ -11,10 +11,10 @@
 #include "members/view.h"
 
 #include "base/err.h"
+#include "base/jscan.h"
 #include "base/mem.h"
 #include "base/time.h"
 
-#include <jansson.h>
 #include <roaring/roaring.h>
 #include <math.h>
 #include <stdlib.h>
@@ -79,15 +79,39 @@ static int consent_key(const char *k)
     return -1;
 }
 
-static int64_t json_ts(json_t *o, const char *key)
+static int64_t json_ts(const jsval *o, const char *key)
 {
-    json_t *t = json_object_get(o, key);
+    jsval t = jscan_get(o, key);
     int64_t ts;
-    if (json_is_string(t) && time_parse(json_string_value(t), json_string_length(t), &ts) == 0)
-        return ts;
-    if (json_is_integer(t))
-        return json_integer_value(t);
-    return PATRON_NULL_TS;
+    char buf[128];
+    if (t.kind == JS_STR) {
+        size_t n;
+        const char *s = jscan_str(&t, buf, sizeof buf, &n);
+        return time_parse(s, n, &ts) == 0 ? ts : PATRON_NULL_TS;
+    }
+    return t.kind == JS_INT ? jscan_int(&t) : PATRON_NULL_TS;
+}
+
+/* The bytes of string s: a view into the text, or decoded into the view's scratch
+ * buffer when it holds escapes (decoding never makes a string longer).  NULL when out
+ * of memory. */
+static const char *js_text(mview *v, const jsval *s, size_t *n)
+{
+    if (!s->esc) {
+        *n = s->n;
+        return s->p;
+    }
+    if (MEM_GROW(v->scratch, v->scratch_cap, s->n + 1))
+        return NULL;
+    return jscan_str(s, v->scratch, v->scratch_cap, n);
+}
+
+/* The dictionary code of string s in d; 0 when out of memory. */
+static uint32_t js_intern(mview *v, strdict *d, const jsval *s)
+{
+    size_t n;
+    const char *t = js_text(v, s, &n);
+    return t ? strdict_intern(d, t, n) : 0;
 }
 
 /* Grows a per-member array from old to new room, filling new slots with fill bytes. */
@@ -332,16 +356,20 @@ static void bind_streams(const patron_db *db, mview *v)
 
 /* ---- profiles ----------------------------------------------------------------------- */
 
-static mattr *attr_get(mview *v, const char *name)
+static mattr *attr_get(mview *v, const char *name, size_t nn)
 {
     for (size_t i = 0; i < v->n_attr; i++)
-        if (strcmp(v->attr[i].name, name) == 0)
+        if (strlen(v->attr[i].name) == nn && memcmp(v->attr[i].name, name, nn) == 0)
             return &v->attr[i];
     if (MEM_GROW(v->attr, v->cap_attr, v->n_attr + 1))
         return NULL;
     mattr *a = &v->attr[v->n_attr];
     memset(a, 0, sizeof *a);
-    a->name = mem_strdup(name);
+    a->name = mem_alloc(nn + 1);
+    if (a->name) {
+        memcpy(a->name, name, nn);
+        a->name[nn] = 0;
+    }
     uint32_t cap = v->capm ? v->capm : 1;
     a->num = mem_alloc_array(cap, sizeof *a->num);
     a->b = mem_alloc_array(cap, 1);
@@ -363,10 +391,13 @@ static mattr *attr_get(mview *v, const char *name)
     return a;
 }
 
-/* Sets attribute `name` of member m from a JSON value; from_event: a survey answer. */
-static int attr_set(mview *v, uint32_t m, const char *name, json_t *val, int from_event)
+/* Sets attribute `key` (a JSON string) of member m from a JSON value; from_event: a
+ * survey answer.  Null, arrays and objects give no value (the attribute still exists). */
+static int attr_set(mview *v, uint32_t m, const jsval *key, const jsval *val, int from_event)
 {
-    mattr *a = attr_get(v, name);
+    size_t nn;
+    const char *name = js_text(v, key, &nn);
+    mattr *a = name ? attr_get(v, name, nn) : NULL;
     if (!a)
         return -1;
     if (!from_event && a->from_event[m])
@@ -377,21 +408,24 @@ static int attr_set(mview *v, uint32_t m, const char *name, json_t *val, int fro
     double num = NAN;
     uint8_t bv = 2;
     int kind;
-    if (json_is_integer(val)) {
-        num = (double)json_integer_value(val);
-        snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(val));
+    if (val->kind == JS_INT) {
+        long long x = (long long)jscan_int(val);
+        num = (double)x;
+        snprintf(buf, sizeof buf, "%lld", x);
         text = buf, tn = strlen(buf), kind = 0;
-    } else if (json_is_real(val)) {
-        num = json_real_value(val);
-        snprintf(buf, sizeof buf, "%.17g", json_real_value(val));
+    } else if (val->kind == JS_REAL) {
+        num = jscan_real(val);
+        snprintf(buf, sizeof buf, "%.17g", num);
         text = buf, tn = strlen(buf), kind = 0;
-    } else if (json_is_boolean(val)) {
-        bv = json_is_true(val) ? 1 : 0;
+    } else if (val->kind == JS_TRUE || val->kind == JS_FALSE) {
+        bv = val->kind == JS_TRUE ? 1 : 0;
         text = bv ? "true" : "false", tn = strlen(text), kind = 1;
-    } else if (json_is_string(val)) {
-        text = json_string_value(val), tn = json_string_length(val), kind = 2;
+    } else if (val->kind == JS_STR) {
+        if (!(text = js_text(v, val, &tn)))
+            return -1;
+        kind = 2;
     } else {
-        return 0; /* null, arrays, objects: no value */
+        return 0;
     }
     uint32_t c = strdict_intern(&v->pstr, text, tn);
     if (!c)
@@ -409,49 +443,74 @@ static int attr_set(mview *v, uint32_t m, const char *name, json_t *val, int fro
     return 0;
 }
 
-static void consent_apply(mview *v, uint32_t m, int k, const char *status, int64_t at,
-                          int64_t expires)
+static void consent_apply(mview *v, uint32_t m, int k, int granted, int64_t at, int64_t expires)
 {
     if (v->consent[k][m] != CONSENT_MISSING && v->consent_at[k][m] > at)
         return; /* the entry with the latest updated_at wins */
-    v->consent[k][m] = strcmp(status, "granted") == 0 ? CONSENT_GRANTED : CONSENT_DENIED;
+    v->consent[k][m] = granted ? CONSENT_GRANTED : CONSENT_DENIED;
     v->consent_expires[k][m] = expires;
     v->consent_at[k][m] = at;
+}
+
+/* The consent key (CK_*) a JSON string names, or -1. */
+static int consent_key_js(const jsval *s)
+{
+    char buf[32];
+    if (s->kind != JS_STR || s->n >= sizeof buf)
+        return -1;
+    return consent_key(jscan_cstr(s, buf, sizeof buf));
 }
 
 /* Applies member m's whole profile (the merged JSON the store holds). */
 static int apply_profile(mview *v, uint32_t m, const char *text, size_t n)
 {
-    json_error_t je;
-    json_t *p = json_loadb(text, n, 0, &je);
-    if (!json_is_object(p)) {
-        json_decref(p);
+    jsval p;
+    if (jscan_doc(text, n, &p) != 0 || p.kind != JS_OBJ)
         return 0; /* profiles are written by patron as JSON objects; skip anything else */
+    /* One pass over the members picks out every key the view reads (a lookup per key
+     * would walk the text once per key). */
+    enum { PK_BIRTH = MV__NSTR, PK_INTERESTS, PK_CONSENT, PK_ATTRIBUTES, PK__N };
+    static const char *const extra[PK__N - MV__NSTR] = {"birth_date", "interests", "consent",
+                                                        "attributes"};
+    jsval f[PK__N], t, key, e;
+    memset(f, 0, sizeof f);
+    const char *pos = NULL;
+    while (jscan_next(&p, &pos, &key, &e)) {
+        for (int k = 0; k < PK__N; k++)
+            if (f[k].kind == JS_NONE &&
+                jscan_str_eq(&key, k < MV__NSTR ? mv_str_names[k] : extra[k - MV__NSTR])) {
+                f[k] = e;
+                break;
+            }
     }
     int rc = 0;
     for (int k = 0; k < MV__NSTR && rc == 0; k++) {
-        json_t *s = json_object_get(p, mv_str_names[k]);
         uint32_t c = 0;
-        if (json_is_string(s) && !(c = strdict_intern(&v->pstr, json_string_value(s), json_string_length(s))))
+        if (f[k].kind == JS_STR && !(c = js_intern(v, &v->pstr, &f[k])))
             rc = -1;
         v->str[k][m] = c;
     }
-    json_t *bd = json_object_get(p, "birth_date");
+    jsval bd = f[PK_BIRTH];
     int32_t days;
-    v->birth_days[m] = json_is_string(bd) && time_parse_date(json_string_value(bd), json_string_length(bd), &days) == 0
-                               ? days
-                               : INT32_MIN;
-    json_t *tags = json_object_get(p, "interests"), *t;
-    size_t i, nt = json_array_size(tags);
+    size_t bn;
+    char bbuf[64];
+    const char *bs = bd.kind == JS_STR ? jscan_str(&bd, bbuf, sizeof bbuf, &bn) : NULL;
+    v->birth_days[m] = bs && time_parse_date(bs, bn, &days) == 0 ? days : INT32_MIN;
+    jsval tags = f[PK_INTERESTS];
+    pos = NULL;
+    size_t nt = 0;
+    while (tags.kind == JS_ARR && jscan_next(&tags, &pos, NULL, &t))
+        nt++;
     if (rc == 0 && (nt || v->tag_end[m] > v->tag_beg[m])) {
         /* the new list goes at the end (the old one, if any, becomes garbage) */
         if (MEM_GROW(v->tags, v->cap_tags, v->n_tags + nt + 1))
             rc = -1;
         uint32_t b = (uint32_t)v->n_tags;
-        json_array_foreach(tags, i, t) {
-            if (rc || !json_is_string(t))
+        pos = NULL;
+        while (rc == 0 && nt && jscan_next(&tags, &pos, NULL, &t)) {
+            if (t.kind != JS_STR)
                 continue;
-            uint32_t c = strdict_intern(&v->pstr, json_string_value(t), json_string_length(t));
+            uint32_t c = js_intern(v, &v->pstr, &t);
             if (!c)
                 rc = -1;
             v->tags[v->n_tags++] = c;
@@ -459,97 +518,97 @@ static int apply_profile(mview *v, uint32_t m, const char *text, size_t n)
         v->tag_beg[m] = b;
         v->tag_end[m] = (uint32_t)v->n_tags;
     }
-    json_t *cons = json_object_get(p, "consent"), *e;
-    const char *key;
-    json_object_foreach(cons, key, e) {
-        int k = consent_key(key);
-        json_t *st = json_object_get(e, "status");
-        if (k < 0 || !json_is_string(st))
+    jsval cons = f[PK_CONSENT];
+    pos = NULL;
+    while (cons.kind == JS_OBJ && jscan_next(&cons, &pos, &key, &e)) {
+        int k = consent_key_js(&key);
+        jsval st = jscan_get(&e, "status");
+        if (k < 0 || st.kind != JS_STR)
             continue;
-        consent_apply(v, m, k, json_string_value(st), json_ts(e, "updated_at"), json_ts(e, "expires_at"));
+        consent_apply(v, m, k, jscan_str_eq(&st, "granted"), json_ts(&e, "updated_at"),
+                      json_ts(&e, "expires_at"));
     }
-    json_t *attrs = json_object_get(p, "attributes");
-    json_object_foreach(attrs, key, e) {
-        if (rc == 0 && attr_set(v, m, key, e, 0) != 0)
-            rc = -1;
-    }
-    json_decref(p);
+    jsval attrs = f[PK_ATTRIBUTES];
+    pos = NULL;
+    while (rc == 0 && attrs.kind == JS_OBJ && jscan_next(&attrs, &pos, &key, &e))
+        rc = attr_set(v, m, &key, &e, 0);
     return rc;
 }
 
 /* ---- events ------------------------------------------------------------------------- */
 
-static int wants_event(const char *type)
+/* The edefs index of an event type, N_EDEFS for consent, -1 for a type the view skips. */
+static int event_kind(const char *type)
 {
-    if (strcmp(type, "consent") == 0)
-        return 1;
     for (size_t d = 0; d < N_EDEFS; d++)
         if (strcmp(edefs[d].type, type) == 0)
-            return 1;
+            return (int)d;
+    return strcmp(type, "consent") == 0 ? (int)N_EDEFS : -1;
+}
+
+/* The cells of a stream row from event o (edefs[d]): numbers as doubles, strings as
+ * codes in estr (integers written as text). */
+static int event_cells(mview *v, size_t d, const jsval *o, unsigned char cells[3][8])
+{
+    for (int k = 0; k < 3 && edefs[d].keys[k]; k++) {
+        jsval f = jscan_get(o, edefs[d].keys[k]);
+        if (edefs[d].types[k] == VT_NUM) {
+            double x = f.kind == JS_INT || f.kind == JS_REAL ? jscan_real(&f) : NAN;
+            memcpy(cells[k], &x, 8);
+        } else {
+            uint32_t code = 0;
+            if (f.kind == JS_STR) {
+                if (!(code = js_intern(v, &v->estr, &f)))
+                    return -1;
+            } else if (f.kind == JS_INT) {
+                char nb[32];
+                snprintf(nb, sizeof nb, "%lld", (long long)jscan_int(&f));
+                if (!(code = strdict_intern(&v->estr, nb, strlen(nb))))
+                    return -1;
+            }
+            memcpy(cells[k], &code, 4);
+        }
+    }
     return 0;
 }
 
-/* Applies one stored event (its parsed JSON object). */
-static int apply_event_obj(mview *v, uint32_t m, const char *type, int64_t ts, json_t *o)
+/* What a consent or survey event does to member m's profile columns. */
+static int event_profile(mview *v, uint32_t m, int kind, int64_t ts, const jsval *o)
 {
-    int is_consent = strcmp(type, "consent") == 0, is_survey = strcmp(type, "survey") == 0;
-    size_t d = 0;
-    while (d < N_EDEFS && strcmp(edefs[d].type, type) != 0)
-        d++;
-    if ((d == N_EDEFS && !is_consent) || !json_is_object(o))
+    if (kind == (int)N_EDEFS) {
+        jsval ch = jscan_get(o, "channel"), pu = jscan_get(o, "purpose"),
+              st = jscan_get(o, "status");
+        int ck = ch.kind == JS_STR ? consent_key_js(&ch) : consent_key_js(&pu);
+        if (ck >= 0 && st.kind == JS_STR)
+            consent_apply(v, m, ck, jscan_str_eq(&st, "granted"), ts, json_ts(o, "expires_at"));
         return 0;
+    }
     int rc = 0;
-    if (is_consent) {
-        json_t *ch = json_object_get(o, "channel"), *pu = json_object_get(o, "purpose"),
-               *st = json_object_get(o, "status");
-        const char *k = json_is_string(ch) ? json_string_value(ch)
-                        : json_is_string(pu) ? json_string_value(pu) : "";
-        int ck = consent_key(k);
-        if (ck >= 0 && json_is_string(st))
-            consent_apply(v, m, ck, json_string_value(st), ts, json_ts(o, "expires_at"));
-    }
-    if (is_survey) { /* each answer also sets attributes.KEY */
-        json_t *ans = json_object_get(o, "answers"), *val;
-        const char *key;
-        json_object_foreach(ans, key, val) {
-            if (rc == 0 && attr_set(v, m, key, val, 1) != 0)
-                rc = -1;
-        }
-    }
-    if (d < N_EDEFS && rc == 0) {
-        unsigned char cells[3][8];
-        const void *vals[4] = {NULL, cells[0], cells[1], cells[2]};
-        for (int k = 0; k < 3 && edefs[d].keys[k]; k++) {
-            json_t *f = json_object_get(o, edefs[d].keys[k]);
-            if (edefs[d].types[k] == VT_NUM) {
-                double x = json_is_number(f) ? json_number_value(f) : NAN;
-                memcpy(cells[k], &x, 8);
-            } else {
-                uint32_t code = 0;
-                if (json_is_string(f))
-                    code = strdict_intern(&v->estr, json_string_value(f), json_string_length(f));
-                else if (json_is_integer(f)) {
-                    char nb[32];
-                    snprintf(nb, sizeof nb, "%lld", (long long)json_integer_value(f));
-                    code = strdict_intern(&v->estr, nb, strlen(nb));
-                }
-                memcpy(cells[k], &code, 4);
-            }
-        }
-        rc = stream_insert(&v->streams[edefs[d].stream], m, ts, vals);
+    if (edefs[kind].stream == ST_SURVEYS) { /* each answer also sets attributes.KEY */
+        jsval ans = jscan_get(o, "answers"), key, val;
+        const char *pos = NULL;
+        while (rc == 0 && ans.kind == JS_OBJ && jscan_next(&ans, &pos, &key, &val))
+            rc = attr_set(v, m, &key, &val, 1);
     }
     return rc;
 }
 
+/* Applies one stored event (its JSON text). */
 static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const char *body,
                        size_t n)
 {
-    if (!wants_event(type))
+    int kind = event_kind(type);
+    jsval o;
+    if (kind < 0 || jscan_doc(body, n, &o) != 0 || o.kind != JS_OBJ)
         return 0;
-    json_error_t je;
-    json_t *o = json_loadb(body, n, 0, &je);
-    int rc = apply_event_obj(v, m, type, ts, o);
-    json_decref(o);
+    int rc = event_profile(v, m, kind, ts, &o);
+    if (rc == 0 && kind < (int)N_EDEFS) {
+        unsigned char cells[3][8];
+        const void *vals[4] = {NULL, cells[0], cells[1], cells[2]};
+        rc = event_cells(v, (size_t)kind, &o, cells);
+        if (rc == 0)
+            rc = stream_insert(&v->streams[edefs[kind].stream], m, ts, vals);
+    }
     return rc;
 }
 
@@ -796,6 +855,7 @@ static void view_free(mview *v)
         mem_free(v->attr[i].from_event);
     }
     mem_free(v->attr);
+    mem_free(v->scratch);
     mem_free(v->bf_freq);
     mem_free(v->bf_money);
     mem_free(v->bf_last);
@@ -893,13 +953,190 @@ static int load_profile(void *ctx, uint32_t m, const char *text, size_t n)
     return apply_profile(l->v, m, text, n) ? 1 : 0;
 }
 
-static int load_event(void *ctx, const char *type, int64_t member, int64_t ts, const char *body,
-                      size_t n)
+/*
+ * Events from the event chunks.  A first pass over the chunks parses each event the
+ * view reads once: a stream event becomes a row (member, stream, ts, cells); a consent
+ * or survey event, whose effect on the profile columns depends on order, is kept (its
+ * text copied) and applied after sorting by (member, ts, stored order) -- the order the
+ * events were written, which for a database migrated from schema 3 is (member, ts, id),
+ * the order earlier versions read them in.  The stream rows are then placed member by
+ * member with one counting pass (each slice exactly full), not inserted one by one.
+ */
+typedef struct pevent {
+    uint32_t member, seq;
+    int64_t ts;
+    int kind;
+    size_t off, len; /* text in ebuild.text */
+} pevent;
+
+typedef struct ebuild {
+    mview *v;
+    int kind_of[256]; /* store type code -> event_kind() */
+    size_t n, cap;    /* stream rows */
+    uint32_t *member;
+    uint8_t *stream;
+    int64_t *ts;
+    uint64_t *cell;   /* 3 per row */
+    pevent *pe;       /* profile events */
+    size_t npe, cap_pe;
+    char *text;
+    size_t text_len, text_cap;
+} ebuild;
+
+static int load_echunk(void *ctx, const store_echunk *c)
 {
-    lctx *l = ctx;
-    if (member < 0 || member >= l->v->n)
-        return 0;
-    return apply_event(l->v, (uint32_t)member, type, ts, body, n) ? 1 : 0;
+    ebuild *b = ctx;
+    mview *v = b->v;
+    for (uint32_t i = 0; i < c->n; i++) {
+        int kind = b->kind_of[c->type[i]];
+        int32_t m = c->member[i];
+        if (kind < 0 || m < 0 || (uint32_t)m >= v->n)
+            continue;
+        const char *body = c->bodies + c->body_off[i];
+        size_t bn = c->body_off[i + 1] - c->body_off[i];
+        jsval o;
+        if (jscan_doc(body, bn, &o) != 0 || o.kind != JS_OBJ)
+            continue; /* as before: an event that is not a JSON object changes nothing */
+        if (kind == (int)N_EDEFS || edefs[kind].stream == ST_SURVEYS) {
+            if (MEM_GROW(b->pe, b->cap_pe, b->npe + 1) ||
+                MEM_GROW(b->text, b->text_cap, b->text_len + bn + 1))
+                return 1;
+            b->pe[b->npe] = (pevent){(uint32_t)m, (uint32_t)b->npe, c->ts[i], kind, b->text_len, bn};
+            memcpy(b->text + b->text_len, body, bn);
+            b->text_len += bn;
+            b->npe++;
+        }
+        if (kind == (int)N_EDEFS)
+            continue;
+        if (b->n == b->cap) {
+            size_t nc = b->cap ? b->cap * 2 : 65536;
+            uint32_t *pm = mem_realloc_array(b->member, nc, 4);
+            if (pm)
+                b->member = pm;
+            uint8_t *ps = pm ? mem_realloc_array(b->stream, nc, 1) : NULL;
+            if (ps)
+                b->stream = ps;
+            int64_t *pt = ps ? mem_realloc_array(b->ts, nc, 8) : NULL;
+            if (pt)
+                b->ts = pt;
+            uint64_t *pc = pt ? mem_realloc_array(b->cell, nc, 24) : NULL;
+            if (!pc)
+                return 1;
+            b->cell = pc;
+            b->cap = nc;
+        }
+        unsigned char cells[3][8];
+        memset(cells, 0, sizeof cells);
+        if (event_cells(v, (size_t)kind, &o, cells) != 0)
+            return 1;
+        b->member[b->n] = (uint32_t)m;
+        b->stream[b->n] = (uint8_t)edefs[kind].stream;
+        b->ts[b->n] = c->ts[i];
+        memcpy(b->cell + 3 * b->n, cells, 24);
+        b->n++;
+    }
+    return 0;
+}
+
+static int pevent_cmp(const void *x, const void *y)
+{
+    const pevent *a = x, *b = y;
+    if (a->member != b->member)
+        return a->member < b->member ? -1 : 1;
+    if (a->ts != b->ts)
+        return a->ts < b->ts ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* Moves row `from` of stream s to `to` (to < from), shifting the rows between up. */
+static void stream_rotate(stream *s, uint32_t to, uint32_t from)
+{
+    for (int c = 0; c < s->ncols; c++) {
+        char *base = s->col[c], tmp[8];
+        size_t z = s->colsz[c];
+        memcpy(tmp, base + (size_t)from * z, z);
+        memmove(base + (size_t)(to + 1) * z, base + (size_t)to * z, (size_t)(from - to) * z);
+        memcpy(base + (size_t)to * z, tmp, z);
+    }
+}
+
+/* Places the gathered rows into the event streams (empty so far), each member's slice
+ * exactly full and in time order (rows with equal ts keep their stored order). */
+static int fill_streams(mview *v, const ebuild *b)
+{
+    for (size_t r = 0; r < b->n; r++)
+        v->streams[b->stream[r]].cap[b->member[r]]++;
+    for (int k = ST_REDEMPTIONS; k < ST__N; k++) {
+        stream *s = &v->streams[k];
+        uint32_t off = 0;
+        for (uint32_t m = 0; m < v->n; m++) {
+            s->beg[m] = s->end[m] = off;
+            off += s->cap[m];
+        }
+        for (int c = 0; c < s->ncols; c++) {
+            void *q = mem_alloc_array(off ? off : 1, s->colsz[c]);
+            if (!q)
+                return -1;
+            mem_free(s->col[c]);
+            s->col[c] = q;
+        }
+        s->nrows = s->caprows = off;
+    }
+    for (size_t r = 0; r < b->n; r++) {
+        stream *s = &v->streams[b->stream[r]];
+        uint32_t p = s->end[b->member[r]]++;
+        memcpy((char *)s->col[0] + (size_t)p * 8, &b->ts[r], 8);
+        for (int c = 1; c < s->ncols; c++)
+            memcpy((char *)s->col[c] + (size_t)p * s->colsz[c], b->cell + 3 * r + (c - 1),
+                   s->colsz[c]);
+    }
+    for (int k = ST_REDEMPTIONS; k < ST__N; k++) {
+        stream *s = &v->streams[k];
+        const int64_t *ts = s->col[0];
+        for (uint32_t m = 0; m < v->n; m++)
+            for (uint32_t i = s->beg[m] + 1; i < s->end[m]; i++) {
+                if (ts[i] >= ts[i - 1])
+                    continue;
+                uint32_t j = i;
+                while (j > s->beg[m] && ts[j - 1] > ts[i])
+                    j--;
+                stream_rotate(s, j, i);
+            }
+        s->ts = s->col[0];
+    }
+    return 0;
+}
+
+/* Every stored event into the view (after the profiles). */
+static int load_events(patron_db *db, mview *v, patron_error *err)
+{
+    ebuild b;
+    memset(&b, 0, sizeof b);
+    b.v = v;
+    for (int t = 0; t < 256; t++) {
+        const char *name = store_event_type_name(t);
+        b.kind_of[t] = name ? event_kind(name) : -1;
+    }
+    int rc = store_event_chunks_each(db->st, load_echunk, &b, err);
+    if (rc == PATRON_OK) {
+        if (b.npe)
+            qsort(b.pe, b.npe, sizeof *b.pe, pevent_cmp);
+        for (size_t i = 0; i < b.npe && rc == PATRON_OK; i++) {
+            jsval o;
+            jscan_doc(b.text + b.pe[i].off, b.pe[i].len, &o); /* checked when gathered */
+            if (event_profile(v, b.pe[i].member, b.pe[i].kind, b.pe[i].ts, &o) != 0)
+                rc = err_set(err, PATRON_ENOMEM, "out of memory loading events");
+        }
+    }
+    if (rc == PATRON_OK && fill_streams(v, &b) != 0)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory loading events");
+    mem_free(b.member);
+    mem_free(b.stream);
+    mem_free(b.ts);
+    mem_free(b.cell);
+    mem_free(b.pe);
+    mem_free(b.text);
+    return rc;
 }
 
 int db_view_ensure(patron_db *db, patron_error *err)
@@ -933,7 +1170,7 @@ int db_view_ensure(patron_db *db, patron_error *err)
     }
     rc = store_profiles_each(db->st, load_profile, &l, err);
     if (rc == PATRON_OK)
-        rc = store_events_each(db->st, load_event, &l, err);
+        rc = load_events(db, v, err);
     if (rc == PATRON_OK)
         rc = store_dict_each(db->st, load_item_dict, v, err);
     ibuild ib;
@@ -995,13 +1232,6 @@ void view_event(patron_db *db, uint32_t m, const char *type, int64_t ts, const c
 {
     mview *v = live_view(db);
     if (v && m < v->n && apply_event(v, m, type, ts, json, strlen(json)) != 0)
-        v->failed = 1;
-}
-
-void view_event_obj(patron_db *db, uint32_t m, const char *type, int64_t ts, void *obj)
-{
-    mview *v = live_view(db);
-    if (v && m < v->n && apply_event_obj(v, m, type, ts, obj) != 0)
         v->failed = 1;
 }
 

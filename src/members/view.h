@@ -118,6 +118,8 @@ typedef struct mview {
      * now >= bf_max[m] (the latest of those events) they are the behavioural fields */
     uint32_t *bf_freq;
     int64_t *bf_money, *bf_last, *bf_max; /* PATRON_NULL_TS when none */
+    char *scratch;           /* decoded JSON strings that hold escapes */
+    size_t scratch_cap;
     int failed;              /* an incremental update ran out of memory: rebuild */
     /* bitmap indexes of code columns built by the rule evaluator (rules/eval.c), each
      * valid for one view generation; freed with the view */
@@ -159,8 +161,6 @@ int db_consent(const patron_db *db, uint32_t m, int k, int64_t now);
  * against the view must be compiled again).  On failure the view is marked stale. */
 void view_profile(patron_db *db, uint32_t m, const char *json);
 void view_event(patron_db *db, uint32_t m, const char *type, int64_t ts, const char *json);
-/* The same from the event's parsed JSON object (a json_t *: saves parsing twice). */
-void view_event_obj(patron_db *db, uint32_t m, const char *type, int64_t ts, void *obj);
 void view_dict_add(patron_db *db, int kind, uint32_t code, const char *s, size_t n);
 void view_order(patron_db *db, uint32_t o);
 /* A line item of order o (already given to view_order). */

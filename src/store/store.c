@@ -36,11 +36,17 @@ static const char *migrations[] = {
     "CREATE INDEX segment_changes_by_name ON segment_changes(name, ts_last);",
     /* 3: a segment's members are a snapshot as of one change row, plus the changes after */
     "ALTER TABLE segments ADD COLUMN snap_change INTEGER NOT NULL DEFAULT 0;",
+    /* 4: events as column chunks; their ids (with content hashes) in their own table for
+     * exact duplicate detection; the rows of the events table move into chunks
+     * (migrate_events) and the table is dropped */
+    "CREATE TABLE event_chunks(id INTEGER PRIMARY KEY, n INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE TABLE event_ids(event_id TEXT PRIMARY KEY, hash INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO event_ids(event_id, hash) SELECT event_id, hash FROM events;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
 enum { ST_MEMBER_PUT, ST_MEMBER_PROFILE, ST_PROFILE_PUT, ST_DICT_PUT, ST_ORDER_PUT, ST_ORDER_VOID, ST_CHUNK_PUT, ST_EVENT_PUT,
-       ST_EVENT_GET, ST__COUNT };
+       ST_EVENT_GET, ST_ECHUNK_PUT, ST__COUNT };
 static const char *stmt_sql[ST__COUNT] = {
     "INSERT INTO members(idx, member_id, enrolled_at, phash) VALUES(?1,?2,?3,?4)"
     " ON CONFLICT(idx) DO UPDATE SET enrolled_at=excluded.enrolled_at, phash=excluded.phash",
@@ -50,8 +56,9 @@ static const char *stmt_sql[ST__COUNT] = {
     "INSERT INTO order_chunks(n, data) VALUES(?1,?2)",
     "INSERT OR IGNORE INTO voids(order_id) VALUES(?1)",
     "INSERT INTO item_chunks(data) VALUES(?1)",
-    "INSERT INTO events(event_id, type, member_idx, ts, hash, body) VALUES(?1,?2,?3,?4,?5,?6)",
-    "SELECT hash FROM events WHERE event_id=?1",
+    "INSERT INTO event_ids(event_id, hash) VALUES(?1,?2)",
+    "SELECT hash FROM event_ids WHERE event_id=?1",
+    "INSERT INTO event_chunks(n, data) VALUES(?1,?2)",
 };
 
 /* Orders written since store_begin() and not yet in a chunk (ids copied into ids). */
@@ -63,12 +70,28 @@ typedef struct pending_orders {
     size_t ids_len, ids_cap;
 } pending_orders;
 
+/* Events written since store_begin() and not yet in a chunk (a chunk is written every
+ * EVENT_CHUNK events and at commit, inside the transaction). */
+typedef struct pending_events {
+    int64_t *ts;
+    uint64_t *hash;
+    int32_t *member;
+    uint8_t *type;
+    uint32_t *id_len, *body_len;
+    size_t n, cap;
+    char *bytes; /* ids, then bodies, of each event in turn */
+    size_t len, cap_bytes;
+} pending_events;
+
 struct store {
     sqlite3 *db;
     sqlite3_stmt *st[ST__COUNT];
     char path[512];
     pending_orders pend;
+    pending_events pev;
 };
+
+static int migrate_events(store *s, patron_error *err);
 
 static int fail(store *s, patron_error *err, const char *what)
 {
@@ -108,7 +131,8 @@ static int migrate(store *s, patron_error *err)
         snprintf(set, sizeof set,
                  "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '%d')", v + 1);
         if ((rc = exec(s, "BEGIN", err)) || (rc = exec(s, migrations[v], err)) ||
-            (rc = exec(s, set, err)) || (rc = exec(s, "COMMIT", err))) {
+            (v + 1 == 4 && (rc = migrate_events(s, err))) || (rc = exec(s, set, err)) ||
+            (rc = exec(s, "COMMIT", err))) {
             exec(s, "ROLLBACK", NULL);
             return rc;
         }
@@ -161,21 +185,33 @@ void store_close(store *s)
     mem_free(s->pend.o);
     mem_free(s->pend.id_off);
     mem_free(s->pend.ids);
+    pending_events *e = &s->pev;
+    mem_free(e->ts);
+    mem_free(e->hash);
+    mem_free(e->member);
+    mem_free(e->type);
+    mem_free(e->id_len);
+    mem_free(e->body_len);
+    mem_free(e->bytes);
     mem_free(s);
 }
 
 static int flush_orders(store *s, patron_error *err);
+static int flush_events(store *s, patron_error *err);
 
 int store_begin(store *s, patron_error *err)
 {
     s->pend.n = 0;
     s->pend.ids_len = 0;
+    s->pev.n = s->pev.len = 0;
     return exec(s, "BEGIN IMMEDIATE", err);
 }
 
 int store_commit(store *s, patron_error *err)
 {
     int rc = flush_orders(s, err);
+    if (rc == PATRON_OK)
+        rc = flush_events(s, err);
     if (rc != PATRON_OK)
         return rc;
     return exec(s, "COMMIT", err);
@@ -195,6 +231,7 @@ void store_rollback(store *s)
 {
     s->pend.n = 0;
     s->pend.ids_len = 0;
+    s->pev.n = s->pev.len = 0;
     exec(s, "ROLLBACK", NULL);
 }
 
@@ -481,20 +518,168 @@ int store_chunk_put(store *s, const void *blob, size_t n, patron_error *err)
     return step_done(s, st, err, "storing line items");
 }
 
+/*
+ * Event chunk, format 1 (one BLOB per up to EVENT_CHUNK events of one import, in the
+ * order they were written): "PEC1", u32 n, then the columns i64 ts[n], u64 hash[n]
+ * (content hash), i32 member[n] (member index, -1 = none), u32 id_len[n],
+ * u32 body_len[n], u8 type[n] (store_event_type_code), the id bytes, the body bytes
+ * (canonical JSON), and u64 XXH3 of everything before it.
+ */
+#define EVENT_CHUNK 65536
+
+static const char *const event_type_names[] = {"order", "return",  "redemption", "points",
+                                               "void",  "message", "survey",     "referral",
+                                               "view",  "consent", "custom"};
+#define N_EVENT_TYPES ((int)(sizeof event_type_names / sizeof event_type_names[0]))
+
+int store_event_type_code(const char *type)
+{
+    for (int i = 0; i < N_EVENT_TYPES; i++)
+        if (strcmp(type, event_type_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+const char *store_event_type_name(int code)
+{
+    return code >= 0 && code < N_EVENT_TYPES ? event_type_names[code] : NULL;
+}
+
+static int flush_events(store *s, patron_error *err)
+{
+    pending_events *p = &s->pev;
+    if (p->n == 0)
+        return PATRON_OK;
+    size_t n = p->n, len = 8 + n * (8 + 8 + 4 + 4 + 4 + 1) + p->len + 8;
+    unsigned char *buf = mem_alloc(len), *w = buf;
+    if (!buf)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    uint32_t n32 = (uint32_t)n;
+    memcpy(w, "PEC1", 4);
+    memcpy(w + 4, &n32, 4);
+    w += 8;
+    memcpy(w, p->ts, 8 * n), w += 8 * n;
+    memcpy(w, p->hash, 8 * n), w += 8 * n;
+    memcpy(w, p->member, 4 * n), w += 4 * n;
+    memcpy(w, p->id_len, 4 * n), w += 4 * n;
+    memcpy(w, p->body_len, 4 * n), w += 4 * n;
+    memcpy(w, p->type, n), w += n;
+    /* the bytes are kept id, body, id, body…: the chunk has all ids, then all bodies */
+    const char *r = p->bytes;
+    size_t idbytes = 0;
+    for (size_t i = 0; i < n; i++)
+        idbytes += p->id_len[i];
+    unsigned char *wb = w + idbytes;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(w, r, p->id_len[i]), w += p->id_len[i], r += p->id_len[i];
+        memcpy(wb, r, p->body_len[i]), wb += p->body_len[i], r += p->body_len[i];
+    }
+    uint64_t sum = XXH3_64bits(buf, len - 8);
+    memcpy(buf + len - 8, &sum, 8);
+    /* migrations run before the statements are prepared */
+    sqlite3_stmt *st = s->st[ST_ECHUNK_PUT], *own = NULL;
+    if (!st && sqlite3_prepare_v2(s->db, stmt_sql[ST_ECHUNK_PUT], -1, &own, NULL) != SQLITE_OK) {
+        mem_free(buf);
+        return fail(s, err, "storing events");
+    }
+    if (!st)
+        st = own;
+    sqlite3_bind_int64(st, 1, (int64_t)n);
+    sqlite3_bind_blob64(st, 2, buf, len, SQLITE_STATIC);
+    int rc = step_done(s, st, err, "storing events");
+    sqlite3_finalize(own);
+    mem_free(buf);
+    p->n = p->len = 0;
+    return rc;
+}
+
+/* Adds one event to the pending chunk (written when full or at commit). */
+static int event_pend(store *s, const char *id, size_t idn, int type, int64_t member, int64_t ts,
+                      uint64_t hash, const char *body, size_t bodyn, patron_error *err)
+{
+    pending_events *p = &s->pev;
+    if (idn > UINT32_MAX || bodyn > UINT32_MAX || member > INT32_MAX)
+        return err_set(err, PATRON_EINPUT, "%s: event '%.*s' is too large to store", s->path,
+                       (int)(idn < 64 ? idn : 64), id);
+    if (p->n == p->cap) {
+        /* every column has room for cap events; each keeps its block until all have grown */
+        size_t c = p->cap ? p->cap * 2 : 1024;
+        void **col[6] = {(void **)&p->ts, (void **)&p->hash, (void **)&p->member,
+                         (void **)&p->type, (void **)&p->id_len, (void **)&p->body_len};
+        static const size_t sz[6] = {8, 8, 4, 1, 4, 4};
+        for (int k = 0; k < 6; k++) {
+            void *q = mem_realloc_array(*col[k], c, sz[k]);
+            if (!q)
+                return err_set(err, PATRON_ENOMEM, "out of memory");
+            *col[k] = q;
+        }
+        p->cap = c;
+    }
+    if (MEM_GROW(p->bytes, p->cap_bytes, p->len + idn + bodyn + 1))
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    p->ts[p->n] = ts;
+    p->hash[p->n] = hash;
+    p->member[p->n] = member < 0 ? -1 : (int32_t)member;
+    p->type[p->n] = (uint8_t)type;
+    p->id_len[p->n] = (uint32_t)idn;
+    p->body_len[p->n] = (uint32_t)bodyn;
+    memcpy(p->bytes + p->len, id, idn);
+    memcpy(p->bytes + p->len + idn, body, bodyn);
+    p->len += idn + bodyn;
+    p->n++;
+    return p->n >= EVENT_CHUNK ? flush_events(s, err) : PATRON_OK;
+}
+
 int store_event_put(store *s, const char *id, const char *type, int64_t member, int64_t ts,
                     uint64_t hash, const char *body, patron_error *err)
 {
+    int code = store_event_type_code(type);
+    if (code < 0)
+        return err_set(err, PATRON_EINPUT, "%s: cannot store event '%s': unknown type '%s'",
+                       s->path, id, type);
     sqlite3_stmt *st = s->st[ST_EVENT_PUT];
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-    if (member < 0)
-        sqlite3_bind_null(st, 3);
-    else
-        sqlite3_bind_int64(st, 3, member);
-    sqlite3_bind_int64(st, 4, ts);
-    sqlite3_bind_int64(st, 5, (int64_t)hash);
-    sqlite3_bind_text(st, 6, body, -1, SQLITE_STATIC);
-    return step_done(s, st, err, "storing an event");
+    sqlite3_bind_int64(st, 2, (int64_t)hash);
+    int rc = step_done(s, st, err, "storing an event");
+    if (rc != PATRON_OK)
+        return rc;
+    return event_pend(s, id, strlen(id), code, member, ts, hash, body, strlen(body), err);
+}
+
+/* Schema 4: the rows of the events table become chunks, in the order the member view
+ * used to read them (member, ts, id), and the table is dropped. */
+static int migrate_events(store *s, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "SELECT event_id, type, member_idx, ts, hash, body FROM events"
+                                  " ORDER BY member_idx, ts, event_id", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "migrating events");
+    int r, rc = PATRON_OK;
+    s->pev.n = s->pev.len = 0;
+    while (rc == PATRON_OK && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *id = (const char *)sqlite3_column_text(q, 0);
+        const char *type = (const char *)sqlite3_column_text(q, 1);
+        int code = type ? store_event_type_code(type) : -1;
+        if (code < 0) {
+            rc = err_set(err, PATRON_ESTORE, "%s: cannot migrate event '%s': unknown type '%s'",
+                         s->path, id ? id : "", type ? type : "");
+            break;
+        }
+        int64_t m = sqlite3_column_type(q, 2) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 2);
+        const char *body = (const char *)sqlite3_column_text(q, 5);
+        rc = event_pend(s, id, (size_t)sqlite3_column_bytes(q, 0), code, m,
+                        sqlite3_column_int64(q, 3), (uint64_t)sqlite3_column_int64(q, 4),
+                        body ? body : "", (size_t)sqlite3_column_bytes(q, 5), err);
+    }
+    if (rc == PATRON_OK && r != SQLITE_DONE)
+        rc = fail(s, err, "migrating events");
+    sqlite3_finalize(q);
+    if (rc == PATRON_OK)
+        rc = flush_events(s, err);
+    if (rc == PATRON_OK)
+        rc = exec(s, "DROP TABLE events", err);
+    s->pev.n = s->pev.len = 0;
+    return rc;
 }
 
 int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err)
@@ -560,23 +745,119 @@ int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading line items");
 }
 
-int store_events_each(store *s, store_event_fn fn, void *ctx, patron_error *err)
+int store_event_chunks_each(store *s, store_echunk_fn fn, void *ctx, patron_error *err)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT type, member_idx, ts, body FROM events"
-                                  " ORDER BY member_idx, ts, event_id", -1, &q, NULL) != SQLITE_OK)
+    /* Each chunk is read with the incremental blob API into one buffer: reading the
+     * column would allocate (and fault in) a fresh copy of every multi-megabyte chunk. */
+    if (sqlite3_prepare_v2(s->db, "SELECT id FROM event_chunks ORDER BY id", -1, &q, NULL) != SQLITE_OK)
         return fail(s, err, "reading events");
-    int r, rc = 0;
-    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-        int64_t m = sqlite3_column_type(q, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(q, 1);
-        if ((rc = fn(ctx, (const char *)sqlite3_column_text(q, 0), m, sqlite3_column_int64(q, 2),
-                     (const char *)sqlite3_column_text(q, 3), (size_t)sqlite3_column_bytes(q, 3))) != 0)
+    store_echunk c;
+    memset(&c, 0, sizeof c);
+    size_t cap = 0, bcap = 0;
+    unsigned char *b = NULL;
+    sqlite3_blob *bh = NULL;
+    int r, rc = PATRON_OK;
+    while (rc == PATRON_OK && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        long long cid = (long long)sqlite3_column_int64(q, 0);
+        if ((bh ? sqlite3_blob_reopen(bh, cid)
+                : sqlite3_blob_open(s->db, "main", "event_chunks", "data", cid, 0, &bh)) != SQLITE_OK) {
+            rc = fail(s, err, "reading events");
             break;
+        }
+        size_t len = (size_t)sqlite3_blob_bytes(bh);
+        if (MEM_GROW(b, bcap, len + 1)) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory reading events");
+            break;
+        }
+        if (sqlite3_blob_read(bh, b, (int)len, 0) != SQLITE_OK) {
+            rc = fail(s, err, "reading events");
+            break;
+        }
+        uint32_t n = 0;
+        uint64_t sum;
+        if (len >= 16)
+            memcpy(&n, b + 4, 4);
+        size_t fixed = 8 + (size_t)n * 29 + 8;
+        if (len < fixed || memcmp(b, "PEC1", 4) != 0 ||
+            (memcpy(&sum, b + len - 8, 8), sum != XXH3_64bits(b, len - 8))) {
+            rc = err_set(err, PATRON_ESTORE, "%s: event chunk %lld is damaged (checksum)", s->path,
+                         cid);
+            break;
+        }
+        if (n + 1 > cap) {
+            cap = n + 1;
+            int64_t *ts = mem_realloc_array(c.ts, cap, 8);
+            c.ts = ts ? ts : c.ts;
+            uint64_t *h = ts ? mem_realloc_array(c.hash, cap, 8) : NULL;
+            c.hash = h ? h : c.hash;
+            int32_t *m = h ? mem_realloc_array(c.member, cap, 4) : NULL;
+            c.member = m ? m : c.member;
+            uint8_t *t = m ? mem_realloc_array(c.type, cap, 1) : NULL;
+            c.type = t ? t : c.type;
+            size_t *io = t ? mem_realloc_array(c.id_off, cap, sizeof *io) : NULL;
+            c.id_off = io ? io : c.id_off;
+            size_t *bo = io ? mem_realloc_array(c.body_off, cap, sizeof *bo) : NULL;
+            c.body_off = bo ? bo : c.body_off;
+            if (!bo) {
+                cap = 0;
+                rc = err_set(err, PATRON_ENOMEM, "out of memory reading events");
+                break;
+            }
+        }
+        const unsigned char *p = b + 8;
+        c.n = n;
+        memcpy(c.ts, p, 8 * (size_t)n), p += 8 * (size_t)n;
+        memcpy(c.hash, p, 8 * (size_t)n), p += 8 * (size_t)n;
+        memcpy(c.member, p, 4 * (size_t)n), p += 4 * (size_t)n;
+        const unsigned char *idl = p, *bl = p + 4 * (size_t)n;
+        p += 8 * (size_t)n;
+        memcpy(c.type, p, n), p += n;
+        size_t off = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t k;
+            memcpy(&k, idl + 4 * (size_t)i, 4);
+            c.id_off[i] = off;
+            off += k;
+        }
+        c.id_off[n] = off;
+        c.ids = (const char *)p;
+        size_t room = len - 8 - (size_t)(p - b);
+        if (off > room) {
+            rc = err_set(err, PATRON_ESTORE, "%s: event chunk %lld is damaged (ids)", s->path, cid);
+            break;
+        }
+        c.bodies = c.ids + off;
+        room -= off;
+        off = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t k;
+            memcpy(&k, bl + 4 * (size_t)i, 4);
+            c.body_off[i] = off;
+            off += k;
+        }
+        c.body_off[n] = off;
+        if (off != room) {
+            rc = err_set(err, PATRON_ESTORE, "%s: event chunk %lld is damaged (bodies)", s->path,
+                         cid);
+            break;
+        }
+        int f = fn(ctx, &c);
+        if (f != 0)
+            rc = f < 0 ? f : err_set(err, PATRON_ENOMEM, "out of memory loading events");
     }
+    if (rc == PATRON_OK && r != SQLITE_DONE)
+        rc = fail(s, err, "reading events");
+    sqlite3_blob_close(bh);
     sqlite3_finalize(q);
-    if (rc)
-        return rc < 0 ? rc : err_set(err, PATRON_ENOMEM, "out of memory loading events");
-    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading events");
+    mem_free(b);
+    mem_free(c.ts);
+    mem_free(c.hash);
+    mem_free(c.member);
+    mem_free(c.type);
+    mem_free(c.id_off);
+    mem_free(c.body_off);
+    return rc;
 }
 
 int store_segment_put(store *s, const store_segment *g, patron_error *err)
@@ -720,7 +1001,7 @@ static int64_t count_of(store *s, const char *sql)
 
 int64_t store_event_count(store *s)
 {
-    return count_of(s, "SELECT count(*) FROM events");
+    return count_of(s, "SELECT coalesce(sum(n), 0) FROM event_chunks");
 }
 
 int64_t store_member_count(store *s)

@@ -2,9 +2,11 @@
  * store.h -- the durable store behind a narrow interface (SQLite today; a PostgreSQL
  * backend implements the same calls).  No SQLite call appears outside src/store/.
  *
- * Schema (version 1): meta, members, profiles (JSON), dict (string dictionaries),
- * orders (one row per order or return: id, member, ts, amount, kind, item count, content
- * hash), item_chunks (line items of one import batch as column BLOBs) and events.
+ * Schema (version 4): meta, members, profiles (JSON), dict (string dictionaries),
+ * order_chunks and voids (orders and returns as column BLOBs), item_chunks (line items of
+ * one import batch as column BLOBs), event_chunks (every other event as column BLOBs)
+ * and event_ids (their ids and content hashes), segments and segment_changes; see
+ * docs/storage.md.
  * Every write happens inside store_begin()/store_commit(); nothing is acknowledged
  * before the commit.
  */
@@ -63,21 +65,42 @@ int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
 
 int store_chunk_put(store *s, const void *blob, size_t n, patron_error *err);
 
+/* Events other than orders and returns.  Each id (with its content hash) goes to an
+ * index for exact duplicate detection; the event itself is kept for a column chunk
+ * written inside the transaction (every 65,536 events and at commit).  type is one of
+ * store_event_type_name(); body is the event's canonical JSON. */
 int store_event_put(store *s, const char *id, const char *type, int64_t member, int64_t ts,
                     uint64_t hash, const char *body, patron_error *err);
 /* 1 when an event with that id is stored (its hash in *hash), 0 when not. */
 int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err);
 int64_t store_event_count(store *s);
+/* Event types as chunks store them: a small code per name (-1 / NULL when unknown). */
+int store_event_type_code(const char *type);
+const char *store_event_type_name(int code);
 /* Every member's profile JSON, in index order (members without a profile row are skipped). */
 typedef int (*store_profile_fn)(void *ctx, uint32_t idx, const char *json, size_t n);
 int store_profiles_each(store *s, store_profile_fn fn, void *ctx, patron_error *err);
 /* Every line-item chunk BLOB (format "PIC1", see import.c), checksum verified, in write order. */
 typedef int (*store_blob_fn)(void *ctx, const unsigned char *data, size_t n);
 int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *err);
-/* Every stored non-order event (member index -1 when none), in (member, ts) order. */
-typedef int (*store_event_fn)(void *ctx, const char *type, int64_t member, int64_t ts,
-                              const char *body, size_t n);
-int store_events_each(store *s, store_event_fn fn, void *ctx, patron_error *err);
+/* One chunk of stored events, decoded into aligned columns: event i has ts[i], hash[i],
+ * member[i] (-1 when none), type[i] (a store_event_type_code), its id at
+ * ids[id_off[i]..id_off[i+1]) and its canonical JSON at bodies[body_off[i]..body_off[i+1])
+ * (neither NUL-terminated).  Valid during the callback only. */
+typedef struct store_echunk {
+    uint32_t n;
+    int64_t *ts;
+    uint64_t *hash;
+    int32_t *member;
+    uint8_t *type;
+    size_t *id_off, *body_off;
+    const char *ids, *bodies;
+} store_echunk;
+/* Every event chunk, checksum verified, in write order (within a chunk: the order the
+ * events were written).  fn returns 0, a negative patron status (passed on) or > 0 (out
+ * of memory). */
+typedef int (*store_echunk_fn)(void *ctx, const store_echunk *c);
+int store_event_chunks_each(store *s, store_echunk_fn fn, void *ctx, patron_error *err);
 /* Segments: a named rule (kind 0) or a static member list (kind 1); members is a
  * portable roaring bitmap of member indexes as of as_of. */
 typedef struct store_segment {
