@@ -17,6 +17,7 @@
 #include "core/db.h"
 #include "loyalty/ledger.h"
 #include "members/view.h"
+#include "rules/eval.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -407,6 +408,7 @@ void loyalty_fields_compute(patron_db *db, int64_t now, loyalty_fields *f)
 
 int loyalty_attach(patron_db *db, int64_t now, patron_error *err)
 {
+    rule_indexes_drop(db); /* the columns are rewritten in place below */
     int rc = loyalty_refresh(db, err);
     if (rc != PATRON_OK)
         return rc;

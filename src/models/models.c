@@ -16,6 +16,7 @@
 #include "models/clv.h"
 #include "members/view.h"
 #include "models/rfm.h"
+#include "rules/eval.h"
 #include "store/store_models.h"
 
 #include <jansson.h>
@@ -780,6 +781,7 @@ int models_declining_high_value(patron_db *db, int64_t now, uint32_t *out, size_
 
 int models_attach(patron_db *db, patron_error *err)
 {
+    rule_indexes_drop(db); /* the columns are rewritten in place below */
     models_state ms;
     int rc = models_load(db, &ms, err);
     if (rc != PATRON_OK)

@@ -1208,14 +1208,22 @@ static int is_plain_extremum(const rnode *n)
            n->sfield->col.type == VT_NUM && !n->a && n->has_window;
 }
 
-typedef struct tedge {
-    int64_t at, d1, d0; /* at `at`: spend s1 += d1, s0 += d0 */
-} tedge;
+/* A sweep of a member's rows through time: each run is a slice [j, end) of a stream
+ * whose rows each do something at ts + off (come into a window, or leave it), in time
+ * order; sweep_next is the earliest instant of any run. */
+typedef struct srun {
+    const int64_t *ts;
+    uint32_t j, end;
+    int64_t off;
+} srun;
 
-static int cmp_tedge(const void *a, const void *b)
+static int64_t sweep_next(const srun *r, int n)
 {
-    int64_t x = ((const tedge *)a)->at, y = ((const tedge *)b)->at;
-    return (x > y) - (x < y);
+    int64_t t = NEVER;
+    for (int i = 0; i < n; i++)
+        if (r[i].j < r[i].end)
+            t = min64(t, r[i].ts[r[i].j] + r[i].off);
+    return t;
 }
 
 /* `spend_trend CMP c`: the trend compares the net spend of the last 90 days (s1) with
@@ -1226,56 +1234,43 @@ static int cmp_tedge(const void *a, const void *b)
 static int64_t trend_flip(const ectx *x, uint32_t m, int64_t now, int op, double c, int swapped)
 {
     const mview *v = x->v;
-    const stream *st[2] = {&v->streams[ST_ORDERS], &v->streams[ST_RETURNS]};
+    const stream *o = &v->streams[ST_ORDERS], *rt = &v->streams[ST_RETURNS];
     const int64_t w1 = 90 * TIME_DAY, w2 = 180 * TIME_DAY;
-    enum { MAXE = 512 };
-    tedge e[MAXE];
-    size_t ne = 0;
-    int64_t s1 = 0, s0 = 0, enter = NEVER;
-    uint32_t lo[2], hi[2];
-    for (int k = 0; k < 2; k++) {
-        const stream *s = st[k];
-        uint32_t a = s->beg[m], b = s->end[m];
-        lo[k] = upper(s->ts, a, b, now - w2);
-        hi[k] = upper(s->ts, a, b, now);
-        if (hi[k] < b)
-            enter = min64(enter, s->ts[hi[k]]);
-    }
-    if ((size_t)(hi[0] - lo[0]) + (hi[1] - lo[1]) > MAXE / 2) /* many rows: every edge */
-        return min64(min64(stream_next(st[0], m, now, 1, w1, 0), stream_next(st[0], m, now, 1, w2, w1)),
-                     min64(stream_next(st[1], m, now, 1, w1, 0), stream_next(st[1], m, now, 1, w2, w1)));
-    for (int k = 0; k < 2; k++) {
-        const stream *s = st[k];
-        for (uint32_t j = lo[k]; j < hi[k]; j++) {
-            int64_t amt = k == 0 ? x->db->o_amount[((const uint32_t *)s->col[1])[j]]
-                                 : -((const int64_t *)s->col[2])[j];
-            int64_t t = s->ts[j];
-            if (t > now - w1) {
-                s1 += amt;
-                e[ne++] = (tedge){t + w1, -amt, amt};
-            } else {
-                s0 += amt;
-            }
-            e[ne++] = (tedge){t + w2, 0, -amt};
-        }
-    }
-    qsort(e, ne, sizeof *e, cmp_tedge);
+    const uint32_t *oi = o->col[1];
+    const int64_t *ra = rt->col[2];
+    uint32_t ob = o->end[m], rb = rt->end[m];
+    uint32_t o2 = upper(o->ts, o->beg[m], ob, now - w2), o1 = upper(o->ts, o2, ob, now - w1),
+             o0 = upper(o->ts, o1, ob, now);
+    uint32_t r2 = upper(rt->ts, rt->beg[m], rb, now - w2), r1 = upper(rt->ts, r2, rb, now - w1),
+             r0 = upper(rt->ts, r1, rb, now);
+    int64_t enter = min64(o0 < ob ? o->ts[o0] : NEVER, r0 < rb ? rt->ts[r0] : NEVER);
+    int64_t s1 = 0, s0 = 0;
+    for (uint32_t j = o2; j < o0; j++)
+        *(j < o1 ? &s0 : &s1) += x->db->o_amount[oi[j]];
+    for (uint32_t j = r2; j < r0; j++)
+        *(j < r1 ? &s0 : &s1) -= ra[j];
+    /* runs: into s0 (orders, returns), out of s0 (orders, returns) */
+    srun run[4] = {{o->ts, o1, o0, w1}, {rt->ts, r1, r0, w1}, {o->ts, o2, o0, w2}, {rt->ts, r2, r0, w2}};
     double d0 = (double)s0 / PATRON_MONEY_SCALE;
     double tr = ((double)(s1 - s0) / PATRON_MONEY_SCALE) / (d0 > 1 ? d0 : 1);
     int holds = swapped ? cmp_holds(op, c, tr) : cmp_holds(op, tr, c);
-    for (size_t j = 0; j < ne; j++) {
-        if (e[j].at >= enter)
-            return enter;
-        s1 += e[j].d1;
-        s0 += e[j].d0;
-        if (j + 1 < ne && e[j + 1].at == e[j].at)
-            continue; /* edges at one instant apply together */
+    for (;;) {
+        int64_t t = sweep_next(run, 4);
+        if (t >= enter)
+            return enter; /* NEVER when nothing is left */
+        for (int k = 0; k < 4; k++)
+            for (srun *q = &run[k]; q->j < q->end && q->ts[q->j] + q->off == t; q->j++) {
+                int64_t amt = k % 2 == 0 ? x->db->o_amount[oi[q->j]] : -ra[q->j];
+                if (k < 2)
+                    s1 -= amt, s0 += amt;
+                else
+                    s0 -= amt;
+            }
         d0 = (double)s0 / PATRON_MONEY_SCALE;
         tr = ((double)(s1 - s0) / PATRON_MONEY_SCALE) / (d0 > 1 ? d0 : 1);
         if ((swapped ? cmp_holds(op, c, tr) : cmp_holds(op, tr, c)) != holds)
-            return e[j].at;
+            return t;
     }
-    return enter;
 }
 
 /* ---- arithmetic over windowed counts and money sums ----
@@ -1284,7 +1279,7 @@ static int64_t trend_flip(const ectx *x, uint32_t m, int64_t now, int op, double
  * where).  Each aggregate changes only when one of the member's rows enters its window
  * (at ts + w_to) or leaves it (at ts + w_from); sweeping those instants in order and
  * computing the comparison as the evaluator does finds the first at which it flips. */
-enum { WX_MAXAGG = 4, WX_MAXEDGE = 512 };
+enum { WX_MAXAGG = 4 };
 
 static int wx_collect(const rnode *n, const rnode **aggs, int *na)
 {
@@ -1330,17 +1325,6 @@ static double wx_value(const rnode *n, const rnode *const *aggs, const int64_t *
     }
 }
 
-typedef struct wedge {
-    int64_t at, dv;
-    int i;
-} wedge;
-
-static int cmp_wedge(const void *a, const void *b)
-{
-    int64_t x = ((const wedge *)a)->at, y = ((const wedge *)b)->at;
-    return (x > y) - (x < y);
-}
-
 static int64_t wx_row(const rnode *agg, uint32_t j)
 {
     if (agg->op != AGG_SUM)
@@ -1351,44 +1335,30 @@ static int64_t wx_row(const rnode *agg, uint32_t j)
 
 static int64_t wx_flip(uint32_t m, int64_t now, const rnode *cmp, const rnode *const *aggs, int na)
 {
-    int64_t acc[WX_MAXAGG] = {0}, early = NEVER;
-    size_t total = 0;
-    for (int i = 0; i < na; i++) {
-        const stream *s = aggs[i]->stream;
-        uint32_t first = upper(s->ts, s->beg[m], s->end[m], now - aggs[i]->w_from);
-        uint32_t last = upper(s->ts, s->beg[m], s->end[m], now - aggs[i]->w_to);
-        total += (size_t)(s->end[m] - first) + (s->end[m] - last);
-        early = min64(early, stream_next(s, m, now, 1, aggs[i]->w_from, aggs[i]->w_to));
-    }
-    if (total > WX_MAXEDGE)
-        return early; /* many rows: every edge */
-    wedge e[WX_MAXEDGE];
-    size_t ne = 0;
+    int64_t acc[WX_MAXAGG] = {0};
+    srun run[2 * WX_MAXAGG]; /* per aggregate: rows leaving, rows coming in */
     for (int i = 0; i < na; i++) {
         const rnode *g = aggs[i];
         const stream *s = g->stream;
         uint32_t b = s->end[m];
         uint32_t first = upper(s->ts, s->beg[m], b, now - g->w_from);
-        uint32_t last = upper(s->ts, s->beg[m], b, now - g->w_to);
-        for (uint32_t j = first; j < b; j++) {
-            int64_t v = wx_row(g, j);
-            if (j < last)
-                acc[i] += v;
-            else
-                e[ne++] = (wedge){s->ts[j] + g->w_to, v, i};
-            e[ne++] = (wedge){s->ts[j] + g->w_from, -v, i};
-        }
+        uint32_t last = upper(s->ts, first, b, now - g->w_to);
+        for (uint32_t j = first; j < last; j++)
+            acc[i] += wx_row(g, j);
+        run[2 * i] = (srun){s->ts, first, b, g->w_from};
+        run[2 * i + 1] = (srun){s->ts, last, b, g->w_to};
     }
-    qsort(e, ne, sizeof *e, cmp_wedge);
     int holds = cmp_d(cmp->op, wx_value(cmp->a, aggs, acc, na), wx_value(cmp->b, aggs, acc, na));
-    for (size_t j = 0; j < ne; j++) {
-        acc[e[j].i] += e[j].dv;
-        if (j + 1 < ne && e[j + 1].at == e[j].at)
-            continue; /* edges at one instant apply together */
+    for (;;) {
+        int64_t t = sweep_next(run, 2 * na);
+        if (t == NEVER)
+            return NEVER;
+        for (int k = 0; k < 2 * na; k++)
+            for (srun *q = &run[k]; q->j < q->end && q->ts[q->j] + q->off == t; q->j++)
+                acc[k / 2] += k % 2 ? wx_row(aggs[k / 2], q->j) : -wx_row(aggs[k / 2], q->j);
         if (cmp_d(cmp->op, wx_value(cmp->a, aggs, acc, na), wx_value(cmp->b, aggs, acc, na)) != holds)
-            return e[j].at;
+            return t;
     }
-    return NEVER;
 }
 
 static int is_age(const rnode *n)
@@ -1458,6 +1428,18 @@ static int is_plain_distinct(const rnode *n)
  * value the window does not hold, or the last row of a value leaves; sweeping the rows'
  * entries (ts + w_to) and exits (ts + w_from) in order with a count per value finds the
  * first instant at which the answer flips. */
+/* The slot of code in an open-addressing table of `slots` (a power of two) entries,
+ * claimed with count 0 when new; the table never fills (callers bound the codes). */
+static uint32_t dslot(uint32_t *key, int32_t *cnt, uint32_t slots, uint32_t code)
+{
+    uint32_t h = (code * 2654435761u) & (slots - 1);
+    while (key[h] && key[h] != code)
+        h = (h + 1) & (slots - 1);
+    if (!key[h])
+        key[h] = code, cnt[h] = 0;
+    return h;
+}
+
 static int64_t distinct_flip(uint32_t m, int64_t now, const rnode *agg, int op, double c,
                              int swapped)
 {
@@ -1465,45 +1447,39 @@ static int64_t distinct_flip(uint32_t m, int64_t now, const rnode *agg, int op, 
     const vcol *f = &agg->sfield->col;
     uint32_t b = s->end[m];
     uint32_t first = upper(s->ts, s->beg[m], b, now - agg->w_from);
-    uint32_t last = upper(s->ts, s->beg[m], b, now - agg->w_to);
+    uint32_t last = upper(s->ts, first, b, now - agg->w_to);
     enum { SLOTS = 1024 };
-    if ((size_t)(b - first) + (b - last) > WX_MAXEDGE || b - first > SLOTS / 2)
+    if (b - first > SLOTS / 2)
         return stream_next(s, m, now, 1, agg->w_from, agg->w_to); /* many rows: every edge */
     uint32_t key[SLOTS];
     int32_t cnt[SLOTS];
     memset(key, 0, sizeof key);
-    wedge e[WX_MAXEDGE];
-    size_t ne = 0;
     int64_t d = 0;
-    for (uint32_t j = first; j < b; j++) {
+    for (uint32_t j = first; j < last; j++) {
         uint32_t code = vcol_code(f, j);
-        if (!code)
-            continue; /* null: not a value */
-        uint32_t h = (code * 2654435761u) & (SLOTS - 1);
-        while (key[h] && key[h] != code)
-            h = (h + 1) & (SLOTS - 1);
-        if (!key[h])
-            key[h] = code, cnt[h] = 0;
-        if (j < last)
-            d += cnt[h]++ == 0;
-        else
-            e[ne++] = (wedge){s->ts[j] + agg->w_to, 1, (int)h};
-        e[ne++] = (wedge){s->ts[j] + agg->w_from, -1, (int)h};
+        if (code)
+            d += cnt[dslot(key, cnt, SLOTS, code)]++ == 0;
     }
-    qsort(e, ne, sizeof *e, cmp_wedge);
+    srun run[2] = {{s->ts, first, b, agg->w_from}, {s->ts, last, b, agg->w_to}};
     int holds = swapped ? cmp_d(op, c, (double)d) : cmp_d(op, (double)d, c);
-    for (size_t j = 0; j < ne; j++) {
-        int32_t *k = &cnt[e[j].i];
-        if (e[j].dv > 0)
-            d += (*k)++ == 0;
-        else
-            d -= --(*k) == 0;
-        if (j + 1 < ne && e[j + 1].at == e[j].at)
-            continue;
+    for (;;) {
+        int64_t t = sweep_next(run, 2);
+        if (t == NEVER)
+            return NEVER;
+        for (int k = 0; k < 2; k++)
+            for (srun *q = &run[k]; q->j < q->end && q->ts[q->j] + q->off == t; q->j++) {
+                uint32_t code = vcol_code(f, q->j);
+                if (!code)
+                    continue; /* null: not a value */
+                int32_t *n = &cnt[dslot(key, cnt, SLOTS, code)];
+                if (k == 1)
+                    d += (*n)++ == 0;
+                else
+                    d -= --(*n) == 0;
+            }
         if ((swapped ? cmp_d(op, c, (double)d) : cmp_d(op, (double)d, c)) != holds)
-            return e[j].at;
+            return t;
     }
-    return NEVER;
 }
 
 /* `max(S.f, w) CMP c` (or min), CMP one of < <= > >=: with rows only leaving (oldest
@@ -1745,6 +1721,13 @@ struct colidx {
     uint32_t ncodes;
     roaring_bitmap_t **by_code; /* [ncodes]; NULL = no member has the code */
     roaring_bitmap_t *nonnull;
+    /* a range index (numbers and times): the non-null members sorted by value, and
+     * cum[b] = the members of the first b * bin of them (b = 0..nb) */
+    int range;
+    uint32_t nv, bin, nb;
+    double *val;
+    uint32_t *mem;
+    roaring_bitmap_t **cum;
 };
 
 static void colidx_free(struct colidx *idx, size_t n)
@@ -1756,6 +1739,12 @@ static void colidx_free(struct colidx *idx, size_t n)
         mem_free(idx[i].by_code);
         if (idx[i].nonnull)
             roaring_bitmap_free(idx[i].nonnull);
+        for (uint32_t b = 0; idx[i].cum && b <= idx[i].nb; b++)
+            if (idx[i].cum[b])
+                roaring_bitmap_free(idx[i].cum[b]);
+        mem_free(idx[i].cum);
+        mem_free(idx[i].val);
+        mem_free(idx[i].mem);
     }
     mem_free(idx);
 }
@@ -1770,8 +1759,9 @@ static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int
         v->n_idx = 0;
     }
     for (size_t i = 0; i < v->n_idx; i++)
-        if (v->idx[i].data == (tags ? (const void *)v->tags : (const void *)codes) && v->idx[i].gen == db->view_gen &&
-            v->idx[i].ncodes == ncodes)
+        if (!v->idx[i].range &&
+            v->idx[i].data == (tags ? (const void *)v->tags : (const void *)codes) &&
+            v->idx[i].gen == db->view_gen && v->idx[i].ncodes == ncodes)
             return &v->idx[i];
     struct colidx *a = mem_realloc_array(v->idx, v->n_idx + 1, sizeof *a);
     if (!a)
@@ -1841,6 +1831,128 @@ static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int
     return x;
 }
 
+typedef struct vpair {
+    double v;
+    uint32_t m;
+} vpair;
+
+static int cmp_vpair(const void *a, const void *b)
+{
+    const vpair *x = a, *y = b;
+    if (x->v != y->v)
+        return x->v < y->v ? -1 : 1;
+    return (x->m > y->m) - (x->m < y->m);
+}
+
+/* The range index of a numeric member column (no indirection), built on first use for
+ * the current view generation. */
+static const struct colidx *rangeidx_get(patron_db *db, const vcol *c)
+{
+    mview *v = db->view;
+    if (v->n_idx && v->idx[0].gen != db->view_gen) {
+        colidx_free(v->idx, v->n_idx);
+        v->idx = NULL;
+        v->n_idx = 0;
+    }
+    for (size_t i = 0; i < v->n_idx; i++)
+        if (v->idx[i].range && v->idx[i].data == c->data)
+            return &v->idx[i];
+    struct colidx *a = mem_realloc_array(v->idx, v->n_idx + 1, sizeof *a);
+    if (!a)
+        return NULL;
+    v->idx = a;
+    v->idx_free = colidx_free;
+    struct colidx *x = &v->idx[v->n_idx];
+    memset(x, 0, sizeof *x);
+    x->data = c->data;
+    x->gen = db->view_gen;
+    x->range = 1;
+    vpair *p = mem_alloc_array(v->n ? v->n : 1, sizeof *p);
+    if (!p)
+        return NULL;
+    uint32_t k = 0;
+    for (uint32_t m = 0; m < v->n; m++) {
+        double d = vcol_num(c, m);
+        if (!isnan(d))
+            p[k++] = (vpair){d, m};
+    }
+    qsort(p, k, sizeof *p, cmp_vpair);
+    x->nv = k;
+    x->bin = k / 256 > 1024 ? k / 256 : 1024;
+    x->nb = (k + x->bin - 1) / x->bin;
+    x->val = mem_alloc_array(k ? k : 1, sizeof *x->val);
+    x->mem = mem_alloc_array(k ? k : 1, sizeof *x->mem);
+    x->cum = mem_calloc((size_t)x->nb + 1, sizeof *x->cum);
+    int ok = x->val && x->mem && x->cum;
+    for (uint32_t i = 0; ok && i < k; i++)
+        x->val[i] = p[i].v, x->mem[i] = p[i].m;
+    mem_free(p);
+    for (uint32_t b = 0; ok && b <= x->nb; b++) {
+        x->cum[b] = b ? roaring_bitmap_copy(x->cum[b - 1]) : roaring_bitmap_create();
+        ok = x->cum[b] != NULL;
+        if (ok && b) {
+            uint32_t lo = (b - 1) * x->bin, hi = b * x->bin < k ? b * x->bin : k;
+            roaring_bitmap_add_many(x->cum[b], hi - lo, x->mem + lo);
+            roaring_bitmap_run_optimize(x->cum[b]);
+        }
+    }
+    if (!ok) {
+        colidx_free(x, 1);
+        return NULL;
+    }
+    v->n_idx++;
+    return x;
+}
+
+/* First entry with value > t (incl = 0) or >= t (incl = 1). */
+static uint32_t range_lower(const struct colidx *x, double t, int incl)
+{
+    uint32_t lo = 0, hi = x->nv;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (incl ? x->val[mid] < t : x->val[mid] <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The members whose value is in [lo, hi] (each end open when its flag is 0). */
+static roaring_bitmap_t *range_members(const struct colidx *x, double lo, int lo_incl, double hi,
+                                       int hi_incl)
+{
+    uint32_t i0 = range_lower(x, lo, lo_incl), i1 = range_lower(x, hi, !hi_incl);
+    if (i0 >= i1)
+        return roaring_bitmap_create();
+    uint32_t b0 = (i0 + x->bin - 1) / x->bin, b1 = i1 / x->bin;
+    roaring_bitmap_t *r;
+    if (b0 < b1) {
+        r = roaring_bitmap_andnot(x->cum[b1], x->cum[b0]);
+        if (r) {
+            roaring_bitmap_add_many(r, b0 * x->bin - i0, x->mem + i0);
+            roaring_bitmap_add_many(r, i1 - b1 * x->bin, x->mem + b1 * x->bin);
+        }
+    } else if ((r = roaring_bitmap_create())) {
+        roaring_bitmap_add_many(r, i1 - i0, x->mem + i0);
+    }
+    return r;
+}
+
+/* A numeric member column a range index can answer for (no indirection). */
+static const rnode *range_field(const rnode *n)
+{
+    return n->kind == N_FIELD && n->ref == REF_COL && (n->type == VT_NUM || n->type == VT_TS) &&
+                   !n->vc.via && n->vc.st != VS_BOOL && n->vc.st != VS_CODE && n->vc.st != VS_NONE
+               ? n
+               : NULL;
+}
+
+static int range_const(const rnode *n)
+{
+    return (n->kind == N_NUM || n->kind == N_TS) && !isnan(n->num);
+}
+
 static const rnode *code_field(const rnode *n)
 {
     return n->kind == N_FIELD && n->ref == REF_COL && n->type == VT_STR && n->vc.st == VS_CODE &&
@@ -1854,7 +1966,13 @@ static int indexable(const rnode *n)
     switch (n->kind) {
     case N_BOOL:
         return 1;
+    case N_BETWEEN:
+        return (range_field(n->a) || is_age(n->a)) && range_const(n->b) && range_const(n->c);
     case N_CMP:
+        if ((range_field(n->a) || is_age(n->a)) && range_const(n->b))
+            return 1;
+        if ((range_field(n->b) || is_age(n->b)) && range_const(n->a))
+            return 1;
         return (n->op == CMP_EQ || n->op == CMP_NE) &&
                ((code_field(n->a) && n->b->kind == N_STR) || (code_field(n->b) && n->a->kind == N_STR));
     case N_IN:
@@ -1891,14 +2009,81 @@ static roaring_bitmap_t *code_bitmap(const struct colidx *x, uint32_t code)
                                                         : roaring_bitmap_create();
 }
 
-/* The members n holds for (n indexable); NULL when out of memory. */
-static roaring_bitmap_t *index_eval(patron_db *db, const rnode *n)
+/* The last birth day (as a vcol_num value: days * TIME_DAY) of a member who is at least
+ * `age` on day (ny, nm, nd): the same calendar day `age` years earlier, or 28 February
+ * when that day is 29 February of a common year (as computed() counts ages). */
+static double age_bound(int ny, int nm, int nd, int64_t age)
+{
+    int64_t y = ny - age;
+    int d = nd;
+    if (nm == 2 && nd == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        d = 28;
+    return (double)time_days_from_civil((int)y, (unsigned)nm, (unsigned)d) * TIME_DAY;
+}
+
+/* `field CMP c` / `field between lo and hi` over a range index; age conditions become
+ * birth-day ranges at now (an age is a whole number). */
+static roaring_bitmap_t *range_eval(patron_db *db, const rnode *n, int64_t now)
+{
+    const rnode *f = n->a;
+    double lo = n->kind == N_BETWEEN ? n->b->num : -INFINITY, hi = INFINITY;
+    int lo_in = 1, hi_in = 1, op = CMP_GE;
+    if (n->kind == N_BETWEEN) {
+        hi = n->c->num;
+    } else {
+        int swapped = !(range_field(n->a) || is_age(n->a));
+        f = swapped ? n->b : n->a;
+        double c = swapped ? n->a->num : n->b->num;
+        op = n->op;
+        if (swapped) /* c CMP f  ==  f CMP' c */
+            op = op == CMP_LT ? CMP_GT : op == CMP_GT ? CMP_LT : op == CMP_LE ? CMP_GE
+                                                                        : op == CMP_GE ? CMP_LE : op;
+        switch (op) {
+        case CMP_LT: hi = c, hi_in = 0; break;
+        case CMP_LE: hi = c; break;
+        case CMP_GT: lo = c, lo_in = 0; break;
+        case CMP_GE: lo = c; break;
+        default: lo = hi = c; break; /* = and != (the complement below) */
+        }
+    }
+    vcol bc;
+    if (is_age(f)) { /* age in [lo, hi]  ==  birth day in (bound(amax + 1), bound(amin)] */
+        double amin = lo_in ? ceil(lo) : floor(lo) + 1, amax = hi_in ? floor(hi) : ceil(hi) - 1;
+        int ny, nmo, nd;
+        time_civil_from_days(time_day_of(now), &ny, &nmo, &nd);
+        lo = amax >= 1e4 ? -INFINITY : age_bound(ny, nmo, nd, (int64_t)amax + 1);
+        hi = amin <= -1e4 ? INFINITY : age_bound(ny, nmo, nd, (int64_t)amin);
+        if (amin > amax)
+            lo = INFINITY, hi = -INFINITY;
+        lo_in = 0, hi_in = 1;
+        bc = (vcol){VT_TS, VS_DAYS, db->view->birth_days, NULL, NULL};
+    } else {
+        bc = f->vc;
+    }
+    const struct colidx *x = rangeidx_get(db, &bc);
+    if (!x)
+        return NULL;
+    roaring_bitmap_t *r = range_members(x, lo, lo_in, hi, hi_in);
+    if (r && n->kind == N_CMP && op == CMP_NE) {
+        roaring_bitmap_t *ne = roaring_bitmap_andnot(x->cum[x->nb], r);
+        roaring_bitmap_free(r);
+        r = ne;
+    }
+    return r;
+}
+
+/* The members n holds for (n indexable) at now; NULL when out of memory. */
+static roaring_bitmap_t *index_eval(patron_db *db, const rnode *n, int64_t now)
 {
     uint32_t nm = db->view->n;
     switch (n->kind) {
     case N_BOOL:
         return n->num != 0 ? all_members(nm) : roaring_bitmap_create();
+    case N_BETWEEN:
+        return range_eval(db, n, now);
     case N_CMP: {
+        if (!code_field(n->a) && !code_field(n->b))
+            return range_eval(db, n, now);
         const rnode *f = code_field(n->a) ? n->a : n->b, *lit = f == n->a ? n->b : n->a;
         const struct colidx *x = colidx_get(db, f->vc.data, 0, f->vc.dict->n + 1);
         if (!x)
@@ -1941,7 +2126,7 @@ static roaring_bitmap_t *index_eval(patron_db *db, const rnode *n)
         return in;
     }
     case N_NOT: {
-        roaring_bitmap_t *a = index_eval(db, n->a), *all = a ? all_members(nm) : NULL;
+        roaring_bitmap_t *a = index_eval(db, n->a, now), *all = a ? all_members(nm) : NULL;
         if (all)
             roaring_bitmap_andnot_inplace(all, a);
         if (a)
@@ -1950,7 +2135,7 @@ static roaring_bitmap_t *index_eval(patron_db *db, const rnode *n)
     }
     case N_AND:
     case N_OR: {
-        roaring_bitmap_t *a = index_eval(db, n->a), *b = a ? index_eval(db, n->b) : NULL;
+        roaring_bitmap_t *a = index_eval(db, n->a, now), *b = a ? index_eval(db, n->b, now) : NULL;
         if (a && b) {
             if (n->kind == N_AND)
                 roaring_bitmap_and_inplace(a, b);
@@ -1998,7 +2183,7 @@ static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitma
             rest[nr++] = c[i];
             continue;
         }
-        roaring_bitmap_t *b = index_eval(db, c[i]);
+        roaring_bitmap_t *b = index_eval(db, c[i], now);
         if (!b) {
             if (sel)
                 roaring_bitmap_free(sel);
@@ -2049,6 +2234,16 @@ static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitma
     mem_free(ms);
     roaring_bitmap_free(sel);
     return rc;
+}
+
+void rule_indexes_drop(patron_db *db)
+{
+    mview *v = db->view;
+    if (!v || !v->n_idx)
+        return;
+    colidx_free(v->idx, v->n_idx);
+    v->idx = NULL;
+    v->n_idx = 0;
 }
 
 /* ---- driving --------------------------------------------------------------------- */

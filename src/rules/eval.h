@@ -43,4 +43,8 @@ int rule_eval_members_at(const rule *r, patron_db *db, int64_t now, const uint32
 int rule_eval_node_text(const rule *r, const rnode *n, patron_db *db, uint32_t m, int64_t now,
                         char *buf, size_t cap);
 
+/* Drops the bitmap and range indexes built over member columns: call after attached
+ * columns (model and loyalty fields) are rewritten in place. */
+void rule_indexes_drop(patron_db *db);
+
 #endif

@@ -1,0 +1,127 @@
+/*
+ * test_rules_index.c -- the index path of rule_eval_all (bitmap indexes of coded
+ * columns, range indexes of numbers, times and ages) gives, for every member, the answer
+ * of the vector path (rule_eval_members, which never uses an index): conditions on
+ * attributes, enrolled_at, birth_date and age (as birth-day ranges, also on and around
+ * 29 February), alone, negated, and combined with coded columns.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "base/time.h"
+#include "core/db.h"
+#include "ingest/rng.h"
+#include "rules/eval.h"
+#include "rules/rule.h"
+
+#include <roaring/roaring.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const rules[] = {
+    "age between 25 and 40",
+    "age > 30.5",
+    "age < 22 or age >= 70",
+    "not (age <= 45)",
+    "50 > age",
+    "age = 33",
+    "age != 33",
+    "age between 40.5 and 40.9",
+    "age between 28 and 28 and country = \"DE\"",
+    "enrolled_at >= \"2024-01-01\" and city != \"Berlin\"",
+    "enrolled_at < \"2023-06-15T12:00:00Z\"",
+    "\"2024-03-01\" <= enrolled_at",
+    "attributes.size >= 3",
+    "attributes.size = 2",
+    "attributes.size != 2",
+    "3 < attributes.size",
+    "attributes.size between 1.5 and 3",
+    "not (attributes.size > 2) and country in [\"FR\", \"DE\"]",
+    "birth_date between \"1984-02-29\" and \"1996-12-31\"",
+    "birth_date > \"2000-02-28\"",
+};
+
+static void test_index_equals_vector(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/patron-test-rules-index-XXXXXX", path[512];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/members.csv", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("member_id,enrolled_at,birth_date,country,city,size\n", f);
+    static const char *const countries[] = {"DE", "FR", "US"}, *const cities[] = {"Berlin", "Paris", "Lyon"};
+    rng r;
+    rng_seed(&r, 42);
+    for (int i = 0; i < 4000; i++) {
+        int y = 1940 + (int)rng_below(&r, 70), mo = 1 + (int)rng_below(&r, 12),
+            d = 1 + (int)rng_below(&r, 28);
+        if (i % 50 == 0) /* leap-day births, and the days around them */
+            y = 1984 + 4 * (int)rng_below(&r, 8), mo = 2, d = 29;
+        else if (i % 50 == 1)
+            y = 1985 + (int)rng_below(&r, 30), mo = 2 + (int)rng_below(&r, 2), d = mo == 2 ? 28 : 1;
+        char size[16] = "";
+        if (rng_below(&r, 5))
+            snprintf(size, sizeof size, "%d", (int)rng_below(&r, 6));
+        fprintf(f, "M%05d,202%d-%02d-%02dT%02d:00:00Z,", i, 2 + (int)rng_below(&r, 3),
+                1 + (int)rng_below(&r, 12), 1 + (int)rng_below(&r, 28), (int)rng_below(&r, 24));
+        if (i % 17)
+            fprintf(f, "%04d-%02d-%02d", y, mo, d);
+        fprintf(f, ",%s,%s,%s\n", countries[rng_below(&r, 3)], cities[rng_below(&r, 3)], size);
+    }
+    fclose(f);
+    patron_db *db;
+    patron_error err = {0};
+    char dbp[512];
+    snprintf(dbp, sizeof dbp, "%s/p.db", dir);
+    assert_int_equal(patron_open(dbp, &db, &err), 0);
+    patron_import_result res;
+    if (patron_import(db, PATRON_IMPORT_MEMBERS, path, NULL, &res, &err) != 0)
+        fail_msg("import: %s", err.message);
+    assert_int_equal(db_view_ensure(db, &err), 0);
+    uint32_t n = db->n_members, *all = malloc(n * sizeof *all);
+    for (uint32_t m = 0; m < n; m++)
+        all[m] = m;
+    static const char *const nows[] = {"2024-02-28T12:00:00Z", "2024-02-29T00:00:00Z",
+                                       "2024-03-01T00:00:00Z", "2025-02-28T23:59:59Z",
+                                       "2025-03-01T00:00:00Z", "2026-11-23T08:00:00Z"};
+    rule_env env = {db, NULL, NULL};
+    size_t checked = 0;
+    for (size_t i = 0; i < sizeof rules / sizeof *rules; i++) {
+        rule *ru;
+        if (rule_compile(rules[i], &env, &ru, &err) != 0)
+            fail_msg("%s: %s", rules[i], err.message);
+        for (size_t k = 0; k < sizeof nows / sizeof *nows; k++) {
+            int64_t now;
+            assert_int_equal(time_parse(nows[k], strlen(nows[k]), &now), 0);
+            roaring_bitmap_t *a = roaring_bitmap_create(), *b = roaring_bitmap_create();
+            assert_int_equal(rule_eval_all(ru, db, now, 2, a, &err), 0);
+            assert_int_equal(rule_eval_members(ru, db, now, all, n, b, &err), 0);
+            if (!roaring_bitmap_equals(a, b))
+                fail_msg("%s at %s: index %llu members, vector %llu", rules[i], nows[k],
+                         (unsigned long long)roaring_bitmap_get_cardinality(a),
+                         (unsigned long long)roaring_bitmap_get_cardinality(b));
+            checked += roaring_bitmap_get_cardinality(b) > 0;
+            roaring_bitmap_free(a);
+            roaring_bitmap_free(b);
+        }
+        rule_free(ru);
+    }
+    /* most rules hold for someone: the comparison is not between two empty sets */
+    assert_true(checked >= (sizeof rules / sizeof *rules - 1) * (sizeof nows / sizeof *nows));
+    free(all);
+    patron_close(db);
+    snprintf(path, sizeof path, "rm -rf '%s'", dir);
+    assert_int_equal(system(path), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_index_equals_vector)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
