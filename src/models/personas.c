@@ -310,7 +310,7 @@ static void describe(const personas_feats *fs, persona *p)
 {
     const double th = 0.5;
     const double *z = p->centre_z;
-    char head[160] = "", tail[200] = "";
+    char head[120] = "", tail[240] = "";
     size_t hn = 0, tn = 0;
 #define ADD(buf, n, word) (n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%s", n ? " " : "", word))
     if (z[F_FREQUENCY] >= th)

@@ -41,7 +41,7 @@ typedef struct persona {
     size_t size;
     double centre[PERSONAS_MAXF];   /* mean of the members' original values */
     double centre_z[PERSONAS_MAXF]; /* centroid in standardized units */
-    char description[240]; /* "frequent high-spend app shoppers, mostly Shoes, respond to push" */
+    char description[384]; /* "frequent high-spend app shoppers, mostly Shoes, respond to push" */
 } persona;
 
 typedef struct personas_model {
