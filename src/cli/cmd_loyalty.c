@@ -14,11 +14,13 @@
 #include "core/db.h"
 #include "loyalty/ledger.h"
 #include "loyalty/program.h"
+#include "loyalty/promo.h"
 #include "members/view.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int fail_code(int rc, const patron_error *err)
 {
@@ -91,8 +93,26 @@ int cmd_program(cli_ctx *ctx, int argc, char **argv)
         if (rc)
             return fail_code(rc, &err);
         if (sub[0] == 'c') {
-            printf("%s: ok (%zu tiers, %zu promotions, %zu rewards)\n", argv[2], p->n_tiers,
-                   p->n_promos, p->n_rewards);
+            /* Promotion rules need the member view for names and types: checked fully
+             * against the database when there is one, else for syntax only. */
+            const char *depth = "";
+            if (p->n_rule_promos && access(ctx->db_path, F_OK) == 0) {
+                patron_db *db;
+                if ((rc = cli_open_db(ctx, &db))) {
+                    program_free(p);
+                    return rc;
+                }
+                rc = promo_rules_check(db, p, argv[2], &err);
+                patron_close(db);
+                if (rc) {
+                    program_free(p);
+                    return fail_code(rc, &err);
+                }
+            } else if (p->n_rule_promos) {
+                depth = "; promotion rules checked for syntax only: no database";
+            }
+            printf("%s: ok (%zu tiers, %zu promotions, %zu rewards%s)\n", argv[2], p->n_tiers,
+                   p->n_promos, p->n_rewards, depth);
             program_free(p);
             return CLI_OK;
         }
@@ -101,6 +121,11 @@ int cmd_program(cli_ctx *ctx, int argc, char **argv)
         if ((rc = open_ledger(ctx, &db, &l))) {
             program_free(p);
             return rc;
+        }
+        if ((rc = promo_rules_check(db, p, argv[2], &err))) {
+            patron_close(db);
+            program_free(p);
+            return fail_code(rc, &err);
         }
         int64_t version;
         int changed;

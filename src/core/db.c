@@ -181,6 +181,23 @@ static int load_dict(void *ctx, int kind, uint32_t code, const char *v, size_t n
     return hmap_put(&db->dict[kind], v, n, code) ? 1 : 0;
 }
 
+/* Loads members, orders and dictionaries from the store into an empty model. */
+static int model_load(patron_db *db, patron_error *err)
+{
+    int rc = PATRON_OK;
+    size_t nm = (size_t)store_member_count(db->st), no = (size_t)store_order_count(db->st);
+    if (hmap_reserve(&db->member_ids, nm, nm * 12) != 0 || db_orders_reserve(db, no) != PATRON_OK)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    if (rc == PATRON_OK)
+        rc = store_members_each(db->st, load_member, db, err);
+    if (rc == PATRON_OK)
+        rc = store_orders_each(db->st, load_order, db, err);
+    if (rc == PATRON_OK)
+        rc = store_dict_each(db->st, load_dict, db, err);
+    db->n_events = (uint64_t)store_event_count(db->st);
+    return rc;
+}
+
 int patron_open(const char *path, patron_db **out, patron_error *err)
 {
     patron_db *db = mem_calloc(1, sizeof *db);
@@ -191,25 +208,65 @@ int patron_open(const char *path, patron_db **out, patron_error *err)
     for (int k = 0; k < DB_DICT__N; k++)
         hmap_init(&db->dict[k]);
     int rc = store_open(path, &db->st, err);
-    if (rc == PATRON_OK) {
-        size_t nm = (size_t)store_member_count(db->st), no = (size_t)store_order_count(db->st);
-        if (hmap_reserve(&db->member_ids, nm, nm * 12) != 0 ||
-            db_orders_reserve(db, no) != PATRON_OK)
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
-    }
     if (rc == PATRON_OK)
-        rc = store_members_each(db->st, load_member, db, err);
-    if (rc == PATRON_OK)
-        rc = store_orders_each(db->st, load_order, db, err);
-    if (rc == PATRON_OK)
-        rc = store_dict_each(db->st, load_dict, db, err);
+        rc = model_load(db, err);
     if (rc != PATRON_OK) {
         patron_close(db);
         return rc;
     }
-    db->n_events = (uint64_t)store_event_count(db->st);
     *out = db;
     return PATRON_OK;
+}
+
+/* Frees the member model (members, orders, dictionaries, CSR), leaving it empty. */
+static void model_release(patron_db *db)
+{
+    for (uint32_t i = 0; i < db->n_members; i++)
+        mem_free(db->member_id[i]);
+    mem_free(db->member_id);
+    mem_free(db->enrolled_at);
+    mem_free(db->profile_hash);
+    db->member_id = NULL;
+    db->enrolled_at = NULL;
+    db->profile_hash = NULL;
+    db->n_members = 0;
+    db->cap_members = 0;
+    hmap_release(&db->member_ids);
+    hmap_release(&db->order_ids);
+    hmap_init(&db->member_ids);
+    hmap_init(&db->order_ids);
+    db->order_ids_valid = 0;
+    for (int k = 0; k < DB_DICT__N; k++) {
+        hmap_release(&db->dict[k]);
+        hmap_init(&db->dict[k]);
+    }
+    void **cols[] = {(void **)&db->o_member, (void **)&db->o_ts,      (void **)&db->o_amount,
+                     (void **)&db->o_units,  (void **)&db->o_items,   (void **)&db->o_kind,
+                     (void **)&db->o_channel, (void **)&db->o_store,  (void **)&db->o_void,
+                     (void **)&db->o_hash,   (void **)&db->csr_off,   (void **)&db->csr_ord};
+    for (size_t k = 0; k < sizeof cols / sizeof *cols; k++) {
+        mem_free(*cols[k]);
+        *cols[k] = NULL;
+    }
+    db->n_orders = 0;
+    db->cap_orders = 0;
+    db->csr_valid = 0;
+}
+
+int db_model_reload(patron_db *db, patron_error *err)
+{
+    db_view_free(db);
+    model_release(db);
+    int rc = model_load(db, err);
+    if (rc == PATRON_OK)
+        rc = db_order_ids_ensure(db, err);
+    if (db->touched && db->n_members < UINT32_MAX)
+        roaring_bitmap_remove_range((roaring_bitmap_t *)db->touched, db->n_members,
+                                    (uint64_t)UINT32_MAX + 1);
+    for (size_t k = 0; k < db->n_ext; k++)
+        if (db->ext[k]->n > db->n_members)
+            db->ext[k]->n = db->n_members; /* slots of members that no longer exist */
+    return rc;
 }
 
 void patron_close(patron_db *db)

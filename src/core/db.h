@@ -90,6 +90,11 @@ int db_order_add(patron_db *db, const store_order *o);
 /* Makes room for `more` orders (columns and id index) so a batch applies without regrowth. */
 int db_orders_reserve(patron_db *db, size_t more);
 int db_csr_build(patron_db *db);
+/* Drops the member model and the member view and loads them again from the store: after
+ * an import that applied its batch to memory ahead of its commit (to show promotion
+ * rules the batch) was rolled back.  Touched members and attached columns beyond the
+ * reloaded members are dropped.  A status when the reload fails (reopen the database). */
+int db_model_reload(patron_db *db, patron_error *err);
 /* Builds db->order_ids from the store when it is not built yet (cold load skips it:
  * only importers need it). */
 int db_order_ids_ensure(patron_db *db, patron_error *err);

@@ -410,6 +410,70 @@ static int open_with_header(const char *path, char delim, csv_reader **r, const 
     return PATRON_OK;
 }
 
+/* Applies a stored batch of orders to the model and the member view (members first:
+ * orders reference them). */
+static int apply_orders_batch(patron_db *db, batch *b, int order_level, char **new_ids,
+                              const int64_t *new_en, const uint32_t *new_len, size_t n_new,
+                              patron_import_result *res, patron_error *err)
+{
+    uint32_t *dbidx = NULL;
+    store_order so;
+    int rc;
+    rc = apply_dicts(db, b);
+    dbidx = mem_alloc_array(b->n ? b->n : 1, sizeof *dbidx);
+    if (rc == 0 && !dbidx) rc = PATRON_ENOMEM;
+    if (rc == 0) rc = db_orders_reserve(db, b->n);
+    if (rc == 0 && hmap_reserve(&db->member_ids, n_new, n_new * 12) != 0) rc = PATRON_ENOMEM;
+    /* Apply to the model: members first (orders reference them). */
+    for (size_t k = 0; k < n_new && rc == 0; k++) {
+        uint32_t len = new_len[k];
+        rc = db_member_add(db, new_ids[k], len, new_en[k], store_profile_hash("{}"), NULL);
+    }
+    for (size_t i = 0; i < b->n && rc == 0; i++) {
+        border *o = &b->orders[i];
+        if (o->bad || o->dup) continue;
+        uint32_t mi = 0;
+        int64_t member = -1;
+        if (o->member_len &&
+            hmap_get(&db->member_ids, b->arena + o->member_off, o->member_len, &mi))
+            member = mi;
+        border_to_store(b, o, order_level, member, &so);
+        rc = db_order_add(db, &so);
+        if (rc == 0) {
+            res->inserted++;
+            res->items += (uint64_t)so.items;
+            dbidx[i] = (uint32_t)(db->n_orders - 1);
+            view_order(db, dbidx[i]);
+        }
+    }
+    /* The member view takes the line items of the committed orders. */
+    for (size_t j = 0; j < b->n_items && rc == 0 && db->view; j++) {
+        border *o = &b->orders[b->it_order[j]];
+        if (!o->bad && !o->dup)
+            view_item(db, dbidx[b->it_order[j]], b->it_sku[j], b->it_cat[j], b->it_brand[j],
+                      b->it_qty[j], b->it_price[j]);
+    }
+    if (rc) rc = err_set(err, rc, "out of memory applying the import; reopen the database");
+    res->members_created = n_new;
+    mem_free(dbidx);
+    return rc;
+}
+
+/* After a rolled-back import that had applied its batch to memory ahead of the commit. */
+static void rollback_model(patron_db *db, patron_import_result *res, patron_error *err)
+{
+    patron_error e2 = {0};
+    res->inserted = 0;
+    res->items = 0;
+    res->members_created = 0;
+    if (db_model_reload(db, &e2) != PATRON_OK) {
+        char first[sizeof err->message];
+        memcpy(first, err->message, sizeof first);
+        err_set(err, err->code ? err->code : PATRON_ESTORE,
+                "%s; then reloading the model failed: %s (reopen the database)", first, e2.message);
+    }
+}
+
 static int import_orders(patron_db *db, const char *path, const patron_import_opts *opts,
                          patron_import_result *res, patron_error *err)
 {
@@ -636,7 +700,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     hmap_init(&newm);
     char **new_ids = NULL;
     int64_t *new_en = NULL;
-    uint32_t *new_len = NULL, *dbidx = NULL;
+    uint32_t *new_len = NULL;
     size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0;
     if ((rc = store_begin(db->st, err))) goto out;
     store_order so;
@@ -688,6 +752,14 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         if (rc == 0) rc = write_item_chunks(db, &b, ok, err);
     }
     mem_free(ok);
+    /* With promotion rules the batch reaches the model and the view before the ledger
+     * sees it (loyalty_wants_view); otherwise after the commit. */
+    int pre = 0;
+    if (rc == 0) rc = loyalty_wants_view(db, &pre, err);
+    if (rc == 0 && pre) {
+        rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new, res, err);
+        view_after_import(db);
+    }
     if (rc == 0) {
         loyalty_import li = {lo,
                              b.n,
@@ -700,7 +772,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                              {NULL, &b.dict[1], &b.dict[2], &b.dict[3]},
                              (const char *const *)new_ids,
                              new_len,
-                             n_new,
+                             pre ? 0 : n_new, /* applied ahead: already db members */
                              NULL,
                              0};
         rc = loyalty_on_import(db, &li, err);
@@ -713,50 +785,16 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     if (rc == 0) rc = store_commit(db->st, err);
     if (rc) {
         store_rollback(db->st);
+        if (pre) rollback_model(db, res, err);
     } else {
         res->committed = 1;
-        rc = apply_dicts(db, &b);
-        dbidx = mem_alloc_array(b.n ? b.n : 1, sizeof *dbidx);
-        if (rc == 0 && !dbidx) rc = PATRON_ENOMEM;
-        if (rc == 0) rc = db_orders_reserve(db, b.n);
-        if (rc == 0 && hmap_reserve(&db->member_ids, n_new, n_new * 12) != 0) rc = PATRON_ENOMEM;
-        /* Apply to the model: members first (orders reference them). */
-        for (size_t k = 0; k < n_new && rc == 0; k++) {
-            uint32_t len = new_len[k];
-            rc = db_member_add(db, new_ids[k], len, new_en[k], store_profile_hash("{}"), NULL);
-        }
-        for (size_t i = 0; i < b.n && rc == 0; i++) {
-            border *o = &b.orders[i];
-            if (o->bad || o->dup) continue;
-            uint32_t mi = 0;
-            int64_t member = -1;
-            if (o->member_len &&
-                hmap_get(&db->member_ids, b.arena + o->member_off, o->member_len, &mi))
-                member = mi;
-            border_to_store(&b, o, order_level, member, &so);
-            rc = db_order_add(db, &so);
-            if (rc == 0) {
-                res->inserted++;
-                res->items += (uint64_t)so.items;
-                dbidx[i] = (uint32_t)(db->n_orders - 1);
-                view_order(db, dbidx[i]);
-            }
-        }
-        /* The member view takes the line items of the committed orders. */
-        for (size_t j = 0; j < b.n_items && rc == 0 && db->view; j++) {
-            border *o = &b.orders[b.it_order[j]];
-            if (!o->bad && !o->dup)
-                view_item(db, dbidx[b.it_order[j]], b.it_sku[j], b.it_cat[j], b.it_brand[j],
-                          b.it_qty[j], b.it_price[j]);
-        }
-        if (rc) rc = err_set(err, rc, "out of memory applying the import; reopen the database");
-        res->members_created = n_new;
+        if (!pre)
+            rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new, res, err);
     }
     hmap_release(&newm);
     mem_free(new_ids);
     mem_free(new_en);
     mem_free(new_len);
-    mem_free(dbidx);
     if (rc == 0 && b.bad_rows > 0) {
         if (opts->rejects_path)
             snprintf(res->rejects_path, sizeof res->rejects_path, "%s", opts->rejects_path);
@@ -1195,6 +1233,51 @@ static int event_money(json_t *v, int64_t *out)
     return -1;
 }
 
+/* Applies a stored batch of events to the model and the member view. */
+static int apply_events_batch(patron_db *db, batch *b, bevent *ev, size_t nev, const size_t *ev_of,
+                              uint32_t *order_ix, patron_import_result *res, patron_error *err)
+{
+    int rc = PATRON_OK;
+    if (apply_dicts(db, b) != 0)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory applying the import; reopen the database");
+    size_t next_b = 0; /* b->orders are in event order */
+    for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
+        bevent *e = &ev[i];
+        uint32_t mi;
+        if (!hmap_get(&db->member_ids, e->member, strlen(e->member), &mi))
+            rc = db_member_add(db, e->member, strlen(e->member), e->ts,
+                               store_profile_hash("{}"), &mi);
+        if (rc) break;
+        if (e->type <= 1) {
+            store_order so = {
+                e->id,    strlen(e->id),         mi, e->ts, e->amount, e->type, e->items,
+                e->units, e->hash ? e->hash : 1, 0, e->channel, e->store};
+            rc = db_order_add(db, &so);
+            res->items += (uint64_t)e->items;
+            if (rc == 0) view_order(db, (uint32_t)(db->n_orders - 1));
+            if (rc == 0 && next_b < b->n && ev_of[next_b] == i)
+                order_ix[next_b++] = (uint32_t)(db->n_orders - 1);
+        } else if (e->type == 4) {
+            uint32_t ex;
+            if (hmap_get(&db->order_ids, e->id, strlen(e->id), &ex)) {
+                view_void(db, ex);
+                db->o_void[ex] = 1;
+                if (db->o_member[ex] >= 0)
+                    db_touch(db, (uint32_t)db->o_member[ex], DB_SRC_ORDERS);
+            }
+        } else {
+            db_touch(db, mi, event_sources(e->type));
+            view_event(db, mi, event_types[e->type], e->ts, e->body);
+        }
+        if (e->type > 1) db->n_events++;
+        res->inserted++;
+    }
+    for (size_t j = 0; j < b->n_items && rc == PATRON_OK && db->view; j++)
+        view_item(db, order_ix[b->it_order[j]], b->it_sku[j], b->it_cat[j], b->it_brand[j],
+                  b->it_qty[j], b->it_price[j]);
+    return rc;
+}
+
 /* Events from the file at path, or (mem != NULL) from memory named path. */
 static int import_events(patron_db *db, const char *path, const char *mem, size_t memn,
                          const patron_import_opts *opts, patron_import_result *res,
@@ -1499,6 +1582,14 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             }
             le[i] = (loyalty_event){event_types[e->type], e->id, e->member, member, e->ts, e->body};
         }
+        /* With promotion rules the batch reaches the model and the view before the
+         * ledger sees it (loyalty_wants_view); otherwise after the commit. */
+        int pre = 0;
+        if (rc == PATRON_OK) rc = loyalty_wants_view(db, &pre, err);
+        if (rc == PATRON_OK && pre) {
+            rc = apply_events_batch(db, &b, ev, nev, ev_of, order_ix, res, err);
+            view_after_import(db);
+        }
         if (rc == PATRON_OK) {
             loyalty_import li = {.events = le, .n_events = nev};
             rc = loyalty_on_import(db, &li, err);
@@ -1508,46 +1599,11 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         if (rc == PATRON_OK) rc = store_commit(db->st, err);
         if (rc != PATRON_OK) {
             store_rollback(db->st);
+            if (pre) rollback_model(db, res, err);
         } else {
             res->committed = 1;
             res->members_created = n_new;
-            if (apply_dicts(db, &b) != 0)
-                rc = err_set(err, PATRON_ENOMEM, "out of memory applying the import; reopen the database");
-            size_t next_b = 0; /* b.orders are in event order */
-            for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {
-                bevent *e = &ev[i];
-                uint32_t mi;
-                if (!hmap_get(&db->member_ids, e->member, strlen(e->member), &mi))
-                    rc = db_member_add(db, e->member, strlen(e->member), e->ts,
-                                       store_profile_hash("{}"), &mi);
-                if (rc) break;
-                if (e->type <= 1) {
-                    store_order so = {
-                        e->id,    strlen(e->id),         mi, e->ts, e->amount, e->type, e->items,
-                        e->units, e->hash ? e->hash : 1, 0, e->channel, e->store};
-                    rc = db_order_add(db, &so);
-                    res->items += (uint64_t)e->items;
-                    if (rc == 0) view_order(db, (uint32_t)(db->n_orders - 1));
-                    if (rc == 0 && next_b < b.n && ev_of[next_b] == i)
-                        order_ix[next_b++] = (uint32_t)(db->n_orders - 1);
-                } else if (e->type == 4) {
-                    uint32_t ex;
-                    if (hmap_get(&db->order_ids, e->id, strlen(e->id), &ex)) {
-                        view_void(db, ex);
-                        db->o_void[ex] = 1;
-                        if (db->o_member[ex] >= 0)
-                            db_touch(db, (uint32_t)db->o_member[ex], DB_SRC_ORDERS);
-                    }
-                } else {
-                    db_touch(db, mi, event_sources(e->type));
-                    view_event(db, mi, event_types[e->type], e->ts, e->body);
-                }
-                if (e->type > 1) db->n_events++;
-                res->inserted++;
-            }
-            for (size_t j = 0; j < b.n_items && rc == PATRON_OK && db->view; j++)
-                view_item(db, order_ix[b.it_order[j]], b.it_sku[j], b.it_cat[j], b.it_brand[j],
-                          b.it_qty[j], b.it_price[j]);
+            if (!pre) rc = apply_events_batch(db, &b, ev, nev, ev_of, order_ix, res, err);
         }
     }
     mem_free(ev_of);
@@ -1578,6 +1634,11 @@ static int import_any(patron_db *db, patron_import_kind kind, const char *path, 
     }
     memset(res, 0, sizeof *res);
     int rc = db_order_ids_ensure(db, err);
+    int wants = 0;
+    if (rc == PATRON_OK && kind != PATRON_IMPORT_MEMBERS)
+        rc = loyalty_wants_view(db, &wants, err);
+    if (rc == PATRON_OK && wants) /* promotion rules: the view is needed, built before the batch */
+        rc = db_view_ensure(db, err);
     if (rc != PATRON_OK)
         return rc;
     db->tracking = 1;

@@ -24,6 +24,7 @@
 #include "base/num.h"
 #include "base/time.h"
 #include "core/db.h"
+#include "loyalty/promo.h"
 #include "store/store_ledger.h"
 
 #include <stdarg.h>
@@ -127,6 +128,10 @@ struct ledger {
     const char *const *new_ids;
     const uint32_t *new_lens;
     size_t n_new;
+    /* promotion rules: compiled on need; rule_ok[k] for the order being earned */
+    promo_rules *rules;
+    uint8_t *rule_ok;
+    size_t cap_rule_ok;
 };
 
 static const char *const kind_names[] = {"",       "earn",   "return", "void",   "redeem", "cancel",
@@ -248,6 +253,8 @@ static void ledger_free_cb(void *p)
     release_state(l);
     hmap_release(&l->keys);
     mem_free(l->cands);
+    promo_rules_free(l->rules);
+    mem_free(l->rule_ok);
     store_ledger_free(l->sl);
     mem_free(l);
 }
@@ -1243,7 +1250,31 @@ static int promo_applies(ledger *l, const program_promo *pr, uint32_t member, in
         if (!ok)
             return 0;
     }
-    return 1;
+    return !pr->rule || l->rule_ok[pr - l->prog->promos];
+}
+
+/* Evaluates, once per order, the rules of the promotions whose other conditions hold
+ * (rule_ok[k]; promo_applies reads it).  The rule sees the member just before the order. */
+static int order_rules(ledger *l, const ledger_order *o, int tier, patron_error *err)
+{
+    const program *pg = l->prog;
+    if (!pg->n_rule_promos)
+        return PATRON_OK;
+    if (MEM_GROW(l->rule_ok, l->cap_rule_ok, pg->n_promos) != 0)
+        return oom(err);
+    for (size_t k = 0; k < pg->n_promos; k++)
+        l->rule_ok[k] = 1;
+    for (size_t k = 0; k < pg->n_promos; k++) {
+        const program_promo *pr = &pg->promos[k];
+        if (!pr->rule || !promo_applies(l, pr, o->member, o->ts, o->amount, tier))
+            continue; /* promo_applies ran with rule_ok[k] = 1: the other conditions */
+        int holds = 0;
+        int rc = promo_rule_holds(&l->rules, l->db, pg, k, o->member, o->ts, &holds, err);
+        if (rc)
+            return rc;
+        l->rule_ok[k] = (uint8_t)holds;
+    }
+    return PATRON_OK;
 }
 
 /* Points of an order, SPEC §5: floor(Σ items amount x rate x item multiplier x matching
@@ -1350,6 +1381,9 @@ static int order_points_fast(ledger *l, const ledger_order *o, int tier, int64_t
 
 static int order_points(ledger *l, const ledger_order *o, int tier, int64_t *out, patron_error *err)
 {
+    int rc = order_rules(l, o, tier, err);
+    if (rc)
+        return rc;
     return order_points_fast(l, o, tier, out) == 0 ? PATRON_OK : order_points_exact(l, o, tier, out, err);
 }
 
@@ -1991,7 +2025,9 @@ int ledger_program_apply(ledger *l, program *p, int64_t now, int64_t *version, i
 {
     op o;
     *changed = 0;
-    int rc = op_begin(l, &o, err);
+    int rc = promo_rules_check(l->db, p, "program", err);
+    if (rc == PATRON_OK)
+        rc = op_begin(l, &o, err);
     if (rc) {
         program_free(p);
         return rc;

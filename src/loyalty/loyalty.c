@@ -298,6 +298,18 @@ out:
     return rc;
 }
 
+int loyalty_wants_view(patron_db *db, int *wants, patron_error *err)
+{
+    ledger *l;
+    *wants = 0;
+    int rc = ledger_get(db, &l, err);
+    if (rc == PATRON_OK) {
+        const program *p = ledger_program(l, NULL);
+        *wants = p && p->n_rule_promos > 0;
+    }
+    return rc;
+}
+
 /* ---- rule engine interface ------------------------------------------------------------ */
 
 int loyalty_refresh(patron_db *db, patron_error *err)

@@ -67,6 +67,13 @@ typedef struct loyalty_import {
  * posted (e.g. an imported redemption that would overdraw). */
 int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err);
 
+/* *wants = 1 when the program in force has promotion rules: an importer must then give
+ * the batch to the model and the member view *before* loyalty_on_import (and reload the
+ * model with db_model_reload if the import is rolled back), so that each rule sees the
+ * member just before each order, earlier orders and events of the same batch included.
+ * The member view must be built before the import's transaction begins. */
+int loyalty_wants_view(patron_db *db, int *wants, patron_error *err);
+
 /* Loads the ledger, or reloads it when the store changed since.  Call before a pass. */
 int loyalty_refresh(patron_db *db, patron_error *err);
 

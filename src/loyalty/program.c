@@ -13,6 +13,7 @@
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/time.h"
+#include "rules/rule.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -367,6 +368,22 @@ static int parse_bonuses(pctx *c, program *p, json_t *b)
     return PATRON_OK;
 }
 
+/* A promotion's rule: its text, checked for syntax here (names and types need the
+ * member view: promo_rules_check).  The rule's own message keeps its line:column. */
+static int get_rule(pctx *c, json_t *v, char **out)
+{
+    int rc = get_string(c, v, 4096, out);
+    if (rc)
+        return rc;
+    rule *r = NULL;
+    patron_error rerr = {0};
+    rc = rule_parse(*out, &r, &rerr);
+    rule_free(r);
+    if (rc == PATRON_ENOMEM)
+        return err_set(c->err, PATRON_ENOMEM, "out of memory");
+    return rc ? bad(c, "%s", rerr.message) : PATRON_OK;
+}
+
 static int parse_promos(pctx *c, program *p, json_t *a)
 {
     static const char *const keys[] = {"id", "from", "to", "multiplier", "bonus", "members",
@@ -392,8 +409,8 @@ static int parse_promos(pctx *c, program *p, json_t *a)
             return rc;
         if (!json_object_get(o, "id"))
             return bad(c, "missing 'id'");
-        FIELD(o, "rule", bad(c, "rule conditions are not supported yet (the rule engine is being "
-                                "built); use members, categories, tiers, min_amount, from, to"));
+        FIELD(o, "rule", get_rule(c, v, &pr->rule));
+        p->n_rule_promos += pr->rule != NULL;
         FIELD(o, "id", get_string(c, v, 128, &pr->id));
         FIELD(o, "from", get_ts(c, v, &pr->from));
         FIELD(o, "to", get_ts(c, v, &pr->to));
@@ -610,6 +627,7 @@ void program_free(program *p)
         free_list(pr->members, pr->n_members);
         free_list(pr->categories, pr->n_categories);
         mem_free(pr->tiers);
+        mem_free(pr->rule);
     }
     mem_free(p->promos);
     for (size_t i = 0; i < p->n_rewards; i++) {

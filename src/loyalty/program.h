@@ -51,6 +51,9 @@ typedef struct program_promo {
     size_t n_categories;
     int *tiers; /* tier indexes the member must hold just before the order; none = any */
     size_t n_tiers;
+    char *rule; /* a rule (SPEC §3) the member must satisfy just before the order; NULL = none.
+                 * Syntax is checked here; names and types against the member view by
+                 * promo_rules_check (src/loyalty/promo.h). */
 } program_promo;
 
 typedef struct program_reward {
@@ -74,6 +77,7 @@ typedef struct program {
     int64_t bonus[PROGRAM_BONUS__COUNT];
     program_promo *promos;
     size_t n_promos;
+    size_t n_rule_promos; /* promotions with a rule */
     program_reward *rewards;
     size_t n_rewards;
     char *canonical; /* the configuration as canonical JSON (sorted keys, compact) */

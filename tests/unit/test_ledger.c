@@ -29,6 +29,7 @@
 #include "loyalty/ledger.h"
 #include "loyalty/loyalty.h"
 #include "loyalty/program.h"
+#include "members/view.h"
 #include "store/store.h"
 
 #include <signal.h>
@@ -1217,6 +1218,62 @@ static void test_import_earns(void **state)
     patron_close(db);
 }
 
+/* ---- promotion rules ------------------------------------------------------------------ */
+
+static const char rule_program[] =
+    "{\"points_per_unit\": 1, \"rewards\": [{\"id\": \"R1\", \"points\": 1000}],"
+    " \"promotions\": [{\"id\": \"third\", \"rule\": \"frequency >= 2\", \"multiplier\": 2}]}";
+
+/* In one process: an import refused after its batch was shown to the rules leaves the
+ * model and the view as before (no member, no orders, view = rebuilt); the same member's
+ * orders imported next earn as if the refused import never happened; a write through
+ * ledger_earn (no import) evaluates the rule too. */
+static void test_promo_rules(void **state)
+{
+    (void)state;
+    patron_db *db = fresh_db("prule", 2, rule_program);
+    patron_error err = {0};
+    patron_import_result res;
+    char ev[512];
+    snprintf(ev, sizeof ev, "%s/prule.jsonl", dir);
+    assert_int_equal(db_view_ensure(db, &err), 0);
+    size_t orders_before = db->n_orders;
+    write_file(ev, "{\"type\":\"order\",\"order_id\":\"E1\",\"member_id\":\"n1\",\"ts\":\"2024-01-01\",\"amount\":10}\n"
+                   "{\"type\":\"order\",\"order_id\":\"E2\",\"member_id\":\"n1\",\"ts\":\"2024-01-02\",\"amount\":10}\n"
+                   "{\"type\":\"redemption\",\"event_id\":\"x\",\"member_id\":\"n1\",\"ts\":\"2024-01-03\",\"reward_id\":\"R1\",\"points\":500}\n");
+    assert_int_equal(patron_import(db, PATRON_IMPORT_EVENTS, ev, NULL, &res, &err), PATRON_EINPUT);
+    assert_non_null(strstr(err.message, "overdraw"));
+    uint32_t nm;
+    assert_false(hmap_get(&db->member_ids, "n1", 2, &nm));
+    assert_int_equal(db->n_members, 2);
+    assert_int_equal(db->n_orders, orders_before);
+    write_file(ev, "{\"type\":\"order\",\"order_id\":\"E1\",\"member_id\":\"n1\",\"ts\":\"2024-01-01\",\"amount\":10}\n"
+                   "{\"type\":\"order\",\"order_id\":\"E2\",\"member_id\":\"n1\",\"ts\":\"2024-01-02\",\"amount\":10}\n"
+                   "{\"type\":\"order\",\"order_id\":\"E3\",\"member_id\":\"n1\",\"ts\":\"2024-01-03\",\"amount\":10}\n");
+    assert_int_equal(patron_import(db, PATRON_IMPORT_EVENTS, ev, NULL, &res, &err), 0);
+    assert_true(hmap_get(&db->member_ids, "n1", 2, &nm));
+    ledger *l;
+    assert_int_equal(ledger_get(db, &l, &err), 0);
+    int64_t now = 1704067200 + 10 * DAY; /* 2024-01-11 */
+    assert_int_equal(ledger_balance(l, nm, now), 10 + 10 + 20);
+    /* the view kept in place equals one built from the store */
+    assert_int_equal(db_view_ensure(db, &err), 0);
+    uint64_t live = view_hash(db);
+    db_view_free(db);
+    assert_int_equal(db_view_ensure(db, &err), 0);
+    assert_int_equal(view_hash(db), live);
+    /* ledger_earn: n1 has three orders before, m0 none */
+    ledger_result r;
+    ledger_order o1 = {"W1", 2, nm, now, 10 * PATRON_MONEY_SCALE, NULL, 0};
+    ledger_order o2 = {"W2", 2, 0, now, 10 * PATRON_MONEY_SCALE, NULL, 0};
+    assert_int_equal(ledger_earn(l, &o1, &r, &err), 0);
+    assert_int_equal(r.points, 20);
+    assert_int_equal(ledger_earn(l, &o2, &r, &err), 0);
+    assert_int_equal(r.points, 10);
+    verify_ok(l);
+    patron_close(db);
+}
+
 /* ---- import batches stored as chunks ------------------------------------------------ */
 
 /* The same writes, once as an import batch (one journal chunk) and once one by one
@@ -1373,6 +1430,7 @@ int main(void)
         cmocka_unit_test(test_policies),
         cmocka_unit_test(test_retries),
         cmocka_unit_test(test_import_earns),
+        cmocka_unit_test(test_promo_rules),
         cmocka_unit_test(test_chunks),
         cmocka_unit_test(test_bonuses),
         cmocka_unit_test(test_concurrent_redeem),
