@@ -2198,6 +2198,11 @@ static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitma
     }
     if (!sel)
         return 0;
+    if (nr == 0 && !r->reads_models) { /* bitmap algebra alone */
+        roaring_bitmap_overwrite(out, sel);
+        roaring_bitmap_free(sel);
+        return 1;
+    }
     /* the other conditions, on the selected members only */
     arena ar = {0};
     ectx x;
