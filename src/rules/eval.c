@@ -1158,39 +1158,6 @@ static int is_plain_money_sum(const rnode *n)
            !n->a && n->has_window;
 }
 
-/* `count(S, window) CMP c` and `sum(S.money, window) CMP c`: rows leave the window one by
- * one at ts + w_from (oldest first), so the answer can flip only at the exit that carries
- * the value across c -- unless a row enters first (a future row, or one reaching a d1..d2
- * window).  That instant, instead of every exit, is when the member is looked at again. */
-static int64_t window_flip(const stream *s, uint32_t m, int64_t now, const rnode *agg, int op,
-                           double c, int swapped)
-{
-    uint32_t a = s->beg[m], b = s->end[m];
-    const int64_t *ts = s->ts;
-    const vcol *f = agg->op == AGG_SUM ? &agg->sfield->col : NULL;
-    const int64_t *d = f ? f->data : NULL;
-    uint32_t first = upper(ts, a, b, now - agg->w_from), last = upper(ts, a, b, now - agg->w_to);
-    int64_t enter = last < b ? ts[last] + agg->w_to : NEVER; /* the next row to come in */
-    int64_t val = 0;
-    for (uint32_t j = first; j < last; j++)
-        val += d ? d[f->via ? f->via[j] : j] : 1;
-    double scale = d ? PATRON_MONEY_SCALE : 1;
-    double v = (double)val / scale;
-    int holds = swapped ? cmp_holds(op, c, v) : cmp_holds(op, v, c);
-    for (uint32_t j = first; j < last; j++) {
-        int64_t at = ts[j] + agg->w_from;
-        if (at >= enter)
-            break;
-        val -= d ? d[f->via ? f->via[j] : j] : 1;
-        if (j + 1 < last && ts[j + 1] == ts[j])
-            continue; /* rows with the same ts leave together */
-        v = (double)val / scale;
-        if ((swapped ? cmp_holds(op, c, v) : cmp_holds(op, v, c)) != holds)
-            return at;
-    }
-    return enter;
-}
-
 static int flip_known(const rnode *n)
 {
     return is_plain_count(n) || is_plain_money_sum(n);
@@ -1518,6 +1485,42 @@ static int64_t extremum_flip(const stream *s, uint32_t m, int64_t now, const rno
     return min64(t, enter);
 }
 
+/* `F CMP c` (either side) for which the instant the answer flips can be found. */
+typedef int64_t (*flip_fn)(const ectx *x, size_t k, const rnode *f, int op, double c,
+                           int swapped);
+
+static int64_t flip_distinct(const ectx *x, size_t k, const rnode *f, int op, double c, int sw)
+{
+    return distinct_flip(x->rows[k], NOW(x, k), f, op, c, sw);
+}
+
+static int64_t flip_trend(const ectx *x, size_t k, const rnode *f, int op, double c, int sw)
+{
+    (void)f;
+    return trend_flip(x, x->rows[k], NOW(x, k), op, c, sw);
+}
+
+static int64_t flip_extremum(const ectx *x, size_t k, const rnode *f, int op, double c, int sw)
+{
+    return extremum_flip(f->stream, x->rows[k], NOW(x, k), f, op, c, sw);
+}
+
+static int64_t flip_dtb(const ectx *x, size_t k, const rnode *f, int op, double c, int sw)
+{
+    (void)f;
+    int32_t bd = x->v->birth_days[x->rows[k]];
+    int ny, nm, nd;
+    return bd == INT32_MIN ? NEVER : dtb_flip(bd, row_today(x, k, &ny, &nm, &nd), op, c, sw);
+}
+
+static const struct {
+    int (*is)(const rnode *n);
+    flip_fn fn;
+} flips[] = {{is_plain_distinct, flip_distinct},
+             {is_trend, flip_trend},
+             {is_plain_extremum, flip_extremum},
+             {is_dtb, flip_dtb}};
+
 static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
 {
     if (n->kind == N_CMP && n->a->type == VT_NUM && n->b->type == VT_NUM) {
@@ -1540,63 +1543,19 @@ static void due_node(ectx *x, const rnode *n, vec *r, const vec *ch)
             r->t[k] = age_flip(x, k, n);
         return;
     }
-    if (n->kind == N_CMP && ((is_plain_distinct(n->a) && is_num_const(n->b)) ||
-                             (is_plain_distinct(n->b) && is_num_const(n->a)))) {
-        int swapped = is_plain_distinct(n->b);
-        const rnode *agg = swapped ? n->b : n->a;
-        double c = swapped ? n->a->num : n->b->num;
-        if (!(r->t = tnew(x)))
+    if (n->kind == N_CMP) {
+        for (size_t j = 0; j < sizeof flips / sizeof *flips; j++) {
+            int swapped = flips[j].is(n->b) && is_num_const(n->a);
+            if (!swapped && !(flips[j].is(n->a) && is_num_const(n->b)))
+                continue;
+            const rnode *f = swapped ? n->b : n->a;
+            double c = swapped ? n->a->num : n->b->num;
+            if (!(r->t = tnew(x)))
+                return;
+            for (size_t k = 0; k < x->n; k++)
+                r->t[k] = flips[j].fn(x, k, f, n->op, c, swapped);
             return;
-        for (size_t k = 0; k < x->n; k++)
-            r->t[k] = distinct_flip(x->rows[k], NOW(x, k), agg, n->op, c, swapped);
-        return;
-    }
-    if (n->kind == N_CMP && ((flip_known(n->a) && is_num_const(n->b)) ||
-                             (flip_known(n->b) && is_num_const(n->a)))) {
-        int swapped = flip_known(n->b);
-        const rnode *agg = swapped ? n->b : n->a;
-        double c = swapped ? n->a->num : n->b->num;
-        if (!(r->t = tnew(x)))
-            return;
-        for (size_t k = 0; k < x->n; k++)
-            r->t[k] = window_flip(agg->stream, x->rows[k], NOW(x, k), agg, n->op, c, swapped);
-        return;
-    }
-    if (n->kind == N_CMP && ((is_trend(n->a) && is_num_const(n->b)) ||
-                             (is_trend(n->b) && is_num_const(n->a)))) {
-        int swapped = is_trend(n->b);
-        double c = swapped ? n->a->num : n->b->num;
-        if (!(r->t = tnew(x)))
-            return;
-        for (size_t k = 0; k < x->n; k++)
-            r->t[k] = trend_flip(x, x->rows[k], NOW(x, k), n->op, c, swapped);
-        return;
-    }
-    if (n->kind == N_CMP && ((is_plain_extremum(n->a) && is_num_const(n->b)) ||
-                             (is_plain_extremum(n->b) && is_num_const(n->a)))) {
-        int swapped = is_plain_extremum(n->b);
-        const rnode *agg = swapped ? n->b : n->a;
-        double c = swapped ? n->a->num : n->b->num;
-        if (!(r->t = tnew(x)))
-            return;
-        for (size_t k = 0; k < x->n; k++)
-            r->t[k] = extremum_flip(agg->stream, x->rows[k], NOW(x, k), agg, n->op, c, swapped);
-        return;
-    }
-    if (n->kind == N_CMP && ((is_dtb(n->a) && is_num_const(n->b)) || (is_dtb(n->b) && is_num_const(n->a)))) {
-        int swapped = is_dtb(n->b);
-        double c = swapped ? n->a->num : n->b->num;
-        if (!(r->t = tnew(x)))
-            return;
-        for (size_t i = 0; i < x->n; i++) {
-            int32_t bd = x->v->birth_days[x->rows[i]];
-            if (bd != INT32_MIN)
-            {
-                int ny, nm, nd;
-                r->t[i] = dtb_flip(bd, row_today(x, i, &ny, &nm, &nd), n->op, c, swapped);
-            }
         }
-        return;
     }
     size_t nn = x->n;
     switch (n->kind) {
