@@ -19,6 +19,8 @@
 
 uint64_t segments_snapshot_slack = 65536;
 
+static void q_clear(segment *g);
+
 static void live_release(segment *g)
 {
     rule_free(g->r);
@@ -27,9 +29,7 @@ static void live_release(segment *g)
     mem_free(g->due);
     g->due = NULL;
     g->n_due = 0;
-    mem_free(g->heap);
-    g->heap = NULL;
-    g->hn = g->hcap = 0;
+    q_clear(g);
 }
 
 static void seg_release(segment *g)
@@ -428,53 +428,124 @@ static void deps_of(const rnode *n, uint32_t *deps)
         deps_of(n->items[i], deps);
 }
 
-static void heap_up(seg_due *h, size_t i)
+/* ---- the expiry index: a calendar queue of day buckets ----
+ * A sync only ever asks for "every entry at or before now", in any order (each member
+ * has one current entry; rounds keep each member's instants in order), so entries go
+ * into the bucket of their day, unsorted: a push is an append, and taking the entries up
+ * to now walks the buckets from the first non-empty one.  A binary heap of a million
+ * entries per segment cost a cache miss per level on every pop. */
+#define Q_SPAN (1 << 17) /* buckets at most (~359 years); later entries wait in the last */
+
+static int64_t q_day(int64_t t)
 {
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (h[p].t <= h[i].t)
-            break;
-        seg_due t = h[p];
-        h[p] = h[i];
-        h[i] = t;
-        i = p;
-    }
+    return t >= 0 ? t / TIME_DAY : -((-t + TIME_DAY - 1) / TIME_DAY);
 }
 
-static void heap_down(seg_due *h, size_t n, size_t i)
+static void q_clear(segment *g)
 {
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && h[l].t < h[m].t)
-            m = l;
-        if (r < n && h[r].t < h[m].t)
-            m = r;
-        if (m == i)
-            return;
-        seg_due t = h[m];
-        h[m] = h[i];
-        h[i] = t;
-        i = m;
-    }
+    for (size_t i = 0; i < g->qn; i++)
+        mem_free(g->qb[i].e);
+    mem_free(g->qb);
+    g->qb = NULL;
+    g->qn = g->qfirst = g->qcount = 0;
 }
 
-static int heap_push(segment *g, int64_t t, uint32_t m)
+static int q_push(segment *g, int64_t t, uint32_t m)
 {
     if (t == INT64_MAX)
         return 0;
-    if (MEM_GROW(g->heap, g->hcap, g->hn + 1))
+    int64_t d = q_day(t);
+    if (g->qn == 0) {
+        g->qbase = d;
+        g->qfirst = 0;
+    }
+    if (d < g->qbase) { /* earlier than every bucket so far: room at the front */
+        size_t add = (size_t)(g->qbase - d);
+        if (add > Q_SPAN || g->qn + add > Q_SPAN)
+            return -1;
+        seg_bucket *nb = mem_realloc_array(g->qb, g->qn + add, sizeof *nb);
+        if (!nb)
+            return -1;
+        memmove(nb + add, nb, g->qn * sizeof *nb);
+        memset(nb, 0, add * sizeof *nb);
+        g->qb = nb;
+        g->qn += add;
+        g->qbase = d;
+        g->qfirst += add;
+    }
+    size_t i = (size_t)(d - g->qbase) < Q_SPAN ? (size_t)(d - g->qbase) : Q_SPAN - 1;
+    if (i >= g->qn) {
+        size_t n = i + 1 > g->qn * 2 ? i + 1 : g->qn * 2;
+        if (n > Q_SPAN)
+            n = Q_SPAN;
+        seg_bucket *nb = mem_realloc_array(g->qb, n, sizeof *nb);
+        if (!nb)
+            return -1;
+        memset(nb + g->qn, 0, (n - g->qn) * sizeof *nb);
+        g->qb = nb;
+        g->qn = n;
+    }
+    seg_bucket *b = &g->qb[i];
+    if (MEM_GROW(b->e, b->cap, b->n + 1))
         return -1;
-    g->heap[g->hn] = (seg_due){t, m};
-    heap_up(g->heap, g->hn++);
+    b->e[b->n++] = (seg_due){t, m};
+    g->qcount++;
+    if (i < g->qfirst)
+        g->qfirst = i;
     return 0;
 }
 
-static seg_due heap_pop(segment *g)
+/* Moves every entry with t <= now out of the queue into fn(ctx, entry); entries in the
+ * day of now that come later stay. */
+typedef int (*q_fn)(void *ctx, seg_due e);
+static int q_take(segment *g, int64_t now, q_fn fn, void *ctx)
 {
-    seg_due top = g->heap[0];
-    g->heap[0] = g->heap[--g->hn];
-    heap_down(g->heap, g->hn, 0);
-    return top;
+    if (!g->qcount || q_day(now) < g->qbase)
+        return 0;
+    size_t last = (size_t)(q_day(now) - g->qbase);
+    if (last >= g->qn)
+        last = g->qn - 1;
+    for (size_t i = g->qfirst; i <= last; i++) {
+        seg_bucket *b = &g->qb[i];
+        size_t w = 0;
+        for (size_t k = 0; k < b->n; k++) {
+            if (b->e[k].t > now) {
+                b->e[w++] = b->e[k];
+                continue;
+            }
+            g->qcount--;
+            if (fn(ctx, b->e[k]) != 0) { /* keep the rest */
+                for (size_t j = k + 1; j < b->n; j++)
+                    b->e[w++] = b->e[j];
+                b->n = w;
+                return -1;
+            }
+        }
+        b->n = w;
+        if (w == 0 && i == g->qfirst)
+            g->qfirst = i + 1;
+        if (w == 0 && b->cap > 64) { /* a day gone: give its memory back */
+            mem_free(b->e);
+            b->e = NULL;
+            b->cap = 0;
+        }
+    }
+    return 0;
+}
+
+/* 1 when some entry is at or before now. */
+static int q_any(const segment *g, int64_t now)
+{
+    if (!g->qcount || q_day(now) < g->qbase)
+        return 0;
+    size_t last = (size_t)(q_day(now) - g->qbase);
+    if (last >= g->qn)
+        last = g->qn - 1;
+    for (size_t i = g->qfirst; i <= last; i++)
+        for (size_t k = 0; k < g->qb[i].n; k++)
+            if (g->qb[i].e[k].t <= now)
+                return 1;
+    return 0;
 }
 
 /* (Re)compiles g's rule against the current view when needed. */
@@ -518,9 +589,9 @@ static int live_build(patron_db *db, segment *g, patron_error *err)
     }
     g->due = due;
     g->n_due = n;
-    g->hn = 0;
+    q_clear(g);
     for (uint32_t m = 0; m < n; m++)
-        if (heap_push(g, due[m], m) != 0)
+        if (q_push(g, due[m], m) != 0)
             return err_set(err, PATRON_ENOMEM, "out of memory");
     return PATRON_OK;
 }
@@ -554,7 +625,7 @@ static int reevaluate(patron_db *db, segment *g, const uint32_t *ms, const int64
         int64_t nx = due[i] <= at ? at + 1 : due[i]; /* never schedule the past */
         if (m < g->n_due) {
             g->due[m] = nx == INT64_MAX ? INT64_MAX : nx;
-            if (heap_push(g, g->due[m], m) != 0)
+            if (q_push(g, g->due[m], m) != 0)
                 rc = err_set(err, PATRON_ENOMEM, "out of memory");
         }
     }
@@ -583,6 +654,32 @@ static int live_grow(patron_db *db, segment *g, patron_error *err)
     return PATRON_OK;
 }
 
+/* The members a round takes: current entries, not those whose data changed (they are
+ * evaluated at now afterwards). */
+typedef struct gather {
+    segment *g;
+    const roaring_bitmap_t *touched;
+    uint32_t *m;
+    int64_t *t;
+    size_t n, cap, tcap;
+} gather;
+
+static int gather_one(void *ctx, seg_due e)
+{
+    gather *ga = ctx;
+    segment *g = ga->g;
+    if (e.m >= g->n_due || g->due[e.m] != e.t)
+        return 0; /* superseded */
+    if (ga->touched && roaring_bitmap_contains(ga->touched, e.m))
+        return 0; /* its data changed: evaluated at now below */
+    g->due[e.m] = INT64_MAX;
+    if (MEM_GROW(ga->m, ga->cap, ga->n + 1) || MEM_GROW(ga->t, ga->tcap, ga->n + 1))
+        return -1;
+    ga->m[ga->n] = e.m;
+    ga->t[ga->n++] = e.t;
+    return 0;
+}
+
 /* Brings rule segment g from as_of to now; `touched` lists members whose data changed
  * (sources `src`), re-evaluated at now when g reads any of those sources. */
 static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap_t *touched,
@@ -603,29 +700,17 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
      * (its earliest one) and evaluates each at its own instant, in one batch; what that
      * schedules at or before now is the next round.  Each member's evaluations stay in
      * time order; members are independent of each other. */
-    uint32_t *batch = NULL;
-    int64_t *bts = NULL;
-    size_t bn = 0, bcap = 0, tcap = 0;
-    while (rc == PATRON_OK && g->hn && g->heap[0].t <= now) {
-        bn = 0;
-        while (g->hn && g->heap[0].t <= now) {
-            seg_due e = heap_pop(g);
-            if (e.m >= g->n_due || g->due[e.m] != e.t)
-                continue; /* superseded */
-            if (use_touched && roaring_bitmap_contains(touched, e.m))
-                continue; /* its data changed: evaluated at now below */
-            g->due[e.m] = INT64_MAX;
-            if (MEM_GROW(batch, bcap, bn + 1) || MEM_GROW(bts, tcap, bn + 1)) {
-                rc = err_set(err, PATRON_ENOMEM, "out of memory");
-                break;
-            }
-            batch[bn] = e.m;
-            bts[bn++] = e.t;
-        }
-        if (rc == PATRON_OK && bn)
-            rc = reevaluate(db, g, batch, bts, bn, now, ch, err);
+    gather ga = {g, use_touched ? touched : NULL, NULL, NULL, 0, 0, 0};
+    while (rc == PATRON_OK && q_any(g, now)) {
+        ga.n = 0;
+        if (q_take(g, now, gather_one, &ga) != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        if (rc == PATRON_OK && ga.n)
+            rc = reevaluate(db, g, ga.m, ga.t, ga.n, now, ch, err);
     }
-    mem_free(bts);
+    mem_free(ga.t);
+    uint32_t *batch = ga.m;
+    size_t bn = 0, bcap = ga.cap;
     /* 2. data: touched members (for the sources g reads) and members created since */
     bn = 0;
     if (rc == PATRON_OK && use_touched) {
@@ -945,7 +1030,7 @@ static int sync_all(patron_db *db, int64_t now, int full, patron_error *err)
                 mem_free(g->due); /* the expiry index is rebuilt on next need */
                 g->due = NULL;
                 g->n_due = 0;
-                g->hn = 0;
+                q_clear(g);
             }
             if (m)
                 roaring_bitmap_free(m);

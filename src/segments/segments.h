@@ -28,6 +28,11 @@ typedef struct seg_due {
     uint32_t m;
 } seg_due;
 
+typedef struct seg_bucket {
+    seg_due *e;
+    size_t n, cap;
+} seg_bucket;
+
 typedef struct segment {
     char *name;
     int kind;
@@ -40,8 +45,13 @@ typedef struct segment {
     uint32_t deps;      /* DB_SRC_* bits it reads; SEG_DEP_STATIC: a static segment */
     int64_t *due;       /* per member: next instant the answer can change (INT64_MAX never) */
     uint32_t n_due;     /* members the due array covers */
-    seg_due *heap;      /* min-heap on t; an entry is current when due[m] == t */
-    size_t hn, hcap;
+    /* the expiry index: (t, m) entries in buckets of one day (bucket qbase + i holds
+     * the entries whose t falls on that day); an entry is current when due[m] == t */
+    struct seg_bucket *qb;
+    size_t qn;          /* buckets qbase .. qbase + qn - 1 */
+    int64_t qbase;
+    size_t qfirst;      /* buckets before it are empty */
+    size_t qcount;      /* entries held (current or superseded) */
     int full_pending;   /* a static segment it reads changed: evaluate everyone */
     uint64_t data_seen; /* db->data_version its member set reflects */
     int64_t snap_change; /* the stored members are the set after this change row */
