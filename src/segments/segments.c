@@ -664,6 +664,26 @@ typedef struct gather {
     size_t n, cap, tcap;
 } gather;
 
+static int cmp_due_member(const void *a, const void *b)
+{
+    uint32_t x = ((const seg_due *)a)->m, y = ((const seg_due *)b)->m;
+    return (x > y) - (x < y);
+}
+
+/* Sorts the pairs (m[i], t[i]) by member (each member appears once). */
+static void sort_by_member(uint32_t *m, int64_t *t, size_t n)
+{
+    seg_due *p = mem_alloc_array(n, sizeof *p);
+    if (!p)
+        return; /* the order is only a matter of speed */
+    for (size_t i = 0; i < n; i++)
+        p[i] = (seg_due){t[i], m[i]};
+    qsort(p, n, sizeof *p, cmp_due_member);
+    for (size_t i = 0; i < n; i++)
+        m[i] = p[i].m, t[i] = p[i].t;
+    mem_free(p);
+}
+
 static int gather_one(void *ctx, seg_due e)
 {
     gather *ga = ctx;
@@ -705,6 +725,8 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
         ga.n = 0;
         if (q_take(g, now, gather_one, &ga) != 0)
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        if (rc == PATRON_OK && ga.n > 1)
+            sort_by_member(ga.m, ga.t, ga.n); /* member order: neighbouring memory */
         if (rc == PATRON_OK && ga.n)
             rc = reevaluate(db, g, ga.m, ga.t, ga.n, now, ch, err);
     }
