@@ -366,6 +366,48 @@ static int write_rejects(const char *path, char delim, const char *rejects, batc
     return rc < 0 ? rc : PATRON_OK;
 }
 
+/* The bad lines of a JSONL file, one JSON object each: {"line": N, "reason": "...",
+ * "record": "the line as it was"} (the record as a string: it may not be JSON at all). */
+static int write_rejects_jsonl(const char *path, const char *rejects, const batch *b,
+                               patron_error *err)
+{
+    FILE *f = fopen(rejects, "w");
+    if (!f) return err_set(err, PATRON_EIO, "cannot write rejects file '%s'", rejects);
+    line_reader *r;
+    int rc = lines_open(path, &r, err);
+    if (rc) {
+        fclose(f);
+        return rc;
+    }
+    const char *line;
+    size_t n, bi = 0;
+    while (bi < b->bad.n && (rc = lines_next(r, &line, &n, err)) == 1) {
+        uint64_t ln = lines_line(r);
+        while (bi < b->bad.n && b->bad.lines[bi] < ln)
+            bi++;
+        if (bi >= b->bad.n || b->bad.lines[bi] != ln)
+            continue;
+        json_t *o = json_pack("{s:I,s:s,s:s%}", "line", (json_int_t)ln, "reason",
+                              b->bad.reasons[bi], "record", line, n);
+        char *t = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+        if (t) {
+            fputs(t, f);
+            fputc('\n', f);
+        } else {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory writing '%s'", rejects);
+        }
+        free(t);
+        json_decref(o);
+        while (bi < b->bad.n && b->bad.lines[bi] == ln)
+            bi++;
+        if (rc < 0) break;
+    }
+    lines_free(r);
+    if (fclose(f) != 0 && rc >= 0)
+        return err_set(err, PATRON_EIO, "cannot write rejects file '%s'", rejects);
+    return rc < 0 ? rc : PATRON_OK;
+}
+
 static char sniff_delim(const char *path, char d)
 {
     if (d) return d;
@@ -1605,6 +1647,13 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             res->members_created = n_new;
             if (!pre) rc = apply_events_batch(db, &b, ev, nev, ev_of, order_ix, res, err);
         }
+    }
+    if (rc == PATRON_OK && b.bad_rows > 0 && !mem) {
+        if (opts->rejects_path)
+            snprintf(res->rejects_path, sizeof res->rejects_path, "%s", opts->rejects_path);
+        else
+            snprintf(res->rejects_path, sizeof res->rejects_path, "%s.rejects", path);
+        rc = write_rejects_jsonl(path, res->rejects_path, &b, err);
     }
     mem_free(ev_of);
     mem_free(ok_all);

@@ -58,6 +58,30 @@ echo "$out" | grep -q '"frequency": 1' || fail "void"
 echo "$out" | grep -q '"monetary": 6.0' || fail "monetary after void and return"
 "$P" --db p.db --now 2025-01-01 --json stats | grep -q '"events":2' || fail "events count"
 
+# A JSONL file with bad lines: refused whole by default; with --max-errors the good lines
+# are stored and each bad one goes to FILE.rejects with its line, reason and text.
+cat > evbad.jsonl <<'JS'
+{"type":"message","event_id":"e2","member_id":"a1","ts":"2024-05-06","campaign_id":"c1","channel":"email","action":"clicked"}
+{"type":"message","event_id":"e3","member_id":"a1","ts":"not a time","campaign_id":"c1"}
+this is not json
+{"type":"view","event_id":"e4","member_id":"a2","ts":"2024-05-07","sku":"A"}
+JS
+if "$P" --db p.db --quiet import events evbad.jsonl 2>err.txt; then fail "bad events must be refused"; fi
+grep -q "evbad.jsonl:2: column 'ts'" err.txt || fail "events bad ts message: $(cat err.txt)"
+grep -q "evbad.jsonl:3:" err.txt || fail "events bad json message"
+[ ! -e evbad.jsonl.rejects ] || fail "no rejects file when refused"
+"$P" --db p.db --quiet import events evbad.jsonl --max-errors 2 2>err.txt || fail "--max-errors 2"
+grep -q "2 bad rows written to evbad.jsonl.rejects" err.txt || fail "rejects warning: $(cat err.txt)"
+/usr/bin/python3 - <<'PY' || fail "events rejects file"
+import json
+rows = [json.loads(l) for l in open('evbad.jsonl.rejects')]
+src = open('evbad.jsonl').read().split('\n')
+assert [r['line'] for r in rows] == [2, 3], rows
+for r in rows:
+    assert r['record'] == src[r['line'] - 1] and r['reason'], r
+PY
+"$P" --db p.db --now 2025-01-01 --json stats | grep -q '"events":4' || fail "good lines stored"
+
 DATA=${PATRON_SHARED_DATA:?}/cdnow/cdnowElog.csv
 if [ -f "$DATA" ]; then
     "$P" --db c.db --quiet import orders "$DATA" --map member_id=masterid,ts=date,amount=sales
