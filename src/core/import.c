@@ -1320,13 +1320,36 @@ static int apply_events_batch(patron_db *db, batch *b, bevent *ev, size_t nev, c
     return rc;
 }
 
+/* --map FIELD=KEY,... for JSONL: a top-level key KEY becomes FIELD.  Returns 0, or 1
+ * when the object holds both FIELD and KEY (field and key are then set; the line is
+ * refused). */
+static int map_keys(json_t *o, const char *map, char *field, char *key, size_t cap)
+{
+    for (const char *p = map; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        snprintf(field, cap, "%.*s", (int)(eq - p), p);
+        snprintf(key, cap, "%.*s", (int)(n - (size_t)(eq - p) - 1), eq + 1);
+        json_t *v = strcmp(field, key) ? json_object_get(o, key) : NULL;
+        if (v) {
+            if (json_object_get(o, field))
+                return 1;
+            json_object_set(o, field, v);
+            json_object_del(o, key);
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
 /* Events from the file at path, or (mem != NULL) from memory named path. */
 static int import_events(patron_db *db, const char *path, const char *mem, size_t memn,
                          const patron_import_opts *opts, patron_import_result *res,
                          patron_error *err)
 {
-    if (opts->map && *opts->map) /* refused rather than silently ignored */
-        return err_set(err, PATRON_EUSAGE, "--map is not supported for events yet");
+    int rc0 = validate_map(opts->map, NULL, 0, err);
+    if (rc0) return rc0;
     line_reader *r;
     int rc = mem ? lines_open_mem(path, mem, memn, &r, err) : lines_open(path, &r, err);
     if (rc) return rc;
@@ -1355,6 +1378,13 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             char msg[256];
             snprintf(msg, sizeof msg, "%s", o ? "not a JSON object" : je.text);
             report(&b, ln, "(line)", "%.*s", msg, strlen(msg));
+            json_decref(o);
+            continue;
+        }
+        char mfield[128], mkey[128];
+        if (map_keys(o, opts->map, mfield, mkey, sizeof mfield)) {
+            report(&b, ln, mfield, "the line has both this key and '%.*s', which --map renames "
+                   "to it", mkey, strlen(mkey));
             json_decref(o);
             continue;
         }

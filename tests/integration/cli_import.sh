@@ -33,9 +33,9 @@ set +e
 set -e
 [ $rc4 -eq 3 ] || fail "missing file exit $rc4"
 set +e
-"$P" --db p.db import events m1.csv --map member_id=m 2>/dev/null; rc5=$?
+"$P" --db p.db import events m1.csv --map member_id 2>/dev/null; rc5=$?
 set -e
-[ $rc5 -eq 1 ] || fail "events --map must be refused, exit $rc5"
+[ $rc5 -eq 1 ] || fail "a malformed --map is a usage error, exit $rc5"
 [ $rc -eq 2 ] || fail "bad member exit $rc"
 grep -q "bad.csv:2: column 'birth_date': cannot parse '1990-13-01' as a date" err.txt || fail "message"
 [ $rc2 -eq 3 ] || fail "not found exit $rc2"
@@ -81,6 +81,19 @@ for r in rows:
     assert r['record'] == src[r['line'] - 1] and r['reason'], r
 PY
 "$P" --db p.db --now 2025-01-01 --json stats | grep -q '"events":4' || fail "good lines stored"
+
+# --map renames top-level keys of JSONL events; a line holding both names is refused.
+cat > evmap.jsonl <<'JS'
+{"kind":"view","id":"v1","customer":"a1","when":"2024-05-08","sku":"A"}
+{"kind":"view","id":"v2","customer":"a1","member_id":"a9","when":"2024-05-08","sku":"B"}
+JS
+M=type=kind,event_id=id,member_id=customer,ts=when
+"$P" --db p.db --quiet import events evmap.jsonl --map "$M" --max-errors 1 2>err.txt || fail "events --map"
+grep -q "evmap.jsonl:2: column 'member_id': the line has both this key and 'customer'" err.txt ||
+    fail "--map clash message: $(cat err.txt)"
+"$P" --db p.db --now 2025-01-01 --json stats | grep -q '"events":5' || fail "mapped event stored"
+"$P" --db p.db --json import events evmap.jsonl --map "$M" --max-errors 1 2>/dev/null |
+    grep -q '"duplicates":1' || fail "mapped re-import is a duplicate"
 
 DATA=${PATRON_SHARED_DATA:?}/cdnow/cdnowElog.csv
 if [ -f "$DATA" ]; then
