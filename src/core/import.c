@@ -987,6 +987,8 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
     size_t np = 0, cp = 0, ce = 0, ci = 0, cx = 0;
     while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
         res->rows++;
+        if (opts->progress && (res->rows & 0x3fff) == 0)
+            opts->progress(opts->progress_ctx, csv_consumed(r), csv_size(r));
         uint64_t line = csv_line(r);
         csv_field id = {"", 0};
         int bad = 0;
@@ -1372,6 +1374,8 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         uint64_t ln = lines_line(r);
         if (n == 0) continue;
         res->rows++;
+        if (opts->progress && !mem && (res->rows & 0x3fff) == 0)
+            opts->progress(opts->progress_ctx, lines_consumed(r), lines_size(r));
         json_error_t je;
         json_t *o = json_loadb(line, n, 0, &je);
         if (!json_is_object(o)) {
