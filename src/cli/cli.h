@@ -53,6 +53,10 @@ int cli_parse_double(const char *opt, const char *s, double *out);
 int cli_parse_ts(const char *opt, const char *s, int64_t *out);
 /* Returns 1 when arg is -h or --help (the command then prints its usage and returns 0). */
 int cli_is_help(const char *arg);
+/* The index of subcommand argv[1] in names (NULL-terminated); or -1 with *code set after
+ * printing the usage (no subcommand: to stderr, exit 1; --help: to stdout, exit 0) or an
+ * error naming the known subcommands. */
+int cli_sub(int argc, char **argv, const char *usage, const char *const *names, int *code);
 
 /* Commands: each lives in its own cmd_*.c file. */
 int cmd_import(cli_ctx *ctx, int argc, char **argv);

@@ -188,15 +188,11 @@ int cmd_clv(cli_ctx *ctx, int argc, char **argv)
 {
     const char *summary_file = NULL, *unit = "day", *model = "bgnbd", *map = NULL, *html = NULL;
     int64_t split = PATRON_NULL_TS;
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(clv_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_USAGE : CLI_OK;
-    }
-    int validate = strcmp(argv[1], "validate") == 0;
-    if (strcmp(argv[1], "fit") != 0 && !validate) {
-        cli_errorf("clv: unknown subcommand '%s' (see 'patron clv --help')", argv[1]);
-        return CLI_USAGE;
-    }
+    static const char *const subs[] = {"fit", "validate", NULL};
+    int code, sub = cli_sub(argc, argv, clv_usage, subs, &code);
+    if (sub < 0)
+        return code;
+    int validate = sub == 1;
     for (int i = 2; i < argc; i++) {
         const char *v;
         int r;
@@ -392,15 +388,11 @@ static void print_personas(const cli_ctx *ctx, const personas_model *pm, int64_t
 
 int cmd_personas(cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(personas_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_USAGE : CLI_OK;
-    }
-    int fit = strcmp(argv[1], "fit") == 0;
-    if (!fit && strcmp(argv[1], "show") != 0) {
-        cli_errorf("personas: unknown subcommand '%s' (fit or show)", argv[1]);
-        return CLI_USAGE;
-    }
+    static const char *const subs[] = {"fit", "show", NULL};
+    int code, sub = cli_sub(argc, argv, personas_usage, subs, &code);
+    if (sub < 0)
+        return code;
+    int fit = sub == 0;
     int k = 0;
     uint64_t seed = 1;
     for (int i = 2; i < argc; i++) {
@@ -487,15 +479,11 @@ static int models_show(const cli_ctx *ctx, patron_db *db)
 
 int cmd_models(cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(models_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CLI_USAGE : CLI_OK;
-    }
-    int refresh = strcmp(argv[1], "refresh") == 0;
-    if (!refresh && strcmp(argv[1], "show") != 0) {
-        cli_errorf("models: unknown subcommand '%s' (refresh or show)", argv[1]);
-        return CLI_USAGE;
-    }
+    static const char *const subs[] = {"refresh", "show", NULL};
+    int code, sub = cli_sub(argc, argv, models_usage, subs, &code);
+    if (sub < 0)
+        return code;
+    int refresh = sub == 0;
     models_opts o;
     models_opts_init(&o);
     for (int i = 2; i < argc; i++) {

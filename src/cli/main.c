@@ -133,6 +133,26 @@ int cli_is_help(const char *arg)
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
+int cli_sub(int argc, char **argv, const char *usage, const char *const *names, int *code)
+{
+    if (argc < 2 || cli_is_help(argv[1])) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        *code = argc < 2 ? CLI_USAGE : CLI_OK;
+        return -1;
+    }
+    for (int i = 0; names[i]; i++)
+        if (strcmp(argv[1], names[i]) == 0)
+            return i;
+    char list[256] = "";
+    size_t n = 0;
+    for (int i = 0; names[i]; i++)
+        n += (size_t)snprintf(list + n, n < sizeof list ? sizeof list - n : 0, "%s%s",
+                              i ? (names[i + 1] ? ", " : " or ") : "", names[i]);
+    cli_errorf("%s: unknown subcommand '%s' (%s)", argv[0], argv[1], list);
+    *code = CLI_USAGE;
+    return -1;
+}
+
 int cli_parse_u64(const char *opt, const char *s, uint64_t *out)
 {
     int64_t v;
