@@ -4,6 +4,7 @@
  */
 #include "cli/cli.h"
 
+#include "base/err.h"
 #include "base/num.h"
 #include "base/time.h"
 #include "core/db.h"
@@ -267,6 +268,14 @@ static int demo_models_and_segments(cli_ctx *ctx, patron_db *db)
     printf("   %u members scored, personas: %s, CLV: %s (%.2f s)\n", ms.n,
            ms.have_personas ? "yes" : "no", ms.have_clv ? "yes" : "no", secs() - t0);
     models_state_free(&ms);
+    personas_model pm;
+    int64_t pas;
+    if (models_personas_load(db, &pm, &pas, &err) == PATRON_OK) {
+        printf("== personas (k-means over behaviour, categories, channels, responses)\n");
+        for (int c = 0; c < pm.k; c++)
+            printf("   %d  %6zu  %s\n", c + 1, pm.p[c].size, pm.p[c].description);
+    }
+    err_clear(&err);
     static const struct {
         const char *name, *rule;
     } demo_segments[] = {
