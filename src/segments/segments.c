@@ -455,8 +455,9 @@ static int q_push(segment *g, int64_t t, uint32_t m)
     if (t == INT64_MAX)
         return 0;
     int64_t d = q_day(t);
-    if (g->qn == 0) {
-        g->qbase = d;
+    if (g->qn == 0) { /* every entry is after the segment's as_of: start the days there */
+        int64_t a = q_day(g->as_of);
+        g->qbase = d < a ? d : a;
         g->qfirst = 0;
     }
     if (d < g->qbase) { /* earlier than every bucket so far: room at the front */
