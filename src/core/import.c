@@ -896,7 +896,23 @@ typedef struct mcol {
     int kind;         /* MC_* */
     char name[128];   /* field or attribute name */
     char header[128]; /* the column as written in the file, for messages */
+    int atype;        /* attributes: AT_* fixed by the first import, AT_NONE before */
+    int seen[4];      /* attributes: values of each AT_* class in this file */
 } mcol;
+
+/* Attribute types (SPEC 2: fixed by the first import that has values for it). */
+enum { AT_NONE, AT_NUMBER, AT_BOOL, AT_STRING };
+static const char *const at_names[] = {"", "number", "bool", "string"};
+
+static int attr_class(const char *s, size_t n)
+{
+    int bv;
+    double d;
+    int64_t iv;
+    if (num_parse_i64(s, n, &iv) == 0 || num_parse_double(s, n, &d) == 0) return AT_NUMBER;
+    if (num_parse_bool(s, n, &bv) == 0 && n > 1) return AT_BOOL;
+    return AT_STRING;
+}
 
 static json_t *attr_value(const char *s, size_t n)
 {
@@ -971,6 +987,21 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         csv_free(r);
         mem_free(cols);
         return err_set(err, PATRON_EINPUT, "%s:1: missing required column 'member_id'", path);
+    }
+    for (size_t i = 0; i < ncols; i++) {
+        if (cols[i].kind != MC_ATTRIBUTE)
+            continue;
+        char key[160], v[16];
+        snprintf(key, sizeof key, "attr_type:%s", cols[i].name);
+        int f = store_meta_get(db->st, key, v, sizeof v, err);
+        if (f < 0) {
+            csv_free(r);
+            mem_free(cols);
+            return f;
+        }
+        for (int t = AT_NUMBER; f == 1 && t <= AT_STRING; t++)
+            if (strcmp(v, at_names[t]) == 0)
+                cols[i].atype = t;
     }
     int64_t now = opts->now == PATRON_NULL_TS ? time_now() : opts->now;
     batch b;
@@ -1078,9 +1109,24 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                 }
                 break;
             }
-            case MC_ATTRIBUTE:
-                json_object_set_new(attrs, cols[i].name, attr_value(f->p, f->n));
+            case MC_ATTRIBUTE: {
+                int cl = attr_class(f->p, f->n);
+                if (cols[i].atype == AT_NUMBER && cl != AT_NUMBER) {
+                    report(&b, line, cols[i].header, "'%.*s' is not a number (the attribute "
+                           "holds numbers since its first import)", f->p, f->n);
+                    bad = 1;
+                } else if (cols[i].atype == AT_BOOL && cl != AT_BOOL) {
+                    report(&b, line, cols[i].header, "'%.*s' is not true or false (the "
+                           "attribute holds conditions since its first import)", f->p, f->n);
+                    bad = 1;
+                } else if (cols[i].atype == AT_STRING) {
+                    json_object_set_new(attrs, cols[i].name, json_stringn(f->p, f->n));
+                } else {
+                    cols[i].seen[cl]++;
+                    json_object_set_new(attrs, cols[i].name, attr_value(f->p, f->n));
+                }
                 break;
+            }
             default:
                 break;
             }
@@ -1180,6 +1226,19 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         rc = store_begin(db->st, err);
         for (size_t i = 0; i < np && rc == PATRON_OK; i++)
             rc = store_member_put(db->st, idx[i], ids[i], strlen(ids[i]), en[i], texts[i], err);
+        /* the first import with values for an attribute fixes its type */
+        for (size_t i = 0; i < ncols && rc == PATRON_OK; i++) {
+            const mcol *c = &cols[i];
+            if (c->kind != MC_ATTRIBUTE || c->atype != AT_NONE)
+                continue;
+            int t = c->seen[AT_STRING] ? AT_STRING
+                    : c->seen[AT_NUMBER] && c->seen[AT_BOOL] ? AT_STRING
+                    : c->seen[AT_NUMBER] ? AT_NUMBER
+                    : c->seen[AT_BOOL] ? AT_BOOL : AT_NONE;
+            char key[160];
+            snprintf(key, sizeof key, "attr_type:%s", c->name);
+            if (t != AT_NONE) rc = store_meta_put(db->st, key, at_names[t], err);
+        }
         if (rc == PATRON_OK && np) rc = store_data_bump(db->st, err);
         if (rc == PATRON_OK) rc = store_commit(db->st, err);
         if (rc != PATRON_OK) {

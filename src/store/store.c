@@ -1040,3 +1040,38 @@ int store_data_version(store *s, int64_t *out, patron_error *err)
     sqlite3_finalize(q);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading the data version");
 }
+
+/* ---- small settings (meta) --------------------------------------------------------- */
+
+int store_meta_get(store *s, const char *key, char *out, size_t cap, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (cap)
+        out[0] = '\0';
+    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?1", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading meta");
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q), found = 0;
+    if (rc == SQLITE_ROW) {
+        const unsigned char *v = sqlite3_column_text(q, 0);
+        snprintf(out, cap, "%s", v ? (const char *)v : "");
+        found = 1;
+    }
+    sqlite3_finalize(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return fail(s, err, "reading meta");
+    return found;
+}
+
+int store_meta_put(store *s, const char *key, const char *value, patron_error *err)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?1, ?2)", -1, &q,
+                           NULL) != SQLITE_OK)
+        return fail(s, err, "writing meta");
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, value, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? PATRON_OK : fail(s, err, "writing meta");
+}

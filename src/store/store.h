@@ -141,4 +141,9 @@ struct sqlite3 *store_sqlite(store *s);
 int store_data_bump(store *s, patron_error *err);
 int store_data_version(store *s, int64_t *out, patron_error *err);
 
+/* A small setting in meta: get returns 1 (found, value in out), 0 (missing) or a patron
+ * status; put replaces it (inside the caller's transaction when there is one). */
+int store_meta_get(store *s, const char *key, char *out, size_t cap, patron_error *err);
+int store_meta_put(store *s, const char *key, const char *value, patron_error *err);
+
 #endif

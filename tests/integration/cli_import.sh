@@ -82,6 +82,20 @@ for r in rows:
 PY
 "$P" --db p.db --now 2025-01-01 --json stats | grep -q '"events":4' || fail "good lines stored"
 
+# Attribute types are fixed by the first import that has values: a later value of another
+# type is a bad row; a string attribute takes anything.
+printf 'member_id,size,vip,note\nt1,3,true,x\nt2,4,false,y\n' > at1.csv
+printf 'member_id,size,vip,note\nt3,big,yes,1\nt4,5,maybe,z\nt5,6,no,7\n' > at2.csv
+"$P" --db at.db --quiet import members at1.csv || fail "attributes first import"
+if "$P" --db at.db --quiet import members at2.csv 2>err.txt; then fail "attribute type change accepted"; fi
+grep -q "at2.csv:2: column 'size': 'big' is not a number" err.txt || fail "number attribute message: $(cat err.txt)"
+grep -q "at2.csv:3: column 'vip': 'maybe' is not true or false" err.txt || fail "bool attribute message"
+"$P" --db at.db --quiet import members at2.csv --max-errors 2 2>/dev/null || fail "attributes --max-errors"
+[ "$("$P" --db at.db --now 2025-01-01 --quiet query 'attributes.size >= 4 and attributes.vip = false' --count)" = 2 ] ||
+    fail "typed attributes after the second import"
+[ "$("$P" --db at.db --now 2025-01-01 --quiet query 'attributes.note = "7"' --count)" = 1 ] ||
+    fail "a string attribute keeps a numeric-looking value as text"
+
 # --map renames top-level keys of JSONL events; a line holding both names is refused.
 cat > evmap.jsonl <<'JS'
 {"kind":"view","id":"v1","customer":"a1","when":"2024-05-08","sku":"A"}
