@@ -21,6 +21,7 @@
 #include "loyalty/loyalty.h"
 #include "members/view.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -315,6 +316,21 @@ static void report(batch *b, uint64_t line, const char *col, const char *fmt, co
     b->bad_rows++;
 }
 
+/* SPEC 1.3: money is in the base currency; a row in another one is a bad row (no exchange
+ * rates are configurable yet).  1 when the currency cell (n bytes, may be empty) is fine. */
+static int currency_ok(const char *base, const char *s, size_t n)
+{
+    if (n == 0)
+        return 1;
+    size_t bn = strlen(base);
+    if (n != bn)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (toupper((unsigned char)s[i]) != toupper((unsigned char)base[i]))
+            return 0;
+    return 1;
+}
+
 static int write_rejects(const char *path, char delim, const char *rejects, batch *b,
                          int order_level, const int *col, patron_error *err)
 {
@@ -569,6 +585,14 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         csv_free(r);
         return err_set(err, PATRON_ENOMEM, "out of memory");
     }
+    char base[16], curmsg[160];
+    if ((rc = loyalty_currency(db, base, sizeof base, err)) != PATRON_OK) {
+        batch_release(&b);
+        csv_free(r);
+        return rc;
+    }
+    snprintf(curmsg, sizeof curmsg, "'%%.*s' is not the base currency %s (no exchange rate is "
+             "configured)", base);
     hmap occur; /* content hash -> occurrences, for order-level rows without an id */
     hmap_init(&occur);
     while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
@@ -584,6 +608,11 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         if (tsf.n == 0 || time_parse(tsf.p, tsf.n, &ts) != 0) {
             report(&b, line, order_fields[F_TS], "cannot parse '%.*s' as a timestamp", tsf.p,
                    tsf.n);
+            bad = 1;
+        }
+        csv_field cur = FIELD(F_CURRENCY);
+        if (!currency_ok(base, cur.p, cur.n)) {
+            report(&b, line, order_fields[F_CURRENCY], curmsg, cur.p, cur.n);
             bad = 1;
         }
         if (order_level) {
@@ -1427,6 +1456,15 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         hmap_release(&seen);
         return rc;
     }
+    char base[16], curmsg[160];
+    if ((rc = loyalty_currency(db, base, sizeof base, err)) != PATRON_OK) {
+        store_read_end(db->st);
+        lines_free(r);
+        hmap_release(&seen);
+        return rc;
+    }
+    snprintf(curmsg, sizeof curmsg, "'%%.*s' is not the base currency %s (no exchange rate is "
+             "configured)", base);
     const char *line;
     size_t n;
     while ((rc = lines_next(r, &line, &n, err)) == 1) {
@@ -1500,6 +1538,12 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 }
                 e.items++;
                 e.units += q;
+            }
+            json_t *cu = json_object_get(o, "currency");
+            if (!bad_col && cu && (!json_is_string(cu) ||
+                                   !currency_ok(base, json_string_value(cu), json_string_length(cu)))) {
+                bad_col = "currency", why = curmsg;
+                val = json_is_string(cu) ? json_string_value(cu) : "";
             }
             json_t *am = json_object_get(o, "amount");
             if (!bad_col && am && event_money(am, &e.amount) != 0)

@@ -310,6 +310,17 @@ int loyalty_wants_view(patron_db *db, int *wants, patron_error *err)
     return rc;
 }
 
+int loyalty_currency(patron_db *db, char *out, size_t cap, patron_error *err)
+{
+    ledger *l;
+    int rc = ledger_get(db, &l, err);
+    if (rc != PATRON_OK)
+        return rc;
+    const program *p = ledger_program(l, NULL);
+    snprintf(out, cap, "%s", p && p->currency ? p->currency : "USD");
+    return PATRON_OK;
+}
+
 /* ---- rule engine interface ------------------------------------------------------------ */
 
 int loyalty_refresh(patron_db *db, patron_error *err)

@@ -74,6 +74,9 @@ int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err
  * The member view must be built before the import's transaction begins. */
 int loyalty_wants_view(patron_db *db, int *wants, patron_error *err);
 
+/* The base currency money is in (SPEC 1.3): the program's, else "USD". */
+int loyalty_currency(patron_db *db, char *out, size_t cap, patron_error *err);
+
 /* Loads the ledger, or reloads it when the store changed since.  Call before a pass. */
 int loyalty_refresh(patron_db *db, patron_error *err);
 

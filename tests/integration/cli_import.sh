@@ -96,6 +96,15 @@ grep -q "at2.csv:3: column 'vip': 'maybe' is not true or false" err.txt || fail 
 [ "$("$P" --db at.db --now 2025-01-01 --quiet query 'attributes.note = "7"' --count)" = 1 ] ||
     fail "a string attribute keeps a numeric-looking value as text"
 
+# Money is in the base currency (USD without a program; the program's when applied): a row
+# or event in another currency is a bad row.
+printf 'order_id,member_id,ts,sku,qty,price,currency\nC1,a1,2024-06-01,S,1,10,USD\nC2,a1,2024-06-02,S,1,10,eur\nC3,a1,2024-06-03,S,1,10,\n' > cur.csv
+if "$P" --db cur.db --quiet import orders cur.csv 2>err.txt; then fail "another currency accepted"; fi
+grep -q "cur.csv:3: column 'currency': 'eur' is not the base currency USD" err.txt || fail "currency message: $(cat err.txt)"
+printf '{"type":"order","order_id":"C4","member_id":"a1","ts":"2024-06-04","currency":"GBP","amount":5}\n' > cur.jsonl
+if "$P" --db cur.db --quiet import events cur.jsonl 2>err.txt; then fail "another currency accepted (events)"; fi
+grep -q "cur.jsonl:1: column 'currency': 'GBP' is not the base currency USD" err.txt || fail "events currency message"
+
 # --map renames top-level keys of JSONL events; a line holding both names is refused.
 cat > evmap.jsonl <<'JS'
 {"kind":"view","id":"v1","customer":"a1","when":"2024-05-08","sku":"A"}
