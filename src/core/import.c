@@ -19,6 +19,7 @@
 #include "base/time.h"
 #include "ingest/input.h"
 #include "loyalty/loyalty.h"
+#include "loyalty/program.h"
 #include "members/view.h"
 
 #include <ctype.h>
@@ -316,21 +317,6 @@ static void report(batch *b, uint64_t line, const char *col, const char *fmt, co
     b->bad_rows++;
 }
 
-/* SPEC 1.3: money is in the base currency; a row in another one is a bad row (no exchange
- * rates are configurable yet).  1 when the currency cell (n bytes, may be empty) is fine. */
-static int currency_ok(const char *base, const char *s, size_t n)
-{
-    if (n == 0)
-        return 1;
-    size_t bn = strlen(base);
-    if (n != bn)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (toupper((unsigned char)s[i]) != toupper((unsigned char)base[i]))
-            return 0;
-    return 1;
-}
-
 static int write_rejects(const char *path, char delim, const char *rejects, batch *b,
                          int order_level, const int *col, patron_error *err)
 {
@@ -585,14 +571,15 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         csv_free(r);
         return err_set(err, PATRON_ENOMEM, "out of memory");
     }
-    char base[16], curmsg[160];
-    if ((rc = loyalty_currency(db, base, sizeof base, err)) != PATRON_OK) {
+    loyalty_fx fx;
+    char curmsg[160];
+    if ((rc = loyalty_fx_get(db, &fx, err)) != PATRON_OK) {
         batch_release(&b);
         csv_free(r);
         return rc;
     }
-    snprintf(curmsg, sizeof curmsg, "'%%.*s' is not the base currency %s (no exchange rate is "
-             "configured)", base);
+    snprintf(curmsg, sizeof curmsg, "'%%.*s' is not the base currency %s and the program has "
+             "no exchange rate for it", fx.base);
     hmap occur; /* content hash -> occurrences, for order-level rows without an id */
     hmap_init(&occur);
     while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
@@ -611,7 +598,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             bad = 1;
         }
         csv_field cur = FIELD(F_CURRENCY);
-        if (!currency_ok(base, cur.p, cur.n)) {
+        int64_t fxr = loyalty_fx_rate(&fx, cur.p, cur.n); /* prices below are converted */
+        if (fxr == 0) {
             report(&b, line, order_fields[F_CURRENCY], curmsg, cur.p, cur.n);
             bad = 1;
         }
@@ -620,6 +608,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             if (num_parse_money(af.p, af.n, &amount) != 0) {
                 report(&b, line, order_fields[F_AMOUNT], "cannot parse '%.*s' as an amount", af.p,
                        af.n);
+                bad = 1;
+            } else if (fxr > 0 && loyalty_fx_convert(amount, fxr, &amount) != 0) {
+                report(&b, line, order_fields[F_AMOUNT], "'%.*s' overflows in the base currency",
+                       af.p, af.n);
                 bad = 1;
             }
             if (col[F_ORDER_ID] < 0) {
@@ -649,6 +641,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                 bad = 1;
             } else if (price < 0) {
                 report(&b, line, order_fields[F_PRICE], "price '%.*s' is negative", pr.p, pr.n);
+                bad = 1;
+            } else if (fxr > 0 && loyalty_fx_convert(price, fxr, &price) != 0) {
+                report(&b, line, order_fields[F_PRICE], "'%.*s' overflows in the base currency",
+                       pr.p, pr.n);
                 bad = 1;
             }
             if (sku.n == 0) {
@@ -1347,7 +1343,8 @@ typedef struct bevent {
     int64_t ts;
     uint64_t hash;
     int type;
-    int64_t amount, items, units; /* orders and returns */
+    int64_t amount, items, units; /* orders and returns, in the base currency */
+    int64_t fxr;                  /* its currency's rate (PROGRAM_SCALE: the base) */
     uint32_t channel, store;      /* dictionary codes (orders and returns) */
 } bevent;
 
@@ -1456,15 +1453,16 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         hmap_release(&seen);
         return rc;
     }
-    char base[16], curmsg[160];
-    if ((rc = loyalty_currency(db, base, sizeof base, err)) != PATRON_OK) {
+    loyalty_fx fx;
+    char curmsg[160];
+    if ((rc = loyalty_fx_get(db, &fx, err)) != PATRON_OK) {
         store_read_end(db->st);
         lines_free(r);
         hmap_release(&seen);
         return rc;
     }
-    snprintf(curmsg, sizeof curmsg, "'%%.*s' is not the base currency %s (no exchange rate is "
-             "configured)", base);
+    snprintf(curmsg, sizeof curmsg, "'%%.*s' is not the base currency %s and the program has "
+             "no exchange rate for it", fx.base);
     const char *line;
     size_t n;
     while ((rc = lines_next(r, &line, &n, err)) == 1) {
@@ -1516,6 +1514,16 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         json_t *idv = json_object_get(o, idkey);
         if (!bad_col && (e.type == 0 || e.type == 1 || e.type == 4) && !json_is_string(idv))
             bad_col = idkey, why = "missing%.*s";
+        int64_t fxr = PROGRAM_SCALE;
+        if (!bad_col && (e.type == 0 || e.type == 1)) {
+            json_t *cu = json_object_get(o, "currency");
+            if (cu && (!json_is_string(cu) ||
+                       !(fxr = loyalty_fx_rate(&fx, json_string_value(cu), json_string_length(cu))))) {
+                bad_col = "currency", why = curmsg;
+                val = json_is_string(cu) ? json_string_value(cu) : "";
+            }
+        }
+        e.fxr = fxr;
         if (!bad_col && (e.type == 0 || e.type == 1)) {
             json_t *items = json_object_get(o, "items"), *it;
             size_t k;
@@ -1532,6 +1540,10 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                     bad_col = "items.price", why = "missing, negative or not a price%.*s";
                     break;
                 }
+                if (loyalty_fx_convert(pr, fxr, &pr) != 0) {
+                    bad_col = "items.price", why = "the price overflows in the base currency%.*s";
+                    break;
+                }
                 if (num_mul_i64(q, pr, &a) != 0 || num_add_i64(sum, a, &sum) != 0) {
                     bad_col = "items", why = "amount overflows%.*s";
                     break;
@@ -1539,15 +1551,12 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 e.items++;
                 e.units += q;
             }
-            json_t *cu = json_object_get(o, "currency");
-            if (!bad_col && cu && (!json_is_string(cu) ||
-                                   !currency_ok(base, json_string_value(cu), json_string_length(cu)))) {
-                bad_col = "currency", why = curmsg;
-                val = json_is_string(cu) ? json_string_value(cu) : "";
-            }
             json_t *am = json_object_get(o, "amount");
             if (!bad_col && am && event_money(am, &e.amount) != 0)
                 bad_col = "amount", why = "cannot parse the amount%.*s";
+            if (!bad_col && fxr != PROGRAM_SCALE && am &&
+                loyalty_fx_convert(e.amount, fxr, &e.amount) != 0)
+                bad_col = "amount", why = "the amount overflows in the base currency%.*s";
             else if (!am)
                 e.amount = sum;
             if (!bad_col && e.type == 1 && e.amount > 0)
@@ -1695,6 +1704,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             uint32_t c[3] = {0, 0, 0};
             static const char *const keys[3] = {"sku", "category", "brand"};
             event_money(json_object_get(it, "price"), &pr); /* checked when read */
+            loyalty_fx_convert(pr, ev[i].fxr, &pr);
             for (int d = 0; d < 3 && rc == PATRON_OK; d++) {
                 json_t *v = json_object_get(it, keys[d]);
                 if (json_is_string(v) &&

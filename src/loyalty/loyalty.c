@@ -16,9 +16,11 @@
 #include "base/num.h"
 #include "core/db.h"
 #include "loyalty/ledger.h"
+#include "loyalty/program.h"
 #include "members/view.h"
 #include "rules/eval.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +101,17 @@ static const char *jstr(json_t *o, const char *key)
 }
 
 /* One event of the batch. */
+static void fx_of(const program *p, loyalty_fx *fx)
+{
+    memset(fx, 0, sizeof *fx);
+    snprintf(fx->base, sizeof fx->base, "%s", p && p->currency ? p->currency : "USD");
+    for (size_t i = 0; p && i < p->n_rates && i < PROGRAM_MAX_RATES; i++) {
+        snprintf(fx->code[i], sizeof fx->code[i], "%s", p->rates[i].key);
+        fx->rate[i] = p->rates[i].mult;
+        fx->n++;
+    }
+}
+
 static int post_event(ledger *l, const loyalty_event *e, ledger_item **items, size_t *cap,
                       patron_error *err)
 {
@@ -138,13 +151,23 @@ static int post_event(ledger *l, const loyalty_event *e, ledger_item **items, si
         else
             rc = ledger_batch_redemption(l, e->id, m, e->ts, reward, json_integer_value(p), err);
     } else {
+        /* money in another currency is converted as the importer did (SPEC 1.3) */
+        loyalty_fx fx;
+        fx_of(ledger_program(l, NULL), &fx);
+        const char *cu = jstr(o, "currency");
+        int64_t fxr = cu ? loyalty_fx_rate(&fx, cu, strlen(cu)) : PROGRAM_SCALE;
+        if (fxr == 0)
+            rc = err_set(err, PATRON_EINPUT, "%s '%s': no exchange rate for '%s'", t, e->id, cu);
         json_t *arr = json_object_get(o, "items"), *it;
         size_t k, n = 0;
         int64_t sum = 0;
         json_array_foreach(arr, k, it) {
+            if (rc != PATRON_OK)
+                break;
             json_t *q = json_object_get(it, "qty");
             int64_t price, amt;
             if (!json_is_integer(q) || json_money(json_object_get(it, "price"), &price) != 0 ||
+                loyalty_fx_convert(price, fxr, &price) != 0 ||
                 num_mul_i64(json_integer_value(q), price, &amt) != 0 || num_add_i64(sum, amt, &sum) != 0) {
                 rc = err_set(err, PATRON_EINPUT, "%s '%s': item %zu: bad qty or price", t, e->id, k);
                 break;
@@ -159,7 +182,8 @@ static int post_event(ledger *l, const loyalty_event *e, ledger_item **items, si
         }
         int64_t amount = sum;
         json_t *am = json_object_get(o, "amount");
-        if (rc == PATRON_OK && am && json_money(am, &amount) != 0)
+        if (rc == PATRON_OK && am &&
+            (json_money(am, &amount) != 0 || loyalty_fx_convert(amount, fxr, &amount) != 0))
             rc = err_set(err, PATRON_EINPUT, "%s '%s': cannot read the amount", t, e->id);
         if (rc == PATRON_OK && is_order) {
             ledger_order lo = {e->id, strlen(e->id), m, e->ts, amount, n ? *items : NULL, n};
@@ -310,15 +334,50 @@ int loyalty_wants_view(patron_db *db, int *wants, patron_error *err)
     return rc;
 }
 
-int loyalty_currency(patron_db *db, char *out, size_t cap, patron_error *err)
+int loyalty_fx_get(patron_db *db, loyalty_fx *fx, patron_error *err)
 {
     ledger *l;
+    fx_of(NULL, fx);
     int rc = ledger_get(db, &l, err);
-    if (rc != PATRON_OK)
-        return rc;
-    const program *p = ledger_program(l, NULL);
-    snprintf(out, cap, "%s", p && p->currency ? p->currency : "USD");
-    return PATRON_OK;
+    if (rc == PATRON_OK)
+        fx_of(ledger_program(l, NULL), fx);
+    return rc;
+}
+
+int64_t loyalty_fx_rate(const loyalty_fx *fx, const char *s, size_t n)
+{
+    char u[8];
+    if (n == 0)
+        return PROGRAM_SCALE;
+    if (n >= sizeof u)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        u[i] = (char)toupper((unsigned char)s[i]);
+    u[n] = '\0';
+    if (strcmp(u, fx->base) == 0)
+        return PROGRAM_SCALE;
+    for (size_t i = 0; i < fx->n; i++)
+        if (strcmp(u, fx->code[i]) == 0)
+            return fx->rate[i];
+    return 0;
+}
+
+int loyalty_fx_convert(int64_t money, int64_t rate, int64_t *out)
+{
+    if (rate == PROGRAM_SCALE) {
+        *out = money;
+        return 0;
+    }
+    /* to the cent: money units are 1/PATRON_MONEY_SCALE, a cent is CENT of them */
+    __extension__ typedef __int128 wide;
+    const wide cent = PATRON_MONEY_SCALE / 100, d = (wide)PROGRAM_SCALE * cent;
+    wide v = (wide)money * rate, h = d / 2;
+    v = v >= 0 ? (v + h) / d : -((-v + h) / d);
+    v *= cent;
+    if (v > INT64_MAX || v < INT64_MIN)
+        return -1;
+    *out = (int64_t)v;
+    return 0;
 }
 
 /* ---- rule engine interface ------------------------------------------------------------ */

@@ -74,8 +74,20 @@ int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err
  * The member view must be built before the import's transaction begins. */
 int loyalty_wants_view(patron_db *db, int *wants, patron_error *err);
 
-/* The base currency money is in (SPEC 1.3): the program's, else "USD". */
-int loyalty_currency(patron_db *db, char *out, size_t cap, patron_error *err);
+/* Money and currencies (SPEC 1.3): the base currency (the program's, else "USD") and
+ * the program's exchange rates (base units per unit, scaled by PROGRAM_SCALE). */
+typedef struct loyalty_fx {
+    char base[8];
+    size_t n;
+    char code[32][8];
+    int64_t rate[32];
+} loyalty_fx;
+int loyalty_fx_get(patron_db *db, loyalty_fx *fx, patron_error *err);
+/* The rate of a currency cell (n bytes; empty = base; case ignored): PROGRAM_SCALE for
+ * the base currency, 0 when no rate is configured. */
+int64_t loyalty_fx_rate(const loyalty_fx *fx, const char *s, size_t n);
+/* money x rate, rounded half away from zero to the cent; -1 on overflow. */
+int loyalty_fx_convert(int64_t money, int64_t rate, int64_t *out);
 
 /* Loads the ledger, or reloads it when the store changed since.  Call before a pass. */
 int loyalty_refresh(patron_db *db, patron_error *err);

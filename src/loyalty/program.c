@@ -223,6 +223,35 @@ static int parse_mults(pctx *c, json_t *v, program_mult **out, size_t *n)
     return PATRON_OK;
 }
 
+static int is_iso_code(const char *k)
+{
+    int ok = strlen(k) == 3;
+    for (int i = 0; i < 3 && ok; i++)
+        ok = k[i] >= 'A' && k[i] <= 'Z';
+    return ok;
+}
+
+/* exchange_rates: {"EUR": 1.0834, ...}, base currency units per unit of CODE (exact, at
+ * most four places, > 0); at most PROGRAM_MAX_RATES, never the base currency itself. */
+static int parse_rates(pctx *c, json_t *v, program *p)
+{
+    if (json_is_object(v) && json_object_size(v) > PROGRAM_MAX_RATES)
+        return bad(c, "at most %d exchange rates", PROGRAM_MAX_RATES);
+    int rc = parse_mults(c, v, &p->rates, &p->n_rates);
+    for (size_t i = 0; rc == PATRON_OK && i < p->n_rates; i++) {
+        const char *leaf = c->leaf;
+        size_t old = push_key(c, p->rates[i].key);
+        if (!is_iso_code(p->rates[i].key))
+            rc = bad(c, "'%s' is not a three-letter ISO 4217 code such as \"EUR\"", p->rates[i].key);
+        else if (p->currency && strcmp(p->rates[i].key, p->currency) == 0)
+            rc = bad(c, "'%s' is the base currency: it needs no rate", p->rates[i].key);
+        else if (p->rates[i].mult <= 0)
+            rc = bad(c, "an exchange rate must be above 0");
+        pop(c, old, leaf);
+    }
+    return rc;
+}
+
 #define FIELD(obj, key, code)                                                                      \
     do {                                                                                           \
         json_t *v_ = json_object_get((obj), (key));                                                \
@@ -499,8 +528,8 @@ static int parse_rewards(pctx *c, program *p, json_t *a)
 
 static int parse_root(pctx *c, program *p, json_t *root)
 {
-    static const char *const keys[] = {"name", "description", "currency", "time_zone",
-                                       "points_per_unit", "category_multipliers",
+    static const char *const keys[] = {"name", "description", "currency", "exchange_rates",
+                                       "time_zone", "points_per_unit", "category_multipliers",
                                        "sku_multipliers", "tiers", "expiry", "bonuses",
                                        "promotions", "rewards", NULL};
     int rc = only_keys(c, root, keys);
@@ -529,6 +558,7 @@ static int parse_root(pctx *c, program *p, json_t *root)
               ? 0
               : bad(c, "only \"UTC\" is supported for now (calendar expiry is computed in UTC)"));
     FIELD(root, "points_per_unit", get_decimal(c, v, 0, PROGRAM_MAX_RATE, &p->rate));
+    FIELD(root, "exchange_rates", parse_rates(c, v, p));
     FIELD(root, "category_multipliers", parse_mults(c, v, &p->categories, &p->n_categories));
     FIELD(root, "sku_multipliers", parse_mults(c, v, &p->skus, &p->n_skus));
     FIELD(root, "tiers", parse_tiers(c, p, v));
@@ -618,6 +648,9 @@ void program_free(program *p)
         mem_free(p->skus[i].key);
     mem_free(p->categories);
     mem_free(p->skus);
+    for (size_t i = 0; i < p->n_rates; i++)
+        mem_free(p->rates[i].key);
+    mem_free(p->rates);
     for (size_t i = 0; i < p->n_tiers; i++)
         mem_free(p->tiers[i].name);
     mem_free(p->tiers);

@@ -20,6 +20,7 @@
 /* Bounds that keep every intermediate of the earning formula inside 127 bits. */
 #define PROGRAM_MAX_RATE ((int64_t)1000000 * PROGRAM_SCALE)
 #define PROGRAM_MAX_MULT ((int64_t)1000 * PROGRAM_SCALE)
+#define PROGRAM_MAX_RATES 32
 #define PROGRAM_MAX_POINTS ((int64_t)1000000000000000) /* 1e15 per bonus, reward, threshold */
 
 enum { PROGRAM_BASIS_POINTS = 0, PROGRAM_BASIS_SPEND = 1 };
@@ -65,6 +66,8 @@ typedef struct program_reward {
 
 typedef struct program {
     char *currency;  /* ISO 4217 code, default "USD" */
+    program_mult *rates; /* exchange_rates: CODE -> base units per unit of CODE (scaled) */
+    size_t n_rates;
     int64_t rate;    /* points per currency unit, scaled */
     program_mult *categories, *skus;
     size_t n_categories, n_skus;

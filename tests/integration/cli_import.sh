@@ -104,6 +104,20 @@ grep -q "cur.csv:3: column 'currency': 'eur' is not the base currency USD" err.t
 printf '{"type":"order","order_id":"C4","member_id":"a1","ts":"2024-06-04","currency":"GBP","amount":5}\n' > cur.jsonl
 if "$P" --db cur.db --quiet import events cur.jsonl 2>err.txt; then fail "another currency accepted (events)"; fi
 grep -q "cur.jsonl:1: column 'currency': 'GBP' is not the base currency USD" err.txt || fail "events currency message"
+# With an exchange rate in the program, prices and amounts are converted (to the cent,
+# half away from zero) at import, and points are earned on the converted money.
+printf '{"points_per_unit": 1, "exchange_rates": {"EUR": 1.1, "GBP": 1.2345}}' > fxprog.json
+"$P" --db cur.db --quiet program apply fxprog.json || fail "program with exchange rates"
+"$P" --db cur.db --quiet import orders cur.csv || fail "EUR rows with a rate"
+"$P" --db cur.db --quiet import events cur.jsonl || fail "GBP event with a rate"
+# 10 USD + 10 EUR x 1.1 + 10 USD + 5 GBP x 1.2345 (6.1725 -> 6.17) = 37.17
+"$P" --db cur.db --now 2025-01-01 --json member show a1 | grep -q '"monetary": 37.17' ||
+    fail "converted money: $("$P" --db cur.db --now 2025-01-01 --json member show a1 | grep monetary)"
+"$P" --db cur.db --now 2025-01-01 points history a1 | grep -q "+6  C4" || fail "points on converted money"
+"$P" --db cur.db --quiet ledger verify || fail "ledger verify after conversions"
+printf '{"points_per_unit": 1, "exchange_rates": {"USD": 1}}' > fxbad.json
+if "$P" program check fxbad.json 2>err.txt; then fail "a rate for the base currency accepted"; fi
+grep -q "key 'exchange_rates.USD': 'USD' is the base currency" err.txt || fail "base-currency rate message"
 
 # --map renames top-level keys of JSONL events; a line holding both names is refused.
 cat > evmap.jsonl <<'JS'
