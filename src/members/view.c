@@ -1,7 +1,8 @@
 /*
- * view.c -- building the member view from the store: profile columns from the profiles
- * table, line items from the item chunks, event streams from the order columns and the
- * events table.  See view.h.
+ * view.c -- building the member view from the store: profile columns from the profile
+ * cells (binary records the store computes from each profile's JSON when it is written,
+ * store_profile.h), line items from the item chunks, event streams from the order
+ * columns and the event chunks.  See view.h.
  *
  * The build is a full pass over what is stored, on the first read that needs it after
  * open.  After that, importers apply what they committed (view_profile, view_event,
@@ -14,6 +15,7 @@
 #include "base/jscan.h"
 #include "base/mem.h"
 #include "base/time.h"
+#include "store/store_profile.h"
 
 #include <roaring/roaring.h>
 #include <math.h>
@@ -24,6 +26,9 @@
 const char *const mv_str_names[MV__NSTR] = {
     "email", "phone", "first_name", "last_name", "gender", "country", "region",
     "city", "postal_code", "language", "signup_channel", "preferred_channel", "referred_by"};
+/* Profile cells hold the strings and consents in these orders (store_profile.h; the
+ * lists agree, tests/unit/test_store_profiles.c). */
+_Static_assert(MV__NSTR == STORE_PROFILE_NSTR && CK__N == STORE_CONSENT_N, "profile cell layout");
 const char *const mv_consent_names[CK__N] = {"email", "sms", "push", "app", "web", "social",
                                              "mail", "marketing", "profiling",
                                              "personalization"};
@@ -391,13 +396,13 @@ static mattr *attr_get(mview *v, const char *name, size_t nn)
     return a;
 }
 
-/* Sets attribute `key` (a JSON string) of member m from a JSON value; from_event: a
- * survey answer.  Null, arrays and objects give no value (the attribute still exists). */
-static int attr_set(mview *v, uint32_t m, const jsval *key, const jsval *val, int from_event)
+/* Sets attribute `name` of member m to a value of kind STORE_PA_* (i for INT, d for
+ * REAL, text for STR); from_event: a survey answer.  STORE_PA_NONE (null, arrays,
+ * objects) gives no value, but the attribute exists. */
+static int attr_put(mview *v, uint32_t m, const char *name, size_t nn, int pk, int64_t i,
+                    double d, const char *str, size_t sn, int from_event)
 {
-    size_t nn;
-    const char *name = js_text(v, key, &nn);
-    mattr *a = name ? attr_get(v, name, nn) : NULL;
+    mattr *a = attr_get(v, name, nn);
     if (!a)
         return -1;
     if (!from_event && a->from_event[m])
@@ -408,22 +413,19 @@ static int attr_set(mview *v, uint32_t m, const jsval *key, const jsval *val, in
     double num = NAN;
     uint8_t bv = 2;
     int kind;
-    if (val->kind == JS_INT) {
-        long long x = (long long)jscan_int(val);
-        num = (double)x;
-        snprintf(buf, sizeof buf, "%lld", x);
+    if (pk == STORE_PA_INT) {
+        num = (double)i;
+        snprintf(buf, sizeof buf, "%lld", (long long)i);
         text = buf, tn = strlen(buf), kind = 0;
-    } else if (val->kind == JS_REAL) {
-        num = jscan_real(val);
+    } else if (pk == STORE_PA_REAL) {
+        num = d;
         snprintf(buf, sizeof buf, "%.17g", num);
         text = buf, tn = strlen(buf), kind = 0;
-    } else if (val->kind == JS_TRUE || val->kind == JS_FALSE) {
-        bv = val->kind == JS_TRUE ? 1 : 0;
+    } else if (pk == STORE_PA_TRUE || pk == STORE_PA_FALSE) {
+        bv = pk == STORE_PA_TRUE ? 1 : 0;
         text = bv ? "true" : "false", tn = strlen(text), kind = 1;
-    } else if (val->kind == JS_STR) {
-        if (!(text = js_text(v, val, &tn)))
-            return -1;
-        kind = 2;
+    } else if (pk == STORE_PA_STR) {
+        text = str, tn = sn, kind = 2;
     } else {
         return 0;
     }
@@ -441,6 +443,44 @@ static int attr_set(mview *v, uint32_t m, const jsval *key, const jsval *val, in
               : a->seen_bool                               ? VT_BOOL
                                                            : VT_NUM;
     return 0;
+}
+
+/* attr_put from a JSON key and value (survey answers). */
+static int attr_set(mview *v, uint32_t m, const jsval *key, const jsval *val, int from_event)
+{
+    size_t nn, sn = 0;
+    const char *name = js_text(v, key, &nn);
+    if (!name)
+        return -1;
+    /* the name may sit in the scratch buffer, which a string value reuses */
+    char nbuf[256];
+    char *own = NULL;
+    if (name == v->scratch) {
+        if (nn < sizeof nbuf) {
+            memcpy(nbuf, name, nn);
+            name = nbuf;
+        } else if ((own = mem_alloc(nn))) {
+            memcpy(own, name, nn);
+            name = own;
+        } else {
+            return -1;
+        }
+    }
+    int pk = val->kind == JS_INT    ? STORE_PA_INT
+             : val->kind == JS_REAL ? STORE_PA_REAL
+             : val->kind == JS_TRUE ? STORE_PA_TRUE
+             : val->kind == JS_FALSE ? STORE_PA_FALSE
+             : val->kind == JS_STR  ? STORE_PA_STR
+                                    : STORE_PA_NONE;
+    const char *str = NULL;
+    int rc = 0;
+    if (pk == STORE_PA_STR && !(str = js_text(v, val, &sn)))
+        rc = -1;
+    if (rc == 0)
+        rc = attr_put(v, m, name, nn, pk, pk == STORE_PA_INT ? jscan_int(val) : 0,
+                      pk == STORE_PA_REAL ? jscan_real(val) : 0, str, sn, from_event);
+    mem_free(own);
+    return rc;
 }
 
 static void consent_apply(mview *v, uint32_t m, int k, int granted, int64_t at, int64_t expires)
@@ -461,78 +501,63 @@ static int consent_key_js(const jsval *s)
     return consent_key(jscan_cstr(s, buf, sizeof buf));
 }
 
-/* Applies member m's whole profile (the merged JSON the store holds). */
-static int apply_profile(mview *v, uint32_t m, const char *text, size_t n)
+/* Applies member m's whole profile from its cells (store_profile.h): the record the
+ * store keeps beside the merged JSON. */
+static int apply_cells(mview *v, uint32_t m, const store_pcells *c)
 {
-    jsval p;
-    if (jscan_doc(text, n, &p) != 0 || p.kind != JS_OBJ)
+    if (!c->is_object)
         return 0; /* profiles are written by patron as JSON objects; skip anything else */
-    /* One pass over the members picks out every key the view reads (a lookup per key
-     * would walk the text once per key). */
-    enum { PK_BIRTH = MV__NSTR, PK_INTERESTS, PK_CONSENT, PK_ATTRIBUTES, PK__N };
-    static const char *const extra[PK__N - MV__NSTR] = {"birth_date", "interests", "consent",
-                                                        "attributes"};
-    jsval f[PK__N], t, key, e;
-    memset(f, 0, sizeof f);
-    const char *pos = NULL;
-    while (jscan_next(&p, &pos, &key, &e)) {
-        for (int k = 0; k < PK__N; k++)
-            if (f[k].kind == JS_NONE &&
-                jscan_str_eq(&key, k < MV__NSTR ? mv_str_names[k] : extra[k - MV__NSTR])) {
-                f[k] = e;
-                break;
-            }
-    }
     int rc = 0;
     for (int k = 0; k < MV__NSTR && rc == 0; k++) {
-        uint32_t c = 0;
-        if (f[k].kind == JS_STR && !(c = js_intern(v, &v->pstr, &f[k])))
+        uint32_t code = 0;
+        if (c->str[k].p && !(code = strdict_intern(&v->pstr, c->str[k].p, c->str[k].n)))
             rc = -1;
-        v->str[k][m] = c;
+        v->str[k][m] = code;
     }
-    jsval bd = f[PK_BIRTH];
-    int32_t days;
-    size_t bn;
-    char bbuf[64];
-    const char *bs = bd.kind == JS_STR ? jscan_str(&bd, bbuf, sizeof bbuf, &bn) : NULL;
-    v->birth_days[m] = bs && time_parse_date(bs, bn, &days) == 0 ? days : INT32_MIN;
-    jsval tags = f[PK_INTERESTS];
-    pos = NULL;
-    size_t nt = 0;
-    while (tags.kind == JS_ARR && jscan_next(&tags, &pos, NULL, &t))
-        nt++;
-    if (rc == 0 && (nt || v->tag_end[m] > v->tag_beg[m])) {
+    v->birth_days[m] = c->birth_days;
+    if (rc == 0 && (c->n_tags || v->tag_end[m] > v->tag_beg[m])) {
         /* the new list goes at the end (the old one, if any, becomes garbage) */
-        if (MEM_GROW(v->tags, v->cap_tags, v->n_tags + nt + 1))
+        if (MEM_GROW(v->tags, v->cap_tags, v->n_tags + c->n_tags + 1))
             rc = -1;
         uint32_t b = (uint32_t)v->n_tags;
-        pos = NULL;
-        while (rc == 0 && nt && jscan_next(&tags, &pos, NULL, &t)) {
-            if (t.kind != JS_STR)
-                continue;
-            uint32_t c = js_intern(v, &v->pstr, &t);
-            if (!c)
+        const unsigned char *pos = c->tags;
+        for (uint32_t i = 0; i < c->n_tags && rc == 0; i++) {
+            store_pstr t;
+            store_pcells_tag(&pos, &t);
+            uint32_t code = strdict_intern(&v->pstr, t.p, t.n);
+            if (!code)
                 rc = -1;
-            v->tags[v->n_tags++] = c;
+            v->tags[v->n_tags++] = code;
         }
         v->tag_beg[m] = b;
         v->tag_end[m] = (uint32_t)v->n_tags;
     }
-    jsval cons = f[PK_CONSENT];
-    pos = NULL;
-    while (cons.kind == JS_OBJ && jscan_next(&cons, &pos, &key, &e)) {
-        int k = consent_key_js(&key);
-        jsval st = jscan_get(&e, "status");
-        if (k < 0 || st.kind != JS_STR)
-            continue;
-        consent_apply(v, m, k, jscan_str_eq(&st, "granted"), json_ts(&e, "updated_at"),
-                      json_ts(&e, "expires_at"));
+    const unsigned char *pos = c->consent;
+    for (uint32_t i = 0; i < c->n_consent; i++) {
+        int k, granted;
+        int64_t at, ex;
+        store_pcells_consent(&pos, &k, &granted, &at, &ex);
+        consent_apply(v, m, k, granted, at, ex);
     }
-    jsval attrs = f[PK_ATTRIBUTES];
-    pos = NULL;
-    while (rc == 0 && attrs.kind == JS_OBJ && jscan_next(&attrs, &pos, &key, &e))
-        rc = attr_set(v, m, &key, &e, 0);
+    pos = c->attr;
+    for (uint32_t i = 0; i < c->n_attr && rc == 0; i++) {
+        store_pstr name, str = {NULL, 0};
+        int kind;
+        int64_t x = 0;
+        double d = 0;
+        store_pcells_attr(&pos, &name, &kind, &x, &d, &str);
+        rc = attr_put(v, m, name.p, name.n, kind, x, d, str.p, str.n, 0);
+    }
     return rc;
+}
+
+/* Applies a profile record; -1 when it is damaged or memory ran out. */
+static int apply_record(mview *v, uint32_t m, const unsigned char *rec, size_t n)
+{
+    store_pcells c;
+    if (store_pcells_decode(rec, n, &c) != 0)
+        return -2;
+    return apply_cells(v, m, &c);
 }
 
 /* ---- events ------------------------------------------------------------------------- */
@@ -856,6 +881,7 @@ static void view_free(mview *v)
     }
     mem_free(v->attr);
     mem_free(v->scratch);
+    mem_free(v->pbuf.p);
     mem_free(v->bf_freq);
     mem_free(v->bf_money);
     mem_free(v->bf_last);
@@ -942,15 +968,18 @@ extcol *db_extcol(patron_db *db, const char *name, vtype type, int is_model)
 
 typedef struct lctx {
     mview *v;
-    int failed;
+    patron_error *err;
 } lctx;
 
-static int load_profile(void *ctx, uint32_t m, const char *text, size_t n)
+static int load_profile(void *ctx, uint32_t m, const unsigned char *rec, size_t n)
 {
     lctx *l = ctx;
     if (m >= l->v->n)
         return 0; /* written after this view was sized: the next build sees it */
-    return apply_profile(l->v, m, text, n) ? 1 : 0;
+    int rc = apply_record(l->v, m, rec, n);
+    if (rc == -2)
+        return err_set(l->err, PATRON_ESTORE, "the stored profile cells of member %u are damaged", m);
+    return rc ? 1 : 0;
 }
 
 /*
@@ -1163,12 +1192,12 @@ int db_view_ensure(patron_db *db, patron_error *err)
         view_free(v);
         return err_set(err, PATRON_ENOMEM, "out of memory building the member view");
     }
-    lctx l = {v, 0};
+    lctx l = {v, err};
     if ((rc = store_read_begin(db->st, err)) != PATRON_OK) {
         view_free(v);
         return rc;
     }
-    rc = store_profiles_each(db->st, load_profile, &l, err);
+    rc = store_profile_cells_each(db->st, load_profile, &l, err);
     if (rc == PATRON_OK)
         rc = load_events(db, v, err);
     if (rc == PATRON_OK)
@@ -1224,7 +1253,12 @@ static mview *live_view(patron_db *db)
 void view_profile(patron_db *db, uint32_t m, const char *json)
 {
     mview *v = live_view(db);
-    if (v && m < v->n && apply_profile(v, m, json, strlen(json)) != 0)
+    if (!v || m >= v->n)
+        return;
+    /* the same record the store keeps, applied the same way as in a rebuild */
+    v->pbuf.n = 0;
+    if (store_profile_encode(json, strlen(json), &v->pbuf) != 0 ||
+        apply_record(v, m, v->pbuf.p, v->pbuf.n) != 0)
         v->failed = 1;
 }
 

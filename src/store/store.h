@@ -2,7 +2,9 @@
  * store.h -- the durable store behind a narrow interface (SQLite today; a PostgreSQL
  * backend implements the same calls).  No SQLite call appears outside src/store/.
  *
- * Schema (version 4): meta, members, profiles (JSON), dict (string dictionaries),
+ * Schema (version 5): meta, members, profiles (JSON), profile_chunks and profile_rows
+ * (the profile fields the member view reads, as binary records: store_profile.h),
+ * dict (string dictionaries),
  * order_chunks and voids (orders and returns as column BLOBs), item_chunks (line items of
  * one import batch as column BLOBs), event_chunks (every other event as column BLOBs)
  * and event_ids (their ids and content hashes), segments and segment_changes; see
@@ -30,6 +32,8 @@ void store_rollback(store *s);
 int store_read_begin(store *s, patron_error *err);
 void store_read_end(store *s);
 
+/* Writes (or rewrites) member idx with its whole profile JSON; the profile's cells are
+ * computed here and stored at commit (as rows, or folded into chunks for large writes). */
 int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t enrolled_at,
                      const char *profile_json, patron_error *err);
 /* Members are loaded without their profile text: the hash of it (store_profile_hash)
@@ -77,9 +81,12 @@ int64_t store_event_count(store *s);
 /* Event types as chunks store them: a small code per name (-1 / NULL when unknown). */
 int store_event_type_code(const char *type);
 const char *store_event_type_name(int code);
-/* Every member's profile JSON, in index order (members without a profile row are skipped). */
-typedef int (*store_profile_fn)(void *ctx, uint32_t idx, const char *json, size_t n);
-int store_profiles_each(store *s, store_profile_fn fn, void *ctx, patron_error *err);
+/* Every member's profile cells (the record of store_profile.h, computed from the JSON
+ * when the member was written), in index order; members never written are skipped.
+ * The record is valid during the callback only.  fn returns 0, a negative patron
+ * status (passed on) or > 0 (out of memory). */
+typedef int (*store_pcells_fn)(void *ctx, uint32_t idx, const unsigned char *rec, size_t n);
+int store_profile_cells_each(store *s, store_pcells_fn fn, void *ctx, patron_error *err);
 /* Every line-item chunk BLOB (format "PIC1", see import.c), checksum verified, in write order. */
 typedef int (*store_blob_fn)(void *ctx, const unsigned char *data, size_t n);
 int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *err);

@@ -161,6 +161,7 @@ static void downgrade(const char *path, const rows *a)
     }
     sqlite3_finalize(st);
     exec_ok(q, "DROP TABLE event_chunks; DROP TABLE event_ids;"
+               "DROP TABLE profile_chunks; DROP TABLE profile_rows;"
                "UPDATE meta SET value='3' WHERE key='schema_version'; COMMIT");
     sqlite3_close(q);
 }

@@ -1,0 +1,313 @@
+/*
+ * store_profile.c -- profile cells (see store_profile.h): the encoder, run once per
+ * profile write, and the checked decoder the member view runs once per member.
+ *
+ * The encoder reads the JSON with jscan, the reader the view used before cells existed,
+ * and keeps its rules: first occurrence of a top-level key, strings decoded, a birth
+ * date or timestamp read from at most 63 or 127 bytes, consent keys and status as
+ * strings, every attribute (null, arrays and objects too: they create the attribute
+ * without a value).  A view built from cells therefore equals one built from the text.
+ */
+#include "store/store_profile.h"
+
+#include "base/jscan.h"
+#include "base/mem.h"
+#include "base/time.h"
+#include "patron/patron.h"
+
+#include <string.h>
+
+const char *const store_profile_str_names[STORE_PROFILE_NSTR] = {
+    "email", "phone", "first_name", "last_name", "gender", "country", "region",
+    "city", "postal_code", "language", "signup_channel", "preferred_channel", "referred_by"};
+const char *const store_consent_names[STORE_CONSENT_N] = {
+    "email", "sms", "push", "app", "web", "social", "mail", "marketing", "profiling",
+    "personalization"};
+
+/* ---- writing ------------------------------------------------------------------------ */
+
+static int put(store_buf *b, const void *p, size_t n)
+{
+    if (MEM_GROW(b->p, b->cap, b->n + n))
+        return -1;
+    if (n)
+        memcpy(b->p + b->n, p, n);
+    b->n += n;
+    return 0;
+}
+
+static int put_varint(store_buf *b, uint64_t x)
+{
+    unsigned char t[10];
+    size_t k = 0;
+    while (x >= 0x80) {
+        t[k++] = (unsigned char)(x | 0x80);
+        x >>= 7;
+    }
+    t[k++] = (unsigned char)x;
+    return put(b, t, k);
+}
+
+/* A string value, decoded: without escapes the text itself, else decoded past the
+ * longest possible length prefix and moved back behind the real one (decoding never
+ * makes a string longer). */
+static int put_str(store_buf *b, const jsval *s, int plus_one)
+{
+    if (!s->esc)
+        return put_varint(b, (uint64_t)s->n + (uint64_t)plus_one) || put(b, s->p, s->n) ? -1 : 0;
+    if (MEM_GROW(b->p, b->cap, b->n + 10 + s->n + 1))
+        return -1;
+    char *tmp = (char *)b->p + b->n + 10;
+    size_t n;
+    const char *d = jscan_str(s, tmp, s->n + 1, &n);
+    if (d != tmp)
+        memmove(tmp, d, n);
+    put_varint(b, (uint64_t)n + (uint64_t)plus_one); /* room reserved above */
+    memmove(b->p + b->n, tmp, n);
+    b->n += n;
+    return 0;
+}
+
+static int64_t ts_of(const jsval *o, const char *key)
+{
+    jsval t = jscan_get(o, key);
+    int64_t ts;
+    char buf[128];
+    if (t.kind == JS_STR) {
+        size_t n;
+        const char *s = jscan_str(&t, buf, sizeof buf, &n);
+        return time_parse(s, n, &ts) == 0 ? ts : PATRON_NULL_TS;
+    }
+    return t.kind == JS_INT ? jscan_int(&t) : PATRON_NULL_TS;
+}
+
+static int consent_index(const jsval *s)
+{
+    char buf[32];
+    if (s->kind != JS_STR || s->n >= sizeof buf)
+        return -1;
+    const char *k = jscan_cstr(s, buf, sizeof buf);
+    for (int i = 0; i < STORE_CONSENT_N; i++)
+        if (strcmp(k, store_consent_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int store_profile_encode(const char *text, size_t n, store_buf *b)
+{
+    jsval p;
+    unsigned char flag = jscan_doc(text, n, &p) == 0 && p.kind == JS_OBJ;
+    if (put(b, &flag, 1))
+        return -1;
+    if (!flag)
+        return 0;
+    enum { K_BIRTH = STORE_PROFILE_NSTR, K_INTERESTS, K_CONSENT, K_ATTRIBUTES, K__N };
+    static const char *const extra[K__N - STORE_PROFILE_NSTR] = {"birth_date", "interests",
+                                                                 "consent", "attributes"};
+    jsval f[K__N], key, e, t;
+    memset(f, 0, sizeof f);
+    const char *pos = NULL;
+    while (jscan_next(&p, &pos, &key, &e))
+        for (int k = 0; k < K__N; k++)
+            if (f[k].kind == JS_NONE &&
+                jscan_str_eq(&key, k < STORE_PROFILE_NSTR ? store_profile_str_names[k]
+                                                          : extra[k - STORE_PROFILE_NSTR])) {
+                f[k] = e;
+                break;
+            }
+    for (int k = 0; k < STORE_PROFILE_NSTR; k++)
+        if (f[k].kind == JS_STR ? put_str(b, &f[k], 1) : put_varint(b, 0))
+            return -1;
+    int32_t days = INT32_MIN, d;
+    char bbuf[64];
+    size_t bn;
+    const char *bs = f[K_BIRTH].kind == JS_STR ? jscan_str(&f[K_BIRTH], bbuf, sizeof bbuf, &bn) : NULL;
+    if (bs && time_parse_date(bs, bn, &d) == 0)
+        days = d;
+    if (put(b, &days, 4))
+        return -1;
+    uint64_t cnt = 0;
+    pos = NULL;
+    while (f[K_INTERESTS].kind == JS_ARR && jscan_next(&f[K_INTERESTS], &pos, NULL, &t))
+        cnt += t.kind == JS_STR;
+    if (put_varint(b, cnt))
+        return -1;
+    pos = NULL;
+    while (cnt && jscan_next(&f[K_INTERESTS], &pos, NULL, &t))
+        if (t.kind == JS_STR && put_str(b, &t, 0))
+            return -1;
+    /* consent: count first, then the entries */
+    cnt = 0;
+    pos = NULL;
+    while (f[K_CONSENT].kind == JS_OBJ && jscan_next(&f[K_CONSENT], &pos, &key, &e))
+        cnt += consent_index(&key) >= 0 && jscan_get(&e, "status").kind == JS_STR;
+    if (put_varint(b, cnt))
+        return -1;
+    pos = NULL;
+    while (cnt && jscan_next(&f[K_CONSENT], &pos, &key, &e)) {
+        int k = consent_index(&key);
+        jsval st = jscan_get(&e, "status");
+        if (k < 0 || st.kind != JS_STR)
+            continue;
+        unsigned char kg[2] = {(unsigned char)k, (unsigned char)jscan_str_eq(&st, "granted")};
+        int64_t at = ts_of(&e, "updated_at"), ex = ts_of(&e, "expires_at");
+        if (put(b, kg, 2) || put(b, &at, 8) || put(b, &ex, 8))
+            return -1;
+    }
+    cnt = 0;
+    pos = NULL;
+    while (f[K_ATTRIBUTES].kind == JS_OBJ && jscan_next(&f[K_ATTRIBUTES], &pos, &key, &e))
+        cnt++;
+    if (put_varint(b, cnt))
+        return -1;
+    pos = NULL;
+    while (cnt && jscan_next(&f[K_ATTRIBUTES], &pos, &key, &e)) {
+        unsigned char kind = e.kind == JS_INT    ? STORE_PA_INT
+                             : e.kind == JS_REAL ? STORE_PA_REAL
+                             : e.kind == JS_TRUE ? STORE_PA_TRUE
+                             : e.kind == JS_FALSE ? STORE_PA_FALSE
+                             : e.kind == JS_STR  ? STORE_PA_STR
+                                                 : STORE_PA_NONE;
+        if (put_str(b, &key, 0) || put(b, &kind, 1))
+            return -1;
+        if (kind == STORE_PA_INT) {
+            int64_t x = jscan_int(&e);
+            if (put(b, &x, 8))
+                return -1;
+        } else if (kind == STORE_PA_REAL) {
+            double x = jscan_real(&e);
+            if (put(b, &x, 8))
+                return -1;
+        } else if (kind == STORE_PA_STR && put_str(b, &e, 0)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+typedef struct rd {
+    const unsigned char *p, *end;
+    int bad;
+} rd;
+
+static uint64_t get_varint(rd *r)
+{
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (r->p >= r->end) {
+            r->bad = 1;
+            return 0;
+        }
+        unsigned char c = *r->p++;
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return x;
+    }
+    r->bad = 1;
+    return 0;
+}
+
+static const unsigned char *skip(rd *r, uint64_t n)
+{
+    if (r->bad || (uint64_t)(r->end - r->p) < n) {
+        r->bad = 1;
+        return r->p;
+    }
+    const unsigned char *at = r->p;
+    r->p += n;
+    return at;
+}
+
+int store_pcells_decode(const unsigned char *rec, size_t n, store_pcells *c)
+{
+    memset(c, 0, sizeof *c);
+    c->birth_days = INT32_MIN;
+    rd r = {rec, rec + n, 0};
+    if (n < 1 || rec[0] > 1)
+        return -1;
+    r.p++;
+    c->is_object = rec[0];
+    if (!c->is_object)
+        return n == 1 ? 0 : -1;
+    for (int k = 0; k < STORE_PROFILE_NSTR; k++) {
+        uint64_t len = get_varint(&r);
+        if (len) {
+            c->str[k].p = (const char *)skip(&r, len - 1);
+            c->str[k].n = (size_t)(len - 1);
+        }
+    }
+    memcpy(&c->birth_days, skip(&r, 4), r.bad ? 0 : 4);
+    uint64_t cnt = get_varint(&r);
+    c->tags = r.p;
+    for (uint64_t i = 0; i < cnt && !r.bad; i++)
+        skip(&r, get_varint(&r));
+    c->n_tags = (uint32_t)cnt;
+    c->n_consent = (uint32_t)(cnt = get_varint(&r));
+    c->consent = r.p;
+    for (uint64_t i = 0; i < cnt && !r.bad; i++) {
+        const unsigned char *e = skip(&r, 18);
+        if (!r.bad && e[0] >= STORE_CONSENT_N)
+            r.bad = 1;
+    }
+    c->n_attr = (uint32_t)(cnt = get_varint(&r));
+    c->attr = r.p;
+    for (uint64_t i = 0; i < cnt && !r.bad; i++) {
+        skip(&r, get_varint(&r));
+        unsigned char kind = *skip(&r, 1);
+        if (r.bad || kind > STORE_PA_STR)
+            r.bad = 1;
+        else if (kind == STORE_PA_INT || kind == STORE_PA_REAL)
+            skip(&r, 8);
+        else if (kind == STORE_PA_STR)
+            skip(&r, get_varint(&r));
+    }
+    return r.bad || r.p != r.end ? -1 : 0;
+}
+
+/* The iterators run over a record store_pcells_decode has checked. */
+static uint64_t varint_at(const unsigned char **pos)
+{
+    uint64_t x = 0;
+    for (int shift = 0;; shift += 7) {
+        unsigned char c = *(*pos)++;
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80))
+            return x;
+    }
+}
+
+void store_pcells_tag(const unsigned char **pos, store_pstr *tag)
+{
+    tag->n = (size_t)varint_at(pos);
+    tag->p = (const char *)*pos;
+    *pos += tag->n;
+}
+
+void store_pcells_consent(const unsigned char **pos, int *key, int *granted, int64_t *at,
+                          int64_t *expires)
+{
+    const unsigned char *p = *pos;
+    *key = p[0];
+    *granted = p[1];
+    memcpy(at, p + 2, 8);
+    memcpy(expires, p + 10, 8);
+    *pos = p + 18;
+}
+
+void store_pcells_attr(const unsigned char **pos, store_pstr *name, int *kind, int64_t *i,
+                       double *d, store_pstr *s)
+{
+    store_pcells_tag(pos, name);
+    *kind = *(*pos)++;
+    if (*kind == STORE_PA_INT) {
+        memcpy(i, *pos, 8);
+        *pos += 8;
+    } else if (*kind == STORE_PA_REAL) {
+        memcpy(d, *pos, 8);
+        *pos += 8;
+    } else if (*kind == STORE_PA_STR) {
+        store_pcells_tag(pos, s);
+    }
+}
