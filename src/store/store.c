@@ -740,6 +740,7 @@ int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err)
 #define PROFILE_BLOCK 65536u
 #define PROFILE_FOLD_MIN 1024
 #define PROFILE_ROWS_MAX 65536
+#define PROFILE_PENDING_MAX (4 * PROFILE_BLOCK)
 
 static int profile_pend(store *s, uint32_t idx, const char *json, size_t n, patron_error *err)
 {
@@ -751,8 +752,9 @@ static int profile_pend(store *s, uint32_t idx, const char *json, size_t n, patr
         return err_set(err, PATRON_ENOMEM, "out of memory");
     p->idx[p->n++] = idx;
     p->off[p->n] = p->bytes.n;
-    /* bounded memory for a large import: a full block's worth is folded at once */
-    return p->n >= PROFILE_BLOCK ? flush_profiles(s, err) : PATRON_OK;
+    /* bounded memory for a large import (~250 bytes a record): whole blocks of new
+     * members are folded at once, so a block is not written twice in one import */
+    return p->n >= PROFILE_PENDING_MAX ? flush_profiles(s, err) : PATRON_OK;
 }
 
 static int prepare(store *s, const char *sql, sqlite3_stmt **q, patron_error *err)
@@ -962,7 +964,7 @@ static int flush_profiles(store *s, patron_error *err)
         rc = err_set(err, PATRON_ENOMEM, "out of memory");
     size_t nu = 0;
     if (rc == PATRON_OK) {
-        for (size_t k = 0; k < p->n; k++) /* n <= PROFILE_BLOCK: fits 32 bits */
+        for (size_t k = 0; k < p->n; k++) /* n <= PROFILE_PENDING_MAX: fits 32 bits */
             ord[k] = (uint64_t)p->idx[k] << 32 | (uint64_t)k;
         qsort(ord, p->n, sizeof *ord, u64_cmp);
         for (size_t k = 0; k < p->n; k++) {

@@ -68,17 +68,30 @@ static int put_str(store_buf *b, const jsval *s, int plus_one)
     return 0;
 }
 
-static int64_t ts_of(const jsval *o, const char *key)
+/* A timestamp value: an ISO 8601 string (read from at most 127 bytes) or an integer. */
+static int64_t ts_of(const jsval *t)
 {
-    jsval t = jscan_get(o, key);
     int64_t ts;
     char buf[128];
-    if (t.kind == JS_STR) {
+    if (t->kind == JS_STR) {
         size_t n;
-        const char *s = jscan_str(&t, buf, sizeof buf, &n);
+        const char *s = jscan_str(t, buf, sizeof buf, &n);
         return time_parse(s, n, &ts) == 0 ? ts : PATRON_NULL_TS;
     }
-    return t.kind == JS_INT ? jscan_int(&t) : PATRON_NULL_TS;
+    return t->kind == JS_INT ? jscan_int(t) : PATRON_NULL_TS;
+}
+
+/* Reserves a u32 count at the end of b; its offset in *at (patched by set_count). */
+static int put_count(store_buf *b, size_t *at)
+{
+    uint32_t z = 0;
+    *at = b->n;
+    return put(b, &z, 4);
+}
+
+static void set_count(store_buf *b, size_t at, uint32_t n)
+{
+    memcpy(b->p + at, &n, 4);
 }
 
 static int consent_index(const jsval *s)
@@ -126,42 +139,53 @@ int store_profile_encode(const char *text, size_t n, store_buf *b)
         days = d;
     if (put(b, &days, 4))
         return -1;
-    uint64_t cnt = 0;
-    pos = NULL;
-    while (f[K_INTERESTS].kind == JS_ARR && jscan_next(&f[K_INTERESTS], &pos, NULL, &t))
-        cnt += t.kind == JS_STR;
-    if (put_varint(b, cnt))
+    /* each list in one pass, its count patched in after */
+    uint32_t cnt = 0;
+    size_t at;
+    if (put_count(b, &at))
         return -1;
     pos = NULL;
-    while (cnt && jscan_next(&f[K_INTERESTS], &pos, NULL, &t))
-        if (t.kind == JS_STR && put_str(b, &t, 0))
+    while (f[K_INTERESTS].kind == JS_ARR && jscan_next(&f[K_INTERESTS], &pos, NULL, &t)) {
+        if (t.kind != JS_STR)
+            continue;
+        if (put_str(b, &t, 0))
             return -1;
-    /* consent: count first, then the entries */
+        cnt++;
+    }
+    set_count(b, at, cnt);
+    if (put_count(b, &at))
+        return -1;
     cnt = 0;
     pos = NULL;
-    while (f[K_CONSENT].kind == JS_OBJ && jscan_next(&f[K_CONSENT], &pos, &key, &e))
-        cnt += consent_index(&key) >= 0 && jscan_get(&e, "status").kind == JS_STR;
-    if (put_varint(b, cnt))
-        return -1;
-    pos = NULL;
-    while (cnt && jscan_next(&f[K_CONSENT], &pos, &key, &e)) {
+    while (f[K_CONSENT].kind == JS_OBJ && jscan_next(&f[K_CONSENT], &pos, &key, &e)) {
         int k = consent_index(&key);
-        jsval st = jscan_get(&e, "status");
-        if (k < 0 || st.kind != JS_STR)
+        if (k < 0 || e.kind != JS_OBJ)
+            continue;
+        /* the first status, updated_at and expires_at of the entry */
+        jsval st = {0}, up = {0}, ex = {0}, ek, ev;
+        const char *ep = NULL;
+        while (jscan_next(&e, &ep, &ek, &ev)) {
+            jsval *slot = jscan_str_eq(&ek, "status")       ? &st
+                          : jscan_str_eq(&ek, "updated_at") ? &up
+                          : jscan_str_eq(&ek, "expires_at") ? &ex
+                                                            : NULL;
+            if (slot && slot->kind == JS_NONE)
+                *slot = ev;
+        }
+        if (st.kind != JS_STR)
             continue;
         unsigned char kg[2] = {(unsigned char)k, (unsigned char)jscan_str_eq(&st, "granted")};
-        int64_t at = ts_of(&e, "updated_at"), ex = ts_of(&e, "expires_at");
-        if (put(b, kg, 2) || put(b, &at, 8) || put(b, &ex, 8))
+        int64_t ts_up = ts_of(&up), ts_ex = ts_of(&ex);
+        if (put(b, kg, 2) || put(b, &ts_up, 8) || put(b, &ts_ex, 8))
             return -1;
+        cnt++;
     }
+    set_count(b, at, cnt);
+    if (put_count(b, &at))
+        return -1;
     cnt = 0;
     pos = NULL;
-    while (f[K_ATTRIBUTES].kind == JS_OBJ && jscan_next(&f[K_ATTRIBUTES], &pos, &key, &e))
-        cnt++;
-    if (put_varint(b, cnt))
-        return -1;
-    pos = NULL;
-    while (cnt && jscan_next(&f[K_ATTRIBUTES], &pos, &key, &e)) {
+    while (f[K_ATTRIBUTES].kind == JS_OBJ && jscan_next(&f[K_ATTRIBUTES], &pos, &key, &e)) {
         unsigned char kind = e.kind == JS_INT    ? STORE_PA_INT
                              : e.kind == JS_REAL ? STORE_PA_REAL
                              : e.kind == JS_TRUE ? STORE_PA_TRUE
@@ -181,7 +205,9 @@ int store_profile_encode(const char *text, size_t n, store_buf *b)
         } else if (kind == STORE_PA_STR && put_str(b, &e, 0)) {
             return -1;
         }
+        cnt++;
     }
+    set_count(b, at, cnt);
     return 0;
 }
 
@@ -220,6 +246,15 @@ static const unsigned char *skip(rd *r, uint64_t n)
     return at;
 }
 
+static uint32_t get_u32(rd *r)
+{
+    uint32_t x = 0;
+    const unsigned char *p = skip(r, 4);
+    if (!r->bad)
+        memcpy(&x, p, 4);
+    return x;
+}
+
 int store_pcells_decode(const unsigned char *rec, size_t n, store_pcells *c)
 {
     memset(c, 0, sizeof *c);
@@ -239,21 +274,21 @@ int store_pcells_decode(const unsigned char *rec, size_t n, store_pcells *c)
         }
     }
     memcpy(&c->birth_days, skip(&r, 4), r.bad ? 0 : 4);
-    uint64_t cnt = get_varint(&r);
+    uint32_t cnt = get_u32(&r);
     c->tags = r.p;
-    for (uint64_t i = 0; i < cnt && !r.bad; i++)
+    for (uint32_t i = 0; i < cnt && !r.bad; i++)
         skip(&r, get_varint(&r));
-    c->n_tags = (uint32_t)cnt;
-    c->n_consent = (uint32_t)(cnt = get_varint(&r));
+    c->n_tags = cnt;
+    c->n_consent = cnt = get_u32(&r);
     c->consent = r.p;
-    for (uint64_t i = 0; i < cnt && !r.bad; i++) {
+    for (uint32_t i = 0; i < cnt && !r.bad; i++) {
         const unsigned char *e = skip(&r, 18);
         if (!r.bad && e[0] >= STORE_CONSENT_N)
             r.bad = 1;
     }
-    c->n_attr = (uint32_t)(cnt = get_varint(&r));
+    c->n_attr = cnt = get_u32(&r);
     c->attr = r.p;
-    for (uint64_t i = 0; i < cnt && !r.bad; i++) {
+    for (uint32_t i = 0; i < cnt && !r.bad; i++) {
         skip(&r, get_varint(&r));
         unsigned char kind = *skip(&r, 1);
         if (r.bad || kind > STORE_PA_STR)

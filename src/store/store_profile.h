@@ -13,10 +13,12 @@
  *   13 strings          varint (length + 1) then the bytes; 0 = not a string.  The keys
  *                       of store_profile_str_names, first occurrence of each key.
  *   i32 birth_days      days since 1970-01-01 of birth_date, INT32_MIN = none
- *   varint n, n tags    the string elements of interests (varint length, bytes)
- *   varint n, n consent u8 key (store_consent_names index), u8 granted, i64 updated_at,
- *                       i64 expires_at (PATRON_NULL_TS = none), in JSON order
- *   varint n, n attrs   varint name length, name, u8 kind (STORE_PA_*), then the value:
+ *   u32 n, n tags       the string elements of interests (varint length, bytes)
+ *   u32 n, n consents   u8 key (store_consent_names index), u8 granted, i64 updated_at,
+ *                       i64 expires_at (PATRON_NULL_TS = none), in JSON order; entries
+ *                       whose key is not a consent key or whose status is not a string
+ *                       are left out (they change nothing)
+ *   u32 n, n attrs      varint name length, name, u8 kind (STORE_PA_*), then the value:
  *                       i64 (INT), f64 (REAL), varint length + bytes (STR), none else
  *
  * Strings are decoded (no JSON escapes).  All integers are little-endian.
