@@ -174,8 +174,13 @@ int store_open(const char *path, store **out, patron_error *err)
     }
     sqlite3_busy_timeout(s->db, 10000);
     int rc;
+    /* Reads through a memory map (SQLite caps it at its compile-time maximum, 2 GB on
+     * Debian): the view build reads the chunks once, and copying each page through
+     * pread into the page cache cost as much system time as the decoding cost user
+     * time (decision 0003).  Writes still go through the journal as before. */
     if ((rc = exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                      "PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY",
+                      "PRAGMA cache_size=-262144; PRAGMA temp_store=MEMORY;"
+                      "PRAGMA mmap_size=17179869184",
                    err)) ||
         (rc = migrate(s, err))) {
         store_close(s);
