@@ -1,7 +1,7 @@
 /*
  * view.c -- building the member view from the store: profile columns from the profile
  * cells (binary records the store computes from each profile's JSON when it is written,
- * store_profile.h), line items from the item chunks, event streams from the order
+ * store_cells.h), line items from the item chunks, event streams from the order
  * columns and the event chunks.  See view.h.
  *
  * The build is a full pass over what is stored, on the first read that needs it after
@@ -15,7 +15,7 @@
 #include "base/jscan.h"
 #include "base/mem.h"
 #include "base/time.h"
-#include "store/store_profile.h"
+#include "store/store_cells.h"
 
 #include <roaring/roaring.h>
 #include <math.h>
@@ -26,7 +26,7 @@
 const char *const mv_str_names[MV__NSTR] = {
     "email", "phone", "first_name", "last_name", "gender", "country", "region",
     "city", "postal_code", "language", "signup_channel", "preferred_channel", "referred_by"};
-/* Profile cells hold the strings and consents in these orders (store_profile.h; the
+/* Profile cells hold the strings and consents in these orders (store_cells.h; the
  * lists agree, tests/unit/test_store_profiles.c). */
 _Static_assert(MV__NSTR == STORE_PROFILE_NSTR && CK__N == STORE_CONSENT_N, "profile cell layout");
 const char *const mv_consent_names[CK__N] = {"email", "sms", "push", "app", "web", "social",
@@ -501,7 +501,7 @@ static int consent_key_js(const jsval *s)
     return consent_key(jscan_cstr(s, buf, sizeof buf));
 }
 
-/* Applies member m's whole profile from its cells (store_profile.h): the record the
+/* Applies member m's whole profile from its cells (store_cells.h): the record the
  * store keeps beside the merged JSON. */
 static int apply_cells(mview *v, uint32_t m, const store_pcells *c)
 {

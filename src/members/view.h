@@ -13,7 +13,7 @@
 
 #include "base/strdict.h"
 #include "core/db.h"
-#include "store/store_profile.h"
+#include "store/store_cells.h"
 
 /* Value types the rule language knows. */
 typedef enum vtype { VT_NULL, VT_NUM, VT_STR, VT_BOOL, VT_TS, VT_TAGS, VT_DUR, VT_LIST } vtype;

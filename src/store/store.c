@@ -10,7 +10,7 @@
 #include "base/err.h"
 #include "base/hmap.h"
 #include "base/mem.h"
-#include "store/store_profile.h"
+#include "store/store_cells.h"
 
 #include <sqlite3.h>
 #include <xxhash.h>
@@ -44,7 +44,7 @@ static const char *migrations[] = {
     "CREATE TABLE event_chunks(id INTEGER PRIMARY KEY, n INTEGER NOT NULL, data BLOB NOT NULL);"
     "CREATE TABLE event_ids(event_id TEXT PRIMARY KEY, hash INTEGER NOT NULL) WITHOUT ROWID;"
     "INSERT INTO event_ids(event_id, hash) SELECT event_id, hash FROM events;",
-    /* 5: profile cells (store_profile.h) as chunks of PROFILE_BLOCK members, with a row
+    /* 5: profile cells (store_cells.h) as chunks of PROFILE_BLOCK members, with a row
      * table for members written since their chunk (migrate_profiles fills them) */
     "CREATE TABLE profile_chunks(first INTEGER PRIMARY KEY, data BLOB NOT NULL);"
     "CREATE TABLE profile_rows(idx INTEGER PRIMARY KEY, data BLOB NOT NULL);",

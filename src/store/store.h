@@ -3,7 +3,7 @@
  * backend implements the same calls).  No SQLite call appears outside src/store/.
  *
  * Schema (version 5): meta, members, profiles (JSON), profile_chunks and profile_rows
- * (the profile fields the member view reads, as binary records: store_profile.h),
+ * (the profile fields the member view reads, as binary records: store_cells.h),
  * dict (string dictionaries),
  * order_chunks and voids (orders and returns as column BLOBs), item_chunks (line items of
  * one import batch as column BLOBs), event_chunks (every other event as column BLOBs)
@@ -81,7 +81,7 @@ int64_t store_event_count(store *s);
 /* Event types as chunks store them: a small code per name (-1 / NULL when unknown). */
 int store_event_type_code(const char *type);
 const char *store_event_type_name(int code);
-/* Every member's profile cells (the record of store_profile.h, computed from the JSON
+/* Every member's profile cells (the record of store_cells.h, computed from the JSON
  * when the member was written), in index order; members never written are skipped.
  * The record is valid during the callback only.  fn returns 0, a negative patron
  * status (passed on) or > 0 (out of memory). */

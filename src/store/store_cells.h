@@ -1,5 +1,5 @@
 /*
- * store_profile.h -- profile cells: what of a member's profile JSON the member view
+ * store_cells.h -- profile cells: what of a member's profile JSON the member view
  * reads, in a compact binary record, so that building the view decodes bytes instead of
  * scanning JSON text.
  *

@@ -1,5 +1,5 @@
 /*
- * store_profile.c -- profile cells (see store_profile.h): the encoder, run once per
+ * store_cells.c -- profile cells (see store_cells.h): the encoder, run once per
  * profile write, and the checked decoder the member view runs once per member.
  *
  * The encoder reads the JSON with jscan, the reader the view used before cells existed,
@@ -8,7 +8,7 @@
  * strings, every attribute (null, arrays and objects too: they create the attribute
  * without a value).  A view built from cells therefore equals one built from the text.
  */
-#include "store/store_profile.h"
+#include "store/store_cells.h"
 
 #include "base/jscan.h"
 #include "base/mem.h"
