@@ -12,10 +12,10 @@
 #include "members/view.h"
 
 #include "base/err.h"
-#include "base/jscan.h"
 #include "base/mem.h"
 #include "base/time.h"
 #include "store/store_cells.h"
+#include "store/store.h"
 
 #include <roaring/roaring.h>
 #include <math.h>
@@ -75,49 +75,6 @@ int vcol_bool(const vcol *c, uint32_t row)
 }
 
 /* ---- storage ------------------------------------------------------------------------ */
-
-static int consent_key(const char *k)
-{
-    for (int i = 0; i < CK__N; i++)
-        if (strcmp(k, mv_consent_names[i]) == 0)
-            return i;
-    return -1;
-}
-
-static int64_t json_ts(const jsval *o, const char *key)
-{
-    jsval t = jscan_get(o, key);
-    int64_t ts;
-    char buf[128];
-    if (t.kind == JS_STR) {
-        size_t n;
-        const char *s = jscan_str(&t, buf, sizeof buf, &n);
-        return time_parse(s, n, &ts) == 0 ? ts : PATRON_NULL_TS;
-    }
-    return t.kind == JS_INT ? jscan_int(&t) : PATRON_NULL_TS;
-}
-
-/* The bytes of string s: a view into the text, or decoded into the view's scratch
- * buffer when it holds escapes (decoding never makes a string longer).  NULL when out
- * of memory. */
-static const char *js_text(mview *v, const jsval *s, size_t *n)
-{
-    if (!s->esc) {
-        *n = s->n;
-        return s->p;
-    }
-    if (MEM_GROW(v->scratch, v->scratch_cap, s->n + 1))
-        return NULL;
-    return jscan_str(s, v->scratch, v->scratch_cap, n);
-}
-
-/* The dictionary code of string s in d; 0 when out of memory. */
-static uint32_t js_intern(mview *v, strdict *d, const jsval *s)
-{
-    size_t n;
-    const char *t = js_text(v, s, &n);
-    return t ? strdict_intern(d, t, n) : 0;
-}
 
 /* Grows a per-member array from old to new room, filling new slots with fill bytes. */
 static int grow_col(void **p, size_t elem, uint32_t used, uint32_t cap, int fill)
@@ -445,44 +402,6 @@ static int attr_put(mview *v, uint32_t m, const char *name, size_t nn, int pk, i
     return 0;
 }
 
-/* attr_put from a JSON key and value (survey answers). */
-static int attr_set(mview *v, uint32_t m, const jsval *key, const jsval *val, int from_event)
-{
-    size_t nn, sn = 0;
-    const char *name = js_text(v, key, &nn);
-    if (!name)
-        return -1;
-    /* the name may sit in the scratch buffer, which a string value reuses */
-    char nbuf[256];
-    char *own = NULL;
-    if (name == v->scratch) {
-        if (nn < sizeof nbuf) {
-            memcpy(nbuf, name, nn);
-            name = nbuf;
-        } else if ((own = mem_alloc(nn))) {
-            memcpy(own, name, nn);
-            name = own;
-        } else {
-            return -1;
-        }
-    }
-    int pk = val->kind == JS_INT    ? STORE_PA_INT
-             : val->kind == JS_REAL ? STORE_PA_REAL
-             : val->kind == JS_TRUE ? STORE_PA_TRUE
-             : val->kind == JS_FALSE ? STORE_PA_FALSE
-             : val->kind == JS_STR  ? STORE_PA_STR
-                                    : STORE_PA_NONE;
-    const char *str = NULL;
-    int rc = 0;
-    if (pk == STORE_PA_STR && !(str = js_text(v, val, &sn)))
-        rc = -1;
-    if (rc == 0)
-        rc = attr_put(v, m, name, nn, pk, pk == STORE_PA_INT ? jscan_int(val) : 0,
-                      pk == STORE_PA_REAL ? jscan_real(val) : 0, str, sn, from_event);
-    mem_free(own);
-    return rc;
-}
-
 static void consent_apply(mview *v, uint32_t m, int k, int granted, int64_t at, int64_t expires)
 {
     if (v->consent[k][m] != CONSENT_MISSING && v->consent_at[k][m] > at)
@@ -490,15 +409,6 @@ static void consent_apply(mview *v, uint32_t m, int k, int granted, int64_t at, 
     v->consent[k][m] = granted ? CONSENT_GRANTED : CONSENT_DENIED;
     v->consent_expires[k][m] = expires;
     v->consent_at[k][m] = at;
-}
-
-/* The consent key (CK_*) a JSON string names, or -1. */
-static int consent_key_js(const jsval *s)
-{
-    char buf[32];
-    if (s->kind != JS_STR || s->n >= sizeof buf)
-        return -1;
-    return consent_key(jscan_cstr(s, buf, sizeof buf));
 }
 
 /* Applies member m's whole profile from its cells (store_cells.h): the record the
@@ -571,23 +481,23 @@ static int event_kind(const char *type)
     return strcmp(type, "consent") == 0 ? (int)N_EDEFS : -1;
 }
 
-/* The cells of a stream row from event o (edefs[d]): numbers as doubles, strings as
- * codes in estr (integers written as text). */
-static int event_cells(mview *v, size_t d, const jsval *o, unsigned char cells[3][8])
+/* The cells of a stream row of edefs[d] from the event's cells: numbers as doubles
+ * (NAN when not a number), strings as codes in estr (integers written as text). */
+static int event_row(mview *v, size_t d, const store_ecells *e, unsigned char cells[3][8])
 {
     for (int k = 0; k < 3 && edefs[d].keys[k]; k++) {
-        jsval f = jscan_get(o, edefs[d].keys[k]);
+        const store_pval *x = &e->val[k];
         if (edefs[d].types[k] == VT_NUM) {
-            double x = f.kind == JS_INT || f.kind == JS_REAL ? jscan_real(&f) : NAN;
-            memcpy(cells[k], &x, 8);
+            double num = x->kind == STORE_PA_INT ? (double)x->i : x->kind == STORE_PA_REAL ? x->d : NAN;
+            memcpy(cells[k], &num, 8);
         } else {
             uint32_t code = 0;
-            if (f.kind == JS_STR) {
-                if (!(code = js_intern(v, &v->estr, &f)))
+            if (x->kind == STORE_PA_STR) {
+                if (!(code = strdict_intern(&v->estr, x->s.p, x->s.n)))
                     return -1;
-            } else if (f.kind == JS_INT) {
+            } else if (x->kind == STORE_PA_INT) {
                 char nb[32];
-                snprintf(nb, sizeof nb, "%lld", (long long)jscan_int(&f));
+                snprintf(nb, sizeof nb, "%lld", (long long)x->i);
                 if (!(code = strdict_intern(&v->estr, nb, strlen(nb))))
                     return -1;
             }
@@ -598,39 +508,48 @@ static int event_cells(mview *v, size_t d, const jsval *o, unsigned char cells[3
 }
 
 /* What a consent or survey event does to member m's profile columns. */
-static int event_profile(mview *v, uint32_t m, int kind, int64_t ts, const jsval *o)
+static int event_profile(mview *v, uint32_t m, int kind, int64_t ts, const store_ecells *e)
 {
     if (kind == (int)N_EDEFS) {
-        jsval ch = jscan_get(o, "channel"), pu = jscan_get(o, "purpose"),
-              st = jscan_get(o, "status");
-        int ck = ch.kind == JS_STR ? consent_key_js(&ch) : consent_key_js(&pu);
-        if (ck >= 0 && st.kind == JS_STR)
-            consent_apply(v, m, ck, jscan_str_eq(&st, "granted"), ts, json_ts(o, "expires_at"));
+        if (e->consent_key >= 0 && e->consent_status != 0)
+            consent_apply(v, m, e->consent_key, e->consent_status == 1, ts, e->expires);
         return 0;
     }
     int rc = 0;
     if (edefs[kind].stream == ST_SURVEYS) { /* each answer also sets attributes.KEY */
-        jsval ans = jscan_get(o, "answers"), key, val;
-        const char *pos = NULL;
-        while (rc == 0 && ans.kind == JS_OBJ && jscan_next(&ans, &pos, &key, &val))
-            rc = attr_set(v, m, &key, &val, 1);
+        const unsigned char *pos = e->attr;
+        for (uint32_t i = 0; i < e->n_attr && rc == 0; i++) {
+            store_pstr name, str = {NULL, 0};
+            int pk;
+            int64_t x = 0;
+            double d = 0;
+            store_pcells_attr(&pos, &name, &pk, &x, &d, &str);
+            rc = attr_put(v, m, name.p, name.n, pk, x, d, str.p, str.n, 1);
+        }
     }
     return rc;
 }
 
-/* Applies one stored event (its JSON text). */
+/* Applies one event (its JSON text) as the importers commit it: the text is turned
+ * into the same cells the store keeps, and applied as a rebuild applies them. */
 static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const char *body,
                        size_t n)
 {
-    int kind = event_kind(type);
-    jsval o;
-    if (kind < 0 || jscan_doc(body, n, &o) != 0 || o.kind != JS_OBJ)
+    int kind = event_kind(type), code = store_event_type_code(type);
+    if (kind < 0 || code < 0)
         return 0;
-    int rc = event_profile(v, m, kind, ts, &o);
+    store_ecells e;
+    v->pbuf.n = 0;
+    if (store_event_encode(code, body, n, &v->pbuf) != 0 ||
+        store_ecells_decode(code, v->pbuf.p, v->pbuf.n, &e) != 0)
+        return -1;
+    if (!e.is_object)
+        return 0;
+    int rc = event_profile(v, m, kind, ts, &e);
     if (rc == 0 && kind < (int)N_EDEFS) {
         unsigned char cells[3][8];
         const void *vals[4] = {NULL, cells[0], cells[1], cells[2]};
-        rc = event_cells(v, (size_t)kind, &o, cells);
+        rc = event_row(v, (size_t)kind, &e, cells);
         if (rc == 0)
             rc = stream_insert(&v->streams[edefs[kind].stream], m, ts, vals);
     }
@@ -880,7 +799,6 @@ static void view_free(mview *v)
         mem_free(v->attr[i].from_event);
     }
     mem_free(v->attr);
-    mem_free(v->scratch);
     mem_free(v->pbuf.p);
     mem_free(v->bf_freq);
     mem_free(v->bf_money);
@@ -994,12 +912,13 @@ static int load_profile(void *ctx, uint32_t m, const unsigned char *rec, size_t 
 typedef struct pevent {
     uint32_t member, seq;
     int64_t ts;
-    int kind;
-    size_t off, len; /* text in ebuild.text */
+    int kind, type;
+    size_t off, len; /* cells in ebuild.text */
 } pevent;
 
 typedef struct ebuild {
     mview *v;
+    patron_error *err;
     int kind_of[256]; /* store type code -> event_kind() */
     size_t n, cap;    /* stream rows */
     uint32_t *member;
@@ -1008,11 +927,11 @@ typedef struct ebuild {
     uint64_t *cell;   /* 3 per row */
     pevent *pe;       /* profile events */
     size_t npe, cap_pe;
-    char *text;
+    unsigned char *text;
     size_t text_len, text_cap;
 } ebuild;
 
-static int load_echunk(void *ctx, const store_echunk *c)
+static int load_ecells(void *ctx, const store_ecchunk *c)
 {
     ebuild *b = ctx;
     mview *v = b->v;
@@ -1021,18 +940,21 @@ static int load_echunk(void *ctx, const store_echunk *c)
         int32_t m = c->member[i];
         if (kind < 0 || m < 0 || (uint32_t)m >= v->n)
             continue;
-        const char *body = c->bodies + c->body_off[i];
-        size_t bn = c->body_off[i + 1] - c->body_off[i];
-        jsval o;
-        if (jscan_doc(body, bn, &o) != 0 || o.kind != JS_OBJ)
+        const unsigned char *rec = c->rec + c->off[i];
+        size_t rn = c->off[i + 1] - c->off[i];
+        store_ecells e;
+        if (store_ecells_decode(c->type[i], rec, rn, &e) != 0)
+            return err_set(b->err, PATRON_ESTORE, "the stored cells of an event of member %d are damaged", m);
+        if (!e.is_object)
             continue; /* as before: an event that is not a JSON object changes nothing */
         if (kind == (int)N_EDEFS || edefs[kind].stream == ST_SURVEYS) {
             if (MEM_GROW(b->pe, b->cap_pe, b->npe + 1) ||
-                MEM_GROW(b->text, b->text_cap, b->text_len + bn + 1))
+                MEM_GROW(b->text, b->text_cap, b->text_len + rn + 1))
                 return 1;
-            b->pe[b->npe] = (pevent){(uint32_t)m, (uint32_t)b->npe, c->ts[i], kind, b->text_len, bn};
-            memcpy(b->text + b->text_len, body, bn);
-            b->text_len += bn;
+            b->pe[b->npe] = (pevent){(uint32_t)m, (uint32_t)b->npe, c->ts[i], kind, c->type[i],
+                                     b->text_len, rn};
+            memcpy(b->text + b->text_len, rec, rn);
+            b->text_len += rn;
             b->npe++;
         }
         if (kind == (int)N_EDEFS)
@@ -1056,7 +978,7 @@ static int load_echunk(void *ctx, const store_echunk *c)
         }
         unsigned char cells[3][8];
         memset(cells, 0, sizeof cells);
-        if (event_cells(v, (size_t)kind, &o, cells) != 0)
+        if (event_row(v, (size_t)kind, &e, cells) != 0)
             return 1;
         b->member[b->n] = (uint32_t)m;
         b->stream[b->n] = (uint8_t)edefs[kind].stream;
@@ -1142,18 +1064,26 @@ static int load_events(patron_db *db, mview *v, patron_error *err)
     ebuild b;
     memset(&b, 0, sizeof b);
     b.v = v;
+    b.err = err;
     for (int t = 0; t < 256; t++) {
         const char *name = store_event_type_name(t);
         b.kind_of[t] = name ? event_kind(name) : -1;
+        /* the cells hold the values of the stream's keys by position */
+        for (int k = 0; name && b.kind_of[t] >= 0 && b.kind_of[t] < (int)N_EDEFS && k < 3; k++) {
+            const char *want = edefs[b.kind_of[t]].keys[k], *have = store_event_keys(t)[k];
+            PATRON_ASSERT(want ? have && strcmp(want, have) == 0 : have == NULL);
+            if (!want)
+                break;
+        }
     }
-    int rc = store_event_chunks_each(db->st, load_echunk, &b, err);
+    int rc = store_event_cells_each(db->st, load_ecells, &b, err);
     if (rc == PATRON_OK) {
         if (b.npe)
             qsort(b.pe, b.npe, sizeof *b.pe, pevent_cmp);
         for (size_t i = 0; i < b.npe && rc == PATRON_OK; i++) {
-            jsval o;
-            jscan_doc(b.text + b.pe[i].off, b.pe[i].len, &o); /* checked when gathered */
-            if (event_profile(v, b.pe[i].member, b.pe[i].kind, b.pe[i].ts, &o) != 0)
+            store_ecells e; /* checked when gathered */
+            store_ecells_decode(b.pe[i].type, b.text + b.pe[i].off, b.pe[i].len, &e);
+            if (event_profile(v, b.pe[i].member, b.pe[i].kind, b.pe[i].ts, &e) != 0)
                 rc = err_set(err, PATRON_ENOMEM, "out of memory loading events");
         }
     }

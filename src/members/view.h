@@ -119,9 +119,7 @@ typedef struct mview {
      * now >= bf_max[m] (the latest of those events) they are the behavioural fields */
     uint32_t *bf_freq;
     int64_t *bf_money, *bf_last, *bf_max; /* PATRON_NULL_TS when none */
-    char *scratch;           /* decoded JSON strings that hold escapes */
-    size_t scratch_cap;
-    store_buf pbuf;          /* a profile's cells (live updates) */
+    store_buf pbuf;          /* a profile's or an event's cells (live updates) */
     int failed;              /* an incremental update ran out of memory: rebuild */
     /* bitmap indexes of code columns built by the rule evaluator (rules/eval.c), each
      * valid for one view generation; freed with the view */

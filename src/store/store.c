@@ -48,6 +48,9 @@ static const char *migrations[] = {
      * table for members written since their chunk (migrate_profiles fills them) */
     "CREATE TABLE profile_chunks(first INTEGER PRIMARY KEY, data BLOB NOT NULL);"
     "CREATE TABLE profile_rows(idx INTEGER PRIMARY KEY, data BLOB NOT NULL);",
+    /* 6: event cells (store_cells.h), one BLOB per event chunk, same id
+     * (migrate_event_cells computes them for the chunks already stored) */
+    "CREATE TABLE event_cells(id INTEGER PRIMARY KEY, data BLOB NOT NULL);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -105,10 +108,13 @@ struct store {
     pending_orders pend;
     pending_events pev;
     pending_profiles ppr;
+    int cells_ready; /* the event_cells table exists (schema 6; not during migrations) */
+    store_buf cells; /* an event cells chunk being built */
 };
 
 static int migrate_events(store *s, patron_error *err);
 static int migrate_profiles(store *s, patron_error *err);
+static int migrate_event_cells(store *s, patron_error *err);
 
 static int fail(store *s, patron_error *err, const char *what)
 {
@@ -149,12 +155,15 @@ static int migrate(store *s, patron_error *err)
                  "INSERT OR REPLACE INTO meta(key, value) VALUES('schema_version', '%d')", v + 1);
         if ((rc = exec(s, "BEGIN", err)) || (rc = exec(s, migrations[v], err)) ||
             (v + 1 == 4 && (rc = migrate_events(s, err))) ||
-            (v + 1 == 5 && (rc = migrate_profiles(s, err))) || (rc = exec(s, set, err)) ||
+            (v + 1 == 5 && (rc = migrate_profiles(s, err))) ||
+            (v + 1 == 6 && (rc = migrate_event_cells(s, err))) || (rc = exec(s, set, err)) ||
             (rc = exec(s, "COMMIT", err))) {
             exec(s, "ROLLBACK", NULL);
             return rc;
         }
+        s->cells_ready = v + 1 >= 6;
     }
+    s->cells_ready = 1;
     return PATRON_OK;
 }
 
@@ -219,6 +228,7 @@ void store_close(store *s)
     mem_free(s->ppr.idx);
     mem_free(s->ppr.off);
     mem_free(s->ppr.bytes.p);
+    mem_free(s->cells.p);
     mem_free(s);
 }
 
@@ -579,6 +589,55 @@ const char *store_event_type_name(int code)
     return code >= 0 && code < N_EVENT_TYPES ? event_type_names[code] : NULL;
 }
 
+/*
+ * Event cells chunk, format 1 (schema 6; one BLOB per event chunk, same id): "PXC1",
+ * u32 n, i64 ts[n], i32 member[n], u8 type[n], u32 off[n + 1] (event i's cells are
+ * the record bytes off[i]..off[i+1]), the records (store_event_encode), and u64 XXH3
+ * of everything before it.  The member view reads these instead of the event chunk.
+ */
+static int put_event_cells(store *s, int64_t id, size_t n, const int64_t *ts,
+                           const int32_t *member, const uint8_t *type, const char *const *body,
+                           const size_t *blen, patron_error *err)
+{
+    store_buf *b = &s->cells;
+    size_t head = 8 + n * 13, offs = head + 4 * (n + 1);
+    b->n = 0;
+    if (MEM_GROW(b->p, b->cap, offs))
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    b->n = offs;
+    uint32_t n32 = (uint32_t)n;
+    memcpy(b->p, "PXC1", 4);
+    memcpy(b->p + 4, &n32, 4);
+    memcpy(b->p + 8, ts, 8 * n);
+    memcpy(b->p + 8 + 8 * n, member, 4 * n);
+    memcpy(b->p + 8 + 12 * n, type, n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t o = (uint32_t)(b->n - offs);
+        memcpy(b->p + head + 4 * i, &o, 4);
+        if (store_event_encode(type[i], body[i], blen[i], b) != 0)
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+    }
+    if (b->n - offs > UINT32_MAX)
+        return err_set(err, PATRON_ESTORE, "%s: the cells of event chunk %lld are too large",
+                       s->path, (long long)id);
+    uint32_t o = (uint32_t)(b->n - offs);
+    memcpy(b->p + head + 4 * n, &o, 4);
+    uint64_t sum = XXH3_64bits(b->p, b->n);
+    if (MEM_GROW(b->p, b->cap, b->n + 8))
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    memcpy(b->p + b->n, &sum, 8);
+    b->n += 8;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db, "INSERT INTO event_cells(id, data) VALUES(?1,?2)", -1, &q, NULL) !=
+        SQLITE_OK)
+        return fail(s, err, "storing event cells");
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_blob64(q, 2, b->p, b->n, SQLITE_STATIC);
+    int rc = sqlite3_step(q) == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing event cells");
+    sqlite3_finalize(q);
+    return rc;
+}
+
 static int flush_events(store *s, patron_error *err)
 {
     pending_events *p = &s->pev;
@@ -622,6 +681,25 @@ static int flush_events(store *s, patron_error *err)
     sqlite3_bind_blob64(st, 2, buf, len, SQLITE_STATIC);
     int rc = step_done(s, st, err, "storing events");
     sqlite3_finalize(own);
+    if (rc == PATRON_OK && s->cells_ready) {
+        /* the chunk just written, read back from buf: bodies follow the ids */
+        const char **body = mem_alloc_array(n, sizeof *body);
+        size_t *blen = mem_alloc_array(n, sizeof *blen);
+        if (!body || !blen) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        } else {
+            const char *bp = (const char *)buf + 8 + n * 29 + idbytes;
+            for (size_t i = 0; i < n; i++) {
+                body[i] = bp;
+                blen[i] = p->body_len[i];
+                bp += p->body_len[i];
+            }
+            rc = put_event_cells(s, sqlite3_last_insert_rowid(s->db), n, p->ts, p->member, p->type,
+                                 body, blen, err);
+        }
+        mem_free(body);
+        mem_free(blen);
+    }
     mem_free(buf);
     p->n = p->len = 0;
     return rc;
@@ -1240,6 +1318,7 @@ int store_event_chunks_each(store *s, store_echunk_fn fn, void *ctx, patron_erro
                          cid);
             break;
         }
+        c.id = cid;
         int f = fn(ctx, &c);
         if (f != 0)
             rc = f < 0 ? f : err_set(err, PATRON_ENOMEM, "out of memory loading events");
@@ -1437,4 +1516,136 @@ int store_data_version(store *s, int64_t *out, patron_error *err)
         *out = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading the data version");
+}
+
+/* Schema 6: the cells of every stored event, chunk by chunk. */
+typedef struct cells_mig {
+    store *s;
+    patron_error *err;
+    const char **body;
+    size_t *blen, cap;
+} cells_mig;
+
+static int migrate_chunk_cells(void *ctx, const store_echunk *c)
+{
+    cells_mig *m = ctx;
+    if (c->n > m->cap) {
+        const char **b = mem_realloc_array(m->body, c->n, sizeof *b);
+        if (b)
+            m->body = b;
+        size_t *l = b ? mem_realloc_array(m->blen, c->n, sizeof *l) : NULL;
+        if (!l)
+            return 1;
+        m->blen = l;
+        m->cap = c->n;
+    }
+    for (uint32_t i = 0; i < c->n; i++) {
+        m->body[i] = c->bodies + c->body_off[i];
+        m->blen[i] = c->body_off[i + 1] - c->body_off[i];
+    }
+    return put_event_cells(m->s, c->id, c->n, c->ts, c->member, c->type, m->body, m->blen, m->err);
+}
+
+static int migrate_event_cells(store *s, patron_error *err)
+{
+    cells_mig m = {s, err, NULL, NULL, 0};
+    int rc = store_event_chunks_each(s, migrate_chunk_cells, &m, err);
+    mem_free(m.body);
+    mem_free(m.blen);
+    return rc;
+}
+
+int store_event_cells_each(store *s, store_ecells_fn fn, void *ctx, patron_error *err)
+{
+    sqlite3_stmt *q;
+    int64_t chunks = 0, cells = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT (SELECT count(*) FROM event_chunks),"
+                                  " (SELECT count(*) FROM event_cells)", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading event cells");
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        chunks = sqlite3_column_int64(q, 0);
+        cells = sqlite3_column_int64(q, 1);
+    }
+    sqlite3_finalize(q);
+    if (chunks != cells)
+        return err_set(err, PATRON_ESTORE, "%s: %lld event chunks but %lld event cells chunks",
+                       s->path, (long long)chunks, (long long)cells);
+    if (sqlite3_prepare_v2(s->db, "SELECT id FROM event_cells ORDER BY id", -1, &q, NULL) != SQLITE_OK)
+        return fail(s, err, "reading event cells");
+    store_ecchunk c;
+    memset(&c, 0, sizeof c);
+    size_t cap = 0, bcap = 0;
+    unsigned char *b = NULL;
+    sqlite3_blob *bh = NULL;
+    int r, rc = PATRON_OK;
+    while (rc == PATRON_OK && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        long long cid = (long long)sqlite3_column_int64(q, 0);
+        if ((bh ? sqlite3_blob_reopen(bh, cid)
+                : sqlite3_blob_open(s->db, "main", "event_cells", "data", cid, 0, &bh)) != SQLITE_OK) {
+            rc = fail(s, err, "reading event cells");
+            break;
+        }
+        size_t len = (size_t)sqlite3_blob_bytes(bh);
+        if (MEM_GROW(b, bcap, len + 1)) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory reading events");
+            break;
+        }
+        if (sqlite3_blob_read(bh, b, (int)len, 0) != SQLITE_OK) {
+            rc = fail(s, err, "reading event cells");
+            break;
+        }
+        uint32_t n = 0, last = 0;
+        uint64_t sum;
+        if (len >= 16)
+            memcpy(&n, b + 4, 4);
+        size_t head = 8 + (size_t)n * 13, offs = head + 4 * ((size_t)n + 1);
+        if (len < offs + 8 || memcmp(b, "PXC1", 4) != 0 ||
+            (memcpy(&sum, b + len - 8, 8), sum != XXH3_64bits(b, len - 8)) ||
+            (memcpy(&last, b + head + 4 * (size_t)n, 4), offs + last + 8 != len)) {
+            rc = err_set(err, PATRON_ESTORE, "%s: event cells chunk %lld is damaged (checksum)",
+                         s->path, cid);
+            break;
+        }
+        if (n + 1 > cap) {
+            cap = n + 1;
+            int64_t *ts = mem_realloc_array(c.ts, cap, 8);
+            c.ts = ts ? ts : c.ts;
+            int32_t *m = ts ? mem_realloc_array(c.member, cap, 4) : NULL;
+            c.member = m ? m : c.member;
+            uint8_t *t = m ? mem_realloc_array(c.type, cap, 1) : NULL;
+            c.type = t ? t : c.type;
+            uint32_t *o = t ? mem_realloc_array(c.off, cap, 4) : NULL;
+            c.off = o ? o : c.off;
+            if (!o) {
+                cap = 0;
+                rc = err_set(err, PATRON_ENOMEM, "out of memory reading events");
+                break;
+            }
+        }
+        c.n = n;
+        memcpy(c.ts, b + 8, 8 * (size_t)n);
+        memcpy(c.member, b + 8 + 8 * (size_t)n, 4 * (size_t)n);
+        memcpy(c.type, b + 8 + 12 * (size_t)n, n);
+        memcpy(c.off, b + head, 4 * ((size_t)n + 1));
+        for (uint32_t i = 0; i < n && rc == PATRON_OK; i++)
+            if (c.off[i] > c.off[i + 1])
+                rc = err_set(err, PATRON_ESTORE, "%s: event cells chunk %lld is damaged (offsets)",
+                             s->path, cid);
+        if (rc != PATRON_OK)
+            break;
+        c.rec = b + offs;
+        int f = fn(ctx, &c);
+        if (f != 0)
+            rc = f < 0 ? f : err_set(err, PATRON_ENOMEM, "out of memory loading events");
+    }
+    if (rc == PATRON_OK && r != SQLITE_DONE)
+        rc = fail(s, err, "reading event cells");
+    sqlite3_blob_close(bh);
+    sqlite3_finalize(q);
+    mem_free(b);
+    mem_free(c.ts);
+    mem_free(c.member);
+    mem_free(c.type);
+    mem_free(c.off);
+    return rc;
 }

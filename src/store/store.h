@@ -2,8 +2,9 @@
  * store.h -- the durable store behind a narrow interface (SQLite today; a PostgreSQL
  * backend implements the same calls).  No SQLite call appears outside src/store/.
  *
- * Schema (version 5): meta, members, profiles (JSON), profile_chunks and profile_rows
+ * Schema (version 6): meta, members, profiles (JSON), profile_chunks and profile_rows
  * (the profile fields the member view reads, as binary records: store_cells.h),
+ * event_cells (the same for events, one BLOB per event chunk),
  * dict (string dictionaries),
  * order_chunks and voids (orders and returns as column BLOBs), item_chunks (line items of
  * one import batch as column BLOBs), event_chunks (every other event as column BLOBs)
@@ -102,12 +103,28 @@ typedef struct store_echunk {
     uint8_t *type;
     size_t *id_off, *body_off;
     const char *ids, *bodies;
+    int64_t id; /* the chunk's id */
 } store_echunk;
 /* Every event chunk, checksum verified, in write order (within a chunk: the order the
  * events were written).  fn returns 0, a negative patron status (passed on) or > 0 (out
  * of memory). */
 typedef int (*store_echunk_fn)(void *ctx, const store_echunk *c);
 int store_event_chunks_each(store *s, store_echunk_fn fn, void *ctx, patron_error *err);
+/* The cells of one event chunk (store_cells.h): event i has ts[i], member[i] (-1 when
+ * none), type[i] and its cells at rec[off[i]..off[i+1]).  Valid during the callback. */
+typedef struct store_ecchunk {
+    uint32_t n;
+    int64_t *ts;
+    int32_t *member;
+    uint8_t *type;
+    uint32_t *off;
+    const unsigned char *rec;
+} store_ecchunk;
+/* Every event chunk's cells, checksum verified, in write order (the order of
+ * store_event_chunks_each); the member view reads these, not the bodies.  fn returns
+ * as for store_event_chunks_each. */
+typedef int (*store_ecells_fn)(void *ctx, const store_ecchunk *c);
+int store_event_cells_each(store *s, store_ecells_fn fn, void *ctx, patron_error *err);
 /* Segments: a named rule (kind 0) or a static member list (kind 1); members is a
  * portable roaring bitmap of member indexes as of as_of. */
 typedef struct store_segment {

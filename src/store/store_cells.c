@@ -106,6 +106,28 @@ static int consent_index(const jsval *s)
     return -1;
 }
 
+/* A value: u8 kind (STORE_PA_*), then i64, f64 or a string for INT, REAL, STR. */
+static int put_val(store_buf *b, const jsval *e)
+{
+    unsigned char kind = e->kind == JS_INT    ? STORE_PA_INT
+                         : e->kind == JS_REAL ? STORE_PA_REAL
+                         : e->kind == JS_TRUE ? STORE_PA_TRUE
+                         : e->kind == JS_FALSE ? STORE_PA_FALSE
+                         : e->kind == JS_STR  ? STORE_PA_STR
+                                              : STORE_PA_NONE;
+    if (put(b, &kind, 1))
+        return -1;
+    if (kind == STORE_PA_INT) {
+        int64_t x = jscan_int(e);
+        return put(b, &x, 8);
+    }
+    if (kind == STORE_PA_REAL) {
+        double x = jscan_real(e);
+        return put(b, &x, 8);
+    }
+    return kind == STORE_PA_STR ? put_str(b, e, 0) : 0;
+}
+
 int store_profile_encode(const char *text, size_t n, store_buf *b)
 {
     jsval p;
@@ -186,28 +208,92 @@ int store_profile_encode(const char *text, size_t n, store_buf *b)
     cnt = 0;
     pos = NULL;
     while (f[K_ATTRIBUTES].kind == JS_OBJ && jscan_next(&f[K_ATTRIBUTES], &pos, &key, &e)) {
-        unsigned char kind = e.kind == JS_INT    ? STORE_PA_INT
-                             : e.kind == JS_REAL ? STORE_PA_REAL
-                             : e.kind == JS_TRUE ? STORE_PA_TRUE
-                             : e.kind == JS_FALSE ? STORE_PA_FALSE
-                             : e.kind == JS_STR  ? STORE_PA_STR
-                                                 : STORE_PA_NONE;
-        if (put_str(b, &key, 0) || put(b, &kind, 1))
+        if (put_str(b, &key, 0) || put_val(b, &e))
             return -1;
-        if (kind == STORE_PA_INT) {
-            int64_t x = jscan_int(&e);
-            if (put(b, &x, 8))
-                return -1;
-        } else if (kind == STORE_PA_REAL) {
-            double x = jscan_real(&e);
-            if (put(b, &x, 8))
-                return -1;
-        } else if (kind == STORE_PA_STR && put_str(b, &e, 0)) {
-            return -1;
-        }
         cnt++;
     }
     set_count(b, at, cnt);
+    return 0;
+}
+
+/* Store type codes (store.c): 2 redemption, 3 points, 5 message, 6 survey, 7 referral,
+ * 8 view, 9 consent, 10 custom. */
+enum { T_SURVEY = 6, T_CONSENT = 9, T__N = 11 };
+static const char *const event_keys[T__N][STORE_EVENT_KEYS + 1] = {
+    [2] = {"reward_id", "points", NULL},
+    [3] = {"points", "reason", NULL},
+    [5] = {"campaign_id", "channel", "action", NULL},
+    [7] = {"referred_member_id", NULL},
+    [8] = {"sku", "category", NULL},
+    [10] = {"name", NULL},
+};
+
+const char *const *store_event_keys(int type)
+{
+    static const char *const none[1] = {NULL};
+    return type >= 0 && type < T__N ? event_keys[type] : none;
+}
+
+/* The first value of each of keys[0..nk) in object o (one walk of o). */
+static void pick(const jsval *o, const char *const *keys, int nk, jsval *out)
+{
+    memset(out, 0, (size_t)nk * sizeof *out);
+    jsval key, val;
+    const char *pos = NULL;
+    while (jscan_next(o, &pos, &key, &val))
+        for (int k = 0; k < nk; k++)
+            if (out[k].kind == JS_NONE && jscan_str_eq(&key, keys[k])) {
+                out[k] = val;
+                break;
+            }
+}
+
+int store_event_encode(int type, const char *text, size_t n, store_buf *b)
+{
+    jsval o;
+    unsigned char flag = jscan_doc(text, n, &o) == 0 && o.kind == JS_OBJ;
+    if (put(b, &flag, 1))
+        return -1;
+    if (!flag)
+        return 0;
+    if (type == T_CONSENT) {
+        static const char *const keys[4] = {"channel", "purpose", "status", "expires_at"};
+        jsval f[4];
+        pick(&o, keys, 4, f);
+        int ck = f[0].kind == JS_STR ? consent_index(&f[0]) : consent_index(&f[1]);
+        unsigned char ks[2] = {(unsigned char)(ck < 0 ? 0xff : ck),
+                               (unsigned char)(f[2].kind != JS_STR         ? 0
+                                               : jscan_str_eq(&f[2], "granted") ? 1
+                                                                           : 2)};
+        int64_t ex = ts_of(&f[3]);
+        return put(b, ks, 2) || put(b, &ex, 8) ? -1 : 0;
+    }
+    if (type == T_SURVEY) {
+        static const char *const keys[1] = {"answers"};
+        jsval ans, key, e;
+        pick(&o, keys, 1, &ans);
+        uint32_t cnt = 0;
+        size_t at;
+        if (put_count(b, &at))
+            return -1;
+        const char *pos = NULL;
+        while (ans.kind == JS_OBJ && jscan_next(&ans, &pos, &key, &e)) {
+            if (put_str(b, &key, 0) || put_val(b, &e))
+                return -1;
+            cnt++;
+        }
+        set_count(b, at, cnt);
+        return 0;
+    }
+    const char *const *keys = store_event_keys(type);
+    int nk = 0;
+    while (keys[nk])
+        nk++;
+    jsval f[STORE_EVENT_KEYS];
+    pick(&o, keys, nk, f);
+    for (int k = 0; k < nk; k++)
+        if (put_val(b, &f[k]))
+            return -1;
     return 0;
 }
 
@@ -255,6 +341,37 @@ static uint32_t get_u32(rd *r)
     return x;
 }
 
+/* A value (put_val) into *v. */
+static void get_val(rd *r, store_pval *v)
+{
+    memset(v, 0, sizeof *v);
+    const unsigned char *p = skip(r, 1);
+    if (r->bad || *p > STORE_PA_STR) {
+        r->bad = 1;
+        return;
+    }
+    v->kind = *p;
+    if (v->kind == STORE_PA_INT || v->kind == STORE_PA_REAL) {
+        p = skip(r, 8);
+        if (!r->bad)
+            memcpy(v->kind == STORE_PA_INT ? (void *)&v->i : (void *)&v->d, p, 8);
+    } else if (v->kind == STORE_PA_STR) {
+        uint64_t len = get_varint(r);
+        v->s.p = (const char *)skip(r, len);
+        v->s.n = (size_t)len;
+    }
+}
+
+/* Checks n attributes (name, value). */
+static void check_attrs(rd *r, uint32_t n)
+{
+    store_pval v;
+    for (uint32_t i = 0; i < n && !r->bad; i++) {
+        skip(r, get_varint(r));
+        get_val(r, &v);
+    }
+}
+
 int store_pcells_decode(const unsigned char *rec, size_t n, store_pcells *c)
 {
     memset(c, 0, sizeof *c);
@@ -288,15 +405,39 @@ int store_pcells_decode(const unsigned char *rec, size_t n, store_pcells *c)
     }
     c->n_attr = cnt = get_u32(&r);
     c->attr = r.p;
-    for (uint32_t i = 0; i < cnt && !r.bad; i++) {
-        skip(&r, get_varint(&r));
-        unsigned char kind = *skip(&r, 1);
-        if (r.bad || kind > STORE_PA_STR)
-            r.bad = 1;
-        else if (kind == STORE_PA_INT || kind == STORE_PA_REAL)
-            skip(&r, 8);
-        else if (kind == STORE_PA_STR)
-            skip(&r, get_varint(&r));
+    check_attrs(&r, cnt);
+    return r.bad || r.p != r.end ? -1 : 0;
+}
+
+int store_ecells_decode(int type, const unsigned char *rec, size_t n, store_ecells *c)
+{
+    memset(c, 0, sizeof *c);
+    c->consent_key = -1;
+    c->expires = PATRON_NULL_TS;
+    rd r = {rec, rec + n, 0};
+    if (n < 1 || rec[0] > 1)
+        return -1;
+    r.p++;
+    c->is_object = rec[0];
+    if (!c->is_object)
+        return n == 1 ? 0 : -1;
+    if (type == T_CONSENT) {
+        const unsigned char *p = skip(&r, 10);
+        if (!r.bad) {
+            c->consent_key = p[0] == 0xff ? -1 : p[0];
+            c->consent_status = p[1];
+            memcpy(&c->expires, p + 2, 8);
+            if ((p[0] != 0xff && p[0] >= STORE_CONSENT_N) || p[1] > 2)
+                r.bad = 1;
+        }
+    } else if (type == T_SURVEY) {
+        c->n_attr = get_u32(&r);
+        c->attr = r.p;
+        check_attrs(&r, c->n_attr);
+    } else {
+        const char *const *keys = store_event_keys(type);
+        for (int k = 0; k < STORE_EVENT_KEYS && keys[k] && !r.bad; k++)
+            get_val(&r, &c->val[k]);
     }
     return r.bad || r.p != r.end ? -1 : 0;
 }

@@ -1,7 +1,7 @@
 /*
- * store_cells.h -- profile cells: what of a member's profile JSON the member view
- * reads, in a compact binary record, so that building the view decodes bytes instead of
- * scanning JSON text.
+ * store_cells.h -- profile cells and event cells: what of a member's profile JSON, or
+ * of an event's JSON, the member view reads, in a compact binary record, so that
+ * building the view decodes bytes instead of scanning JSON text.
  *
  * The store computes the record when a profile is written (store_member_put) and keeps
  * it beside the JSON (which stays the full profile that `member show` prints and the
@@ -69,5 +69,47 @@ void store_pcells_consent(const unsigned char **pos, int *key, int *granted, int
 /* kind is STORE_PA_*; i for INT, d for REAL, s for STR. */
 void store_pcells_attr(const unsigned char **pos, store_pstr *name, int *kind, int64_t *i,
                        double *d, store_pstr *s);
+
+/*
+ * Event cells: what the member view reads of an event's JSON, per event type (the
+ * store's type codes, store_event_type_code), computed when the event is written:
+ *
+ *   u8 flags            1 = the body is a JSON object (else nothing follows)
+ *   stream types        for each of store_event_keys(type): u8 kind (STORE_PA_*) and
+ *                       the value as in a profile attribute (i64, f64 or string)
+ *   survey              u32 n, then n answers as profile attributes (name, kind, value)
+ *   consent             u8 key (store_consent_names index of `channel` when it is a
+ *                       string, else of `purpose`; 0xff = none), u8 status (0 = not a
+ *                       string, 1 = "granted", 2 = another string), i64 expires_at
+ *   other types         nothing
+ */
+#define STORE_EVENT_KEYS 3
+/* The keys whose values a stream event's cells hold (NULL-terminated, at most 3);
+ * an empty list for types without stream values. */
+const char *const *store_event_keys(int type);
+
+/* Appends the cells of an event of type `type` with body JSON text[0..n) to b.  0, or
+ * -1 when out of memory. */
+int store_event_encode(int type, const char *text, size_t n, store_buf *b);
+
+typedef struct store_pval {
+    int kind; /* STORE_PA_* */
+    int64_t i;
+    double d;
+    store_pstr s;
+} store_pval;
+
+typedef struct store_ecells {
+    int is_object;
+    store_pval val[STORE_EVENT_KEYS];
+    int consent_key;    /* -1 = none */
+    int consent_status; /* 0 not a string, 1 granted, 2 another string */
+    int64_t expires;
+    uint32_t n_attr;
+    const unsigned char *attr; /* read with store_pcells_attr */
+} store_ecells;
+
+/* 0, or -1 when rec[0..n) is not well-formed cells of an event of that type. */
+int store_ecells_decode(int type, const unsigned char *rec, size_t n, store_ecells *c);
 
 #endif

@@ -174,12 +174,12 @@ static void test_v4_migrates_to_cells(void **state)
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
-    exec_ok(q, "DROP TABLE profile_chunks; DROP TABLE profile_rows;"
+    exec_ok(q, "DROP TABLE profile_chunks; DROP TABLE profile_rows; DROP TABLE event_cells;"
                "UPDATE meta SET value='4' WHERE key='schema_version'; COMMIT");
     sqlite3_close(q);
 
     assert_int_equal(patron_open(path, &db, &err), PATRON_OK); /* migrates */
-    assert_int_equal(count(db, "SELECT value FROM meta WHERE key='schema_version'"), 5);
+    assert_int_equal(count(db, "SELECT value FROM meta WHERE key='schema_version'"), 6);
     assert_int_equal(db_view_ensure(db, &err), PATRON_OK);
     const mview *v = db->view;
     /* written by the importer */
