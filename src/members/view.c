@@ -732,6 +732,29 @@ static int load_item_dict(void *ctx, int kind, uint32_t code, const char *s, siz
     return c == code ? 0 : 1;
 }
 
+/* Gives member m of empty stream s room for exactly cnt[m] rows, slices in member order. */
+static int stream_presize(stream *s, uint32_t n, const uint32_t *cnt)
+{
+    size_t off = 0;
+    for (uint32_t m = 0; m < n; m++) {
+        s->beg[m] = s->end[m] = (uint32_t)off;
+        s->cap[m] = cnt[m];
+        off += cnt[m];
+        if (off > UINT32_MAX - 1)
+            return -1;
+    }
+    for (int c = 0; c < s->ncols; c++) {
+        void *q = mem_alloc_array(off ? off : 1, s->colsz[c]);
+        if (!q)
+            return -1;
+        mem_free(s->col[c]);
+        s->col[c] = q;
+    }
+    s->nrows = s->caprows = off;
+    s->ts = s->col[0];
+    return 0;
+}
+
 /* Order rows and item rows, member by member in time order (so slices are contiguous). */
 static int build_orders(patron_db *db, mview *v)
 {
@@ -753,6 +776,30 @@ static int build_orders(patron_db *db, mview *v)
             iidx[fill[v->it_order[i]]++] = (uint32_t)i;
     }
     mem_free(fill);
+    /* Each member's slices sized exactly first (the rows then go in place, in time
+     * order): growing them row by row cost a realloc and a copy of the whole arrays at
+     * every doubling. */
+    uint32_t *cnt[3] = {NULL, NULL, NULL};
+    static const int sts[3] = {ST_ORDERS, ST_RETURNS, ST_ITEMS};
+    for (int k = 0; k < 3 && rc == 0; k++)
+        if (!(cnt[k] = mem_calloc(v->n ? v->n : 1, sizeof *cnt[k])))
+            rc = -1;
+    for (uint32_t o = 0; o < db->n_orders && rc == 0; o++) {
+        int32_t m = db->o_member[o];
+        if (m < 0 || (uint32_t)m >= v->n || db->o_void[o])
+            continue;
+        if (db->o_kind[o] != 0) {
+            cnt[1][m]++;
+            continue;
+        }
+        cnt[0][m]++;
+        for (uint32_t j = ioff[o]; j < ioff[o + 1]; j++)
+            cnt[2][m] += v->it_qty[iidx[j]] > 0;
+    }
+    for (int k = 0; k < 3 && rc == 0; k++)
+        rc = stream_presize(&v->streams[sts[k]], v->n, cnt[k]);
+    for (int k = 0; k < 3; k++)
+        mem_free(cnt[k]);
     for (uint32_t m = 0; m < v->n && rc == 0; m++) {
         for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1] && rc == 0; k++) {
             uint32_t o = db->csr_ord[k];
