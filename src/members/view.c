@@ -1195,6 +1195,13 @@ int db_view_ensure(patron_db *db, patron_error *err)
     }
     if (rc == PATRON_OK)
         rc = store_orders_each(db->st, hash_order_id, &ib, err);
+    if (rc == PATRON_OK) { /* room for every line item the orders count, at once */
+        size_t want = 0;
+        for (size_t o = 0; o < db->n_orders; o++)
+            want += db->o_items[o] > 0 ? (size_t)db->o_items[o] : 0;
+        if (item_room(v, want) != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    }
     if (rc == PATRON_OK)
         rc = store_item_chunks_each(db->st, load_items, &ib, err);
     store_read_end(db->st);
