@@ -188,6 +188,18 @@ static int stream_insert(stream *s, uint32_t m, int64_t ts, const void *const *v
     uint32_t p = e;
     while (p > b && tsc[p - 1] > ts) /* events mostly arrive in time order */
         p--;
+    if (p == e) { /* the common case (every row of a build): an append, fixed-size stores */
+        memcpy((char *)s->col[0] + (size_t)p * 8, &ts, 8);
+        for (int c = 1; c < s->ncols; c++) {
+            if (s->colsz[c] == 8)
+                memcpy((char *)s->col[c] + (size_t)p * 8, vals[c], 8);
+            else
+                memcpy((char *)s->col[c] + (size_t)p * 4, vals[c], 4);
+        }
+        s->end[m] = e + 1;
+        s->ts = s->col[0];
+        return 0;
+    }
     for (int c = 0; c < s->ncols; c++) {
         char *base = s->col[c];
         size_t z = s->colsz[c];
