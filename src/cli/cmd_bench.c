@@ -85,8 +85,10 @@ int cmd_bench_rules(cli_ctx *ctx, int argc, char **argv)
         return cli_fail(&err);
     }
     double t2 = now_s();
-    json_t *out = json_pack("{s:f,s:f,s:I}", "open_s", t1 - t0, "view_s", t2 - t1, "members",
-                            (json_int_t)db->n_members);
+    char vh[24];
+    snprintf(vh, sizeof vh, "%016llx", (unsigned long long)view_hash(db));
+    json_t *out = json_pack("{s:f,s:f,s:I,s:s}", "open_s", t1 - t0, "view_s", t2 - t1, "members",
+                            (json_int_t)db->n_members, "view_hash", vh);
     json_t *arr = json_array();
     char line[8192];
     int want_rule = 1;

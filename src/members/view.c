@@ -1,7 +1,8 @@
 /*
- * view.c -- building the member view from the store: profile columns from the profiles
- * table, line items from the item chunks, event streams from the order columns and the
- * events table.  See view.h.
+ * view.c -- building the member view from the store: profile columns from the profile
+ * cells (binary records the store computes from each profile's JSON when it is written,
+ * store_cells.h), line items from the item chunks, event streams from the order
+ * columns and the event chunks.  See view.h.
  *
  * The build is a full pass over what is stored, on the first read that needs it after
  * open.  After that, importers apply what they committed (view_profile, view_event,
@@ -11,9 +12,10 @@
 #include "members/view.h"
 
 #include "base/err.h"
-#include "base/jscan.h"
 #include "base/mem.h"
 #include "base/time.h"
+#include "store/store_cells.h"
+#include "store/store.h"
 
 #include <roaring/roaring.h>
 #include <math.h>
@@ -24,6 +26,9 @@
 const char *const mv_str_names[MV__NSTR] = {
     "email", "phone", "first_name", "last_name", "gender", "country", "region",
     "city", "postal_code", "language", "signup_channel", "preferred_channel", "referred_by"};
+/* Profile cells hold the strings and consents in these orders (store_cells.h; the
+ * lists agree, tests/unit/test_store_profiles.c). */
+_Static_assert(MV__NSTR == STORE_PROFILE_NSTR && CK__N == STORE_CONSENT_N, "profile cell layout");
 const char *const mv_consent_names[CK__N] = {"email", "sms", "push", "app", "web", "social",
                                              "mail", "marketing", "profiling",
                                              "personalization"};
@@ -70,49 +75,6 @@ int vcol_bool(const vcol *c, uint32_t row)
 }
 
 /* ---- storage ------------------------------------------------------------------------ */
-
-static int consent_key(const char *k)
-{
-    for (int i = 0; i < CK__N; i++)
-        if (strcmp(k, mv_consent_names[i]) == 0)
-            return i;
-    return -1;
-}
-
-static int64_t json_ts(const jsval *o, const char *key)
-{
-    jsval t = jscan_get(o, key);
-    int64_t ts;
-    char buf[128];
-    if (t.kind == JS_STR) {
-        size_t n;
-        const char *s = jscan_str(&t, buf, sizeof buf, &n);
-        return time_parse(s, n, &ts) == 0 ? ts : PATRON_NULL_TS;
-    }
-    return t.kind == JS_INT ? jscan_int(&t) : PATRON_NULL_TS;
-}
-
-/* The bytes of string s: a view into the text, or decoded into the view's scratch
- * buffer when it holds escapes (decoding never makes a string longer).  NULL when out
- * of memory. */
-static const char *js_text(mview *v, const jsval *s, size_t *n)
-{
-    if (!s->esc) {
-        *n = s->n;
-        return s->p;
-    }
-    if (MEM_GROW(v->scratch, v->scratch_cap, s->n + 1))
-        return NULL;
-    return jscan_str(s, v->scratch, v->scratch_cap, n);
-}
-
-/* The dictionary code of string s in d; 0 when out of memory. */
-static uint32_t js_intern(mview *v, strdict *d, const jsval *s)
-{
-    size_t n;
-    const char *t = js_text(v, s, &n);
-    return t ? strdict_intern(d, t, n) : 0;
-}
 
 /* Grows a per-member array from old to new room, filling new slots with fill bytes. */
 static int grow_col(void **p, size_t elem, uint32_t used, uint32_t cap, int fill)
@@ -226,6 +188,18 @@ static int stream_insert(stream *s, uint32_t m, int64_t ts, const void *const *v
     uint32_t p = e;
     while (p > b && tsc[p - 1] > ts) /* events mostly arrive in time order */
         p--;
+    if (p == e) { /* the common case (every row of a build): an append, fixed-size stores */
+        memcpy((char *)s->col[0] + (size_t)p * 8, &ts, 8);
+        for (int c = 1; c < s->ncols; c++) {
+            if (s->colsz[c] == 8)
+                memcpy((char *)s->col[c] + (size_t)p * 8, vals[c], 8);
+            else
+                memcpy((char *)s->col[c] + (size_t)p * 4, vals[c], 4);
+        }
+        s->end[m] = e + 1;
+        s->ts = s->col[0];
+        return 0;
+    }
     for (int c = 0; c < s->ncols; c++) {
         char *base = s->col[c];
         size_t z = s->colsz[c];
@@ -391,13 +365,13 @@ static mattr *attr_get(mview *v, const char *name, size_t nn)
     return a;
 }
 
-/* Sets attribute `key` (a JSON string) of member m from a JSON value; from_event: a
- * survey answer.  Null, arrays and objects give no value (the attribute still exists). */
-static int attr_set(mview *v, uint32_t m, const jsval *key, const jsval *val, int from_event)
+/* Sets attribute `name` of member m to a value of kind STORE_PA_* (i for INT, d for
+ * REAL, text for STR); from_event: a survey answer.  STORE_PA_NONE (null, arrays,
+ * objects) gives no value, but the attribute exists. */
+static int attr_put(mview *v, uint32_t m, const char *name, size_t nn, int pk, int64_t i,
+                    double d, const char *str, size_t sn, int from_event)
 {
-    size_t nn;
-    const char *name = js_text(v, key, &nn);
-    mattr *a = name ? attr_get(v, name, nn) : NULL;
+    mattr *a = attr_get(v, name, nn);
     if (!a)
         return -1;
     if (!from_event && a->from_event[m])
@@ -408,22 +382,19 @@ static int attr_set(mview *v, uint32_t m, const jsval *key, const jsval *val, in
     double num = NAN;
     uint8_t bv = 2;
     int kind;
-    if (val->kind == JS_INT) {
-        long long x = (long long)jscan_int(val);
-        num = (double)x;
-        snprintf(buf, sizeof buf, "%lld", x);
+    if (pk == STORE_PA_INT) {
+        num = (double)i;
+        snprintf(buf, sizeof buf, "%lld", (long long)i);
         text = buf, tn = strlen(buf), kind = 0;
-    } else if (val->kind == JS_REAL) {
-        num = jscan_real(val);
+    } else if (pk == STORE_PA_REAL) {
+        num = d;
         snprintf(buf, sizeof buf, "%.17g", num);
         text = buf, tn = strlen(buf), kind = 0;
-    } else if (val->kind == JS_TRUE || val->kind == JS_FALSE) {
-        bv = val->kind == JS_TRUE ? 1 : 0;
+    } else if (pk == STORE_PA_TRUE || pk == STORE_PA_FALSE) {
+        bv = pk == STORE_PA_TRUE ? 1 : 0;
         text = bv ? "true" : "false", tn = strlen(text), kind = 1;
-    } else if (val->kind == JS_STR) {
-        if (!(text = js_text(v, val, &tn)))
-            return -1;
-        kind = 2;
+    } else if (pk == STORE_PA_STR) {
+        text = str, tn = sn, kind = 2;
     } else {
         return 0;
     }
@@ -452,87 +423,63 @@ static void consent_apply(mview *v, uint32_t m, int k, int granted, int64_t at, 
     v->consent_at[k][m] = at;
 }
 
-/* The consent key (CK_*) a JSON string names, or -1. */
-static int consent_key_js(const jsval *s)
+/* Applies member m's whole profile from its cells (store_cells.h): the record the
+ * store keeps beside the merged JSON. */
+static int apply_cells(mview *v, uint32_t m, const store_pcells *c)
 {
-    char buf[32];
-    if (s->kind != JS_STR || s->n >= sizeof buf)
-        return -1;
-    return consent_key(jscan_cstr(s, buf, sizeof buf));
-}
-
-/* Applies member m's whole profile (the merged JSON the store holds). */
-static int apply_profile(mview *v, uint32_t m, const char *text, size_t n)
-{
-    jsval p;
-    if (jscan_doc(text, n, &p) != 0 || p.kind != JS_OBJ)
+    if (!c->is_object)
         return 0; /* profiles are written by patron as JSON objects; skip anything else */
-    /* One pass over the members picks out every key the view reads (a lookup per key
-     * would walk the text once per key). */
-    enum { PK_BIRTH = MV__NSTR, PK_INTERESTS, PK_CONSENT, PK_ATTRIBUTES, PK__N };
-    static const char *const extra[PK__N - MV__NSTR] = {"birth_date", "interests", "consent",
-                                                        "attributes"};
-    jsval f[PK__N], t, key, e;
-    memset(f, 0, sizeof f);
-    const char *pos = NULL;
-    while (jscan_next(&p, &pos, &key, &e)) {
-        for (int k = 0; k < PK__N; k++)
-            if (f[k].kind == JS_NONE &&
-                jscan_str_eq(&key, k < MV__NSTR ? mv_str_names[k] : extra[k - MV__NSTR])) {
-                f[k] = e;
-                break;
-            }
-    }
     int rc = 0;
     for (int k = 0; k < MV__NSTR && rc == 0; k++) {
-        uint32_t c = 0;
-        if (f[k].kind == JS_STR && !(c = js_intern(v, &v->pstr, &f[k])))
+        uint32_t code = 0;
+        if (c->str[k].p && !(code = strdict_intern(&v->pstr, c->str[k].p, c->str[k].n)))
             rc = -1;
-        v->str[k][m] = c;
+        v->str[k][m] = code;
     }
-    jsval bd = f[PK_BIRTH];
-    int32_t days;
-    size_t bn;
-    char bbuf[64];
-    const char *bs = bd.kind == JS_STR ? jscan_str(&bd, bbuf, sizeof bbuf, &bn) : NULL;
-    v->birth_days[m] = bs && time_parse_date(bs, bn, &days) == 0 ? days : INT32_MIN;
-    jsval tags = f[PK_INTERESTS];
-    pos = NULL;
-    size_t nt = 0;
-    while (tags.kind == JS_ARR && jscan_next(&tags, &pos, NULL, &t))
-        nt++;
-    if (rc == 0 && (nt || v->tag_end[m] > v->tag_beg[m])) {
+    v->birth_days[m] = c->birth_days;
+    if (rc == 0 && (c->n_tags || v->tag_end[m] > v->tag_beg[m])) {
         /* the new list goes at the end (the old one, if any, becomes garbage) */
-        if (MEM_GROW(v->tags, v->cap_tags, v->n_tags + nt + 1))
+        if (MEM_GROW(v->tags, v->cap_tags, v->n_tags + c->n_tags + 1))
             rc = -1;
         uint32_t b = (uint32_t)v->n_tags;
-        pos = NULL;
-        while (rc == 0 && nt && jscan_next(&tags, &pos, NULL, &t)) {
-            if (t.kind != JS_STR)
-                continue;
-            uint32_t c = js_intern(v, &v->pstr, &t);
-            if (!c)
+        const unsigned char *pos = c->tags;
+        for (uint32_t i = 0; i < c->n_tags && rc == 0; i++) {
+            store_pstr t;
+            store_pcells_tag(&pos, &t);
+            uint32_t code = strdict_intern(&v->pstr, t.p, t.n);
+            if (!code)
                 rc = -1;
-            v->tags[v->n_tags++] = c;
+            v->tags[v->n_tags++] = code;
         }
         v->tag_beg[m] = b;
         v->tag_end[m] = (uint32_t)v->n_tags;
     }
-    jsval cons = f[PK_CONSENT];
-    pos = NULL;
-    while (cons.kind == JS_OBJ && jscan_next(&cons, &pos, &key, &e)) {
-        int k = consent_key_js(&key);
-        jsval st = jscan_get(&e, "status");
-        if (k < 0 || st.kind != JS_STR)
-            continue;
-        consent_apply(v, m, k, jscan_str_eq(&st, "granted"), json_ts(&e, "updated_at"),
-                      json_ts(&e, "expires_at"));
+    const unsigned char *pos = c->consent;
+    for (uint32_t i = 0; i < c->n_consent; i++) {
+        int k, granted;
+        int64_t at, ex;
+        store_pcells_consent(&pos, &k, &granted, &at, &ex);
+        consent_apply(v, m, k, granted, at, ex);
     }
-    jsval attrs = f[PK_ATTRIBUTES];
-    pos = NULL;
-    while (rc == 0 && attrs.kind == JS_OBJ && jscan_next(&attrs, &pos, &key, &e))
-        rc = attr_set(v, m, &key, &e, 0);
+    pos = c->attr;
+    for (uint32_t i = 0; i < c->n_attr && rc == 0; i++) {
+        store_pstr name, str = {NULL, 0};
+        int kind;
+        int64_t x = 0;
+        double d = 0;
+        store_pcells_attr(&pos, &name, &kind, &x, &d, &str);
+        rc = attr_put(v, m, name.p, name.n, kind, x, d, str.p, str.n, 0);
+    }
     return rc;
+}
+
+/* Applies a profile record; -1 when it is damaged or memory ran out. */
+static int apply_record(mview *v, uint32_t m, const unsigned char *rec, size_t n)
+{
+    store_pcells c;
+    if (store_pcells_decode(rec, n, &c) != 0)
+        return -2;
+    return apply_cells(v, m, &c);
 }
 
 /* ---- events ------------------------------------------------------------------------- */
@@ -546,23 +493,23 @@ static int event_kind(const char *type)
     return strcmp(type, "consent") == 0 ? (int)N_EDEFS : -1;
 }
 
-/* The cells of a stream row from event o (edefs[d]): numbers as doubles, strings as
- * codes in estr (integers written as text). */
-static int event_cells(mview *v, size_t d, const jsval *o, unsigned char cells[3][8])
+/* The cells of a stream row of edefs[d] from the event's cells: numbers as doubles
+ * (NAN when not a number), strings as codes in estr (integers written as text). */
+static int event_row(mview *v, size_t d, const store_ecells *e, unsigned char cells[3][8])
 {
     for (int k = 0; k < 3 && edefs[d].keys[k]; k++) {
-        jsval f = jscan_get(o, edefs[d].keys[k]);
+        const store_pval *x = &e->val[k];
         if (edefs[d].types[k] == VT_NUM) {
-            double x = f.kind == JS_INT || f.kind == JS_REAL ? jscan_real(&f) : NAN;
-            memcpy(cells[k], &x, 8);
+            double num = x->kind == STORE_PA_INT ? (double)x->i : x->kind == STORE_PA_REAL ? x->d : NAN;
+            memcpy(cells[k], &num, 8);
         } else {
             uint32_t code = 0;
-            if (f.kind == JS_STR) {
-                if (!(code = js_intern(v, &v->estr, &f)))
+            if (x->kind == STORE_PA_STR) {
+                if (!(code = strdict_intern(&v->estr, x->s.p, x->s.n)))
                     return -1;
-            } else if (f.kind == JS_INT) {
+            } else if (x->kind == STORE_PA_INT) {
                 char nb[32];
-                snprintf(nb, sizeof nb, "%lld", (long long)jscan_int(&f));
+                snprintf(nb, sizeof nb, "%lld", (long long)x->i);
                 if (!(code = strdict_intern(&v->estr, nb, strlen(nb))))
                     return -1;
             }
@@ -573,39 +520,48 @@ static int event_cells(mview *v, size_t d, const jsval *o, unsigned char cells[3
 }
 
 /* What a consent or survey event does to member m's profile columns. */
-static int event_profile(mview *v, uint32_t m, int kind, int64_t ts, const jsval *o)
+static int event_profile(mview *v, uint32_t m, int kind, int64_t ts, const store_ecells *e)
 {
     if (kind == (int)N_EDEFS) {
-        jsval ch = jscan_get(o, "channel"), pu = jscan_get(o, "purpose"),
-              st = jscan_get(o, "status");
-        int ck = ch.kind == JS_STR ? consent_key_js(&ch) : consent_key_js(&pu);
-        if (ck >= 0 && st.kind == JS_STR)
-            consent_apply(v, m, ck, jscan_str_eq(&st, "granted"), ts, json_ts(o, "expires_at"));
+        if (e->consent_key >= 0 && e->consent_status != 0)
+            consent_apply(v, m, e->consent_key, e->consent_status == 1, ts, e->expires);
         return 0;
     }
     int rc = 0;
     if (edefs[kind].stream == ST_SURVEYS) { /* each answer also sets attributes.KEY */
-        jsval ans = jscan_get(o, "answers"), key, val;
-        const char *pos = NULL;
-        while (rc == 0 && ans.kind == JS_OBJ && jscan_next(&ans, &pos, &key, &val))
-            rc = attr_set(v, m, &key, &val, 1);
+        const unsigned char *pos = e->attr;
+        for (uint32_t i = 0; i < e->n_attr && rc == 0; i++) {
+            store_pstr name, str = {NULL, 0};
+            int pk;
+            int64_t x = 0;
+            double d = 0;
+            store_pcells_attr(&pos, &name, &pk, &x, &d, &str);
+            rc = attr_put(v, m, name.p, name.n, pk, x, d, str.p, str.n, 1);
+        }
     }
     return rc;
 }
 
-/* Applies one stored event (its JSON text). */
+/* Applies one event (its JSON text) as the importers commit it: the text is turned
+ * into the same cells the store keeps, and applied as a rebuild applies them. */
 static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const char *body,
                        size_t n)
 {
-    int kind = event_kind(type);
-    jsval o;
-    if (kind < 0 || jscan_doc(body, n, &o) != 0 || o.kind != JS_OBJ)
+    int kind = event_kind(type), code = store_event_type_code(type);
+    if (kind < 0 || code < 0)
         return 0;
-    int rc = event_profile(v, m, kind, ts, &o);
+    store_ecells e;
+    v->pbuf.n = 0;
+    if (store_event_encode(code, body, n, &v->pbuf) != 0 ||
+        store_ecells_decode(code, v->pbuf.p, v->pbuf.n, &e) != 0)
+        return -1;
+    if (!e.is_object)
+        return 0;
+    int rc = event_profile(v, m, kind, ts, &e);
     if (rc == 0 && kind < (int)N_EDEFS) {
         unsigned char cells[3][8];
         const void *vals[4] = {NULL, cells[0], cells[1], cells[2]};
-        rc = event_cells(v, (size_t)kind, &o, cells);
+        rc = event_row(v, (size_t)kind, &e, cells);
         if (rc == 0)
             rc = stream_insert(&v->streams[edefs[kind].stream], m, ts, vals);
     }
@@ -788,6 +744,29 @@ static int load_item_dict(void *ctx, int kind, uint32_t code, const char *s, siz
     return c == code ? 0 : 1;
 }
 
+/* Gives member m of empty stream s room for exactly cnt[m] rows, slices in member order. */
+static int stream_presize(stream *s, uint32_t n, const uint32_t *cnt)
+{
+    size_t off = 0;
+    for (uint32_t m = 0; m < n; m++) {
+        s->beg[m] = s->end[m] = (uint32_t)off;
+        s->cap[m] = cnt[m];
+        off += cnt[m];
+        if (off > UINT32_MAX - 1)
+            return -1;
+    }
+    for (int c = 0; c < s->ncols; c++) {
+        void *q = mem_alloc_array(off ? off : 1, s->colsz[c]);
+        if (!q)
+            return -1;
+        mem_free(s->col[c]);
+        s->col[c] = q;
+    }
+    s->nrows = s->caprows = off;
+    s->ts = s->col[0];
+    return 0;
+}
+
 /* Order rows and item rows, member by member in time order (so slices are contiguous). */
 static int build_orders(patron_db *db, mview *v)
 {
@@ -809,6 +788,30 @@ static int build_orders(patron_db *db, mview *v)
             iidx[fill[v->it_order[i]]++] = (uint32_t)i;
     }
     mem_free(fill);
+    /* Each member's slices sized exactly first (the rows then go in place, in time
+     * order): growing them row by row cost a realloc and a copy of the whole arrays at
+     * every doubling. */
+    uint32_t *cnt[3] = {NULL, NULL, NULL};
+    static const int sts[3] = {ST_ORDERS, ST_RETURNS, ST_ITEMS};
+    for (int k = 0; k < 3 && rc == 0; k++)
+        if (!(cnt[k] = mem_calloc(v->n ? v->n : 1, sizeof *cnt[k])))
+            rc = -1;
+    for (uint32_t o = 0; o < db->n_orders && rc == 0; o++) {
+        int32_t m = db->o_member[o];
+        if (m < 0 || (uint32_t)m >= v->n || db->o_void[o])
+            continue;
+        if (db->o_kind[o] != 0) {
+            cnt[1][m]++;
+            continue;
+        }
+        cnt[0][m]++;
+        for (uint32_t j = ioff[o]; j < ioff[o + 1]; j++)
+            cnt[2][m] += v->it_qty[iidx[j]] > 0;
+    }
+    for (int k = 0; k < 3 && rc == 0; k++)
+        rc = stream_presize(&v->streams[sts[k]], v->n, cnt[k]);
+    for (int k = 0; k < 3; k++)
+        mem_free(cnt[k]);
     for (uint32_t m = 0; m < v->n && rc == 0; m++) {
         for (uint32_t k = db->csr_off[m]; k < db->csr_off[m + 1] && rc == 0; k++) {
             uint32_t o = db->csr_ord[k];
@@ -855,7 +858,7 @@ static void view_free(mview *v)
         mem_free(v->attr[i].from_event);
     }
     mem_free(v->attr);
-    mem_free(v->scratch);
+    mem_free(v->pbuf.p);
     mem_free(v->bf_freq);
     mem_free(v->bf_money);
     mem_free(v->bf_last);
@@ -942,15 +945,18 @@ extcol *db_extcol(patron_db *db, const char *name, vtype type, int is_model)
 
 typedef struct lctx {
     mview *v;
-    int failed;
+    patron_error *err;
 } lctx;
 
-static int load_profile(void *ctx, uint32_t m, const char *text, size_t n)
+static int load_profile(void *ctx, uint32_t m, const unsigned char *rec, size_t n)
 {
     lctx *l = ctx;
     if (m >= l->v->n)
         return 0; /* written after this view was sized: the next build sees it */
-    return apply_profile(l->v, m, text, n) ? 1 : 0;
+    int rc = apply_record(l->v, m, rec, n);
+    if (rc == -2)
+        return err_set(l->err, PATRON_ESTORE, "the stored profile cells of member %u are damaged", m);
+    return rc ? 1 : 0;
 }
 
 /*
@@ -965,12 +971,13 @@ static int load_profile(void *ctx, uint32_t m, const char *text, size_t n)
 typedef struct pevent {
     uint32_t member, seq;
     int64_t ts;
-    int kind;
-    size_t off, len; /* text in ebuild.text */
+    int kind, type;
+    size_t off, len; /* cells in ebuild.text */
 } pevent;
 
 typedef struct ebuild {
     mview *v;
+    patron_error *err;
     int kind_of[256]; /* store type code -> event_kind() */
     size_t n, cap;    /* stream rows */
     uint32_t *member;
@@ -979,11 +986,11 @@ typedef struct ebuild {
     uint64_t *cell;   /* 3 per row */
     pevent *pe;       /* profile events */
     size_t npe, cap_pe;
-    char *text;
+    unsigned char *text;
     size_t text_len, text_cap;
 } ebuild;
 
-static int load_echunk(void *ctx, const store_echunk *c)
+static int load_ecells(void *ctx, const store_ecchunk *c)
 {
     ebuild *b = ctx;
     mview *v = b->v;
@@ -992,18 +999,21 @@ static int load_echunk(void *ctx, const store_echunk *c)
         int32_t m = c->member[i];
         if (kind < 0 || m < 0 || (uint32_t)m >= v->n)
             continue;
-        const char *body = c->bodies + c->body_off[i];
-        size_t bn = c->body_off[i + 1] - c->body_off[i];
-        jsval o;
-        if (jscan_doc(body, bn, &o) != 0 || o.kind != JS_OBJ)
+        const unsigned char *rec = c->rec + c->off[i];
+        size_t rn = c->off[i + 1] - c->off[i];
+        store_ecells e;
+        if (store_ecells_decode(c->type[i], rec, rn, &e) != 0)
+            return err_set(b->err, PATRON_ESTORE, "the stored cells of an event of member %d are damaged", m);
+        if (!e.is_object)
             continue; /* as before: an event that is not a JSON object changes nothing */
         if (kind == (int)N_EDEFS || edefs[kind].stream == ST_SURVEYS) {
             if (MEM_GROW(b->pe, b->cap_pe, b->npe + 1) ||
-                MEM_GROW(b->text, b->text_cap, b->text_len + bn + 1))
+                MEM_GROW(b->text, b->text_cap, b->text_len + rn + 1))
                 return 1;
-            b->pe[b->npe] = (pevent){(uint32_t)m, (uint32_t)b->npe, c->ts[i], kind, b->text_len, bn};
-            memcpy(b->text + b->text_len, body, bn);
-            b->text_len += bn;
+            b->pe[b->npe] = (pevent){(uint32_t)m, (uint32_t)b->npe, c->ts[i], kind, c->type[i],
+                                     b->text_len, rn};
+            memcpy(b->text + b->text_len, rec, rn);
+            b->text_len += rn;
             b->npe++;
         }
         if (kind == (int)N_EDEFS)
@@ -1027,7 +1037,7 @@ static int load_echunk(void *ctx, const store_echunk *c)
         }
         unsigned char cells[3][8];
         memset(cells, 0, sizeof cells);
-        if (event_cells(v, (size_t)kind, &o, cells) != 0)
+        if (event_row(v, (size_t)kind, &e, cells) != 0)
             return 1;
         b->member[b->n] = (uint32_t)m;
         b->stream[b->n] = (uint8_t)edefs[kind].stream;
@@ -1113,18 +1123,26 @@ static int load_events(patron_db *db, mview *v, patron_error *err)
     ebuild b;
     memset(&b, 0, sizeof b);
     b.v = v;
+    b.err = err;
     for (int t = 0; t < 256; t++) {
         const char *name = store_event_type_name(t);
         b.kind_of[t] = name ? event_kind(name) : -1;
+        /* the cells hold the values of the stream's keys by position */
+        for (int k = 0; name && b.kind_of[t] >= 0 && b.kind_of[t] < (int)N_EDEFS && k < 3; k++) {
+            const char *want = edefs[b.kind_of[t]].keys[k], *have = store_event_keys(t)[k];
+            PATRON_ASSERT(want ? have && strcmp(want, have) == 0 : have == NULL);
+            if (!want)
+                break;
+        }
     }
-    int rc = store_event_chunks_each(db->st, load_echunk, &b, err);
+    int rc = store_event_cells_each(db->st, load_ecells, &b, err);
     if (rc == PATRON_OK) {
         if (b.npe)
             qsort(b.pe, b.npe, sizeof *b.pe, pevent_cmp);
         for (size_t i = 0; i < b.npe && rc == PATRON_OK; i++) {
-            jsval o;
-            jscan_doc(b.text + b.pe[i].off, b.pe[i].len, &o); /* checked when gathered */
-            if (event_profile(v, b.pe[i].member, b.pe[i].kind, b.pe[i].ts, &o) != 0)
+            store_ecells e; /* checked when gathered */
+            store_ecells_decode(b.pe[i].type, b.text + b.pe[i].off, b.pe[i].len, &e);
+            if (event_profile(v, b.pe[i].member, b.pe[i].kind, b.pe[i].ts, &e) != 0)
                 rc = err_set(err, PATRON_ENOMEM, "out of memory loading events");
         }
     }
@@ -1163,12 +1181,12 @@ int db_view_ensure(patron_db *db, patron_error *err)
         view_free(v);
         return err_set(err, PATRON_ENOMEM, "out of memory building the member view");
     }
-    lctx l = {v, 0};
+    lctx l = {v, err};
     if ((rc = store_read_begin(db->st, err)) != PATRON_OK) {
         view_free(v);
         return rc;
     }
-    rc = store_profiles_each(db->st, load_profile, &l, err);
+    rc = store_profile_cells_each(db->st, load_profile, &l, err);
     if (rc == PATRON_OK)
         rc = load_events(db, v, err);
     if (rc == PATRON_OK)
@@ -1189,6 +1207,13 @@ int db_view_ensure(patron_db *db, patron_error *err)
     }
     if (rc == PATRON_OK)
         rc = store_orders_each(db->st, hash_order_id, &ib, err);
+    if (rc == PATRON_OK) { /* room for every line item the orders count, at once */
+        size_t want = 0;
+        for (size_t o = 0; o < db->n_orders; o++)
+            want += db->o_items[o] > 0 ? (size_t)db->o_items[o] : 0;
+        if (item_room(v, want) != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    }
     if (rc == PATRON_OK)
         rc = store_item_chunks_each(db->st, load_items, &ib, err);
     store_read_end(db->st);
@@ -1224,7 +1249,12 @@ static mview *live_view(patron_db *db)
 void view_profile(patron_db *db, uint32_t m, const char *json)
 {
     mview *v = live_view(db);
-    if (v && m < v->n && apply_profile(v, m, json, strlen(json)) != 0)
+    if (!v || m >= v->n)
+        return;
+    /* the same record the store keeps, applied the same way as in a rebuild */
+    v->pbuf.n = 0;
+    if (store_profile_encode(json, strlen(json), &v->pbuf) != 0 ||
+        apply_record(v, m, v->pbuf.p, v->pbuf.n) != 0)
         v->failed = 1;
 }
 

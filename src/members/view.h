@@ -13,6 +13,7 @@
 
 #include "base/strdict.h"
 #include "core/db.h"
+#include "store/store_cells.h"
 
 /* Value types the rule language knows. */
 typedef enum vtype { VT_NULL, VT_NUM, VT_STR, VT_BOOL, VT_TS, VT_TAGS, VT_DUR, VT_LIST } vtype;
@@ -118,8 +119,7 @@ typedef struct mview {
      * now >= bf_max[m] (the latest of those events) they are the behavioural fields */
     uint32_t *bf_freq;
     int64_t *bf_money, *bf_last, *bf_max; /* PATRON_NULL_TS when none */
-    char *scratch;           /* decoded JSON strings that hold escapes */
-    size_t scratch_cap;
+    store_buf pbuf;          /* a profile's or an event's cells (live updates) */
     int failed;              /* an incremental update ran out of memory: rebuild */
     /* bitmap indexes of code columns built by the rule evaluator (rules/eval.c), each
      * valid for one view generation; freed with the view */

@@ -354,7 +354,12 @@ static void describe(const personas_feats *fs, persona *p)
         if (fs->kind[g] == PF_REDEEM && z[g] >= th)
             ADDT(", redeem rewards");
 #undef ADDT
-    snprintf(p->description, sizeof p->description, "%s shoppers%s", hn ? head : "typical", tail);
+    /* a description longer than its field is cut there (checked, so that the
+     * compiler's truncation warning does not fire in -O0 sanitizer builds) */
+    int w = snprintf(p->description, sizeof p->description, "%s shoppers%s", hn ? head : "typical",
+                     tail);
+    if (w < 0 || (size_t)w >= sizeof p->description)
+        p->description[sizeof p->description - 1] = 0;
 }
 
 int personas_fit(const double *raw, size_t n, const personas_feats *fs, int k, uint64_t seed,

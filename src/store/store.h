@@ -2,7 +2,10 @@
  * store.h -- the durable store behind a narrow interface (SQLite today; a PostgreSQL
  * backend implements the same calls).  No SQLite call appears outside src/store/.
  *
- * Schema (version 4): meta, members, profiles (JSON), dict (string dictionaries),
+ * Schema (version 6): meta, members, profiles (JSON), profile_chunks and profile_rows
+ * (the profile fields the member view reads, as binary records: store_cells.h),
+ * event_cells (the same for events, one BLOB per event chunk),
+ * dict (string dictionaries),
  * order_chunks and voids (orders and returns as column BLOBs), item_chunks (line items of
  * one import batch as column BLOBs), event_chunks (every other event as column BLOBs)
  * and event_ids (their ids and content hashes), segments and segment_changes; see
@@ -30,6 +33,8 @@ void store_rollback(store *s);
 int store_read_begin(store *s, patron_error *err);
 void store_read_end(store *s);
 
+/* Writes (or rewrites) member idx with its whole profile JSON; the profile's cells are
+ * computed here and stored at commit (as rows, or folded into chunks for large writes). */
 int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t enrolled_at,
                      const char *profile_json, patron_error *err);
 /* Members are loaded without their profile text: the hash of it (store_profile_hash)
@@ -77,9 +82,12 @@ int64_t store_event_count(store *s);
 /* Event types as chunks store them: a small code per name (-1 / NULL when unknown). */
 int store_event_type_code(const char *type);
 const char *store_event_type_name(int code);
-/* Every member's profile JSON, in index order (members without a profile row are skipped). */
-typedef int (*store_profile_fn)(void *ctx, uint32_t idx, const char *json, size_t n);
-int store_profiles_each(store *s, store_profile_fn fn, void *ctx, patron_error *err);
+/* Every member's profile cells (the record of store_cells.h, computed from the JSON
+ * when the member was written), in index order; members never written are skipped.
+ * The record is valid during the callback only.  fn returns 0, a negative patron
+ * status (passed on) or > 0 (out of memory). */
+typedef int (*store_pcells_fn)(void *ctx, uint32_t idx, const unsigned char *rec, size_t n);
+int store_profile_cells_each(store *s, store_pcells_fn fn, void *ctx, patron_error *err);
 /* Every line-item chunk BLOB (format "PIC1", see import.c), checksum verified, in write order. */
 typedef int (*store_blob_fn)(void *ctx, const unsigned char *data, size_t n);
 int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *err);
@@ -95,12 +103,28 @@ typedef struct store_echunk {
     uint8_t *type;
     size_t *id_off, *body_off;
     const char *ids, *bodies;
+    int64_t id; /* the chunk's id */
 } store_echunk;
 /* Every event chunk, checksum verified, in write order (within a chunk: the order the
  * events were written).  fn returns 0, a negative patron status (passed on) or > 0 (out
  * of memory). */
 typedef int (*store_echunk_fn)(void *ctx, const store_echunk *c);
 int store_event_chunks_each(store *s, store_echunk_fn fn, void *ctx, patron_error *err);
+/* The cells of one event chunk (store_cells.h): event i has ts[i], member[i] (-1 when
+ * none), type[i] and its cells at rec[off[i]..off[i+1]).  Valid during the callback. */
+typedef struct store_ecchunk {
+    uint32_t n;
+    int64_t *ts;
+    int32_t *member;
+    uint8_t *type;
+    uint32_t *off;
+    const unsigned char *rec;
+} store_ecchunk;
+/* Every event chunk's cells, checksum verified, in write order (the order of
+ * store_event_chunks_each); the member view reads these, not the bodies.  fn returns
+ * as for store_event_chunks_each. */
+typedef int (*store_ecells_fn)(void *ctx, const store_ecchunk *c);
+int store_event_cells_each(store *s, store_ecells_fn fn, void *ctx, patron_error *err);
 /* Segments: a named rule (kind 0) or a static member list (kind 1); members is a
  * portable roaring bitmap of member indexes as of as_of. */
 typedef struct store_segment {

@@ -1,11 +1,12 @@
 /*
- * test_store_events.c -- events stored as column chunks (schema 4).
+ * test_store_events.c -- events stored as column chunks (schema 4) with their cells
+ * (schema 6: what the member view reads of each event).
  *
  * A database in the old layout (schema 3: one `events` row per event, written here the
  * way that version wrote them) migrates on open, and the member view built from the
  * chunks hashes equal to the view of the same events imported fresh; duplicate
- * detection by event id stays exact across the migration; a damaged chunk is reported,
- * not read.
+ * detection by event id stays exact across the migration (v3 -> v6: chunks, then the
+ * cells computed from them); a damaged chunk or cells chunk is reported, not read.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -161,6 +162,7 @@ static void downgrade(const char *path, const rows *a)
     }
     sqlite3_finalize(st);
     exec_ok(q, "DROP TABLE event_chunks; DROP TABLE event_ids;"
+               "DROP TABLE profile_chunks; DROP TABLE profile_rows; DROP TABLE event_cells;"
                "UPDATE meta SET value='3' WHERE key='schema_version'; COMMIT");
     sqlite3_close(q);
 }
@@ -258,10 +260,26 @@ static void test_damaged_chunk_is_reported(void **state)
     sqlite3 *q;
     assert_int_equal(sqlite3_open(path, &q), SQLITE_OK);
     exec_ok(q, "UPDATE event_chunks SET data = CAST(substr(data, 1, 40) || x'00' || substr(data, 42) AS BLOB)");
+    /* the view reads the cells; the chunk's reader (exports, migrations) sees the damage */
+    assert_int_equal(patron_open(path, &db, &err), PATRON_OK);
+    rows all = {0};
+    assert_int_equal(store_event_chunks_each(db->st, collect, &all, &err), PATRON_ESTORE);
+    assert_non_null(strstr(err.message, "event chunk 1 is damaged"));
+    assert_int_equal(all.n, 0);
+    patron_close(db);
+    exec_ok(q, "UPDATE event_cells SET data = CAST(substr(data, 1, 40) || x'00' || substr(data, 42) AS BLOB)");
     sqlite3_close(q);
     assert_int_equal(patron_open(path, &db, &err), PATRON_OK);
     assert_int_equal(db_view_ensure(db, &err), PATRON_ESTORE);
-    assert_non_null(strstr(err.message, "event chunk 1 is damaged"));
+    assert_non_null(strstr(err.message, "event cells chunk 1 is damaged"));
+    patron_close(db);
+    /* a chunk without its cells is an error, not a silent loss of events */
+    assert_int_equal(sqlite3_open(path, &q), SQLITE_OK);
+    exec_ok(q, "DELETE FROM event_cells");
+    sqlite3_close(q);
+    assert_int_equal(patron_open(path, &db, &err), PATRON_OK);
+    assert_int_equal(db_view_ensure(db, &err), PATRON_ESTORE);
+    assert_non_null(strstr(err.message, "1 event chunks but 0 event cells chunks"));
     patron_close(db);
 }
 
