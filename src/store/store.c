@@ -1221,6 +1221,23 @@ int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *
     return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading line items");
 }
 
+/* Reads the BLOB `data` of row id of table into *buf (grown as needed; one handle
+ * reopened row after row); *len its size.  0 or a patron status. */
+static int blob_read(store *s, sqlite3_blob **bh, const char *table, long long id,
+                     unsigned char **buf, size_t *cap, size_t *len, const char *what,
+                     patron_error *err)
+{
+    if ((*bh ? sqlite3_blob_reopen(*bh, id)
+             : sqlite3_blob_open(s->db, "main", table, "data", id, 0, bh)) != SQLITE_OK)
+        return fail(s, err, what);
+    *len = (size_t)sqlite3_blob_bytes(*bh);
+    if (MEM_GROW(*buf, *cap, *len + 1))
+        return err_set(err, PATRON_ENOMEM, "out of memory %s", what);
+    if (sqlite3_blob_read(*bh, *buf, (int)*len, 0) != SQLITE_OK)
+        return fail(s, err, what);
+    return PATRON_OK;
+}
+
 int store_event_chunks_each(store *s, store_echunk_fn fn, void *ctx, patron_error *err)
 {
     sqlite3_stmt *q;
@@ -1236,20 +1253,9 @@ int store_event_chunks_each(store *s, store_echunk_fn fn, void *ctx, patron_erro
     int r, rc = PATRON_OK;
     while (rc == PATRON_OK && (r = sqlite3_step(q)) == SQLITE_ROW) {
         long long cid = (long long)sqlite3_column_int64(q, 0);
-        if ((bh ? sqlite3_blob_reopen(bh, cid)
-                : sqlite3_blob_open(s->db, "main", "event_chunks", "data", cid, 0, &bh)) != SQLITE_OK) {
-            rc = fail(s, err, "reading events");
+        size_t len;
+        if ((rc = blob_read(s, &bh, "event_chunks", cid, &b, &bcap, &len, "reading events", err)))
             break;
-        }
-        size_t len = (size_t)sqlite3_blob_bytes(bh);
-        if (MEM_GROW(b, bcap, len + 1)) {
-            rc = err_set(err, PATRON_ENOMEM, "out of memory reading events");
-            break;
-        }
-        if (sqlite3_blob_read(bh, b, (int)len, 0) != SQLITE_OK) {
-            rc = fail(s, err, "reading events");
-            break;
-        }
         uint32_t n = 0;
         uint64_t sum;
         if (len >= 16)
@@ -1615,20 +1621,9 @@ int store_event_cells_each(store *s, store_ecells_fn fn, void *ctx, patron_error
     int r, rc = PATRON_OK;
     while (rc == PATRON_OK && (r = sqlite3_step(q)) == SQLITE_ROW) {
         long long cid = (long long)sqlite3_column_int64(q, 0);
-        if ((bh ? sqlite3_blob_reopen(bh, cid)
-                : sqlite3_blob_open(s->db, "main", "event_cells", "data", cid, 0, &bh)) != SQLITE_OK) {
-            rc = fail(s, err, "reading event cells");
+        size_t len;
+        if ((rc = blob_read(s, &bh, "event_cells", cid, &b, &bcap, &len, "reading event cells", err)))
             break;
-        }
-        size_t len = (size_t)sqlite3_blob_bytes(bh);
-        if (MEM_GROW(b, bcap, len + 1)) {
-            rc = err_set(err, PATRON_ENOMEM, "out of memory reading events");
-            break;
-        }
-        if (sqlite3_blob_read(bh, b, (int)len, 0) != SQLITE_OK) {
-            rc = fail(s, err, "reading event cells");
-            break;
-        }
         uint32_t n = 0, last = 0;
         uint64_t sum;
         if (len >= 16)
