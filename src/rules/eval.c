@@ -1682,7 +1682,8 @@ struct colidx {
     roaring_bitmap_t *nonnull;
     /* a range index (numbers and times): the non-null members sorted by value, and
      * cum[b] = the members of the first b * bin of them (b = 0..nb) */
-    int range;
+    int range;        /* 1: a range index; 2: only maxv (the latest of a column) */
+    int64_t maxv;
     uint32_t nv, bin, nb;
     double *val;
     uint32_t *mem;
@@ -1912,6 +1913,54 @@ static int range_const(const rnode *n)
     return (n->kind == N_NUM || n->kind == N_TS) && !isnan(n->num);
 }
 
+/* Behavioural fields a range index answers while every event is visible at now (the
+ * totals kept per member are then the fields): monetary, frequency, recency_days. */
+static int behav_field(const rnode *n)
+{
+    return n->kind == N_FIELD && n->ref == REF_COMPUTED &&
+           (n->which == F_MONETARY || n->which == F_FREQUENCY || n->which == F_RECENCY_DAYS);
+}
+
+static int uses_behav(const rnode *n)
+{
+    if (!n)
+        return 0;
+    if (behav_field(n))
+        return 1;
+    if (uses_behav(n->a) || uses_behav(n->b) || uses_behav(n->c))
+        return 1;
+    return 0;
+}
+
+/* 1 when no member has an order or return after now (built once per view generation). */
+static int all_visible(patron_db *db, int64_t now)
+{
+    mview *v = db->view;
+    if (v->n_idx && v->idx[0].gen != db->view_gen) {
+        colidx_free(v->idx, v->n_idx);
+        v->idx = NULL;
+        v->n_idx = 0;
+    }
+    for (size_t i = 0; i < v->n_idx; i++)
+        if (v->idx[i].range == 2 && v->idx[i].data == v->bf_max)
+            return v->idx[i].maxv <= now;
+    struct colidx *a = mem_realloc_array(v->idx, v->n_idx + 1, sizeof *a);
+    if (!a)
+        return 0;
+    v->idx = a;
+    v->idx_free = colidx_free;
+    struct colidx *x = &v->idx[v->n_idx++];
+    memset(x, 0, sizeof *x);
+    x->data = v->bf_max;
+    x->gen = db->view_gen;
+    x->range = 2;
+    x->maxv = INT64_MIN;
+    for (uint32_t m = 0; m < v->n; m++)
+        if (v->bf_max[m] != PATRON_NULL_TS && v->bf_max[m] > x->maxv)
+            x->maxv = v->bf_max[m];
+    return x->maxv <= now;
+}
+
 static const rnode *code_field(const rnode *n)
 {
     return n->kind == N_FIELD && n->ref == REF_COL && n->type == VT_STR && n->vc.st == VS_CODE &&
@@ -1926,11 +1975,12 @@ static int indexable(const rnode *n)
     case N_BOOL:
         return 1;
     case N_BETWEEN:
-        return (range_field(n->a) || is_age(n->a)) && range_const(n->b) && range_const(n->c);
+        return (range_field(n->a) || is_age(n->a) || behav_field(n->a)) && range_const(n->b) &&
+               range_const(n->c);
     case N_CMP:
-        if ((range_field(n->a) || is_age(n->a)) && range_const(n->b))
+        if ((range_field(n->a) || is_age(n->a) || behav_field(n->a)) && range_const(n->b))
             return 1;
-        if ((range_field(n->b) || is_age(n->b)) && range_const(n->a))
+        if ((range_field(n->b) || is_age(n->b) || behav_field(n->b)) && range_const(n->a))
             return 1;
         return (n->op == CMP_EQ || n->op == CMP_NE) &&
                ((code_field(n->a) && n->b->kind == N_STR) || (code_field(n->b) && n->a->kind == N_STR));
@@ -1990,7 +2040,7 @@ static roaring_bitmap_t *range_eval(patron_db *db, const rnode *n, int64_t now)
     if (n->kind == N_BETWEEN) {
         hi = n->c->num;
     } else {
-        int swapped = !(range_field(n->a) || is_age(n->a));
+        int swapped = !(range_field(n->a) || is_age(n->a) || behav_field(n->a));
         f = swapped ? n->b : n->a;
         double c = swapped ? n->a->num : n->b->num;
         op = n->op;
@@ -2006,7 +2056,48 @@ static roaring_bitmap_t *range_eval(patron_db *db, const rnode *n, int64_t now)
         }
     }
     vcol bc;
-    if (is_age(f)) { /* age in [lo, hi]  ==  birth day in (bound(amax + 1), bound(amin)] */
+    const mview *v = db->view;
+    if (behav_field(f) && f->which == F_RECENCY_DAYS) {
+        /* recency = (now - last) / 1 day falls as last grows: the entries (sorted by last)
+         * whose recency is in [lo, hi] are a run, found with the evaluator's formula */
+        bc = (vcol){VT_TS, VS_TS, v->bf_last, NULL, NULL};
+        const struct colidx *x = rangeidx_get(db, &bc);
+        if (!x)
+            return NULL;
+        uint32_t a = 0, b = x->nv;
+        while (a < b) { /* first entry with recency <= hi (< hi) */
+            uint32_t mid = a + (b - a) / 2;
+            double rd = (double)(now - (int64_t)x->val[mid]) / TIME_DAY;
+            if (hi_in ? rd <= hi : rd < hi)
+                b = mid;
+            else
+                a = mid + 1;
+        }
+        uint32_t i0 = a;
+        b = x->nv;
+        while (a < b) { /* first entry with recency below lo (at lo when lo is open) */
+            uint32_t mid = a + (b - a) / 2;
+            double rd = (double)(now - (int64_t)x->val[mid]) / TIME_DAY;
+            if (lo_in ? rd < lo : rd <= lo)
+                b = mid;
+            else
+                a = mid + 1;
+        }
+        roaring_bitmap_t *r = roaring_bitmap_create();
+        if (r && a > i0)
+            roaring_bitmap_add_many(r, a - i0, x->mem + i0);
+        if (r && n->kind == N_CMP && op == CMP_NE) {
+            roaring_bitmap_t *ne = roaring_bitmap_andnot(x->cum[x->nb], r);
+            roaring_bitmap_free(r);
+            r = ne;
+        }
+        return r;
+    }
+    if (behav_field(f) && f->which == F_MONETARY) {
+        bc = (vcol){VT_NUM, VS_MONEY, v->bf_money, NULL, NULL};
+    } else if (behav_field(f)) {
+        bc = (vcol){VT_NUM, VS_I32, v->bf_freq, NULL, NULL};
+    } else if (is_age(f)) { /* age in [lo, hi]  ==  birth day in (bound(amax + 1), bound(amin)] */
         double amin = lo_in ? ceil(lo) : floor(lo) + 1, amax = hi_in ? floor(hi) : ceil(hi) - 1;
         int ny, nmo, nd;
         time_civil_from_days(time_day_of(now), &ny, &nmo, &nd);
@@ -2137,8 +2228,15 @@ static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitma
     roaring_bitmap_t *sel = NULL;
     const rnode *rest[64];
     size_t nr = 0;
+    int visible = -1; /* behavioural fields: known once asked */
     for (size_t i = 0; i < nc; i++) {
-        if (!indexable(c[i])) {
+        int ok = indexable(c[i]);
+        if (ok && uses_behav(c[i])) {
+            if (visible < 0)
+                visible = all_visible(db, now);
+            ok = visible;
+        }
+        if (!ok) {
             rest[nr++] = c[i];
             continue;
         }

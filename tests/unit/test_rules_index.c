@@ -3,7 +3,8 @@
  * columns, range indexes of numbers, times and ages) gives, for every member, the answer
  * of the vector path (rule_eval_members, which never uses an index): conditions on
  * attributes, enrolled_at, birth_date and age (as birth-day ranges, also on and around
- * 29 February), alone, negated, and combined with coded columns.
+ * 29 February), monetary, frequency and recency_days (indexed only when no order is after
+ * now), alone, negated, and combined with coded columns.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,6 +45,12 @@ static const char *const rules[] = {
     "not (attributes.size > 2) and country in [\"FR\", \"DE\"]",
     "birth_date between \"1984-02-29\" and \"1996-12-31\"",
     "birth_date > \"2000-02-28\"",
+    "monetary > 100",
+    "frequency >= 3 and recency_days <= 90",
+    "recency_days > 365 or frequency = 0",
+    "not (recency_days between 30 and 400)",
+    "monetary between 50 and 120.5 and country = \"DE\"",
+    "recency_days != 10.5 and 2 < frequency",
 };
 
 static void test_index_equals_vector(void **state)
@@ -75,6 +82,25 @@ static void test_index_equals_vector(void **state)
         fprintf(f, ",%s,%s,%s\n", countries[rng_below(&r, 3)], cities[rng_below(&r, 3)], size);
     }
     fclose(f);
+    /* orders for most members, some after every now below but the last */
+    char opath[512];
+    snprintf(opath, sizeof opath, "%s/orders.csv", dir);
+    f = fopen(opath, "w");
+    assert_non_null(f);
+    fputs("order_id,member_id,ts,sku,qty,price\n", f);
+    int oid = 0;
+    for (int i = 0; i < 4000; i++) {
+        int k = (int)rng_below(&r, 6);
+        for (int j = 0; j < k; j++) {
+            int64_t day = time_days_from_civil(2023, 1, 1) + (int64_t)rng_below(&r, 1390);
+            int y, mo, d;
+            time_civil_from_days(day, &y, &mo, &d);
+            fprintf(f, "O%d,M%05d,%04d-%02d-%02dT%02d:%02d:00Z,S%d,%d,%d.%02d\n", oid++, i, y, mo,
+                    d, (int)rng_below(&r, 24), (int)rng_below(&r, 60), (int)rng_below(&r, 9),
+                    1 + (int)rng_below(&r, 3), (int)rng_below(&r, 90), (int)rng_below(&r, 100));
+        }
+    }
+    fclose(f);
     patron_db *db;
     patron_error err = {0};
     char dbp[512];
@@ -83,13 +109,16 @@ static void test_index_equals_vector(void **state)
     patron_import_result res;
     if (patron_import(db, PATRON_IMPORT_MEMBERS, path, NULL, &res, &err) != 0)
         fail_msg("import: %s", err.message);
+    if (patron_import(db, PATRON_IMPORT_ORDERS, opath, NULL, &res, &err) != 0)
+        fail_msg("orders import: %s", err.message);
     assert_int_equal(db_view_ensure(db, &err), 0);
     uint32_t n = db->n_members, *all = malloc(n * sizeof *all);
     for (uint32_t m = 0; m < n; m++)
         all[m] = m;
     static const char *const nows[] = {"2024-02-28T12:00:00Z", "2024-02-29T00:00:00Z",
                                        "2024-03-01T00:00:00Z", "2025-02-28T23:59:59Z",
-                                       "2025-03-01T00:00:00Z", "2026-11-23T08:00:00Z"};
+                                       "2025-03-01T00:00:00Z", "2026-11-23T08:00:00Z",
+                                       "2027-01-01T00:00:00Z"};
     rule_env env = {db, NULL, NULL};
     size_t checked = 0;
     for (size_t i = 0; i < sizeof rules / sizeof *rules; i++) {
