@@ -1878,11 +1878,10 @@ static uint32_t range_lower(const struct colidx *x, double t, int incl)
     return lo;
 }
 
-/* The members whose value is in [lo, hi] (each end open when its flag is 0). */
-static roaring_bitmap_t *range_members(const struct colidx *x, double lo, int lo_incl, double hi,
-                                       int hi_incl)
+/* The members of sorted entries [i0, i1): whole bins from the cumulative bitmaps, the
+ * ends added one by one. */
+static roaring_bitmap_t *range_slice(const struct colidx *x, uint32_t i0, uint32_t i1)
 {
-    uint32_t i0 = range_lower(x, lo, lo_incl), i1 = range_lower(x, hi, !hi_incl);
     if (i0 >= i1)
         return roaring_bitmap_create();
     uint32_t b0 = (i0 + x->bin - 1) / x->bin, b1 = i1 / x->bin;
@@ -1897,6 +1896,13 @@ static roaring_bitmap_t *range_members(const struct colidx *x, double lo, int lo
         roaring_bitmap_add_many(r, i1 - i0, x->mem + i0);
     }
     return r;
+}
+
+/* The members whose value is in [lo, hi] (each end open when its flag is 0). */
+static roaring_bitmap_t *range_members(const struct colidx *x, double lo, int lo_incl, double hi,
+                                       int hi_incl)
+{
+    return range_slice(x, range_lower(x, lo, lo_incl), range_lower(x, hi, !hi_incl));
 }
 
 /* A numeric member column a range index can answer for (no indirection). */
@@ -2083,9 +2089,7 @@ static roaring_bitmap_t *range_eval(patron_db *db, const rnode *n, int64_t now)
             else
                 a = mid + 1;
         }
-        roaring_bitmap_t *r = roaring_bitmap_create();
-        if (r && a > i0)
-            roaring_bitmap_add_many(r, a - i0, x->mem + i0);
+        roaring_bitmap_t *r = range_slice(x, i0, a);
         if (r && n->kind == N_CMP && op == CMP_NE) {
             roaring_bitmap_t *ne = roaring_bitmap_andnot(x->cum[x->nb], r);
             roaring_bitmap_free(r);
