@@ -331,6 +331,11 @@ static void computed(ectx *x, int which, double *out)
             break;
         }
         case F_SPEND_TREND: {
+            /* nothing in the last 180 days (bf_max: the latest order or return): 0 */
+            if (v->bf_max[m] == PATRON_NULL_TS || v->bf_max[m] <= now - 180 * TIME_DAY) {
+                r = 0;
+                break;
+            }
             int64_t s1 = net_spend(x, m, now - 90 * TIME_DAY, now),
                     s0 = net_spend(x, m, now - 180 * TIME_DAY, now - 90 * TIME_DAY);
             double d0 = (double)s0 / PATRON_MONEY_SCALE;
