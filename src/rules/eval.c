@@ -258,6 +258,21 @@ static int64_t net_spend(const ectx *x, uint32_t m, int64_t from, int64_t to)
     return s;
 }
 
+/* spend_trend from the net spend of the last 90 days (s1) and the 90 before (s0), in
+ * money units: (s1 - s0) / max(s0, 1 unit of currency). */
+static double trend_of(int64_t s1, int64_t s0)
+{
+    double d0 = (double)s0 / PATRON_MONEY_SCALE;
+    return ((double)(s1 - s0) / PATRON_MONEY_SCALE) / (d0 > 1 ? d0 : 1);
+}
+
+/* The comparison with its operands swapped: c < f is f > c. */
+static int cmp_mirror(int op)
+{
+    return op == CMP_LT ? CMP_GT : op == CMP_GT ? CMP_LT : op == CMP_LE ? CMP_GE
+           : op == CMP_GE ? CMP_LE : op;
+}
+
 static void computed(ectx *x, int which, double *out)
 {
     const mview *v = x->v;
@@ -336,10 +351,8 @@ static void computed(ectx *x, int which, double *out)
                 r = 0;
                 break;
             }
-            int64_t s1 = net_spend(x, m, now - 90 * TIME_DAY, now),
-                    s0 = net_spend(x, m, now - 180 * TIME_DAY, now - 90 * TIME_DAY);
-            double d0 = (double)s0 / PATRON_MONEY_SCALE;
-            r = ((double)(s1 - s0) / PATRON_MONEY_SCALE) / (d0 > 1 ? d0 : 1);
+            r = trend_of(net_spend(x, m, now - 90 * TIME_DAY, now),
+                         net_spend(x, m, now - 180 * TIME_DAY, now - 90 * TIME_DAY));
             break;
         }
         default:
@@ -1223,8 +1236,7 @@ static int64_t trend_flip(const ectx *x, uint32_t m, int64_t now, int op, double
         *(j < r1 ? &s0 : &s1) -= ra[j];
     /* runs: into s0 (orders, returns), out of s0 (orders, returns) */
     srun run[4] = {{o->ts, o1, o0, w1}, {rt->ts, r1, r0, w1}, {o->ts, o2, o0, w2}, {rt->ts, r2, r0, w2}};
-    double d0 = (double)s0 / PATRON_MONEY_SCALE;
-    double tr = ((double)(s1 - s0) / PATRON_MONEY_SCALE) / (d0 > 1 ? d0 : 1);
+    double tr = trend_of(s1, s0);
     int holds = swapped ? cmp_holds(op, c, tr) : cmp_holds(op, tr, c);
     for (;;) {
         int64_t t = sweep_next(run, 4);
@@ -1238,8 +1250,7 @@ static int64_t trend_flip(const ectx *x, uint32_t m, int64_t now, int op, double
                 else
                     s0 -= amt;
             }
-        d0 = (double)s0 / PATRON_MONEY_SCALE;
-        tr = ((double)(s1 - s0) / PATRON_MONEY_SCALE) / (d0 > 1 ? d0 : 1);
+        tr = trend_of(s1, s0);
         if ((swapped ? cmp_holds(op, c, tr) : cmp_holds(op, tr, c)) != holds)
             return t;
     }
@@ -1463,8 +1474,7 @@ static int64_t extremum_flip(const stream *s, uint32_t m, int64_t now, const rno
                              double c, int swapped)
 {
     if (swapped) /* c CMP agg  ==  agg CMP' c */
-        op = op == CMP_LT ? CMP_GT : op == CMP_GT ? CMP_LT : op == CMP_LE ? CMP_GE
-                                                                    : op == CMP_GE ? CMP_LE : op;
+        op = cmp_mirror(op);
     if (op == CMP_EQ || op == CMP_NE)
         return stream_next(s, m, now, 1, agg->w_from, agg->w_to);
     const int64_t *ts = s->ts;
@@ -1714,20 +1724,28 @@ static void colidx_free(struct colidx *idx, size_t n)
     mem_free(idx);
 }
 
-/* The index of a code column (member rows, no indirection) or, with tags, of interests. */
-static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int tags, uint32_t ncodes)
+void rule_indexes_drop(patron_db *db)
 {
     mview *v = db->view;
-    if (v->n_idx && v->idx[0].gen != db->view_gen) { /* the view changed: drop them all */
-        colidx_free(v->idx, v->n_idx);
-        v->idx = NULL;
-        v->n_idx = 0;
-    }
-    for (size_t i = 0; i < v->n_idx; i++)
-        if (!v->idx[i].range &&
-            v->idx[i].data == (tags ? (const void *)v->tags : (const void *)codes) &&
-            v->idx[i].gen == db->view_gen && v->idx[i].ncodes == ncodes)
-            return &v->idx[i];
+    if (!v || !v->n_idx)
+        return;
+    colidx_free(v->idx, v->n_idx);
+    v->idx = NULL;
+    v->n_idx = 0;
+}
+
+/* Indexes are valid for one view generation: older ones are dropped. */
+static void idx_current(patron_db *db)
+{
+    if (db->view->n_idx && db->view->idx[0].gen != db->view_gen)
+        rule_indexes_drop(db);
+}
+
+/* Room for one more index of the current generation, zeroed, for data: the caller fills
+ * it and counts it (v->n_idx++) once it is complete.  NULL when out of memory. */
+static struct colidx *idx_slot(patron_db *db, const void *data, int range)
+{
+    mview *v = db->view;
     struct colidx *a = mem_realloc_array(v->idx, v->n_idx + 1, sizeof *a);
     if (!a)
         return NULL;
@@ -1735,8 +1753,25 @@ static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int
     v->idx_free = colidx_free;
     struct colidx *x = &v->idx[v->n_idx];
     memset(x, 0, sizeof *x);
-    x->data = tags ? (const void *)v->tags : (const void *)codes;
+    x->data = data;
     x->gen = db->view_gen;
+    x->range = range;
+    return x;
+}
+
+/* The index of a code column (member rows, no indirection) or, with tags, of interests. */
+static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int tags, uint32_t ncodes)
+{
+    mview *v = db->view;
+    idx_current(db);
+    for (size_t i = 0; i < v->n_idx; i++)
+        if (!v->idx[i].range &&
+            v->idx[i].data == (tags ? (const void *)v->tags : (const void *)codes) &&
+            v->idx[i].gen == db->view_gen && v->idx[i].ncodes == ncodes)
+            return &v->idx[i];
+    struct colidx *x = idx_slot(db, tags ? (const void *)v->tags : (const void *)codes, 0);
+    if (!x)
+        return NULL;
     x->ncodes = ncodes;
     x->by_code = mem_calloc(ncodes ? ncodes : 1, sizeof *x->by_code);
     x->nonnull = roaring_bitmap_create();
@@ -1814,24 +1849,13 @@ static int cmp_vpair(const void *a, const void *b)
 static const struct colidx *rangeidx_get(patron_db *db, const vcol *c)
 {
     mview *v = db->view;
-    if (v->n_idx && v->idx[0].gen != db->view_gen) {
-        colidx_free(v->idx, v->n_idx);
-        v->idx = NULL;
-        v->n_idx = 0;
-    }
+    idx_current(db);
     for (size_t i = 0; i < v->n_idx; i++)
-        if (v->idx[i].range && v->idx[i].data == c->data)
+        if (v->idx[i].range == 1 && v->idx[i].data == c->data)
             return &v->idx[i];
-    struct colidx *a = mem_realloc_array(v->idx, v->n_idx + 1, sizeof *a);
-    if (!a)
+    struct colidx *x = idx_slot(db, c->data, 1);
+    if (!x)
         return NULL;
-    v->idx = a;
-    v->idx_free = colidx_free;
-    struct colidx *x = &v->idx[v->n_idx];
-    memset(x, 0, sizeof *x);
-    x->data = c->data;
-    x->gen = db->view_gen;
-    x->range = 1;
     vpair *p = mem_alloc_array(v->n ? v->n : 1, sizeof *p);
     if (!p)
         return NULL;
@@ -1947,24 +1971,14 @@ static int uses_behav(const rnode *n)
 static int all_visible(patron_db *db, int64_t now)
 {
     mview *v = db->view;
-    if (v->n_idx && v->idx[0].gen != db->view_gen) {
-        colidx_free(v->idx, v->n_idx);
-        v->idx = NULL;
-        v->n_idx = 0;
-    }
+    idx_current(db);
     for (size_t i = 0; i < v->n_idx; i++)
         if (v->idx[i].range == 2 && v->idx[i].data == v->bf_max)
             return v->idx[i].maxv <= now;
-    struct colidx *a = mem_realloc_array(v->idx, v->n_idx + 1, sizeof *a);
-    if (!a)
+    struct colidx *x = idx_slot(db, v->bf_max, 2);
+    if (!x)
         return 0;
-    v->idx = a;
-    v->idx_free = colidx_free;
-    struct colidx *x = &v->idx[v->n_idx++];
-    memset(x, 0, sizeof *x);
-    x->data = v->bf_max;
-    x->gen = db->view_gen;
-    x->range = 2;
+    v->n_idx++;
     x->maxv = INT64_MIN;
     for (uint32_t m = 0; m < v->n; m++)
         if (v->bf_max[m] != PATRON_NULL_TS && v->bf_max[m] > x->maxv)
@@ -2056,8 +2070,7 @@ static roaring_bitmap_t *range_eval(patron_db *db, const rnode *n, int64_t now)
         double c = swapped ? n->a->num : n->b->num;
         op = n->op;
         if (swapped) /* c CMP f  ==  f CMP' c */
-            op = op == CMP_LT ? CMP_GT : op == CMP_GT ? CMP_LT : op == CMP_LE ? CMP_GE
-                                                                        : op == CMP_GE ? CMP_LE : op;
+            op = cmp_mirror(op);
         switch (op) {
         case CMP_LT: hi = c, hi_in = 0; break;
         case CMP_LE: hi = c; break;
@@ -2305,16 +2318,6 @@ static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitma
     mem_free(ms);
     roaring_bitmap_free(sel);
     return rc;
-}
-
-void rule_indexes_drop(patron_db *db)
-{
-    mview *v = db->view;
-    if (!v || !v->n_idx)
-        return;
-    colidx_free(v->idx, v->n_idx);
-    v->idx = NULL;
-    v->n_idx = 0;
 }
 
 /* ---- driving --------------------------------------------------------------------- */
