@@ -534,20 +534,6 @@ static int q_take(segment *g, int64_t now, q_fn fn, void *ctx)
     return 0;
 }
 
-/* 1 when some entry is at or before now. */
-static int q_any(const segment *g, int64_t now)
-{
-    if (!g->qcount || q_day(now) < g->qbase)
-        return 0;
-    size_t last = (size_t)(q_day(now) - g->qbase);
-    if (last >= g->qn)
-        last = g->qn - 1;
-    for (size_t i = g->qfirst; i <= last; i++)
-        for (size_t k = 0; k < g->qb[i].n; k++)
-            if (g->qb[i].e[k].t <= now)
-                return 1;
-    return 0;
-}
 
 /* (Re)compiles g's rule against the current view when needed. */
 static int live_compile(patron_db *db, segment *g, patron_error *err)
@@ -722,7 +708,8 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
      * schedules at or before now is the next round.  Each member's evaluations stay in
      * time order; members are independent of each other. */
     gather ga = {g, use_touched ? touched : NULL, NULL, NULL, 0, 0, 0};
-    while (rc == PATRON_OK && q_any(g, now)) {
+    /* a round that takes nothing current evaluates nothing, so schedules nothing more */
+    do {
         ga.n = 0;
         if (q_take(g, now, gather_one, &ga) != 0)
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
@@ -730,7 +717,7 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
             sort_by_member(ga.m, ga.t, ga.n); /* member order: neighbouring memory */
         if (rc == PATRON_OK && ga.n)
             rc = reevaluate(db, g, ga.m, ga.t, ga.n, now, ch, err);
-    }
+    } while (rc == PATRON_OK && ga.n);
     mem_free(ga.t);
     uint32_t *batch = ga.m;
     size_t bn = 0, bcap = ga.cap;
