@@ -55,23 +55,32 @@ static const char *order_fields[F__COUNT] = {
     "price",    "category",          "brand", "channel", "store",
     "currency", "original_order_id", "amount"};
 
+/* The next FIELD=COLUMN entry of a --map list at *p (then moved past it) into field and
+ * col (cap bytes each): 1, or 0 at the end.  Entries without '=' are skipped (validate_map
+ * refuses them first). */
+static int map_next(const char **p, char *field, char *col, size_t cap)
+{
+    while (*p && **p) {
+        const char *s = *p, *end = strchr(s, ',');
+        size_t n = end ? (size_t)(end - s) : strlen(s);
+        const char *eq = memchr(s, '=', n);
+        *p = end ? end + 1 : NULL;
+        if (eq) {
+            snprintf(field, cap, "%.*s", (int)(eq - s), s);
+            snprintf(col, cap, "%.*s", (int)(n - (size_t)(eq - s) - 1), eq + 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Resolves "field=COLUMN,..." for one field name; returns the column name to look for. */
 static int map_lookup(const char *map, const char *field, char *out, size_t cap)
 {
-    size_t fn = strlen(field);
-    for (const char *p = map; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        const char *eq = memchr(p, '=', n);
-        if (eq && (size_t)(eq - p) == fn && memcmp(p, field, fn) == 0) {
-            size_t vn = n - fn - 1;
-            if (vn >= cap) vn = cap - 1;
-            memcpy(out, eq + 1, vn);
-            out[vn] = '\0';
+    char f[128];
+    for (const char *p = map; map_next(&p, f, out, cap);)
+        if (strcmp(f, field) == 0)
             return 1;
-        }
-        p = end ? end + 1 : NULL;
-    }
     snprintf(out, cap, "%s", field);
     return 0;
 }
@@ -315,6 +324,17 @@ static void report(batch *b, uint64_t line, const char *col, const char *fmt, co
     if (b->opts->report) b->opts->report(b->opts->report_ctx, msg);
     bad_add(&b->bad, line, reason);
     b->bad_rows++;
+}
+
+/* The base currency and exchange rates an import converts with, and the message (a
+ * report() format) for a currency without a rate. */
+static int fx_setup(patron_db *db, loyalty_fx *fx, char *msg, size_t cap, patron_error *err)
+{
+    int rc = loyalty_fx_get(db, fx, err);
+    if (rc == PATRON_OK)
+        snprintf(msg, cap, "'%%.*s' is not the base currency %s and the program has no "
+                 "exchange rate for it", fx->base);
+    return rc;
 }
 
 static int write_rejects(const char *path, char delim, const char *rejects, batch *b,
@@ -573,13 +593,11 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     }
     loyalty_fx fx;
     char curmsg[160];
-    if ((rc = loyalty_fx_get(db, &fx, err)) != PATRON_OK) {
+    if ((rc = fx_setup(db, &fx, curmsg, sizeof curmsg, err)) != PATRON_OK) {
         batch_release(&b);
         csv_free(r);
         return rc;
     }
-    snprintf(curmsg, sizeof curmsg, "'%%.*s' is not the base currency %s and the program has "
-             "no exchange rate for it", fx.base);
     hmap occur; /* content hash -> occurrences, for order-level rows without an id */
     hmap_init(&occur);
     while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
@@ -967,15 +985,10 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
     for (size_t i = 0; i < ncols; i++) {
         char name[128];
         snprintf(name, sizeof name, "%.*s", (int)fl[i].n, fl[i].p);
-        for (const char *p = opts->map; p && *p;) {
-            const char *end = strchr(p, ',');
-            size_t n = end ? (size_t)(end - p) : strlen(p);
-            const char *eq = memchr(p, '=', n);
-            if (eq && strlen(name) == n - (size_t)(eq - p) - 1 &&
-                memcmp(eq + 1, name, strlen(name)) == 0)
-                snprintf(name, sizeof name, "%.*s", (int)(eq - p), p);
-            p = end ? end + 1 : NULL;
-        }
+        char mf[128], mc[128];
+        for (const char *p = opts->map; map_next(&p, mf, mc, sizeof mf);)
+            if (strcmp(mc, name) == 0)
+                snprintf(name, sizeof name, "%s", mf);
         mcol *c = &cols[i];
         c->kind = MC_ATTRIBUTE;
         snprintf(c->header, sizeof c->header, "%.*s", (int)fl[i].n, fl[i].p);
@@ -1412,12 +1425,7 @@ static int apply_events_batch(patron_db *db, batch *b, bevent *ev, size_t nev, c
  * refused). */
 static int map_keys(json_t *o, const char *map, char *field, char *key, size_t cap)
 {
-    for (const char *p = map; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        const char *eq = memchr(p, '=', n);
-        snprintf(field, cap, "%.*s", (int)(eq - p), p);
-        snprintf(key, cap, "%.*s", (int)(n - (size_t)(eq - p) - 1), eq + 1);
+    for (const char *p = map; map_next(&p, field, key, cap);) {
         json_t *v = strcmp(field, key) ? json_object_get(o, key) : NULL;
         if (v) {
             if (json_object_get(o, field))
@@ -1425,7 +1433,6 @@ static int map_keys(json_t *o, const char *map, char *field, char *key, size_t c
             json_object_set(o, field, v);
             json_object_del(o, key);
         }
-        p = end ? end + 1 : NULL;
     }
     return 0;
 }
@@ -1455,14 +1462,12 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     }
     loyalty_fx fx;
     char curmsg[160];
-    if ((rc = loyalty_fx_get(db, &fx, err)) != PATRON_OK) {
+    if ((rc = fx_setup(db, &fx, curmsg, sizeof curmsg, err)) != PATRON_OK) {
         store_read_end(db->st);
         lines_free(r);
         hmap_release(&seen);
         return rc;
     }
-    snprintf(curmsg, sizeof curmsg, "'%%.*s' is not the base currency %s and the program has "
-             "no exchange rate for it", fx.base);
     const char *line;
     size_t n;
     while ((rc = lines_next(r, &line, &n, err)) == 1) {
