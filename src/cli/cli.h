@@ -57,6 +57,10 @@ int cli_is_help(const char *arg);
  * printing the usage (no subcommand: to stderr, exit 1; --help: to stdout, exit 0) or an
  * error naming the known subcommands. */
 int cli_sub(int argc, char **argv, const char *usage, const char *const *names, int *code);
+/* A command of one form, "NAME SUB [ARGS]" with argc == nargs: 1 when argv is that;
+ * else 0 with *code set after printing usage (to stdout for --help, exit 0; else to
+ * stderr, exit 1). */
+int cli_fixed(int argc, char **argv, int nargs, const char *sub, const char *usage, int *code);
 
 /* Commands: each lives in its own cmd_*.c file. */
 int cmd_import(cli_ctx *ctx, int argc, char **argv);

@@ -374,11 +374,10 @@ int cmd_points(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_rewards(cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc != 2 || strcmp(argv[1], "list") != 0) {
-        int help = argc >= 2 && cli_is_help(argv[1]);
-        fprintf(help ? stdout : stderr, "usage: patron rewards list\n");
-        return help ? CLI_OK : CLI_USAGE;
-    }
+    int code;
+    if (!cli_fixed(argc, argv, 2, "list",
+                   "usage: patron rewards list\n", &code))
+        return code;
     patron_db *db;
     ledger *l;
     int rc = open_ledger(ctx, &db, &l);
@@ -479,11 +478,10 @@ int cmd_redeem(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_tier(cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc != 3 || strcmp(argv[1], "show") != 0) {
-        int help = argc >= 2 && cli_is_help(argv[1]);
-        fprintf(help ? stdout : stderr, "usage: patron tier show MEMBER\n");
-        return help ? CLI_OK : CLI_USAGE;
-    }
+    int code;
+    if (!cli_fixed(argc, argv, 3, "show",
+                   "usage: patron tier show MEMBER\n", &code))
+        return code;
     patron_db *db;
     ledger *l;
     int rc = open_ledger(ctx, &db, &l);
@@ -520,12 +518,12 @@ int cmd_tier(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_tiers(cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc != 2 || strcmp(argv[1], "review") != 0) {
-        int help = argc >= 2 && cli_is_help(argv[1]);
-        fprintf(help ? stdout : stderr, "usage: patron tiers review [--now TS]\n"
-                                        "Moves every member to the tier their qualification earns (up or down).\n");
-        return help ? CLI_OK : CLI_USAGE;
-    }
+    int code;
+    if (!cli_fixed(argc, argv, 2, "review",
+                   "usage: patron tiers review [--now TS]\n"
+                   "Moves every member to the tier their qualification earns (up or down).\n",
+                   &code))
+        return code;
     patron_db *db;
     ledger *l;
     int rc = open_ledger(ctx, &db, &l);
@@ -550,14 +548,13 @@ int cmd_tiers(cli_ctx *ctx, int argc, char **argv)
 
 int cmd_ledger(cli_ctx *ctx, int argc, char **argv)
 {
-    if (argc != 2 || strcmp(argv[1], "verify") != 0) {
-        int help = argc >= 2 && cli_is_help(argv[1]);
-        fprintf(help ? stdout : stderr,
-                "usage: patron ledger verify\n"
-                "Checks the ledger's invariants, rebuilds the balances from the journal and compares\n"
-                "them byte for byte with the live ones; exits 4 on any mismatch.\n");
-        return help ? CLI_OK : CLI_USAGE;
-    }
+    int code;
+    if (!cli_fixed(argc, argv, 2, "verify",
+                   "usage: patron ledger verify\n"
+                   "Checks the ledger's invariants, rebuilds the balances from the journal and "
+                   "compares\nthem byte for byte with the live ones; exits 4 on any mismatch.\n",
+                   &code))
+        return code;
     patron_db *db;
     ledger *l;
     int rc = open_ledger(ctx, &db, &l);

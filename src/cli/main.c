@@ -133,6 +133,16 @@ int cli_is_help(const char *arg)
     return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
+int cli_fixed(int argc, char **argv, int nargs, const char *sub, const char *usage, int *code)
+{
+    if (argc == nargs && strcmp(argv[1], sub) == 0)
+        return 1;
+    int help = argc >= 2 && cli_is_help(argv[1]);
+    fputs(usage, help ? stdout : stderr);
+    *code = help ? CLI_OK : CLI_USAGE;
+    return 0;
+}
+
 int cli_sub(int argc, char **argv, const char *usage, const char *const *names, int *code)
 {
     if (argc < 2 || cli_is_help(argv[1])) {
