@@ -577,27 +577,15 @@ static int item_room(mview *v, size_t need)
     size_t cap = v->cap_items ? v->cap_items : 4096;
     while (cap < need)
         cap *= 2;
-    uint32_t *a;
-    int32_t *q;
-    int64_t *p;
-    if (!(a = mem_realloc_array(v->it_order, cap, 4)))
-        return -1;
-    v->it_order = a;
-    if (!(a = mem_realloc_array(v->it_sku, cap, 4)))
-        return -1;
-    v->it_sku = a;
-    if (!(a = mem_realloc_array(v->it_cat, cap, 4)))
-        return -1;
-    v->it_cat = a;
-    if (!(a = mem_realloc_array(v->it_brand, cap, 4)))
-        return -1;
-    v->it_brand = a;
-    if (!(q = mem_realloc_array(v->it_qty, cap, 4)))
-        return -1;
-    v->it_qty = q;
-    if (!(p = mem_realloc_array(v->it_price, cap, 8)))
-        return -1;
-    v->it_price = p;
+    void **cols[] = {(void **)&v->it_order, (void **)&v->it_sku, (void **)&v->it_cat,
+                     (void **)&v->it_brand, (void **)&v->it_qty, (void **)&v->it_price};
+    static const size_t size[] = {4, 4, 4, 4, 4, 8};
+    for (size_t i = 0; i < sizeof cols / sizeof *cols; i++) {
+        void *a = mem_realloc_array(*cols[i], cap, size[i]);
+        if (!a)
+            return -1;
+        *cols[i] = a;
+    }
     v->cap_items = cap;
     return 0;
 }
