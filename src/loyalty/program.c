@@ -541,10 +541,7 @@ static int parse_root(pctx *c, program *p, json_t *root)
     FIELD(root, "description", json_is_string(v) ? 0 : bad(c, "expected a string"));
     FIELD(root, "currency", get_string(c, v, 8, &p->currency));
     if (p->currency) {
-        int ok = strlen(p->currency) == 3;
-        for (int k = 0; k < 3 && ok; k++)
-            ok = p->currency[k] >= 'A' && p->currency[k] <= 'Z';
-        if (!ok) {
+        if (!is_iso_code(p->currency)) {
             size_t old = push_key(c, "currency");
             rc = bad(c, "'%s' is not a three-letter ISO 4217 code such as \"USD\"", p->currency);
             pop(c, old, NULL);
