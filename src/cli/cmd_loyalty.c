@@ -130,9 +130,14 @@ int cmd_program(cli_ctx *ctx, int argc, char **argv)
         int64_t version;
         int changed;
         rc = ledger_program_apply(l, p, ctx->now, &version, &changed, &err);
+        if (rc) {
+            patron_close(db);
+            return fail_code(rc, &err);
+        }
+        rc = changed ? cli_refresh_segments(ctx, db) : CLI_OK; /* the ledger streams now */
         patron_close(db);
         if (rc)
-            return fail_code(rc, &err);
+            return rc;
         if (!ctx->quiet)
             printf(changed ? "program version %lld applied\n"
                            : "program unchanged (version %lld is the same configuration)\n",
@@ -309,6 +314,7 @@ int cmd_points(cli_ctx *ctx, int argc, char **argv)
         }
     }
     int is_expire = strcmp(sub, "expire") == 0 || strcmp(sub, "bonuses") == 0;
+    int is_read = strcmp(sub, "balance") == 0 || strcmp(sub, "history") == 0;
     if (!is_expire && strcmp(sub, "balance") && strcmp(sub, "history") && strcmp(sub, "adjust")) {
         cli_errorf("unknown 'points' subcommand '%s'", sub);
         return points_usage(stderr);
@@ -366,6 +372,8 @@ int cmd_points(cli_ctx *ctx, int argc, char **argv)
                 rc = fail_code(rc, &err);
         }
     }
+    if (rc == CLI_OK && !is_read)
+        rc = cli_refresh_segments(ctx, db); /* live segments see the ledger's writes */
     patron_close(db);
     return rc;
 }
@@ -470,6 +478,8 @@ int cmd_redeem(cli_ctx *ctx, int argc, char **argv)
     }
     if (rc)
         rc = fail_code(rc, &err);
+    else
+        rc = cli_refresh_segments(ctx, db);
     patron_close(db);
     return rc;
 }
@@ -540,6 +550,8 @@ int cmd_tiers(cli_ctx *ctx, int argc, char **argv)
         printf("tier review: %lld member%s changed tier%s\n", (long long)res.points, res.points == 1 ? "" : "s",
                res.replayed ? " (already reviewed at this time: first result)" : "");
     }
+    if (rc == CLI_OK)
+        rc = cli_refresh_segments(ctx, db);
     patron_close(db);
     return rc;
 }

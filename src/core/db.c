@@ -14,6 +14,7 @@
 #include "base/mem.h"
 #include "base/num.h"
 #include "base/time.h"
+#include "loyalty/loyalty.h"
 #include "members/view.h"
 
 #include <jansson.h>
@@ -205,6 +206,7 @@ int patron_open(const char *path, patron_db **out, patron_error *err)
         return err_set(err, PATRON_ENOMEM, "out of memory");
     hmap_init(&db->member_ids);
     hmap_init(&db->order_ids);
+    db->view_hook = loyalty_view_hook;
     for (int k = 0; k < DB_DICT__N; k++)
         hmap_init(&db->dict[k]);
     int rc = store_open(path, &db->st, err);

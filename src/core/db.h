@@ -65,6 +65,9 @@ struct patron_db {
     /* the loyalty ledger's in-memory state (src/loyalty/), loaded on first use */
     void *loyalty;
     void (*loyalty_free)(void *loyalty);
+    /* called at the end of every member view build (set by the loyalty module: the
+     * ledger's points and redemptions streams replace the imported events) */
+    int (*view_hook)(patron_db *db, patron_error *err);
 };
 
 /* Sources a rule can read; an import says which it changed. */
@@ -73,6 +76,7 @@ enum {
     DB_SRC_ORDERS = 1u << 1,   /* orders, items, returns and the behavioural fields */
     DB_SRC_EVENTS = 1u << 2,   /* bit (DB_SRC_EVENTS << k) for event stream k (ST_* - 3) */
     DB_SRC_MODELS = 1u << 20,  /* model fields (a models refresh) */
+    DB_SRC_LOYALTY = 1u << 21, /* tier, points_balance, points_earned_365d (ledger writes) */
 };
 /* Marks member m (and the sources) as changed by the import being applied. */
 void db_touch(patron_db *db, uint32_t m, uint32_t sources);

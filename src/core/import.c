@@ -1858,8 +1858,12 @@ static int import_any(patron_db *db, patron_import_kind kind, const char *path, 
         break;
     }
     db->tracking = 0;
-    if (res->committed)
-        view_after_import(db); /* the importers kept it current; rebind its columns */
+    if (res->committed) {
+        loyalty_after_commit(db); /* what the batch posted to the ledger */
+        view_after_import(db);    /* the importers kept it current; rebind its columns */
+    } else {
+        loyalty_after_rollback(db);
+    }
     return rc;
 }
 

@@ -24,6 +24,7 @@
 #include "base/num.h"
 #include "base/time.h"
 #include "core/db.h"
+#include "loyalty/loyalty.h"
 #include "loyalty/promo.h"
 #include "store/store_ledger.h"
 
@@ -77,6 +78,7 @@ typedef struct lm { /* per member */
     int64_t min_exp;             /* the earliest expiry of any of the member's lots */
     int64_t pos_points, pos_spend; /* Σ positive qualification ever (saturating) */
     uint8_t dirty;
+    uint8_t changed; /* in l->changed */
 } lm;
 
 typedef struct lstock {
@@ -118,6 +120,11 @@ struct ledger {
     size_t pay_len, pay_cap;
     uint32_t *dirty_lots, *dirty_members;
     size_t n_dl, n_dm, cap_dl, cap_dm;
+    /* members whose rows changed since the engine last took them (ledger_changed) */
+    uint32_t *changed;
+    size_t n_ch, cap_ch;
+    int ch_lost;     /* a member could not be listed (out of memory): take it as all */
+    uint64_t epoch;  /* bumped by every load: what was derived from an older one is stale */
     size_t mark_w, mark_p, mark_q, mark_t;
     int64_t next_p, next_q, next_t, max_ts;
     int64_t acc_debit[5], acc_credit[5]; /* running Σ per account over the journal */
@@ -178,7 +185,7 @@ static int member_ensure(ledger *l, uint32_t m)
     if (MEM_GROW(l->m, l->cap_m, (size_t)m + 1) != 0)
         return -1;
     for (size_t i = l->n_m; i <= m; i++)
-        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MAX, 0, 0, 0};
+        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MAX, 0, 0, 0, 0};
     l->n_m = (size_t)m + 1;
     return 0;
 }
@@ -189,6 +196,18 @@ static void mark_member(ledger *l, uint32_t m)
         l->m[m].dirty = 1;
         l->dirty_members[l->n_dm++] = m;
     }
+}
+
+static void note_member(ledger *l, uint32_t m)
+{
+    if (l->m[m].changed)
+        return;
+    if (MEM_GROW(l->changed, l->cap_ch, l->n_ch + 1) != 0) {
+        l->ch_lost = 1;
+        return;
+    }
+    l->m[m].changed = 1;
+    l->changed[l->n_ch++] = m;
 }
 
 static int mark_lot(ledger *l, uint32_t i)
@@ -218,10 +237,13 @@ static void release_state(ledger *l)
     mem_free(l->pay);
     mem_free(l->dirty_lots);
     mem_free(l->dirty_members);
+    mem_free(l->changed);
     program_free(l->prog);
     l->w = NULL, l->p = NULL, l->lot = NULL, l->q = NULL, l->t = NULL, l->m = NULL, l->stock = NULL;
     l->arena = l->pay = NULL;
-    l->dirty_lots = l->dirty_members = NULL;
+    l->dirty_lots = l->dirty_members = l->changed = NULL;
+    l->n_ch = l->cap_ch = 0;
+    l->ch_lost = 0;
     l->prog = NULL;
     l->n_w = l->n_p = l->n_lot = l->n_q = l->n_t = l->n_m = l->n_stock = 0;
     l->cap_w = l->cap_p = l->cap_lot = l->cap_q = l->cap_t = l->cap_m = l->cap_stock = 0;
@@ -342,6 +364,7 @@ static int add_posting(ledger *l, uint32_t wi, int debit, int credit, int64_t am
     mm->balance = bal;
     account(l, debit, credit, amount);
     mark_member(l, lt_->member);
+    note_member(l, lt_->member);
     l->w[wi].np++;
     if (ts > l->max_ts)
         l->max_ts = ts;
@@ -389,6 +412,7 @@ static int add_qual(ledger *l, uint32_t wi, uint32_t member, int64_t ts, int64_t
     l->q[l->n_q] = (lq){l->next_q++, ts, points, spend, wi, member, l->m[member].qual};
     l->m[member].qual = (uint32_t)l->n_q++;
     qual_bound(&l->m[member], points, spend);
+    note_member(l, member);
     l->mutated = 1;
     return 0;
 }
@@ -399,6 +423,7 @@ static int add_tier(ledger *l, uint32_t wi, uint32_t member, int64_t ts, int tie
         return -1;
     l->t[l->n_t] = (lt){l->next_t++, ts, wi, member, l->m[member].tier, tier};
     l->m[member].tier = (uint32_t)l->n_t++;
+    note_member(l, member);
     l->mutated = 1;
     return 0;
 }
@@ -766,6 +791,11 @@ static int load(ledger *l, uint64_t token, patron_error *err)
     l->mark_w = l->n_w, l->mark_p = l->n_p, l->mark_q = l->n_q, l->mark_t = l->n_t;
     l->token = token;
     l->loaded = 1;
+    l->epoch++;
+    for (size_t i = 0; i < l->n_ch; i++) /* loading lists nothing: the epoch says it all */
+        l->m[l->changed[i]].changed = 0;
+    l->n_ch = 0;
+    l->ch_lost = 0;
     return PATRON_OK;
 }
 
@@ -1044,6 +1074,8 @@ static int op_end(ledger *l, op *o, int rc, patron_error *err)
     if (o->own && l->durable)
         store_ledger_synchronous(l->sl, 0, NULL);
     l->mutated = 0;
+    if (rc == PATRON_OK && o->own)
+        loyalty_after_commit(l->db); /* (an import's batch: the importer, after its commit) */
     return rc;
 }
 
@@ -1067,6 +1099,8 @@ int ledger_group_end(ledger *l, int commit, patron_error *err)
     }
     if (!commit || rc)
         l->loaded = 0;
+    else
+        loyalty_after_commit(l->db);
     return rc;
 }
 
@@ -2266,6 +2300,170 @@ int ledger_history(ledger *l, uint32_t member, int64_t now, ledger_history_row *
     *rows = r;
     *n = k;
     return PATRON_OK;
+}
+
+/* ---- what the rule engine reads of a member (loyalty.c) ---------------------------------- */
+
+static int srow_cmp(const void *a, const void *b)
+{
+    const ledger_srow *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+typedef struct lotsum {
+    uint32_t lot;
+    int64_t sum; /* Σ of the member's lines on the lot dated at or before its expiry */
+} lotsum;
+
+static int lotsum_cmp(const void *a, const void *b)
+{
+    uint32_t x = ((const lotsum *)a)->lot, y = ((const lotsum *)b)->lot;
+    return (x > y) - (x < y);
+}
+
+static lotsum *lotsum_find(lotsum *s, size_t n, uint32_t lot)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s[mid].lot < lot)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && s[lo].lot == lot ? &s[lo] : NULL;
+}
+
+static int srow_add(ledger_srow **p, size_t *cap, size_t *k, ledger_srow r)
+{
+    if (MEM_GROW(*p, *cap, *k + 1) != 0)
+        return -1;
+    (*p)[(*k)++] = r;
+    return 0;
+}
+
+int ledger_stream_rows(ledger *l, uint32_t member, ledger_srow **pts, size_t *np, ledger_srow **red,
+                       size_t *nr, patron_error *err)
+{
+    *pts = *red = NULL;
+    *np = *nr = 0;
+    if (member >= l->n_m)
+        return PATRON_OK;
+    ledger_srow *p = NULL, *r = NULL;
+    lotsum *ls = NULL;
+    size_t pc = 0, rc = 0, k = 0, j = 0, nl = 0, lc = 0;
+    for (uint32_t i = l->m[member].lot; i != NIL; i = l->lot[i].prev)
+        if (l->lot[i].expires != INT64_MAX) {
+            if (MEM_GROW(ls, lc, nl + 1) != 0)
+                goto oom;
+            ls[nl++] = (lotsum){i, 0};
+        }
+    if (nl > 1)
+        qsort(ls, nl, sizeof *ls, lotsum_cmp);
+    uint32_t last_w = NIL;
+    int64_t last_ts = 0;
+    /* the journal lines, one row per write and instant (an expiry run posts each lot at
+     * its own expiry) */
+    for (uint32_t i = l->m[member].post; i != NIL; i = l->p[i].prev) {
+        const lp *x = &l->p[i];
+        const lw *w = &l->w[x->write];
+        int64_t amt = x->credit == LEDGER_ACC_MEMBER ? x->amount : -x->amount;
+        lotsum *s = lotsum_find(ls, nl, x->lot);
+        if (s && x->ts <= l->lot[x->lot].expires)
+            s->sum += amt;
+        else if (s && srow_add(&p, &pc, &k, (ledger_srow){INT64_MAX, x->ts, -amt, LEDGER_EXPIRE, "", 0}))
+            goto oom; /* into a lot expired already: gone at once */
+        if (x->write == last_w && x->ts == last_ts) {
+            p[k - 1 - (s && x->ts > l->lot[x->lot].expires)].points += amt;
+            if (j && r[j - 1].seq == w->seq)
+                r[j - 1].points -= amt;
+            continue;
+        }
+        if (srow_add(&p, &pc, &k, (ledger_srow){w->seq, x->ts, amt, w->kind, l->arena + w->ref_off, w->ref_len}))
+            goto oom;
+        if (k >= 2 && p[k - 2].seq == INT64_MAX && p[k - 2].ts == x->ts) { /* keep the write's row last */
+            ledger_srow t = p[k - 1];
+            p[k - 1] = p[k - 2];
+            p[k - 2] = t;
+        }
+        if ((w->kind == LEDGER_REDEEM || w->kind == LEDGER_REDEEM_EVENT) && !(w->state & W_CANCELLED) &&
+            !(j && r[j - 1].seq == w->seq) &&
+            srow_add(&r, &rc, &j, (ledger_srow){w->seq, w->ts, -amt, w->kind, l->arena + w->ref_off, w->ref_len}))
+            goto oom;
+        last_w = x->write;
+        last_ts = x->ts;
+    }
+    /* what a lot holds at its expiry leaves at that instant, whether or not the expiry
+     * run has posted it (points_balance never counts it either; a run's lines make the
+     * sum 0) */
+    for (size_t i = 0; i < nl; i++)
+        if (ls[i].sum != 0 &&
+            srow_add(&p, &pc, &k, (ledger_srow){INT64_MAX, l->lot[ls[i].lot].expires, -ls[i].sum, LEDGER_EXPIRE, "", 0}))
+            goto oom;
+    mem_free(ls);
+    if (k > 1)
+        qsort(p, k, sizeof *p, srow_cmp);
+    if (j > 1)
+        qsort(r, j, sizeof *r, srow_cmp);
+    *pts = p, *np = k, *red = r, *nr = j;
+    return PATRON_OK;
+oom:
+    mem_free(ls);
+    mem_free(p);
+    mem_free(r);
+    return oom(err);
+}
+
+int64_t ledger_next_change(ledger *l, uint32_t member, int64_t now, int64_t window)
+{
+    if (member >= l->n_m)
+        return INT64_MAX;
+    int64_t t = INT64_MAX;
+    for (uint32_t i = l->m[member].lot; i != NIL; i = l->lot[i].prev)
+        if ((l->lot[i].remaining > 0 || l->max_ts > now) && l->lot[i].expires > now && l->lot[i].expires < t)
+            t = l->lot[i].expires;
+    for (uint32_t i = l->m[member].post; i != NIL; i = l->p[i].prev)
+        if (l->p[i].ts > now && l->p[i].ts < t)
+            t = l->p[i].ts;
+    for (uint32_t i = l->m[member].qual; i != NIL; i = l->q[i].prev) {
+        int64_t ts = l->q[i].ts, out;
+        if (ts > now && ts < t)
+            t = ts;
+        if (!__builtin_add_overflow(ts, window, &out) && out > now && out < t)
+            t = out; /* leaves (now - window, now] */
+    }
+    for (uint32_t i = l->m[member].tier; i != NIL; i = l->t[i].prev)
+        if (l->t[i].ts > now && l->t[i].ts < t)
+            t = l->t[i].ts;
+    return t;
+}
+
+size_t ledger_changed(ledger *l, const uint32_t **members, int *all)
+{
+    *members = l->changed;
+    *all = l->ch_lost;
+    return l->n_ch;
+}
+
+void ledger_changed_clear(ledger *l)
+{
+    for (size_t i = 0; i < l->n_ch; i++)
+        if (l->changed[i] < l->n_m)
+            l->m[l->changed[i]].changed = 0;
+    l->n_ch = 0;
+    l->ch_lost = 0;
+}
+
+uint64_t ledger_epoch(const ledger *l)
+{
+    return l->epoch;
+}
+
+int ledger_loaded(const ledger *l)
+{
+    return l->loaded;
 }
 
 /* ---- verification --------------------------------------------------------------------------- */

@@ -173,6 +173,34 @@ typedef struct ledger_history_row {
 int ledger_history(ledger *l, uint32_t member, int64_t now, ledger_history_row **rows,
                    size_t *n, patron_error *err);
 
+/* The member's `points` and `redemptions` streams as the rule engine reads them, oldest
+ * first (ties in write order), every row whatever its time (a reader filters by now):
+ * points: one row per write and instant with the member's signed points (kind says
+ * why; ref is the reason of adjustments and bonuses), plus for each lot with points
+ * left a row at its expiry taking them away (the expiry run posts the same amount at the
+ * same instant); redemptions: catalog and imported redemptions not cancelled, points as
+ * spent (> 0), ref = reward id.  Caller frees both with mem_free. */
+typedef struct ledger_srow {
+    int64_t seq, ts, points;
+    int kind;
+    const char *ref; /* borrowed until the next write */
+    size_t refn;
+} ledger_srow;
+int ledger_stream_rows(ledger *l, uint32_t member, ledger_srow **pts, size_t *np, ledger_srow **red,
+                       size_t *nr, patron_error *err);
+/* The first instant after now at which the member's balance, tier or points earned in a
+ * rolling window of `window` seconds may change without a new write (a lot expires, a
+ * qualifying row leaves the window, a row dated after now arrives); INT64_MAX never. */
+int64_t ledger_next_change(ledger *l, uint32_t member, int64_t now, int64_t window);
+/* Members whose rows changed since ledger_changed_clear (written by this process, in
+ * memory; the caller takes them after its commit).  *all = 1 when the list is
+ * incomplete (out of memory).  A load starts a new epoch: anything derived from an older
+ * one is stale as a whole. */
+size_t ledger_changed(ledger *l, const uint32_t **members, int *all);
+void ledger_changed_clear(ledger *l);
+uint64_t ledger_epoch(const ledger *l);
+int ledger_loaded(const ledger *l);
+
 typedef struct ledger_verify_report {
     int ok;
     int64_t writes, postings, lots, members;

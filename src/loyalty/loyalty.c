@@ -22,6 +22,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,7 +396,7 @@ int64_t loyalty_points_balance(patron_db *db, uint32_t member, int64_t now)
 
 int64_t loyalty_points_earned_365d(patron_db *db, uint32_t member, int64_t now)
 {
-    return db->loyalty ? ledger_qualifying(db->loyalty, member, now, 365 * (int64_t)86400, 0) : 0;
+    return db->loyalty ? ledger_qualifying(db->loyalty, member, now, LOYALTY_EARNED_WINDOW, 0) : 0;
 }
 
 const char *loyalty_tier(patron_db *db, uint32_t member, int64_t now)
@@ -408,15 +409,17 @@ const char *loyalty_tier(patron_db *db, uint32_t member, int64_t now)
     return p->tiers[ledger_tier(db->loyalty, member, now)].name;
 }
 
-static const char *reason_of(const ledger_history_row *r, size_t *n)
+/* The `reason` of a points row: the reason given for adjustments and bonuses, else what
+ * the write was. */
+static const char *reason_name(int kind, const char *ref, size_t refn, size_t *n)
 {
     static const char *const w[] = {"",       "order",  "return", "void",   "redemption", "cancel",
                                     "adjust", "expiry", "review", "bonus",  "redemption"};
-    if (r->kind == LEDGER_ADJUST || r->kind == LEDGER_BONUS) {
-        *n = r->refn;
-        return r->ref;
+    if (kind == LEDGER_ADJUST || kind == LEDGER_BONUS) {
+        *n = refn;
+        return ref;
     }
-    const char *s = r->kind > 0 && r->kind <= LEDGER_REDEEM_EVENT ? w[r->kind] : "";
+    const char *s = kind > 0 && kind <= LEDGER_REDEEM_EVENT ? w[kind] : "";
     *n = strlen(s);
     return s;
 }
@@ -441,7 +444,7 @@ int loyalty_points_stream(patron_db *db, uint32_t member, int64_t now, loyalty_p
     for (size_t i = 0; i < hn; i++) {
         r[i].ts = h[i].ts;
         r[i].points = h[i].points;
-        r[i].reason = reason_of(&h[i], &r[i].reasonn);
+        r[i].reason = reason_name(h[i].kind, h[i].ref, h[i].refn, &r[i].reasonn);
     }
     mem_free(h);
     *rows = r;
@@ -482,15 +485,53 @@ void loyalty_fields_compute(patron_db *db, int64_t now, loyalty_fields *f)
         if (f->points_balance)
             f->points_balance[m] = l ? ledger_balance(l, m, now) : 0;
         if (f->points_earned_365d)
-            f->points_earned_365d[m] = l ? ledger_qualifying(l, m, now, 365 * (int64_t)86400, 0) : 0;
+            f->points_earned_365d[m] = l ? ledger_qualifying(l, m, now, LOYALTY_EARNED_WINDOW, 0) : 0;
         if (f->tier)
             f->tier[m] = l ? ledger_tier(l, m, now) : 0;
     }
 }
 
+/* The loyalty fields as columns computed at the reader's now: a rule evaluated at any
+ * instant (a segment looking at a member when a lot expires) reads the ledger's answer
+ * for that instant.  Null without a program. */
+static ledger *prog_ledger(const vfn *f)
+{
+    patron_db *db = f->ctx;
+    ledger *l = db->loyalty;
+    return l && ledger_loaded(l) && ledger_program(l, NULL) ? l : NULL;
+}
+
+static double fn_balance(const vfn *f, uint32_t m, int64_t now)
+{
+    ledger *l = prog_ledger(f);
+    return l ? (double)ledger_balance(l, m, now) : NAN;
+}
+
+static double fn_earned(const vfn *f, uint32_t m, int64_t now)
+{
+    ledger *l = prog_ledger(f);
+    return l ? (double)ledger_qualifying(l, m, now, LOYALTY_EARNED_WINDOW, 0) : NAN;
+}
+
+static uint32_t fn_tier(const vfn *f, uint32_t m, int64_t now)
+{
+    ledger *l = prog_ledger(f);
+    if (!l)
+        return 0;
+    int t = ledger_tier(l, m, now);
+    return t >= 0 && (size_t)t < f->n_codes ? f->codes[t] : 0;
+}
+
+static int64_t fn_next(const vfn *f, uint32_t m, int64_t now)
+{
+    ledger *l = prog_ledger(f);
+    return l ? ledger_next_change(l, m, now, LOYALTY_EARNED_WINDOW) : INT64_MAX;
+}
+
 int loyalty_attach(patron_db *db, int64_t now, patron_error *err)
 {
-    rule_indexes_drop(db); /* the columns are rewritten in place below */
+    (void)now;
+    rule_indexes_drop(db);
     int rc = loyalty_refresh(db, err);
     if (rc != PATRON_OK)
         return rc;
@@ -499,11 +540,107 @@ int loyalty_attach(patron_db *db, int64_t now, patron_error *err)
            *tier = db_extcol(db, "tier", VT_STR, 0);
     if (!bal || !earned || !tier)
         return err_set(err, PATRON_ENOMEM, "out of memory");
-    for (uint32_t m = 0; m < bal->n; m++) {
-        bal->num[m] = (double)loyalty_points_balance(db, m, now);
-        earned->num[m] = (double)loyalty_points_earned_365d(db, m, now);
-        const char *t = loyalty_tier(db, m, now);
-        tier->code[m] = t && *t ? strdict_intern(&tier->dict, t, strlen(t)) : 0;
-    }
+    bal->fn = (vfn){fn_balance, NULL, fn_next, db, NULL, 0};
+    earned->fn = (vfn){fn_earned, NULL, fn_next, db, NULL, 0};
+    /* tier index -> code in the column's dictionary (codes stay: rules compiled earlier
+     * hold them) */
+    const program *p = db->loyalty ? ledger_program(db->loyalty, NULL) : NULL;
+    size_t nt = p ? p->n_tiers : 0;
+    uint32_t *codes = mem_alloc_array(nt + 1, sizeof *codes);
+    if (!codes)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    for (size_t k = 0; k < nt; k++)
+        if (!(codes[k] = strdict_intern(&tier->dict, p->tiers[k].name, strlen(p->tiers[k].name)))) {
+            mem_free(codes);
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+        }
+    mem_free(tier->fn.codes);
+    tier->fn = (vfn){NULL, fn_tier, fn_next, db, codes, nt};
     return PATRON_OK;
+}
+
+/* ---- the ledger in the member view and in live segments ------------------------------------- */
+
+/* Member m's ledger rows into the view's points and redemptions streams. */
+static int member_rows(patron_db *db, ledger *l, uint32_t m, patron_error *err)
+{
+    ledger_srow *p, *r;
+    size_t np, nr;
+    int rc = ledger_stream_rows(l, m, &p, &np, &r, &nr, err);
+    if (rc != PATRON_OK)
+        return rc;
+    view_lrow *v = mem_alloc_array(np + nr + 1, sizeof *v);
+    if (!v) {
+        rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    } else {
+        for (size_t i = 0; i < np; i++) {
+            v[i].ts = p[i].ts;
+            v[i].points = (double)p[i].points;
+            v[i].s = reason_name(p[i].kind, p[i].ref, p[i].refn, &v[i].sn);
+        }
+        for (size_t i = 0; i < nr; i++)
+            v[np + i] = (view_lrow){r[i].ts, (double)r[i].points, r[i].ref, r[i].refn};
+        if (view_ledger_rows(db, m, v, np, v + np, nr) != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    }
+    mem_free(v);
+    mem_free(p);
+    mem_free(r);
+    return rc;
+}
+
+int loyalty_view_hook(patron_db *db, patron_error *err)
+{
+    ledger *l;
+    int rc = ledger_get(db, &l, err);
+    if (rc != PATRON_OK || !ledger_program(l, NULL))
+        return rc; /* without a program the imported events stand */
+    mview *v = db->view;
+    for (uint32_t m = 0; m < v->n && rc == PATRON_OK; m++)
+        rc = member_rows(db, l, m, err);
+    v->ledger_fed = 1;
+    v->ledger_epoch = ledger_epoch(l);
+    return rc;
+}
+
+void loyalty_after_commit(patron_db *db)
+{
+    ledger *l = db->loyalty;
+    if (!l || !ledger_loaded(l))
+        return; /* reloaded on next use: a new epoch */
+    const uint32_t *ms;
+    int all;
+    size_t n = ledger_changed(l, &ms, &all);
+    mview *v = db->view && db->view_valid && !db->view->failed ? db->view : NULL;
+    int fed = v && ledger_program(l, NULL);
+    if (fed && (!v->ledger_fed || v->ledger_epoch != ledger_epoch(l)))
+        all = 1; /* a program since the view was built, or a reload: every member */
+    if (!n && !all)
+        return;
+    const uint32_t src = DB_SRC_LOYALTY | (uint32_t)DB_SRC_EVENTS << (ST_POINTS - ST_REDEMPTIONS) |
+                         (uint32_t)DB_SRC_EVENTS << (ST_REDEMPTIONS - ST_REDEMPTIONS);
+    int was = db->tracking;
+    db->tracking = 1;
+    patron_error e = {0};
+    size_t count = all ? db->n_members : n;
+    for (size_t i = 0; i < count; i++) {
+        uint32_t m = all ? (uint32_t)i : ms[i];
+        if (m >= db->n_members)
+            continue;
+        db_touch(db, m, src);
+        if (fed && member_rows(db, l, m, &e) != PATRON_OK)
+            fed = 0; /* the view is marked failed: rebuilt on its next read */
+    }
+    db->tracking = was;
+    if (v) {
+        v->ledger_epoch = ledger_epoch(l);
+        view_after_import(db); /* rebind the streams' columns */
+    }
+    ledger_changed_clear(l);
+}
+
+void loyalty_after_rollback(patron_db *db)
+{
+    if (db->loyalty)
+        ledger_invalidate(db->loyalty);
 }

@@ -124,8 +124,23 @@ typedef struct loyalty_fields {
 } loyalty_fields;
 void loyalty_fields_compute(patron_db *db, int64_t now, loyalty_fields *f);
 
-/* Attaches points_balance, points_earned_365d and tier at now as member columns the rule
- * engine reads (members/view.h extcol). */
+#define LOYALTY_EARNED_WINDOW (365 * (int64_t)86400) /* points_earned_365d */
+
+/* Attaches points_balance, points_earned_365d and tier as member columns the rule engine
+ * reads (members/view.h extcol), computed from the ledger at the reader's now (VS_FN):
+ * null without a program.  `now` is unused (kept for callers). */
 int loyalty_attach(patron_db *db, int64_t now, patron_error *err);
+
+/* The member view's build hook (db->view_hook): with a program, the `points` and
+ * `redemptions` streams are the ledger's rows (ledger_stream_rows) instead of the
+ * imported events. */
+int loyalty_view_hook(patron_db *db, patron_error *err);
+
+/* After a commit that wrote to the ledger (its own operations, or an import's batch):
+ * marks the members whose ledger rows changed as touched (DB_SRC_LOYALTY and the two
+ * streams) for live segments, and replaces their rows in the member view. */
+void loyalty_after_commit(patron_db *db);
+/* After an import rolled back: what its batch posted in memory is dropped (reloaded). */
+void loyalty_after_rollback(patron_db *db);
 
 #endif

@@ -558,6 +558,9 @@ static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const
     if (!e.is_object)
         return 0;
     int rc = event_profile(v, m, kind, ts, &e);
+    if (v->ledger_fed && kind < (int)N_EDEFS &&
+        (edefs[kind].stream == ST_POINTS || edefs[kind].stream == ST_REDEMPTIONS))
+        return rc; /* the ledger's rows stand for them */
     if (rc == 0 && kind < (int)N_EDEFS) {
         unsigned char cells[3][8];
         const void *vals[4] = {NULL, cells[0], cells[1], cells[2]};
@@ -875,6 +878,7 @@ void db_view_free(patron_db *db)
     for (size_t i = 0; i < db->n_ext; i++) {
         mem_free(db->ext[i]->num);
         mem_free(db->ext[i]->code);
+        mem_free(db->ext[i]->fn.codes);
         strdict_release(&db->ext[i]->dict);
         mem_free(db->ext[i]);
     }
@@ -1217,6 +1221,15 @@ int db_view_ensure(patron_db *db, patron_error *err)
     db->view = v;
     db->view_valid = 1;
     db->view_gen++;
+    if (db->view_hook && (rc = db->view_hook(db, err)) == PATRON_OK && v->failed)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory building the member view");
+    if (rc != PATRON_OK) {
+        view_free(v);
+        db->view = NULL;
+        db->view_valid = 0;
+        return rc;
+    }
+    bind_streams(db, v);
     return PATRON_OK;
 }
 
@@ -1315,6 +1328,36 @@ void view_after_import(patron_db *db)
     }
     bind_streams(db, v);
     db->view_gen++;
+}
+
+int view_ledger_rows(patron_db *db, uint32_t m, const view_lrow *pts, size_t np,
+                     const view_lrow *red, size_t nr)
+{
+    mview *v = live_view(db);
+    if (!v || m >= v->n)
+        return 0;
+    v->ledger_fed = 1;
+    stream *sp = &v->streams[ST_POINTS], *sr = &v->streams[ST_REDEMPTIONS];
+    sp->end[m] = sp->beg[m];
+    sr->end[m] = sr->beg[m];
+    for (size_t i = 0; i < np; i++) { /* points, reason */
+        double pt = pts[i].points;
+        uint32_t code = strdict_intern(&v->estr, pts[i].s, pts[i].sn);
+        const void *vals[3] = {NULL, &pt, &code};
+        if ((!code && pts[i].sn) || stream_insert(sp, m, pts[i].ts, vals) != 0)
+            goto oom;
+    }
+    for (size_t i = 0; i < nr; i++) { /* reward_id, points */
+        double pt = red[i].points;
+        uint32_t code = strdict_intern(&v->estr, red[i].s, red[i].sn);
+        const void *vals[3] = {NULL, &code, &pt};
+        if ((!code && red[i].sn) || stream_insert(sr, m, red[i].ts, vals) != 0)
+            goto oom;
+    }
+    return 0;
+oom:
+    v->failed = 1;
+    return -1;
 }
 
 /* ---- hashing (tests) -------------------------------------------------------------------- */

@@ -29,9 +29,23 @@ typedef enum vstore {
     VS_BOOL,   /* uint8: 0 false, 1 true, 2 null */
     VS_DAYS,   /* int32 days since 1970-01-01, INT32_MIN = null (a date) */
     VS_NONE,   /* always null (a field whose source does not exist yet) */
+    VS_FN,     /* a member column computed at the reader's now (vfn below) */
 } vstore;
 
-/* One column: row r's value is data[via ? via[r] : r]. */
+/* A member column whose value depends on now and is computed on read (the loyalty
+ * fields: the ledger answers for any instant).  Reads are concurrent: the functions must
+ * only read.  next() is the first instant after now at which the value may change
+ * (INT64_MAX: not before new data). */
+typedef struct vfn {
+    double (*num)(const struct vfn *f, uint32_t m, int64_t now);   /* VT_NUM; NAN = null */
+    uint32_t (*code)(const struct vfn *f, uint32_t m, int64_t now); /* VT_STR; 0 = null */
+    int64_t (*next)(const struct vfn *f, uint32_t m, int64_t now);
+    void *ctx;
+    uint32_t *codes; /* for code(): its own table (freed with the column), e.g. index -> code */
+    size_t n_codes;
+} vfn;
+
+/* One column: row r's value is data[via ? via[r] : r] (VS_FN: see the rule node's fn). */
 typedef struct vcol {
     vtype type;
     vstore st;
@@ -121,6 +135,8 @@ typedef struct mview {
     int64_t *bf_money, *bf_last, *bf_max; /* PATRON_NULL_TS when none */
     store_buf pbuf;          /* a profile's or an event's cells (live updates) */
     int failed;              /* an incremental update ran out of memory: rebuild */
+    int ledger_fed;          /* points/redemptions hold the ledger's rows (view_ledger_rows) */
+    uint64_t ledger_epoch;   /* the ledger load they came from (loyalty.c) */
     /* bitmap indexes of code columns built by the rule evaluator (rules/eval.c), each
      * valid for one view generation; freed with the view */
     struct colidx *idx;
@@ -139,6 +155,7 @@ typedef struct extcol {
     double *num;     /* VT_NUM: NAN = null */
     uint32_t *code;  /* VT_STR: codes in dict, 0 = null */
     strdict dict;
+    vfn fn;          /* fn.num or fn.code set: computed at the reader's now instead */
 } extcol;
 
 /* The column `name`, created when missing, sized for every member now (new slots null).
@@ -168,6 +185,19 @@ void view_item(patron_db *db, uint32_t o, uint32_t sku, uint32_t cat, uint32_t b
                int32_t qty, int64_t price);
 void view_void(patron_db *db, uint32_t o);
 void view_after_import(patron_db *db);
+
+/* The ledger's rows for member m (loyalty module): they replace m's `points` and
+ * `redemptions` slices, and from then on imported points/redemption events no longer
+ * enter those streams (the ledger posts them).  Rows in time order.  0, or -1 when out
+ * of memory (the view is then marked for a rebuild). */
+typedef struct view_lrow {
+    int64_t ts;
+    double points;
+    const char *s; /* reason (points) or reward_id (redemptions) */
+    size_t sn;
+} view_lrow;
+int view_ledger_rows(patron_db *db, uint32_t m, const view_lrow *pts, size_t np,
+                     const view_lrow *red, size_t nr);
 /* A hash of everything the view holds, order-insensitive among rows of one member with
  * the same timestamp (tests: incremental == rebuilt). */
 uint64_t view_hash(const patron_db *db);

@@ -244,6 +244,11 @@ static int resolve_member_field(checker *c, rnode *n)
             n->vc.st = VS_F64;
             n->vc.data = w->num;
         }
+        if (w->fn.num || w->fn.code) { /* computed at the reader's now */
+            n->vc.st = VS_FN;
+            n->vc.data = NULL;
+            n->fn = &w->fn;
+        }
         if (n->is_model)
             c->r->reads_models = 1;
         return 0;

@@ -746,6 +746,18 @@ static vec eval_node(ectx *x, const rnode *n, vec *ch)
     case N_FIELD:
         switch (n->ref) {
         case REF_COL:
+            if (n->vc.st == VS_FN) { /* computed at each row's now */
+                const vfn *f = n->fn;
+                if (n->type == VT_STR && (r.c = vc(x))) {
+                    for (size_t i = 0; i < nn; i++)
+                        r.c[i] = f->code(f, x->rows[i], NOW(x, i));
+                } else if (n->type != VT_STR && (r.d = vd(x))) {
+                    for (size_t i = 0; i < nn; i++)
+                        r.d[i] = f->num(f, x->rows[i], NOW(x, i));
+                }
+                return r;
+            }
+            /* fall through */
         case REF_EVENT:
             if (n->type == VT_STR) {
                 if ((r.c = vc(x)))
@@ -1042,6 +1054,14 @@ static void field_due(ectx *x, const rnode *n, vec *r)
             if (v->consent[n->which][m] == CONSENT_GRANTED && ex != PATRON_NULL_TS && ex > now)
                 r->t[i] = ex;
         }
+        return;
+    }
+    if (n->ref == REF_COL && n->vc.st == VS_FN && n->fn->next) {
+        if (!(r->t = tnew(x)))
+            return;
+        const vfn *f = n->fn;
+        for (size_t i = 0; i < nn; i++)
+            r->t[i] = f->next(f, x->rows[i], NOW(x, i));
         return;
     }
     if (n->ref != REF_COMPUTED)
@@ -1938,7 +1958,8 @@ static roaring_bitmap_t *range_members(const struct colidx *x, double lo, int lo
 static const rnode *range_field(const rnode *n)
 {
     return n->kind == N_FIELD && n->ref == REF_COL && (n->type == VT_NUM || n->type == VT_TS) &&
-                   !n->vc.via && n->vc.st != VS_BOOL && n->vc.st != VS_CODE && n->vc.st != VS_NONE
+                   !n->vc.via && n->vc.st != VS_BOOL && n->vc.st != VS_CODE && n->vc.st != VS_NONE &&
+                   n->vc.st != VS_FN
                ? n
                : NULL;
 }

@@ -258,6 +258,14 @@ static rval field(const rctx *c, const rnode *n)
     case REF_NONE:
         return v_null();
     case REF_COL:
+        if (n->vc.st == VS_FN) {
+            if (n->type == VT_STR) {
+                uint32_t code = n->fn->code(n->fn, c->m, c->now);
+                return code ? v_code(code) : v_null();
+            }
+            double d = n->fn->num(n->fn, c->m, c->now);
+            return isnan(d) ? v_null() : v_num(d);
+        }
         return col_value(&n->vc, n->type, c->m);
     case REF_MEMBER_ID:
         return v_code(c->m + 1);

@@ -90,6 +90,7 @@ struct rnode {
     refkind ref;
     int which;
     vcol vc;             /* REF_COL / REF_EVENT: the column read */
+    const vfn *fn;       /* REF_COL with vc.st == VS_FN: computed at the reader's now */
     int is_model;        /* reads a model field (SPEC 1.5: profiling consent) */
     const void *bitmap;  /* N_INSEG of a static segment: its members (roaring_bitmap_t) */
     int time_dependent;  /* its value can change with now alone */

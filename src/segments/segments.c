@@ -407,6 +407,8 @@ static void deps_of(const rnode *n, uint32_t *deps)
             *deps |= (n->which == F_AGE || n->which == F_DAYS_TO_BIRTHDAY || n->which == F_TENURE_DAYS)
                              ? DB_SRC_PROFILE
                              : DB_SRC_ORDERS;
+        else if (n->ref == REF_COL && n->vc.st == VS_FN)
+            *deps |= DB_SRC_LOYALTY;
         else if (n->ref != REF_NONE)
             *deps |= n->is_model ? DB_SRC_MODELS : DB_SRC_PROFILE;
         break;
