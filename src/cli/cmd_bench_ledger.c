@@ -107,6 +107,8 @@ static int bench_earn(cli_ctx *ctx, patron_db *db, ledger *l, uint64_t count)
     if (rc)
         return bench_fail(db, &err);
     rc = ledger_batch_begin(l, NULL, NULL, 0, &err);
+    if (rc == PATRON_OK) /* as the importers do: the batch's size is known */
+        rc = ledger_batch_reserve(l, (size_t)count, &err);
     if (rc) {
         store_rollback(db->st);
         return bench_fail(db, &err);

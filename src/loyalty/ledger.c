@@ -564,6 +564,113 @@ static int tier_by_name(ledger *l, const char *name, size_t n)
     return t < 0 ? 0 : t;
 }
 
+/* A bounded text builder for keys and payloads on the import path (snprintf was a
+ * tenth of an import's time); output truncated at cap - 1, like snprintf. */
+typedef struct pbuf {
+    char *p;
+    size_t n, cap;
+} pbuf;
+
+static void pb_str(pbuf *b, const char *s, size_t n)
+{
+    if (n > b->cap - 1 - b->n)
+        n = b->cap - 1 - b->n;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+
+static void pb_i64(pbuf *b, int64_t v)
+{
+    char t[24];
+    size_t k = sizeof t;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        t[--k] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        t[--k] = '-';
+    pb_str(b, t + k, sizeof t - k);
+}
+
+static void pb_hex16(pbuf *b, uint64_t v)
+{
+    char t[16];
+    for (int k = 15; k >= 0; k--, v >>= 4)
+        t[k] = "0123456789abcdef"[v & 15];
+    pb_str(b, t, 16);
+}
+
+/* The payload of an earn: "op=earn\nmember=M\nts=T\namount=A\nitems=%016llx\n", built
+ * without printf (an import makes one per order).  ih hashes the line items. */
+static size_t earn_payload(ledger *l, uint32_t member, int64_t ts, int64_t amount, uint64_t ih,
+                           char *out, size_t cap)
+{
+    size_t mn;
+    const char *mid = member_name(l, member, &mn);
+    pbuf pb = {out, 0, cap};
+    pb_str(&pb, "op=earn\nmember=", 15);
+    pb_str(&pb, mid, mn);
+    pb_str(&pb, "\nts=", 4);
+    pb_i64(&pb, ts);
+    pb_str(&pb, "\namount=", 8);
+    pb_i64(&pb, amount);
+    pb_str(&pb, "\nitems=", 7);
+    pb_hex16(&pb, ih);
+    pb_str(&pb, "\n", 1);
+    out[pb.n] = '\0';
+    return pb.n;
+}
+
+/* Earn writes in journal chunks are stored compact: the key "order:ID" as "" (ID is the
+ * ref) and the payload as EARN_PACKED + the 8-byte item hash, when the text is exactly
+ * what earn_payload() rebuilds from the write's own fields (two thirds of an import's
+ * journal bytes were these texts).  Readers expand them back (unpack_key, replay). */
+#define EARN_PACKED '\x01'
+#define EARN_PACKED_LEN 9
+
+static void pack_earn(ledger *l, store_ledger_write *sw, char *pay, char *tmp, size_t cap)
+{
+    if (sw->kind != LEDGER_EARN || sw->member < 0)
+        return;
+    if (sw->keyn == sw->refn + 6 && memcmp(sw->key, "order:", 6) == 0 &&
+        memcmp(sw->key + 6, sw->ref, sw->refn) == 0)
+        sw->keyn = 0;
+    const char *t = sw->payload;
+    size_t n = sw->payloadn;
+    if (n < 24 || memcmp(t + n - 24, "\nitems=", 7) != 0 || t[n - 1] != '\n')
+        return;
+    uint64_t ih = 0;
+    for (size_t k = n - 17; k < n - 1; k++) {
+        char c = t[k];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return;
+        ih = ih << 4 | (uint64_t)d;
+    }
+    if (earn_payload(l, (uint32_t)sw->member, sw->ts, sw->money, ih, tmp, cap) != n ||
+        memcmp(tmp, t, n) != 0)
+        return;
+    pay[0] = EARN_PACKED;
+    for (int k = 0; k < 8; k++)
+        pay[1 + k] = (char)(ih >> (8 * k));
+    sw->payload = pay;
+    sw->payloadn = EARN_PACKED_LEN;
+}
+
+/* The stored key of a write (a packed earn's is rebuilt into buf). */
+static const char *unpack_key(const store_ledger_write *sw, char *buf, size_t cap, size_t *n)
+{
+    if (sw->keyn || sw->kind != LEDGER_EARN || sw->refn + 6 >= cap) {
+        *n = sw->keyn;
+        return sw->key;
+    }
+    memcpy(buf, "order:", 6);
+    memcpy(buf + 6, sw->ref, sw->refn);
+    *n = sw->refn + 6;
+    return buf;
+}
+
 static int load_write(void *ctx, const store_ledger_write *sw)
 {
     ledger *l = ctx;
@@ -580,10 +687,13 @@ static int load_write(void *ctx, const store_ledger_write *sw)
     w->shortfall = sw->shortfall;
     w->balance = sw->balance;
     w->p0 = NIL;
-    if (arena_add(l, sw->key, sw->keyn, &w->key_off) || arena_add(l, sw->ref, sw->refn, &w->ref_off) ||
-        hmap_put(&l->keys, sw->key, sw->keyn, (uint32_t)l->n_w) != 0)
+    char kb[320];
+    size_t kn;
+    const char *key = unpack_key(sw, kb, sizeof kb, &kn);
+    if (arena_add(l, key, kn, &w->key_off) || arena_add(l, sw->ref, sw->refn, &w->ref_off) ||
+        hmap_put(&l->keys, key, kn, (uint32_t)l->n_w) != 0)
         return -1;
-    w->key_len = (uint32_t)sw->keyn;
+    w->key_len = (uint32_t)kn;
     w->ref_len = (uint32_t)sw->refn;
     l->n_w++;
     return 0;
@@ -938,7 +1048,9 @@ static int flush_chunk(ledger *l, size_t w0, size_t w1, size_t *p, size_t *q, si
     store_ledger_chunk_begin(l->sl);
     for (size_t i = w0; i < w1 && !bad; i++) {
         store_ledger_write sw;
+        char pay[EARN_PACKED_LEN], tmp[1024];
         write_rec(l, &l->w[i], &sw);
+        pack_earn(l, &sw, pay, tmp, sizeof tmp);
         bad = store_ledger_chunk_write(l->sl, &sw);
     }
     for (; *p < l->n_p && l->p[*p].write < w1 && !bad; (*p)++) {
@@ -1141,6 +1253,15 @@ static int replay(ledger *l, int wi, const char *key, size_t keyn, const char *p
     if (f == 0) /* in memory but not stored: the memory copy is ahead of the store */
         return err_set(err, PATRON_EINTERNAL, "key '%s' is in memory but not in the store",
                        shown_key(key));
+    char full[1024];
+    if (sw.kind == LEDGER_EARN && sw.payloadn == EARN_PACKED_LEN && sw.payload[0] == EARN_PACKED &&
+        sw.member >= 0) {
+        uint64_t ih = 0;
+        for (int k = 7; k >= 0; k--)
+            ih = ih << 8 | (unsigned char)sw.payload[1 + k];
+        sw.payloadn = earn_payload(l, (uint32_t)sw.member, sw.ts, sw.money, ih, full, sizeof full);
+        sw.payload = full;
+    }
     size_t pn = strlen(payload);
     if (sw.payloadn == pn && memcmp(sw.payload, payload, pn) == 0) {
         result_of(l, (size_t)wi, 1, res);
@@ -1444,43 +1565,6 @@ static int upgrade_check(ledger *l, uint32_t wi, uint32_t member, int64_t ts)
 
 /* ---- operations (inside an op) ------------------------------------------------------------ */
 
-/* A bounded text builder for keys and payloads on the import path (snprintf was a
- * tenth of an import's time); output truncated at cap - 1, like snprintf. */
-typedef struct pbuf {
-    char *p;
-    size_t n, cap;
-} pbuf;
-
-static void pb_str(pbuf *b, const char *s, size_t n)
-{
-    if (n > b->cap - 1 - b->n)
-        n = b->cap - 1 - b->n;
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-}
-
-static void pb_i64(pbuf *b, int64_t v)
-{
-    char t[24];
-    size_t k = sizeof t;
-    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        t[--k] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        t[--k] = '-';
-    pb_str(b, t + k, sizeof t - k);
-}
-
-static void pb_hex16(pbuf *b, uint64_t v)
-{
-    char t[16];
-    for (int k = 15; k >= 0; k--, v >>= 4)
-        t[k] = "0123456789abcdef"[v & 15];
-    pb_str(b, t, 16);
-}
-
 static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_error *err)
 {
     char key[320], payload[1024];
@@ -1502,19 +1586,7 @@ static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_
         ih = ih * 31 + (XXH3_64bits(it->sku, it->skun) ^ XXH3_64bits(it->category, it->categoryn) ^
                         XXH3_64bits(v, sizeof v));
     }
-    /* "op=earn\nmember=M\nts=T\namount=A\nitems=%016llx\n", built without printf (an
-     * import makes one per order) */
-    pbuf pb = {payload, 0, sizeof payload};
-    pb_str(&pb, "op=earn\nmember=", 15);
-    pb_str(&pb, mid, mn);
-    pb_str(&pb, "\nts=", 4);
-    pb_i64(&pb, o->ts);
-    pb_str(&pb, "\namount=", 8);
-    pb_i64(&pb, o->amount);
-    pb_str(&pb, "\nitems=", 7);
-    pb_hex16(&pb, ih);
-    pb_str(&pb, "\n", 1);
-    payload[pb.n] = '\0';
+    earn_payload(l, o->member, o->ts, o->amount, ih, payload, sizeof payload);
     int wi = find_key(l, key, (size_t)kn);
     if (wi >= 0)
         return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));

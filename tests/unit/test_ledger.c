@@ -1342,6 +1342,12 @@ static void test_chunks(void **state)
     o.amount = 40001;
     assert_int_equal(ledger_earn(la, &o, &again, &err), PATRON_EINPUT);
     assert_non_null(strstr(err.message, "'amount'"));
+    /* (a chunk stores an earn's key and payload packed: the retry above saw them rebuilt) */
+    o.amount = 40000;
+    it[1].amount = 30001;
+    assert_int_equal(ledger_earn(la, &o, &again, &err), PATRON_EINPUT);
+    assert_non_null(strstr(err.message, "'items'"));
+    it[1].amount = 30000;
     /* Spending lots the chunk created: their rows now override the derived ones. */
     int64_t now = T0 + 4200 * 600;
     for (uint32_t m = 0; m < 12; m++) {
