@@ -23,6 +23,9 @@ void mem_fail_after(long nth);
 /* Grows *p (an array of elem-sized items with capacity *cap) to hold at least need
  * items, doubling.  Returns 0, or -1 when out of memory (the array is unchanged). */
 int mem_grow(void **p, size_t *cap, size_t need, size_t elem);
-#define MEM_GROW(arr, cap, need) mem_grow((void **)&(arr), &(cap), (need), sizeof *(arr))
+/* 0 when arr has room for need elements (growing it when not), -1 out of memory.  The
+ * common case, room already there, costs one comparison (need and cap are read twice). */
+#define MEM_GROW(arr, cap, need) \
+    ((size_t)(need) <= (size_t)(cap) ? 0 : mem_grow((void **)&(arr), &(cap), (need), sizeof *(arr)))
 
 #endif

@@ -306,8 +306,8 @@ static int find_key(ledger *l, const char *key, size_t n)
 }
 
 /* Appends a write (seq = its index + 1 in the journal order).  Returns the index or -1. */
-static int64_t add_write(ledger *l, int kind, const char *key, size_t keyn, uint32_t member,
-                         int64_t ts, const char *ref, size_t refn, const char *payload)
+static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, uint32_t member,
+                           int64_t ts, const char *ref, size_t refn, const char *payload, size_t pn)
 {
     if (MEM_GROW(l->w, l->cap_w, l->n_w + 1) != 0)
         return -1;
@@ -318,10 +318,12 @@ static int64_t add_write(ledger *l, int kind, const char *key, size_t keyn, uint
     w->member = member;
     w->ts = ts;
     w->p0 = (uint32_t)l->n_p;
-    size_t pn = strlen(payload);
-    if (arena_add(l, key, keyn, &w->key_off) || arena_add(l, ref, refn, &w->ref_off) ||
-        MEM_GROW(l->pay, l->pay_cap, l->pay_len + pn + 1) != 0 ||
+    if (arena_add(l, key, keyn, &w->key_off) || MEM_GROW(l->pay, l->pay_cap, l->pay_len + pn + 1) != 0 ||
         hmap_put(&l->keys, key, keyn, (uint32_t)l->n_w) != 0)
+        return -1;
+    if (refn <= keyn && memcmp(key + keyn - refn, ref, refn) == 0) /* "order:ID" and "ID" */
+        w->ref_off = w->key_off + keyn - refn;
+    else if (arena_add(l, ref, refn, &w->ref_off))
         return -1;
     w->key_len = (uint32_t)keyn;
     w->ref_len = (uint32_t)refn;
@@ -331,6 +333,12 @@ static int64_t add_write(ledger *l, int kind, const char *key, size_t keyn, uint
     l->pay_len += pn;
     l->mutated = 1;
     return (int64_t)l->n_w++;
+}
+
+static int64_t add_write(ledger *l, int kind, const char *key, size_t keyn, uint32_t member,
+                         int64_t ts, const char *ref, size_t refn, const char *payload)
+{
+    return add_write_n(l, kind, key, keyn, member, ts, ref, refn, payload, strlen(payload));
 }
 
 /* Appends a journal line and applies it to its lot and member.  The member side is the
@@ -638,6 +646,8 @@ static void pack_earn(ledger *l, store_ledger_write *sw, char *pay, char *tmp, s
         sw->keyn = 0;
     const char *t = sw->payload;
     size_t n = sw->payloadn;
+    if (n == EARN_PACKED_LEN && t[0] == EARN_PACKED)
+        return; /* earn_in keeps it packed */
     if (n < 24 || memcmp(t + n - 24, "\nitems=", 7) != 0 || t[n - 1] != '\n')
         return;
     uint64_t ih = 0;
@@ -656,6 +666,19 @@ static void pack_earn(ledger *l, store_ledger_write *sw, char *pay, char *tmp, s
         pay[1 + k] = (char)(ih >> (8 * k));
     sw->payload = pay;
     sw->payloadn = EARN_PACKED_LEN;
+}
+
+/* The payload text of a write record (a packed earn's is rebuilt into buf, cap 1024). */
+static void unpack_payload(ledger *l, store_ledger_write *sw, char *buf, size_t cap)
+{
+    if (sw->kind != LEDGER_EARN || sw->payloadn != EARN_PACKED_LEN || sw->payload[0] != EARN_PACKED ||
+        sw->member < 0)
+        return;
+    uint64_t ih = 0;
+    for (int k = 7; k >= 0; k--)
+        ih = ih << 8 | (unsigned char)sw->payload[1 + k];
+    sw->payloadn = earn_payload(l, (uint32_t)sw->member, sw->ts, sw->money, ih, buf, cap);
+    sw->payload = buf;
 }
 
 /* The stored key of a write (a packed earn's is rebuilt into buf). */
@@ -1077,6 +1100,12 @@ static int flush_chunk(ledger *l, size_t w0, size_t w1, size_t *p, size_t *q, si
  * millions of orders made SQLite copy it around). */
 #define LEDGER_CHUNK_MAX 4096
 
+static int u32_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 static int flush(ledger *l, patron_error *err)
 {
     int rc = PATRON_OK, chunk = l->n_w - l->mark_w >= LEDGER_CHUNK_MIN;
@@ -1086,7 +1115,9 @@ static int flush(ledger *l, patron_error *err)
                          &cq, &ct, err);
     for (size_t i = l->mark_w; i < l->n_w && rc == PATRON_OK && !chunk; i++) {
         store_ledger_write sw;
+        char full[1024];
         write_rec(l, &l->w[i], &sw);
+        unpack_payload(l, &sw, full, sizeof full); /* rows keep the text */
         rc = store_ledger_write_put(l->sl, &sw, err);
     }
     for (size_t i = l->mark_p; i < l->n_p && rc == PATRON_OK && !chunk; i++) {
@@ -1112,6 +1143,8 @@ static int flush(ledger *l, patron_error *err)
             rc = store_ledger_lot_put(l->sl, &sx, err);
         x->dirty = 0;
     }
+    if (l->n_dm > 1) /* key order: each row's page is at hand, new rows append */
+        qsort(l->dirty_members, l->n_dm, sizeof *l->dirty_members, u32_cmp);
     for (size_t k = 0; k < l->n_dm && rc == PATRON_OK; k++) {
         lm *mm = &l->m[l->dirty_members[k]];
         rc = store_ledger_balance_put(l->sl, l->dirty_members[k], mm->balance, err);
@@ -1254,14 +1287,7 @@ static int replay(ledger *l, int wi, const char *key, size_t keyn, const char *p
         return err_set(err, PATRON_EINTERNAL, "key '%s' is in memory but not in the store",
                        shown_key(key));
     char full[1024];
-    if (sw.kind == LEDGER_EARN && sw.payloadn == EARN_PACKED_LEN && sw.payload[0] == EARN_PACKED &&
-        sw.member >= 0) {
-        uint64_t ih = 0;
-        for (int k = 7; k >= 0; k--)
-            ih = ih << 8 | (unsigned char)sw.payload[1 + k];
-        sw.payloadn = earn_payload(l, (uint32_t)sw.member, sw.ts, sw.money, ih, full, sizeof full);
-        sw.payload = full;
-    }
+    unpack_payload(l, &sw, full, sizeof full);
     size_t pn = strlen(payload);
     if (sw.payloadn == pn && memcmp(sw.payload, payload, pn) == 0) {
         result_of(l, (size_t)wi, 1, res);
@@ -1586,15 +1612,22 @@ static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_
         ih = ih * 31 + (XXH3_64bits(it->sku, it->skun) ^ XXH3_64bits(it->category, it->categoryn) ^
                         XXH3_64bits(v, sizeof v));
     }
-    earn_payload(l, o->member, o->ts, o->amount, ih, payload, sizeof payload);
     int wi = find_key(l, key, (size_t)kn);
-    if (wi >= 0)
+    if (wi >= 0) {
+        earn_payload(l, o->member, o->ts, o->amount, ih, payload, sizeof payload);
         return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
+    }
+    /* kept packed until it is stored (pack_earn, unpack_payload) */
+    char packed[EARN_PACKED_LEN];
+    packed[0] = EARN_PACKED;
+    for (int k = 0; k < 8; k++)
+        packed[1 + k] = (char)(ih >> (8 * k));
     int tier = ledger_tier(l, o->member, o->ts);
     int64_t pts = 0;
     if ((rc = order_points(l, o, tier, &pts, err)))
         return rc;
-    int64_t nw = add_write(l, LEDGER_EARN, key, (size_t)kn, o->member, o->ts, o->id, o->idn, payload);
+    int64_t nw = add_write_n(l, LEDGER_EARN, key, (size_t)kn, o->member, o->ts, o->id, o->idn, packed,
+                             sizeof packed);
     if (nw < 0)
         return oom(err);
     lw *w = &l->w[nw];

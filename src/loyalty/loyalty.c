@@ -44,6 +44,52 @@ static int work_cmp(const void *a, const void *b)
     return x->pos < y->pos ? -1 : x->pos > y->pos;
 }
 
+/* Sorts the batch's work like work_cmp, by a stable radix sort on ts (CSV rows and events
+ * never mix in one import, and each kind is in file order already), 16 bits a pass over
+ * the span of the batch's times.  -1 when out of memory. */
+static int work_sort(work *w, size_t n)
+{
+    int64_t lo = w[0].ts, hi = w[0].ts;
+    int sorted = 1;
+    for (size_t i = 1; i < n; i++) {
+        lo = w[i].ts < lo ? w[i].ts : lo;
+        hi = w[i].ts > hi ? w[i].ts : hi;
+        sorted &= w[i].ts >= w[i - 1].ts;
+    }
+    if (sorted)
+        return 0;
+    uint64_t span = (uint64_t)hi - (uint64_t)lo;
+    work *tmp = mem_alloc_array(n, sizeof *tmp);
+    size_t *cnt = mem_alloc_array(65536, sizeof *cnt);
+    if (!tmp || !cnt) {
+        mem_free(tmp);
+        mem_free(cnt);
+        return -1;
+    }
+    work *src = w, *dst = tmp;
+    for (int shift = 0; shift < 64 && (span >> shift) != 0; shift += 16) {
+        memset(cnt, 0, 65536 * sizeof *cnt);
+        for (size_t i = 0; i < n; i++)
+            cnt[(((uint64_t)src[i].ts - (uint64_t)lo) >> shift) & 0xffff]++;
+        size_t sum = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t c = cnt[d];
+            cnt[d] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            dst[cnt[(((uint64_t)src[i].ts - (uint64_t)lo) >> shift) & 0xffff]++] = src[i];
+        work *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != w)
+        memcpy(w, src, n * sizeof *w);
+    mem_free(tmp);
+    mem_free(cnt);
+    return 0;
+}
+
 typedef struct strtab {
     const char **s;
     uint32_t *n;
@@ -229,8 +275,8 @@ int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err
         if (in->events[i].member > max_member)
             max_member = in->events[i].member;
     }
-    if (nw > 1)
-        qsort(w, nw, sizeof *w, work_cmp);
+    if (nw > 1 && work_sort(w, nw) != 0)
+        qsort(w, nw, sizeof *w, work_cmp); /* (no memory for the radix sort) */
     const char *const *new_ids = in->new_member_ids;
     const uint32_t *new_lens = in->new_member_lens;
     size_t n_new = in->n_new_members;

@@ -215,6 +215,8 @@ static int parse_mults(pctx *c, json_t *v, program_mult **out, size_t *n)
         int rc = get_decimal(c, m, 0, PROGRAM_MAX_MULT, &pm->mult);
         if (rc == PATRON_OK && !(pm->key = mem_strdup(k)))
             rc = err_set(c->err, PATRON_ENOMEM, "out of memory");
+        if (rc == PATRON_OK)
+            pm->keyn = strlen(pm->key);
         pop(c, old, leaf);
         if (rc)
             return rc;
@@ -714,10 +716,10 @@ int64_t program_item_mult(const program *p, const char *sku, size_t skun, const 
                           size_t catn)
 {
     for (size_t i = 0; i < p->n_skus && skun; i++)
-        if (strlen(p->skus[i].key) == skun && memcmp(p->skus[i].key, sku, skun) == 0)
+        if (p->skus[i].keyn == skun && memcmp(p->skus[i].key, sku, skun) == 0)
             return p->skus[i].mult;
     for (size_t i = 0; i < p->n_categories && catn; i++)
-        if (strlen(p->categories[i].key) == catn && memcmp(p->categories[i].key, cat, catn) == 0)
+        if (p->categories[i].keyn == catn && memcmp(p->categories[i].key, cat, catn) == 0)
             return p->categories[i].mult;
     return PROGRAM_SCALE;
 }

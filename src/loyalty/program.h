@@ -31,6 +31,7 @@ enum { PROGRAM_BONUS_SURVEY, PROGRAM_BONUS_REFERRAL, PROGRAM_BONUS_BIRTHDAY,
 
 typedef struct program_mult {
     char *key;    /* category or SKU, byte for byte */
+    size_t keyn;  /* strlen(key) */
     int64_t mult; /* scaled by PROGRAM_SCALE */
 } program_mult;
 

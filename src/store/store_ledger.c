@@ -368,32 +368,31 @@ static int bb_grow(bbuf *b, size_t more)
     return MEM_GROW(b->p, b->cap, b->n + more);
 }
 
-static int put_u(bbuf *b, uint64_t v)
+/* Varints without a room check: callers make room for a whole record first (10 bytes
+ * per number at most). */
+static void pu(bbuf *b, uint64_t v)
 {
-    if (bb_grow(b, 10))
-        return -1;
+    uint8_t *o = b->p + b->n;
     while (v >= 0x80) {
-        b->p[b->n++] = (uint8_t)(v | 0x80);
+        *o++ = (uint8_t)(v | 0x80);
         v >>= 7;
     }
-    b->p[b->n++] = (uint8_t)v;
-    return 0;
+    *o++ = (uint8_t)v;
+    b->n = (size_t)(o - b->p);
 }
 
-static int put_i(bbuf *b, int64_t v)
+static void pi(bbuf *b, int64_t v)
 {
     uint64_t u = (uint64_t)v << 1;
-    return put_u(b, v < 0 ? ~u : u);
+    pu(b, v < 0 ? ~u : u);
 }
 
-static int put_s(bbuf *b, const char *s, size_t n)
+static void ps(bbuf *b, const char *s, size_t n)
 {
-    if (put_u(b, n) || bb_grow(b, n))
-        return -1;
+    pu(b, n);
     if (n)
         memcpy(b->p + b->n, s, n);
     b->n += n;
-    return 0;
 }
 
 typedef struct rd {
@@ -444,56 +443,79 @@ void store_ledger_chunk_begin(store_ledger *sl)
     }
 }
 
-/* Starts a record of section k with its seq (delta from the previous one). */
-static int rec(store_ledger *sl, int k, int64_t seq)
+/* Starts a record of section k with its seq (delta from the previous one), with room
+ * for `more` bytes after it. */
+static int rec(store_ledger *sl, int k, int64_t seq, size_t more)
 {
     PATRON_ASSERT(sl->count[k] == 0 || seq == sl->last[k] + 1);
+    if (bb_grow(&sl->sec[k], 10 + more))
+        return -1;
     if (sl->count[k] == 0)
         sl->first[k] = seq;
-    int r = put_i(&sl->sec[k], seq - sl->last[k]);
+    pi(&sl->sec[k], seq - sl->last[k]);
     sl->last[k] = seq;
     sl->count[k]++;
-    return r;
+    return 0;
 }
 
 int store_ledger_chunk_write(store_ledger *sl, const store_ledger_write *w)
 {
     bbuf *b = &sl->sec[SEC_W];
-    return rec(sl, SEC_W, w->seq) || put_s(b, w->key, w->keyn) || put_i(b, w->kind) ||
-                   put_i(b, w->member) || put_i(b, w->ts) || put_s(b, w->ref, w->refn) ||
-                   put_i(b, w->points) || put_i(b, w->money) || put_i(b, w->shortfall) ||
-                   put_i(b, w->balance) || put_s(b, w->payload, w->payloadn)
-               ? -1
-               : 0;
+    if (rec(sl, SEC_W, w->seq, 100 + w->keyn + w->refn + w->payloadn))
+        return -1;
+    ps(b, w->key, w->keyn);
+    pi(b, w->kind);
+    pi(b, w->member);
+    pi(b, w->ts);
+    ps(b, w->ref, w->refn);
+    pi(b, w->points);
+    pi(b, w->money);
+    pi(b, w->shortfall);
+    pi(b, w->balance);
+    ps(b, w->payload, w->payloadn);
+    return 0;
 }
 
 int store_ledger_chunk_posting(store_ledger *sl, const store_ledger_posting *p)
 {
     bbuf *b = &sl->sec[SEC_P];
-    return rec(sl, SEC_P, p->seq) || put_i(b, p->write) || put_i(b, p->member) ||
-                   put_i(b, p->debit) || put_i(b, p->credit) || put_i(b, p->amount) ||
-                   put_i(b, p->lot) || put_i(b, p->ts) || put_i(b, p->expires) ||
-                   put_u(b, p->hash)
-               ? -1
-               : 0;
+    if (rec(sl, SEC_P, p->seq, 90))
+        return -1;
+    pi(b, p->write);
+    pi(b, p->member);
+    pi(b, p->debit);
+    pi(b, p->credit);
+    pi(b, p->amount);
+    pi(b, p->lot);
+    pi(b, p->ts);
+    pi(b, p->expires);
+    pu(b, p->hash);
+    return 0;
 }
 
 int store_ledger_chunk_qual(store_ledger *sl, const store_ledger_qual *q)
 {
     bbuf *b = &sl->sec[SEC_Q];
-    return rec(sl, SEC_Q, q->seq) || put_i(b, q->write) || put_i(b, q->member) ||
-                   put_i(b, q->ts) || put_i(b, q->points) || put_i(b, q->spend)
-               ? -1
-               : 0;
+    if (rec(sl, SEC_Q, q->seq, 50))
+        return -1;
+    pi(b, q->write);
+    pi(b, q->member);
+    pi(b, q->ts);
+    pi(b, q->points);
+    pi(b, q->spend);
+    return 0;
 }
 
 int store_ledger_chunk_tier(store_ledger *sl, const store_ledger_tier *t)
 {
     bbuf *b = &sl->sec[SEC_T];
-    return rec(sl, SEC_T, t->seq) || put_i(b, t->write) || put_i(b, t->member) ||
-                   put_i(b, t->ts) || put_s(b, t->tier, t->tiern)
-               ? -1
-               : 0;
+    if (rec(sl, SEC_T, t->seq, 40 + t->tiern))
+        return -1;
+    pi(b, t->write);
+    pi(b, t->member);
+    pi(b, t->ts);
+    ps(b, t->tier, t->tiern);
+    return 0;
 }
 
 static uint64_t chunk_hash(const void *const blob[SEC__COUNT], const size_t len[SEC__COUNT])
