@@ -641,10 +641,46 @@ int loyalty_view_hook(patron_db *db, patron_error *err)
     int rc = ledger_get(db, &l, err);
     if (rc != PATRON_OK || !ledger_program(l, NULL))
         return rc; /* without a program the imported events stand */
+    /* every member's rows gathered first, then laid out exactly (no slice moves) */
     mview *v = db->view;
-    for (uint32_t m = 0; m < v->n && rc == PATRON_OK; m++)
-        rc = member_rows(db, l, m, err);
-    v->ledger_fed = 1;
+    size_t *poff = mem_alloc_array((size_t)v->n + 1, sizeof *poff),
+           *roff = mem_alloc_array((size_t)v->n + 1, sizeof *roff);
+    view_lrow *pv = NULL, *rv = NULL;
+    size_t np_all = 0, nr_all = 0, pcap = 0, rcap = 0;
+    if (!poff || !roff)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    for (uint32_t m = 0; m < v->n && rc == PATRON_OK; m++) {
+        ledger_srow *p, *r;
+        size_t np, nr;
+        poff[m] = np_all;
+        roff[m] = nr_all;
+        if ((rc = ledger_stream_rows(l, m, &p, &np, &r, &nr, err)) != PATRON_OK)
+            break;
+        if (MEM_GROW(pv, pcap, np_all + np) || MEM_GROW(rv, rcap, nr_all + nr)) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+        } else {
+            for (size_t i = 0; i < np; i++) {
+                view_lrow *o = &pv[np_all++];
+                o->ts = p[i].ts;
+                o->points = (double)p[i].points;
+                o->s = reason_name(p[i].kind, p[i].ref, p[i].refn, &o->sn);
+            }
+            for (size_t i = 0; i < nr; i++)
+                rv[nr_all++] = (view_lrow){r[i].ts, (double)r[i].points, r[i].ref, r[i].refn};
+        }
+        mem_free(p);
+        mem_free(r);
+    }
+    if (rc == PATRON_OK) {
+        poff[v->n] = np_all;
+        roff[v->n] = nr_all;
+        if (view_ledger_all(db, poff, pv, roff, rv) != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    }
+    mem_free(poff);
+    mem_free(roff);
+    mem_free(pv);
+    mem_free(rv);
     v->ledger_epoch = ledger_epoch(l);
     return rc;
 }

@@ -1360,6 +1360,53 @@ oom:
     return -1;
 }
 
+int view_ledger_all(patron_db *db, const size_t *poff, const view_lrow *pts, const size_t *roff,
+                    const view_lrow *red)
+{
+    mview *v = live_view(db);
+    if (!v)
+        return 0;
+    const int ks[2] = {ST_POINTS, ST_REDEMPTIONS};
+    for (int j = 0; j < 2; j++) {
+        stream *s = &v->streams[ks[j]];
+        const size_t *off = j ? roff : poff;
+        const view_lrow *rows = j ? red : pts;
+        size_t total = off[v->n];
+        if (total > UINT32_MAX - 1)
+            goto oom;
+        for (int c = 0; c < s->ncols; c++) {
+            void *q = mem_alloc_array(total ? total : 1, s->colsz[c]);
+            if (!q)
+                goto oom;
+            mem_free(s->col[c]);
+            s->col[c] = q;
+        }
+        s->nrows = s->caprows = total;
+        s->garbage = 0;
+        int64_t *ts = s->col[0];
+        double *num = s->col[j ? 2 : 1];
+        uint32_t *code = s->col[j ? 1 : 2];
+        for (uint32_t m = 0; m < v->n; m++) {
+            s->beg[m] = (uint32_t)off[m];
+            s->end[m] = (uint32_t)off[m + 1];
+            s->cap[m] = (uint32_t)(off[m + 1] - off[m]);
+        }
+        for (size_t r = 0; r < total; r++) {
+            ts[r] = rows[r].ts;
+            num[r] = rows[r].points;
+            code[r] = strdict_intern(&v->estr, rows[r].s, rows[r].sn);
+            if (!code[r])
+                goto oom;
+        }
+        s->ts = s->col[0];
+    }
+    v->ledger_fed = 1;
+    return 0;
+oom:
+    v->failed = 1;
+    return -1;
+}
+
 /* ---- hashing (tests) -------------------------------------------------------------------- */
 
 static uint64_t mix(uint64_t h, uint64_t x)

@@ -198,6 +198,11 @@ typedef struct view_lrow {
 } view_lrow;
 int view_ledger_rows(patron_db *db, uint32_t m, const view_lrow *pts, size_t np,
                      const view_lrow *red, size_t nr);
+/* Every member's rows at once (a fill after a build): member m's points rows are
+ * pts[poff[m] .. poff[m + 1]), its redemptions red[roff[m] .. roff[m + 1]); the offsets
+ * have view->n + 1 entries. */
+int view_ledger_all(patron_db *db, const size_t *poff, const view_lrow *pts, const size_t *roff,
+                    const view_lrow *red);
 /* A hash of everything the view holds, order-insensitive among rows of one member with
  * the same timestamp (tests: incremental == rebuilt). */
 uint64_t view_hash(const patron_db *db);
