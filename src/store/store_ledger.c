@@ -387,6 +387,12 @@ static void pi(bbuf *b, int64_t v)
     pu(b, v < 0 ? ~u : u);
 }
 
+static void pis(bbuf *b, const int64_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        pi(b, v[i]);
+}
+
 static void ps(bbuf *b, const char *s, size_t n)
 {
     pu(b, n);
@@ -464,14 +470,9 @@ int store_ledger_chunk_write(store_ledger *sl, const store_ledger_write *w)
     if (rec(sl, SEC_W, w->seq, 100 + w->keyn + w->refn + w->payloadn))
         return -1;
     ps(b, w->key, w->keyn);
-    pi(b, w->kind);
-    pi(b, w->member);
-    pi(b, w->ts);
+    pis(b, (const int64_t[]){w->kind, w->member, w->ts}, 3);
     ps(b, w->ref, w->refn);
-    pi(b, w->points);
-    pi(b, w->money);
-    pi(b, w->shortfall);
-    pi(b, w->balance);
+    pis(b, (const int64_t[]){w->points, w->money, w->shortfall, w->balance}, 4);
     ps(b, w->payload, w->payloadn);
     return 0;
 }
@@ -481,14 +482,8 @@ int store_ledger_chunk_posting(store_ledger *sl, const store_ledger_posting *p)
     bbuf *b = &sl->sec[SEC_P];
     if (rec(sl, SEC_P, p->seq, 90))
         return -1;
-    pi(b, p->write);
-    pi(b, p->member);
-    pi(b, p->debit);
-    pi(b, p->credit);
-    pi(b, p->amount);
-    pi(b, p->lot);
-    pi(b, p->ts);
-    pi(b, p->expires);
+    pis(b, (const int64_t[]){p->write, p->member, p->debit, p->credit, p->amount, p->lot, p->ts,
+                             p->expires}, 8);
     pu(b, p->hash);
     return 0;
 }
@@ -498,11 +493,7 @@ int store_ledger_chunk_qual(store_ledger *sl, const store_ledger_qual *q)
     bbuf *b = &sl->sec[SEC_Q];
     if (rec(sl, SEC_Q, q->seq, 50))
         return -1;
-    pi(b, q->write);
-    pi(b, q->member);
-    pi(b, q->ts);
-    pi(b, q->points);
-    pi(b, q->spend);
+    pis(b, (const int64_t[]){q->write, q->member, q->ts, q->points, q->spend}, 5);
     return 0;
 }
 
@@ -511,9 +502,7 @@ int store_ledger_chunk_tier(store_ledger *sl, const store_ledger_tier *t)
     bbuf *b = &sl->sec[SEC_T];
     if (rec(sl, SEC_T, t->seq, 40 + t->tiern))
         return -1;
-    pi(b, t->write);
-    pi(b, t->member);
-    pi(b, t->ts);
+    pis(b, (const int64_t[]){t->write, t->member, t->ts}, 3);
     ps(b, t->tier, t->tiern);
     return 0;
 }
