@@ -77,7 +77,6 @@ typedef struct lm { /* per member */
     int64_t balance;
     int64_t min_exp;             /* the earliest expiry of any of the member's lots */
     int64_t pos_points, pos_spend; /* Σ positive qualification ever (saturating) */
-    uint8_t dirty;
     uint8_t changed; /* in l->changed */
 } lm;
 
@@ -118,8 +117,8 @@ struct ledger {
     size_t arena_len, arena_cap;
     char *pay; /* payloads of writes not flushed yet */
     size_t pay_len, pay_cap;
-    uint32_t *dirty_lots, *dirty_members;
-    size_t n_dl, n_dm, cap_dl, cap_dm;
+    uint32_t *dirty_lots;
+    size_t n_dl, cap_dl;
     /* members whose rows changed since the engine last took them (ledger_changed) */
     uint32_t *changed;
     size_t n_ch, cap_ch;
@@ -185,17 +184,9 @@ static int member_ensure(ledger *l, uint32_t m)
     if (MEM_GROW(l->m, l->cap_m, (size_t)m + 1) != 0)
         return -1;
     for (size_t i = l->n_m; i <= m; i++)
-        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MAX, 0, 0, 0, 0};
+        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MAX, 0, 0, 0};
     l->n_m = (size_t)m + 1;
     return 0;
-}
-
-static void mark_member(ledger *l, uint32_t m)
-{
-    if (!l->m[m].dirty && MEM_GROW(l->dirty_members, l->cap_dm, l->n_dm + 1) == 0) {
-        l->m[m].dirty = 1;
-        l->dirty_members[l->n_dm++] = m;
-    }
 }
 
 static void note_member(ledger *l, uint32_t m)
@@ -236,19 +227,18 @@ static void release_state(ledger *l)
     mem_free(l->arena);
     mem_free(l->pay);
     mem_free(l->dirty_lots);
-    mem_free(l->dirty_members);
     mem_free(l->changed);
     program_free(l->prog);
     l->w = NULL, l->p = NULL, l->lot = NULL, l->q = NULL, l->t = NULL, l->m = NULL, l->stock = NULL;
     l->arena = l->pay = NULL;
-    l->dirty_lots = l->dirty_members = l->changed = NULL;
+    l->dirty_lots = l->changed = NULL;
     l->n_ch = l->cap_ch = 0;
     l->ch_lost = 0;
     l->prog = NULL;
     l->n_w = l->n_p = l->n_lot = l->n_q = l->n_t = l->n_m = l->n_stock = 0;
     l->cap_w = l->cap_p = l->cap_lot = l->cap_q = l->cap_t = l->cap_m = l->cap_stock = 0;
     l->arena_len = l->arena_cap = l->pay_len = l->pay_cap = 0;
-    l->n_dl = l->n_dm = l->cap_dl = l->cap_dm = 0;
+    l->n_dl = l->cap_dl = 0;
     l->mark_w = l->mark_p = l->mark_q = l->mark_t = 0;
     l->next_p = l->next_q = l->next_t = 1;
     l->max_ts = INT64_MIN;
@@ -371,7 +361,6 @@ static int add_posting(ledger *l, uint32_t wi, int debit, int credit, int64_t am
     lt_->remaining = rem;
     mm->balance = bal;
     account(l, debit, credit, amount);
-    mark_member(l, lt_->member);
     note_member(l, lt_->member);
     l->w[wi].np++;
     if (ts > l->max_ts)
@@ -1100,12 +1089,6 @@ static int flush_chunk(ledger *l, size_t w0, size_t w1, size_t *p, size_t *q, si
  * millions of orders made SQLite copy it around). */
 #define LEDGER_CHUNK_MAX 4096
 
-static int u32_cmp(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return (x > y) - (x < y);
-}
-
 static int flush(ledger *l, patron_error *err)
 {
     int rc = PATRON_OK, chunk = l->n_w - l->mark_w >= LEDGER_CHUNK_MIN;
@@ -1143,13 +1126,6 @@ static int flush(ledger *l, patron_error *err)
             rc = store_ledger_lot_put(l->sl, &sx, err);
         x->dirty = 0;
     }
-    if (l->n_dm > 1) /* key order: each row's page is at hand, new rows append */
-        qsort(l->dirty_members, l->n_dm, sizeof *l->dirty_members, u32_cmp);
-    for (size_t k = 0; k < l->n_dm && rc == PATRON_OK; k++) {
-        lm *mm = &l->m[l->dirty_members[k]];
-        rc = store_ledger_balance_put(l->sl, l->dirty_members[k], mm->balance, err);
-        mm->dirty = 0;
-    }
     for (size_t k = 0; k < l->n_stock && rc == PATRON_OK; k++)
         if (l->stock[k].dirty) {
             rc = store_ledger_stock_put(l->sl, l->stock[k].id, strlen(l->stock[k].id),
@@ -1161,7 +1137,7 @@ static int flush(ledger *l, patron_error *err)
         rc = store_ledger_token_set(l->sl, tok, err);
     if (rc == PATRON_OK)
         l->token = tok;
-    l->n_dl = l->n_dm = 0;
+    l->n_dl = 0;
     l->pay_len = 0;
     l->mark_w = l->n_w, l->mark_p = l->n_p, l->mark_q = l->n_q, l->mark_t = l->n_t;
     return rc;
@@ -2774,8 +2750,6 @@ static int rebuild_projections(ledger *l, verify_ctx *v, patron_error *err)
     for (size_t m = 0; m < v->n_bal && rc == PATRON_OK; m++) {
         if (v->has[m] && v->bal[m] < 0)
             vproblem(v, "member %zu has a negative balance", m);
-        if (v->has[m])
-            rc = store_ledger_balance_put(l->sl, (int64_t)m, v->bal[m], err);
     }
     for (size_t i = 0; i < v->n_rw && rc == PATRON_OK; i++)
         rc = store_ledger_stock_put(l->sl, v->rewards[i], strlen(v->rewards[i]), v->used[i], err);

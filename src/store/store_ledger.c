@@ -23,6 +23,7 @@
 
 #include <sqlite3.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -68,7 +69,7 @@ static const char schema[] =
     " BEGIN SELECT RAISE(ABORT, 'ledger writes are append-only'); END;";
 
 enum { Q_TOKEN_GET, Q_TOKEN_SET, Q_PROG_PUT, Q_PROG_LATEST, Q_WRITE_PUT, Q_WRITE_GET,
-       Q_POSTING_PUT, Q_QUAL_PUT, Q_TIER_PUT, Q_LOT_PUT, Q_BALANCE_PUT, Q_STOCK_PUT,
+       Q_POSTING_PUT, Q_QUAL_PUT, Q_TIER_PUT, Q_LOT_PUT, Q_STOCK_PUT,
        Q_CHUNK_PUT, Q_CHUNK_AT, Q__COUNT };
 
 static const char *const sql[Q__COUNT] = {
@@ -85,7 +86,6 @@ static const char *const sql[Q__COUNT] = {
     "INSERT INTO ledger_qual(seq, write, member, ts, points, spend) VALUES(?1,?2,?3,?4,?5,?6)",
     "INSERT INTO ledger_tiers(seq, write, member, ts, tier) VALUES(?1,?2,?3,?4,?5)",
     "INSERT OR REPLACE INTO ledger_lots(lot, member, ts, expires, remaining) VALUES(?1,?2,?3,?4,?5)",
-    "INSERT OR REPLACE INTO ledger_balances(member, balance) VALUES(?1,?2)",
     "INSERT OR REPLACE INTO ledger_stock(reward, used) VALUES(?1,?2)",
     "INSERT INTO ledger_chunks(w0, nw, p0, np, q0, nq, t0, nt, bw, bp, bq, bt, hash)"
     " VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
@@ -342,14 +342,6 @@ int store_ledger_lot_put(store_ledger *sl, const store_ledger_lot *l, patron_err
     sqlite3_bind_int64(st, 4, l->expires);
     sqlite3_bind_int64(st, 5, l->remaining);
     return done(sl, st, err, "storing a lot");
-}
-
-int store_ledger_balance_put(store_ledger *sl, int64_t member, int64_t balance, patron_error *err)
-{
-    sqlite3_stmt *st = sl->q[Q_BALANCE_PUT];
-    sqlite3_bind_int64(st, 1, member);
-    sqlite3_bind_int64(st, 2, balance);
-    return done(sl, st, err, "storing a balance");
 }
 
 int store_ledger_stock_put(store_ledger *sl, const char *reward, size_t n, int64_t used,
@@ -712,12 +704,6 @@ static int row_lot(sqlite3_stmt *st, void *fn, void *ctx)
     return ((store_ledger_lot_fn)fn)(ctx, &l);
 }
 
-static int row_balance(sqlite3_stmt *st, void *fn, void *ctx)
-{
-    return ((store_ledger_balance_fn)fn)(ctx, sqlite3_column_int64(st, 0),
-                                         sqlite3_column_int64(st, 1));
-}
-
 static int row_stock(sqlite3_stmt *st, void *fn, void *ctx)
 {
     return ((store_ledger_stock_fn)fn)(ctx, (const char *)sqlite3_column_text(st, 0),
@@ -882,10 +868,49 @@ int store_ledger_lots_each(store_ledger *sl, store_ledger_lot_fn fn, void *ctx, 
     return rc;
 }
 
+/* Balances are Σ remaining of each member's lots: read from the lots (rows and the lots
+ * chunks create), summed per member in member order.  (No table is written per batch: a
+ * member's row per import was most of an import's ledger cost at M.) */
+typedef struct balsum {
+    int64_t member, remaining;
+} balsum;
+
+typedef struct balctx {
+    balsum *v;
+    size_t n, cap;
+} balctx;
+
+static int bal_lot(void *ctx, const store_ledger_lot *l)
+{
+    balctx *b = ctx;
+    if (MEM_GROW(b->v, b->cap, b->n + 1))
+        return -1;
+    b->v[b->n++] = (balsum){l->member, l->remaining};
+    return 0;
+}
+
+static int balsum_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const balsum *)a)->member, y = ((const balsum *)b)->member;
+    return (x > y) - (x < y);
+}
+
 int store_ledger_balances_each(store_ledger *sl, store_ledger_balance_fn fn, void *ctx, patron_error *err)
 {
-    return each(sl, "SELECT member, balance FROM ledger_balances ORDER BY member", row_balance,
-                (void *)fn, ctx, err, "reading balances");
+    balctx b = {NULL, 0, 0};
+    int rc = store_ledger_lots_each(sl, bal_lot, &b, err);
+    if (rc == PATRON_OK && b.n > 1)
+        qsort(b.v, b.n, sizeof *b.v, balsum_cmp); /* stable enough: sums do not care */
+    for (size_t i = 0; i < b.n && rc == PATRON_OK;) {
+        int64_t m = b.v[i].member, sum = 0;
+        for (; i < b.n && b.v[i].member == m; i++)
+            if (__builtin_add_overflow(sum, b.v[i].remaining, &sum))
+                rc = err_set(err, PATRON_ESTORE, "member %lld: the lots' points overflow", (long long)m);
+        if (rc == PATRON_OK && fn(ctx, m, sum) != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory reading balances");
+    }
+    mem_free(b.v);
+    return rc;
 }
 
 int store_ledger_stock_each(store_ledger *sl, store_ledger_stock_fn fn, void *ctx, patron_error *err)

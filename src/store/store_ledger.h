@@ -22,7 +22,8 @@
  *                    the tables above, in sequence order, so callers never see the
  *                    difference.  Keys of chunk writes are not in the UNIQUE index of
  *                    ledger_writes: the ledger checks keys in memory under the write lock.
- *   ledger_lots, ledger_balances, ledger_stock   projections: rebuildable from the rows
+ *   ledger_lots, ledger_stock   projections: rebuildable from the rows (balances are
+ *                    derived from the lots; ledger_balances is no longer written)
  *                    above, rewritten in place.  A lot created by a posting of a chunk
  *                    needs no ledger_lots row while its remaining points equal that
  *                    credit: the lot reader derives it from the posting; a row, once
@@ -121,7 +122,6 @@ int store_ledger_qual_put(store_ledger *sl, const store_ledger_qual *q, patron_e
 int store_ledger_tier_put(store_ledger *sl, const store_ledger_tier *t, patron_error *err);
 /* Projections: insert or replace. */
 int store_ledger_lot_put(store_ledger *sl, const store_ledger_lot *l, patron_error *err);
-int store_ledger_balance_put(store_ledger *sl, int64_t member, int64_t balance, patron_error *err);
 int store_ledger_stock_put(store_ledger *sl, const char *reward, size_t n, int64_t used,
                            patron_error *err);
 /* Empties the projection tables (inside a transaction: for rebuilds). */
@@ -141,6 +141,8 @@ int store_ledger_postings_each(store_ledger *sl, store_ledger_posting_fn fn, voi
 int store_ledger_quals_each(store_ledger *sl, store_ledger_qual_fn fn, void *ctx, patron_error *err);
 int store_ledger_tiers_each(store_ledger *sl, store_ledger_tier_fn fn, void *ctx, patron_error *err);
 int store_ledger_lots_each(store_ledger *sl, store_ledger_lot_fn fn, void *ctx, patron_error *err);
+/* Each member with lots and the Σ of their remaining points, in member order (derived
+ * from the lots projection; the ledger_balances table is no longer written). */
 int store_ledger_balances_each(store_ledger *sl, store_ledger_balance_fn fn, void *ctx, patron_error *err);
 int store_ledger_stock_each(store_ledger *sl, store_ledger_stock_fn fn, void *ctx, patron_error *err);
 
