@@ -25,6 +25,9 @@
 #include <unistd.h>
 
 #define BATCH 2048
+/* Members looked ahead when the rows of members far apart are read at random (selected
+ * members' window searches): their first rows are asked for this many members early. */
+#define PREFETCH_AHEAD 8
 #define NOT_A_CODE UINT32_MAX /* a literal no data holds: equal to nothing */
 
 /* ---- arena ---------------------------------------------------------------------- */
@@ -176,7 +179,7 @@ static uint32_t upper(const int64_t *ts, uint32_t lo, uint32_t hi, int64_t t)
         return lo;
     while (n > 1) {
         uint32_t half = n / 2;
-        base = base[half - 1] <= t ? base + half : base;
+        base += (size_t)(base[half - 1] <= t) * half;
         n -= half;
     }
     return (uint32_t)(base - ts) + (base[0] <= t);
@@ -292,16 +295,19 @@ static void spend_windows(const ectx *x, uint32_t m, int64_t now, int64_t *s1, i
 {
     const mview *v = x->v;
     const stream *o = &v->streams[ST_ORDERS], *r = &v->streams[ST_RETURNS];
+    /* nothing in the last 90 days (bf_max: the latest order or return): no later edge
+     * to look for */
+    int quiet = v->bf_max[m] <= now - 90 * TIME_DAY;
     uint32_t a = upper(o->ts, o->beg[m], o->end[m], now - 180 * TIME_DAY);
-    uint32_t b = upper(o->ts, a, o->end[m], now - 90 * TIME_DAY);
-    uint32_t e = now >= x->orders_max ? o->end[m] : upper(o->ts, b, o->end[m], now);
+    uint32_t b = quiet ? o->end[m] : upper(o->ts, a, o->end[m], now - 90 * TIME_DAY);
+    uint32_t e = quiet || now >= x->orders_max ? o->end[m] : upper(o->ts, b, o->end[m], now);
     *s1 = (int64_t)(x->ps_orders[e] - x->ps_orders[b]);
     *s0 = (int64_t)(x->ps_orders[b] - x->ps_orders[a]);
     if (r->end[m] == r->beg[m])
         return;
     a = upper(r->ts, r->beg[m], r->end[m], now - 180 * TIME_DAY);
-    b = upper(r->ts, a, r->end[m], now - 90 * TIME_DAY);
-    e = now >= x->returns_max ? r->end[m] : upper(r->ts, b, r->end[m], now);
+    b = quiet ? r->end[m] : upper(r->ts, a, r->end[m], now - 90 * TIME_DAY);
+    e = quiet || now >= x->returns_max ? r->end[m] : upper(r->ts, b, r->end[m], now);
     *s1 -= (int64_t)(x->ps_returns[e] - x->ps_returns[b]);
     *s0 -= (int64_t)(x->ps_returns[b] - x->ps_returns[a]);
 }
@@ -330,6 +336,12 @@ static void computed(ectx *x, int which, double *out)
         uint32_t m = x->rows[i];
         int64_t now = NOW(x, i);
         double r = NAN;
+        if (which == F_SPEND_TREND && x->ps_orders && i + PREFETCH_AHEAD < x->n) {
+            uint32_t pm = x->rows[i + PREFETCH_AHEAD], pb = o->beg[pm];
+            __builtin_prefetch(o->ts + pb);
+            __builtin_prefetch(x->ps_orders + pb);
+            __builtin_prefetch(v->bf_max + pm);
+        }
         switch (which) {
         case F_TENURE_DAYS:
             if (db->enrolled_at[m] != PATRON_NULL_TS)
@@ -485,7 +497,13 @@ static vec eval_agg_values(ectx *x, const rnode *n, int64_t *first_kept)
         const aggpre *ap = &x->pre[p];
         if (ap->n != n)
             continue;
+        int need_c = !ap->ps || n->op != AGG_SUM;
         for (size_t i = 0; i < nm; i++) { /* counts and sums from the prefix arrays */
+            if (i + PREFETCH_AHEAD < nm) { /* the rows a later member's search reads */
+                uint32_t pb = s->beg[x->rows[i + PREFETCH_AHEAD]];
+                __builtin_prefetch(s->ts + pb);
+                __builtin_prefetch(ap->ps ? (const void *)(ap->ps + pb) : (const void *)(ap->pc + pb));
+            }
             uint32_t m = x->rows[i], a = s->beg[m], b = s->end[m];
             hi_t = NOW(x, i);
             if (n->has_window) {
@@ -494,7 +512,7 @@ static vec eval_agg_values(ectx *x, const rnode *n, int64_t *first_kept)
             }
             uint32_t e = hi_t >= ap->maxts ? b : upper(s->ts, a, b, hi_t);
             uint32_t st = lo_t == INT64_MIN ? a : upper(s->ts, a, e, lo_t);
-            uint32_t c = ap->pc[e] - ap->pc[st];
+            uint32_t c = need_c ? ap->pc[e] - ap->pc[st] : 0;
             if (!ap->ps) {
                 r.d[i] = (double)c;
                 continue;
