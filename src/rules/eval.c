@@ -168,15 +168,23 @@ static uint8_t *vb(ectx *x)
     return aalloc(x->ar, x->n ? x->n : 1);
 }
 
-/* First index in [lo, hi) with ts[i] > t, hi when none (rows are in time order).  The
- * halving has no data-dependent branch: member slices are short and their times
- * unpredictable, so a select beats a mispredicted jump. */
-static uint32_t upper(const int64_t *ts, uint32_t lo, uint32_t hi, int64_t t)
+/* Member slices up to this many rows are searched by counting (no chain of dependent
+ * loads); longer ones by halving. */
+#define SEARCH_LINEAR 16
+
+/* First index in [lo, hi) with ts[i] > t, hi when none (rows are in time order).  No
+ * data-dependent branch: member slices are short and their times unpredictable, so
+ * counting (short slices) or a select while halving beats a mispredicted jump. */
+static inline uint32_t upper(const int64_t *ts, uint32_t lo, uint32_t hi, int64_t t)
 {
-    const int64_t *base = ts + lo;
     uint32_t n = hi - lo;
-    if (n == 0)
-        return lo;
+    if (n <= SEARCH_LINEAR) {
+        uint32_t c = 0;
+        for (uint32_t k = lo; k < hi; k++)
+            c += ts[k] <= t;
+        return lo + c;
+    }
+    const int64_t *base = ts + lo;
     while (n > 1) {
         uint32_t half = n / 2;
         base += (size_t)(base[half - 1] <= t) * half;
