@@ -1809,23 +1809,29 @@ struct colidx {
     aggidx *agg;      /* range 3: a stream's kept rows and what derives from them */
 };
 
+/* Frees what one index holds (not the index itself: it lives in the view's array). */
+static void colidx_clear(struct colidx *x)
+{
+    for (uint32_t c = 0; x->by_code && c < x->ncodes; c++)
+        if (x->by_code[c])
+            roaring_bitmap_free(x->by_code[c]);
+    mem_free(x->by_code);
+    if (x->nonnull)
+        roaring_bitmap_free(x->nonnull);
+    for (uint32_t b = 0; x->cum && b <= x->nb; b++)
+        if (x->cum[b])
+            roaring_bitmap_free(x->cum[b]);
+    mem_free(x->cum);
+    mem_free(x->val);
+    mem_free(x->mem);
+    aggidx_free(x->agg);
+    memset(x, 0, sizeof *x);
+}
+
 static void colidx_free(struct colidx *idx, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        for (uint32_t c = 0; c < idx[i].ncodes; c++)
-            if (idx[i].by_code[c])
-                roaring_bitmap_free(idx[i].by_code[c]);
-        mem_free(idx[i].by_code);
-        if (idx[i].nonnull)
-            roaring_bitmap_free(idx[i].nonnull);
-        for (uint32_t b = 0; idx[i].cum && b <= idx[i].nb; b++)
-            if (idx[i].cum[b])
-                roaring_bitmap_free(idx[i].cum[b]);
-        mem_free(idx[i].cum);
-        mem_free(idx[i].val);
-        mem_free(idx[i].mem);
-        aggidx_free(idx[i].agg);
-    }
+    for (size_t i = 0; i < n; i++)
+        colidx_clear(&idx[i]);
     mem_free(idx);
 }
 
@@ -1901,7 +1907,7 @@ static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int
     if (!list) {
         mem_free(cnt);
         x->ncodes = 0;
-        colidx_free(x, 1);
+        colidx_clear(x);
         return NULL;
     }
     for (uint32_t m = 0; m < n; m++) {
@@ -1929,7 +1935,7 @@ static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int
     mem_free(cnt);
     mem_free(list);
     if (!ok) {
-        colidx_free(x, 1);
+        colidx_clear(x);
         return NULL;
     }
     v->n_idx++;
@@ -1991,7 +1997,7 @@ static const struct colidx *rangeidx_get(patron_db *db, const vcol *c)
         }
     }
     if (!ok) {
-        colidx_free(x, 1);
+        colidx_clear(x);
         return NULL;
     }
     v->n_idx++;
