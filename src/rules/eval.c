@@ -10,17 +10,24 @@
  */
 #include "rules/eval.h"
 
+#include "rules/aggidx.h"
+
 #include "base/err.h"
 #include "base/mem.h"
 #include "base/time.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define BATCH 2048
+/* Members looked ahead when the rows of members far apart are read at random (selected
+ * members' window searches): their first rows are asked for this many members early. */
+#define PREFETCH_AHEAD 8
 #define NOT_A_CODE UINT32_MAX /* a literal no data holds: equal to nothing */
 
 /* ---- arena ---------------------------------------------------------------------- */
@@ -118,7 +125,21 @@ typedef struct ectx {
     /* today's civil date, for age and birthdays */
     int ny, nm, nd;
     int64_t today;
+    /* full passes (eval_indexed): prefix arrays for aggregates of the rule, and for
+     * spend_trend the money prefix sums of orders and returns (NULL: scan the rows) */
+    const struct aggpre *pre;
+    size_t n_pre;
+    const uint64_t *ps_orders, *ps_returns;
+    int64_t orders_max, returns_max; /* no row of the stream after (INT64_MAX: unknown) */
 } ectx;
+
+/* An aggregate whose windowed count or money sum reads prefix arrays (rules/aggidx.h). */
+typedef struct aggpre {
+    const rnode *n;
+    const uint32_t *pc;
+    const uint64_t *ps; /* sum / avg of a money field */
+    int64_t maxts;      /* no row of the stream is after maxts */
+} aggpre;
 
 #define NOW(x, i) ((x)->nows ? (x)->nows[i] : (x)->now)
 
@@ -147,17 +168,29 @@ static uint8_t *vb(ectx *x)
     return aalloc(x->ar, x->n ? x->n : 1);
 }
 
-/* First index in [lo, hi) with ts[i] > t (rows are in time order). */
-static uint32_t upper(const int64_t *ts, uint32_t lo, uint32_t hi, int64_t t)
+/* Member slices up to this many rows are searched by counting (no chain of dependent
+ * loads); longer ones by halving. */
+#define SEARCH_LINEAR 16
+
+/* First index in [lo, hi) with ts[i] > t, hi when none (rows are in time order).  No
+ * data-dependent branch: member slices are short and their times unpredictable, so
+ * counting (short slices) or a select while halving beats a mispredicted jump. */
+static inline uint32_t upper(const int64_t *ts, uint32_t lo, uint32_t hi, int64_t t)
 {
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (ts[mid] <= t)
-            lo = mid + 1;
-        else
-            hi = mid;
+    uint32_t n = hi - lo;
+    if (n <= SEARCH_LINEAR) {
+        uint32_t c = 0;
+        for (uint32_t k = lo; k < hi; k++)
+            c += ts[k] <= t;
+        return lo + c;
     }
-    return lo;
+    const int64_t *base = ts + lo;
+    while (n > 1) {
+        uint32_t half = n / 2;
+        base += (size_t)(base[half - 1] <= t) * half;
+        n -= half;
+    }
+    return (uint32_t)(base - ts) + (base[0] <= t);
 }
 
 /* ---- columns --------------------------------------------------------------------- */
@@ -246,16 +279,45 @@ static int64_t net_spend(const ectx *x, uint32_t m, int64_t from, int64_t to)
     const stream *o = &v->streams[ST_ORDERS], *r = &v->streams[ST_RETURNS];
     int64_t s = 0;
     uint32_t a = upper(o->ts, o->beg[m], o->end[m], from),
-             b = upper(o->ts, o->beg[m], o->end[m], to);
+             b = to >= x->orders_max ? o->end[m] : upper(o->ts, a, o->end[m], to);
     const uint32_t *oi = o->col[1];
-    for (uint32_t k = a; k < b; k++)
-        s += db->o_amount[oi[k]];
+    if (x->ps_orders)
+        s += (int64_t)(x->ps_orders[b] - x->ps_orders[a]);
+    else
+        for (uint32_t k = a; k < b; k++)
+            s += db->o_amount[oi[k]];
     const int64_t *ra = r->col[2];
     a = upper(r->ts, r->beg[m], r->end[m], from);
-    b = upper(r->ts, r->beg[m], r->end[m], to);
-    for (uint32_t k = a; k < b; k++)
-        s -= ra[k];
+    b = to >= x->returns_max ? r->end[m] : upper(r->ts, a, r->end[m], to);
+    if (x->ps_returns)
+        s -= (int64_t)(x->ps_returns[b] - x->ps_returns[a]);
+    else
+        for (uint32_t k = a; k < b; k++)
+            s -= ra[k];
     return s;
+}
+
+/* The net spend of member m in (now - 90d, now] (*s1) and (now - 180d, now - 90d] (*s0)
+ * from the prefix sums: each stream searched once per window edge. */
+static void spend_windows(const ectx *x, uint32_t m, int64_t now, int64_t *s1, int64_t *s0)
+{
+    const mview *v = x->v;
+    const stream *o = &v->streams[ST_ORDERS], *r = &v->streams[ST_RETURNS];
+    /* nothing in the last 90 days (bf_max: the latest order or return): no later edge
+     * to look for */
+    int quiet = v->bf_max[m] <= now - 90 * TIME_DAY;
+    uint32_t a = upper(o->ts, o->beg[m], o->end[m], now - 180 * TIME_DAY);
+    uint32_t b = quiet ? o->end[m] : upper(o->ts, a, o->end[m], now - 90 * TIME_DAY);
+    uint32_t e = quiet || now >= x->orders_max ? o->end[m] : upper(o->ts, b, o->end[m], now);
+    *s1 = (int64_t)(x->ps_orders[e] - x->ps_orders[b]);
+    *s0 = (int64_t)(x->ps_orders[b] - x->ps_orders[a]);
+    if (r->end[m] == r->beg[m])
+        return;
+    a = upper(r->ts, r->beg[m], r->end[m], now - 180 * TIME_DAY);
+    b = quiet ? r->end[m] : upper(r->ts, a, r->end[m], now - 90 * TIME_DAY);
+    e = quiet || now >= x->returns_max ? r->end[m] : upper(r->ts, b, r->end[m], now);
+    *s1 -= (int64_t)(x->ps_returns[e] - x->ps_returns[b]);
+    *s0 -= (int64_t)(x->ps_returns[b] - x->ps_returns[a]);
 }
 
 /* spend_trend from the net spend of the last 90 days (s1) and the 90 before (s0), in
@@ -282,6 +344,12 @@ static void computed(ectx *x, int which, double *out)
         uint32_t m = x->rows[i];
         int64_t now = NOW(x, i);
         double r = NAN;
+        if (which == F_SPEND_TREND && x->ps_orders && i + PREFETCH_AHEAD < x->n) {
+            uint32_t pm = x->rows[i + PREFETCH_AHEAD], pb = o->beg[pm];
+            __builtin_prefetch(o->ts + pb);
+            __builtin_prefetch(x->ps_orders + pb);
+            __builtin_prefetch(v->bf_max + pm);
+        }
         switch (which) {
         case F_TENURE_DAYS:
             if (db->enrolled_at[m] != PATRON_NULL_TS)
@@ -349,6 +417,12 @@ static void computed(ectx *x, int which, double *out)
             /* nothing in the last 180 days (bf_max: the latest order or return): 0 */
             if (v->bf_max[m] == PATRON_NULL_TS || v->bf_max[m] <= now - 180 * TIME_DAY) {
                 r = 0;
+                break;
+            }
+            if (x->ps_orders) {
+                int64_t s1, s0;
+                spend_windows(x, m, now, &s1, &s0);
+                r = trend_of(s1, s0);
                 break;
             }
             r = trend_of(net_spend(x, m, now - 90 * TIME_DAY, now),
@@ -427,6 +501,35 @@ static vec eval_agg_values(ectx *x, const rnode *n, int64_t *first_kept)
     if (!r.d || !seg)
         return r;
     int64_t hi_t = x->now, lo_t = INT64_MIN;
+    for (size_t p = 0; !first_kept && p < x->n_pre; p++) {
+        const aggpre *ap = &x->pre[p];
+        if (ap->n != n)
+            continue;
+        int need_c = !ap->ps || n->op != AGG_SUM;
+        for (size_t i = 0; i < nm; i++) { /* counts and sums from the prefix arrays */
+            if (i + PREFETCH_AHEAD < nm) { /* the rows a later member's search reads */
+                uint32_t pb = s->beg[x->rows[i + PREFETCH_AHEAD]];
+                __builtin_prefetch(s->ts + pb);
+                __builtin_prefetch(ap->ps ? (const void *)(ap->ps + pb) : (const void *)(ap->pc + pb));
+            }
+            uint32_t m = x->rows[i], a = s->beg[m], b = s->end[m];
+            hi_t = NOW(x, i);
+            if (n->has_window) {
+                lo_t = hi_t - n->w_from;
+                hi_t -= n->w_to;
+            }
+            uint32_t e = hi_t >= ap->maxts ? b : upper(s->ts, a, b, hi_t);
+            uint32_t st = lo_t == INT64_MIN ? a : upper(s->ts, a, e, lo_t);
+            uint32_t c = need_c ? ap->pc[e] - ap->pc[st] : 0;
+            if (!ap->ps) {
+                r.d[i] = (double)c;
+                continue;
+            }
+            double v = (double)(int64_t)(ap->ps[e] - ap->ps[st]) / PATRON_MONEY_SCALE;
+            r.d[i] = n->op == AGG_SUM ? v : (c ? v / c : NAN);
+        }
+        return r;
+    }
     /* Gather the rows in the window of every member of the batch. */
     size_t total = 0;
     uint32_t *lo = aalloc(x->ar, (nm ? nm : 1) * sizeof *lo);
@@ -1723,24 +1826,32 @@ struct colidx {
     double *val;
     uint32_t *mem;
     roaring_bitmap_t **cum;
+    aggidx *agg;      /* range 3: a stream's kept rows and what derives from them */
 };
+
+/* Frees what one index holds (not the index itself: it lives in the view's array). */
+static void colidx_clear(struct colidx *x)
+{
+    for (uint32_t c = 0; x->by_code && c < x->ncodes; c++)
+        if (x->by_code[c])
+            roaring_bitmap_free(x->by_code[c]);
+    mem_free(x->by_code);
+    if (x->nonnull)
+        roaring_bitmap_free(x->nonnull);
+    for (uint32_t b = 0; x->cum && b <= x->nb; b++)
+        if (x->cum[b])
+            roaring_bitmap_free(x->cum[b]);
+    mem_free(x->cum);
+    mem_free(x->val);
+    mem_free(x->mem);
+    aggidx_free(x->agg);
+    memset(x, 0, sizeof *x);
+}
 
 static void colidx_free(struct colidx *idx, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        for (uint32_t c = 0; c < idx[i].ncodes; c++)
-            if (idx[i].by_code[c])
-                roaring_bitmap_free(idx[i].by_code[c]);
-        mem_free(idx[i].by_code);
-        if (idx[i].nonnull)
-            roaring_bitmap_free(idx[i].nonnull);
-        for (uint32_t b = 0; idx[i].cum && b <= idx[i].nb; b++)
-            if (idx[i].cum[b])
-                roaring_bitmap_free(idx[i].cum[b]);
-        mem_free(idx[i].cum);
-        mem_free(idx[i].val);
-        mem_free(idx[i].mem);
-    }
+    for (size_t i = 0; i < n; i++)
+        colidx_clear(&idx[i]);
     mem_free(idx);
 }
 
@@ -1816,7 +1927,7 @@ static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int
     if (!list) {
         mem_free(cnt);
         x->ncodes = 0;
-        colidx_free(x, 1);
+        colidx_clear(x);
         return NULL;
     }
     for (uint32_t m = 0; m < n; m++) {
@@ -1844,7 +1955,7 @@ static const struct colidx *colidx_get(patron_db *db, const uint32_t *codes, int
     mem_free(cnt);
     mem_free(list);
     if (!ok) {
-        colidx_free(x, 1);
+        colidx_clear(x);
         return NULL;
     }
     v->n_idx++;
@@ -1906,7 +2017,7 @@ static const struct colidx *rangeidx_get(patron_db *db, const vcol *c)
         }
     }
     if (!ok) {
-        colidx_free(x, 1);
+        colidx_clear(x);
         return NULL;
     }
     v->n_idx++;
@@ -2042,6 +2153,8 @@ static int indexable(const rnode *n)
         return n->a->kind == N_STR && n->b->kind == N_FIELD && n->b->ref == REF_TAGS;
     case N_NOT:
         return indexable(n->a);
+    case N_INSEG:
+        return !n->a || indexable(n->a);
     case N_AND:
     case N_OR:
         return indexable(n->a) && indexable(n->b);
@@ -2218,6 +2331,11 @@ static roaring_bitmap_t *index_eval(patron_db *db, const rnode *n, int64_t now)
         }
         return in;
     }
+    case N_INSEG:
+        if (n->a)
+            return index_eval(db, n->a, now);
+        return n->bitmap ? roaring_bitmap_copy((const roaring_bitmap_t *)n->bitmap)
+                         : roaring_bitmap_create();
     case N_NOT: {
         roaring_bitmap_t *a = index_eval(db, n->a, now), *all = a ? all_members(nm) : NULL;
         if (all)
@@ -2248,6 +2366,509 @@ static roaring_bitmap_t *index_eval(patron_db *db, const rnode *n, int64_t now)
     }
 }
 
+/* ---- aggregate indexes -------------------------------------------------------------
+ *
+ * Full passes answer windowed aggregates from indexes over a stream's kept rows
+ * (rules/aggidx.h), built on first use for the current view generation:
+ *
+ *   - `count(S [where P], W) CMP c`, `count_distinct(S.f [where P], W) CMP c` and
+ *     `max` / `min` compared with a constant are exact member sets when W ends at now
+ *     and no row of S is after now: "at least k kept rows in W" is "the k-th latest kept
+ *     row is in W", a range query over a column that does not move with now (a max above
+ *     c is at least one row above c);
+ *   - any other condition on aggregates that is false when all its aggregates are over
+ *     no rows narrows the members to those with a kept row since the earliest start of
+ *     its windows, and is then evaluated on those only;
+ *   - windowed counts and money sums of those read prefix arrays.
+ *
+ * The `where` must read only event fields and constants (it is then evaluated once over
+ * all rows).  The vector path gives the same answers (test_rules_index, test_rules_diff).
+ */
+
+/* What a kept row must also satisfy: nothing, a non-null field, or field CMP c; or, with
+ * op -2, -3 or -4, nothing (the index then serves count_distinct of f, or the sum of f
+ * above c / at least c: one column, or column and limit, per index). */
+typedef struct rpred {
+    const vcol *f; /* NULL: nothing */
+    int op;        /* CMP_*, -1: f is not null, < -1: no condition */
+    double c;
+} rpred;
+
+static int sig_put(char *buf, size_t cap, size_t *k, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static int sig_put(char *buf, size_t cap, size_t *k, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int w = vsnprintf(buf + *k, cap - *k, fmt, ap);
+    va_end(ap);
+    if (w < 0 || (size_t)w >= cap - *k)
+        return -1;
+    *k += (size_t)w;
+    return 0;
+}
+
+/* Writes the signature of a `where` made only of event fields and constants; -1 when it
+ * reads anything else (member fields, time, segments) or does not fit. */
+static int where_sig(const rnode *n, char *buf, size_t cap, size_t *k)
+{
+    if (!n)
+        return sig_put(buf, cap, k, "-");
+    if (n->time_dependent)
+        return -1;
+    switch (n->kind) {
+    case N_NUM:
+    case N_DUR:
+    case N_TS:
+    case N_BOOL:
+        return sig_put(buf, cap, k, "(%d %a)", (int)n->kind, n->num);
+    case N_NULL:
+        return sig_put(buf, cap, k, "(null)");
+    case N_STR:
+        return sig_put(buf, cap, k, "(s %u)", lit_code(n));
+    case N_FIELD:
+        if (n->ref == REF_NONE)
+            return sig_put(buf, cap, k, "(none %d)", (int)n->type);
+        if (n->ref != REF_EVENT)
+            return -1;
+        return sig_put(buf, cap, k, "(f %d %d %p %p)", (int)n->type, (int)n->vc.st, n->vc.data,
+                       (const void *)n->vc.via);
+    case N_LIST:
+        if (sig_put(buf, cap, k, "(l"))
+            return -1;
+        for (size_t i = 0; i < n->n_items; i++)
+            if (where_sig(n->items[i], buf, cap, k))
+                return -1;
+        return sig_put(buf, cap, k, ")");
+    case N_IN:
+        if (n->b->kind != N_LIST)
+            return -1;
+        /* fall through */
+    case N_NEG:
+    case N_ARITH:
+    case N_CMP:
+    case N_BETWEEN:
+    case N_ISNULL:
+    case N_NOT:
+    case N_AND:
+    case N_OR:
+        if (sig_put(buf, cap, k, "(%d %d %d", (int)n->kind, n->op, (int)n->type))
+            return -1;
+        if ((n->a && where_sig(n->a, buf, cap, k)) || (n->b && where_sig(n->b, buf, cap, k)) ||
+            (n->c && where_sig(n->c, buf, cap, k)))
+            return -1;
+        return sig_put(buf, cap, k, ")");
+    default:
+        return -1;
+    }
+}
+
+/* Does row r's field satisfy p? */
+static int pred_holds(const rpred *p, uint32_t r)
+{
+    if (!p->f || p->op < -1)
+        return 1;
+    if (p->f->type == VT_STR)
+        return vcol_code(p->f, r) != 0;
+    if (p->f->type == VT_BOOL)
+        return vcol_bool(p->f, r) != 2;
+    double v = vcol_num(p->f, r);
+    return p->op < 0 ? !isnan(v) : cmp_d(p->op, v, p->c);
+}
+
+/* The index of stream s's rows kept by where (NULL: all) and p (NULL: nothing more),
+ * built on first use for the current view generation.  NULL when where cannot be
+ * indexed or when out of memory (*oom set). */
+static aggidx *aggidx_get(patron_db *db, const stream *s, const rnode *where, const rpred *p,
+                          int *oom)
+{
+    mview *v = db->view;
+    char key[1024];
+    size_t k = 0;
+    if (sig_put(key, sizeof key, &k, "%d|", (int)(s - v->streams)) ||
+        where_sig(where, key, sizeof key, &k))
+        return NULL;
+    if (p && p->f && sig_put(key, sizeof key, &k, "|%d %p %p %d %a", (int)p->f->st, p->f->data,
+                             (const void *)p->f->via, p->op, p->c))
+        return NULL;
+    idx_current(db);
+    for (size_t i = 0; i < v->n_idx; i++)
+        if (v->idx[i].range == 3 && strcmp(v->idx[i].agg->key, key) == 0)
+            return v->idx[i].agg;
+    aggidx *a = aggidx_new(s, v->n, key);
+    arena ar = {0};
+    enum { CHUNK = 4096 };
+    uint32_t *rows = a ? mem_alloc_array(CHUNK, sizeof *rows) : NULL;
+    int ok = rows != NULL;
+    ectx x;
+    ctx_init(&x, NULL, db, 0, &ar);
+    x.event = 1;
+    x.rows = rows;
+    size_t n = 0;
+    for (uint32_t m = 0; ok && m <= v->n; m++) {
+        uint32_t b = m < v->n ? s->beg[m] : 0, e = m < v->n ? s->end[m] : 0;
+        for (uint32_t r = b; ok; r++) {
+            if (n == CHUNK || (m == v->n && n)) { /* evaluate what is gathered */
+                x.n = n;
+                vec w = where ? eval(&x, where) : (vec){0};
+                if ((where && !w.b) || ar.failed)
+                    ok = 0;
+                for (size_t i = 0; ok && i < n; i++)
+                    a->keep[rows[i]] = (uint8_t)((!where || w.b[i] == 1) &&
+                                                 (!p || pred_holds(p, rows[i])));
+                areset(&ar);
+                n = 0;
+            }
+            if (r >= e)
+                break;
+            rows[n++] = r;
+        }
+    }
+    afree(&ar);
+    mem_free(rows);
+    struct colidx *slot = ok ? idx_slot(db, s, 3) : NULL;
+    if (!slot) {
+        aggidx_free(a);
+        *oom = 1;
+        return NULL;
+    }
+    aggidx_seal(a);
+    slot->agg = a;
+    v->n_idx++;
+    return a;
+}
+
+/* The members whose time in t (a column of k-th latest times) is after now - w_from
+ * (any time at all without a window). */
+static roaring_bitmap_t *tk_members(patron_db *db, const int64_t *t, int64_t now,
+                                    const rnode *agg)
+{
+    vcol tc = {VT_TS, VS_TS, t, NULL, NULL};
+    const struct colidx *x = rangeidx_get(db, &tc);
+    if (!x)
+        return NULL;
+    if (!agg->has_window)
+        return range_members(x, -INFINITY, 1, INFINITY, 1);
+    return range_members(x, (double)(now - agg->w_from), 0, INFINITY, 1);
+}
+
+/* Members with at least k (k <= 0: any number of) kept rows, or distinct codes of cd,
+ * in agg's window; the index a must have no row after now. */
+static roaring_bitmap_t *at_least(patron_db *db, aggidx *a, const vcol *cd, long k, int64_t now,
+                                  const rnode *agg)
+{
+    if (k <= 0)
+        return all_members(db->view->n);
+    const int64_t *t = cd ? aggidx_tkd(a, cd, cd->dict ? cd->dict->n + 1 : 0, (int)k)
+                          : aggidx_tk(a, (int)k);
+    return t ? tk_members(db, t, now, agg) : NULL;
+}
+
+/* a and not b, both freed; NULL when either is. */
+static roaring_bitmap_t *bm_andnot(roaring_bitmap_t *a, roaring_bitmap_t *b)
+{
+    if (a && b)
+        roaring_bitmap_andnot_inplace(a, b);
+    if (b)
+        roaring_bitmap_free(b);
+    if (a && !b) {
+        roaring_bitmap_free(a);
+        a = NULL;
+    }
+    return a;
+}
+
+/* `sum(S.f …) CMP c` (either way round) with f money, CMP an order and c a number the
+ * sum of no rows does not pass (c >= 0 for >, c > 0 for >=): 1 and its parts, else 0.
+ * *incl: the sum must reach c (>= or <), else exceed it (> or <=). */
+static int sum_cmp(const rnode *n, const rnode **agg, int *op, double *c, int *incl)
+{
+    if (n->kind != N_CMP)
+        return 0;
+    int swapped = n->b->kind == N_AGG;
+    const rnode *a = swapped ? n->b : n->a, *cn = swapped ? n->a : n->b;
+    if (a->kind != N_AGG || a->op != AGG_SUM || !a->sfield || a->sfield->col.st != VS_MONEY ||
+        cn->kind != N_NUM || isnan(cn->num))
+        return 0;
+    *op = swapped ? cmp_mirror(n->op) : n->op;
+    if (*op == CMP_EQ || *op == CMP_NE)
+        return 0;
+    *incl = *op == CMP_GE || *op == CMP_LT;
+    *agg = a;
+    *c = cn->num;
+    return *incl ? *c > 0 : *c >= 0;
+}
+
+/* The members whose kept rows of agg since the start of its window (ignoring where the
+ * window ends) sum above c (reach it: incl), from the sum thresholds of aggidx.h.  NULL
+ * with *oom = 0 when some kept value is negative or the where cannot be indexed. */
+static roaring_bitmap_t *sum_since(patron_db *db, const rnode *agg, double c, int incl,
+                                   int64_t now, int need_visible, int *oom)
+{
+    const vcol *f = &agg->sfield->col;
+    rpred key = {f, incl ? -4 : -3, c};
+    aggidx *a = aggidx_get(db, agg->stream, agg->a, &key, oom);
+    if (!a || (need_visible && a->maxts > now))
+        return NULL;
+    int neg = 0;
+    const int64_t *t = aggidx_tsum(a, f, c, incl, &neg);
+    if (!t) {
+        *oom = !neg;
+        return NULL;
+    }
+    roaring_bitmap_t *b = tk_members(db, t, now, agg);
+    *oom = b == NULL;
+    return b;
+}
+
+/* `sum(S.f …, W) CMP c` with W ending at now and no row after now: 1 answered (*out
+ * set), 0 when it cannot be answered so, -1 out of memory. */
+static int sum_exact(patron_db *db, const rnode *n, int64_t now, roaring_bitmap_t **out)
+{
+    const rnode *agg;
+    int op, incl, oom = 0;
+    double c;
+    if (!sum_cmp(n, &agg, &op, &c, &incl) || (agg->has_window && agg->w_to != 0))
+        return 0;
+    roaring_bitmap_t *b = sum_since(db, agg, c, incl, now, 1, &oom);
+    if (!b)
+        return oom ? -1 : 0;
+    *out = op == CMP_GT || op == CMP_GE ? b : bm_andnot(all_members(db->view->n), b);
+    return *out ? 1 : -1;
+}
+
+/* `agg CMP c` (either way round) over k-th latest times: 1 answered (*out set), 0 when
+ * this form cannot be answered so, -1 out of memory. */
+static int agg_exact(patron_db *db, const rnode *n, int64_t now, roaring_bitmap_t **out)
+{
+    if (n->kind != N_CMP)
+        return 0;
+    int swapped = n->b->kind == N_AGG;
+    const rnode *agg = swapped ? n->b : n->a, *cn = swapped ? n->a : n->b;
+    if (agg->kind != N_AGG || (cn->kind != N_NUM && cn->kind != N_TS) || isnan(cn->num))
+        return 0;
+    if (agg->has_window && agg->w_to != 0)
+        return 0;
+    int op = swapped ? cmp_mirror(n->op) : n->op, oom = 0;
+    double c = cn->num;
+    const vcol *f = agg->sfield ? &agg->sfield->col : NULL;
+    if (agg->op == AGG_COUNT || (agg->op == AGG_COUNT_DISTINCT && f && f->st == VS_CODE && f->dict)) {
+        /* count >= k for the k this comparison needs (a count is a whole number >= 0) */
+        if (c > AGGIDX_KMAX)
+            return 0;
+        if (c < -1)
+            c = -1;
+        long kge = (long)ceil(c), kgt = (long)floor(c) + 1;
+        int integral = c == floor(c);
+        long need = op == CMP_GE || op == CMP_LT ? kge : op == CMP_GT || op == CMP_LE ? kgt
+                                                                                      : (long)c + 1;
+        if ((op == CMP_EQ || op == CMP_NE) && (!integral || c < 0)) {
+            *out = op == CMP_EQ ? roaring_bitmap_create() : all_members(db->view->n);
+            return *out ? 1 : -1;
+        }
+        if (need > AGGIDX_KMAX)
+            return 0;
+        int distinct = agg->op == AGG_COUNT_DISTINCT;
+        rpred nn = {f, distinct ? -2 : -1, 0};
+        aggidx *a = aggidx_get(db, agg->stream, agg->a, f ? &nn : NULL, &oom);
+        if (!a)
+            return oom ? -1 : 0;
+        if (a->maxts > now)
+            return 0;
+        const vcol *cd = distinct ? f : NULL;
+        switch (op) {
+        case CMP_GE: *out = at_least(db, a, cd, kge, now, agg); break;
+        case CMP_GT: *out = at_least(db, a, cd, kgt, now, agg); break;
+        case CMP_LT: *out = bm_andnot(all_members(db->view->n), at_least(db, a, cd, kge, now, agg)); break;
+        case CMP_LE: *out = bm_andnot(all_members(db->view->n), at_least(db, a, cd, kgt, now, agg)); break;
+        default: {
+            roaring_bitmap_t *eq = bm_andnot(at_least(db, a, cd, (long)c, now, agg),
+                                             at_least(db, a, cd, (long)c + 1, now, agg));
+            *out = op == CMP_EQ ? eq : bm_andnot(all_members(db->view->n), eq);
+            break;
+        }
+        }
+        return *out ? 1 : -1;
+    }
+    if (agg->op == AGG_SUM)
+        return sum_exact(db, n, now, out);
+    if ((agg->op != AGG_MAX && agg->op != AGG_MIN) || !f || op == CMP_EQ || op == CMP_NE)
+        return 0;
+    /* max > c: some row above c; max < c: some row, and none at or above c (min alike) */
+    int is_max = agg->op == AGG_MAX, upward = op == CMP_GT || op == CMP_GE;
+    int any_op = is_max == upward ? op
+                 : op == CMP_GT ? CMP_LE : op == CMP_GE ? CMP_LT : op == CMP_LT ? CMP_GE : CMP_GT;
+    rpred pa = {f, any_op, c}, pn = {f, -1, 0};
+    aggidx *a = aggidx_get(db, agg->stream, agg->a, &pa, &oom);
+    aggidx *b = a && is_max != upward ? aggidx_get(db, agg->stream, agg->a, &pn, &oom) : NULL;
+    if (!a || (is_max != upward && !b))
+        return oom ? -1 : 0;
+    if (a->maxts > now || (b && b->maxts > now))
+        return 0;
+    roaring_bitmap_t *some = at_least(db, a, NULL, 1, now, agg);
+    *out = b ? bm_andnot(at_least(db, b, NULL, 1, now, agg), some) : some;
+    return *out ? 1 : -1;
+}
+
+/* The value of a numeric node when every aggregate in it is over no rows; *ok = 0 when
+ * it reads anything else. */
+static double empty_num(const rnode *n, int *ok)
+{
+    switch (n->kind) {
+    case N_NUM:
+    case N_DUR:
+        return n->num;
+    case N_AGG:
+        return n->op == AGG_COUNT || n->op == AGG_SUM || n->op == AGG_COUNT_DISTINCT ? 0 : NAN;
+    case N_NEG:
+        return -empty_num(n->a, ok);
+    case N_ARITH: {
+        double a = empty_num(n->a, ok), b = empty_num(n->b, ok);
+        switch (n->op) {
+        case '+': return a + b;
+        case '-': return a - b;
+        case '*': return a * b;
+        default: return b == 0 ? NAN : a / b;
+        }
+    }
+    default:
+        *ok = 0;
+        return NAN;
+    }
+}
+
+/* The truth of a condition when every aggregate in it is over no rows: 1 true, 0 not
+ * true, -1 unknown (it reads something else). */
+static int empty_truth(const rnode *n)
+{
+    int ok = 1, a, b;
+    switch (n->kind) {
+    case N_BOOL:
+        return n->num != 0;
+    case N_CMP: {
+        if (n->a->type == VT_STR || n->a->type == VT_BOOL || n->b->type == VT_STR ||
+            n->b->type == VT_BOOL)
+            return -1;
+        double x = empty_num(n->a, &ok), y = empty_num(n->b, &ok);
+        return ok ? cmp_d(n->op, x, y) : -1;
+    }
+    case N_BETWEEN: {
+        double x = empty_num(n->a, &ok), lo = empty_num(n->b, &ok), hi = empty_num(n->c, &ok);
+        return ok ? x >= lo && x <= hi : -1;
+    }
+    case N_NOT:
+        a = empty_truth(n->a);
+        return a < 0 ? -1 : !a;
+    case N_AND:
+        a = empty_truth(n->a), b = empty_truth(n->b);
+        return a == 0 || b == 0 ? 0 : a < 0 || b < 0 ? -1 : 1;
+    case N_OR:
+        a = empty_truth(n->a), b = empty_truth(n->b);
+        return a == 1 || b == 1 ? 1 : a < 0 || b < 0 ? -1 : 0;
+    default:
+        return -1;
+    }
+}
+
+/* Adds to *u the members with a row kept by agg's where (all rows when it cannot be
+ * indexed) since the start of its window, for every aggregate under n (not inside a
+ * where).  0 ok, -1 out of memory. */
+static int agg_any(patron_db *db, const rnode *n, int64_t now, roaring_bitmap_t *u)
+{
+    if (!n)
+        return 0;
+    if (n->kind != N_AGG)
+        return agg_any(db, n->a, now, u) || agg_any(db, n->b, now, u) || agg_any(db, n->c, now, u)
+                   ? -1
+                   : 0;
+    int oom = 0;
+    aggidx *a = aggidx_get(db, n->stream, n->a, NULL, &oom);
+    if (!a && !oom)
+        a = aggidx_get(db, n->stream, NULL, NULL, &oom);
+    const int64_t *t = a ? aggidx_tk(a, 1) : NULL;
+    roaring_bitmap_t *b = t ? tk_members(db, t, now, n) : NULL;
+    if (!b)
+        return -1;
+    roaring_bitmap_or_inplace(u, b);
+    roaring_bitmap_free(b);
+    return 0;
+}
+
+/* The members a condition on aggregates can hold for (see above); NULL with *oom = 0
+ * when it cannot narrow them. */
+static roaring_bitmap_t *agg_candidates(patron_db *db, const rnode *n, int64_t now, int *oom)
+{
+    const rnode *agg;
+    int op, incl;
+    double c;
+    if (sum_cmp(n, &agg, &op, &c, &incl) && (op == CMP_GT || op == CMP_GE)) {
+        /* with no negative value, the sum over the window is at most the sum since its
+         * start */
+        roaring_bitmap_t *b = sum_since(db, agg, c, incl, now, 0, oom);
+        if (b || *oom)
+            return b;
+    }
+    if (empty_truth(n) != 0)
+        return NULL;
+    roaring_bitmap_t *u = roaring_bitmap_create();
+    if (!u || agg_any(db, n, now, u)) {
+        if (u)
+            roaring_bitmap_free(u);
+        *oom = 1;
+        return NULL;
+    }
+    return u;
+}
+
+/* Prefix arrays for the windowed counts and money sums under n (not inside a where),
+ * appended to pre (room for cap); spend_trend's into x.  0 ok, -1 out of memory. */
+static int agg_prepare(patron_db *db, const rnode *n, ectx *x, aggpre *pre, size_t *np, size_t cap)
+{
+    if (!n)
+        return 0;
+    if (n->kind == N_FIELD && n->ref == REF_COMPUTED && n->which == F_SPEND_TREND &&
+        !x->ps_orders) {
+        const stream *o = &db->view->streams[ST_ORDERS], *r = &db->view->streams[ST_RETURNS];
+        const sfield *fo = stream_field(o, "amount", 6), *fr = stream_field(r, "amount", 6);
+        int oom = 0;
+        aggidx *ao = fo ? aggidx_get(db, o, NULL, NULL, &oom) : NULL;
+        aggidx *ar = fr && ao ? aggidx_get(db, r, NULL, NULL, &oom) : NULL;
+        if (oom)
+            return -1;
+        if (ar) {
+            x->ps_orders = aggidx_ps(ao, &fo->col);
+            x->ps_returns = aggidx_ps(ar, &fr->col);
+            x->orders_max = ao->maxts;
+            x->returns_max = ar->maxts;
+            if (!x->ps_orders || !x->ps_returns) {
+                x->ps_orders = x->ps_returns = NULL;
+                x->orders_max = x->returns_max = INT64_MAX;
+            }
+        }
+        return 0;
+    }
+    if (n->kind != N_AGG)
+        return agg_prepare(db, n->a, x, pre, np, cap) || agg_prepare(db, n->b, x, pre, np, cap) ||
+                       agg_prepare(db, n->c, x, pre, np, cap)
+                   ? -1
+                   : 0;
+    const vcol *f = n->sfield ? &n->sfield->col : NULL;
+    int count = n->op == AGG_COUNT && !f;
+    int money = (n->op == AGG_SUM || n->op == AGG_AVG) && f && f->st == VS_MONEY;
+    if ((!count && !money) || *np == cap)
+        return 0;
+    int oom = 0;
+    aggidx *a = aggidx_get(db, n->stream, n->a, NULL, &oom);
+    if (!a)
+        return oom ? -1 : 0;
+    const uint32_t *pc = aggidx_pc(a);
+    const uint64_t *ps = money ? aggidx_ps(a, f) : NULL;
+    if (!pc || (money && !ps))
+        return money && pc && a->ps ? 0 : -1; /* ps of another column: scan the rows */
+    pre[(*np)++] = (aggpre){n, pc, ps, a->maxts};
+    return 0;
+}
+
 /* The conjuncts of an and-chain (or the node itself), up to cap. */
 static size_t conjuncts(const rnode *n, const rnode **out, size_t k, size_t cap)
 {
@@ -2260,9 +2881,81 @@ static size_t conjuncts(const rnode *n, const rnode **out, size_t k, size_t cap)
     return k + 1;
 }
 
+/* A rough cost per member of evaluating n on the vector path: aggregates that scan
+ * rows and computed fields that search the streams cost more than column reads. */
+static int node_cost(const ectx *x, const rnode *n)
+{
+    if (!n)
+        return 0;
+    int c = 1;
+    if (n->kind == N_AGG) {
+        for (size_t p = 0; p < x->n_pre; p++)
+            if (x->pre[p].n == n)
+                return 4;
+        return 20;
+    }
+    if (n->kind == N_FIELD && n->ref == REF_COMPUTED)
+        c = n->which == F_SPEND_TREND ? 8 : 4;
+    return c + node_cost(x, n->a) + node_cost(x, n->b) + node_cost(x, n->c);
+}
+
+/* One thread's share of the members the indexes selected. */
+typedef struct rjob {
+    const rule *r;
+    const ectx *proto;
+    const rnode *const *rest;
+    size_t nr;
+    const uint32_t *ms;
+    size_t k;
+    roaring_bitmap_t *out;
+    int failed;
+} rjob;
+
+/* Keeps the members of the share for which every rest condition is true. */
+static void *run_rest(void *arg)
+{
+    rjob *j = arg;
+    arena ar = {0};
+    ectx x = *j->proto;
+    x.ar = &ar;
+    uint32_t open[BATCH];
+    for (size_t i = 0; !j->failed && i < j->k; i += BATCH) {
+        size_t n = j->k - i < BATCH ? j->k - i : BATCH;
+        memcpy(open, j->ms + i, n * sizeof *open);
+        for (size_t c = 0; c < j->nr && n; c++) {
+            x.rows = open;
+            x.n = n;
+            vec v = eval(&x, j->rest[c]);
+            if (!v.b || ar.failed) {
+                j->failed = 1;
+                break;
+            }
+            size_t h = 0;
+            for (size_t t = 0; t < n; t++)
+                if (v.b[t] == 1)
+                    open[h++] = open[t];
+            n = h;
+        }
+        size_t h = 0;
+        for (size_t t = 0; !j->failed && t < n; t++)
+            if (!j->r->reads_models || db_profiling_allowed(x.db, open[t], x.now))
+                open[h++] = open[t];
+        if (!j->failed && h)
+            roaring_bitmap_add_many(j->out, h, open);
+        areset(&ar);
+    }
+    afree(&ar);
+    return NULL;
+}
+
+static int n_cores(void);
+
 /* The index path of rule_eval_all: 1 when it answered (out filled), 0 when the rule has
- * no indexable conjunct (or too many conjuncts), -1 when out of memory. */
-static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitmap_t *out)
+ * no conjunct an index answers or narrows (or too many conjuncts), -1 when out of
+ * memory.  Conjuncts no index answers run on the selected members, each on those the
+ * previous ones kept. */
+static int eval_indexed(const rule *r, patron_db *db, int64_t now, int threads,
+                        roaring_bitmap_t *out)
 {
     const rnode *c[64];
     size_t nc = conjuncts(r->root, c, 0, 64);
@@ -2272,6 +2965,7 @@ static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitma
     const rnode *rest[64];
     size_t nr = 0;
     int visible = -1; /* behavioural fields: known once asked */
+    int agg_off = getenv("PATRON_NO_AGG_INDEX") != NULL;
     for (size_t i = 0; i < nc; i++) {
         int ok = indexable(c[i]);
         if (ok && uses_behav(c[i])) {
@@ -2279,16 +2973,27 @@ static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitma
                 visible = all_visible(db, now);
             ok = visible;
         }
-        if (!ok) {
+        roaring_bitmap_t *b = NULL;
+        int oom = 0;
+        if (ok) {
+            oom = !(b = index_eval(db, c[i], now));
+        } else if (!agg_off) {
+            int ex = agg_exact(db, c[i], now, &b);
+            oom = ex < 0;
+            if (ex == 0) {
+                rest[nr++] = c[i];
+                b = agg_candidates(db, c[i], now, &oom);
+            }
+        } else {
             rest[nr++] = c[i];
-            continue;
         }
-        roaring_bitmap_t *b = index_eval(db, c[i], now);
-        if (!b) {
+        if (oom) {
             if (sel)
                 roaring_bitmap_free(sel);
             return -1;
         }
+        if (!b)
+            continue;
         if (sel) {
             roaring_bitmap_and_inplace(sel, b);
             roaring_bitmap_free(b);
@@ -2303,41 +3008,66 @@ static int eval_indexed(const rule *r, patron_db *db, int64_t now, roaring_bitma
         roaring_bitmap_free(sel);
         return 1;
     }
-    /* the other conditions, on the selected members only */
-    arena ar = {0};
+    /* the other conditions, on the selected members only: cheapest first, on
+     * contiguous shares of them per thread */
     ectx x;
-    ctx_init(&x, r, db, now, &ar);
-    uint64_t k = roaring_bitmap_get_cardinality(sel);
-    uint32_t *ms = mem_alloc_array(k ? k : 1, sizeof *ms);
-    int rc = ms ? 1 : -1;
-    if (ms)
-        roaring_bitmap_to_uint32_array(sel, ms);
-    roaring_bitmap_clear(out);
-    uint32_t hits[BATCH];
-    for (uint64_t i = 0; rc == 1 && i < k; i += BATCH) {
-        size_t n = k - i < BATCH ? (size_t)(k - i) : BATCH;
-        x.rows = ms + i;
-        x.n = n;
-        uint8_t keep[BATCH];
-        memset(keep, 1, n);
-        for (size_t j = 0; j < nr && rc == 1; j++) {
-            vec v = eval(&x, rest[j]);
-            if (!v.b || ar.failed)
-                rc = -1;
-            for (size_t t = 0; rc == 1 && t < n; t++)
-                keep[t] &= v.b[t] == 1;
+    ctx_init(&x, r, db, now, NULL);
+    aggpre pre[32];
+    size_t npre = 0;
+    int rc = 1;
+    for (size_t j = 0; !agg_off && j < nr && rc == 1; j++)
+        if (agg_prepare(db, rest[j], &x, pre, &npre, 32))
+            rc = -1;
+    x.pre = pre;
+    x.n_pre = npre;
+    for (size_t j = 1; j < nr; j++) /* a stable insertion sort by cost */
+        for (size_t i = j; i > 0 && node_cost(&x, rest[i]) < node_cost(&x, rest[i - 1]); i--) {
+            const rnode *t = rest[i];
+            rest[i] = rest[i - 1];
+            rest[i - 1] = t;
         }
-        size_t h = 0;
-        for (size_t t = 0; rc == 1 && t < n; t++)
-            if (keep[t] && (!r->reads_models || db_profiling_allowed(db, ms[i + t], now)))
-                hits[h++] = ms[i + t];
-        if (h)
-            roaring_bitmap_add_many(out, h, hits);
-        areset(&ar);
-    }
-    afree(&ar);
-    mem_free(ms);
+    uint64_t k = roaring_bitmap_get_cardinality(sel);
+    uint32_t *ms = rc == 1 ? mem_alloc_array(k ? k : 1, sizeof *ms) : NULL;
+    if (!ms)
+        rc = -1;
+    else
+        roaring_bitmap_to_uint32_array(sel, ms);
     roaring_bitmap_free(sel);
+    roaring_bitmap_clear(out);
+    if (threads <= 0)
+        threads = n_cores();
+    if ((uint64_t)threads > k / BATCH + 1)
+        threads = (int)(k / BATCH + 1);
+    rjob jobs[64];
+    pthread_t tid[64];
+    int started[64] = {0};
+    if (rc != 1)
+        threads = 0;
+    for (int t = 0; t < threads; t++) {
+        jobs[t] = (rjob){r, &x, rest, nr, ms + k * (uint64_t)t / (uint64_t)threads,
+                         (size_t)(k * (uint64_t)(t + 1) / (uint64_t)threads -
+                                  k * (uint64_t)t / (uint64_t)threads),
+                         t == 0 ? out : roaring_bitmap_create(), 0};
+        if (!jobs[t].out)
+            jobs[t].failed = 1;
+        else if (t > 0)
+            started[t] = pthread_create(&tid[t], NULL, run_rest, &jobs[t]) == 0;
+    }
+    if (threads > 0 && jobs[0].out)
+        run_rest(&jobs[0]);
+    for (int t = 0; t < threads; t++) {
+        if (t > 0 && started[t])
+            pthread_join(tid[t], NULL);
+        else if (t > 0 && jobs[t].out)
+            run_rest(&jobs[t]);
+        if (jobs[t].failed)
+            rc = -1;
+        if (t > 0 && jobs[t].out) {
+            roaring_bitmap_or_inplace(out, jobs[t].out);
+            roaring_bitmap_free(jobs[t].out);
+        }
+    }
+    mem_free(ms);
     return rc;
 }
 
@@ -2353,6 +3083,7 @@ static void ctx_init(ectx *x, const rule *r, patron_db *db, int64_t now, arena *
     x->ar = ar;
     x->today = time_day_of(now);
     time_civil_from_days(x->today, &x->ny, &x->nm, &x->nd);
+    x->orders_max = x->returns_max = INT64_MAX;
 }
 
 /* Evaluates one batch of members; adds the matches to out.  With due, due[i] gets the
@@ -2431,7 +3162,7 @@ int rule_eval_all_due(const rule *r, patron_db *db, int64_t now, int threads,
     if (!db->view)
         return err_set(err, PATRON_EINTERNAL, "the member view is not built");
     if (!due && !getenv("PATRON_NO_INDEX")) {
-        int ix = eval_indexed(r, db, now, out);
+        int ix = eval_indexed(r, db, now, threads, out);
         if (ix < 0)
             return err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
         if (ix > 0)
