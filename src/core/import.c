@@ -18,12 +18,14 @@
 #include "base/num.h"
 #include "base/time.h"
 #include "ingest/input.h"
+#include "loyalty/ledger.h"
 #include "loyalty/loyalty.h"
 #include "loyalty/program.h"
 #include "members/view.h"
 
 #include <ctype.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
@@ -130,6 +132,15 @@ static void bad_release(bad_list *b)
     mem_free(b->reasons);
 }
 
+/* A cached dictionary string (up to 24 bytes, zero-padded) and its code; n = 0: empty.
+ * Dictionaries are small (SKUs in the thousands) and every line item looks up three of
+ * them: hashing and probing the maps was a fifth of an import's instructions. */
+#define DCACHE_BITS 12
+typedef struct dcache_slot {
+    uint64_t w[3];
+    uint32_t n, code;
+} dcache_slot;
+
 /* One order of the batch, built from its rows. */
 typedef struct border {
     uint64_t member_off; /* offset of member id in the batch arena */
@@ -160,7 +171,9 @@ typedef struct batch {
     uint32_t *it_order, *it_sku, *it_cat, *it_brand;
     int32_t *it_qty;
     int64_t *it_price;
-    size_t n_items, cap_items[6];
+    size_t n_items, cap_items;
+    /* per dictionary, a direct-mapped cache of short strings and their codes */
+    dcache_slot *dcache[DB_DICT__N];
     /* strings new to the dictionaries: codes continue the stored ones */
     hmap dict[DB_DICT__N];
     uint64_t *new_off[DB_DICT__N];
@@ -169,6 +182,20 @@ typedef struct batch {
 } batch;
 
 static int arena_put(batch *b, const char *s, size_t n, uint64_t *off);
+static int dict_new(batch *b, int kind, const char *s, size_t n);
+
+/* A string of at most 24 bytes, zero-padded into three words, and its slot in a
+ * dictionary's cache. */
+static inline size_t dcache_key(const char *s, size_t n, uint64_t w[3])
+{
+    w[0] = w[1] = w[2] = 0;
+    memcpy(w, s, n);
+    uint64_t h = (w[0] * 0x9E3779B97F4A7C15ull) ^ (w[1] * 0xC2B2AE3D27D4EB4Full) ^
+                 (w[2] * 0x165667B19E3779F9ull) ^ n;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return (size_t)(h >> (64 - DCACHE_BITS));
+}
 
 /* The code of s in dictionary kind: stored, or new in this batch (continuing the stored
  * codes).  Returns 0, or -1 when out of memory. */
@@ -178,32 +205,75 @@ static int dict_code(patron_db *db, batch *b, int kind, const char *s, size_t n,
         *code = 0;
         return 0;
     }
-    if (hmap_get(&db->dict[kind], s, n, code)) return 0;
-    uint32_t fresh = (uint32_t)(db->dict[kind].count + b->n_new[kind] + 1);
-    int f = hmap_get_or_put(&b->dict[kind], s, n, fresh, code);
-    if (f < 0) return -1;
-    if (f == 0) {
-        uint64_t off;
-        if (MEM_GROW(b->new_off[kind], b->cap_off[kind], b->n_new[kind] + 1) ||
-            MEM_GROW(b->new_len[kind], b->cap_len[kind], b->n_new[kind] + 1) ||
-            arena_put(b, s, n, &off))
-            return -1;
-        b->new_off[kind][b->n_new[kind]] = off;
-        b->new_len[kind][b->n_new[kind]] = (uint32_t)n;
-        b->n_new[kind]++;
+    uint64_t w[3];
+    dcache_slot *c = NULL;
+    if (n <= sizeof w && b->dcache[kind]) {
+        c = &b->dcache[kind][dcache_key(s, n, w)];
+        if (c->n == n && c->w[0] == w[0] && c->w[1] == w[1] && c->w[2] == w[2]) {
+            *code = c->code;
+            return 0;
+        }
     }
+    uint64_t h = hmap_hash(s, n);
+    if (!hmap_get_hashed(&db->dict[kind], s, n, h, code)) {
+        uint32_t fresh = (uint32_t)(db->dict[kind].count + b->n_new[kind] + 1);
+        int f = hmap_get_or_put_hashed(&b->dict[kind], s, n, h, fresh, code);
+        if (f < 0) return -1;
+        if (f == 0 && dict_new(b, kind, s, n) != 0) return -1;
+    }
+    if (c) {
+        memcpy(c->w, w, sizeof w);
+        c->n = (uint32_t)n;
+        c->code = *code;
+    }
+    return 0;
+}
+
+/* Records s as the next new string of dictionary kind. */
+static int dict_new(batch *b, int kind, const char *s, size_t n)
+{
+    uint64_t off;
+    if (MEM_GROW(b->new_off[kind], b->cap_off[kind], b->n_new[kind] + 1) ||
+        MEM_GROW(b->new_len[kind], b->cap_len[kind], b->n_new[kind] + 1) ||
+        arena_put(b, s, n, &off))
+        return -1;
+    b->new_off[kind][b->n_new[kind]] = off;
+    b->new_len[kind][b->n_new[kind]] = (uint32_t)n;
+    b->n_new[kind]++;
+    return 0;
+}
+
+static int dcache_init(batch *b)
+{
+    for (int k = 1; k < DB_DICT__N; k++)
+        if (!(b->dcache[k] = mem_calloc((size_t)1 << DCACHE_BITS, sizeof(dcache_slot))))
+            return -1;
+    return 0;
+}
+
+/* Makes room for n line items in all (the six columns grow together). */
+static int items_reserve(batch *b, size_t n)
+{
+    if (n <= b->cap_items) return 0;
+    size_t c[6] = {b->cap_items, b->cap_items, b->cap_items, b->cap_items, b->cap_items,
+                   b->cap_items};
+    if (MEM_GROW(b->it_order, c[0], n) || MEM_GROW(b->it_sku, c[1], n) ||
+        MEM_GROW(b->it_cat, c[2], n) || MEM_GROW(b->it_brand, c[3], n) ||
+        MEM_GROW(b->it_qty, c[4], n) || MEM_GROW(b->it_price, c[5], n))
+        return -1;
+    size_t m = c[0];
+    for (int i = 1; i < 6; i++)
+        if (c[i] < m) m = c[i];
+    b->cap_items = m;
     return 0;
 }
 
 static int item_add(batch *b, uint32_t order, uint32_t sku, uint32_t cat, uint32_t brand,
                     int64_t qty, int64_t price)
 {
-    size_t k = b->n_items + 1;
-    if (MEM_GROW(b->it_order, b->cap_items[0], k) || MEM_GROW(b->it_sku, b->cap_items[1], k) ||
-        MEM_GROW(b->it_cat, b->cap_items[2], k) || MEM_GROW(b->it_brand, b->cap_items[3], k) ||
-        MEM_GROW(b->it_qty, b->cap_items[4], k) || MEM_GROW(b->it_price, b->cap_items[5], k))
+    if (b->n_items == b->cap_items && items_reserve(b, b->n_items + 1) != 0)
         return -1;
-    k = b->n_items++;
+    size_t k = b->n_items++;
     b->it_order[k] = order;
     b->it_sku[k] = sku;
     b->it_cat[k] = cat;
@@ -226,6 +296,7 @@ static void batch_release(batch *b)
     mem_free(b->it_qty);
     mem_free(b->it_price);
     for (int k = 0; k < DB_DICT__N; k++) {
+        mem_free(b->dcache[k]);
         hmap_release(&b->dict[k]);
         mem_free(b->new_off[k]);
         mem_free(b->new_len[k]);
@@ -247,6 +318,8 @@ static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_i
     if (!buf) return err_set(err, PATRON_ENOMEM, "out of memory");
     int rc = PATRON_OK;
     size_t i = 0;
+    uint32_t last = UINT32_MAX;
+    uint64_t last_h = 0;
     while (i < b->n_items && rc == PATRON_OK) {
         /* Gather up to CHUNK_ITEMS stored items. */
         uint64_t *oh = (uint64_t *)(void *)(buf + 8);
@@ -260,8 +333,12 @@ static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_i
         size_t k = 0;
         for (size_t j = start; j < i; j++) {
             if (!order_of_item_ok[b->it_order[j]]) continue;
-            border *o = &b->orders[b->it_order[j]];
-            oh[k] = XXH3_64bits(b->arena + o->id_off, o->id_len);
+            if (b->it_order[j] != last) { /* items of an order are usually adjacent */
+                border *o = &b->orders[b->it_order[j]];
+                last = b->it_order[j];
+                last_h = XXH3_64bits(b->arena + o->id_off, o->id_len);
+            }
+            oh[k] = last_h;
             sku[k] = b->it_sku[j];
             cat[k] = b->it_cat[j];
             brand[k] = b->it_brand[j];
@@ -314,16 +391,28 @@ static int arena_put(batch *b, const char *s, size_t n, uint64_t *off)
     return 0;
 }
 
-static void report(batch *b, uint64_t line, const char *col, const char *fmt, const char *v,
-                   size_t vn)
+/* A bad row's reason: fmt with the value (its first 64 bytes) for its "%.*s". */
+static void reason_format(char *reason, size_t cap, const char *fmt, const char *v, size_t vn)
 {
-    char reason[512], msg[1024];
-    snprintf(reason, sizeof reason, fmt, (int)(vn > 64 ? 64 : vn), v);
+    snprintf(reason, cap, fmt, (int)(vn > 64 ? 64 : vn), v);
+}
+
+static void report_reason(batch *b, uint64_t line, const char *col, const char *reason)
+{
+    char msg[1024];
     snprintf(msg, sizeof msg, "%s:%llu: column '%s': %s", b->name, (unsigned long long)line, col,
              reason);
     if (b->opts->report) b->opts->report(b->opts->report_ctx, msg);
     bad_add(&b->bad, line, reason);
     b->bad_rows++;
+}
+
+static void report(batch *b, uint64_t line, const char *col, const char *fmt, const char *v,
+                   size_t vn)
+{
+    char reason[512];
+    reason_format(reason, sizeof reason, fmt, v, vn);
+    report_reason(b, line, col, reason);
 }
 
 /* The base currency and exchange rates an import converts with, and the message (a
@@ -538,11 +627,407 @@ static void rollback_model(patron_db *db, patron_import_result *res, patron_erro
     }
 }
 
+/* ---- the rows of an orders file: checked one by one, then grouped ------------------ */
+
+/*
+ * Rows are read in blocks.  row_check() does all that depends on one row alone --
+ * parsing, validation with its reports, the row's share of the order's content hash --
+ * and copies the strings grouping needs out of the reader's buffer; group_block() puts
+ * checked rows into orders, line items and dictionaries in file order.  With two
+ * threads a reader thread checks the next blocks while this one groups (the reader's
+ * side, CSV included, was about half of the parse instructions); with one they take
+ * turns.  Either way the batch is the same, and so are the reports and their order: a
+ * row's own reports come before those of its grouping, as with one loop.
+ */
+#define ROW_BLOCK 4096
+#define ROW_BLOCKS 4                     /* blocks in flight between the two threads */
+#define ROWS_THREAD_MIN ((uint64_t)4 << 20) /* smaller files are read on one thread */
+
+/* The strings of a row that grouping reads, in this order in the block's bytes. */
+enum { RS_OID, RS_MID, RS_SKU, RS_CAT, RS_BRAND, RS_CHAN, RS_STORE, RS__N };
+static const int rs_field[RS__N] = {F_ORDER_ID, F_MEMBER_ID, F_SKU,  F_CATEGORY,
+                                    F_BRAND,    F_CHANNEL,   F_STORE};
+
+typedef struct crow {
+    uint64_t line;
+    int64_t ts, qty, price, amount;
+    uint64_t hash;        /* the row's term of its order's content hash (good rows) */
+    size_t off;           /* its strings at the block's bytes + off, one after another */
+    uint32_t len[RS__N];
+    uint32_t nrep;        /* its own reports, the next nrep of the block's */
+    int bad;
+} crow;
+
+typedef struct crep {
+    const char *col;
+    char reason[512];
+} crep;
+
+typedef struct rblock {
+    crow *rows;
+    size_t n;
+    char *bytes;
+    size_t nbytes, cap_bytes;
+    crep *reps;
+    size_t nreps, cap_reps;
+    int end;              /* after these rows: 1 the input ends, < 0 reading failed */
+    patron_error err;     /* when end < 0 */
+} rblock;
+
+/* What row_check() reads with, owned by the reading side. */
+typedef struct rreader {
+    csv_reader *r;
+    const int *col;
+    int order_level;
+    const loyalty_fx *fx;
+    const char *curmsg;
+    const patron_import_opts *opts;
+    hmap occur;           /* content hash -> occurrences, order-level rows without an id */
+    char last_ts[40];     /* the last timestamp parsed, and its value */
+    size_t last_ts_n;
+    int64_t last_ts_v;
+    uint64_t rows;
+} rreader;
+
+static int crow_report(rblock *k, crow *w, const char *col, const char *fmt, const char *v,
+                       size_t vn)
+{
+    w->bad = 1;
+    if (k->nreps == k->cap_reps && MEM_GROW(k->reps, k->cap_reps, k->nreps + 1) != 0) return -1;
+    crep *e = &k->reps[k->nreps++];
+    e->col = col;
+    reason_format(e->reason, sizeof e->reason, fmt, v, vn);
+    w->nrep++;
+    return 0;
+}
+
+/* Checks one row into k->rows[k->n] (0, or -1 when out of memory). */
+static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uint64_t line)
+{
+    const int *col = rd->col;
+    crow *w = &k->rows[k->n];
+    memset(w, 0, sizeof *w);
+    w->line = line;
+    w->qty = 1;
+#define FIELD(f) (col[f] >= 0 && (size_t)col[f] < nf ? fl[col[f]] : (csv_field){"", 0})
+#define BAD(f, fmt, v, vn)                                                                         \
+    do {                                                                                           \
+        if (crow_report(k, w, order_fields[f], fmt, v, vn) != 0) return -1;                      \
+    } while (0)
+    csv_field tsf = FIELD(F_TS), oid = FIELD(F_ORDER_ID);
+    char idbuf[64];
+    if (tsf.n == rd->last_ts_n && memcmp(tsf.p, rd->last_ts, tsf.n) == 0) {
+        w->ts = rd->last_ts_v; /* the rows of an order usually repeat its timestamp */
+    } else if (tsf.n == 0 || time_parse(tsf.p, tsf.n, &w->ts) != 0) {
+        BAD(F_TS, "cannot parse '%.*s' as a timestamp", tsf.p, tsf.n);
+    } else if (tsf.n <= sizeof rd->last_ts) {
+        memcpy(rd->last_ts, tsf.p, tsf.n);
+        rd->last_ts_n = tsf.n;
+        rd->last_ts_v = w->ts;
+    }
+    csv_field cur = FIELD(F_CURRENCY);
+    int64_t fxr = loyalty_fx_rate(rd->fx, cur.p, cur.n); /* prices below are converted */
+    if (fxr == 0) BAD(F_CURRENCY, rd->curmsg, cur.p, cur.n);
+    if (rd->order_level) {
+        csv_field af = FIELD(F_AMOUNT);
+        if (num_parse_money(af.p, af.n, &w->amount) != 0)
+            BAD(F_AMOUNT, "cannot parse '%.*s' as an amount", af.p, af.n);
+        else if (fxr > 0 && loyalty_fx_convert(w->amount, fxr, &w->amount) != 0)
+            BAD(F_AMOUNT, "'%.*s' overflows in the base currency", af.p, af.n);
+        if (col[F_ORDER_ID] < 0) {
+            size_t rawn;
+            const char *raw = csv_raw(rd->r, &rawn);
+            uint64_t h = XXH3_64bits(raw, rawn);
+            uint32_t cnt = 0;
+            hmap_get(&rd->occur, (const char *)&h, sizeof h, &cnt);
+            if (hmap_put(&rd->occur, (const char *)&h, sizeof h, cnt + 1) != 0) return -1;
+            snprintf(idbuf, sizeof idbuf, "h%016llx-%u", (unsigned long long)h, cnt);
+            oid.p = idbuf;
+            oid.n = strlen(idbuf);
+        }
+    } else {
+        csv_field q = FIELD(F_QTY), pr = FIELD(F_PRICE), sku = FIELD(F_SKU);
+        if (num_parse_int(q.p, q.n, &w->qty) != 0)
+            BAD(F_QTY, "cannot parse '%.*s' as a whole number", q.p, q.n);
+        else if (w->qty == 0)
+            BAD(F_QTY, "quantity '%.*s' is zero", q.p, q.n);
+        if (num_parse_money(pr.p, pr.n, &w->price) != 0)
+            BAD(F_PRICE, "cannot parse '%.*s' as a price", pr.p, pr.n);
+        else if (w->price < 0)
+            BAD(F_PRICE, "price '%.*s' is negative", pr.p, pr.n);
+        else if (fxr > 0 && loyalty_fx_convert(w->price, fxr, &w->price) != 0)
+            BAD(F_PRICE, "'%.*s' overflows in the base currency", pr.p, pr.n);
+        if (sku.n == 0) BAD(F_SKU, "empty value%.*s", "", 0);
+        if (!w->bad && num_mul_i64(w->qty, w->price, &w->amount) != 0)
+            BAD(F_QTY, "amount of '%.*s' x price overflows", q.p, q.n);
+    }
+#undef BAD
+    size_t need = oid.n;
+    csv_field sv[RS__N];
+    for (int i = 0; i < RS__N; i++) {
+        sv[i] = i == RS_OID ? oid : FIELD(rs_field[i]);
+        need += i == RS_OID ? 0 : sv[i].n;
+    }
+    if (k->nbytes + need > k->cap_bytes &&
+        MEM_GROW(k->bytes, k->cap_bytes, k->nbytes + need) != 0)
+        return -1;
+    w->off = k->nbytes;
+    for (int i = 0; i < RS__N; i++) {
+        memcpy(k->bytes + k->nbytes, sv[i].p, sv[i].n);
+        k->nbytes += sv[i].n;
+        w->len[i] = (uint32_t)sv[i].n;
+    }
+    if (!w->bad) {
+        int64_t hv[4] = {w->ts, w->qty, w->price, w->amount};
+        csv_field sku = FIELD(F_SKU);
+        w->hash = XXH3_64bits(hv, sizeof hv) ^ XXH3_64bits(sku.p, sku.n);
+    }
+#undef FIELD
+    k->n++;
+    return 0;
+}
+
+/* Reads and checks the next ROW_BLOCK rows (fewer at the end) into k. */
+static void rblock_fill(rreader *rd, rblock *k)
+{
+    k->n = k->nbytes = k->nreps = 0;
+    k->end = 0;
+    const csv_field *fl;
+    size_t nf;
+    while (k->n < ROW_BLOCK) {
+        int rc = csv_next(rd->r, &fl, &nf, &k->err);
+        if (rc <= 0) {
+            k->end = rc < 0 ? rc : 1;
+            return;
+        }
+        if (row_check(rd, k, fl, nf, csv_line(rd->r)) != 0) {
+            k->end = err_set(&k->err, PATRON_ENOMEM, "out of memory");
+            return;
+        }
+        if (rd->opts->progress && (++rd->rows & 0xffff) == 0)
+            rd->opts->progress(rd->opts->progress_ctx, csv_consumed(rd->r), csv_size(rd->r));
+    }
+}
+
+/* Puts the checked rows of k into the batch.  *last_oi: the order of the previous row. */
+static int group_block(patron_db *db, batch *b, const rblock *k, int order_level,
+                       uint32_t *last_oi, patron_import_result *res, patron_error *err)
+{
+    const crep *rep = k->reps;
+    for (size_t i = 0; i < k->n; i++) {
+        const crow *w = &k->rows[i];
+        uint64_t line = w->line;
+        res->rows++;
+        for (uint32_t j = 0; j < w->nrep; j++, rep++)
+            report_reason(b, line, rep->col, rep->reason);
+        const char *sp[RS__N];
+        const char *p = k->bytes + w->off;
+        for (int f = 0; f < RS__N; f++) {
+            sp[f] = p;
+            p += w->len[f];
+        }
+        size_t oidn = w->len[RS_OID], midn = w->len[RS_MID];
+        if (oidn == 0) {
+            report(b, line, order_fields[F_ORDER_ID], "empty value%.*s", "", 0);
+            continue;
+        }
+        uint32_t oi;
+        int found;
+        if (*last_oi != UINT32_MAX && b->orders[*last_oi].id_len == oidn &&
+            memcmp(b->arena + b->orders[*last_oi].id_off, sp[RS_OID], oidn) == 0) {
+            oi = *last_oi; /* rows of an order are usually adjacent: no probe */
+            found = 1;
+        } else {
+            found = hmap_get_or_put(&b->ids, sp[RS_OID], oidn, (uint32_t)b->n, &oi);
+        }
+        if (found < 0 || (!found && MEM_GROW(b->orders, b->cap, b->n + 1) != 0))
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+        *last_oi = oi;
+        if (!found) {
+            b->n++;
+            border *o = &b->orders[oi];
+            memset(o, 0, sizeof *o);
+            o->ts = w->ts;
+            o->first_line = line;
+            o->id_len = (uint32_t)oidn;
+            o->member_len = (uint32_t)midn;
+            if (arena_put(b, sp[RS_OID], oidn, &o->id_off) ||
+                arena_put(b, sp[RS_MID], midn, &o->member_off))
+                return err_set(err, PATRON_ENOMEM, "out of memory");
+        }
+        border *o = &b->orders[oi];
+        if (midn != o->member_len || memcmp(b->arena + o->member_off, sp[RS_MID], midn) != 0) {
+            report(b, line, order_fields[F_MEMBER_ID],
+                   "member '%.*s' differs from the member of the order's first row", sp[RS_MID],
+                   midn);
+            o->bad = 1;
+            continue;
+        }
+        if (w->bad) {
+            o->bad = 1;
+            continue;
+        }
+        int64_t amount = w->amount, qty = w->qty;
+        if (w->ts < o->ts) o->ts = w->ts;
+        int64_t pos = o->pos_amount, neg = o->neg_amount, tot;
+        if ((amount < 0 ? num_add_i64(neg, amount, &neg) : num_add_i64(pos, amount, &pos)) != 0 ||
+            num_add_i64(pos, neg, &tot) != 0) {
+            report(b, line, order_fields[order_level ? F_AMOUNT : F_QTY],
+                   "the order's amount overflows at this row%.*s", "", 0);
+            o->bad = 1;
+            continue;
+        }
+        if (amount < 0) {
+            o->neg_amount += amount;
+            o->neg_units += qty;
+            o->neg_items++;
+        } else {
+            o->pos_amount += amount;
+            o->units += qty;
+            o->items++;
+            if (!order_level) {
+                uint32_t cs, cc, cb;
+                if (dict_code(db, b, DB_DICT_SKU, sp[RS_SKU], w->len[RS_SKU], &cs) ||
+                    dict_code(db, b, DB_DICT_CATEGORY, sp[RS_CAT], w->len[RS_CAT], &cc) ||
+                    dict_code(db, b, DB_DICT_BRAND, sp[RS_BRAND], w->len[RS_BRAND], &cb) ||
+                    item_add(b, oi, cs, cc, cb, qty, w->price))
+                    return err_set(err, PATRON_ENOMEM, "out of memory");
+            }
+        }
+        if ((!o->channel && w->len[RS_CHAN] &&
+             dict_code(db, b, DB_DICT_CHANNEL, sp[RS_CHAN], w->len[RS_CHAN], &o->channel)) ||
+            (!o->store && w->len[RS_STORE] &&
+             dict_code(db, b, DB_DICT_STORE, sp[RS_STORE], w->len[RS_STORE], &o->store)))
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+        o->hash += w->hash;
+    }
+    return PATRON_OK;
+}
+
+/* Blocks handed from the reader thread to the grouping one. */
+typedef struct rpipe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rblock blk[ROW_BLOCKS];
+    int full[ROW_BLOCKS];
+    int stop; /* grouping gave up: the reader stops too */
+    rreader *rd;
+} rpipe;
+
+static void *reader_run(void *arg)
+{
+    rpipe *pp = arg;
+    for (size_t k = 0;; k = (k + 1) % ROW_BLOCKS) {
+        pthread_mutex_lock(&pp->mu);
+        while (pp->full[k] && !pp->stop)
+            pthread_cond_wait(&pp->cv, &pp->mu);
+        int stop = pp->stop;
+        pthread_mutex_unlock(&pp->mu);
+        if (stop) break;
+        rblock_fill(pp->rd, &pp->blk[k]);
+        pthread_mutex_lock(&pp->mu);
+        pp->full[k] = 1;
+        pthread_cond_broadcast(&pp->cv);
+        pthread_mutex_unlock(&pp->mu);
+        if (pp->blk[k].end) break;
+    }
+    return NULL;
+}
+
+/* Reads every row of rd's file into the batch: 0, or a negative status (a read error,
+ * out of memory).  two: check rows on a reader thread while this one groups them. */
+static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_import_result *res,
+                     patron_error *err)
+{
+    rpipe pp;
+    memset(&pp, 0, sizeof pp);
+    pp.rd = rd;
+    int rc = PATRON_OK;
+    size_t nblk = two ? ROW_BLOCKS : 1;
+    for (size_t k = 0; k < nblk && rc == PATRON_OK; k++)
+        if (!(pp.blk[k].rows = mem_alloc_array(ROW_BLOCK, sizeof(crow))))
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    uint32_t last_oi = UINT32_MAX;
+    pthread_t th;
+    if (rc == PATRON_OK && two) {
+        pthread_mutex_init(&pp.mu, NULL);
+        pthread_cond_init(&pp.cv, NULL);
+        if (pthread_create(&th, NULL, reader_run, &pp) != 0) {
+            pthread_mutex_destroy(&pp.mu);
+            pthread_cond_destroy(&pp.cv);
+            two = 0;
+        }
+    }
+    for (size_t k = 0; rc == PATRON_OK; k = two ? (k + 1) % ROW_BLOCKS : 0) {
+        rblock *blk = &pp.blk[k];
+        if (two) {
+            pthread_mutex_lock(&pp.mu);
+            while (!pp.full[k])
+                pthread_cond_wait(&pp.cv, &pp.mu);
+            pthread_mutex_unlock(&pp.mu);
+        } else {
+            rblock_fill(rd, blk);
+        }
+        rc = group_block(db, b, blk, rd->order_level, &last_oi, res, err);
+        int end = blk->end;
+        if (rc == PATRON_OK && end < 0) {
+            *err = blk->err;
+            rc = end;
+        }
+        if (two) {
+            pthread_mutex_lock(&pp.mu);
+            pp.full[k] = 0;
+            pthread_cond_broadcast(&pp.cv);
+            pthread_mutex_unlock(&pp.mu);
+        }
+        if (end) break;
+    }
+    if (two) {
+        pthread_mutex_lock(&pp.mu);
+        pp.stop = 1;
+        pthread_cond_broadcast(&pp.cv);
+        pthread_mutex_unlock(&pp.mu);
+        pthread_join(th, NULL);
+        pthread_mutex_destroy(&pp.mu);
+        pthread_cond_destroy(&pp.cv);
+    }
+    for (size_t k = 0; k < ROW_BLOCKS; k++) {
+        mem_free(pp.blk[k].rows);
+        mem_free(pp.blk[k].bytes);
+        mem_free(pp.blk[k].reps);
+    }
+    return rc;
+}
+
+/* The end of an import's transaction, run on its own thread (commit_run). */
+typedef struct commit_job {
+    store *st;
+    size_t stored; /* orders stored: the data version moves when > 0 */
+    int rc;
+    patron_error err;
+} commit_job;
+
+/* Imports of fewer orders commit before applying, on one thread: a thread costs more
+ * than it saves there. */
+#define COMMIT_OVERLAP_MIN 50000
+
+static void *commit_run(void *arg)
+{
+    commit_job *j = arg;
+    j->rc = j->stored ? store_data_bump(j->st, &j->err) : PATRON_OK;
+    if (j->rc == PATRON_OK) j->rc = store_commit(j->st, &j->err);
+    return NULL;
+}
+
 static int import_orders(patron_db *db, const char *path, const patron_import_opts *opts,
                          patron_import_result *res, patron_error *err)
 {
     int rc;
     if ((rc = validate_map(opts->map, order_fields, F__COUNT, err))) return rc;
+
+
+
+
     char delim = sniff_delim(path, opts->delimiter);
     csv_reader *r;
     const csv_field *fl;
@@ -580,13 +1065,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     uint64_t guess = csv_size(r) / 400;
     size_t rows_guess = (size_t)(csv_size(r) / 70) + 16;
     if ((guess > 1024 && hmap_reserve(&b.ids, (size_t)guess, (size_t)guess * 10) != 0) ||
-        MEM_GROW(b.orders, b.cap, (size_t)guess + 16) ||
-        MEM_GROW(b.it_order, b.cap_items[0], rows_guess) ||
-        MEM_GROW(b.it_sku, b.cap_items[1], rows_guess) ||
-        MEM_GROW(b.it_cat, b.cap_items[2], rows_guess) ||
-        MEM_GROW(b.it_brand, b.cap_items[3], rows_guess) ||
-        MEM_GROW(b.it_qty, b.cap_items[4], rows_guess) ||
-        MEM_GROW(b.it_price, b.cap_items[5], rows_guess)) {
+        MEM_GROW(b.orders, b.cap, (size_t)guess + 16) || items_reserve(&b, rows_guess) ||
+        dcache_init(&b)) {
         batch_release(&b);
         csv_free(r);
         return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -598,159 +1078,25 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         csv_free(r);
         return rc;
     }
-    hmap occur; /* content hash -> occurrences, for order-level rows without an id */
-    hmap_init(&occur);
-    while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
-        res->rows++;
-        uint64_t line = csv_line(r);
-        if (opts->progress && (res->rows & 0xffff) == 0)
-            opts->progress(opts->progress_ctx, csv_consumed(r), csv_size(r));
-#define FIELD(f) (col[f] >= 0 && (size_t)col[f] < nf ? fl[col[f]] : (csv_field){"", 0})
-        csv_field oid = FIELD(F_ORDER_ID), mid = FIELD(F_MEMBER_ID), tsf = FIELD(F_TS);
-        int64_t ts = 0, qty = 1, price = 0, amount = 0;
-        int bad = 0;
-        char idbuf[64];
-        if (tsf.n == 0 || time_parse(tsf.p, tsf.n, &ts) != 0) {
-            report(&b, line, order_fields[F_TS], "cannot parse '%.*s' as a timestamp", tsf.p,
-                   tsf.n);
-            bad = 1;
-        }
-        csv_field cur = FIELD(F_CURRENCY);
-        int64_t fxr = loyalty_fx_rate(&fx, cur.p, cur.n); /* prices below are converted */
-        if (fxr == 0) {
-            report(&b, line, order_fields[F_CURRENCY], curmsg, cur.p, cur.n);
-            bad = 1;
-        }
-        if (order_level) {
-            csv_field af = FIELD(F_AMOUNT);
-            if (num_parse_money(af.p, af.n, &amount) != 0) {
-                report(&b, line, order_fields[F_AMOUNT], "cannot parse '%.*s' as an amount", af.p,
-                       af.n);
-                bad = 1;
-            } else if (fxr > 0 && loyalty_fx_convert(amount, fxr, &amount) != 0) {
-                report(&b, line, order_fields[F_AMOUNT], "'%.*s' overflows in the base currency",
-                       af.p, af.n);
-                bad = 1;
-            }
-            if (col[F_ORDER_ID] < 0) {
-                size_t rawn;
-                const char *raw = csv_raw(r, &rawn);
-                uint64_t h = XXH3_64bits(raw, rawn);
-                uint32_t cnt = 0;
-                hmap_get(&occur, (const char *)&h, sizeof h, &cnt);
-                hmap_put(&occur, (const char *)&h, sizeof h, cnt + 1);
-                snprintf(idbuf, sizeof idbuf, "h%016llx-%u", (unsigned long long)h, cnt);
-                oid.p = idbuf;
-                oid.n = strlen(idbuf);
-            }
-        } else {
-            csv_field q = FIELD(F_QTY), pr = FIELD(F_PRICE), sku = FIELD(F_SKU);
-            if (num_parse_int(q.p, q.n, &qty) != 0) {
-                report(&b, line, order_fields[F_QTY], "cannot parse '%.*s' as a whole number", q.p,
-                       q.n);
-                bad = 1;
-            } else if (qty == 0) {
-                report(&b, line, order_fields[F_QTY], "quantity '%.*s' is zero", q.p, q.n);
-                bad = 1;
-            }
-            if (num_parse_money(pr.p, pr.n, &price) != 0) {
-                report(&b, line, order_fields[F_PRICE], "cannot parse '%.*s' as a price", pr.p,
-                       pr.n);
-                bad = 1;
-            } else if (price < 0) {
-                report(&b, line, order_fields[F_PRICE], "price '%.*s' is negative", pr.p, pr.n);
-                bad = 1;
-            } else if (fxr > 0 && loyalty_fx_convert(price, fxr, &price) != 0) {
-                report(&b, line, order_fields[F_PRICE], "'%.*s' overflows in the base currency",
-                       pr.p, pr.n);
-                bad = 1;
-            }
-            if (sku.n == 0) {
-                report(&b, line, order_fields[F_SKU], "empty value%.*s", "", 0);
-                bad = 1;
-            }
-            if (!bad && num_mul_i64(qty, price, &amount) != 0) {
-                report(&b, line, order_fields[F_QTY], "amount of '%.*s' x price overflows", q.p,
-                       q.n);
-                bad = 1;
-            }
-        }
-        if (oid.n == 0) {
-            report(&b, line, order_fields[F_ORDER_ID], "empty value%.*s", "", 0);
-            continue;
-        }
-        uint32_t oi;
-        int found = hmap_get_or_put(&b.ids, oid.p, oid.n, (uint32_t)b.n, &oi);
-        if (found < 0 || (!found && MEM_GROW(b.orders, b.cap, b.n + 1) != 0)) {
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
-            break;
-        }
-        if (!found) {
-            b.n++;
-            border *o = &b.orders[oi];
-            memset(o, 0, sizeof *o);
-            o->ts = ts;
-            o->first_line = line;
-            arena_put(&b, oid.p, oid.n, &o->id_off);
-            o->id_len = (uint32_t)oid.n;
-            arena_put(&b, mid.p, mid.n, &o->member_off);
-            o->member_len = (uint32_t)mid.n;
-        }
-        border *o = &b.orders[oi];
-        if (mid.n != o->member_len || memcmp(b.arena + o->member_off, mid.p, mid.n) != 0) {
-            report(&b, line, order_fields[F_MEMBER_ID],
-                   "member '%.*s' differs from the member of the order's first row", mid.p, mid.n);
-            bad = 1;
-        }
-        if (bad) {
-            o->bad = 1;
-            continue;
-        }
-        if (ts < o->ts) o->ts = ts;
-        int64_t pos = o->pos_amount, neg = o->neg_amount, tot;
-        if ((amount < 0 ? num_add_i64(neg, amount, &neg) : num_add_i64(pos, amount, &pos)) != 0 ||
-            num_add_i64(pos, neg, &tot) != 0) {
-            report(&b, line, order_fields[order_level ? F_AMOUNT : F_QTY],
-                   "the order's amount overflows at this row%.*s", "", 0);
-            o->bad = 1;
-            continue;
-        }
-        if (amount < 0) {
-            o->neg_amount += amount;
-            o->neg_units += qty;
-            o->neg_items++;
-        } else {
-            o->pos_amount += amount;
-            o->units += qty;
-            o->items++;
-            if (!order_level) {
-                csv_field sk = FIELD(F_SKU), ca = FIELD(F_CATEGORY), br = FIELD(F_BRAND);
-                uint32_t cs, cc, cb;
-                if (dict_code(db, &b, DB_DICT_SKU, sk.p, sk.n, &cs) ||
-                    dict_code(db, &b, DB_DICT_CATEGORY, ca.p, ca.n, &cc) ||
-                    dict_code(db, &b, DB_DICT_BRAND, br.p, br.n, &cb) ||
-                    item_add(&b, oi, cs, cc, cb, qty, price)) {
-                    rc = err_set(err, PATRON_ENOMEM, "out of memory");
-                    break;
-                }
-            }
-        }
-        if (!o->channel || !o->store) {
-            csv_field ch = FIELD(F_CHANNEL), st = FIELD(F_STORE);
-            if ((!o->channel && ch.n && dict_code(db, &b, DB_DICT_CHANNEL, ch.p, ch.n, &o->channel)) ||
-                (!o->store && st.n && dict_code(db, &b, DB_DICT_STORE, st.p, st.n, &o->store))) {
-                rc = err_set(err, PATRON_ENOMEM, "out of memory");
-                break;
-            }
-        }
-        int64_t hv[4] = {ts, qty, price, amount};
-        csv_field sku = FIELD(F_SKU);
-        o->hash += XXH3_64bits(hv, sizeof hv) ^ XXH3_64bits(sku.p, sku.n);
-    }
-#undef FIELD
+    rreader rd;
+    memset(&rd, 0, sizeof rd);
+    rd.r = r;
+    rd.col = col;
+    rd.order_level = order_level;
+    rd.fx = &fx;
+    rd.curmsg = curmsg;
+    rd.opts = opts;
+    rd.last_ts_n = SIZE_MAX;
+    hmap_init(&rd.occur);
+    int two = opts->threads == 2 || (opts->threads == 0 && csv_size(r) >= ROWS_THREAD_MIN);
+    rc = read_rows(db, &b, &rd, two, res, err);
     csv_free(r);
-    hmap_release(&occur);
+    hmap_release(&rd.occur);
     if (rc < 0) goto out;
+
+
+
+
     rc = PATRON_OK;
 
     /* Against the store: duplicates and conflicting ids. */
@@ -780,6 +1126,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     }
     res->bad_rows = b.bad_rows;
 
+
+
+
+
     /* Write: new members, then orders, in one transaction. */
     hmap newm;
     hmap_init(&newm);
@@ -789,8 +1139,13 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0;
     if ((rc = store_begin(db->st, err))) goto out;
     store_order so;
-    store_order *lo = mem_calloc(b.n + 1, sizeof *lo); /* what the ledger is handed */
-    if (!lo) rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    /* What the ledger is handed, when a program earns points (without one it takes
+     * nothing, and at M this copy of the orders was 0.4 GB). */
+    ledger *lg;
+    int earn = 0;
+    if (rc == 0 && (rc = ledger_get(db, &lg, err)) == 0) earn = ledger_program(lg, NULL) != NULL;
+    store_order *lo = earn ? mem_calloc(b.n + 1, sizeof *lo) : NULL;
+    if (earn && !lo) rc = err_set(err, PATRON_ENOMEM, "out of memory");
     for (size_t i = 0; i < b.n && rc == 0; i++) {
         border *o = &b.orders[i];
         if (o->bad || o->dup) continue;
@@ -820,13 +1175,15 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         }
         border_to_store(&b, o, order_level, member, &so);
         rc = store_order_put(db->st, &so, err);
-        lo[i] = so;
+        if (lo) lo[i] = so;
     }
-    for (size_t k = 0; k < n_new && rc == 0; k++) {
-        uint32_t len = new_len[k];
-        rc = store_member_put(db->st, (uint32_t)(db->n_members + k), new_ids[k], len, new_en[k],
-                              "{}", err);
-    }
+    if (rc == 0 && n_new)
+        rc = store_members_put(db->st, (uint32_t)db->n_members, n_new,
+                               (const char *const *)new_ids, new_len, new_en, "{}", err);
+
+
+
+
     uint32_t *ok = NULL;
     if (rc == 0 && b.n_items) {
         ok = mem_calloc(b.n, sizeof *ok);
@@ -836,6 +1193,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         if (rc == 0) rc = write_dicts(db, &b, err);
         if (rc == 0) rc = write_item_chunks(db, &b, ok, err);
     }
+
+
+
+
     mem_free(ok);
     /* With promotion rules the batch reaches the model and the view before the ledger
      * sees it (loyalty_wants_view); otherwise after the commit. */
@@ -845,7 +1206,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new, res, err);
         view_after_import(db);
     }
-    if (rc == 0) {
+    if (rc == 0 && earn) {
         loyalty_import li = {lo,
                              b.n,
                              b.it_order,
@@ -862,12 +1223,40 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                              0};
         rc = loyalty_on_import(db, &li, err);
     }
+
+
+
+
     mem_free(lo);
     size_t stored = 0;
     for (size_t i = 0; i < b.n; i++)
         stored += !b.orders[i].bad && !b.orders[i].dup;
+    if (rc == 0 && !pre &&
+        (opts->threads == 2 || (opts->threads == 0 && stored >= COMMIT_OVERLAP_MIN))) {
+        /* The commit (and SQLite's checkpoint after it) on a second thread while this one
+         * applies the batch to the model; a failed commit reloads the model, as the
+         * promotion-rule path does. */
+        commit_job job = {db->st, stored, PATRON_OK, {0}};
+        pthread_t th;
+        if (pthread_create(&th, NULL, commit_run, &job) == 0) {
+            int arc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new,
+                                         res, err);
+            pthread_join(th, NULL);
+            if (job.rc != PATRON_OK) {
+                *err = job.err;
+                rc = job.rc;
+                store_rollback(db->st);
+                rollback_model(db, res, err);
+            } else {
+                res->committed = 1;
+                rc = arc;
+            }
+            goto written;
+        }
+    }
     if (rc == 0 && stored) rc = store_data_bump(db->st, err);
     if (rc == 0) rc = store_commit(db->st, err);
+
     if (rc) {
         store_rollback(db->st);
         if (pre) rollback_model(db, res, err);
@@ -876,6 +1265,11 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         if (!pre)
             rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new, res, err);
     }
+written:
+
+
+
+
     hmap_release(&newm);
     mem_free(new_ids);
     mem_free(new_en);
@@ -889,6 +1283,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     }
 out:
     batch_release(&b);
+
+
+
+
     return rc;
 }
 
