@@ -125,9 +125,13 @@ int hmap_get_or_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint3
 
 int hmap_put(hmap *m, const char *key, size_t n, uint32_t value)
 {
+    return hmap_put_hashed(m, key, n, hmap_hash(key, n), value);
+}
+
+int hmap_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t value)
+{
     if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0)
         return -1;
-    uint64_t h = hmap_hash(key, n);
     size_t i = find_slot(m, key, n, h);
     if (m->slots[i].hash) {
         m->slots[i].value = value;

@@ -132,6 +132,8 @@ static void bad_release(bad_list *b)
     mem_free(b->reasons);
 }
 
+#define PREFETCH_AHEAD 8 /* big-map probes: keys prefetched this far ahead (hmap_prefetch) */
+
 /* A cached dictionary string (up to 24 bytes, zero-padded) and its code; n = 0: empty.
  * Dictionaries are small (SKUs in the thousands) and every line item looks up three of
  * them: hashing and probing the maps was a fifth of an import's instructions. */
@@ -151,6 +153,7 @@ typedef struct border {
     int64_t pos_amount, neg_amount, units, neg_units;
     int64_t items, neg_items;
     uint64_t hash;
+    uint64_t id_h, member_h; /* hmap_hash of the id and of the member id */
     uint64_t first_line;
     uint32_t channel, store; /* dictionary codes of the first row that names them */
     int bad;
@@ -566,7 +569,8 @@ static int open_with_header(const char *path, char delim, csv_reader **r, const 
 /* Applies a stored batch of orders to the model and the member view (members first:
  * orders reference them). */
 static int apply_orders_batch(patron_db *db, batch *b, int order_level, char **new_ids,
-                              const int64_t *new_en, const uint32_t *new_len, size_t n_new,
+                              const int64_t *new_en, const uint32_t *new_len,
+                              const uint64_t *new_h, size_t n_new,
                               patron_import_result *res, patron_error *err)
 {
     uint32_t *dbidx = NULL;
@@ -575,23 +579,44 @@ static int apply_orders_batch(patron_db *db, batch *b, int order_level, char **n
     rc = apply_dicts(db, b);
     dbidx = mem_alloc_array(b->n ? b->n : 1, sizeof *dbidx);
     if (rc == 0 && !dbidx) rc = PATRON_ENOMEM;
+    /* Into a model without orders, a batch whose orders are all stored hands its
+     * order-id map over: it holds exactly the ids, with their model indexes (the batch
+     * indexes), so the 20M-key rebuild of it at M is skipped.  The model's map is marked
+     * invalid while the orders are added so that db_order_add does not put them again. */
+    size_t stored = 0;
+    for (size_t i = 0; i < b->n; i++)
+        stored += !b->orders[i].bad && !b->orders[i].dup;
+    int handover = rc == 0 && db->order_ids_valid && db->n_orders == 0 &&
+                   db->order_ids.count == 0 && stored == b->n && b->ids.count == b->n;
+    if (handover) {
+        hmap_release(&db->order_ids);
+        db->order_ids = b->ids;
+        hmap_init(&b->ids);
+        db->order_ids_valid = 0;
+    }
     if (rc == 0) rc = db_orders_reserve(db, b->n);
     if (rc == 0 && hmap_reserve(&db->member_ids, n_new, n_new * 12) != 0) rc = PATRON_ENOMEM;
     /* Apply to the model: members first (orders reference them). */
+    uint64_t phash = store_profile_hash("{}");
     for (size_t k = 0; k < n_new && rc == 0; k++) {
-        uint32_t len = new_len[k];
-        rc = db_member_add(db, new_ids[k], len, new_en[k], store_profile_hash("{}"), NULL);
+        if (k + PREFETCH_AHEAD < n_new) hmap_prefetch(&db->member_ids, new_h[k + PREFETCH_AHEAD]);
+        rc = db_member_add_hashed(db, new_ids[k], new_len[k], new_h[k], new_en[k], phash, NULL);
     }
     for (size_t i = 0; i < b->n && rc == 0; i++) {
+        if (i + PREFETCH_AHEAD < b->n) {
+            const border *a = &b->orders[i + PREFETCH_AHEAD];
+            if (db->order_ids_valid) hmap_prefetch(&db->order_ids, a->id_h);
+            if (a->member_len) hmap_prefetch(&db->member_ids, a->member_h);
+        }
         border *o = &b->orders[i];
         if (o->bad || o->dup) continue;
         uint32_t mi = 0;
         int64_t member = -1;
-        if (o->member_len &&
-            hmap_get(&db->member_ids, b->arena + o->member_off, o->member_len, &mi))
+        if (o->member_len && hmap_get_hashed(&db->member_ids, b->arena + o->member_off,
+                                             o->member_len, o->member_h, &mi))
             member = mi;
         border_to_store(b, o, order_level, member, &so);
-        rc = db_order_add(db, &so);
+        rc = db_order_add_hashed(db, &so, o->id_h);
         if (rc == 0) {
             res->inserted++;
             res->items += (uint64_t)so.items;
@@ -606,6 +631,7 @@ static int apply_orders_batch(patron_db *db, batch *b, int order_level, char **n
             view_item(db, dbidx[b->it_order[j]], b->it_sku[j], b->it_cat[j], b->it_brand[j],
                       b->it_qty[j], b->it_price[j]);
     }
+    if (handover) db->order_ids_valid = 1;
     if (rc) rc = err_set(err, rc, "out of memory applying the import; reopen the database");
     res->members_created = n_new;
     mem_free(dbidx);
@@ -652,8 +678,9 @@ typedef struct crow {
     uint64_t line;
     int64_t ts, qty, price, amount;
     uint64_t hash;        /* the row's term of its order's content hash (good rows) */
-    size_t off;           /* its strings at the block's bytes + off, one after another */
-    uint32_t len[RS__N];
+    uint64_t oid_h, mid_h; /* hmap_hash of the order and member ids; 0: as the row before */
+    size_t off;           /* string f is at the block's bytes + off + rel[f], len[f] bytes */
+    uint32_t rel[RS__N], len[RS__N];
     uint32_t nrep;        /* its own reports, the next nrep of the block's */
     int bad;
 } crow;
@@ -686,8 +713,19 @@ typedef struct rreader {
     char last_ts[40];     /* the last timestamp parsed, and its value */
     size_t last_ts_n;
     int64_t last_ts_v;
+    char last_id[2][40];  /* the order and member ids of the row before (when short) */
+    size_t last_id_n[2];
     uint64_t rows;
 } rreader;
+
+/* hmap_hash of s, or 0 when s is the id kept in slot k (then kept as the new one). */
+static uint64_t id_hash(rreader *rd, int k, const char *s, size_t n)
+{
+    if (n == rd->last_id_n[k] && memcmp(s, rd->last_id[k], n) == 0) return 0;
+    rd->last_id_n[k] = n <= sizeof rd->last_id[k] ? n : SIZE_MAX;
+    if (n <= sizeof rd->last_id[k]) memcpy(rd->last_id[k], s, n);
+    return hmap_hash(s, n);
+}
 
 static int crow_report(rblock *k, crow *w, const char *col, const char *fmt, const char *v,
                        size_t vn)
@@ -706,9 +744,12 @@ static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uin
 {
     const int *col = rd->col;
     crow *w = &k->rows[k->n];
-    memset(w, 0, sizeof *w);
     w->line = line;
+    w->ts = w->price = w->amount = 0;
     w->qty = 1;
+    w->hash = 0;
+    w->nrep = 0;
+    w->bad = 0;
 #define FIELD(f) (col[f] >= 0 && (size_t)col[f] < nf ? fl[col[f]] : (csv_field){"", 0})
 #define BAD(f, fmt, v, vn)                                                                         \
     do {                                                                                           \
@@ -762,21 +803,24 @@ static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uin
             BAD(F_QTY, "amount of '%.*s' x price overflows", q.p, q.n);
     }
 #undef BAD
-    size_t need = oid.n;
+    size_t need = 0;
     csv_field sv[RS__N];
     for (int i = 0; i < RS__N; i++) {
         sv[i] = i == RS_OID ? oid : FIELD(rs_field[i]);
-        need += i == RS_OID ? 0 : sv[i].n;
+        need += sv[i].n;
     }
     if (k->nbytes + need > k->cap_bytes &&
         MEM_GROW(k->bytes, k->cap_bytes, k->nbytes + need) != 0)
         return -1;
     w->off = k->nbytes;
     for (int i = 0; i < RS__N; i++) {
+        w->rel[i] = (uint32_t)(k->nbytes - w->off);
+        w->len[i] = (uint32_t)sv[i].n;
         memcpy(k->bytes + k->nbytes, sv[i].p, sv[i].n);
         k->nbytes += sv[i].n;
-        w->len[i] = (uint32_t)sv[i].n;
     }
+    w->oid_h = id_hash(rd, 0, sv[RS_OID].p, sv[RS_OID].n);
+    w->mid_h = id_hash(rd, 1, sv[RS_MID].p, sv[RS_MID].n);
     if (!w->bad) {
         int64_t hv[4] = {w->ts, w->qty, w->price, w->amount};
         csv_field sku = FIELD(F_SKU);
@@ -809,23 +853,26 @@ static void rblock_fill(rreader *rd, rblock *k)
     }
 }
 
-/* Puts the checked rows of k into the batch.  *last_oi: the order of the previous row. */
+/* Puts the checked rows of k into the batch.  *last_oi: the order of the previous row;
+ * *id_h: the hashes of the previous row's order and member ids. */
 static int group_block(patron_db *db, batch *b, const rblock *k, int order_level,
-                       uint32_t *last_oi, patron_import_result *res, patron_error *err)
+                       uint32_t *last_oi, uint64_t id_h[2], patron_import_result *res,
+                       patron_error *err)
 {
     const crep *rep = k->reps;
     for (size_t i = 0; i < k->n; i++) {
         const crow *w = &k->rows[i];
         uint64_t line = w->line;
+        if (i + PREFETCH_AHEAD < k->n && w[PREFETCH_AHEAD].oid_h)
+            hmap_prefetch(&b->ids, w[PREFETCH_AHEAD].oid_h);
+        if (w->oid_h) id_h[0] = w->oid_h;
+        if (w->mid_h) id_h[1] = w->mid_h;
         res->rows++;
         for (uint32_t j = 0; j < w->nrep; j++, rep++)
             report_reason(b, line, rep->col, rep->reason);
         const char *sp[RS__N];
-        const char *p = k->bytes + w->off;
-        for (int f = 0; f < RS__N; f++) {
-            sp[f] = p;
-            p += w->len[f];
-        }
+        for (int f = 0; f < RS__N; f++)
+            sp[f] = k->bytes + w->off + w->rel[f];
         size_t oidn = w->len[RS_OID], midn = w->len[RS_MID];
         if (oidn == 0) {
             report(b, line, order_fields[F_ORDER_ID], "empty value%.*s", "", 0);
@@ -838,7 +885,8 @@ static int group_block(patron_db *db, batch *b, const rblock *k, int order_level
             oi = *last_oi; /* rows of an order are usually adjacent: no probe */
             found = 1;
         } else {
-            found = hmap_get_or_put(&b->ids, sp[RS_OID], oidn, (uint32_t)b->n, &oi);
+            found = hmap_get_or_put_hashed(&b->ids, sp[RS_OID], oidn, id_h[0], (uint32_t)b->n,
+                                           &oi);
         }
         if (found < 0 || (!found && MEM_GROW(b->orders, b->cap, b->n + 1) != 0))
             return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -851,6 +899,8 @@ static int group_block(patron_db *db, batch *b, const rblock *k, int order_level
             o->first_line = line;
             o->id_len = (uint32_t)oidn;
             o->member_len = (uint32_t)midn;
+            o->id_h = id_h[0];
+            o->member_h = id_h[1];
             if (arena_put(b, sp[RS_OID], oidn, &o->id_off) ||
                 arena_put(b, sp[RS_MID], midn, &o->member_off))
                 return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -948,6 +998,7 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_impor
         if (!(pp.blk[k].rows = mem_alloc_array(ROW_BLOCK, sizeof(crow))))
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
     uint32_t last_oi = UINT32_MAX;
+    uint64_t id_h[2] = {0, 0};
     pthread_t th;
     if (rc == PATRON_OK && two) {
         pthread_mutex_init(&pp.mu, NULL);
@@ -968,7 +1019,7 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_impor
         } else {
             rblock_fill(rd, blk);
         }
-        rc = group_block(db, b, blk, rd->order_level, &last_oi, res, err);
+        rc = group_block(db, b, blk, rd->order_level, &last_oi, id_h, res, err);
         int end = blk->end;
         if (rc == PATRON_OK && end < 0) {
             *err = blk->err;
@@ -1024,6 +1075,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
 {
     int rc;
     if ((rc = validate_map(opts->map, order_fields, F__COUNT, err))) return rc;
+
 
 
 
@@ -1086,13 +1138,14 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     rd.fx = &fx;
     rd.curmsg = curmsg;
     rd.opts = opts;
-    rd.last_ts_n = SIZE_MAX;
+    rd.last_ts_n = rd.last_id_n[0] = rd.last_id_n[1] = SIZE_MAX;
     hmap_init(&rd.occur);
     int two = opts->threads == 2 || (opts->threads == 0 && csv_size(r) >= ROWS_THREAD_MIN);
     rc = read_rows(db, &b, &rd, two, res, err);
     csv_free(r);
     hmap_release(&rd.occur);
     if (rc < 0) goto out;
+
 
 
 
@@ -1130,13 +1183,17 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
 
 
 
+
     /* Write: new members, then orders, in one transaction. */
     hmap newm;
     hmap_init(&newm);
     char **new_ids = NULL;
     int64_t *new_en = NULL;
     uint32_t *new_len = NULL;
-    size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0;
+    uint64_t *new_h = NULL; /* hmap_hash of each new member id */
+    size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0, cap_h = 0;
+    const border *prev = NULL; /* the last order with a member, and its member */
+    int64_t prev_member = -1;
     if ((rc = store_begin(db->st, err))) goto out;
     store_order so;
     /* What the ledger is handed, when a program earns points (without one it takes
@@ -1147,31 +1204,45 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     store_order *lo = earn ? mem_calloc(b.n + 1, sizeof *lo) : NULL;
     if (earn && !lo) rc = err_set(err, PATRON_ENOMEM, "out of memory");
     for (size_t i = 0; i < b.n && rc == 0; i++) {
+        if (i + PREFETCH_AHEAD < b.n && b.orders[i + PREFETCH_AHEAD].member_len) {
+            hmap_prefetch(&db->member_ids, b.orders[i + PREFETCH_AHEAD].member_h);
+            hmap_prefetch(&newm, b.orders[i + PREFETCH_AHEAD].member_h);
+        }
         border *o = &b.orders[i];
         if (o->bad || o->dup) continue;
         int64_t member = -1;
         if (o->member_len) {
             uint32_t mi;
             const char *ms = b.arena + o->member_off;
-            if (hmap_get(&db->member_ids, ms, o->member_len, &mi)) {
+            if (prev && prev->member_len == o->member_len &&
+                memcmp(b.arena + prev->member_off, ms, o->member_len) == 0) {
+                /* a member's orders are often next to each other */
+                member = prev_member;
+                mi = (uint32_t)member;
+                if (mi >= db->n_members && o->ts < new_en[mi - db->n_members])
+                    new_en[mi - db->n_members] = o->ts;
+            } else if (hmap_get_hashed(&db->member_ids, ms, o->member_len, o->member_h, &mi)) {
                 member = mi;
-            } else if (hmap_get(&newm, ms, o->member_len, &mi)) {
+            } else if (hmap_get_hashed(&newm, ms, o->member_len, o->member_h, &mi)) {
                 member = mi;
                 if (o->ts < new_en[mi - db->n_members]) new_en[mi - db->n_members] = o->ts;
             } else {
                 mi = (uint32_t)(db->n_members + n_new);
                 if (MEM_GROW(new_ids, cap_new, n_new + 1) || MEM_GROW(new_en, cap_en, n_new + 1) ||
-                    MEM_GROW(new_len, cap_len, n_new + 1) ||
-                    hmap_put(&newm, ms, o->member_len, mi)) {
+                    MEM_GROW(new_len, cap_len, n_new + 1) || MEM_GROW(new_h, cap_h, n_new + 1) ||
+                    hmap_put_hashed(&newm, ms, o->member_len, o->member_h, mi)) {
                     rc = err_set(err, PATRON_ENOMEM, "out of memory");
                     break;
                 }
                 new_ids[n_new] = b.arena + o->member_off;
                 new_en[n_new] = o->ts;
                 new_len[n_new] = o->member_len;
+                new_h[n_new] = o->member_h;
                 n_new++;
                 member = mi;
             }
+            prev = o;
+            prev_member = member;
         }
         border_to_store(&b, o, order_level, member, &so);
         rc = store_order_put(db->st, &so, err);
@@ -1180,6 +1251,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     if (rc == 0 && n_new)
         rc = store_members_put(db->st, (uint32_t)db->n_members, n_new,
                                (const char *const *)new_ids, new_len, new_en, "{}", err);
+
 
 
 
@@ -1197,13 +1269,14 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
 
 
 
+
     mem_free(ok);
     /* With promotion rules the batch reaches the model and the view before the ledger
      * sees it (loyalty_wants_view); otherwise after the commit. */
     int pre = 0;
     if (rc == 0) rc = loyalty_wants_view(db, &pre, err);
     if (rc == 0 && pre) {
-        rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new, res, err);
+        rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new, res, err);
         view_after_import(db);
     }
     if (rc == 0 && earn) {
@@ -1227,6 +1300,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
 
 
 
+
     mem_free(lo);
     size_t stored = 0;
     for (size_t i = 0; i < b.n; i++)
@@ -1239,7 +1313,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         commit_job job = {db->st, stored, PATRON_OK, {0}};
         pthread_t th;
         if (pthread_create(&th, NULL, commit_run, &job) == 0) {
-            int arc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new,
+            int arc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new,
                                          res, err);
             pthread_join(th, NULL);
             if (job.rc != PATRON_OK) {
@@ -1263,9 +1337,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     } else {
         res->committed = 1;
         if (!pre)
-            rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new, res, err);
+            rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new, res, err);
     }
 written:
+
 
 
 
@@ -1274,6 +1349,7 @@ written:
     mem_free(new_ids);
     mem_free(new_en);
     mem_free(new_len);
+    mem_free(new_h);
     if (rc == 0 && b.bad_rows > 0) {
         if (opts->rejects_path)
             snprintf(res->rejects_path, sizeof res->rejects_path, "%s", opts->rejects_path);
@@ -1283,6 +1359,7 @@ written:
     }
 out:
     batch_release(&b);
+
 
 
 
