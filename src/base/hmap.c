@@ -110,8 +110,7 @@ int hmap_get_or_put(hmap *m, const char *key, size_t n, uint32_t fresh, uint32_t
 int hmap_get_or_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t fresh,
                            uint32_t *value)
 {
-    if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0)
-        return -1;
+    if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0) return -1;
     size_t i = find_slot(m, key, n, h);
     if (m->slots[i].hash) {
         *value = m->slots[i].value;
@@ -130,8 +129,7 @@ int hmap_put(hmap *m, const char *key, size_t n, uint32_t value)
 
 int hmap_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t value)
 {
-    if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0)
-        return -1;
+    if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0) return -1;
     size_t i = find_slot(m, key, n, h);
     if (m->slots[i].hash) {
         m->slots[i].value = value;

@@ -48,8 +48,7 @@ int hmap_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t val
  * import before this was done. */
 static inline void hmap_prefetch(const hmap *m, uint64_t h)
 {
-    if (m->cap)
-        __builtin_prefetch(&m->slots[(size_t)h & (m->cap - 1)]);
+    if (m->cap) __builtin_prefetch(&m->slots[(size_t)h & (m->cap - 1)]);
 }
 int hmap_get_or_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t fresh,
                            uint32_t *value);

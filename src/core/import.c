@@ -250,8 +250,7 @@ static int dict_new(batch *b, int kind, const char *s, size_t n)
 static int dcache_init(batch *b)
 {
     for (int k = 1; k < DB_DICT__N; k++)
-        if (!(b->dcache[k] = mem_calloc((size_t)1 << DCACHE_BITS, sizeof(dcache_slot))))
-            return -1;
+        if (!(b->dcache[k] = mem_calloc((size_t)1 << DCACHE_BITS, sizeof(dcache_slot)))) return -1;
     return 0;
 }
 
@@ -259,8 +258,8 @@ static int dcache_init(batch *b)
 static int items_reserve(batch *b, size_t n)
 {
     if (n <= b->cap_items) return 0;
-    size_t c[6] = {b->cap_items, b->cap_items, b->cap_items, b->cap_items, b->cap_items,
-                   b->cap_items};
+    size_t c[6] = {b->cap_items, b->cap_items, b->cap_items,
+                   b->cap_items, b->cap_items, b->cap_items};
     if (MEM_GROW(b->it_order, c[0], n) || MEM_GROW(b->it_sku, c[1], n) ||
         MEM_GROW(b->it_cat, c[2], n) || MEM_GROW(b->it_brand, c[3], n) ||
         MEM_GROW(b->it_qty, c[4], n) || MEM_GROW(b->it_price, c[5], n))
@@ -275,8 +274,7 @@ static int items_reserve(batch *b, size_t n)
 static int item_add(batch *b, uint32_t order, uint32_t sku, uint32_t cat, uint32_t brand,
                     int64_t qty, int64_t price)
 {
-    if (b->n_items == b->cap_items && items_reserve(b, b->n_items + 1) != 0)
-        return -1;
+    if (b->n_items == b->cap_items && items_reserve(b, b->n_items + 1) != 0) return -1;
     size_t k = b->n_items++;
     b->it_order[k] = order;
     b->it_sku[k] = sku;
@@ -584,9 +582,8 @@ static int open_with_header(const char *path, char delim, csv_reader **r, const 
 /* Applies a stored batch of orders to the model and the member view (members first:
  * orders reference them). */
 static int apply_orders_batch(patron_db *db, batch *b, int order_level, char **new_ids,
-                              const int64_t *new_en, const uint32_t *new_len,
-                              const uint64_t *new_h, size_t n_new,
-                              patron_import_result *res, patron_error *err)
+                              const int64_t *new_en, const uint32_t *new_len, const uint64_t *new_h,
+                              size_t n_new, patron_import_result *res, patron_error *err)
 {
     uint32_t *dbidx = NULL;
     store_order so;
@@ -680,8 +677,8 @@ static void rollback_model(patron_db *db, patron_import_result *res, patron_erro
  * turns.  Either way the batch is the same, and so are the reports and their order: a
  * row's own reports come before those of its grouping, as with one loop.
  */
-#define ROW_BLOCK 4096
-#define ROW_BLOCKS 4                     /* blocks in flight between the two threads */
+#define ROW_BLOCK       4096
+#define ROW_BLOCKS      4                   /* blocks in flight between the two threads */
 #define ROWS_THREAD_MIN ((uint64_t)4 << 20) /* smaller files are read on one thread */
 
 /* The strings of a row that grouping reads, in this order in the block's bytes. */
@@ -692,11 +689,11 @@ static const int rs_field[RS__N] = {F_ORDER_ID, F_MEMBER_ID, F_SKU,  F_CATEGORY,
 typedef struct crow {
     uint64_t line;
     int64_t ts, qty, price, amount;
-    uint64_t hash;        /* the row's term of its order's content hash (good rows) */
+    uint64_t hash;         /* the row's term of its order's content hash (good rows) */
     uint64_t oid_h, mid_h; /* hmap_hash of the order and member ids; 0: as the row before */
-    size_t off;           /* string f is at the block's bytes + off + rel[f], len[f] bytes */
+    size_t off;            /* string f is at the block's bytes + off + rel[f], len[f] bytes */
     uint32_t rel[RS__N], len[RS__N];
-    uint32_t nrep;        /* its own reports, the next nrep of the block's */
+    uint32_t nrep; /* its own reports, the next nrep of the block's */
     int bad;
 } crow;
 
@@ -712,8 +709,8 @@ typedef struct rblock {
     size_t nbytes, cap_bytes;
     crep *reps;
     size_t nreps, cap_reps;
-    int end;              /* after these rows: 1 the input ends, < 0 reading failed */
-    patron_error err;     /* when end < 0 */
+    int end;          /* after these rows: 1 the input ends, < 0 reading failed */
+    patron_error err; /* when end < 0 */
 } rblock;
 
 /* What row_check() reads with, owned by the reading side. */
@@ -724,11 +721,11 @@ typedef struct rreader {
     const loyalty_fx *fx;
     const char *curmsg;
     const patron_import_opts *opts;
-    hmap occur;           /* content hash -> occurrences, order-level rows without an id */
-    char last_ts[40];     /* the last timestamp parsed, and its value */
+    hmap occur;       /* content hash -> occurrences, order-level rows without an id */
+    char last_ts[40]; /* the last timestamp parsed, and its value */
     size_t last_ts_n;
     int64_t last_ts_v;
-    char last_id[2][40];  /* the order and member ids of the row before (when short) */
+    char last_id[2][40]; /* the order and member ids of the row before (when short) */
     size_t last_id_n[2];
     uint64_t rows;
 } rreader;
@@ -768,7 +765,7 @@ static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uin
 #define FIELD(f) (col[f] >= 0 && (size_t)col[f] < nf ? fl[col[f]] : (csv_field){"", 0})
 #define BAD(f, fmt, v, vn)                                                                         \
     do {                                                                                           \
-        if (crow_report(k, w, order_fields[f], fmt, v, vn) != 0) return -1;                      \
+        if (crow_report(k, w, order_fields[f], fmt, v, vn) != 0) return -1;                        \
     } while (0)
     csv_field tsf = FIELD(F_TS), oid = FIELD(F_ORDER_ID);
     char idbuf[64];
@@ -824,8 +821,7 @@ static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uin
         sv[i] = i == RS_OID ? oid : FIELD(rs_field[i]);
         need += sv[i].n;
     }
-    if (k->nbytes + need > k->cap_bytes &&
-        MEM_GROW(k->bytes, k->cap_bytes, k->nbytes + need) != 0)
+    if (k->nbytes + need > k->cap_bytes && MEM_GROW(k->bytes, k->cap_bytes, k->nbytes + need) != 0)
         return -1;
     w->off = k->nbytes;
     for (int i = 0; i < RS__N; i++) {
@@ -870,9 +866,8 @@ static void rblock_fill(rreader *rd, rblock *k)
 
 /* Puts the checked rows of k into the batch.  *last_oi: the order of the previous row;
  * *id_h: the hashes of the previous row's order and member ids. */
-static int group_block(patron_db *db, batch *b, const rblock *k, int order_level,
-                       uint32_t *last_oi, uint64_t id_h[2], patron_import_result *res,
-                       patron_error *err)
+static int group_block(patron_db *db, batch *b, const rblock *k, int order_level, uint32_t *last_oi,
+                       uint64_t id_h[2], patron_import_result *res, patron_error *err)
 {
     const crep *rep = k->reps;
     for (size_t i = 0; i < k->n; i++) {
@@ -900,8 +895,7 @@ static int group_block(patron_db *db, batch *b, const rblock *k, int order_level
             oi = *last_oi; /* rows of an order are usually adjacent: no probe */
             found = 1;
         } else {
-            found = hmap_get_or_put_hashed(&b->ids, sp[RS_OID], oidn, id_h[0], (uint32_t)b->n,
-                                           &oi);
+            found = hmap_get_or_put_hashed(&b->ids, sp[RS_OID], oidn, id_h[0], (uint32_t)b->n, &oi);
         }
         if (found < 0 || (!found && MEM_GROW(b->orders, b->cap, b->n + 1) != 0))
             return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -984,13 +978,13 @@ typedef struct rpipe {
     size_t pf_item_size[6], pf_cap_items, pf_cap_orders;
     char *pf_orders, *pf_slots;
     size_t pf_slots_bytes;
-    size_t items_at, orders_at;               /* atomic */
+    size_t items_at, orders_at;                 /* atomic */
     size_t items_done, orders_done, slots_done; /* the reader's */
 } rpipe;
 
-#define PF_ITEMS ((size_t)1 << 19)  /* line items faulted in ahead of grouping (14 MB) */
-#define PF_ORDERS ((size_t)1 << 17) /* orders faulted in ahead (18 MB) */
-#define PF_SLOTS ((size_t)32 << 20) /* bytes of the order-id map faulted in per block */
+#define PF_ITEMS  ((size_t)1 << 19)  /* line items faulted in ahead of grouping (14 MB) */
+#define PF_ORDERS ((size_t)1 << 17)  /* orders faulted in ahead (18 MB) */
+#define PF_SLOTS  ((size_t)32 << 20) /* bytes of the order-id map faulted in per block */
 
 /* Faults in bytes [from, to) of p (page-aligned outward), contents unchanged. */
 static void prefault(char *p, size_t from, size_t to)
@@ -1074,7 +1068,7 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_impor
     uint64_t id_h[2] = {0, 0};
     pthread_t th;
     if (rc == PATRON_OK && two) {
-        char *arr[6] = {(char *)b->it_order, (char *)b->it_sku,   (char *)b->it_cat,
+        char *arr[6] = {(char *)b->it_order, (char *)b->it_sku, (char *)b->it_cat,
                         (char *)b->it_brand, (char *)b->it_qty, (char *)b->it_price};
         size_t sz[6] = {sizeof *b->it_order, sizeof *b->it_sku, sizeof *b->it_cat,
                         sizeof *b->it_brand, sizeof *b->it_qty, sizeof *b->it_price};
@@ -1164,12 +1158,6 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     int rc;
     if ((rc = validate_map(opts->map, order_fields, F__COUNT, err))) return rc;
 
-
-
-
-
-
-
     char delim = sniff_delim(path, opts->delimiter);
     csv_reader *r;
     const csv_field *fl;
@@ -1236,12 +1224,6 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     hmap_release(&rd.occur);
     if (rc < 0) goto out;
 
-
-
-
-
-
-
     rc = PATRON_OK;
 
     /* Against the store: duplicates and conflicting ids. */
@@ -1270,13 +1252,6 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         goto out;
     }
     res->bad_rows = b.bad_rows;
-
-
-
-
-
-
-
 
     /* Write: new members, then orders, in one transaction. */
     hmap newm;
@@ -1343,14 +1318,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         if (lo) lo[i] = so;
     }
     if (rc == 0 && n_new)
-        rc = store_members_put(db->st, (uint32_t)db->n_members, n_new,
-                               (const char *const *)new_ids, new_len, new_en, "{}", err);
-
-
-
-
-
-
+        rc = store_members_put(db->st, (uint32_t)db->n_members, n_new, (const char *const *)new_ids,
+                               new_len, new_en, "{}", err);
 
     uint32_t *ok = NULL;
     if (rc == 0 && b.n_items) {
@@ -1362,19 +1331,14 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         if (rc == 0) rc = write_item_chunks(db, &b, ok, err);
     }
 
-
-
-
-
-
-
     mem_free(ok);
     /* With promotion rules the batch reaches the model and the view before the ledger
      * sees it (loyalty_wants_view); otherwise after the commit. */
     int pre = 0;
     if (rc == 0) rc = loyalty_wants_view(db, &pre, err);
     if (rc == 0 && pre) {
-        rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new, res, err);
+        rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new, res,
+                                err);
         view_after_import(db);
     }
     if (rc == 0 && earn) {
@@ -1395,12 +1359,6 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         rc = loyalty_on_import(db, &li, err);
     }
 
-
-
-
-
-
-
     mem_free(lo);
     /* The line items are in their chunks and with the ledger; only the member view still
      * takes them (apply_orders_batch).  Without one they go now: at M they are 0.56 GB
@@ -1417,8 +1375,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         commit_job job = {db->st, stored, PATRON_OK, {0}};
         pthread_t th;
         if (pthread_create(&th, NULL, commit_run, &job) == 0) {
-            int arc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new,
-                                         res, err);
+            int arc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h,
+                                         n_new, res, err);
             pthread_join(th, NULL);
             if (job.rc != PATRON_OK) {
                 *err = job.err;
@@ -1441,15 +1399,10 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     } else {
         res->committed = 1;
         if (!pre)
-            rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new, res, err);
+            rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new,
+                                    res, err);
     }
 written:
-
-
-
-
-
-
 
     hmap_release(&newm);
     mem_free(new_ids);
@@ -1465,12 +1418,6 @@ written:
     }
 out:
     batch_release(&b);
-
-
-
-
-
-
 
     return rc;
 }

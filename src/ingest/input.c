@@ -457,27 +457,24 @@ static int csv_parse_plain(csv_reader *r, const char *p)
 #define EMIT(at)                                                                                   \
     do {                                                                                           \
         if (nf == fcap) {                                                                          \
-            if (MEM_GROW(r->fields, r->fcap, nf + 1) != 0)                                         \
-                return oom(&b->failure);                                                           \
+            if (MEM_GROW(r->fields, r->fcap, nf + 1) != 0) return oom(&b->failure);                \
             f = r->fields;                                                                         \
             fcap = r->fcap;                                                                        \
         }                                                                                          \
         f[nf].p = fs;                                                                              \
-        f[nf].n = (size_t)((at) - fs);                                                             \
+        f[nf].n = (size_t)((at)-fs);                                                               \
         nf++;                                                                                      \
         fs = (at) + 1;                                                                             \
     } while (0)
 #ifdef __SSE2__
-    const __m128i d16 = _mm_set1_epi8(delim), n16 = _mm_set1_epi8('\n'),
-                  q16 = _mm_set1_epi8('"');
+    const __m128i d16 = _mm_set1_epi8(delim), n16 = _mm_set1_epi8('\n'), q16 = _mm_set1_epi8('"');
     for (; end - q >= 16; q += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
         unsigned md = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, d16));
         unsigned mn = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, n16));
         unsigned mq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, q16));
         unsigned before = mn ? (mn & (0u - mn)) - 1 : 0xffffu; /* bytes before the line end */
-        if (mq & before)
-            return PARSE_MORE;
+        if (mq & before) return PARSE_MORE;
         for (md &= before; md; md &= md - 1)
             EMIT(q + __builtin_ctz(md));
         if (mn) {
@@ -494,8 +491,7 @@ static int csv_parse_plain(csv_reader *r, const char *p)
         else if (*q == delim)
             EMIT(q);
     }
-    if (!nl)
-        return PARSE_MORE;
+    if (!nl) return PARSE_MORE;
     const char *raw_end = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
     EMIT(raw_end);
 #undef EMIT
@@ -547,8 +543,7 @@ static int csv_parse(csv_reader *r, patron_error *err)
     b->pos = (size_t)(p - buf);
     if (!ws) {
         int rc = csv_parse_plain(r, p);
-        if (rc != PARSE_MORE)
-            return rc;
+        if (rc != PARSE_MORE) return rc;
     }
 
     const char *rec = p, *raw_end;

@@ -322,12 +322,10 @@ int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t
 
 static int mblock_prepare(store *s, patron_error *err)
 {
-    if (s->mblock[0])
-        return PATRON_OK;
+    if (s->mblock[0]) return PATRON_OK;
     const size_t cap = MEMBER_BLOCK * 16 + 256;
     char *sql = mem_alloc(cap);
-    if (!sql)
-        return err_set(err, PATRON_ENOMEM, "out of memory");
+    if (!sql) return err_set(err, PATRON_ENOMEM, "out of memory");
     for (int t = 0; t < 2; t++) {
         size_t w = (size_t)snprintf(sql, cap, "%s",
                                     t == 0 ? "INSERT INTO members(idx, member_id, enrolled_at,"
@@ -338,8 +336,9 @@ static int mblock_prepare(store *s, patron_error *err)
             w += (size_t)snprintf(sql + w, cap - w, "%s%s", k ? "," : "",
                                   t == 0 ? "(?,?,?,?)" : "(?,?)");
         if (t == 0)
-            snprintf(sql + w, cap - w, " ON CONFLICT(idx) DO UPDATE SET"
-                                       " enrolled_at=excluded.enrolled_at, phash=excluded.phash");
+            snprintf(sql + w, cap - w,
+                     " ON CONFLICT(idx) DO UPDATE SET"
+                     " enrolled_at=excluded.enrolled_at, phash=excluded.phash");
         if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->mblock[t], NULL) !=
             SQLITE_OK) {
             mem_free(sql);
@@ -356,8 +355,7 @@ int store_members_put(store *s, uint32_t first, size_t n, const char *const *ids
 {
     int rc = PATRON_OK;
     size_t k = 0;
-    if (n >= MEMBER_BLOCK)
-        rc = mblock_prepare(s, err);
+    if (n >= MEMBER_BLOCK) rc = mblock_prepare(s, err);
     int64_t phash = (int64_t)store_profile_hash(profile_json);
     store_buf rec = {0};
     if (rc == PATRON_OK && store_profile_encode(profile_json, strlen(profile_json), &rec) != 0)
@@ -378,15 +376,14 @@ int store_members_put(store *s, uint32_t first, size_t n, const char *const *ids
             sqlite3_bind_text(p, 2 * j + 2, profile_json, -1, SQLITE_STATIC);
         }
         rc = step_done(s, m, err, "storing members");
-        if (rc == PATRON_OK)
-            rc = step_done(s, p, err, "storing members' profiles");
+        if (rc == PATRON_OK) rc = step_done(s, p, err, "storing members' profiles");
         for (int j = 0; j < MEMBER_BLOCK && rc == PATRON_OK; j++)
             rc = profile_pend_rec(s, first + (uint32_t)(k + (size_t)j), rec.p, rec.n, err);
     }
     mem_free(rec.p);
     for (; rc == PATRON_OK && k < n; k++)
-        rc = store_member_put(s, first + (uint32_t)k, ids[k], lens[k], enrolled_at[k],
-                              profile_json, err);
+        rc = store_member_put(s, first + (uint32_t)k, ids[k], lens[k], enrolled_at[k], profile_json,
+                              err);
     return rc;
 }
 

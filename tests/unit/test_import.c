@@ -210,8 +210,11 @@ static void store_dump(const char *path, strbuf *out)
     sqlite3 *db;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *t;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT name FROM sqlite_master WHERE type='table' "
-                                            "ORDER BY name", -1, &t, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT name FROM sqlite_master WHERE type='table' "
+                                        "ORDER BY name",
+                                        -1, &t, NULL),
+                     SQLITE_OK);
     while (sqlite3_step(t) == SQLITE_ROW) {
         char sql[300];
         const char *name = (const char *)sqlite3_column_text(t, 0);
@@ -385,8 +388,7 @@ static void test_threads_same_store(void **state)
             run_import(d2, files[fi], r2, 2, 100000, &b);
             assert_int_equal(a.rc, 0);
             assert_true(a.res.rows > 3 * 4096); /* several blocks */
-            assert_true(again ? a.res.inserted == 0 && a.res.duplicates > 0
-                              : a.res.inserted > 0);
+            assert_true(again ? a.res.inserted == 0 && a.res.duplicates > 0 : a.res.inserted > 0);
             if (fi == 1) assert_true(a.res.bad_rows > 100 && a.rejects.n > 0);
             assert_same(&a, &b);
             run_release(&a);
