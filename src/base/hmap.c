@@ -44,9 +44,14 @@ static size_t find_slot(const hmap *m, const char *key, size_t n, uint64_t h)
 
 int hmap_get(const hmap *m, const char *key, size_t n, uint32_t *value)
 {
+    return hmap_get_hashed(m, key, n, hmap_hash(key, n), value);
+}
+
+int hmap_get_hashed(const hmap *m, const char *key, size_t n, uint64_t h, uint32_t *value)
+{
     if (m->cap == 0)
         return 0;
-    size_t i = find_slot(m, key, n, hmap_hash(key, n));
+    size_t i = find_slot(m, key, n, h);
     if (m->slots[i].hash == 0)
         return 0;
     *value = m->slots[i].value;
@@ -99,9 +104,13 @@ static int insert_at(hmap *m, size_t i, const char *key, size_t n, uint64_t h, u
 
 int hmap_get_or_put(hmap *m, const char *key, size_t n, uint32_t fresh, uint32_t *value)
 {
-    if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0)
-        return -1;
-    uint64_t h = hmap_hash(key, n);
+    return hmap_get_or_put_hashed(m, key, n, hmap_hash(key, n), fresh, value);
+}
+
+int hmap_get_or_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t fresh,
+                           uint32_t *value)
+{
+    if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0) return -1;
     size_t i = find_slot(m, key, n, h);
     if (m->slots[i].hash) {
         *value = m->slots[i].value;
@@ -115,9 +124,12 @@ int hmap_get_or_put(hmap *m, const char *key, size_t n, uint32_t fresh, uint32_t
 
 int hmap_put(hmap *m, const char *key, size_t n, uint32_t value)
 {
-    if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0)
-        return -1;
-    uint64_t h = hmap_hash(key, n);
+    return hmap_put_hashed(m, key, n, hmap_hash(key, n), value);
+}
+
+int hmap_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t value)
+{
+    if ((m->count + 1) * 2 > m->cap && rehash(m, m->cap ? m->cap * 2 : 64) != 0) return -1;
     size_t i = find_slot(m, key, n, h);
     if (m->slots[i].hash) {
         m->slots[i].value = value;

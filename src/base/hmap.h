@@ -36,6 +36,21 @@ int hmap_put(hmap *m, const char *key, size_t n, uint32_t value);
 /* Looks key up; when absent inserts it with value `fresh`.  Sets *value to the stored
  * value and returns 1 when it was present, 0 when inserted, -1 when out of memory. */
 int hmap_get_or_put(hmap *m, const char *key, size_t n, uint32_t fresh, uint32_t *value);
+/* The hash the map uses for key (never 0).  The _hashed variants take it precomputed
+ * (h must be hmap_hash(key, n)): a caller that probes several maps with one key, or
+ * hashes on another thread, hashes once. */
 uint64_t hmap_hash(const char *key, size_t n);
+int hmap_get_hashed(const hmap *m, const char *key, size_t n, uint64_t h, uint32_t *value);
+int hmap_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t value);
+/* Asks the CPU for the slot where a probe for hash h starts.  Bulk loops over keys that
+ * hit big maps at random hash a few keys ahead and prefetch: a probe of a map of
+ * millions of keys is a cache (and TLB) miss, most of the cost of grouping a large
+ * import before this was done. */
+static inline void hmap_prefetch(const hmap *m, uint64_t h)
+{
+    if (m->cap) __builtin_prefetch(&m->slots[(size_t)h & (m->cap - 1)]);
+}
+int hmap_get_or_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t fresh,
+                           uint32_t *value);
 
 #endif

@@ -39,6 +39,12 @@ void db_touch(patron_db *db, uint32_t m, uint32_t sources)
 int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
                   uint64_t profile_hash, uint32_t *idx)
 {
+    return db_member_add_hashed(db, id, n, hmap_hash(id, n), enrolled_at, profile_hash, idx);
+}
+
+int db_member_add_hashed(patron_db *db, const char *id, size_t n, uint64_t id_hash,
+                         int64_t enrolled_at, uint64_t profile_hash, uint32_t *idx)
+{
     size_t cap = db->cap_members;
     if (db->n_members + 1 > cap) {
         size_t ncap = cap ? cap * 2 : 1024;
@@ -59,7 +65,7 @@ int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
     uint32_t i = db->n_members;
     db->member_id[i] = mem_strndup(id, n);
     db->profile_hash[i] = profile_hash;
-    if (!db->member_id[i] || hmap_put(&db->member_ids, id, n, i) != 0) {
+    if (!db->member_id[i] || hmap_put_hashed(&db->member_ids, id, n, id_hash, i) != 0) {
         mem_free(db->member_id[i]);
         return PATRON_ENOMEM;
     }
@@ -106,10 +112,16 @@ int db_orders_reserve(patron_db *db, size_t more)
 
 int db_order_add(patron_db *db, const store_order *o)
 {
+    return db_order_add_hashed(db, o, db->order_ids_valid ? hmap_hash(o->id, o->idn) : 0);
+}
+
+int db_order_add_hashed(patron_db *db, const store_order *o, uint64_t id_hash)
+{
     if (db->n_orders + 1 > db->cap_orders && db_orders_reserve(db, 1) != PATRON_OK)
         return PATRON_ENOMEM;
     size_t i = db->n_orders;
-    if (db->order_ids_valid && hmap_put(&db->order_ids, o->id, o->idn, (uint32_t)i) != 0)
+    if (db->order_ids_valid &&
+        hmap_put_hashed(&db->order_ids, o->id, o->idn, id_hash, (uint32_t)i) != 0)
         return PATRON_ENOMEM;
     db->o_member[i] = (int32_t)o->member;
     if (o->member >= 0)

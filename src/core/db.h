@@ -91,6 +91,11 @@ typedef struct db_features {
 int db_member_add(patron_db *db, const char *id, size_t n, int64_t enrolled_at,
                   uint64_t profile_hash, uint32_t *idx);
 int db_order_add(patron_db *db, const store_order *o);
+/* The same with the key's hmap_hash already known (id_hash of the member id, of the
+ * order id), for bulk loops that prefetch the id maps' slots ahead. */
+int db_member_add_hashed(patron_db *db, const char *id, size_t n, uint64_t id_hash,
+                         int64_t enrolled_at, uint64_t profile_hash, uint32_t *idx);
+int db_order_add_hashed(patron_db *db, const store_order *o, uint64_t id_hash);
 /* Makes room for `more` orders (columns and id index) so a batch applies without regrowth. */
 int db_orders_reserve(patron_db *db, size_t more);
 int db_csr_build(patron_db *db);

@@ -18,12 +18,15 @@
 #include "base/num.h"
 #include "base/time.h"
 #include "ingest/input.h"
+#include "loyalty/ledger.h"
 #include "loyalty/loyalty.h"
 #include "loyalty/program.h"
 #include "members/view.h"
 
 #include <ctype.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
@@ -130,6 +133,17 @@ static void bad_release(bad_list *b)
     mem_free(b->reasons);
 }
 
+#define PREFETCH_AHEAD 8 /* big-map probes: keys prefetched this far ahead (hmap_prefetch) */
+
+/* A cached dictionary string (up to 24 bytes, zero-padded) and its code; n = 0: empty.
+ * Dictionaries are small (SKUs in the thousands) and every line item looks up three of
+ * them: hashing and probing the maps was a fifth of an import's instructions. */
+#define DCACHE_BITS 12
+typedef struct dcache_slot {
+    uint64_t w[3];
+    uint32_t n, code;
+} dcache_slot;
+
 /* One order of the batch, built from its rows. */
 typedef struct border {
     uint64_t member_off; /* offset of member id in the batch arena */
@@ -140,6 +154,7 @@ typedef struct border {
     int64_t pos_amount, neg_amount, units, neg_units;
     int64_t items, neg_items;
     uint64_t hash;
+    uint64_t id_h, member_h; /* hmap_hash of the id and of the member id */
     uint64_t first_line;
     uint32_t channel, store; /* dictionary codes of the first row that names them */
     int bad;
@@ -160,7 +175,9 @@ typedef struct batch {
     uint32_t *it_order, *it_sku, *it_cat, *it_brand;
     int32_t *it_qty;
     int64_t *it_price;
-    size_t n_items, cap_items[6];
+    size_t n_items, cap_items;
+    /* per dictionary, a direct-mapped cache of short strings and their codes */
+    dcache_slot *dcache[DB_DICT__N];
     /* strings new to the dictionaries: codes continue the stored ones */
     hmap dict[DB_DICT__N];
     uint64_t *new_off[DB_DICT__N];
@@ -169,6 +186,20 @@ typedef struct batch {
 } batch;
 
 static int arena_put(batch *b, const char *s, size_t n, uint64_t *off);
+static int dict_new(batch *b, int kind, const char *s, size_t n);
+
+/* A string of at most 24 bytes, zero-padded into three words, and its slot in a
+ * dictionary's cache. */
+static inline size_t dcache_key(const char *s, size_t n, uint64_t w[3])
+{
+    w[0] = w[1] = w[2] = 0;
+    memcpy(w, s, n);
+    uint64_t h = (w[0] * 0x9E3779B97F4A7C15ull) ^ (w[1] * 0xC2B2AE3D27D4EB4Full) ^
+                 (w[2] * 0x165667B19E3779F9ull) ^ n;
+    h ^= h >> 29;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return (size_t)(h >> (64 - DCACHE_BITS));
+}
 
 /* The code of s in dictionary kind: stored, or new in this batch (continuing the stored
  * codes).  Returns 0, or -1 when out of memory. */
@@ -178,32 +209,73 @@ static int dict_code(patron_db *db, batch *b, int kind, const char *s, size_t n,
         *code = 0;
         return 0;
     }
-    if (hmap_get(&db->dict[kind], s, n, code)) return 0;
-    uint32_t fresh = (uint32_t)(db->dict[kind].count + b->n_new[kind] + 1);
-    int f = hmap_get_or_put(&b->dict[kind], s, n, fresh, code);
-    if (f < 0) return -1;
-    if (f == 0) {
-        uint64_t off;
-        if (MEM_GROW(b->new_off[kind], b->cap_off[kind], b->n_new[kind] + 1) ||
-            MEM_GROW(b->new_len[kind], b->cap_len[kind], b->n_new[kind] + 1) ||
-            arena_put(b, s, n, &off))
-            return -1;
-        b->new_off[kind][b->n_new[kind]] = off;
-        b->new_len[kind][b->n_new[kind]] = (uint32_t)n;
-        b->n_new[kind]++;
+    uint64_t w[3];
+    dcache_slot *c = NULL;
+    if (n <= sizeof w && b->dcache[kind]) {
+        c = &b->dcache[kind][dcache_key(s, n, w)];
+        if (c->n == n && c->w[0] == w[0] && c->w[1] == w[1] && c->w[2] == w[2]) {
+            *code = c->code;
+            return 0;
+        }
     }
+    uint64_t h = hmap_hash(s, n);
+    if (!hmap_get_hashed(&db->dict[kind], s, n, h, code)) {
+        uint32_t fresh = (uint32_t)(db->dict[kind].count + b->n_new[kind] + 1);
+        int f = hmap_get_or_put_hashed(&b->dict[kind], s, n, h, fresh, code);
+        if (f < 0) return -1;
+        if (f == 0 && dict_new(b, kind, s, n) != 0) return -1;
+    }
+    if (c) {
+        memcpy(c->w, w, sizeof w);
+        c->n = (uint32_t)n;
+        c->code = *code;
+    }
+    return 0;
+}
+
+/* Records s as the next new string of dictionary kind. */
+static int dict_new(batch *b, int kind, const char *s, size_t n)
+{
+    uint64_t off;
+    if (MEM_GROW(b->new_off[kind], b->cap_off[kind], b->n_new[kind] + 1) ||
+        MEM_GROW(b->new_len[kind], b->cap_len[kind], b->n_new[kind] + 1) ||
+        arena_put(b, s, n, &off))
+        return -1;
+    b->new_off[kind][b->n_new[kind]] = off;
+    b->new_len[kind][b->n_new[kind]] = (uint32_t)n;
+    b->n_new[kind]++;
+    return 0;
+}
+
+static int dcache_init(batch *b)
+{
+    for (int k = 1; k < DB_DICT__N; k++)
+        if (!(b->dcache[k] = mem_calloc((size_t)1 << DCACHE_BITS, sizeof(dcache_slot)))) return -1;
+    return 0;
+}
+
+/* Makes room for n line items in all (the six columns grow together). */
+static int items_reserve(batch *b, size_t n)
+{
+    if (n <= b->cap_items) return 0;
+    size_t c[6] = {b->cap_items, b->cap_items, b->cap_items,
+                   b->cap_items, b->cap_items, b->cap_items};
+    if (MEM_GROW(b->it_order, c[0], n) || MEM_GROW(b->it_sku, c[1], n) ||
+        MEM_GROW(b->it_cat, c[2], n) || MEM_GROW(b->it_brand, c[3], n) ||
+        MEM_GROW(b->it_qty, c[4], n) || MEM_GROW(b->it_price, c[5], n))
+        return -1;
+    size_t m = c[0];
+    for (int i = 1; i < 6; i++)
+        if (c[i] < m) m = c[i];
+    b->cap_items = m;
     return 0;
 }
 
 static int item_add(batch *b, uint32_t order, uint32_t sku, uint32_t cat, uint32_t brand,
                     int64_t qty, int64_t price)
 {
-    size_t k = b->n_items + 1;
-    if (MEM_GROW(b->it_order, b->cap_items[0], k) || MEM_GROW(b->it_sku, b->cap_items[1], k) ||
-        MEM_GROW(b->it_cat, b->cap_items[2], k) || MEM_GROW(b->it_brand, b->cap_items[3], k) ||
-        MEM_GROW(b->it_qty, b->cap_items[4], k) || MEM_GROW(b->it_price, b->cap_items[5], k))
-        return -1;
-    k = b->n_items++;
+    if (b->n_items == b->cap_items && items_reserve(b, b->n_items + 1) != 0) return -1;
+    size_t k = b->n_items++;
     b->it_order[k] = order;
     b->it_sku[k] = sku;
     b->it_cat[k] = cat;
@@ -211,6 +283,20 @@ static int item_add(batch *b, uint32_t order, uint32_t sku, uint32_t cat, uint32
     b->it_qty[k] = qty > INT32_MAX ? INT32_MAX : (int32_t)qty;
     b->it_price[k] = price;
     return 0;
+}
+
+static void items_drop(batch *b)
+{
+    mem_free(b->it_order);
+    mem_free(b->it_sku);
+    mem_free(b->it_cat);
+    mem_free(b->it_brand);
+    mem_free(b->it_qty);
+    mem_free(b->it_price);
+    b->it_order = b->it_sku = b->it_cat = b->it_brand = NULL;
+    b->it_qty = NULL;
+    b->it_price = NULL;
+    b->n_items = b->cap_items = 0;
 }
 
 static void batch_release(batch *b)
@@ -226,6 +312,7 @@ static void batch_release(batch *b)
     mem_free(b->it_qty);
     mem_free(b->it_price);
     for (int k = 0; k < DB_DICT__N; k++) {
+        mem_free(b->dcache[k]);
         hmap_release(&b->dict[k]);
         mem_free(b->new_off[k]);
         mem_free(b->new_len[k]);
@@ -247,6 +334,8 @@ static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_i
     if (!buf) return err_set(err, PATRON_ENOMEM, "out of memory");
     int rc = PATRON_OK;
     size_t i = 0;
+    uint32_t last = UINT32_MAX;
+    uint64_t last_h = 0;
     while (i < b->n_items && rc == PATRON_OK) {
         /* Gather up to CHUNK_ITEMS stored items. */
         uint64_t *oh = (uint64_t *)(void *)(buf + 8);
@@ -260,8 +349,12 @@ static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_i
         size_t k = 0;
         for (size_t j = start; j < i; j++) {
             if (!order_of_item_ok[b->it_order[j]]) continue;
-            border *o = &b->orders[b->it_order[j]];
-            oh[k] = XXH3_64bits(b->arena + o->id_off, o->id_len);
+            if (b->it_order[j] != last) { /* items of an order are usually adjacent */
+                border *o = &b->orders[b->it_order[j]];
+                last = b->it_order[j];
+                last_h = XXH3_64bits(b->arena + o->id_off, o->id_len);
+            }
+            oh[k] = last_h;
             sku[k] = b->it_sku[j];
             cat[k] = b->it_cat[j];
             brand[k] = b->it_brand[j];
@@ -314,16 +407,28 @@ static int arena_put(batch *b, const char *s, size_t n, uint64_t *off)
     return 0;
 }
 
-static void report(batch *b, uint64_t line, const char *col, const char *fmt, const char *v,
-                   size_t vn)
+/* A bad row's reason: fmt with the value (its first 64 bytes) for its "%.*s". */
+static void reason_format(char *reason, size_t cap, const char *fmt, const char *v, size_t vn)
 {
-    char reason[512], msg[1024];
-    snprintf(reason, sizeof reason, fmt, (int)(vn > 64 ? 64 : vn), v);
+    snprintf(reason, cap, fmt, (int)(vn > 64 ? 64 : vn), v);
+}
+
+static void report_reason(batch *b, uint64_t line, const char *col, const char *reason)
+{
+    char msg[1024];
     snprintf(msg, sizeof msg, "%s:%llu: column '%s': %s", b->name, (unsigned long long)line, col,
              reason);
     if (b->opts->report) b->opts->report(b->opts->report_ctx, msg);
     bad_add(&b->bad, line, reason);
     b->bad_rows++;
+}
+
+static void report(batch *b, uint64_t line, const char *col, const char *fmt, const char *v,
+                   size_t vn)
+{
+    char reason[512];
+    reason_format(reason, sizeof reason, fmt, v, vn);
+    report_reason(b, line, col, reason);
 }
 
 /* The base currency and exchange rates an import converts with, and the message (a
@@ -477,8 +582,8 @@ static int open_with_header(const char *path, char delim, csv_reader **r, const 
 /* Applies a stored batch of orders to the model and the member view (members first:
  * orders reference them). */
 static int apply_orders_batch(patron_db *db, batch *b, int order_level, char **new_ids,
-                              const int64_t *new_en, const uint32_t *new_len, size_t n_new,
-                              patron_import_result *res, patron_error *err)
+                              const int64_t *new_en, const uint32_t *new_len, const uint64_t *new_h,
+                              size_t n_new, patron_import_result *res, patron_error *err)
 {
     uint32_t *dbidx = NULL;
     store_order so;
@@ -486,23 +591,44 @@ static int apply_orders_batch(patron_db *db, batch *b, int order_level, char **n
     rc = apply_dicts(db, b);
     dbidx = mem_alloc_array(b->n ? b->n : 1, sizeof *dbidx);
     if (rc == 0 && !dbidx) rc = PATRON_ENOMEM;
+    /* Into a model without orders, a batch whose orders are all stored hands its
+     * order-id map over: it holds exactly the ids, with their model indexes (the batch
+     * indexes), so the 20M-key rebuild of it at M is skipped.  The model's map is marked
+     * invalid while the orders are added so that db_order_add does not put them again. */
+    size_t stored = 0;
+    for (size_t i = 0; i < b->n; i++)
+        stored += !b->orders[i].bad && !b->orders[i].dup;
+    int handover = rc == 0 && db->order_ids_valid && db->n_orders == 0 &&
+                   db->order_ids.count == 0 && stored == b->n && b->ids.count == b->n;
+    if (handover) {
+        hmap_release(&db->order_ids);
+        db->order_ids = b->ids;
+        hmap_init(&b->ids);
+        db->order_ids_valid = 0;
+    }
     if (rc == 0) rc = db_orders_reserve(db, b->n);
     if (rc == 0 && hmap_reserve(&db->member_ids, n_new, n_new * 12) != 0) rc = PATRON_ENOMEM;
     /* Apply to the model: members first (orders reference them). */
+    uint64_t phash = store_profile_hash("{}");
     for (size_t k = 0; k < n_new && rc == 0; k++) {
-        uint32_t len = new_len[k];
-        rc = db_member_add(db, new_ids[k], len, new_en[k], store_profile_hash("{}"), NULL);
+        if (k + PREFETCH_AHEAD < n_new) hmap_prefetch(&db->member_ids, new_h[k + PREFETCH_AHEAD]);
+        rc = db_member_add_hashed(db, new_ids[k], new_len[k], new_h[k], new_en[k], phash, NULL);
     }
     for (size_t i = 0; i < b->n && rc == 0; i++) {
+        if (i + PREFETCH_AHEAD < b->n) {
+            const border *a = &b->orders[i + PREFETCH_AHEAD];
+            if (db->order_ids_valid) hmap_prefetch(&db->order_ids, a->id_h);
+            if (a->member_len) hmap_prefetch(&db->member_ids, a->member_h);
+        }
         border *o = &b->orders[i];
         if (o->bad || o->dup) continue;
         uint32_t mi = 0;
         int64_t member = -1;
-        if (o->member_len &&
-            hmap_get(&db->member_ids, b->arena + o->member_off, o->member_len, &mi))
+        if (o->member_len && hmap_get_hashed(&db->member_ids, b->arena + o->member_off,
+                                             o->member_len, o->member_h, &mi))
             member = mi;
         border_to_store(b, o, order_level, member, &so);
-        rc = db_order_add(db, &so);
+        rc = db_order_add_hashed(db, &so, o->id_h);
         if (rc == 0) {
             res->inserted++;
             res->items += (uint64_t)so.items;
@@ -517,6 +643,7 @@ static int apply_orders_batch(patron_db *db, batch *b, int order_level, char **n
             view_item(db, dbidx[b->it_order[j]], b->it_sku[j], b->it_cat[j], b->it_brand[j],
                       b->it_qty[j], b->it_price[j]);
     }
+    if (handover) db->order_ids_valid = 1;
     if (rc) rc = err_set(err, rc, "out of memory applying the import; reopen the database");
     res->members_created = n_new;
     mem_free(dbidx);
@@ -538,11 +665,499 @@ static void rollback_model(patron_db *db, patron_import_result *res, patron_erro
     }
 }
 
+/* ---- the rows of an orders file: checked one by one, then grouped ------------------ */
+
+/*
+ * Rows are read in blocks.  row_check() does all that depends on one row alone --
+ * parsing, validation with its reports, the row's share of the order's content hash --
+ * and copies the strings grouping needs out of the reader's buffer; group_block() puts
+ * checked rows into orders, line items and dictionaries in file order.  With two
+ * threads a reader thread checks the next blocks while this one groups (the reader's
+ * side, CSV included, was about half of the parse instructions); with one they take
+ * turns.  Either way the batch is the same, and so are the reports and their order: a
+ * row's own reports come before those of its grouping, as with one loop.
+ */
+#define ROW_BLOCK       4096
+#define ROW_BLOCKS      4                   /* blocks in flight between the two threads */
+#define ROWS_THREAD_MIN ((uint64_t)4 << 20) /* smaller files are read on one thread */
+
+/* The strings of a row that grouping reads, in this order in the block's bytes. */
+enum { RS_OID, RS_MID, RS_SKU, RS_CAT, RS_BRAND, RS_CHAN, RS_STORE, RS__N };
+static const int rs_field[RS__N] = {F_ORDER_ID, F_MEMBER_ID, F_SKU,  F_CATEGORY,
+                                    F_BRAND,    F_CHANNEL,   F_STORE};
+
+typedef struct crow {
+    uint64_t line;
+    int64_t ts, qty, price, amount;
+    uint64_t hash;         /* the row's term of its order's content hash (good rows) */
+    uint64_t oid_h, mid_h; /* hmap_hash of the order and member ids; 0: as the row before */
+    size_t off;            /* string f is at the block's bytes + off + rel[f], len[f] bytes */
+    uint32_t rel[RS__N], len[RS__N];
+    uint32_t nrep; /* its own reports, the next nrep of the block's */
+    int bad;
+} crow;
+
+typedef struct crep {
+    const char *col;
+    char reason[512];
+} crep;
+
+typedef struct rblock {
+    crow *rows;
+    size_t n;
+    char *bytes;
+    size_t nbytes, cap_bytes;
+    crep *reps;
+    size_t nreps, cap_reps;
+    int end;          /* after these rows: 1 the input ends, < 0 reading failed */
+    patron_error err; /* when end < 0 */
+} rblock;
+
+/* What row_check() reads with, owned by the reading side. */
+typedef struct rreader {
+    csv_reader *r;
+    const int *col;
+    int order_level;
+    const loyalty_fx *fx;
+    const char *curmsg;
+    const patron_import_opts *opts;
+    hmap occur;       /* content hash -> occurrences, order-level rows without an id */
+    char last_ts[40]; /* the last timestamp parsed, and its value */
+    size_t last_ts_n;
+    int64_t last_ts_v;
+    char last_id[2][40]; /* the order and member ids of the row before (when short) */
+    size_t last_id_n[2];
+    uint64_t rows;
+} rreader;
+
+/* hmap_hash of s, or 0 when s is the id kept in slot k (then kept as the new one). */
+static uint64_t id_hash(rreader *rd, int k, const char *s, size_t n)
+{
+    if (n == rd->last_id_n[k] && memcmp(s, rd->last_id[k], n) == 0) return 0;
+    rd->last_id_n[k] = n <= sizeof rd->last_id[k] ? n : SIZE_MAX;
+    if (n <= sizeof rd->last_id[k]) memcpy(rd->last_id[k], s, n);
+    return hmap_hash(s, n);
+}
+
+static int crow_report(rblock *k, crow *w, const char *col, const char *fmt, const char *v,
+                       size_t vn)
+{
+    w->bad = 1;
+    if (k->nreps == k->cap_reps && MEM_GROW(k->reps, k->cap_reps, k->nreps + 1) != 0) return -1;
+    crep *e = &k->reps[k->nreps++];
+    e->col = col;
+    reason_format(e->reason, sizeof e->reason, fmt, v, vn);
+    w->nrep++;
+    return 0;
+}
+
+/* Checks one row into k->rows[k->n] (0, or -1 when out of memory). */
+static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uint64_t line)
+{
+    const int *col = rd->col;
+    crow *w = &k->rows[k->n];
+    w->line = line;
+    w->ts = w->price = w->amount = 0;
+    w->qty = 1;
+    w->hash = 0;
+    w->nrep = 0;
+    w->bad = 0;
+#define FIELD(f) (col[f] >= 0 && (size_t)col[f] < nf ? fl[col[f]] : (csv_field){"", 0})
+#define BAD(f, fmt, v, vn)                                                                         \
+    do {                                                                                           \
+        if (crow_report(k, w, order_fields[f], fmt, v, vn) != 0) return -1;                        \
+    } while (0)
+    csv_field tsf = FIELD(F_TS), oid = FIELD(F_ORDER_ID);
+    char idbuf[64];
+    if (tsf.n == rd->last_ts_n && memcmp(tsf.p, rd->last_ts, tsf.n) == 0) {
+        w->ts = rd->last_ts_v; /* the rows of an order usually repeat its timestamp */
+    } else if (tsf.n == 0 || time_parse(tsf.p, tsf.n, &w->ts) != 0) {
+        BAD(F_TS, "cannot parse '%.*s' as a timestamp", tsf.p, tsf.n);
+    } else if (tsf.n <= sizeof rd->last_ts) {
+        memcpy(rd->last_ts, tsf.p, tsf.n);
+        rd->last_ts_n = tsf.n;
+        rd->last_ts_v = w->ts;
+    }
+    csv_field cur = FIELD(F_CURRENCY);
+    int64_t fxr = loyalty_fx_rate(rd->fx, cur.p, cur.n); /* prices below are converted */
+    if (fxr == 0) BAD(F_CURRENCY, rd->curmsg, cur.p, cur.n);
+    if (rd->order_level) {
+        csv_field af = FIELD(F_AMOUNT);
+        if (num_parse_money(af.p, af.n, &w->amount) != 0)
+            BAD(F_AMOUNT, "cannot parse '%.*s' as an amount", af.p, af.n);
+        else if (fxr > 0 && loyalty_fx_convert(w->amount, fxr, &w->amount) != 0)
+            BAD(F_AMOUNT, "'%.*s' overflows in the base currency", af.p, af.n);
+        if (col[F_ORDER_ID] < 0) {
+            size_t rawn;
+            const char *raw = csv_raw(rd->r, &rawn);
+            uint64_t h = XXH3_64bits(raw, rawn);
+            uint32_t cnt = 0;
+            hmap_get(&rd->occur, (const char *)&h, sizeof h, &cnt);
+            if (hmap_put(&rd->occur, (const char *)&h, sizeof h, cnt + 1) != 0) return -1;
+            snprintf(idbuf, sizeof idbuf, "h%016llx-%u", (unsigned long long)h, cnt);
+            oid.p = idbuf;
+            oid.n = strlen(idbuf);
+        }
+    } else {
+        csv_field q = FIELD(F_QTY), pr = FIELD(F_PRICE), sku = FIELD(F_SKU);
+        if (num_parse_int(q.p, q.n, &w->qty) != 0)
+            BAD(F_QTY, "cannot parse '%.*s' as a whole number", q.p, q.n);
+        else if (w->qty == 0)
+            BAD(F_QTY, "quantity '%.*s' is zero", q.p, q.n);
+        if (num_parse_money(pr.p, pr.n, &w->price) != 0)
+            BAD(F_PRICE, "cannot parse '%.*s' as a price", pr.p, pr.n);
+        else if (w->price < 0)
+            BAD(F_PRICE, "price '%.*s' is negative", pr.p, pr.n);
+        else if (fxr > 0 && loyalty_fx_convert(w->price, fxr, &w->price) != 0)
+            BAD(F_PRICE, "'%.*s' overflows in the base currency", pr.p, pr.n);
+        if (sku.n == 0) BAD(F_SKU, "empty value%.*s", "", 0);
+        if (!w->bad && num_mul_i64(w->qty, w->price, &w->amount) != 0)
+            BAD(F_QTY, "amount of '%.*s' x price overflows", q.p, q.n);
+    }
+#undef BAD
+    size_t need = 0;
+    csv_field sv[RS__N];
+    for (int i = 0; i < RS__N; i++) {
+        sv[i] = i == RS_OID ? oid : FIELD(rs_field[i]);
+        need += sv[i].n;
+    }
+    if (k->nbytes + need > k->cap_bytes && MEM_GROW(k->bytes, k->cap_bytes, k->nbytes + need) != 0)
+        return -1;
+    w->off = k->nbytes;
+    for (int i = 0; i < RS__N; i++) {
+        w->rel[i] = (uint32_t)(k->nbytes - w->off);
+        w->len[i] = (uint32_t)sv[i].n;
+        memcpy(k->bytes + k->nbytes, sv[i].p, sv[i].n);
+        k->nbytes += sv[i].n;
+    }
+    w->oid_h = id_hash(rd, 0, sv[RS_OID].p, sv[RS_OID].n);
+    w->mid_h = id_hash(rd, 1, sv[RS_MID].p, sv[RS_MID].n);
+    if (!w->bad) {
+        int64_t hv[4] = {w->ts, w->qty, w->price, w->amount};
+        csv_field sku = FIELD(F_SKU);
+        w->hash = XXH3_64bits(hv, sizeof hv) ^ XXH3_64bits(sku.p, sku.n);
+    }
+#undef FIELD
+    k->n++;
+    return 0;
+}
+
+/* Reads and checks the next ROW_BLOCK rows (fewer at the end) into k. */
+static void rblock_fill(rreader *rd, rblock *k)
+{
+    k->n = k->nbytes = k->nreps = 0;
+    k->end = 0;
+    const csv_field *fl;
+    size_t nf;
+    while (k->n < ROW_BLOCK) {
+        int rc = csv_next(rd->r, &fl, &nf, &k->err);
+        if (rc <= 0) {
+            k->end = rc < 0 ? rc : 1;
+            return;
+        }
+        if (row_check(rd, k, fl, nf, csv_line(rd->r)) != 0) {
+            k->end = err_set(&k->err, PATRON_ENOMEM, "out of memory");
+            return;
+        }
+        if (rd->opts->progress && (++rd->rows & 0xffff) == 0)
+            rd->opts->progress(rd->opts->progress_ctx, csv_consumed(rd->r), csv_size(rd->r));
+    }
+}
+
+/* Puts the checked rows of k into the batch.  *last_oi: the order of the previous row;
+ * *id_h: the hashes of the previous row's order and member ids. */
+static int group_block(patron_db *db, batch *b, const rblock *k, int order_level, uint32_t *last_oi,
+                       uint64_t id_h[2], patron_import_result *res, patron_error *err)
+{
+    const crep *rep = k->reps;
+    for (size_t i = 0; i < k->n; i++) {
+        const crow *w = &k->rows[i];
+        uint64_t line = w->line;
+        if (i + PREFETCH_AHEAD < k->n && w[PREFETCH_AHEAD].oid_h)
+            hmap_prefetch(&b->ids, w[PREFETCH_AHEAD].oid_h);
+        if (w->oid_h) id_h[0] = w->oid_h;
+        if (w->mid_h) id_h[1] = w->mid_h;
+        res->rows++;
+        for (uint32_t j = 0; j < w->nrep; j++, rep++)
+            report_reason(b, line, rep->col, rep->reason);
+        const char *sp[RS__N];
+        for (int f = 0; f < RS__N; f++)
+            sp[f] = k->bytes + w->off + w->rel[f];
+        size_t oidn = w->len[RS_OID], midn = w->len[RS_MID];
+        if (oidn == 0) {
+            report(b, line, order_fields[F_ORDER_ID], "empty value%.*s", "", 0);
+            continue;
+        }
+        uint32_t oi;
+        int found;
+        if (*last_oi != UINT32_MAX && b->orders[*last_oi].id_len == oidn &&
+            memcmp(b->arena + b->orders[*last_oi].id_off, sp[RS_OID], oidn) == 0) {
+            oi = *last_oi; /* rows of an order are usually adjacent: no probe */
+            found = 1;
+        } else {
+            found = hmap_get_or_put_hashed(&b->ids, sp[RS_OID], oidn, id_h[0], (uint32_t)b->n, &oi);
+        }
+        if (found < 0 || (!found && MEM_GROW(b->orders, b->cap, b->n + 1) != 0))
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+        *last_oi = oi;
+        if (!found) {
+            b->n++;
+            border *o = &b->orders[oi];
+            memset(o, 0, sizeof *o);
+            o->ts = w->ts;
+            o->first_line = line;
+            o->id_len = (uint32_t)oidn;
+            o->member_len = (uint32_t)midn;
+            o->id_h = id_h[0];
+            o->member_h = id_h[1];
+            if (arena_put(b, sp[RS_OID], oidn, &o->id_off) ||
+                arena_put(b, sp[RS_MID], midn, &o->member_off))
+                return err_set(err, PATRON_ENOMEM, "out of memory");
+        }
+        border *o = &b->orders[oi];
+        if (midn != o->member_len || memcmp(b->arena + o->member_off, sp[RS_MID], midn) != 0) {
+            report(b, line, order_fields[F_MEMBER_ID],
+                   "member '%.*s' differs from the member of the order's first row", sp[RS_MID],
+                   midn);
+            o->bad = 1;
+            continue;
+        }
+        if (w->bad) {
+            o->bad = 1;
+            continue;
+        }
+        int64_t amount = w->amount, qty = w->qty;
+        if (w->ts < o->ts) o->ts = w->ts;
+        int64_t pos = o->pos_amount, neg = o->neg_amount, tot;
+        if ((amount < 0 ? num_add_i64(neg, amount, &neg) : num_add_i64(pos, amount, &pos)) != 0 ||
+            num_add_i64(pos, neg, &tot) != 0) {
+            report(b, line, order_fields[order_level ? F_AMOUNT : F_QTY],
+                   "the order's amount overflows at this row%.*s", "", 0);
+            o->bad = 1;
+            continue;
+        }
+        if (amount < 0) {
+            o->neg_amount += amount;
+            o->neg_units += qty;
+            o->neg_items++;
+        } else {
+            o->pos_amount += amount;
+            o->units += qty;
+            o->items++;
+            if (!order_level) {
+                uint32_t cs, cc, cb;
+                if (dict_code(db, b, DB_DICT_SKU, sp[RS_SKU], w->len[RS_SKU], &cs) ||
+                    dict_code(db, b, DB_DICT_CATEGORY, sp[RS_CAT], w->len[RS_CAT], &cc) ||
+                    dict_code(db, b, DB_DICT_BRAND, sp[RS_BRAND], w->len[RS_BRAND], &cb) ||
+                    item_add(b, oi, cs, cc, cb, qty, w->price))
+                    return err_set(err, PATRON_ENOMEM, "out of memory");
+            }
+        }
+        if ((!o->channel && w->len[RS_CHAN] &&
+             dict_code(db, b, DB_DICT_CHANNEL, sp[RS_CHAN], w->len[RS_CHAN], &o->channel)) ||
+            (!o->store && w->len[RS_STORE] &&
+             dict_code(db, b, DB_DICT_STORE, sp[RS_STORE], w->len[RS_STORE], &o->store)))
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+        o->hash += w->hash;
+    }
+    return PATRON_OK;
+}
+
+/* Blocks handed from the reader thread to the grouping one. */
+typedef struct rpipe {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rblock blk[ROW_BLOCKS];
+    int full[ROW_BLOCKS];
+    int stop; /* grouping gave up: the reader stops too */
+    rreader *rd;
+    /* Prefaulting (prefault_step): the batch's arrays as reserved before the reader
+     * starts, how far grouping has filled them (published after each block), and how
+     * far the reader has faulted them in. */
+    char *pf_item[6];
+    size_t pf_item_size[6], pf_cap_items, pf_cap_orders;
+    char *pf_orders, *pf_slots;
+    size_t pf_slots_bytes;
+    size_t items_at, orders_at;                 /* atomic */
+    size_t items_done, orders_done, slots_done; /* the reader's */
+} rpipe;
+
+#define PF_ITEMS  ((size_t)1 << 19)  /* line items faulted in ahead of grouping (14 MB) */
+#define PF_ORDERS ((size_t)1 << 17)  /* orders faulted in ahead (18 MB) */
+#define PF_SLOTS  ((size_t)32 << 20) /* bytes of the order-id map faulted in per block */
+
+/* Faults in bytes [from, to) of p (page-aligned outward), contents unchanged. */
+static void prefault(char *p, size_t from, size_t to)
+{
+#ifdef MADV_POPULATE_WRITE
+    if (!p || to <= from) return;
+    uintptr_t a = ((uintptr_t)p + from) & ~(uintptr_t)4095;
+    (void)madvise((void *)a, (uintptr_t)p + to - a, MADV_POPULATE_WRITE);
+#else
+    (void)p, (void)from, (void)to;
+#endif
+}
+
+/*
+ * The reader thread waits for grouping most of the time, while grouping spent a
+ * quarter of its time in page faults on fresh batch memory (zeroing pages; costly on
+ * this kind of virtual machine).  So between blocks the reader faults in the next part
+ * of the batch's arrays, a window ahead of where grouping writes, and the order-id map
+ * (written at random) piece by piece.  Faulting in changes no byte, so it needs no
+ * ordering with the writes; it only moves where the faults are taken.
+ */
+static void prefault_step(rpipe *pp)
+{
+    size_t it = __atomic_load_n(&pp->items_at, __ATOMIC_RELAXED) + PF_ITEMS;
+    size_t ot = __atomic_load_n(&pp->orders_at, __ATOMIC_RELAXED) + PF_ORDERS;
+    if (it > pp->pf_cap_items) it = pp->pf_cap_items;
+    if (ot > pp->pf_cap_orders) ot = pp->pf_cap_orders;
+    if (it > pp->items_done) {
+        for (int a = 0; a < 6; a++)
+            prefault(pp->pf_item[a], pp->items_done * pp->pf_item_size[a],
+                     it * pp->pf_item_size[a]);
+        pp->items_done = it;
+    }
+    if (ot > pp->orders_done) {
+        prefault(pp->pf_orders, pp->orders_done * sizeof(border), ot * sizeof(border));
+        pp->orders_done = ot;
+    }
+    if (pp->slots_done < pp->pf_slots_bytes) {
+        size_t to = pp->slots_done + PF_SLOTS;
+        if (to > pp->pf_slots_bytes) to = pp->pf_slots_bytes;
+        prefault(pp->pf_slots, pp->slots_done, to);
+        pp->slots_done = to;
+    }
+}
+
+static void *reader_run(void *arg)
+{
+    rpipe *pp = arg;
+    for (size_t k = 0;; k = (k + 1) % ROW_BLOCKS) {
+        pthread_mutex_lock(&pp->mu);
+        while (pp->full[k] && !pp->stop)
+            pthread_cond_wait(&pp->cv, &pp->mu);
+        int stop = pp->stop;
+        pthread_mutex_unlock(&pp->mu);
+        if (stop) break;
+        rblock_fill(pp->rd, &pp->blk[k]);
+        pthread_mutex_lock(&pp->mu);
+        pp->full[k] = 1;
+        pthread_cond_broadcast(&pp->cv);
+        pthread_mutex_unlock(&pp->mu);
+        if (pp->blk[k].end) break;
+        prefault_step(pp);
+    }
+    return NULL;
+}
+
+/* Reads every row of rd's file into the batch: 0, or a negative status (a read error,
+ * out of memory).  two: check rows on a reader thread while this one groups them. */
+static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_import_result *res,
+                     patron_error *err)
+{
+    rpipe pp;
+    memset(&pp, 0, sizeof pp);
+    pp.rd = rd;
+    int rc = PATRON_OK;
+    size_t nblk = two ? ROW_BLOCKS : 1;
+    for (size_t k = 0; k < nblk && rc == PATRON_OK; k++)
+        if (!(pp.blk[k].rows = mem_alloc_array(ROW_BLOCK, sizeof(crow))))
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    uint32_t last_oi = UINT32_MAX;
+    uint64_t id_h[2] = {0, 0};
+    pthread_t th;
+    if (rc == PATRON_OK && two) {
+        char *arr[6] = {(char *)b->it_order, (char *)b->it_sku, (char *)b->it_cat,
+                        (char *)b->it_brand, (char *)b->it_qty, (char *)b->it_price};
+        size_t sz[6] = {sizeof *b->it_order, sizeof *b->it_sku, sizeof *b->it_cat,
+                        sizeof *b->it_brand, sizeof *b->it_qty, sizeof *b->it_price};
+        memcpy(pp.pf_item, arr, sizeof arr);
+        memcpy(pp.pf_item_size, sz, sizeof sz);
+        pp.pf_cap_items = b->cap_items;
+        pp.pf_orders = (char *)b->orders;
+        pp.pf_cap_orders = b->cap;
+        pp.pf_slots = (char *)b->ids.slots;
+        pp.pf_slots_bytes = b->ids.cap * sizeof *b->ids.slots;
+        pthread_mutex_init(&pp.mu, NULL);
+        pthread_cond_init(&pp.cv, NULL);
+        if (pthread_create(&th, NULL, reader_run, &pp) != 0) {
+            pthread_mutex_destroy(&pp.mu);
+            pthread_cond_destroy(&pp.cv);
+            two = 0;
+        }
+    }
+    for (size_t k = 0; rc == PATRON_OK; k = two ? (k + 1) % ROW_BLOCKS : 0) {
+        rblock *blk = &pp.blk[k];
+        if (two) {
+            pthread_mutex_lock(&pp.mu);
+            while (!pp.full[k])
+                pthread_cond_wait(&pp.cv, &pp.mu);
+            pthread_mutex_unlock(&pp.mu);
+        } else {
+            rblock_fill(rd, blk);
+        }
+        rc = group_block(db, b, blk, rd->order_level, &last_oi, id_h, res, err);
+        if (two) {
+            __atomic_store_n(&pp.items_at, b->n_items, __ATOMIC_RELAXED);
+            __atomic_store_n(&pp.orders_at, b->n, __ATOMIC_RELAXED);
+        }
+        int end = blk->end;
+        if (rc == PATRON_OK && end < 0) {
+            *err = blk->err;
+            rc = end;
+        }
+        if (two) {
+            pthread_mutex_lock(&pp.mu);
+            pp.full[k] = 0;
+            pthread_cond_broadcast(&pp.cv);
+            pthread_mutex_unlock(&pp.mu);
+        }
+        if (end) break;
+    }
+    if (two) {
+        pthread_mutex_lock(&pp.mu);
+        pp.stop = 1;
+        pthread_cond_broadcast(&pp.cv);
+        pthread_mutex_unlock(&pp.mu);
+        pthread_join(th, NULL);
+        pthread_mutex_destroy(&pp.mu);
+        pthread_cond_destroy(&pp.cv);
+    }
+    for (size_t k = 0; k < ROW_BLOCKS; k++) {
+        mem_free(pp.blk[k].rows);
+        mem_free(pp.blk[k].bytes);
+        mem_free(pp.blk[k].reps);
+    }
+    return rc;
+}
+
+/* The end of an import's transaction, run on its own thread (commit_run). */
+typedef struct commit_job {
+    store *st;
+    size_t stored; /* orders stored: the data version moves when > 0 */
+    int rc;
+    patron_error err;
+} commit_job;
+
+/* Imports of fewer orders commit before applying, on one thread: a thread costs more
+ * than it saves there. */
+#define COMMIT_OVERLAP_MIN 50000
+
+static void *commit_run(void *arg)
+{
+    commit_job *j = arg;
+    j->rc = j->stored ? store_data_bump(j->st, &j->err) : PATRON_OK;
+    if (j->rc == PATRON_OK) j->rc = store_commit(j->st, &j->err);
+    return NULL;
+}
+
 static int import_orders(patron_db *db, const char *path, const patron_import_opts *opts,
                          patron_import_result *res, patron_error *err)
 {
     int rc;
     if ((rc = validate_map(opts->map, order_fields, F__COUNT, err))) return rc;
+
     char delim = sniff_delim(path, opts->delimiter);
     csv_reader *r;
     const csv_field *fl;
@@ -580,13 +1195,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     uint64_t guess = csv_size(r) / 400;
     size_t rows_guess = (size_t)(csv_size(r) / 70) + 16;
     if ((guess > 1024 && hmap_reserve(&b.ids, (size_t)guess, (size_t)guess * 10) != 0) ||
-        MEM_GROW(b.orders, b.cap, (size_t)guess + 16) ||
-        MEM_GROW(b.it_order, b.cap_items[0], rows_guess) ||
-        MEM_GROW(b.it_sku, b.cap_items[1], rows_guess) ||
-        MEM_GROW(b.it_cat, b.cap_items[2], rows_guess) ||
-        MEM_GROW(b.it_brand, b.cap_items[3], rows_guess) ||
-        MEM_GROW(b.it_qty, b.cap_items[4], rows_guess) ||
-        MEM_GROW(b.it_price, b.cap_items[5], rows_guess)) {
+        MEM_GROW(b.orders, b.cap, (size_t)guess + 16) || items_reserve(&b, rows_guess) ||
+        dcache_init(&b)) {
         batch_release(&b);
         csv_free(r);
         return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -598,159 +1208,22 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         csv_free(r);
         return rc;
     }
-    hmap occur; /* content hash -> occurrences, for order-level rows without an id */
-    hmap_init(&occur);
-    while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
-        res->rows++;
-        uint64_t line = csv_line(r);
-        if (opts->progress && (res->rows & 0xffff) == 0)
-            opts->progress(opts->progress_ctx, csv_consumed(r), csv_size(r));
-#define FIELD(f) (col[f] >= 0 && (size_t)col[f] < nf ? fl[col[f]] : (csv_field){"", 0})
-        csv_field oid = FIELD(F_ORDER_ID), mid = FIELD(F_MEMBER_ID), tsf = FIELD(F_TS);
-        int64_t ts = 0, qty = 1, price = 0, amount = 0;
-        int bad = 0;
-        char idbuf[64];
-        if (tsf.n == 0 || time_parse(tsf.p, tsf.n, &ts) != 0) {
-            report(&b, line, order_fields[F_TS], "cannot parse '%.*s' as a timestamp", tsf.p,
-                   tsf.n);
-            bad = 1;
-        }
-        csv_field cur = FIELD(F_CURRENCY);
-        int64_t fxr = loyalty_fx_rate(&fx, cur.p, cur.n); /* prices below are converted */
-        if (fxr == 0) {
-            report(&b, line, order_fields[F_CURRENCY], curmsg, cur.p, cur.n);
-            bad = 1;
-        }
-        if (order_level) {
-            csv_field af = FIELD(F_AMOUNT);
-            if (num_parse_money(af.p, af.n, &amount) != 0) {
-                report(&b, line, order_fields[F_AMOUNT], "cannot parse '%.*s' as an amount", af.p,
-                       af.n);
-                bad = 1;
-            } else if (fxr > 0 && loyalty_fx_convert(amount, fxr, &amount) != 0) {
-                report(&b, line, order_fields[F_AMOUNT], "'%.*s' overflows in the base currency",
-                       af.p, af.n);
-                bad = 1;
-            }
-            if (col[F_ORDER_ID] < 0) {
-                size_t rawn;
-                const char *raw = csv_raw(r, &rawn);
-                uint64_t h = XXH3_64bits(raw, rawn);
-                uint32_t cnt = 0;
-                hmap_get(&occur, (const char *)&h, sizeof h, &cnt);
-                hmap_put(&occur, (const char *)&h, sizeof h, cnt + 1);
-                snprintf(idbuf, sizeof idbuf, "h%016llx-%u", (unsigned long long)h, cnt);
-                oid.p = idbuf;
-                oid.n = strlen(idbuf);
-            }
-        } else {
-            csv_field q = FIELD(F_QTY), pr = FIELD(F_PRICE), sku = FIELD(F_SKU);
-            if (num_parse_int(q.p, q.n, &qty) != 0) {
-                report(&b, line, order_fields[F_QTY], "cannot parse '%.*s' as a whole number", q.p,
-                       q.n);
-                bad = 1;
-            } else if (qty == 0) {
-                report(&b, line, order_fields[F_QTY], "quantity '%.*s' is zero", q.p, q.n);
-                bad = 1;
-            }
-            if (num_parse_money(pr.p, pr.n, &price) != 0) {
-                report(&b, line, order_fields[F_PRICE], "cannot parse '%.*s' as a price", pr.p,
-                       pr.n);
-                bad = 1;
-            } else if (price < 0) {
-                report(&b, line, order_fields[F_PRICE], "price '%.*s' is negative", pr.p, pr.n);
-                bad = 1;
-            } else if (fxr > 0 && loyalty_fx_convert(price, fxr, &price) != 0) {
-                report(&b, line, order_fields[F_PRICE], "'%.*s' overflows in the base currency",
-                       pr.p, pr.n);
-                bad = 1;
-            }
-            if (sku.n == 0) {
-                report(&b, line, order_fields[F_SKU], "empty value%.*s", "", 0);
-                bad = 1;
-            }
-            if (!bad && num_mul_i64(qty, price, &amount) != 0) {
-                report(&b, line, order_fields[F_QTY], "amount of '%.*s' x price overflows", q.p,
-                       q.n);
-                bad = 1;
-            }
-        }
-        if (oid.n == 0) {
-            report(&b, line, order_fields[F_ORDER_ID], "empty value%.*s", "", 0);
-            continue;
-        }
-        uint32_t oi;
-        int found = hmap_get_or_put(&b.ids, oid.p, oid.n, (uint32_t)b.n, &oi);
-        if (found < 0 || (!found && MEM_GROW(b.orders, b.cap, b.n + 1) != 0)) {
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
-            break;
-        }
-        if (!found) {
-            b.n++;
-            border *o = &b.orders[oi];
-            memset(o, 0, sizeof *o);
-            o->ts = ts;
-            o->first_line = line;
-            arena_put(&b, oid.p, oid.n, &o->id_off);
-            o->id_len = (uint32_t)oid.n;
-            arena_put(&b, mid.p, mid.n, &o->member_off);
-            o->member_len = (uint32_t)mid.n;
-        }
-        border *o = &b.orders[oi];
-        if (mid.n != o->member_len || memcmp(b.arena + o->member_off, mid.p, mid.n) != 0) {
-            report(&b, line, order_fields[F_MEMBER_ID],
-                   "member '%.*s' differs from the member of the order's first row", mid.p, mid.n);
-            bad = 1;
-        }
-        if (bad) {
-            o->bad = 1;
-            continue;
-        }
-        if (ts < o->ts) o->ts = ts;
-        int64_t pos = o->pos_amount, neg = o->neg_amount, tot;
-        if ((amount < 0 ? num_add_i64(neg, amount, &neg) : num_add_i64(pos, amount, &pos)) != 0 ||
-            num_add_i64(pos, neg, &tot) != 0) {
-            report(&b, line, order_fields[order_level ? F_AMOUNT : F_QTY],
-                   "the order's amount overflows at this row%.*s", "", 0);
-            o->bad = 1;
-            continue;
-        }
-        if (amount < 0) {
-            o->neg_amount += amount;
-            o->neg_units += qty;
-            o->neg_items++;
-        } else {
-            o->pos_amount += amount;
-            o->units += qty;
-            o->items++;
-            if (!order_level) {
-                csv_field sk = FIELD(F_SKU), ca = FIELD(F_CATEGORY), br = FIELD(F_BRAND);
-                uint32_t cs, cc, cb;
-                if (dict_code(db, &b, DB_DICT_SKU, sk.p, sk.n, &cs) ||
-                    dict_code(db, &b, DB_DICT_CATEGORY, ca.p, ca.n, &cc) ||
-                    dict_code(db, &b, DB_DICT_BRAND, br.p, br.n, &cb) ||
-                    item_add(&b, oi, cs, cc, cb, qty, price)) {
-                    rc = err_set(err, PATRON_ENOMEM, "out of memory");
-                    break;
-                }
-            }
-        }
-        if (!o->channel || !o->store) {
-            csv_field ch = FIELD(F_CHANNEL), st = FIELD(F_STORE);
-            if ((!o->channel && ch.n && dict_code(db, &b, DB_DICT_CHANNEL, ch.p, ch.n, &o->channel)) ||
-                (!o->store && st.n && dict_code(db, &b, DB_DICT_STORE, st.p, st.n, &o->store))) {
-                rc = err_set(err, PATRON_ENOMEM, "out of memory");
-                break;
-            }
-        }
-        int64_t hv[4] = {ts, qty, price, amount};
-        csv_field sku = FIELD(F_SKU);
-        o->hash += XXH3_64bits(hv, sizeof hv) ^ XXH3_64bits(sku.p, sku.n);
-    }
-#undef FIELD
+    rreader rd;
+    memset(&rd, 0, sizeof rd);
+    rd.r = r;
+    rd.col = col;
+    rd.order_level = order_level;
+    rd.fx = &fx;
+    rd.curmsg = curmsg;
+    rd.opts = opts;
+    rd.last_ts_n = rd.last_id_n[0] = rd.last_id_n[1] = SIZE_MAX;
+    hmap_init(&rd.occur);
+    int two = opts->threads == 2 || (opts->threads == 0 && csv_size(r) >= ROWS_THREAD_MIN);
+    rc = read_rows(db, &b, &rd, two, res, err);
     csv_free(r);
-    hmap_release(&occur);
+    hmap_release(&rd.occur);
     if (rc < 0) goto out;
+
     rc = PATRON_OK;
 
     /* Against the store: duplicates and conflicting ids. */
@@ -786,47 +1259,68 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     char **new_ids = NULL;
     int64_t *new_en = NULL;
     uint32_t *new_len = NULL;
-    size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0;
+    uint64_t *new_h = NULL; /* hmap_hash of each new member id */
+    size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0, cap_h = 0;
+    const border *prev = NULL; /* the last order with a member, and its member */
+    int64_t prev_member = -1;
     if ((rc = store_begin(db->st, err))) goto out;
     store_order so;
-    store_order *lo = mem_calloc(b.n + 1, sizeof *lo); /* what the ledger is handed */
-    if (!lo) rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    /* What the ledger is handed, when a program earns points (without one it takes
+     * nothing, and at M this copy of the orders was 0.4 GB). */
+    ledger *lg;
+    int earn = 0;
+    if (rc == 0 && (rc = ledger_get(db, &lg, err)) == 0) earn = ledger_program(lg, NULL) != NULL;
+    store_order *lo = earn ? mem_calloc(b.n + 1, sizeof *lo) : NULL;
+    if (earn && !lo) rc = err_set(err, PATRON_ENOMEM, "out of memory");
     for (size_t i = 0; i < b.n && rc == 0; i++) {
+        if (i + PREFETCH_AHEAD < b.n && b.orders[i + PREFETCH_AHEAD].member_len) {
+            hmap_prefetch(&db->member_ids, b.orders[i + PREFETCH_AHEAD].member_h);
+            hmap_prefetch(&newm, b.orders[i + PREFETCH_AHEAD].member_h);
+        }
         border *o = &b.orders[i];
         if (o->bad || o->dup) continue;
         int64_t member = -1;
         if (o->member_len) {
             uint32_t mi;
             const char *ms = b.arena + o->member_off;
-            if (hmap_get(&db->member_ids, ms, o->member_len, &mi)) {
+            if (prev && prev->member_len == o->member_len &&
+                memcmp(b.arena + prev->member_off, ms, o->member_len) == 0) {
+                /* a member's orders are often next to each other */
+                member = prev_member;
+                mi = (uint32_t)member;
+                if (mi >= db->n_members && o->ts < new_en[mi - db->n_members])
+                    new_en[mi - db->n_members] = o->ts;
+            } else if (hmap_get_hashed(&db->member_ids, ms, o->member_len, o->member_h, &mi)) {
                 member = mi;
-            } else if (hmap_get(&newm, ms, o->member_len, &mi)) {
+            } else if (hmap_get_hashed(&newm, ms, o->member_len, o->member_h, &mi)) {
                 member = mi;
                 if (o->ts < new_en[mi - db->n_members]) new_en[mi - db->n_members] = o->ts;
             } else {
                 mi = (uint32_t)(db->n_members + n_new);
                 if (MEM_GROW(new_ids, cap_new, n_new + 1) || MEM_GROW(new_en, cap_en, n_new + 1) ||
-                    MEM_GROW(new_len, cap_len, n_new + 1) ||
-                    hmap_put(&newm, ms, o->member_len, mi)) {
+                    MEM_GROW(new_len, cap_len, n_new + 1) || MEM_GROW(new_h, cap_h, n_new + 1) ||
+                    hmap_put_hashed(&newm, ms, o->member_len, o->member_h, mi)) {
                     rc = err_set(err, PATRON_ENOMEM, "out of memory");
                     break;
                 }
                 new_ids[n_new] = b.arena + o->member_off;
                 new_en[n_new] = o->ts;
                 new_len[n_new] = o->member_len;
+                new_h[n_new] = o->member_h;
                 n_new++;
                 member = mi;
             }
+            prev = o;
+            prev_member = member;
         }
         border_to_store(&b, o, order_level, member, &so);
         rc = store_order_put(db->st, &so, err);
-        lo[i] = so;
+        if (lo) lo[i] = so;
     }
-    for (size_t k = 0; k < n_new && rc == 0; k++) {
-        uint32_t len = new_len[k];
-        rc = store_member_put(db->st, (uint32_t)(db->n_members + k), new_ids[k], len, new_en[k],
-                              "{}", err);
-    }
+    if (rc == 0 && n_new)
+        rc = store_members_put(db->st, (uint32_t)db->n_members, n_new, (const char *const *)new_ids,
+                               new_len, new_en, "{}", err);
+
     uint32_t *ok = NULL;
     if (rc == 0 && b.n_items) {
         ok = mem_calloc(b.n, sizeof *ok);
@@ -836,16 +1330,18 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         if (rc == 0) rc = write_dicts(db, &b, err);
         if (rc == 0) rc = write_item_chunks(db, &b, ok, err);
     }
+
     mem_free(ok);
     /* With promotion rules the batch reaches the model and the view before the ledger
      * sees it (loyalty_wants_view); otherwise after the commit. */
     int pre = 0;
     if (rc == 0) rc = loyalty_wants_view(db, &pre, err);
     if (rc == 0 && pre) {
-        rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new, res, err);
+        rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new, res,
+                                err);
         view_after_import(db);
     }
-    if (rc == 0) {
+    if (rc == 0 && earn) {
         loyalty_import li = {lo,
                              b.n,
                              b.it_order,
@@ -862,24 +1358,57 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                              0};
         rc = loyalty_on_import(db, &li, err);
     }
+
     mem_free(lo);
+    /* The line items are in their chunks and with the ledger; only the member view still
+     * takes them (apply_orders_batch).  Without one they go now: at M they are 0.56 GB
+     * that would otherwise sit beside the model the batch is applied to. */
+    if (!db->view) items_drop(&b);
     size_t stored = 0;
     for (size_t i = 0; i < b.n; i++)
         stored += !b.orders[i].bad && !b.orders[i].dup;
+    if (rc == 0 && !pre &&
+        (opts->threads == 2 || (opts->threads == 0 && stored >= COMMIT_OVERLAP_MIN))) {
+        /* The commit (and SQLite's checkpoint after it) on a second thread while this one
+         * applies the batch to the model; a failed commit reloads the model, as the
+         * promotion-rule path does. */
+        commit_job job = {db->st, stored, PATRON_OK, {0}};
+        pthread_t th;
+        if (pthread_create(&th, NULL, commit_run, &job) == 0) {
+            int arc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h,
+                                         n_new, res, err);
+            pthread_join(th, NULL);
+            if (job.rc != PATRON_OK) {
+                *err = job.err;
+                rc = job.rc;
+                store_rollback(db->st);
+                rollback_model(db, res, err);
+            } else {
+                res->committed = 1;
+                rc = arc;
+            }
+            goto written;
+        }
+    }
     if (rc == 0 && stored) rc = store_data_bump(db->st, err);
     if (rc == 0) rc = store_commit(db->st, err);
+
     if (rc) {
         store_rollback(db->st);
         if (pre) rollback_model(db, res, err);
     } else {
         res->committed = 1;
         if (!pre)
-            rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, n_new, res, err);
+            rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new,
+                                    res, err);
     }
+written:
+
     hmap_release(&newm);
     mem_free(new_ids);
     mem_free(new_en);
     mem_free(new_len);
+    mem_free(new_h);
     if (rc == 0 && b.bad_rows > 0) {
         if (opts->rejects_path)
             snprintf(res->rejects_path, sizeof res->rejects_path, "%s", opts->rejects_path);
@@ -889,6 +1418,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     }
 out:
     batch_release(&b);
+
     return rc;
 }
 

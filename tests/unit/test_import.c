@@ -1,7 +1,9 @@
 /*
  * test_import.c -- importers through the library: state built live from many small
  * batches equals the state reloaded from the store (hash of every column); re-importing
- * changes nothing; a bad row stores nothing; conflicting content is refused.
+ * changes nothing; a bad row stores nothing; conflicting content is refused; the orders
+ * importer's two-thread path stores exactly what its one-thread reference path stores,
+ * with the same reports and rejects, on awkward CSV (quotes, newlines, CRLF, BOM, bad rows).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include "core/db.h"
 #include "ingest/generate.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +179,224 @@ static void test_returns_and_guests(void **state)
     patron_close(db);
 }
 
+/* ---- the two-thread reader against the one-thread reference ---------------------- */
+
+typedef struct strbuf {
+    char *p;
+    size_t n, cap;
+} strbuf;
+
+static void sb_add(strbuf *b, const void *s, size_t n)
+{
+    if (b->n + n + 1 > b->cap) {
+        b->cap = (b->n + n + 1) * 2;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void collect(void *ctx, const char *message)
+{
+    sb_add(ctx, message, strlen(message));
+    sb_add(ctx, "\n", 1);
+}
+
+/* Every row of every table of the store at path, in storage order, as bytes. */
+static void store_dump(const char *path, strbuf *out)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *t;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT name FROM sqlite_master WHERE type='table' "
+                                        "ORDER BY name",
+                                        -1, &t, NULL),
+                     SQLITE_OK);
+    while (sqlite3_step(t) == SQLITE_ROW) {
+        char sql[300];
+        const char *name = (const char *)sqlite3_column_text(t, 0);
+        sb_add(out, name, strlen(name));
+        snprintf(sql, sizeof sql, "SELECT * FROM \"%s\"", name);
+        sqlite3_stmt *q;
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+        while (sqlite3_step(q) == SQLITE_ROW)
+            for (int c = 0; c < sqlite3_column_count(q); c++) {
+                int type = sqlite3_column_type(q, c);
+                const void *v = sqlite3_column_blob(q, c);
+                int n = sqlite3_column_bytes(q, c);
+                sb_add(out, &type, sizeof type);
+                sb_add(out, &n, sizeof n);
+                if (n) sb_add(out, v, (size_t)n);
+            }
+        sqlite3_finalize(q);
+    }
+    sqlite3_finalize(t);
+    sqlite3_close(db);
+}
+
+static void file_read(const char *path, strbuf *out)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char buf[65536];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0)
+        sb_add(out, buf, k);
+    fclose(f);
+}
+
+/* A generated orders file made awkward: a BOM, CRLF line ends, quoted fields holding
+ * commas, doubled quotes and newlines, whole rows quoted, bad rows of every kind, an
+ * order whose rows are far apart, repeated identical rows. */
+static void make_awkward(const char *src, const char *dst)
+{
+    FILE *in = fopen(src, "r"), *out = fopen(dst, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char line[4096], first[4096] = "";
+    fputs("\xEF\xBB\xBF", out);
+    assert_non_null(fgets(line, sizeof line, in));
+    line[strcspn(line, "\r\n")] = '\0';
+    fprintf(out, "%s\r\n", line);
+    for (long i = 0; fgets(line, sizeof line, in); i++) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (i == 0) snprintf(first, sizeof first, "%s", line);
+        char *f[16];
+        int nf = 0;
+        for (char *p = line; nf < 16;) {
+            f[nf++] = p;
+            char *c = strchr(p, ',');
+            if (!c) break;
+            *c = '\0';
+            p = c + 1;
+        }
+        assert_true(nf >= 8);
+        char brand[128], cat[128];
+        snprintf(brand, sizeof brand, "%s", f[7]);
+        snprintf(cat, sizeof cat, "%s", f[6]);
+        if (i % 11 == 3) snprintf(brand, sizeof brand, "\"%s, \"\"the\"\"\nbrand\"", f[7]);
+        if (i % 17 == 5) snprintf(cat, sizeof cat, "\"%s,x\"", f[6]);
+        f[6] = cat;
+        f[7] = brand;
+        if (i % 97 == 7) f[5] = "-1.00";
+        if (i % 89 == 11) f[2] = "2024-13-45";
+        if (i % 83 == 13) f[4] = "0";
+        if (i % 101 == 17) f[1] = "M-other";
+        if (i % 131 == 29) f[4] = "x2";
+        for (int rep = 0; rep < (i % 61 == 23 ? 2 : 1); rep++) {
+            for (int k = 0; k < nf; k++) {
+                if (k) fputc(',', out);
+                if (i % 53 == 19 && f[k][0] != '"')
+                    fprintf(out, "\"%s\"", f[k]);
+                else
+                    fputs(f[k], out);
+            }
+            fputs("\r\n", out);
+        }
+    }
+    fprintf(out, "%s\r\n", first); /* a row of the first order, at the end */
+    fclose(in);
+    fclose(out);
+}
+
+typedef struct run_out {
+    int rc;
+    patron_import_result res;
+    strbuf msgs, store, rejects;
+} run_out;
+
+static void run_import(const char *db_path, const char *csv, const char *rejects, int threads,
+                       long max_errors, run_out *o)
+{
+    memset(o, 0, sizeof *o);
+    patron_db *db;
+    patron_error err = {0};
+    assert_int_equal(patron_open(db_path, &db, &err), 0);
+    patron_import_opts opts;
+    patron_import_opts_init(&opts);
+    opts.threads = threads;
+    opts.max_errors = max_errors;
+    opts.rejects_path = rejects;
+    opts.report = collect;
+    opts.report_ctx = &o->msgs;
+    o->rc = patron_import(db, PATRON_IMPORT_ORDERS, csv, &opts, &o->res, &err);
+    memset(o->res.rejects_path, 0, sizeof o->res.rejects_path);
+    sb_add(&o->msgs, "", 0);
+    patron_close(db);
+    store_dump(db_path, &o->store);
+    if (o->rc == 0 && o->res.bad_rows) file_read(rejects, &o->rejects);
+}
+
+static void assert_same(const run_out *a, const run_out *b)
+{
+    assert_int_equal(a->rc, b->rc);
+    assert_memory_equal(&a->res, &b->res, sizeof a->res);
+    assert_int_equal(a->msgs.n, b->msgs.n);
+    assert_string_equal(a->msgs.p, b->msgs.p);
+    assert_int_equal(a->store.n, b->store.n);
+    assert_memory_equal(a->store.p, b->store.p, a->store.n);
+    assert_int_equal(a->rejects.n, b->rejects.n);
+    if (a->rejects.n) assert_memory_equal(a->rejects.p, b->rejects.p, a->rejects.n);
+}
+
+static void run_release(run_out *o)
+{
+    free(o->msgs.p);
+    free(o->store.p);
+    free(o->rejects.p);
+}
+
+static void test_threads_same_store(void **state)
+{
+    (void)state;
+    char sub[300], src[400], awk[400];
+    snprintf(sub, sizeof sub, "%s/thr", dir);
+    gen_opts g;
+    gen_opts_init(&g);
+    g.members = 1500;
+    g.seed = 11;
+    g.out = sub;
+    patron_error err = {0};
+    assert_int_equal(gen_run(&g, &err), 0);
+    snprintf(src, sizeof src, "%s/orders.csv", sub);
+    snprintf(awk, sizeof awk, "%s/awkward.csv", sub);
+    make_awkward(src, awk);
+    const char *files[] = {src, awk};
+    for (int fi = 0; fi < 2; fi++) {
+        /* Bad rows beyond --max-errors: nothing stored, the same reports. */
+        char d1[400], d2[400], r1[400], r2[400];
+        snprintf(d1, sizeof d1, "%s/one%d.db", sub, fi);
+        snprintf(d2, sizeof d2, "%s/two%d.db", sub, fi);
+        snprintf(r1, sizeof r1, "%s/one%d.rejects", sub, fi);
+        snprintf(r2, sizeof r2, "%s/two%d.rejects", sub, fi);
+        run_out a, b;
+        if (fi == 1) {
+            run_import(d1, files[fi], r1, 1, 0, &a);
+            run_import(d2, files[fi], r2, 2, 0, &b);
+            assert_int_equal(a.rc, PATRON_EINPUT);
+            assert_true(a.msgs.n > 0);
+            assert_same(&a, &b);
+            run_release(&a);
+            run_release(&b);
+        }
+        /* Stored with the bad rows in the rejects file; then again, all duplicates. */
+        for (int again = 0; again < 2; again++) {
+            run_import(d1, files[fi], r1, 1, 100000, &a);
+            run_import(d2, files[fi], r2, 2, 100000, &b);
+            assert_int_equal(a.rc, 0);
+            assert_true(a.res.rows > 3 * 4096); /* several blocks */
+            assert_true(again ? a.res.inserted == 0 && a.res.duplicates > 0 : a.res.inserted > 0);
+            if (fi == 1) assert_true(a.res.bad_rows > 100 && a.rejects.n > 0);
+            assert_same(&a, &b);
+            run_release(&a);
+            run_release(&b);
+        }
+    }
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/patron-test-import-XXXXXX");
@@ -185,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_live_equals_reload),
         cmocka_unit_test(test_bad_row_stores_nothing),
         cmocka_unit_test(test_returns_and_guests),
+        cmocka_unit_test(test_threads_same_store),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[300];
