@@ -735,7 +735,8 @@ static int load_item_dict(void *ctx, int kind, uint32_t code, const char *s, siz
     return c == code ? 0 : 1;
 }
 
-/* Gives member m of empty stream s room for exactly cnt[m] rows, slices in member order. */
+/* Lays stream s out afresh (rows it held are dropped): member m gets room for exactly
+ * cnt[m] rows, slices in member order, all empty.  cnt may be s->cap itself. */
 static int stream_presize(stream *s, uint32_t n, const uint32_t *cnt)
 {
     size_t off = 0;
@@ -754,6 +755,7 @@ static int stream_presize(stream *s, uint32_t n, const uint32_t *cnt)
         s->col[c] = q;
     }
     s->nrows = s->caprows = off;
+    s->garbage = 0;
     s->ts = s->col[0];
     return 0;
 }
@@ -1068,22 +1070,9 @@ static int fill_streams(mview *v, const ebuild *b)
 {
     for (size_t r = 0; r < b->n; r++)
         v->streams[b->stream[r]].cap[b->member[r]]++;
-    for (int k = ST_REDEMPTIONS; k < ST__N; k++) {
-        stream *s = &v->streams[k];
-        uint32_t off = 0;
-        for (uint32_t m = 0; m < v->n; m++) {
-            s->beg[m] = s->end[m] = off;
-            off += s->cap[m];
-        }
-        for (int c = 0; c < s->ncols; c++) {
-            void *q = mem_alloc_array(off ? off : 1, s->colsz[c]);
-            if (!q)
-                return -1;
-            mem_free(s->col[c]);
-            s->col[c] = q;
-        }
-        s->nrows = s->caprows = off;
-    }
+    for (int k = ST_REDEMPTIONS; k < ST__N; k++)
+        if (stream_presize(&v->streams[k], v->n, v->streams[k].cap) != 0)
+            return -1;
     for (size_t r = 0; r < b->n; r++) {
         stream *s = &v->streams[b->stream[r]];
         uint32_t p = s->end[b->member[r]]++;
@@ -1374,23 +1363,15 @@ int view_ledger_all(patron_db *db, const size_t *poff, const view_lrow *pts, con
         size_t total = off[v->n];
         if (total > UINT32_MAX - 1)
             goto oom;
-        for (int c = 0; c < s->ncols; c++) {
-            void *q = mem_alloc_array(total ? total : 1, s->colsz[c]);
-            if (!q)
-                goto oom;
-            mem_free(s->col[c]);
-            s->col[c] = q;
-        }
-        s->nrows = s->caprows = total;
-        s->garbage = 0;
+        for (uint32_t m = 0; m < v->n; m++) /* the counts, then the exact layout */
+            s->cap[m] = (uint32_t)(off[m + 1] - off[m]);
+        if (stream_presize(s, v->n, s->cap) != 0)
+            goto oom;
+        for (uint32_t m = 0; m < v->n; m++)
+            s->end[m] = s->beg[m] + s->cap[m];
         int64_t *ts = s->col[0];
         double *num = s->col[j ? 2 : 1];
         uint32_t *code = s->col[j ? 1 : 2];
-        for (uint32_t m = 0; m < v->n; m++) {
-            s->beg[m] = (uint32_t)off[m];
-            s->end[m] = (uint32_t)off[m + 1];
-            s->cap[m] = (uint32_t)(off[m + 1] - off[m]);
-        }
         for (size_t r = 0; r < total; r++) {
             ts[r] = rows[r].ts;
             num[r] = rows[r].points;

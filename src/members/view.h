@@ -198,9 +198,9 @@ typedef struct view_lrow {
 } view_lrow;
 int view_ledger_rows(patron_db *db, uint32_t m, const view_lrow *pts, size_t np,
                      const view_lrow *red, size_t nr);
-/* Every member's rows at once (a fill after a build): member m's points rows are
- * pts[poff[m] .. poff[m + 1]), its redemptions red[roff[m] .. roff[m + 1]); the offsets
- * have view->n + 1 entries. */
+/* Every member's rows at once (a fill after a build, or after a reload): member m's
+ * points rows are pts[poff[m] .. poff[m + 1]), its redemptions red[roff[m] .. roff[m + 1]);
+ * the offsets have db->n_members + 1 entries. */
 int view_ledger_all(patron_db *db, const size_t *poff, const view_lrow *pts, const size_t *roff,
                     const view_lrow *red);
 /* A hash of everything the view holds, order-insensitive among rows of one member with
