@@ -607,31 +607,77 @@ int loyalty_attach(patron_db *db, int64_t now, patron_error *err)
 
 /* ---- the ledger in the member view and in live segments ------------------------------------- */
 
-/* Member m's ledger rows into the view's points and redemptions streams. */
-static int member_rows(patron_db *db, ledger *l, uint32_t m, patron_error *err)
+/* Members' ledger rows as the view takes them, appended member after member. */
+typedef struct lrows {
+    view_lrow *p, *r; /* points, redemptions */
+    size_t np, nr, pcap, rcap;
+} lrows;
+
+static int lrows_add(ledger *l, uint32_t m, lrows *o, patron_error *err)
 {
     ledger_srow *p, *r;
     size_t np, nr;
     int rc = ledger_stream_rows(l, m, &p, &np, &r, &nr, err);
     if (rc != PATRON_OK)
         return rc;
-    view_lrow *v = mem_alloc_array(np + nr + 1, sizeof *v);
-    if (!v) {
+    if (MEM_GROW(o->p, o->pcap, o->np + np) || MEM_GROW(o->r, o->rcap, o->nr + nr)) {
         rc = err_set(err, PATRON_ENOMEM, "out of memory");
     } else {
         for (size_t i = 0; i < np; i++) {
-            v[i].ts = p[i].ts;
-            v[i].points = (double)p[i].points;
-            v[i].s = reason_name(p[i].kind, p[i].ref, p[i].refn, &v[i].sn);
+            view_lrow *v = &o->p[o->np++];
+            v->ts = p[i].ts;
+            v->points = (double)p[i].points;
+            v->s = reason_name(p[i].kind, p[i].ref, p[i].refn, &v->sn);
         }
         for (size_t i = 0; i < nr; i++)
-            v[np + i] = (view_lrow){r[i].ts, (double)r[i].points, r[i].ref, r[i].refn};
-        if (view_ledger_rows(db, m, v, np, v + np, nr) != 0)
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            o->r[o->nr++] = (view_lrow){r[i].ts, (double)r[i].points, r[i].ref, r[i].refn};
     }
-    mem_free(v);
     mem_free(p);
     mem_free(r);
+    return rc;
+}
+
+static void lrows_release(lrows *o)
+{
+    mem_free(o->p);
+    mem_free(o->r);
+}
+
+/* Member m's ledger rows into the view's points and redemptions streams. */
+static int member_rows(patron_db *db, ledger *l, uint32_t m, patron_error *err)
+{
+    lrows o = {0};
+    int rc = lrows_add(l, m, &o, err);
+    if (rc == PATRON_OK && view_ledger_rows(db, m, o.p, o.np, o.r, o.nr) != 0)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    lrows_release(&o);
+    return rc;
+}
+
+/* Every member's ledger rows into the view: gathered first, then laid out exactly (no
+ * slice moves). */
+static int fill_all(patron_db *db, ledger *l, patron_error *err)
+{
+    uint32_t n = db->n_members;
+    size_t *poff = mem_alloc_array((size_t)n + 1, sizeof *poff),
+           *roff = mem_alloc_array((size_t)n + 1, sizeof *roff);
+    lrows o = {0};
+    int rc = poff && roff ? PATRON_OK : err_set(err, PATRON_ENOMEM, "out of memory");
+    for (uint32_t m = 0; m < n && rc == PATRON_OK; m++) {
+        poff[m] = o.np;
+        roff[m] = o.nr;
+        rc = lrows_add(l, m, &o, err);
+    }
+    if (rc == PATRON_OK) {
+        poff[n] = o.np;
+        roff[n] = o.nr;
+        if (view_ledger_all(db, poff, o.p, roff, o.r) != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    }
+    mem_free(poff);
+    mem_free(roff);
+    lrows_release(&o);
+    db->view->ledger_epoch = ledger_epoch(l);
     return rc;
 }
 
@@ -641,48 +687,7 @@ int loyalty_view_hook(patron_db *db, patron_error *err)
     int rc = ledger_get(db, &l, err);
     if (rc != PATRON_OK || !ledger_program(l, NULL))
         return rc; /* without a program the imported events stand */
-    /* every member's rows gathered first, then laid out exactly (no slice moves) */
-    mview *v = db->view;
-    size_t *poff = mem_alloc_array((size_t)v->n + 1, sizeof *poff),
-           *roff = mem_alloc_array((size_t)v->n + 1, sizeof *roff);
-    view_lrow *pv = NULL, *rv = NULL;
-    size_t np_all = 0, nr_all = 0, pcap = 0, rcap = 0;
-    if (!poff || !roff)
-        rc = err_set(err, PATRON_ENOMEM, "out of memory");
-    for (uint32_t m = 0; m < v->n && rc == PATRON_OK; m++) {
-        ledger_srow *p, *r;
-        size_t np, nr;
-        poff[m] = np_all;
-        roff[m] = nr_all;
-        if ((rc = ledger_stream_rows(l, m, &p, &np, &r, &nr, err)) != PATRON_OK)
-            break;
-        if (MEM_GROW(pv, pcap, np_all + np) || MEM_GROW(rv, rcap, nr_all + nr)) {
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
-        } else {
-            for (size_t i = 0; i < np; i++) {
-                view_lrow *o = &pv[np_all++];
-                o->ts = p[i].ts;
-                o->points = (double)p[i].points;
-                o->s = reason_name(p[i].kind, p[i].ref, p[i].refn, &o->sn);
-            }
-            for (size_t i = 0; i < nr; i++)
-                rv[nr_all++] = (view_lrow){r[i].ts, (double)r[i].points, r[i].ref, r[i].refn};
-        }
-        mem_free(p);
-        mem_free(r);
-    }
-    if (rc == PATRON_OK) {
-        poff[v->n] = np_all;
-        roff[v->n] = nr_all;
-        if (view_ledger_all(db, poff, pv, roff, rv) != 0)
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
-    }
-    mem_free(poff);
-    mem_free(roff);
-    mem_free(pv);
-    mem_free(rv);
-    v->ledger_epoch = ledger_epoch(l);
-    return rc;
+    return fill_all(db, l, err);
 }
 
 void loyalty_after_commit(patron_db *db)
@@ -710,9 +715,11 @@ void loyalty_after_commit(patron_db *db)
         if (m >= db->n_members)
             continue;
         db_touch(db, m, src);
-        if (fed && member_rows(db, l, m, &e) != PATRON_OK)
+        if (fed && !all && member_rows(db, l, m, &e) != PATRON_OK)
             fed = 0; /* the view is marked failed: rebuilt on its next read */
     }
+    if (fed && all && fill_all(db, l, &e) != PATRON_OK)
+        v->failed = 1; /* rebuilt on its next read */
     db->tracking = was;
     if (v) {
         v->ledger_epoch = ledger_epoch(l);
