@@ -619,42 +619,19 @@ static size_t earn_payload(ledger *l, uint32_t member, int64_t ts, int64_t amoun
     return pb.n;
 }
 
-/* Earn writes in journal chunks are stored compact: the key "order:ID" as "" (ID is the
- * ref) and the payload as EARN_PACKED + the 8-byte item hash, when the text is exactly
- * what earn_payload() rebuilds from the write's own fields (two thirds of an import's
- * journal bytes were these texts).  Readers expand them back (unpack_key, replay). */
+/* An earn's payload is kept packed, in memory and in journal chunks: EARN_PACKED + the
+ * 8-byte item hash, since earn_payload() rebuilds the text from the write's own fields
+ * (two thirds of an import's journal bytes were these texts).  In a chunk its key
+ * "order:ID" is stored as "" too (ID is the ref).  Readers expand both back
+ * (unpack_key, unpack_payload); rows of ledger_writes keep the texts. */
 #define EARN_PACKED '\x01'
 #define EARN_PACKED_LEN 9
 
-static void pack_earn(ledger *l, store_ledger_write *sw, char *pay, char *tmp, size_t cap)
+static void pack_key(store_ledger_write *sw)
 {
-    if (sw->kind != LEDGER_EARN || sw->member < 0)
-        return;
-    if (sw->keyn == sw->refn + 6 && memcmp(sw->key, "order:", 6) == 0 &&
+    if (sw->kind == LEDGER_EARN && sw->keyn == sw->refn + 6 && memcmp(sw->key, "order:", 6) == 0 &&
         memcmp(sw->key + 6, sw->ref, sw->refn) == 0)
         sw->keyn = 0;
-    const char *t = sw->payload;
-    size_t n = sw->payloadn;
-    if (n == EARN_PACKED_LEN && t[0] == EARN_PACKED)
-        return; /* earn_in keeps it packed */
-    if (n < 24 || memcmp(t + n - 24, "\nitems=", 7) != 0 || t[n - 1] != '\n')
-        return;
-    uint64_t ih = 0;
-    for (size_t k = n - 17; k < n - 1; k++) {
-        char c = t[k];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (d < 0)
-            return;
-        ih = ih << 4 | (uint64_t)d;
-    }
-    if (earn_payload(l, (uint32_t)sw->member, sw->ts, sw->money, ih, tmp, cap) != n ||
-        memcmp(tmp, t, n) != 0)
-        return;
-    pay[0] = EARN_PACKED;
-    for (int k = 0; k < 8; k++)
-        pay[1 + k] = (char)(ih >> (8 * k));
-    sw->payload = pay;
-    sw->payloadn = EARN_PACKED_LEN;
 }
 
 /* The payload text of a write record (a packed earn's is rebuilt into buf, cap 1024). */
@@ -1060,9 +1037,8 @@ static int flush_chunk(ledger *l, size_t w0, size_t w1, size_t *p, size_t *q, si
     store_ledger_chunk_begin(l->sl);
     for (size_t i = w0; i < w1 && !bad; i++) {
         store_ledger_write sw;
-        char pay[EARN_PACKED_LEN], tmp[1024];
         write_rec(l, &l->w[i], &sw);
-        pack_earn(l, &sw, pay, tmp, sizeof tmp);
+        pack_key(&sw);
         bad = store_ledger_chunk_write(l->sl, &sw);
     }
     for (; *p < l->n_p && l->p[*p].write < w1 && !bad; (*p)++) {
@@ -1593,7 +1569,7 @@ static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_
         earn_payload(l, o->member, o->ts, o->amount, ih, payload, sizeof payload);
         return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
     }
-    /* kept packed until it is stored (pack_earn, unpack_payload) */
+    /* kept packed (unpack_payload) */
     char packed[EARN_PACKED_LEN];
     packed[0] = EARN_PACKED;
     for (int k = 0; k < 8; k++)
@@ -2445,6 +2421,7 @@ int ledger_stream_rows(ledger *l, uint32_t member, ledger_srow **pts, size_t *np
         qsort(ls, nl, sizeof *ls, lotsum_cmp);
     uint32_t last_w = NIL;
     int64_t last_ts = 0;
+    size_t cur = 0; /* p[cur]: the row of (last_w, last_ts) */
     /* the journal lines, one row per write and instant (an expiry run posts each lot at
      * its own expiry) */
     for (uint32_t i = l->m[member].post; i != NIL; i = l->p[i].prev) {
@@ -2457,18 +2434,14 @@ int ledger_stream_rows(ledger *l, uint32_t member, ledger_srow **pts, size_t *np
         else if (s && srow_add(&p, &pc, &k, (ledger_srow){INT64_MAX, x->ts, -amt, LEDGER_EXPIRE, "", 0}))
             goto oom; /* into a lot expired already: gone at once */
         if (x->write == last_w && x->ts == last_ts) {
-            p[k - 1 - (s && x->ts > l->lot[x->lot].expires)].points += amt;
+            p[cur].points += amt;
             if (j && r[j - 1].seq == w->seq)
                 r[j - 1].points -= amt;
             continue;
         }
+        cur = k;
         if (srow_add(&p, &pc, &k, (ledger_srow){w->seq, x->ts, amt, w->kind, l->arena + w->ref_off, w->ref_len}))
             goto oom;
-        if (k >= 2 && p[k - 2].seq == INT64_MAX && p[k - 2].ts == x->ts) { /* keep the write's row last */
-            ledger_srow t = p[k - 1];
-            p[k - 1] = p[k - 2];
-            p[k - 2] = t;
-        }
         if ((w->kind == LEDGER_REDEEM || w->kind == LEDGER_REDEEM_EVENT) && !(w->state & W_CANCELLED) &&
             !(j && r[j - 1].seq == w->seq) &&
             srow_add(&r, &rc, &j, (ledger_srow){w->seq, w->ts, -amt, w->kind, l->arena + w->ref_off, w->ref_len}))
