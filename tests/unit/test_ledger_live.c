@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "testutil.h"
+
 #include "base/time.h"
 #include "core/db.h"
 #include "ingest/rng.h"
@@ -65,15 +67,7 @@ static int next_id = 0;
 
 static void import(patron_db *db, patron_import_kind kind, const char *path)
 {
-    patron_import_opts o;
-    patron_import_opts_init(&o);
-    o.now = now;
-    patron_import_result res;
-    patron_error err = {0};
-    int rc = patron_import(db, kind, path, &o, &res, &err);
-    if (rc)
-        fprintf(stderr, "import %s: %s\n", path, err.message);
-    assert_int_equal(rc, 0);
+    test_import_at(db, kind, path, now);
 }
 
 /* k orders (a few returns) of random members in the last `spread` seconds. */
