@@ -2174,6 +2174,20 @@ static int event_fast(const char *line, size_t n, const patron_import_opts *opts
     return 0;
 }
 
+/* prefix followed by id in the scratch buffer *buf (grown as needed; mem_free it):
+ * the text, NUL-terminated, with its length in *len; NULL when out of memory. */
+static const char *join_key(char **buf, size_t *cap, const char *prefix, const char *id,
+                            size_t *len)
+{
+    size_t a = strlen(prefix), b = strlen(id);
+    if (MEM_GROW(*buf, *cap, a + b + 1))
+        return NULL;
+    memcpy(*buf, prefix, a);
+    memcpy(*buf + a, id, b + 1);
+    *len = a + b;
+    return *buf;
+}
+
 /* Events from the file at path, or (mem != NULL) from memory named path. */
 static int import_events(patron_db *db, const char *path, const char *mem, size_t memn,
                          const patron_import_opts *opts, patron_import_result *res,
@@ -2193,6 +2207,8 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     hmap seen; /* ids in this file -> index into ev */
     hmap_init(&seen);
     jcbuf cb = {0}; /* the canonical text of the line event_fast() reads */
+    char *kbuf = NULL, *sbuf = NULL; /* keys of the duplicate checks */
+    size_t kcap = 0, scap = 0;
     if ((rc = store_read_begin(db->st, err)) != PATRON_OK) {
         lines_free(r);
         hmap_release(&seen);
@@ -2232,11 +2248,20 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         const char *idkey = (e.type == 0 || e.type == 1 || e.type == 4) ? "order_id" : "event_id";
         /* Duplicates: in this file, then in the store. */
         uint32_t prev;
-        char key[160];
-        snprintf(key, sizeof key, "%s:%s", e.type == 4 ? "void" : (e.type <= 1 ? "order" : "ev"),
-                 e.id);
+        size_t keyn, skeyn;
+        const char *kind = e.type == 4 ? "void:" : (e.type <= 1 ? "order:" : "ev:");
+        const char *key = join_key(&kbuf, &kcap, kind, e.id, &keyn);
+        const char *skey =
+                key ? join_key(&sbuf, &scap, e.type == 4 ? "void:" : "", e.id, &skeyn) : NULL;
+        if (!skey) {
+            free(e.body);
+            mem_free(e.member);
+            mem_free(e.id);
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            break;
+        }
         int dup = 0, conflict = 0;
-        if (hmap_get(&seen, key, strlen(key), &prev)) {
+        if (hmap_get(&seen, key, keyn, &prev)) {
             dup = ev[prev].hash == e.hash;
             conflict = !dup;
         } else if (e.type <= 1) {
@@ -2247,8 +2272,6 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             }
         } else {
             uint64_t h;
-            char skey[200];
-            snprintf(skey, sizeof skey, "%s%s", e.type == 4 ? "void:" : "", e.id);
             int f = store_event_get(db->st, skey, &h, err);
             if (f < 0) {
                 rc = f;
@@ -2275,10 +2298,10 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         }
         if (e.type == 4) {
             uint32_t ex;
-            char okey[160];
-            snprintf(okey, sizeof okey, "order:%s", e.id);
+            size_t okeyn;
+            const char *okey = join_key(&sbuf, &scap, "order:", e.id, &okeyn);
             int known = hmap_get(&db->order_ids, e.id, strlen(e.id), &ex) ||
-                        hmap_get(&seen, okey, strlen(okey), &ex);
+                        (okey && hmap_get(&seen, okey, okeyn, &ex));
             if (!known) {
                 report(&b, ln, "order_id", "no stored order or return '%.*s' to void", e.id,
                        strlen(e.id));
@@ -2288,7 +2311,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 continue;
             }
         }
-        if (MEM_GROW(ev, cev, nev + 1) || hmap_put(&seen, key, strlen(key), (uint32_t)nev)) {
+        if (MEM_GROW(ev, cev, nev + 1) || hmap_put(&seen, key, keyn, (uint32_t)nev)) {
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
             free(e.body);
             mem_free(e.member);
@@ -2406,11 +2429,11 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
                 rc = store_order_void(db->st, e->id, strlen(e->id), err);
             }
             if (rc == PATRON_OK && e->type > 1) {
-                const char *body = e->body;
-                char eid[200];
-                snprintf(eid, sizeof eid, "%s%s", e->type == 4 ? "void:" : "", e->id);
-                rc = store_event_put(db->st, eid, event_types[e->type], member, e->ts, e->hash,
-                                     body, err);
+                size_t eidn;
+                const char *eid = join_key(&sbuf, &scap, e->type == 4 ? "void:" : "", e->id, &eidn);
+                rc = eid ? store_event_put(db->st, eid, event_types[e->type], member, e->ts,
+                                           e->hash, e->body, err)
+                         : err_set(err, PATRON_ENOMEM, "out of memory");
             }
             le[i] = (loyalty_event){event_types[e->type], e->id, e->member, member, e->ts, e->body};
         }
@@ -2445,6 +2468,8 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             snprintf(res->rejects_path, sizeof res->rejects_path, "%s.rejects", path);
         rc = write_rejects_jsonl(path, res->rejects_path, &b, err);
     }
+    mem_free(kbuf);
+    mem_free(sbuf);
     mem_free(ev_of);
     mem_free(ok_all);
     mem_free(order_ix);

@@ -542,7 +542,7 @@ static int event_profile(mview *v, uint32_t m, int kind, int64_t ts, const store
     return rc;
 }
 
-/* Applies one event (its JSON text) as the importers commit it: the text is turned
+/* Applies one event (its canonical JSON text) as the importers commit it: the text is turned
  * into the same cells the store keeps, and applied as a rebuild applies them. */
 static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const char *body,
                        size_t n)
@@ -552,7 +552,7 @@ static int apply_event(mview *v, uint32_t m, const char *type, int64_t ts, const
         return 0;
     store_ecells e;
     v->pbuf.n = 0;
-    if (store_event_encode(code, body, n, &v->pbuf) != 0 ||
+    if (store_event_encode_canon(code, body, n, &v->pbuf) != 0 ||
         store_ecells_decode(code, v->pbuf.p, v->pbuf.n, &e) != 0)
         return -1;
     if (!e.is_object)

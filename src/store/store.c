@@ -679,7 +679,7 @@ const char *store_event_type_name(int code)
  */
 static int put_event_cells(store *s, int64_t id, size_t n, const int64_t *ts,
                            const int32_t *member, const uint8_t *type, const char *const *body,
-                           const size_t *blen, patron_error *err)
+                           const size_t *blen, int canon, patron_error *err)
 {
     store_buf *b = &s->cells;
     size_t head = 8 + n * 13, offs = head + 4 * (n + 1);
@@ -696,7 +696,8 @@ static int put_event_cells(store *s, int64_t id, size_t n, const int64_t *ts,
     for (size_t i = 0; i < n; i++) {
         uint32_t o = (uint32_t)(b->n - offs);
         memcpy(b->p + head + 4 * i, &o, 4);
-        if (store_event_encode(type[i], body[i], blen[i], b) != 0)
+        if ((canon ? store_event_encode_canon(type[i], body[i], blen[i], b)
+                   : store_event_encode(type[i], body[i], blen[i], b)) != 0)
             return err_set(err, PATRON_ENOMEM, "out of memory");
     }
     if (b->n - offs > UINT32_MAX)
@@ -777,7 +778,7 @@ static int flush_events(store *s, patron_error *err)
                 bp += p->body_len[i];
             }
             rc = put_event_cells(s, sqlite3_last_insert_rowid(s->db), n, p->ts, p->member, p->type,
-                                 body, blen, err);
+                                 body, blen, 1, err); /* canonical: through store_event_put */
         }
         mem_free(body);
         mem_free(blen);
@@ -1682,7 +1683,8 @@ static int migrate_chunk_cells(void *ctx, const store_echunk *c)
         m->body[i] = c->bodies + c->body_off[i];
         m->blen[i] = c->body_off[i + 1] - c->body_off[i];
     }
-    return put_event_cells(m->s, c->id, c->n, c->ts, c->member, c->type, m->body, m->blen, m->err);
+    return put_event_cells(m->s, c->id, c->n, c->ts, c->member, c->type, m->body, m->blen, 0,
+                           m->err);
 }
 
 static int migrate_event_cells(store *s, patron_error *err)

@@ -248,10 +248,11 @@ static void pick(const jsval *o, const char *const *keys, int nk, jsval *out)
             }
 }
 
-int store_event_encode(int type, const char *text, size_t n, store_buf *b)
+/* The cells of an event whose body o is a JSON object (is_object 1) or is not (0). */
+static int encode_event(int type, const jsval *po, int is_object, store_buf *b)
 {
-    jsval o;
-    unsigned char flag = jscan_doc(text, n, &o) == 0 && o.kind == JS_OBJ;
+    jsval o = *po;
+    unsigned char flag = (unsigned char)is_object;
     if (put(b, &flag, 1))
         return -1;
     if (!flag)
@@ -295,6 +296,21 @@ int store_event_encode(int type, const char *text, size_t n, store_buf *b)
         if (put_val(b, &f[k]))
             return -1;
     return 0;
+}
+
+int store_event_encode(int type, const char *text, size_t n, store_buf *b)
+{
+    jsval o;
+    int is_object = jscan_doc(text, n, &o) == 0 && o.kind == JS_OBJ;
+    return encode_event(type, &o, is_object, b);
+}
+
+int store_event_encode_canon(int type, const char *text, size_t n, store_buf *b)
+{
+    if (n < 2 || text[0] != '{' || text[n - 1] != '}')
+        return store_event_encode(type, text, n, b);
+    jsval o = {JS_OBJ, text, n, 0};
+    return encode_event(type, &o, 1, b);
 }
 
 /* ---- reading ------------------------------------------------------------------------ */

@@ -91,6 +91,9 @@ const char *const *store_event_keys(int type);
 /* Appends the cells of an event of type `type` with body JSON text[0..n) to b.  0, or
  * -1 when out of memory. */
 int store_event_encode(int type, const char *text, size_t n, store_buf *b);
+/* The same for a body known to be canonical JSON (jcanon.h: what the importers store),
+ * read without validating it again. */
+int store_event_encode_canon(int type, const char *text, size_t n, store_buf *b);
 
 typedef struct store_pval {
     int kind; /* STORE_PA_* */

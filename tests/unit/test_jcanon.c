@@ -84,7 +84,8 @@ static void rand_string(out *o, rng *r, int key, int index)
     int len = (int)rng_below(r, key ? 4 : 9);
     for (int i = 0; i < len; i++) {
         /* keys mostly plain, so that most objects are written and not declined */
-        size_t k = key && rng_below(r, 100) ? rng_below(r, 11) : rng_below(r, sizeof atoms / sizeof *atoms);
+        size_t k = key && rng_below(r, 100) ? rng_below(r, 11)
+                                            : rng_below(r, sizeof atoms / sizeof *atoms);
         emits(o, atoms[k]);
     }
     if (key && index >= 0) { /* distinct keys, but for a rare repeat (index -1) */
@@ -104,7 +105,8 @@ static void rand_number(out *o, rng *r)
         "3.141592653589793", "2e-320", "1e16", "123e-2"};
     if (rng_below(r, 3) == 0) {
         char b[64];
-        snprintf(b, sizeof b, "%lld", (long long)(rng_u64(r) >> rng_below(r, 64)) * (rng_below(r, 2) ? 1 : -1));
+        long long x = (long long)(rng_u64(r) >> (1 + rng_below(r, 63)));
+        snprintf(b, sizeof b, "%lld", rng_below(r, 2) ? x : -x);
         emits(o, b);
     } else if (rng_below(r, 2) == 0) {
         char b[64];
@@ -201,9 +203,9 @@ static void test_mutated_events(void **state)
 {
     (void)state;
     static const char seed[] =
-            "{\"event_id\":\"E000000004\",\"type\":\"message\",\"member_id\":\"M0000001\",\"ts\":"
-            "\"2023-12-24T10:09:03Z\",\"campaign_id\":\"CMP-0026\",\"channel\":\"email\",\"score\":"
-            "4.5,\"tags\":[\"a\",{\"z\":1,\"y\":-2}],\"note\":\"caf\\u00e9 \\\"x\\\"\",\"ok\":true}";
+            "{\"event_id\":\"E000000004\",\"type\":\"message\",\"member_id\":\"M0000001\","
+            "\"ts\":\"2023-12-24T10:09:03Z\",\"campaign_id\":\"CMP-0026\",\"channel\":\"email\","
+            "\"score\":4.5,\"tags\":[\"a\",{\"z\":1,\"y\":-2}],\"note\":\"caf\\u00e9 \\\"x\\\"\",\"ok\":true}";
     static const char alphabet[] = "{}[]\",:\\u0123456789.eE+-tfnrl aZ\xc3\xa9";
     rng r;
     rng_seed(&r, 5);
