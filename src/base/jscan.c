@@ -484,6 +484,24 @@ jsval jscan_get(const jsval *obj, const char *key)
     return none;
 }
 
+void jscan_pick(const jsval *obj, const char *const *keys, int nk, jsval *out)
+{
+    for (int k = 0; k < nk; k++)
+        out[k] = (jsval){JS_NONE, "", 0, 0};
+    jsval key, val;
+    const char *pos = NULL;
+    int left = nk;
+    if (obj->kind != JS_OBJ)
+        return;
+    while (left > 0 && jscan_next(obj, &pos, &key, &val))
+        for (int k = 0; k < nk; k++)
+            if (out[k].kind == JS_NONE && jscan_str_eq(&key, keys[k])) {
+                out[k] = val;
+                left--;
+                break;
+            }
+}
+
 int64_t jscan_int(const jsval *v)
 {
     char buf[64];

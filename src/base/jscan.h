@@ -34,6 +34,10 @@ int jscan_doc(const char *text, size_t n, jsval *doc);
  * or has no such key. */
 jsval jscan_get(const jsval *obj, const char *key);
 
+/* The values of keys[0..nk) in object obj, in one walk (first match of each; JS_NONE
+ * for a key it lacks) into out[0..nk). */
+void jscan_pick(const jsval *obj, const char *const *keys, int nk, jsval *out);
+
 /* Iterates an object's members or an array's elements: start with *pos = NULL; each
  * call gives the next (key is left untouched for arrays) and returns 1, or 0 at the end
  * (or when v is neither an object nor an array). */

@@ -2120,14 +2120,16 @@ static int event_fast(const char *line, size_t n, const patron_import_opts *opts
     jsval doc;
     if ((opts->map && *opts->map) || jscan_doc(line, n, &doc) != 0 || doc.kind != JS_OBJ)
         return 1;
-    jsval t = jscan_get(&doc, "type");
+    static const char *const keys[5] = {"type", "member_id", "ts", "order_id", "event_id"};
+    jsval f[5];
+    jscan_pick(&doc, keys, 5, f);
+    const jsval t = f[0], m = f[1], ts = f[2];
     e->type = -1;
     for (int k = 2; t.kind == JS_STR && k < (int)(sizeof event_types / sizeof *event_types); k++)
         if (jscan_str_eq(&t, event_types[k])) e->type = k;
     if (e->type < 0)
         return 1; /* orders and returns, and unknown types */
-    jsval m = jscan_get(&doc, "member_id"), ts = jscan_get(&doc, "ts");
-    jsval idv = jscan_get(&doc, e->type == 4 ? "order_id" : "event_id");
+    const jsval idv = f[e->type == 4 ? 3 : 4];
     if (m.kind != JS_STR || m.n == 0 || m.n > 128 || m.esc)
         return 1; /* escapes: the decoded length is checked by event_slow() */
     if (ts.kind == JS_STR) {

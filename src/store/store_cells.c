@@ -234,19 +234,6 @@ const char *const *store_event_keys(int type)
     return type >= 0 && type < T__N ? event_keys[type] : none;
 }
 
-/* The first value of each of keys[0..nk) in object o (one walk of o). */
-static void pick(const jsval *o, const char *const *keys, int nk, jsval *out)
-{
-    memset(out, 0, (size_t)nk * sizeof *out);
-    jsval key, val;
-    const char *pos = NULL;
-    while (jscan_next(o, &pos, &key, &val))
-        for (int k = 0; k < nk; k++)
-            if (out[k].kind == JS_NONE && jscan_str_eq(&key, keys[k])) {
-                out[k] = val;
-                break;
-            }
-}
 
 /* The cells of an event whose body o is a JSON object (is_object 1) or is not (0). */
 static int encode_event(int type, const jsval *po, int is_object, store_buf *b)
@@ -260,7 +247,7 @@ static int encode_event(int type, const jsval *po, int is_object, store_buf *b)
     if (type == T_CONSENT) {
         static const char *const keys[4] = {"channel", "purpose", "status", "expires_at"};
         jsval f[4];
-        pick(&o, keys, 4, f);
+        jscan_pick(&o, keys, 4, f);
         int ck = f[0].kind == JS_STR ? consent_index(&f[0]) : consent_index(&f[1]);
         unsigned char ks[2] = {(unsigned char)(ck < 0 ? 0xff : ck),
                                (unsigned char)(f[2].kind != JS_STR         ? 0
@@ -272,7 +259,7 @@ static int encode_event(int type, const jsval *po, int is_object, store_buf *b)
     if (type == T_SURVEY) {
         static const char *const keys[1] = {"answers"};
         jsval ans, key, e;
-        pick(&o, keys, 1, &ans);
+        jscan_pick(&o, keys, 1, &ans);
         uint32_t cnt = 0;
         size_t at;
         if (put_count(b, &at))
@@ -291,7 +278,7 @@ static int encode_event(int type, const jsval *po, int is_object, store_buf *b)
     while (keys[nk])
         nk++;
     jsval f[STORE_EVENT_KEYS];
-    pick(&o, keys, nk, f);
+    jscan_pick(&o, keys, nk, f);
     for (int k = 0; k < nk; k++)
         if (put_val(b, &f[k]))
             return -1;
