@@ -3222,23 +3222,74 @@ int rule_eval_members_due(const rule *r, patron_db *db, int64_t now, const uint3
     return rule_eval_members_at(r, db, now, members, NULL, n, out, due, err);
 }
 
+/* A share of rule_eval_members_at()'s list, for one thread. */
+typedef struct mjob {
+    const rule *r;
+    patron_db *db;
+    int64_t now;
+    const uint32_t *members;
+    const int64_t *nows; /* or NULL */
+    size_t n;
+    roaring_bitmap_t *out;
+    int64_t *due; /* or NULL */
+    int failed;
+} mjob;
+
+static void *run_mjob(void *arg)
+{
+    mjob *j = arg;
+    arena ar = {0};
+    ectx x;
+    ctx_init(&x, j->r, j->db, j->now, &ar);
+    for (size_t i = 0; i < j->n && !j->failed; i += BATCH) {
+        size_t k = j->n - i < BATCH ? j->n - i : BATCH;
+        if (run_batch(j->r, &x, j->members + i, j->nows ? j->nows + i : NULL, k, j->out,
+                      j->due ? j->due + i : NULL) != 0)
+            j->failed = 1;
+    }
+    afree(&ar);
+    return NULL;
+}
+
+/* Lists of a few batches or more are shared between the cores, in contiguous shares
+ * (members are independent, so the answer is the same for any number of threads). */
 int rule_eval_members_at(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
                          const int64_t *nows, size_t n, roaring_bitmap_t *out, int64_t *due,
                          patron_error *err)
 {
     if (!db->view)
         return err_set(err, PATRON_EINTERNAL, "the member view is not built");
-    arena ar = {0};
-    ectx x;
-    ctx_init(&x, r, db, now, &ar);
-    int rc = PATRON_OK;
-    for (size_t i = 0; i < n && rc == PATRON_OK; i += BATCH) {
-        size_t k = n - i < BATCH ? n - i : BATCH;
-        if (run_batch(r, &x, members + i, nows ? nows + i : NULL, k, out, due ? due + i : NULL) != 0)
-            rc = err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
+    int threads = n >= 2 * BATCH ? n_cores() : 1;
+    if ((size_t)threads > n / BATCH)
+        threads = n / BATCH > 1 ? (int)(n / BATCH) : 1;
+    mjob jobs[64];
+    pthread_t tid[64];
+    int started[64] = {0};
+    for (int t = 0; t < threads; t++) {
+        size_t b = n * (size_t)t / (size_t)threads, e = n * (size_t)(t + 1) / (size_t)threads;
+        jobs[t] = (mjob){r, db, now, members + b, nows ? nows + b : NULL, e - b,
+                         t == 0 ? out : roaring_bitmap_create(), due ? due + b : NULL, 0};
+        if (!jobs[t].out)
+            jobs[t].failed = 1;
+        else if (t > 0)
+            started[t] = pthread_create(&tid[t], NULL, run_mjob, &jobs[t]) == 0;
     }
-    afree(&ar);
-    return rc;
+    run_mjob(&jobs[0]);
+    int failed = jobs[0].failed;
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else if (jobs[t].out)
+            run_mjob(&jobs[t]); /* could not start a thread: its share is done here */
+        failed |= jobs[t].failed;
+        if (jobs[t].out) {
+            roaring_bitmap_or_inplace(out, jobs[t].out);
+            roaring_bitmap_free(jobs[t].out);
+        }
+    }
+    if (failed)
+        return err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
+    return PATRON_OK;
 }
 
 int rule_eval_node_text(const rule *r, const rnode *n, patron_db *db, uint32_t m, int64_t now,

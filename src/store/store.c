@@ -55,7 +55,7 @@ static const char *migrations[] = {
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
 enum { ST_MEMBER_PUT, ST_MEMBER_PROFILE, ST_PROFILE_PUT, ST_DICT_PUT, ST_ORDER_PUT, ST_ORDER_VOID, ST_CHUNK_PUT, ST_EVENT_PUT,
-       ST_EVENT_GET, ST_ECHUNK_PUT, ST__COUNT };
+       ST_EVENT_GET, ST_ECHUNK_PUT, ST_SEG_AS_OF, ST_SEG_CHANGE_PUT, ST__COUNT };
 static const char *stmt_sql[ST__COUNT] = {
     "INSERT INTO members(idx, member_id, enrolled_at, phash) VALUES(?1,?2,?3,?4)"
     " ON CONFLICT(idx) DO UPDATE SET enrolled_at=excluded.enrolled_at, phash=excluded.phash",
@@ -68,6 +68,8 @@ static const char *stmt_sql[ST__COUNT] = {
     "INSERT INTO event_ids(event_id, hash) VALUES(?1,?2)",
     "SELECT hash FROM event_ids WHERE event_id=?1",
     "INSERT INTO event_chunks(n, data) VALUES(?1,?2)",
+    "UPDATE segments SET as_of=?2 WHERE name=?1",
+    "INSERT INTO segment_changes(name, ts_first, ts_last, data) VALUES(?1,?2,?3,?4)",
 };
 
 /* Orders written since store_begin() and not yet in a chunk (ids copied into ids). */
@@ -1466,15 +1468,10 @@ int store_segment_put(store *s, const store_segment *g, patron_error *err)
 
 int store_segment_as_of(store *s, const char *name, int64_t as_of, patron_error *err)
 {
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "UPDATE segments SET as_of=?2 WHERE name=?1", -1, &q, NULL) !=
-        SQLITE_OK)
-        return fail(s, err, "storing a segment");
+    sqlite3_stmt *q = s->st[ST_SEG_AS_OF];
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, as_of);
-    int r = sqlite3_step(q);
-    sqlite3_finalize(q);
-    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing a segment");
+    return step_done(s, q, err, "storing a segment");
 }
 
 int store_segment_drop(store *s, const char *name, patron_error *err)
@@ -1523,19 +1520,15 @@ int store_segments_each(store *s, store_segment_fn fn, void *ctx, patron_error *
 int store_segment_change_put(store *s, const char *name, int64_t ts_first, int64_t ts_last,
                              const void *data, size_t n, int64_t *id, patron_error *err)
 {
-    sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "INSERT INTO segment_changes(name, ts_first, ts_last, data)"
-                                  " VALUES(?1,?2,?3,?4)", -1, &q, NULL) != SQLITE_OK)
-        return fail(s, err, "storing segment changes");
+    sqlite3_stmt *q = s->st[ST_SEG_CHANGE_PUT];
     sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, ts_first);
     sqlite3_bind_int64(q, 3, ts_last);
     sqlite3_bind_blob64(q, 4, data, n, SQLITE_STATIC);
-    int r = sqlite3_step(q);
-    sqlite3_finalize(q);
+    int rc = step_done(s, q, err, "storing segment changes");
     if (id)
         *id = sqlite3_last_insert_rowid(s->db);
-    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "storing segment changes");
+    return rc;
 }
 
 /* The change blobs of a segment selected by sql (?1 name, ?2 a bound), in write order. */

@@ -117,7 +117,7 @@ static void test_index_equals_vector(void **state)
     static const char *const countries[] = {"DE", "FR", "US"}, *const cities[] = {"Berlin", "Paris", "Lyon"};
     rng r;
     rng_seed(&r, 42);
-    for (int i = 0; i < 4000; i++) {
+    for (int i = 0; i < 4600; i++) { /* more than two batches: lists are shared by threads */
         int y = 1940 + (int)rng_below(&r, 70), mo = 1 + (int)rng_below(&r, 12),
             d = 1 + (int)rng_below(&r, 28);
         if (i % 50 == 0) /* leap-day births, and the days around them */
@@ -223,6 +223,43 @@ static void test_index_equals_vector(void **state)
         }
         rule_free(ru);
     }
+    /* a list of members evaluated each at its own instant, with the instant each answer
+     * changes next (the live path): one call over the whole list, shared between the
+     * threads, gives what one call per member gives */
+    static const char *const at_rules[] = {
+        "count(orders, 90d) >= 1 and monetary > 30",
+        "sum(orders.amount, 90d) < 0.5 * sum(orders.amount, 180d..90d)",
+        "count_distinct(items.category, 365d) >= 2 or age between 30 and 45",
+    };
+    int64_t *tnow = malloc(n * sizeof *tnow), *due = malloc(n * sizeof *due), one_due;
+    int at_matched = 0;
+    assert_true(n >= 4096 && tnow && due);
+    for (size_t i = 0; i < sizeof at_rules / sizeof *at_rules; i++) {
+        rule *ru;
+        if (rule_compile(at_rules[i], &env, &ru, &err) != 0)
+            fail_msg("%s: %s", at_rules[i], err.message);
+        for (uint32_t m = 0; m < n; m++)
+            tnow[m] = 1700000000 + (int64_t)m * 86413; /* from 2023 to 2035 */
+        roaring_bitmap_t *all_hits = roaring_bitmap_create(), *one = roaring_bitmap_create();
+        assert_int_equal(rule_eval_members_at(ru, db, tnow[0], all, tnow, n, all_hits, due, &err),
+                         0);
+        for (uint32_t m = 0; m < n; m++) {
+            roaring_bitmap_clear(one);
+            assert_int_equal(rule_eval_members_at(ru, db, tnow[m], &all[m], &tnow[m], 1, one,
+                                                  &one_due, &err),
+                             0);
+            if (roaring_bitmap_contains(all_hits, m) != roaring_bitmap_contains(one, m) ||
+                due[m] != one_due)
+                fail_msg("%s: member %u differs between the list and one call", at_rules[i], m);
+        }
+        at_matched += roaring_bitmap_get_cardinality(all_hits) > 0;
+        roaring_bitmap_free(all_hits);
+        roaring_bitmap_free(one);
+        rule_free(ru);
+    }
+    free(tnow);
+    free(due);
+    assert_int_equal(at_matched, 3);
     /* out of memory at every allocation of a full pass that builds its indexes: the
      * pass fails cleanly or gives the vector path's answer (ASan finds what leaks) */
     static const char *const oom_rules[] = {
