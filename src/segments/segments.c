@@ -659,18 +659,46 @@ static int cmp_due_member(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Sorts the pairs (m[i], t[i]) by member (each member appears once). */
+/* Sorts the pairs (m[i], t[i]) by member (each member appears once): a radix sort on
+ * the member's bytes (passes over a byte every member shares are skipped), qsort for
+ * short lists. */
 static void sort_by_member(uint32_t *m, int64_t *t, size_t n)
 {
     seg_due *p = mem_alloc_array(n, sizeof *p);
-    if (!p)
+    seg_due *q = n >= 256 ? mem_alloc_array(n, sizeof *q) : NULL;
+    if (!p || (n >= 256 && !q)) {
+        mem_free(p);
+        mem_free(q);
         return; /* the order is only a matter of speed */
+    }
     for (size_t i = 0; i < n; i++)
         p[i] = (seg_due){t[i], m[i]};
-    qsort(p, n, sizeof *p, cmp_due_member);
+    if (n < 256) {
+        qsort(p, n, sizeof *p, cmp_due_member);
+    } else {
+        for (int shift = 0; shift < 32; shift += 8) {
+            size_t count[256] = {0};
+            for (size_t i = 0; i < n; i++)
+                count[(p[i].m >> shift) & 0xff]++;
+            if (count[(p[0].m >> shift) & 0xff] == n)
+                continue; /* every member has this byte */
+            size_t at = 0;
+            for (int d = 0; d < 256; d++) {
+                size_t c = count[d];
+                count[d] = at;
+                at += c;
+            }
+            for (size_t i = 0; i < n; i++)
+                q[count[(p[i].m >> shift) & 0xff]++] = p[i];
+            seg_due *tmp = p;
+            p = q;
+            q = tmp;
+        }
+    }
     for (size_t i = 0; i < n; i++)
         m[i] = p[i].m, t[i] = p[i].t;
     mem_free(p);
+    mem_free(q);
 }
 
 static int gather_one(void *ctx, seg_due e)
