@@ -2262,6 +2262,14 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
             break;
         }
+        /* the order-id index, on the first order, return or void (loading it takes
+         * seconds at a million members; streams of other events never need it) */
+        if ((e.type <= 1 || e.type == 4) && (rc = db_order_ids_ensure(db, err)) != PATRON_OK) {
+            free(e.body);
+            mem_free(e.member);
+            mem_free(e.id);
+            break;
+        }
         int dup = 0, conflict = 0;
         if (hmap_get(&seen, key, keyn, &prev)) {
             dup = ev[prev].hash == e.hash;
@@ -2499,7 +2507,9 @@ static int import_any(patron_db *db, patron_import_kind kind, const char *path, 
         opts = &dflt;
     }
     memset(res, 0, sizeof *res);
-    int rc = db_order_ids_ensure(db, err);
+    /* orders need the order-id index; events load it when they meet an order, a return
+     * or a void; members never do */
+    int rc = kind == PATRON_IMPORT_ORDERS ? db_order_ids_ensure(db, err) : PATRON_OK;
     int wants = 0;
     if (rc == PATRON_OK && kind != PATRON_IMPORT_MEMBERS)
         rc = loyalty_wants_view(db, &wants, err);
