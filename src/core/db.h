@@ -42,6 +42,7 @@ struct patron_db {
     int csr_valid;
     uint32_t *csr_off, *csr_ord;
     uint64_t n_events;
+    uint64_t profiles_as_text; /* members imported on the text path (import.c), for tests */
     /* the member view (members/view.h): profile columns and event streams, built on need */
     struct mview *view;
     int view_valid;

@@ -1500,6 +1500,264 @@ static json_t *attr_value(const char *s, size_t n)
     return json_stringn(s, n);
 }
 
+/* A JSON text being written: the members importer writes the profile of a member new to
+ * the store and to the file as text (entries ,"key":value) and has jcanon() put it in
+ * canonical form, instead of building a jansson tree and dumping it sorted. */
+typedef struct jw {
+    char *p;
+    size_t n, cap;
+    int failed; /* out of memory */
+} jw;
+
+static void jw_raw(jw *w, const char *s, size_t n)
+{
+    if (w->failed || MEM_GROW(w->p, w->cap, w->n + n + 1)) {
+        w->failed = 1;
+        return;
+    }
+    memcpy(w->p + w->n, s, n);
+    w->n += n;
+}
+
+/* s[0..n) as a JSON string.  Bytes that are not UTF-8 (or a NUL) leave text jscan_doc()
+ * refuses, and the row goes to jansson, as every row did before. */
+static void jw_str(jw *w, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    jw_raw(w, "\"", 1);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        jw_raw(w, s + run, i - run);
+        char e[6] = {'\\', (char)c, '0', '0', 0, 0};
+        if (c < 0x20) {
+            e[1] = 'u', e[4] = hex[c >> 4], e[5] = hex[c & 15];
+            jw_raw(w, e, 6);
+        } else {
+            jw_raw(w, e, 2);
+        }
+        run = i + 1;
+    }
+    jw_raw(w, s + run, n - run);
+    jw_raw(w, "\"", 1);
+}
+
+static void jw_key(jw *w, const char *k)
+{
+    jw_raw(w, ",", 1);
+    jw_str(w, k, strlen(k));
+    jw_raw(w, ":", 1);
+}
+
+/* attr_value() as JSON text (jcanon() then writes it as jansson writes that value). */
+static void attr_text(jw *w, const char *s, size_t n)
+{
+    int bv;
+    double d;
+    int64_t iv;
+    char buf[40];
+    if (num_parse_i64(s, n, &iv) == 0) {
+        snprintf(buf, sizeof buf, "%lld", (long long)iv);
+        jw_raw(w, buf, strlen(buf));
+    } else if (num_parse_double(s, n, &d) == 0) {
+        snprintf(buf, sizeof buf, "%.17g", d); /* reads back as d */
+        jw_raw(w, buf, strlen(buf));
+        if (!strpbrk(buf, ".e"))
+            jw_raw(w, ".0", 2); /* a real stays a real */
+    } else if (num_parse_bool(s, n, &bv) == 0 && n > 1) {
+        jw_raw(w, bv ? "true" : "false", bv ? 4 : 5);
+    } else {
+        jw_str(w, s, n);
+    }
+}
+
+/* One members row's values (columns checked and converted): into the jansson objects
+ * upd, cons and attrs, or (fast) as entries of the texts top, cons_t and attrs_t.
+ * member_row() returns 1 when a value is bad (reported to b), else 0. */
+typedef struct mrow {
+    int fast;
+    json_t *upd, *cons, *attrs;
+    jw top, cons_t, attrs_t;
+} mrow;
+
+/* The fast row's profile in canonical form into *text (malloc'd: free()): 0, 1 when it
+ * is left to jansson (a key twice, text jscan refuses), -1 out of memory.  all is
+ * scratch. */
+static int member_text(const mrow *mr, jw *all, jcbuf *cb, char **text)
+{
+    all->n = 0;
+    jw_raw(all, "{", 1);
+    if (mr->top.n)
+        jw_raw(all, mr->top.p + 1, mr->top.n - 1);
+    if (mr->attrs_t.n) {
+        jw_raw(all, &",\"attributes\":{"[mr->top.n ? 0 : 1], mr->top.n ? 15 : 14);
+        jw_raw(all, mr->attrs_t.p + 1, mr->attrs_t.n - 1);
+        jw_raw(all, "}", 1);
+    }
+    if (mr->cons_t.n) {
+        int first = !mr->top.n && !mr->attrs_t.n;
+        jw_raw(all, &",\"consent\":{"[first], first ? 11 : 12);
+        jw_raw(all, mr->cons_t.p + 1, mr->cons_t.n - 1);
+        jw_raw(all, "}", 1);
+    }
+    jw_raw(all, "}", 1);
+    if (all->failed || mr->top.failed || mr->cons_t.failed || mr->attrs_t.failed)
+        return -1;
+    jsval doc;
+    if (jscan_doc(all->p, all->n, &doc) != 0)
+        return 1;
+    cb->n = 0;
+    int rc = jcanon(&doc, cb);
+    if (rc)
+        return rc;
+    *text = malloc(cb->n + 1);
+    if (!*text)
+        return -1;
+    memcpy(*text, cb->p, cb->n + 1);
+    return 0;
+}
+
+static int member_row(batch *b, uint64_t line, mcol *cols, size_t ncols, const csv_field *fl,
+                      size_t nf, int64_t cts, mrow *mr)
+{
+    int bad = 0;
+    json_t *upd = mr->upd, *cons = mr->cons, *attrs = mr->attrs;
+    for (size_t i = 0; i < ncols && i < nf && !bad; i++) {
+        const csv_field *f = &fl[i];
+        if (f->n == 0) continue; /* an empty cell leaves the stored value unchanged */
+        int32_t days;
+        int bv;
+        switch (cols[i].kind) {
+        case MC_TEXT:
+            if (mr->fast) {
+                jw_key(&mr->top, cols[i].name);
+                jw_str(&mr->top, f->p, f->n);
+            } else {
+                json_object_set_new(upd, cols[i].name, json_stringn(f->p, f->n));
+            }
+            break;
+        case MC_BIRTH_DATE:
+            if (time_parse_date(f->p, f->n, &days) != 0) {
+                report(b, line, cols[i].header, "cannot parse '%.*s' as a date", f->p, f->n);
+                bad = 1;
+            } else {
+                char d[TIME_FMT_LEN];
+                time_format_date(days, d);
+                if (mr->fast) {
+                    jw_key(&mr->top, "birth_date");
+                    jw_str(&mr->top, d, strlen(d));
+                } else {
+                    json_object_set_new(upd, "birth_date", json_string(d));
+                }
+            }
+            break;
+        case MC_INTERESTS: {
+            json_t *tags = mr->fast ? NULL : json_array();
+            int k = 0;
+            if (mr->fast) {
+                jw_key(&mr->top, "interests");
+                jw_raw(&mr->top, "[", 1);
+            }
+            const char *p = f->p, *e = f->p + f->n;
+            while (p < e) {
+                const char *q = memchr(p, ';', (size_t)(e - p));
+                if (!q) q = e;
+                const char *a = p, *z = q;
+                while (a < z && *a == ' ')
+                    a++;
+                while (z > a && z[-1] == ' ')
+                    z--;
+                if (z > a && mr->fast) {
+                    if (k++)
+                        jw_raw(&mr->top, ",", 1);
+                    jw_str(&mr->top, a, (size_t)(z - a));
+                } else if (z > a) {
+                    json_array_append_new(tags, json_stringn(a, (size_t)(z - a)));
+                }
+                p = q + 1;
+            }
+            if (mr->fast)
+                jw_raw(&mr->top, "]", 1);
+            else
+                json_object_set_new(upd, "interests", tags);
+            break;
+        }
+        case MC_CONSENT:
+            if (num_parse_bool(f->p, f->n, &bv) != 0) {
+                report(b, line, cols[i].header, "cannot parse '%.*s' as true/false", f->p,
+                       f->n);
+                bad = 1;
+            } else {
+                char ts[TIME_FMT_LEN];
+                time_format(cts, ts);
+                if (mr->fast) {
+                    static const char src[] = "{\"source\":\"import\",\"status\":";
+                    jw_key(&mr->cons_t, cols[i].name);
+                    jw_raw(&mr->cons_t, src, sizeof src - 1);
+                    jw_str(&mr->cons_t, bv ? "granted" : "denied", bv ? 7 : 6);
+                    jw_raw(&mr->cons_t, ",\"updated_at\":", 14);
+                    jw_str(&mr->cons_t, ts, strlen(ts));
+                    jw_raw(&mr->cons_t, "}", 1);
+                } else {
+                    json_object_set_new(cons, cols[i].name,
+                                        json_pack("{s:s,s:s,s:s}", "status",
+                                                  bv ? "granted" : "denied", "updated_at", ts,
+                                                  "source", "import"));
+                }
+            }
+            break;
+        case MC_PREFERRED_CHANNEL: {
+            int ok = 0;
+            for (size_t k = 0; k < 7; k++)
+                ok |= strlen(channels[k]) == f->n && memcmp(channels[k], f->p, f->n) == 0;
+            if (!ok) {
+                report(b, line, cols[i].header,
+                       "'%.*s' is not a channel (email, sms, push, app, web, social, mail)",
+                       f->p, f->n);
+                bad = 1;
+            } else if (mr->fast) {
+                jw_key(&mr->top, "preferred_channel");
+                jw_str(&mr->top, f->p, f->n);
+            } else {
+                json_object_set_new(upd, "preferred_channel", json_stringn(f->p, f->n));
+            }
+            break;
+        }
+        case MC_ATTRIBUTE: {
+            int cl = attr_class(f->p, f->n);
+            if (cols[i].atype == AT_NUMBER && cl != AT_NUMBER) {
+                report(b, line, cols[i].header, "'%.*s' is not a number (the attribute "
+                       "holds numbers since its first import)", f->p, f->n);
+                bad = 1;
+            } else if (cols[i].atype == AT_BOOL && cl != AT_BOOL) {
+                report(b, line, cols[i].header, "'%.*s' is not true or false (the "
+                       "attribute holds conditions since its first import)", f->p, f->n);
+                bad = 1;
+            } else if (cols[i].atype == AT_STRING && mr->fast) {
+                jw_key(&mr->attrs_t, cols[i].name);
+                jw_str(&mr->attrs_t, f->p, f->n);
+            } else if (cols[i].atype == AT_STRING) {
+                json_object_set_new(attrs, cols[i].name, json_stringn(f->p, f->n));
+            } else {
+                cols[i].seen[cl]++;
+                if (mr->fast) {
+                    jw_key(&mr->attrs_t, cols[i].name);
+                    attr_text(&mr->attrs_t, f->p, f->n);
+                } else {
+                    json_object_set_new(attrs, cols[i].name, attr_value(f->p, f->n));
+                }
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    return bad;
+}
+
 static int import_members(patron_db *db, const char *path, const patron_import_opts *opts,
                           patron_import_result *res, patron_error *err)
 {
@@ -1586,6 +1844,8 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
     char **ids = NULL;
     uint32_t *idx = NULL;
     size_t np = 0, cp = 0, ce = 0, ci = 0, cx = 0;
+    jw tw[4] = {{0}}; /* the fast path's texts, reused row after row */
+    jcbuf cb = {0};
     while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
         res->rows++;
         if (opts->progress && (res->rows & 0x3fff) == 0)
@@ -1614,100 +1874,36 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
             continue;
         }
         if (bad) continue;
-        json_t *upd = json_object(), *cons = json_object(), *attrs = json_object();
-        for (size_t i = 0; i < ncols && i < nf && !bad; i++) {
-            const csv_field *f = &fl[i];
-            if (f->n == 0) continue; /* an empty cell leaves the stored value unchanged */
-            int32_t days;
-            int bv;
-            switch (cols[i].kind) {
-            case MC_TEXT:
-                json_object_set_new(upd, cols[i].name, json_stringn(f->p, f->n));
-                break;
-            case MC_BIRTH_DATE:
-                if (time_parse_date(f->p, f->n, &days) != 0) {
-                    report(&b, line, cols[i].header, "cannot parse '%.*s' as a date", f->p, f->n);
-                    bad = 1;
-                } else {
-                    char d[TIME_FMT_LEN];
-                    time_format_date(days, d);
-                    json_object_set_new(upd, "birth_date", json_string(d));
-                }
-                break;
-            case MC_INTERESTS: {
-                json_t *tags = json_array();
-                const char *p = f->p, *e = f->p + f->n;
-                while (p < e) {
-                    const char *q = memchr(p, ';', (size_t)(e - p));
-                    if (!q) q = e;
-                    const char *a = p, *z = q;
-                    while (a < z && *a == ' ')
-                        a++;
-                    while (z > a && z[-1] == ' ')
-                        z--;
-                    if (z > a) json_array_append_new(tags, json_stringn(a, (size_t)(z - a)));
-                    p = q + 1;
-                }
-                json_object_set_new(upd, "interests", tags);
+        /* a member new to the store and to this file: its profile is written as text */
+        uint32_t pi, mi;
+        mrow mr = {0};
+        mr.top = tw[0], mr.cons_t = tw[1], mr.attrs_t = tw[2];
+        mr.top.n = mr.cons_t.n = mr.attrs_t.n = 0;
+        mr.fast = !hmap_get(&pend, id.p, id.n, &pi) && !hmap_get(&db->member_ids, id.p, id.n, &mi);
+        char *text = NULL; /* its canonical profile (free()) */
+        if (mr.fast) {
+            bad = member_row(&b, line, cols, ncols, fl, nf, cts, &mr);
+            int t = bad ? 0 : member_text(&mr, &tw[3], &cb, &text);
+            tw[0] = mr.top, tw[1] = mr.cons_t, tw[2] = mr.attrs_t; /* buffers kept */
+            if (t < 0) {
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
                 break;
             }
-            case MC_CONSENT:
-                if (num_parse_bool(f->p, f->n, &bv) != 0) {
-                    report(&b, line, cols[i].header, "cannot parse '%.*s' as true/false", f->p,
-                           f->n);
-                    bad = 1;
-                } else {
-                    char ts[TIME_FMT_LEN];
-                    time_format(cts, ts);
-                    json_object_set_new(cons, cols[i].name,
-                                        json_pack("{s:s,s:s,s:s}", "status",
-                                                  bv ? "granted" : "denied", "updated_at", ts,
-                                                  "source", "import"));
-                }
-                break;
-            case MC_PREFERRED_CHANNEL: {
-                int ok = 0;
-                for (size_t k = 0; k < 7; k++)
-                    ok |= strlen(channels[k]) == f->n && memcmp(channels[k], f->p, f->n) == 0;
-                if (!ok) {
-                    report(&b, line, cols[i].header,
-                           "'%.*s' is not a channel (email, sms, push, app, web, social, mail)",
-                           f->p, f->n);
-                    bad = 1;
-                } else {
-                    json_object_set_new(upd, "preferred_channel", json_stringn(f->p, f->n));
-                }
-                break;
-            }
-            case MC_ATTRIBUTE: {
-                int cl = attr_class(f->p, f->n);
-                if (cols[i].atype == AT_NUMBER && cl != AT_NUMBER) {
-                    report(&b, line, cols[i].header, "'%.*s' is not a number (the attribute "
-                           "holds numbers since its first import)", f->p, f->n);
-                    bad = 1;
-                } else if (cols[i].atype == AT_BOOL && cl != AT_BOOL) {
-                    report(&b, line, cols[i].header, "'%.*s' is not true or false (the "
-                           "attribute holds conditions since its first import)", f->p, f->n);
-                    bad = 1;
-                } else if (cols[i].atype == AT_STRING) {
-                    json_object_set_new(attrs, cols[i].name, json_stringn(f->p, f->n));
-                } else {
-                    cols[i].seen[cl]++;
-                    json_object_set_new(attrs, cols[i].name, attr_value(f->p, f->n));
-                }
-                break;
-            }
-            default:
-                break;
-            }
+            if (bad)
+                continue;
+            mr.fast = t == 0; /* declined: the row again, through jansson */
         }
+        if (!mr.fast) {
+            mr.upd = json_object(), mr.cons = json_object(), mr.attrs = json_object();
+            bad = member_row(&b, line, cols, ncols, fl, nf, cts, &mr);
+        }
+        json_t *upd = mr.upd, *cons = mr.cons, *attrs = mr.attrs;
         if (bad) {
             json_decref(upd);
             json_decref(cons);
             json_decref(attrs);
             continue;
         }
-        uint32_t pi;
         if (!hmap_get(&pend, id.p, id.n, &pi)) {
             if (MEM_GROW(prof, cp, np + 1) || MEM_GROW(en, ce, np + 1) ||
                 MEM_GROW(ids, ci, np + 1) || MEM_GROW(idx, cx, np + 1) ||
@@ -1716,10 +1912,10 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                 json_decref(upd);
                 json_decref(cons);
                 json_decref(attrs);
+                free(text);
                 break;
             }
             pi = (uint32_t)np++;
-            uint32_t mi;
             ids[pi] = mem_strndup(id.p, id.n);
             prof[pi] = NULL;
             if (hmap_get(&db->member_ids, id.p, id.n, &mi)) {
@@ -1731,6 +1927,12 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
                 en[pi] = now;
                 res->inserted++;
             }
+        }
+        if (text) {
+            if (ents != PATRON_NULL_TS) en[pi] = ents;
+            prof[pi] = text;
+            db->profiles_as_text++;
+            continue;
         }
         /* The member as this file has left it so far: this file's text, else the stored
          * profile, else empty.  Only text is kept between rows (bounded memory). */
@@ -1779,6 +1981,9 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         json_decref(attrs);
     }
     csv_free(r);
+    for (int k = 0; k < 4; k++)
+        mem_free(tw[k].p);
+    jcbuf_free(&cb);
     if (rc >= 0) rc = PATRON_OK;
     if (rc == PATRON_OK && b.bad_rows > 0 && (long)b.bad_rows > opts->max_errors)
         rc = err_set(err, PATRON_EINPUT,

@@ -1243,7 +1243,7 @@ void view_profile(patron_db *db, uint32_t m, const char *json)
         return;
     /* the same record the store keeps, applied the same way as in a rebuild */
     v->pbuf.n = 0;
-    if (store_profile_encode(json, strlen(json), &v->pbuf) != 0 ||
+    if (store_profile_encode_canon(json, strlen(json), &v->pbuf) != 0 ||
         apply_record(v, m, v->pbuf.p, v->pbuf.n) != 0)
         v->failed = 1;
 }

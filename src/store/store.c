@@ -240,7 +240,8 @@ void store_close(store *s)
 static int flush_orders(store *s, patron_error *err);
 static int flush_events(store *s, patron_error *err);
 static int flush_profiles(store *s, patron_error *err);
-static int profile_pend(store *s, uint32_t idx, const char *json, size_t n, patron_error *err);
+static int profile_pend(store *s, uint32_t idx, const char *json, size_t n, int canon,
+                        patron_error *err);
 static int profile_pend_rec(store *s, uint32_t idx, const unsigned char *rec, size_t n,
                             patron_error *err);
 
@@ -311,7 +312,7 @@ int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t
     sqlite3_bind_text(st, 2, profile_json, -1, SQLITE_STATIC);
     if ((rc = step_done(s, st, err, "storing a member's profile")) != PATRON_OK)
         return rc;
-    return profile_pend(s, idx, profile_json, strlen(profile_json), err);
+    return profile_pend(s, idx, profile_json, strlen(profile_json), 1, err); /* canonical */
 }
 
 /*
@@ -910,13 +911,15 @@ int store_event_get(store *s, const char *id, uint64_t *hash, patron_error *err)
 #define PROFILE_ROWS_MAX 65536
 #define PROFILE_PENDING_MAX (4 * PROFILE_BLOCK)
 
-static int profile_pend(store *s, uint32_t idx, const char *json, size_t n, patron_error *err)
+static int profile_pend(store *s, uint32_t idx, const char *json, size_t n, int canon,
+                        patron_error *err)
 {
     pending_profiles *p = &s->ppr;
     if (MEM_GROW(p->idx, p->cap, p->n + 1) || MEM_GROW(p->off, p->cap_off, p->n + 2))
         return err_set(err, PATRON_ENOMEM, "out of memory");
     p->off[p->n] = p->bytes.n;
-    if (store_profile_encode(json, n, &p->bytes) != 0)
+    if ((canon ? store_profile_encode_canon(json, n, &p->bytes)
+               : store_profile_encode(json, n, &p->bytes)) != 0)
         return err_set(err, PATRON_ENOMEM, "out of memory");
     p->idx[p->n++] = idx;
     p->off[p->n] = p->bytes.n;
@@ -1281,7 +1284,7 @@ static int migrate_profiles(store *s, patron_error *err)
     while (rc == PATRON_OK && (r = sqlite3_step(q)) == SQLITE_ROW) {
         const char *text = (const char *)sqlite3_column_text(q, 1);
         rc = profile_pend(s, (uint32_t)sqlite3_column_int64(q, 0), text ? text : "",
-                          (size_t)sqlite3_column_bytes(q, 1), err);
+                          (size_t)sqlite3_column_bytes(q, 1), 0, err);
     }
     if (rc == PATRON_OK && r != SQLITE_DONE)
         rc = fail(s, err, "migrating profiles");

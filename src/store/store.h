@@ -33,8 +33,9 @@ void store_rollback(store *s);
 int store_read_begin(store *s, patron_error *err);
 void store_read_end(store *s);
 
-/* Writes (or rewrites) member idx with its whole profile JSON; the profile's cells are
- * computed here and stored at commit (as rows, or folded into chunks for large writes). */
+/* Writes (or rewrites) member idx with its whole profile JSON (canonical, as jcanon.h
+ * writes it); the profile's cells are computed here and stored at commit (as rows, or
+ * folded into chunks for large writes). */
 int store_member_put(store *s, uint32_t idx, const char *id, size_t idn, int64_t enrolled_at,
                      const char *profile_json, patron_error *err);
 /* Writes the new members first..first+n-1 (ids[k] of lens[k] bytes, enrolled_at[k]),

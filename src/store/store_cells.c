@@ -128,10 +128,11 @@ static int put_val(store_buf *b, const jsval *e)
     return kind == STORE_PA_STR ? put_str(b, e, 0) : 0;
 }
 
-int store_profile_encode(const char *text, size_t n, store_buf *b)
+/* The cells of a profile whose JSON is the object *pp (is_object 1) or is not (0). */
+static int encode_profile(const jsval *pp, int is_object, store_buf *b)
 {
-    jsval p;
-    unsigned char flag = jscan_doc(text, n, &p) == 0 && p.kind == JS_OBJ;
+    jsval p = *pp;
+    unsigned char flag = (unsigned char)is_object;
     if (put(b, &flag, 1))
         return -1;
     if (!flag)
@@ -214,6 +215,21 @@ int store_profile_encode(const char *text, size_t n, store_buf *b)
     }
     set_count(b, at, cnt);
     return 0;
+}
+
+int store_profile_encode(const char *text, size_t n, store_buf *b)
+{
+    jsval p;
+    int is_object = jscan_doc(text, n, &p) == 0 && p.kind == JS_OBJ;
+    return encode_profile(&p, is_object, b);
+}
+
+int store_profile_encode_canon(const char *text, size_t n, store_buf *b)
+{
+    if (n < 2 || text[0] != '{' || text[n - 1] != '}')
+        return store_profile_encode(text, n, b);
+    jsval p = {JS_OBJ, text, n, 0};
+    return encode_profile(&p, 1, b);
 }
 
 /* Store type codes (store.c): 2 redemption, 3 points, 5 message, 6 survey, 7 referral,

@@ -44,6 +44,9 @@ typedef struct store_buf {
 
 /* Appends the cells of profile JSON text[0..n) to b.  0, or -1 when out of memory. */
 int store_profile_encode(const char *text, size_t n, store_buf *b);
+/* The same for canonical JSON (jcanon.h: what the importers store), read without
+ * validating it again. */
+int store_profile_encode_canon(const char *text, size_t n, store_buf *b);
 
 /* A string of a record: p == NULL when absent. */
 typedef struct store_pstr {
