@@ -1274,6 +1274,14 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     if (rc == 0 && (rc = ledger_get(db, &lg, err)) == 0) earn = ledger_program(lg, NULL) != NULL;
     store_order *lo = earn ? mem_calloc(b.n + 1, sizeof *lo) : NULL;
     if (earn && !lo) rc = err_set(err, PATRON_ENOMEM, "out of memory");
+    /* With promotion rules the batch reaches the model and the view before the ledger
+     * sees it (loyalty_wants_view); otherwise after the commit. */
+    int pre = 0;
+    if (rc == 0) rc = loyalty_wants_view(db, &pre, err);
+    size_t stored = 0;
+    for (size_t i = 0; i < b.n; i++)
+        stored += !b.orders[i].bad && !b.orders[i].dup;
+    int threaded = opts->threads == 2 || (opts->threads == 0 && stored >= COMMIT_OVERLAP_MIN);
     for (size_t i = 0; i < b.n && rc == 0; i++) {
         if (i + PREFETCH_AHEAD < b.n && b.orders[i + PREFETCH_AHEAD].member_len) {
             hmap_prefetch(&db->member_ids, b.orders[i + PREFETCH_AHEAD].member_h);
@@ -1316,9 +1324,31 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             prev_member = member;
         }
         border_to_store(&b, o, order_level, member, &so);
-        rc = store_order_put(db->st, &so, err);
-        if (lo) lo[i] = so;
+        if (lo)
+            lo[i] = so; /* stored below, once the ledger has what it needs */
+        else
+            rc = store_order_put(db->st, &so, err);
     }
+    /* The ledger's arithmetic on the second thread (idle now) while this one writes the
+     * batch's rows; with promotion rules it comes after the model update, below. */
+    loyalty_import li = {lo,
+                         b.n,
+                         b.it_order,
+                         b.it_sku,
+                         b.it_cat,
+                         b.it_qty,
+                         b.it_price,
+                         b.n_items,
+                         {NULL, &b.dict[1], &b.dict[2], &b.dict[3]},
+                         (const char *const *)new_ids,
+                         new_len,
+                         pre ? 0 : n_new, /* applied ahead: already db members */
+                         NULL,
+                         0};
+    loyalty_job *lj = NULL;
+    if (rc == 0 && earn && !pre) rc = loyalty_import_start(db, &li, threaded, &lj, err);
+    for (size_t i = 0; lo && i < b.n && rc == 0; i++)
+        if (lo[i].id) rc = store_order_put(db->st, &lo[i], err);
     if (rc == 0 && n_new)
         rc = store_members_put(db->st, (uint32_t)db->n_members, n_new, (const char *const *)new_ids,
                                new_len, new_en, "{}", err);
@@ -1334,31 +1364,12 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     }
 
     mem_free(ok);
-    /* With promotion rules the batch reaches the model and the view before the ledger
-     * sees it (loyalty_wants_view); otherwise after the commit. */
-    int pre = 0;
-    if (rc == 0) rc = loyalty_wants_view(db, &pre, err);
+    rc = loyalty_import_finish(lj, rc, err);
     if (rc == 0 && pre) {
         rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new, res,
                                 err);
         view_after_import(db);
-    }
-    if (rc == 0 && earn) {
-        loyalty_import li = {lo,
-                             b.n,
-                             b.it_order,
-                             b.it_sku,
-                             b.it_cat,
-                             b.it_qty,
-                             b.it_price,
-                             b.n_items,
-                             {NULL, &b.dict[1], &b.dict[2], &b.dict[3]},
-                             (const char *const *)new_ids,
-                             new_len,
-                             pre ? 0 : n_new, /* applied ahead: already db members */
-                             NULL,
-                             0};
-        rc = loyalty_on_import(db, &li, err);
+        if (rc == 0 && earn) rc = loyalty_on_import(db, &li, err);
     }
 
     mem_free(lo);
@@ -1366,9 +1377,6 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
      * takes them (apply_orders_batch).  Without one they go now: at M they are 0.56 GB
      * that would otherwise sit beside the model the batch is applied to. */
     if (!db->view) items_drop(&b);
-    size_t stored = 0;
-    for (size_t i = 0; i < b.n; i++)
-        stored += !b.orders[i].bad && !b.orders[i].dup;
     if (rc == 0 && !pre &&
         (opts->threads == 2 || (opts->threads == 0 && stored >= COMMIT_OVERLAP_MIN))) {
         /* The commit (and SQLite's checkpoint after it) on a second thread while this one

@@ -75,7 +75,12 @@ typedef struct lt { /* tier change */
 typedef struct lm { /* per member */
     uint32_t post, lot, qual, tier;
     int64_t balance;
-    int64_t min_exp;             /* the earliest expiry of any of the member's lots */
+    /* What of the balance has expired, as of gone_at: Σ remaining of the lots that expire
+     * at or before it, and the earliest expiry of any lot after it (INT64_MAX: none).
+     * So for gone_at <= now < next_exp the usable balance is balance - gone, and it is
+     * recounted only when now passes an expiry (ledger_balance).  Kept by add_lot,
+     * load_lot and add_posting. */
+    int64_t gone_at, gone, next_exp;
     int64_t pos_points, pos_spend; /* Σ positive qualification ever (saturating) */
     uint8_t changed; /* in l->changed */
 } lm;
@@ -98,6 +103,10 @@ typedef struct op {
 struct ledger {
     patron_db *db;
     op batch; /* the import batch in progress */
+    /* A detached batch (ledger_batch_begin_detached) until ledger_batch_attach: nothing
+     * may touch the store, so a write that would (a replay) answers LEDGER_DEFER. */
+    int detached;
+    int sp_open; /* the batch's savepoint is open */
     store_ledger *sl;
     program *prog;
     int64_t prog_version;
@@ -134,6 +143,8 @@ struct ledger {
     const char *const *new_ids;
     const uint32_t *new_lens;
     size_t n_new;
+    /* lot_expiry: the expiry of lots earned on day exp_day under program exp_version */
+    int64_t exp_day, exp_version, exp_value;
     /* promotion rules: compiled on need; rule_ok[k] for the order being earned */
     promo_rules *rules;
     uint8_t *rule_ok;
@@ -184,7 +195,7 @@ static int member_ensure(ledger *l, uint32_t m)
     if (MEM_GROW(l->m, l->cap_m, (size_t)m + 1) != 0)
         return -1;
     for (size_t i = l->n_m; i <= m; i++)
-        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MAX, 0, 0, 0};
+        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MIN, 0, INT64_MAX, 0, 0, 0};
     l->n_m = (size_t)m + 1;
     return 0;
 }
@@ -242,6 +253,7 @@ static void release_state(ledger *l)
     l->mark_w = l->mark_p = l->mark_q = l->mark_t = 0;
     l->next_p = l->next_q = l->next_t = 1;
     l->max_ts = INT64_MIN;
+    l->exp_version = -1;
     l->loaded = 0;
     memset(l->acc_debit, 0, sizeof l->acc_debit);
     memset(l->acc_credit, 0, sizeof l->acc_credit);
@@ -360,6 +372,8 @@ static int add_posting(ledger *l, uint32_t wi, int debit, int credit, int64_t am
     mm->post = (uint32_t)l->n_p;
     lt_->remaining = rem;
     mm->balance = bal;
+    if (lt_->expires <= mm->gone_at)
+        mm->gone += delta;
     account(l, debit, credit, amount);
     note_member(l, lt_->member);
     l->w[wi].np++;
@@ -368,6 +382,32 @@ static int add_posting(ledger *l, uint32_t wi, int debit, int credit, int64_t am
     l->n_p++;
     l->mutated = 1;
     return 0;
+}
+
+/* program_expiry for a lot earned at ts.  Calendar policies (end of month or year) give
+ * every lot of a day the same expiry, and a time-ordered batch asks about one day many
+ * times over: the last day's answer is kept (civil date arithmetic was 3 % of earning). */
+static int64_t lot_expiry(ledger *l, int64_t ts)
+{
+    int mode = l->prog->expire_mode;
+    if (mode != PROGRAM_EXPIRE_END_OF_MONTH && mode != PROGRAM_EXPIRE_END_OF_YEAR)
+        return program_expiry(l->prog, ts);
+    int64_t day = time_day_of(ts);
+    if (day != l->exp_day || l->exp_version != l->prog_version) {
+        l->exp_day = day;
+        l->exp_version = l->prog_version;
+        l->exp_value = program_expiry(l->prog, ts);
+    }
+    return l->exp_value;
+}
+
+/* A lot with that expiry and remaining points joins the member's (balance cache). */
+static void lot_expiry_seen(lm *mm, int64_t expires, int64_t remaining)
+{
+    if (expires <= mm->gone_at)
+        mm->gone += remaining;
+    else if (expires < mm->next_exp)
+        mm->next_exp = expires;
 }
 
 /* A new lot for the member, created by the next journal line. */
@@ -384,8 +424,7 @@ static int64_t add_lot(ledger *l, uint32_t member, int64_t ts, int64_t expires)
     x->dirty = 0;
     x->prev = l->m[member].lot;
     l->m[member].lot = (uint32_t)l->n_lot;
-    if (expires < l->m[member].min_exp)
-        l->m[member].min_exp = expires;
+    lot_expiry_seen(&l->m[member], expires, 0);
     l->mutated = 1;
     return (int64_t)l->n_lot++;
 }
@@ -462,20 +501,46 @@ int64_t ledger_qualifying(ledger *l, uint32_t member, int64_t now, int64_t windo
     return sum;
 }
 
+/* The usable balance at now >= max_ts (every lot earned by now): the lots not expired at
+ * now.  With anchor = 1 a recount also moves the member's cache to now (writers: a
+ * time-ordered batch then recounts a member once per expiry it passes, not once per
+ * write); readers leave it alone (rules read balances on several threads). */
+static int64_t balance_now(ledger *l, uint32_t member, int64_t now, int anchor)
+{
+    lm *mm = &l->m[member];
+    if (now >= mm->gone_at && now < mm->next_exp)
+        return mm->balance - mm->gone;
+    int64_t gone = 0, next = INT64_MAX;
+    for (uint32_t i = mm->lot; i != NIL; i = l->lot[i].prev) {
+        const llot *x = &l->lot[i];
+        if (x->expires <= now)
+            gone += x->remaining; /* <= the member's balance: no overflow */
+        else if (x->expires < next)
+            next = x->expires;
+    }
+    if (anchor) {
+        mm->gone_at = now;
+        mm->gone = gone;
+        mm->next_exp = next;
+    }
+    return mm->balance - gone;
+}
+
+/* ledger_balance for the member's own writes (anchoring the cache). */
+static int64_t balance_after(ledger *l, uint32_t member, int64_t now)
+{
+    if (member < l->n_m && now >= l->max_ts)
+        return balance_now(l, member, now, 1);
+    return ledger_balance(l, member, now);
+}
+
 int64_t ledger_balance(ledger *l, uint32_t member, int64_t now)
 {
     if (member >= l->n_m)
         return 0;
     int64_t sum = 0;
-    if (now >= l->max_ts) {
-        /* every lot was earned by now; none has expired yet: all of them count */
-        if (l->m[member].min_exp > now)
-            return l->m[member].balance;
-        for (uint32_t i = l->m[member].lot; i != NIL; i = l->lot[i].prev)
-            if (l->lot[i].expires > now)
-                sum += l->lot[i].remaining; /* <= the member's balance: no overflow */
-        return sum;
-    }
+    if (now >= l->max_ts)
+        return balance_now(l, member, now, 0);
     for (uint32_t i = l->m[member].post; i != NIL; i = l->p[i].prev) {
         const lp *p = &l->p[i];
         if (p->ts <= now && l->lot[p->lot].expires > now)
@@ -697,8 +762,7 @@ static int load_lot(void *ctx, const store_ledger_lot *sl)
     uint32_t m = (uint32_t)sl->member;
     l->lot[l->n_lot] = (llot){sl->lot, sl->ts, sl->expires, sl->remaining, m, l->m[m].lot, 0};
     l->m[m].lot = (uint32_t)l->n_lot++;
-    if (sl->expires < l->m[m].min_exp)
-        l->m[m].min_exp = sl->expires;
+    lot_expiry_seen(&l->m[m], sl->expires, sl->remaining);
     l->m[m].balance += sl->remaining;
     return 0;
 }
@@ -1393,6 +1457,7 @@ static int order_rules(ledger *l, const ledger_order *o, int tier, patron_error 
     const program *pg = l->prog;
     if (!pg->n_rule_promos)
         return PATRON_OK;
+    PATRON_ASSERT(!l->detached); /* rules read the member view: ledger_batch_begin_detached */
     if (MEM_GROW(l->rule_ok, l->cap_rule_ok, pg->n_promos) != 0)
         return oom(err);
     for (size_t k = 0; k < pg->n_promos; k++)
@@ -1413,8 +1478,16 @@ static int order_rules(ledger *l, const ledger_order *o, int tier, patron_error 
 /* Points of an order, SPEC §5: floor(Σ items amount x rate x item multiplier x matching
  * category promotions, x tier multiplier x order promotions) + bonuses; exact, as a
  * fraction reduced as it goes (any number of promotions, any sizes). */
-static int order_points_exact(ledger *l, const ledger_order *o, int tier, int64_t *out,
-                              patron_error *err)
+/* An item's multiplier, from the caller's `known` when given (ledger_batch_earn_known). */
+static int64_t item_mult(const program *pg, const ledger_order *o, const ledger_item_known *known,
+                         size_t i)
+{
+    const ledger_item *it = &o->items[i];
+    return known ? known[i].mult : program_item_mult(pg, it->sku, it->skun, it->category, it->categoryn);
+}
+
+static int order_points_exact(ledger *l, const ledger_order *o, const ledger_item_known *known,
+                              int tier, int64_t *out, patron_error *err)
 {
     const program *pg = l->prog;
     rat sum = {0, 1};
@@ -1427,8 +1500,7 @@ static int order_points_exact(ledger *l, const ledger_order *o, int tier, int64_
             continue;
         rat x = {it->amount, 1};
         ovf |= rat_mul(&x, pg->rate, (int64_t)PATRON_MONEY_SCALE * PROGRAM_SCALE);
-        ovf |= rat_mul(&x, program_item_mult(pg, it->sku, it->skun, it->category, it->categoryn),
-                       PROGRAM_SCALE);
+        ovf |= rat_mul(&x, item_mult(pg, o, known, i), PROGRAM_SCALE);
         for (size_t k = 0; k < pg->n_promos && !ovf; k++) {
             const program_promo *pr = &pg->promos[k];
             if (pr->n_categories && name_in(it->category, it->categoryn, pr->categories, pr->n_categories) &&
@@ -1468,7 +1540,8 @@ static int order_points_exact(ledger *l, const ledger_order *o, int tier, int64_
  * the sum is one 128-bit integer and the floor one division.  Equal to
  * order_points_exact whenever it answers; 1 = cannot (a category promotion applies, or
  * an intermediate would overflow): the caller falls back to the exact fractions. */
-static int order_points_fast(ledger *l, const ledger_order *o, int tier, int64_t *out)
+static int order_points_fast(ledger *l, const ledger_order *o, const ledger_item_known *known,
+                             int tier, int64_t *out)
 {
     const program *pg = l->prog;
     size_t nitems = o->items ? o->n_items : 0;
@@ -1486,7 +1559,7 @@ static int order_points_fast(ledger *l, const ledger_order *o, int tier, int64_t
         const ledger_item *it = &o->items[i];
         if (it->amount <= 0)
             continue;
-        int64_t m = program_item_mult(pg, it->sku, it->skun, it->category, it->categoryn);
+        int64_t m = item_mult(pg, o, known, i);
         ovf |= __builtin_mul_overflow((i128)it->amount, (i128)m, &t) | __builtin_add_overflow(n, t, &n);
     }
     if (!nitems && o->amount > 0)
@@ -1512,12 +1585,14 @@ static int order_points_fast(ledger *l, const ledger_order *o, int tier, int64_t
     return 0;
 }
 
-static int order_points(ledger *l, const ledger_order *o, int tier, int64_t *out, patron_error *err)
+static int order_points(ledger *l, const ledger_order *o, const ledger_item_known *known, int tier,
+                        int64_t *out, patron_error *err)
 {
     int rc = order_rules(l, o, tier, err);
     if (rc)
         return rc;
-    return order_points_fast(l, o, tier, out) == 0 ? PATRON_OK : order_points_exact(l, o, tier, out, err);
+    return order_points_fast(l, o, known, tier, out) == 0 ? PATRON_OK
+                                                          : order_points_exact(l, o, known, tier, out, err);
 }
 
 /* Upgrade at once: after points or spend that count for qualification at ts. */
@@ -1543,7 +1618,8 @@ static int upgrade_check(ledger *l, uint32_t wi, uint32_t member, int64_t ts)
 
 /* ---- operations (inside an op) ------------------------------------------------------------ */
 
-static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_error *err)
+static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *known,
+                   ledger_result *res, patron_error *err)
 {
     char key[320], payload[1024];
     if (o->idn + 6 >= sizeof key)
@@ -1561,10 +1637,13 @@ static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_
     for (size_t i = 0; o->items && i < o->n_items; i++) {
         const ledger_item *it = &o->items[i];
         int64_t v[1] = {it->amount};
-        ih = ih * 31 + (XXH3_64bits(it->sku, it->skun) ^ XXH3_64bits(it->category, it->categoryn) ^
-                        XXH3_64bits(v, sizeof v));
+        uint64_t hs = known ? known[i].skuh : XXH3_64bits(it->sku, it->skun);
+        uint64_t hc = known ? known[i].categoryh : XXH3_64bits(it->category, it->categoryn);
+        ih = ih * 31 + (hs ^ hc ^ XXH3_64bits(v, sizeof v));
     }
     int wi = find_key(l, key, (size_t)kn);
+    if (wi >= 0 && l->detached)
+        return LEDGER_DEFER; /* the stored payload is read to compare */
     if (wi >= 0) {
         earn_payload(l, o->member, o->ts, o->amount, ih, payload, sizeof payload);
         return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
@@ -1576,7 +1655,7 @@ static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_
         packed[1 + k] = (char)(ih >> (8 * k));
     int tier = ledger_tier(l, o->member, o->ts);
     int64_t pts = 0;
-    if ((rc = order_points(l, o, tier, &pts, err)))
+    if ((rc = order_points(l, o, known, tier, &pts, err)))
         return rc;
     int64_t nw = add_write_n(l, LEDGER_EARN, key, (size_t)kn, o->member, o->ts, o->id, o->idn, packed,
                              sizeof packed);
@@ -1586,7 +1665,7 @@ static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_
     w->points = pts;
     w->money = o->amount;
     if (pts > 0) {
-        int64_t li = add_lot(l, o->member, o->ts, program_expiry(l->prog, o->ts));
+        int64_t li = add_lot(l, o->member, o->ts, lot_expiry(l, o->ts));
         if (li < 0)
             return oom(err);
         int r = add_posting(l, (uint32_t)nw, LEDGER_ACC_ISSUED, LEDGER_ACC_MEMBER, pts, (uint32_t)li, o->ts);
@@ -1599,7 +1678,7 @@ static int earn_in(ledger *l, const ledger_order *o, ledger_result *res, patron_
     if (add_qual(l, (uint32_t)nw, o->member, o->ts, pts, o->amount > 0 ? o->amount : 0) ||
         upgrade_check(l, (uint32_t)nw, o->member, o->ts))
         return oom(err);
-    l->w[nw].balance = ledger_balance(l, o->member, o->ts);
+    l->w[nw].balance = balance_after(l, o->member, o->ts);
     result_of(l, (size_t)nw, 0, res);
     return PATRON_OK;
 }
@@ -1628,6 +1707,8 @@ static int return_in(ledger *l, const char *id, uint32_t member, int64_t ts, int
     snprintf(payload, sizeof payload, "op=return\nmember=%.*s\nts=%lld\namount=%lld\noriginal=%.200s\n",
              (int)mn, mid, (long long)ts, (long long)amount, original ? original : "");
     int wi = find_key(l, key, (size_t)kn);
+    if (wi >= 0 && l->detached)
+        return LEDGER_DEFER;
     if (wi >= 0)
         return replay_rc(replay(l, wi, key, (size_t)kn, payload, res, err));
     lw *e = on ? write_by_key(l, "order:", original, on) : NULL;
@@ -1678,7 +1759,7 @@ static int return_in(ledger *l, const char *id, uint32_t member, int64_t ts, int
     if (add_qual(l, (uint32_t)nw, from, ts, -claw, -w->money))
         return oom(err);
     derive(l, w);
-    w->balance = ledger_balance(l, from, ts);
+    w->balance = balance_after(l, from, ts);
     result_of(l, (size_t)nw, 0, res);
     return PATRON_OK;
 }
@@ -1757,7 +1838,7 @@ static int void_in(ledger *l, const char *id, int64_t ts, ledger_result *res, pa
     w->points = moved;
     w->shortfall = shortfall;
     derive(l, w);
-    w->balance = ledger_balance(l, member, ts);
+    w->balance = balance_after(l, member, ts);
     result_of(l, (size_t)nw, 0, res);
     return PATRON_OK;
 }
@@ -1797,7 +1878,7 @@ static int credit_in(ledger *l, int kind, const char *key, size_t kn, uint32_t m
     int64_t nw = add_write(l, kind, key, kn, member, ts, ref, strlen(ref), payload);
     if (nw < 0)
         return oom(err);
-    int64_t li = add_lot(l, member, ts, program_expiry(l->prog, ts));
+    int64_t li = add_lot(l, member, ts, lot_expiry(l, ts));
     if (li < 0)
         return oom(err);
     int r = add_posting(l, (uint32_t)nw, from, LEDGER_ACC_MEMBER, points, (uint32_t)li, ts);
@@ -1852,7 +1933,7 @@ static int redeem_in(ledger *l, uint32_t member, const char *reward, int64_t poi
         st->used++;
         st->dirty = 1;
     }
-    l->w[nw].balance = ledger_balance(l, member, now);
+    l->w[nw].balance = balance_after(l, member, now);
     result_of(l, (size_t)nw, 0, res);
     return PATRON_OK;
 }
@@ -1887,7 +1968,7 @@ static int cancel_in(ledger *l, const char *ukey, int64_t now, ledger_result *re
     lw *w = &l->w[nw];
     w->points = back;
     derive(l, w);
-    w->balance = ledger_balance(l, w->member, now);
+    w->balance = balance_after(l, w->member, now);
     result_of(l, (size_t)nw, 0, res);
     return PATRON_OK;
 }
@@ -1922,7 +2003,7 @@ static int adjust_in(ledger *l, int kind, uint32_t member, int64_t points, const
                                  upgrade_check(l, (uint32_t)nw, member, now)))
         return oom(err);
     l->w[nw].points = points;
-    l->w[nw].balance = ledger_balance(l, member, now);
+    l->w[nw].balance = balance_after(l, member, now);
     result_of(l, (size_t)nw, 0, res);
     return PATRON_OK;
 }
@@ -1943,7 +2024,7 @@ static int adjust_in(ledger *l, int kind, uint32_t member, int64_t points, const
 
 int ledger_earn(ledger *l, const ledger_order *o, ledger_result *res, patron_error *err)
 {
-    OP(earn_in(l, o, res, err));
+    OP(earn_in(l, o, NULL, res, err));
 }
 
 int ledger_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
@@ -2151,14 +2232,59 @@ int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *ne
     l->new_ids = new_ids;
     l->new_lens = new_lens;
     l->n_new = n_new;
+    l->detached = 0;
     int rc = op_begin(l, &l->batch, err);
+    l->sp_open = rc == PATRON_OK;
     if (rc == PATRON_OK && n_new && member_ensure(l, (uint32_t)(l->db->n_members + n_new - 1)))
         rc = op_end(l, &l->batch, oom(err), err);
     if (rc) {
         l->new_ids = NULL;
         l->n_new = 0;
+        l->sp_open = 0;
     }
     return rc;
+}
+
+int ledger_batch_begin_detached(ledger *l, const char *const *new_ids, const uint32_t *new_lens,
+                                size_t n_new, patron_error *err)
+{
+    if (!l->loaded || !store_ledger_in_txn(l->sl) || (l->prog && l->prog->n_rule_promos))
+        return err_set(err, PATRON_EINTERNAL, "a detached ledger batch needs a fresh ledger, the "
+                                              "store's write transaction and no promotion rules");
+    l->new_ids = new_ids;
+    l->new_lens = new_lens;
+    l->n_new = n_new;
+    l->batch.own = 0;
+    l->mutated = 0;
+    l->sp_open = 0;
+    l->detached = 1;
+    if (n_new && member_ensure(l, (uint32_t)(l->db->n_members + n_new - 1))) {
+        l->detached = 0;
+        l->new_ids = NULL;
+        l->n_new = 0;
+        return oom(err);
+    }
+    return PATRON_OK;
+}
+
+int ledger_batch_attach(ledger *l, patron_error *err)
+{
+    PATRON_ASSERT(l->detached);
+    l->detached = 0;
+    uint64_t tok;
+    int rc = store_ledger_token_get(l->sl, &tok, err);
+    if (rc == PATRON_OK && tok != l->token)
+        rc = err_set(err, PATRON_EINTERNAL, "the ledger changed in the store during a batch that "
+                                            "holds its write lock");
+    if (rc == PATRON_OK)
+        rc = store_ledger_savepoint(l->sl, err);
+    l->sp_open = rc == PATRON_OK;
+    return rc;
+}
+
+int ledger_detached(const ledger *l)
+{
+    return l->detached;
 }
 
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
@@ -2175,7 +2301,16 @@ int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
 
 int ledger_batch_end(ledger *l, int rc, patron_error *err)
 {
-    rc = op_end(l, &l->batch, rc, err);
+    if (l->sp_open) {
+        rc = op_end(l, &l->batch, rc, err);
+    } else { /* detached, never attached: memory only */
+        PATRON_ASSERT(rc != PATRON_OK);
+        if (l->mutated)
+            l->loaded = 0;
+        l->mutated = 0;
+    }
+    l->detached = 0;
+    l->sp_open = 0;
     l->new_ids = NULL;
     l->new_lens = NULL;
     l->n_new = 0;
@@ -2184,7 +2319,13 @@ int ledger_batch_end(ledger *l, int rc, patron_error *err)
 
 int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err)
 {
-    return earn_in(l, o, NULL, err);
+    return earn_in(l, o, NULL, NULL, err);
+}
+
+int ledger_batch_earn_known(ledger *l, const ledger_order *o, const ledger_item_known *known,
+                            patron_error *err)
+{
+    return earn_in(l, o, known, NULL, err);
 }
 
 int ledger_batch_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,

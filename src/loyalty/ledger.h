@@ -137,9 +137,36 @@ int ledger_event_bonus(ledger *l, const char *event_id, uint32_t member, int64_t
 int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *new_lens,
                        size_t n_new, patron_error *err);
 int ledger_batch_end(ledger *l, int rc, patron_error *err);
+/* The same batch begun detached from the store, so that its arithmetic can run on another
+ * thread while the caller's thread keeps writing its own rows in the transaction: no
+ * savepoint, no store access at all until ledger_batch_attach (from the thread that
+ * owns the connection, after the other has finished).  The caller must hold the store's
+ * write transaction and have called ledger_get inside it (the memory copy is then
+ * current and stays so), and the program must have no promotion rules (they read the
+ * member view).  While detached, a write that needs the store (its key is stored
+ * already: the stored request is read to compare) changes nothing and returns
+ * LEDGER_DEFER; make it again after attaching.  Only earns and returns may be made
+ * detached.  ledger_batch_end works before attaching too (it then only drops what the
+ * batch did in memory, for an rc that is not PATRON_OK). */
+#define LEDGER_DEFER 1
+int ledger_batch_begin_detached(ledger *l, const char *const *new_ids, const uint32_t *new_lens,
+                                size_t n_new, patron_error *err);
+/* Opens the batch's savepoint, after checking that the store's ledger did not change. */
+int ledger_batch_attach(ledger *l, patron_error *err);
+/* 1 between ledger_batch_begin_detached and ledger_batch_attach (or _end). */
+int ledger_detached(const ledger *l);
 /* Makes room for n more writes in the batch (optional: saves the copies of growing). */
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err);
 int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err);
+/* The same with what the caller knows of each item already (known[i] for o->items[i]):
+ * an importer sees the same SKUs and categories again and again and works these out
+ * once per dictionary code.  The results are those of ledger_batch_earn. */
+typedef struct ledger_item_known {
+    int64_t mult;             /* program_item_mult(program in force, sku, category) */
+    uint64_t skuh, categoryh; /* XXH3_64bits of sku and of category */
+} ledger_item_known;
+int ledger_batch_earn_known(ledger *l, const ledger_order *o, const ledger_item_known *known,
+                            patron_error *err);
 int ledger_batch_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
                         const char *original, patron_error *err);
 int ledger_batch_void(ledger *l, const char *id, int64_t ts, patron_error *err);

@@ -23,9 +23,11 @@
 #include <ctype.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 typedef struct work {
     int64_t ts;
@@ -93,6 +95,7 @@ static int work_sort(work *w, size_t n)
 typedef struct strtab {
     const char **s;
     uint32_t *n;
+    uint64_t *h; /* XXH3_64bits of each string (the ledger hashes items' strings) */
     size_t count;
 } strtab;
 
@@ -113,10 +116,14 @@ static int tab_build(strtab *t, const hmap *stored, const hmap *fresh)
     t->count = stored->count + (fresh ? fresh->count : 0) + 1;
     t->s = mem_calloc(t->count, sizeof *t->s);
     t->n = mem_calloc(t->count, sizeof *t->n);
-    if (!t->s || !t->n)
+    t->h = mem_calloc(t->count, sizeof *t->h);
+    if (!t->s || !t->n || !t->h)
         return -1;
     tab_fill(t, stored);
     tab_fill(t, fresh);
+    for (size_t i = 0; i < t->count; i++)
+        if (t->s[i])
+            t->h[i] = XXH3_64bits(t->s[i], t->n[i]);
     return 0;
 }
 
@@ -124,6 +131,7 @@ static void tab_release(strtab *t)
 {
     mem_free(t->s);
     mem_free(t->n);
+    mem_free(t->h);
 }
 
 /* Money from a JSON value as the importer reads it (number or string). */
@@ -246,24 +254,43 @@ static int post_event(ledger *l, const loyalty_event *e, ledger_item **items, si
     return rc;
 }
 
-int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err)
-{
+/* One import batch on its way to the ledger (loyalty_import_start .. _finish). */
+struct loyalty_job {
+    patron_db *db;
     ledger *l;
-    int rc = ledger_get(db, &l, err);
-    if (rc != PATRON_OK)
-        return rc;
-    if (!ledger_program(l, NULL))
-        return PATRON_OK; /* no program: the ledger does not exist yet */
-    size_t nw = 0;
-    work *w = mem_alloc_array(in->n_orders + in->n_events + 1, sizeof *w);
-    uint32_t *first = NULL, *next = NULL; /* items per order: linked lists */
-    const char **ev_new = NULL;
-    uint32_t *ev_len = NULL;
-    ledger_item *items = NULL;
-    size_t cap_items = 0;
-    strtab sku = {0}, cat = {0};
-    if (!w)
+    const program *prog; /* in force for the whole batch */
+    loyalty_import in; /* the importer's arrays, borrowed until _finish */
+    work *w;           /* the batch's work in time order */
+    size_t nw, done;   /* work items made so far */
+    uint32_t *first, *next; /* line items per order: linked lists in file order */
+    const char **ev_new;
+    uint32_t *ev_len;
+    ledger_item *items;
+    ledger_item_known *known;
+    size_t cap_items, cap_known;
+    strtab sku, cat;
+    /* the multiplier of each SKU code with the category code it was last seen with */
+    uint32_t *mult_cat;
+    int64_t *mult;
+    int detach;   /* the batch is begun detached (CSV, no rules: nothing needs the store) */
+    int begun;    /* the ledger batch was begun */
+    int rc;       /* of the detached part */
+    patron_error err;
+    int threaded; /* the detached part runs on its own thread */
+    pthread_t th;
+};
+
+/* Work list, dictionary tables and the detached ledger batch: memory only. */
+static int job_prepare(loyalty_job *j)
+{
+    patron_db *db = j->db;
+    const loyalty_import *in = &j->in;
+    patron_error *err = &j->err;
+    j->w = mem_alloc_array(in->n_orders + in->n_events + 1, sizeof *j->w);
+    if (!j->w)
         return err_set(err, PATRON_ENOMEM, "out of memory");
+    work *w = j->w;
+    size_t nw = 0;
     for (size_t i = 0; i < in->n_orders; i++) {
         const store_order *o = &in->orders[i];
         if (o->id && o->member >= 0)
@@ -275,6 +302,7 @@ int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err
         if (in->events[i].member > max_member)
             max_member = in->events[i].member;
     }
+    j->nw = nw;
     if (nw > 1 && work_sort(w, nw) != 0)
         qsort(w, nw, sizeof *w, work_cmp); /* (no memory for the radix sort) */
     const char *const *new_ids = in->new_member_ids;
@@ -283,90 +311,182 @@ int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err
     if (in->n_events && max_member >= (int64_t)db->n_members) {
         /* Events name their members: index -> id for members this import creates. */
         n_new = (size_t)(max_member - db->n_members + 1);
-        ev_new = mem_calloc(n_new, sizeof *ev_new);
-        ev_len = mem_calloc(n_new, sizeof *ev_len);
-        if (!ev_new || !ev_len) {
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
-            goto out;
-        }
+        j->ev_new = mem_calloc(n_new, sizeof *j->ev_new);
+        j->ev_len = mem_calloc(n_new, sizeof *j->ev_len);
+        if (!j->ev_new || !j->ev_len)
+            return err_set(err, PATRON_ENOMEM, "out of memory");
         for (size_t i = 0; i < in->n_events; i++) {
             int64_t k = in->events[i].member - (int64_t)db->n_members;
             if (k >= 0) {
-                ev_new[k] = in->events[i].member_id;
-                ev_len[k] = (uint32_t)strlen(in->events[i].member_id);
+                j->ev_new[k] = in->events[i].member_id;
+                j->ev_len[k] = (uint32_t)strlen(in->events[i].member_id);
             }
         }
         for (size_t k = 0; k < n_new; k++)
-            if (!ev_new[k])
-                ev_new[k] = "?", ev_len[k] = 1;
-        new_ids = ev_new;
-        new_lens = ev_len;
+            if (!j->ev_new[k])
+                j->ev_new[k] = "?", j->ev_len[k] = 1;
+        new_ids = j->ev_new;
+        new_lens = j->ev_len;
     }
     if (in->n_items) {
-        first = mem_alloc_array(in->n_orders + 1, sizeof *first);
-        next = mem_alloc_array(in->n_items + 1, sizeof *next);
-        if (!first || !next || tab_build(&sku, &db->dict[DB_DICT_SKU], in->new_dict[DB_DICT_SKU]) ||
-            tab_build(&cat, &db->dict[DB_DICT_CATEGORY], in->new_dict[DB_DICT_CATEGORY])) {
-            rc = err_set(err, PATRON_ENOMEM, "out of memory");
-            goto out;
-        }
+        j->first = mem_alloc_array(in->n_orders + 1, sizeof *j->first);
+        j->next = mem_alloc_array(in->n_items + 1, sizeof *j->next);
+        if (!j->first || !j->next ||
+            tab_build(&j->sku, &db->dict[DB_DICT_SKU], in->new_dict[DB_DICT_SKU]) ||
+            tab_build(&j->cat, &db->dict[DB_DICT_CATEGORY], in->new_dict[DB_DICT_CATEGORY]) ||
+            !(j->mult_cat = mem_alloc_array(j->sku.count, sizeof *j->mult_cat)) ||
+            !(j->mult = mem_alloc_array(j->sku.count, sizeof *j->mult)))
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+        for (size_t i = 0; i < j->sku.count; i++)
+            j->mult_cat[i] = UINT32_MAX;
         for (size_t i = 0; i < in->n_orders; i++)
-            first[i] = UINT32_MAX;
+            j->first[i] = UINT32_MAX;
         for (size_t k = in->n_items; k-- > 0;) { /* lists in file order */
             uint32_t oi = in->item_order[k];
-            next[k] = first[oi];
-            first[oi] = (uint32_t)k;
+            j->next[k] = j->first[oi];
+            j->first[oi] = (uint32_t)k;
         }
     }
-    if ((rc = ledger_batch_begin(l, new_ids, new_lens, n_new, err)) != PATRON_OK)
-        goto out;
-    if ((rc = ledger_batch_reserve(l, nw, err)) != PATRON_OK) {
-        rc = ledger_batch_end(l, rc, err);
-        goto out;
+    int rc = j->detach ? ledger_batch_begin_detached(j->l, new_ids, new_lens, n_new, err)
+                       : ledger_batch_begin(j->l, new_ids, new_lens, n_new, err);
+    if (rc != PATRON_OK)
+        return rc;
+    j->begun = 1;
+    return ledger_batch_reserve(j->l, nw, err);
+}
+
+/* Makes work item k.  LEDGER_DEFER: it needs the store (detached batch; nothing done). */
+static int job_step(loyalty_job *j, size_t k)
+{
+    const loyalty_import *in = &j->in;
+    patron_error *err = &j->err;
+    if (j->w[k].event && ledger_detached(j->l))
+        return LEDGER_DEFER;
+    if (j->w[k].event)
+        return post_event(j->l, &in->events[j->w[k].idx], &j->items, &j->cap_items, err);
+    const store_order *o = &in->orders[j->w[k].idx];
+    if (o->kind == 1) {
+        char id[512];
+        snprintf(id, sizeof id, "%.*s", (int)o->idn, o->id);
+        return ledger_batch_return(j->l, id, (uint32_t)o->member, o->ts,
+                                   o->amount < 0 ? -o->amount : o->amount, NULL, err);
     }
-    for (size_t k = 0; k < nw && rc == PATRON_OK; k++) {
-        if (w[k].event) {
-            rc = post_event(l, &in->events[w[k].idx], &items, &cap_items, err);
-            continue;
-        }
-        const store_order *o = &in->orders[w[k].idx];
-        if (o->kind == 1) {
-            char id[512];
-            snprintf(id, sizeof id, "%.*s", (int)o->idn, o->id);
-            rc = ledger_batch_return(l, id, (uint32_t)o->member, o->ts, o->amount < 0 ? -o->amount : o->amount,
-                                     NULL, err);
-            continue;
-        }
-        size_t n = 0;
-        for (uint32_t it = first ? first[w[k].idx] : UINT32_MAX; it != UINT32_MAX; it = next[it]) {
-            if (MEM_GROW(items, cap_items, n + 1) != 0) {
-                rc = err_set(err, PATRON_ENOMEM, "out of memory");
-                break;
+    size_t n = 0;
+    int known = 1; /* every item's codes are in the tables */
+    uint32_t it = j->first ? j->first[j->w[k].idx] : UINT32_MAX;
+    for (; it != UINT32_MAX; it = j->next[it]) {
+        if (MEM_GROW(j->items, j->cap_items, n + 1) != 0 ||
+            MEM_GROW(j->known, j->cap_known, n + 1) != 0)
+            return err_set(err, PATRON_ENOMEM, "out of memory");
+        uint32_t sc = in->item_sku[it], cc = in->item_category[it];
+        int sk = sc < j->sku.count && j->sku.s[sc], ck = cc < j->cat.count && j->cat.s[cc];
+        ledger_item *li = &j->items[n];
+        li->sku = sk ? j->sku.s[sc] : "";
+        li->skun = sk ? j->sku.n[sc] : 0;
+        li->category = ck ? j->cat.s[cc] : "";
+        li->categoryn = ck ? j->cat.n[cc] : 0;
+        li->amount = (int64_t)in->item_qty[it] * in->item_price[it]; /* checked at parse */
+        known &= sk & ck;
+        if (sk && ck) {
+            if (j->mult_cat[sc] != cc) {
+                j->mult_cat[sc] = cc;
+                j->mult[sc] = program_item_mult(j->prog, li->sku, li->skun, li->category, li->categoryn);
             }
-            uint32_t sc = in->item_sku[it], cc = in->item_category[it];
-            ledger_item *li = &items[n++];
-            li->sku = sc < sku.count && sku.s[sc] ? sku.s[sc] : "";
-            li->skun = sc < sku.count && sku.s[sc] ? sku.n[sc] : 0;
-            li->category = cc < cat.count && cat.s[cc] ? cat.s[cc] : "";
-            li->categoryn = cc < cat.count && cat.s[cc] ? cat.n[cc] : 0;
-            li->amount = (int64_t)in->item_qty[it] * in->item_price[it]; /* checked at parse */
+            j->known[n] = (ledger_item_known){j->mult[sc], j->sku.h[sc], j->cat.h[cc]};
         }
-        if (rc == PATRON_OK) {
-            ledger_order lo = {o->id, o->idn, (uint32_t)o->member, o->ts, o->amount, n ? items : NULL, n};
-            rc = ledger_batch_earn(l, &lo, err);
-        }
+        n++;
     }
-    rc = ledger_batch_end(l, rc, err);
-out:
-    mem_free(w);
-    mem_free(first);
-    mem_free(next);
-    mem_free(ev_new);
-    mem_free(ev_len);
-    mem_free(items);
-    tab_release(&sku);
-    tab_release(&cat);
+    ledger_order lo = {o->id, o->idn, (uint32_t)o->member, o->ts, o->amount, n ? j->items : NULL, n};
+    return ledger_batch_earn_known(j->l, &lo, n && known ? j->known : NULL, err);
+}
+
+/* The batch up to the first work item that needs the store (detached), or all of it. */
+static void *job_detached(void *arg)
+{
+    loyalty_job *j = arg;
+    j->rc = job_prepare(j);
+    while (j->rc == PATRON_OK && j->done < j->nw) {
+        int r = job_step(j, j->done);
+        if (r == LEDGER_DEFER)
+            break;
+        j->rc = r;
+        if (r == PATRON_OK)
+            j->done++;
+    }
+    return NULL;
+}
+
+static void job_free(loyalty_job *j)
+{
+    mem_free(j->w);
+    mem_free(j->first);
+    mem_free(j->next);
+    mem_free(j->ev_new);
+    mem_free(j->ev_len);
+    mem_free(j->items);
+    mem_free(j->known);
+    mem_free(j->mult_cat);
+    mem_free(j->mult);
+    tab_release(&j->sku);
+    tab_release(&j->cat);
+    mem_free(j);
+}
+
+int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, loyalty_job **job,
+                         patron_error *err)
+{
+    *job = NULL;
+    ledger *l;
+    int rc = ledger_get(db, &l, err);
+    if (rc != PATRON_OK)
+        return rc;
+    const program *pg = ledger_program(l, NULL);
+    if (!pg)
+        return PATRON_OK; /* no program: the ledger does not exist yet */
+    loyalty_job *j = mem_calloc(1, sizeof *j);
+    if (!j)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    j->db = db;
+    j->l = l;
+    j->prog = pg;
+    j->in = *in;
+    /* events and promotion rules need the store: attached from the start, one thread */
+    j->detach = !in->n_events && !pg->n_rule_promos;
+    j->threaded = threaded && j->detach && pthread_create(&j->th, NULL, job_detached, j) == 0;
+    *job = j;
+    return PATRON_OK;
+}
+
+int loyalty_import_finish(loyalty_job *j, int rc, patron_error *err)
+{
+    if (!j)
+        return rc;
+    if (j->threaded)
+        pthread_join(j->th, NULL);
+    else if (rc == PATRON_OK)
+        job_detached(j);
+    if (rc == PATRON_OK && j->rc != PATRON_OK) {
+        rc = j->rc;
+        *err = j->err;
+    }
+    if (rc == PATRON_OK && ledger_detached(j->l))
+        rc = ledger_batch_attach(j->l, err);
+    for (; rc == PATRON_OK && j->done < j->nw; j->done++) { /* the rest, attached */
+        rc = job_step(j, j->done);
+        if (rc != PATRON_OK)
+            *err = j->err;
+    }
+    if (j->begun)
+        rc = ledger_batch_end(j->l, rc, err);
+    job_free(j);
     return rc;
+}
+
+int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err)
+{
+    loyalty_job *j;
+    int rc = loyalty_import_start(db, in, 0, &j, err);
+    return rc == PATRON_OK ? loyalty_import_finish(j, PATRON_OK, err) : rc;
 }
 
 int loyalty_wants_view(patron_db *db, int *wants, patron_error *err)

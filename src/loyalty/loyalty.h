@@ -67,6 +67,25 @@ typedef struct loyalty_import {
  * posted (e.g. an imported redemption that would overdraw). */
 int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err);
 
+/* The same in two steps, so that an importer can overlap the ledger's arithmetic with
+ * its own writes.  _start (the thread that owns the store connection, inside the
+ * import's write transaction, after the batch's members are resolved: `in` and every
+ * array it points to stay unchanged until _finish) loads the ledger if needed and, with
+ * threaded = 1, runs on a thread of its own all of the batch that needs nothing from
+ * the store (for a CSV batch of a program without promotion rules: every order and
+ * return except those whose keys are stored already).  Until _finish the caller may
+ * write its own rows to the store but must not call anything of the ledger or of this
+ * module.  _finish (same thread as _start) waits for that thread, makes the rest, and
+ * writes the ledger's rows in a savepoint of the transaction.  The result, the store
+ * and every message are those of loyalty_on_import, whatever the threads' timing.
+ * Pass the caller's status as rc: when it is not PATRON_OK the batch is dropped and rc
+ * returned.  *job is NULL when there is nothing to post (no program); _finish(NULL, rc)
+ * returns rc. */
+typedef struct loyalty_job loyalty_job;
+int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, loyalty_job **job,
+                         patron_error *err);
+int loyalty_import_finish(loyalty_job *job, int rc, patron_error *err);
+
 /* *wants = 1 when the program in force has promotion rules: an importer must then give
  * the batch to the model and the member view *before* loyalty_on_import (and reload the
  * model with db_model_reload if the import is rolled back), so that each rule sees the
