@@ -12,7 +12,77 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #define JSCAN_MAX_DEPTH 2048
+
+/* The first byte in [p, end) that is '"' or '\\', or end.  Sixteen bytes at a time
+ * where SSE2 is there (every x86-64); the byte loop is the reference and the tail. */
+static const char *find_quote_bs(const char *p, const char *end)
+{
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\');
+    for (; end - p >= 16; p += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned m = (unsigned)_mm_movemask_epi8(
+                _mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)));
+        if (m)
+            return p + __builtin_ctz(m);
+    }
+#endif
+    while (p < end && *p != '"' && *p != '\\')
+        p++;
+    return p;
+}
+
+/* The first byte in [p, end) that is '"' or a bracket, or end (skipping a value). */
+static const char *find_struct(const char *p, const char *end)
+{
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), o = _mm_set1_epi8('{'), c = _mm_set1_epi8('}'),
+                  a = _mm_set1_epi8('['), z = _mm_set1_epi8(']');
+    for (; end - p >= 16; p += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, o)),
+                                   _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, c),
+                                                             _mm_cmpeq_epi8(x, a)),
+                                                _mm_cmpeq_epi8(x, z)));
+        unsigned m = (unsigned)_mm_movemask_epi8(hit);
+        if (m)
+            return p + __builtin_ctz(m);
+    }
+#endif
+    while (p < end && *p != '"' && *p != '{' && *p != '}' && *p != '[' && *p != ']')
+        p++;
+    return p;
+}
+
+/* The first byte in [p, end) that a string's plain run cannot hold as is: '"', '\\', a
+ * control byte or a byte of a multi-byte UTF-8 sequence (>= 0x80); or end. */
+static const char *find_special(const char *p, const char *end)
+{
+#ifdef __SSE2__
+    const __m128i q = _mm_set1_epi8('"'), b = _mm_set1_epi8('\\'), sp = _mm_set1_epi8(0x20);
+    for (; end - p >= 16; p += 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        /* signed: bytes >= 0x80 are negative, so "< 0x20" holds them and the controls */
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, b)),
+                                   _mm_cmplt_epi8(x, sp));
+        unsigned m = (unsigned)_mm_movemask_epi8(hit);
+        if (m)
+            return p + __builtin_ctz(m);
+    }
+#endif
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80)
+            break;
+        p++;
+    }
+    return p;
+}
 
 typedef struct rd {
     const char *p, *end;
@@ -76,6 +146,9 @@ static int v_string(rd *r, int *esc)
 {
     *esc = 0;
     while (r->p < r->end) {
+        r->p = find_special(r->p, r->end);
+        if (r->p >= r->end)
+            break;
         unsigned char c = (unsigned char)*r->p;
         if (c == '"') {
             r->p++;
@@ -286,9 +359,12 @@ static const char *skip_ws(const char *p, const char *end)
 /* Past the closing quote of a string whose text starts after the opening one. */
 static const char *skip_str(const char *p, const char *end)
 {
-    while (p < end && *p != '"')
-        p += *p == '\\' ? 2 : 1;
-    return p + 1;
+    for (;;) {
+        p = find_quote_bs(p, end);
+        if (p >= end || *p == '"')
+            return p + 1;
+        p += 2; /* an escape: the next byte is never the closing quote */
+    }
 }
 
 /* The value at p (validated text) into *v; returns the position after it. */
@@ -300,12 +376,12 @@ static const char *read_value(const char *p, const char *end, jsval *v)
     switch (*p) {
     case '"': {
         const char *q = p + 1;
-        while (q < end && *q != '"') {
-            if (*q == '\\') {
-                v->esc = 1;
-                q++;
-            }
-            q++;
+        for (;;) {
+            q = find_quote_bs(q, end);
+            if (q >= end || *q == '"')
+                break;
+            v->esc = 1;
+            q += 2;
         }
         v->kind = JS_STR;
         v->p = p + 1;
@@ -316,15 +392,15 @@ static const char *read_value(const char *p, const char *end, jsval *v)
     case '[': {
         int depth = 0;
         do {
-            if (*p == '"')
+            p = find_struct(p, end);
+            if (p >= end)
+                break;
+            if (*p == '"') {
                 p = skip_str(p + 1, end);
-            else {
-                if (*p == '{' || *p == '[')
-                    depth++;
-                else if (*p == '}' || *p == ']')
-                    depth--;
-                p++;
+                continue;
             }
+            depth += *p == '{' || *p == '[' ? 1 : -1;
+            p++;
         } while (depth > 0 && p < end);
         v->kind = *s == '{' ? JS_OBJ : JS_ARR;
         break;
@@ -340,7 +416,8 @@ static const char *read_value(const char *p, const char *end, jsval *v)
         break;
     default:
         v->kind = JS_INT;
-        while (p < end && strchr("+-0123456789.eE", *p) && *p) {
+        while (p < end && ((*p >= '0' && *p <= '9') || *p == '-' || *p == '+' || *p == '.' ||
+                           *p == 'e' || *p == 'E')) {
             if (*p == '.' || *p == 'e' || *p == 'E')
                 v->kind = JS_REAL;
             p++;
