@@ -3115,13 +3115,18 @@ static int run_batch(const rule *r, ectx *x, const uint32_t *rows, const int64_t
     return 0;
 }
 
+/* One thread's share of a pass: a range of members [begin, end) (members == NULL; due
+ * indexed by member), or a list of n members, each at nows[i] (due indexed like it). */
 typedef struct job {
     const rule *r;
     patron_db *db;
     int64_t now;
     uint32_t begin, end;
+    const uint32_t *members;
+    const int64_t *nows; /* or NULL */
+    size_t n;
     roaring_bitmap_t *out;
-    int64_t *due; /* indexed by member, or NULL */
+    int64_t *due; /* or NULL */
     int failed;
 } job;
 
@@ -3131,16 +3136,54 @@ static void *run_job(void *arg)
     arena ar = {0};
     ectx x;
     ctx_init(&x, j->r, j->db, j->now, &ar);
-    uint32_t rows[BATCH];
-    for (uint32_t m = j->begin; m < j->end && !j->failed;) {
-        size_t n = 0;
-        while (n < BATCH && m < j->end)
-            rows[n++] = m++;
-        if (run_batch(j->r, &x, rows, NULL, n, j->out, j->due ? j->due + rows[0] : NULL) != 0)
-            j->failed = 1;
+    if (j->members) {
+        for (size_t i = 0; i < j->n && !j->failed; i += BATCH) {
+            size_t k = j->n - i < BATCH ? j->n - i : BATCH;
+            if (run_batch(j->r, &x, j->members + i, j->nows ? j->nows + i : NULL, k, j->out,
+                          j->due ? j->due + i : NULL) != 0)
+                j->failed = 1;
+        }
+    } else {
+        uint32_t rows[BATCH];
+        for (uint32_t m = j->begin; m < j->end && !j->failed;) {
+            size_t n = 0;
+            while (n < BATCH && m < j->end)
+                rows[n++] = m++;
+            if (run_batch(j->r, &x, rows, NULL, n, j->out, j->due ? j->due + rows[0] : NULL) != 0)
+                j->failed = 1;
+        }
     }
     afree(&ar);
     return NULL;
+}
+
+/* Runs jobs[0..threads): job 0 here, the others on threads of their own, each with a
+ * bitmap of its own OR-ed into jobs[0].out after.  0, or -1 when one ran out of memory. */
+static int run_jobs(job *jobs, int threads)
+{
+    pthread_t tid[64];
+    int started[64] = {0};
+    for (int t = 1; t < threads; t++) {
+        jobs[t].out = roaring_bitmap_create();
+        if (!jobs[t].out)
+            jobs[t].failed = 1;
+        else
+            started[t] = pthread_create(&tid[t], NULL, run_job, &jobs[t]) == 0;
+    }
+    run_job(&jobs[0]);
+    int failed = jobs[0].failed;
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else if (jobs[t].out)
+            run_job(&jobs[t]); /* could not start a thread: its share is done here */
+        failed |= jobs[t].failed;
+        if (jobs[t].out) {
+            roaring_bitmap_or_inplace(jobs[0].out, jobs[t].out);
+            roaring_bitmap_free(jobs[t].out);
+        }
+    }
+    return failed ? -1 : 0;
 }
 
 static int n_cores(void)
@@ -3174,38 +3217,11 @@ int rule_eval_all_due(const rule *r, patron_db *db, int64_t now, int threads,
     if ((uint32_t)threads > n / BATCH + 1)
         threads = (int)(n / BATCH + 1);
     job jobs[64];
-    pthread_t tid[64];
-    int started[64] = {0};
-    for (int t = 0; t < threads; t++) {
-        jobs[t].r = r;
-        jobs[t].db = db;
-        jobs[t].now = now;
-        jobs[t].begin = (uint32_t)((uint64_t)n * (uint64_t)t / (uint64_t)threads);
-        jobs[t].end = (uint32_t)((uint64_t)n * (uint64_t)(t + 1) / (uint64_t)threads);
-        jobs[t].failed = 0;
-        jobs[t].due = due;
-        jobs[t].out = t == 0 ? out : roaring_bitmap_create();
-        if (!jobs[t].out) {
-            jobs[t].failed = 1;
-            continue;
-        }
-        if (t > 0)
-            started[t] = pthread_create(&tid[t], NULL, run_job, &jobs[t]) == 0;
-    }
-    run_job(&jobs[0]);
-    int failed = jobs[0].failed;
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else if (jobs[t].out)
-            run_job(&jobs[t]); /* could not start a thread: do its share here */
-        failed |= jobs[t].failed;
-        if (jobs[t].out) {
-            roaring_bitmap_or_inplace(out, jobs[t].out);
-            roaring_bitmap_free(jobs[t].out);
-        }
-    }
-    if (failed)
+    for (int t = 0; t < threads; t++)
+        jobs[t] = (job){.r = r, .db = db, .now = now, .out = out, .due = due,
+                        .begin = (uint32_t)((uint64_t)n * (uint64_t)t / (uint64_t)threads),
+                        .end = (uint32_t)((uint64_t)n * (uint64_t)(t + 1) / (uint64_t)threads)};
+    if (run_jobs(jobs, threads) != 0)
         return err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
     return PATRON_OK;
 }
@@ -3222,35 +3238,6 @@ int rule_eval_members_due(const rule *r, patron_db *db, int64_t now, const uint3
     return rule_eval_members_at(r, db, now, members, NULL, n, out, due, err);
 }
 
-/* A share of rule_eval_members_at()'s list, for one thread. */
-typedef struct mjob {
-    const rule *r;
-    patron_db *db;
-    int64_t now;
-    const uint32_t *members;
-    const int64_t *nows; /* or NULL */
-    size_t n;
-    roaring_bitmap_t *out;
-    int64_t *due; /* or NULL */
-    int failed;
-} mjob;
-
-static void *run_mjob(void *arg)
-{
-    mjob *j = arg;
-    arena ar = {0};
-    ectx x;
-    ctx_init(&x, j->r, j->db, j->now, &ar);
-    for (size_t i = 0; i < j->n && !j->failed; i += BATCH) {
-        size_t k = j->n - i < BATCH ? j->n - i : BATCH;
-        if (run_batch(j->r, &x, j->members + i, j->nows ? j->nows + i : NULL, k, j->out,
-                      j->due ? j->due + i : NULL) != 0)
-            j->failed = 1;
-    }
-    afree(&ar);
-    return NULL;
-}
-
 /* Lists of a few batches or more are shared between the cores, in contiguous shares
  * (members are independent, so the answer is the same for any number of threads). */
 int rule_eval_members_at(const rule *r, patron_db *db, int64_t now, const uint32_t *members,
@@ -3262,32 +3249,14 @@ int rule_eval_members_at(const rule *r, patron_db *db, int64_t now, const uint32
     int threads = n >= 2 * BATCH ? n_cores() : 1;
     if ((size_t)threads > n / BATCH)
         threads = n / BATCH > 1 ? (int)(n / BATCH) : 1;
-    mjob jobs[64];
-    pthread_t tid[64];
-    int started[64] = {0};
+    job jobs[64];
     for (int t = 0; t < threads; t++) {
         size_t b = n * (size_t)t / (size_t)threads, e = n * (size_t)(t + 1) / (size_t)threads;
-        jobs[t] = (mjob){r, db, now, members + b, nows ? nows + b : NULL, e - b,
-                         t == 0 ? out : roaring_bitmap_create(), due ? due + b : NULL, 0};
-        if (!jobs[t].out)
-            jobs[t].failed = 1;
-        else if (t > 0)
-            started[t] = pthread_create(&tid[t], NULL, run_mjob, &jobs[t]) == 0;
+        jobs[t] = (job){.r = r, .db = db, .now = now, .members = members + b,
+                        .nows = nows ? nows + b : NULL, .n = e - b, .out = out,
+                        .due = due ? due + b : NULL};
     }
-    run_mjob(&jobs[0]);
-    int failed = jobs[0].failed;
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(tid[t], NULL);
-        else if (jobs[t].out)
-            run_mjob(&jobs[t]); /* could not start a thread: its share is done here */
-        failed |= jobs[t].failed;
-        if (jobs[t].out) {
-            roaring_bitmap_or_inplace(out, jobs[t].out);
-            roaring_bitmap_free(jobs[t].out);
-        }
-    }
-    if (failed)
+    if (run_jobs(jobs, threads) != 0)
         return err_set(err, PATRON_ENOMEM, "out of memory evaluating the rule");
     return PATRON_OK;
 }
