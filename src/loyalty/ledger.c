@@ -91,6 +91,12 @@ typedef struct lstock {
     uint8_t dirty;
 } lstock;
 
+/* A slot of the key index (struct ledger, keys). */
+typedef struct kslot {
+    uint32_t tag; /* the low 32 bits of the key's XXH3, never 0; 0 = empty slot */
+    uint32_t wi;  /* the write's index */
+} kslot;
+
 typedef struct cand { /* a lot that can be spent, for sorting */
     int64_t expires, ts, id;
     uint32_t idx;
@@ -121,7 +127,13 @@ struct ledger {
     lstock *stock;
     size_t n_w, n_p, n_lot, n_q, n_t, n_m, n_stock;
     size_t cap_w, cap_p, cap_lot, cap_q, cap_t, cap_m, cap_stock;
-    hmap keys; /* key -> write index */
+    /* Idempotency key -> write index.  Open addressing, linear probing, load under 1/2.
+     * The keys themselves are the writes' (key_off in the arena), so a slot is 8 bytes
+     * and a key is stored once; a tag match is confirmed against the write's key.  The
+     * probe for a new key is a cache miss in a table of millions: keeping it small
+     * matters more than the rare extra compare (tags sharing the slot's low bits). */
+    kslot *keys;
+    size_t cap_keys, n_keys;
     char *arena;
     size_t arena_len, arena_cap;
     char *pay; /* payloads of writes not flushed yet */
@@ -234,7 +246,7 @@ static void release_state(ledger *l)
     for (size_t i = 0; i < l->n_stock; i++)
         mem_free(l->stock[i].id);
     mem_free(l->stock);
-    hmap_release(&l->keys);
+    mem_free(l->keys);
     mem_free(l->arena);
     mem_free(l->pay);
     mem_free(l->dirty_lots);
@@ -242,6 +254,8 @@ static void release_state(ledger *l)
     program_free(l->prog);
     l->w = NULL, l->p = NULL, l->lot = NULL, l->q = NULL, l->t = NULL, l->m = NULL, l->stock = NULL;
     l->arena = l->pay = NULL;
+    l->keys = NULL;
+    l->cap_keys = l->n_keys = 0;
     l->dirty_lots = l->changed = NULL;
     l->n_ch = l->cap_ch = 0;
     l->ch_lost = 0;
@@ -258,7 +272,6 @@ static void release_state(ledger *l)
     memset(l->acc_debit, 0, sizeof l->acc_debit);
     memset(l->acc_credit, 0, sizeof l->acc_credit);
     l->acc_overflow = 0;
-    hmap_init(&l->keys);
 }
 
 static void account(ledger *l, int debit, int credit, int64_t amount)
@@ -275,7 +288,6 @@ static void ledger_free_cb(void *p)
     if (!l)
         return;
     release_state(l);
-    hmap_release(&l->keys);
     mem_free(l->cands);
     promo_rules_free(l->rules);
     mem_free(l->rule_ok);
@@ -301,15 +313,107 @@ static lstock *stock_get(ledger *l, const char *id, size_t n, int create)
     return s;
 }
 
-static int find_key(ledger *l, const char *key, size_t n)
+/* ---- the key index ---------------------------------------------------------------- */
+
+static uint64_t key_hash(const char *key, size_t n)
 {
-    uint32_t wi;
-    return hmap_get(&l->keys, key, n, &wi) ? (int)wi : -1;
+    return XXH3_64bits(key, n);
+}
+
+static uint32_t key_tag(uint64_t h)
+{
+    uint32_t t = (uint32_t)h;
+    return t ? t : 1;
+}
+
+/* The slot holding key (returns its write index) or, when absent, the empty slot where
+ * its probe ends (returns -1).  cap_keys > 0. */
+static int key_probe(const ledger *l, const char *key, size_t n, uint32_t tag, size_t *slot)
+{
+    size_t mask = l->cap_keys - 1, i = tag & mask;
+    for (;; i = (i + 1) & mask) {
+        const kslot *s = &l->keys[i];
+        if (s->tag == 0) {
+            *slot = i;
+            return -1;
+        }
+        if (s->tag == tag) {
+            const lw *w = &l->w[s->wi];
+            if (w->key_len == n && memcmp(l->arena + w->key_off, key, n) == 0) {
+                *slot = i;
+                return (int)s->wi;
+            }
+        }
+    }
+}
+
+/* Room for `count` keys in all without passing the load factor (no rehash until then). */
+static int keys_room(ledger *l, size_t count)
+{
+    if (2 * count <= l->cap_keys)
+        return 0;
+    size_t cap = l->cap_keys ? l->cap_keys : 64;
+    while (cap < 2 * count)
+        cap *= 2;
+    if (cap > (size_t)UINT32_MAX + 1) /* tags place keys: 32 bits of index at most */
+        return -1;
+    kslot *ns = mem_calloc(cap, sizeof *ns);
+    if (!ns)
+        return -1;
+    for (size_t i = 0; i < l->cap_keys; i++) {
+        if (!l->keys[i].tag)
+            continue;
+        size_t j = l->keys[i].tag & (cap - 1);
+        while (ns[j].tag)
+            j = (j + 1) & (cap - 1);
+        ns[j] = l->keys[i];
+    }
+    mem_free(l->keys);
+    l->keys = ns;
+    l->cap_keys = cap;
+    return 0;
+}
+
+/* Asks the CPU for the slot where the probe for hash h starts (a miss in a big table). */
+static void key_prefetch(const ledger *l, uint64_t h)
+{
+    if (l->cap_keys)
+        __builtin_prefetch(&l->keys[key_tag(h) & (l->cap_keys - 1)]);
+}
+
+/* The write stored under key (h = key_hash(key, n)), or -1. */
+static int find_key_h(const ledger *l, const char *key, size_t n, uint64_t h)
+{
+    size_t slot;
+    return l->cap_keys ? key_probe(l, key, n, key_tag(h), &slot) : -1;
+}
+
+static int find_key(const ledger *l, const char *key, size_t n)
+{
+    return find_key_h(l, key, n, key_hash(key, n));
+}
+
+/* Indexes write wi under its key (the arena's copy, key_off / key_len set); a key
+ * indexed already now names wi.  0 ok, -1 out of memory. */
+static int key_put(ledger *l, uint32_t wi, uint64_t h)
+{
+    if (keys_room(l, l->n_keys + 1) != 0)
+        return -1;
+    const lw *w = &l->w[wi];
+    uint32_t tag = key_tag(h);
+    size_t slot;
+    if (key_probe(l, l->arena + w->key_off, w->key_len, tag, &slot) < 0) {
+        l->keys[slot].tag = tag;
+        l->n_keys++;
+    }
+    l->keys[slot].wi = wi;
+    return 0;
 }
 
 /* Appends a write (seq = its index + 1 in the journal order).  Returns the index or -1. */
-static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, uint32_t member,
-                           int64_t ts, const char *ref, size_t refn, const char *payload, size_t pn)
+static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, uint64_t keyh,
+                           uint32_t member, int64_t ts, const char *ref, size_t refn,
+                           const char *payload, size_t pn)
 {
     if (MEM_GROW(l->w, l->cap_w, l->n_w + 1) != 0)
         return -1;
@@ -320,14 +424,14 @@ static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, ui
     w->member = member;
     w->ts = ts;
     w->p0 = (uint32_t)l->n_p;
+    w->key_len = (uint32_t)keyn;
     if (arena_add(l, key, keyn, &w->key_off) || MEM_GROW(l->pay, l->pay_cap, l->pay_len + pn + 1) != 0 ||
-        hmap_put(&l->keys, key, keyn, (uint32_t)l->n_w) != 0)
+        key_put(l, (uint32_t)l->n_w, keyh) != 0)
         return -1;
     if (refn <= keyn && memcmp(key + keyn - refn, ref, refn) == 0) /* "order:ID" and "ID" */
         w->ref_off = w->key_off + keyn - refn;
     else if (arena_add(l, ref, refn, &w->ref_off))
         return -1;
-    w->key_len = (uint32_t)keyn;
     w->ref_len = (uint32_t)refn;
     memcpy(l->pay + l->pay_len, payload, pn);
     w->pay_off = l->pay_len;
@@ -340,7 +444,8 @@ static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, ui
 static int64_t add_write(ledger *l, int kind, const char *key, size_t keyn, uint32_t member,
                          int64_t ts, const char *ref, size_t refn, const char *payload)
 {
-    return add_write_n(l, kind, key, keyn, member, ts, ref, refn, payload, strlen(payload));
+    return add_write_n(l, kind, key, keyn, key_hash(key, keyn), member, ts, ref, refn, payload,
+                       strlen(payload));
 }
 
 /* Appends a journal line and applies it to its lot and member.  The member side is the
@@ -744,10 +849,10 @@ static int load_write(void *ctx, const store_ledger_write *sw)
     char kb[320];
     size_t kn;
     const char *key = unpack_key(sw, kb, sizeof kb, &kn);
-    if (arena_add(l, key, kn, &w->key_off) || arena_add(l, sw->ref, sw->refn, &w->ref_off) ||
-        hmap_put(&l->keys, key, kn, (uint32_t)l->n_w) != 0)
-        return -1;
     w->key_len = (uint32_t)kn;
+    if (arena_add(l, key, kn, &w->key_off) || arena_add(l, sw->ref, sw->refn, &w->ref_off) ||
+        key_put(l, (uint32_t)l->n_w, key_hash(key, kn)) != 0)
+        return -1;
     w->ref_len = (uint32_t)sw->refn;
     l->n_w++;
     return 0;
@@ -994,7 +1099,6 @@ int ledger_get(patron_db *db, ledger **out, patron_error *err)
         l = mem_calloc(1, sizeof *l);
         if (!l)
             return oom(err);
-        hmap_init(&l->keys);
         l->db = db;
         l->durable = 1;
         l->next_p = l->next_q = l->next_t = 1;
@@ -1628,11 +1732,11 @@ static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *kn
     memcpy(key, "order:", 6);
     memcpy(key + 6, o->id, o->idn);
     key[kn] = '\0';
+    uint64_t kh = key_hash(key, (size_t)kn);
+    key_prefetch(l, kh); /* probed below, after the item hash: its miss overlaps that */
     int rc = member_check(l, o->member, err);
     if (rc)
         return rc;
-    size_t mn;
-    const char *mid = member_name(l, o->member, &mn);
     uint64_t ih = 0;
     for (size_t i = 0; o->items && i < o->n_items; i++) {
         const ledger_item *it = &o->items[i];
@@ -1641,7 +1745,7 @@ static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *kn
         uint64_t hc = known ? known[i].categoryh : XXH3_64bits(it->category, it->categoryn);
         ih = ih * 31 + (hs ^ hc ^ XXH3_64bits(v, sizeof v));
     }
-    int wi = find_key(l, key, (size_t)kn);
+    int wi = find_key_h(l, key, (size_t)kn, kh);
     if (wi >= 0 && l->detached)
         return LEDGER_DEFER; /* the stored payload is read to compare */
     if (wi >= 0) {
@@ -1657,8 +1761,8 @@ static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *kn
     int64_t pts = 0;
     if ((rc = order_points(l, o, known, tier, &pts, err)))
         return rc;
-    int64_t nw = add_write_n(l, LEDGER_EARN, key, (size_t)kn, o->member, o->ts, o->id, o->idn, packed,
-                             sizeof packed);
+    int64_t nw = add_write_n(l, LEDGER_EARN, key, (size_t)kn, kh, o->member, o->ts, o->id, o->idn,
+                             packed, sizeof packed);
     if (nw < 0)
         return oom(err);
     lw *w = &l->w[nw];
@@ -1669,9 +1773,12 @@ static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *kn
         if (li < 0)
             return oom(err);
         int r = add_posting(l, (uint32_t)nw, LEDGER_ACC_ISSUED, LEDGER_ACC_MEMBER, pts, (uint32_t)li, o->ts);
-        if (r == -2)
+        if (r == -2) {
+            size_t mn;
+            const char *mid = member_name(l, o->member, &mn);
             return err_set(err, PATRON_EINPUT, "order '%.*s': member '%.*s': balance overflows",
                            (int)o->idn, o->id, (int)mn, mid);
+        }
         if (r)
             return oom(err);
     }
@@ -2294,7 +2401,7 @@ int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
         MEM_GROW(l->arena, l->arena_cap, l->arena_len + n * 32) ||
         MEM_GROW(l->pay, l->pay_cap, l->pay_len + n * 96) ||
         MEM_GROW(l->dirty_lots, l->cap_dl, l->n_dl + n) ||
-        hmap_reserve(&l->keys, n, n * 24) != 0)
+        keys_room(l, l->n_keys + n) != 0)
         return oom(err);
     return PATRON_OK;
 }
