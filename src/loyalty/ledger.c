@@ -34,6 +34,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+/* XXH3 inlined: an import hashes three short fields per line item and 72 bytes per
+ * posting, and the library call's length dispatch cost as much as the hashing.  The
+ * hashes are the library's, bit for bit (they are stored). */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #define NIL UINT32_MAX
