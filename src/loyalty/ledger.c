@@ -44,12 +44,17 @@
 
 enum { W_VOIDED = 1, W_CANCELLED = 2 };
 
-typedef struct lw { /* a write */
+/* A write.  104 bytes: an import makes millions, and fresh memory costs a page fault per
+ * 4 KiB; the ref has no offset of its own (w_ref). */
+typedef struct lw {
     int64_t seq, ts, points, money, shortfall, balance;
     int64_t clawed, returned; /* earns: clawed back (with shortfall) and money returned */
-    uint64_t key_off, ref_off, pay_off;
-    uint32_t key_len, ref_len, pay_len;
-    uint32_t p0, np, member;
+    uint64_t key_off, pay_off;
+    uint32_t key_len, p0, np, member;
+    uint32_t ref_len : 31;
+    uint32_t ref_tail : 1; /* the ref is the key's tail ("order:ID" and "ID"), else it
+                              follows the key's NUL in the arena */
+    uint16_t pay_len;      /* payload texts are built in buffers of 1 KiB at most */
     uint8_t kind, state;
 } lw;
 
@@ -185,6 +190,28 @@ static int arena_add(ledger *l, const char *s, size_t n, uint64_t *off)
     l->arena[l->arena_len + n] = '\0';
     *off = l->arena_len;
     l->arena_len += n + 1;
+    return 0;
+}
+
+static const char *w_ref(const ledger *l, const lw *w)
+{
+    return l->arena + w->key_off + (w->ref_tail ? w->key_len - w->ref_len : w->key_len + 1);
+}
+
+/* Stores a write's key and ref in the arena as w_ref reads them. */
+static int arena_key_ref(ledger *l, lw *w, const char *key, size_t keyn, const char *ref, size_t refn)
+{
+    uint64_t off;
+    if (refn > INT32_MAX || arena_add(l, key, keyn, &w->key_off))
+        return -1;
+    w->key_len = (uint32_t)keyn;
+    w->ref_len = (uint32_t)refn & INT32_MAX;
+    w->ref_tail = refn <= keyn && (ref == key + keyn - refn || memcmp(key + keyn - refn, ref, refn) == 0);
+    if (w->ref_tail)
+        return 0;
+    if (arena_add(l, ref, refn, &off))
+        return -1;
+    PATRON_ASSERT(off == w->key_off + keyn + 1);
     return 0;
 }
 
@@ -428,18 +455,13 @@ static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, ui
     w->member = member;
     w->ts = ts;
     w->p0 = (uint32_t)l->n_p;
-    w->key_len = (uint32_t)keyn;
-    if (arena_add(l, key, keyn, &w->key_off) || MEM_GROW(l->pay, l->pay_cap, l->pay_len + pn + 1) != 0 ||
+    PATRON_ASSERT(pn <= UINT16_MAX);
+    if (arena_key_ref(l, w, key, keyn, ref, refn) || MEM_GROW(l->pay, l->pay_cap, l->pay_len + pn + 1) != 0 ||
         key_put(l, (uint32_t)l->n_w, keyh) != 0)
         return -1;
-    if (refn <= keyn && memcmp(key + keyn - refn, ref, refn) == 0) /* "order:ID" and "ID" */
-        w->ref_off = w->key_off + keyn - refn;
-    else if (arena_add(l, ref, refn, &w->ref_off))
-        return -1;
-    w->ref_len = (uint32_t)refn;
     memcpy(l->pay + l->pay_len, payload, pn);
     w->pay_off = l->pay_len;
-    w->pay_len = (uint32_t)pn;
+    w->pay_len = (uint16_t)pn;
     l->pay_len += pn;
     l->mutated = 1;
     return (int64_t)l->n_w++;
@@ -853,11 +875,8 @@ static int load_write(void *ctx, const store_ledger_write *sw)
     char kb[320];
     size_t kn;
     const char *key = unpack_key(sw, kb, sizeof kb, &kn);
-    w->key_len = (uint32_t)kn;
-    if (arena_add(l, key, kn, &w->key_off) || arena_add(l, sw->ref, sw->refn, &w->ref_off) ||
-        key_put(l, (uint32_t)l->n_w, key_hash(key, kn)) != 0)
+    if (arena_key_ref(l, w, key, kn, sw->ref, sw->refn) || key_put(l, (uint32_t)l->n_w, key_hash(key, kn)) != 0)
         return -1;
-    w->ref_len = (uint32_t)sw->refn;
     l->n_w++;
     return 0;
 }
@@ -978,7 +997,7 @@ static void derive_return(ledger *l, const lw *r)
 {
     if (!r->ref_len)
         return;
-    lw *e = write_by_key(l, "order:", l->arena + r->ref_off, r->ref_len);
+    lw *e = write_by_key(l, "order:", w_ref(l, r), r->ref_len);
     if (e && e->kind == LEDGER_EARN && !(e->state & W_VOIDED)) {
         e->clawed += r->points + r->shortfall;
         e->returned += r->money;
@@ -987,7 +1006,7 @@ static void derive_return(ledger *l, const lw *r)
 
 static void derive_void(ledger *l, const lw *v)
 {
-    int ti = find_key(l, l->arena + v->ref_off, v->ref_len);
+    int ti = find_key(l, w_ref(l, v), v->ref_len);
     if (ti < 0)
         return;
     lw *t = &l->w[ti];
@@ -995,7 +1014,7 @@ static void derive_void(ledger *l, const lw *v)
         t->clawed = t->points;
         t->returned = t->money;
     } else if (t->kind == LEDGER_RETURN && t->ref_len) {
-        lw *e = write_by_key(l, "order:", l->arena + t->ref_off, t->ref_len);
+        lw *e = write_by_key(l, "order:", w_ref(l, t), t->ref_len);
         if (e && e->kind == LEDGER_EARN && !(e->state & W_VOIDED)) {
             e->clawed -= t->points + t->shortfall;
             e->returned -= t->money;
@@ -1006,7 +1025,7 @@ static void derive_void(ledger *l, const lw *v)
 
 static void derive_cancel(ledger *l, const lw *c)
 {
-    int ti = find_key(l, l->arena + c->ref_off, c->ref_len);
+    int ti = find_key(l, w_ref(l, c), c->ref_len);
     if (ti >= 0)
         l->w[ti].state |= W_CANCELLED;
 }
@@ -1182,7 +1201,7 @@ static void write_rec(ledger *l, const lw *w, store_ledger_write *sw)
 {
     *sw = (store_ledger_write){w->seq, l->arena + w->key_off, w->key_len, w->kind,
                                w->member == NIL ? -1 : (int64_t)w->member, w->ts,
-                               l->arena + w->ref_off, w->ref_len, w->points, w->money,
+                               w_ref(l, w), w->ref_len, w->points, w->money,
                                w->shortfall, w->balance, l->pay + w->pay_off, w->pay_len};
 }
 
@@ -1387,7 +1406,7 @@ static void result_of(ledger *l, size_t wi, int replayed, ledger_result *res)
     res->shortfall = w->shortfall;
     res->money = w->money;
     res->balance = w->balance;
-    snprintf(res->ref, sizeof res->ref, "%.*s", (int)w->ref_len, l->arena + w->ref_off);
+    snprintf(res->ref, sizeof res->ref, "%.*s", (int)w->ref_len, w_ref(l, w));
 }
 
 /* Shows a key to the user without the internal prefix of caller keys ("k:"). */
@@ -1765,7 +1784,7 @@ static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *kn
     int64_t pts = 0;
     if ((rc = order_points(l, o, known, tier, &pts, err)))
         return rc;
-    int64_t nw = add_write_n(l, LEDGER_EARN, key, (size_t)kn, kh, o->member, o->ts, o->id, o->idn,
+    int64_t nw = add_write_n(l, LEDGER_EARN, key, (size_t)kn, kh, o->member, o->ts, key + 6, o->idn,
                              packed, sizeof packed);
     if (nw < 0)
         return oom(err);
@@ -1934,7 +1953,7 @@ static int void_in(ledger *l, const char *id, int64_t ts, ledger_result *res, pa
         qspend = -(t->money - t->returned > 0 ? t->money - t->returned : 0);
         moved = -moved;
     } else if (t->kind == LEDGER_RETURN) {
-        lw *e = t->ref_len ? write_by_key(l, "order:", l->arena + t->ref_off, t->ref_len) : NULL;
+        lw *e = t->ref_len ? write_by_key(l, "order:", w_ref(l, t), t->ref_len) : NULL;
         if (!(e && e->kind == LEDGER_EARN && (e->state & W_VOIDED))) {
             if ((rc = restore(l, (uint32_t)nw, &l->w[ti], ts, &moved, err)))
                 return rc;
@@ -2071,7 +2090,7 @@ static int cancel_in(ledger *l, const char *ukey, int64_t now, ledger_result *re
     if (rc)
         return rc;
     const lw *r = &l->w[ri];
-    lstock *st = stock_get(l, l->arena + r->ref_off, r->ref_len, 1);
+    lstock *st = stock_get(l, w_ref(l, r), r->ref_len, 1);
     if (!st)
         return oom(err);
     st->used--;
@@ -2600,7 +2619,7 @@ int ledger_history(ledger *l, uint32_t member, int64_t now, ledger_history_row *
             mem_free(r);
             return oom(err);
         }
-        r[k++] = (ledger_history_row){w->seq, w->ts, signed_amt, w->kind, l->arena + w->ref_off,
+        r[k++] = (ledger_history_row){w->seq, w->ts, signed_amt, w->kind, w_ref(l, w),
                                       w->ref_len, l->lot[p->lot].expires, (w->state & W_CANCELLED) != 0};
         last_w = p->write;
     }
@@ -2692,11 +2711,11 @@ int ledger_stream_rows(ledger *l, uint32_t member, ledger_srow **pts, size_t *np
             continue;
         }
         cur = k;
-        if (srow_add(&p, &pc, &k, (ledger_srow){w->seq, x->ts, amt, w->kind, l->arena + w->ref_off, w->ref_len}))
+        if (srow_add(&p, &pc, &k, (ledger_srow){w->seq, x->ts, amt, w->kind, w_ref(l, w), w->ref_len}))
             goto oom;
         if ((w->kind == LEDGER_REDEEM || w->kind == LEDGER_REDEEM_EVENT) && !(w->state & W_CANCELLED) &&
             !(j && r[j - 1].seq == w->seq) &&
-            srow_add(&r, &rc, &j, (ledger_srow){w->seq, w->ts, -amt, w->kind, l->arena + w->ref_off, w->ref_len}))
+            srow_add(&r, &rc, &j, (ledger_srow){w->seq, w->ts, -amt, w->kind, w_ref(l, w), w->ref_len}))
             goto oom;
         last_w = x->write;
         last_ts = x->ts;
@@ -3128,7 +3147,7 @@ uint64_t ledger_state_hash(ledger *l)
                          w->clawed, w->returned, w->np, w->member, w->kind, w->state};
         XXH3_64bits_update(s, v, sizeof v);
         XXH3_64bits_update(s, l->arena + w->key_off, w->key_len);
-        XXH3_64bits_update(s, l->arena + w->ref_off, w->ref_len);
+        XXH3_64bits_update(s, w_ref(l, w), w->ref_len);
     }
     for (size_t i = 0; i < l->n_p; i++) {
         const lp *p = &l->p[i];
