@@ -34,18 +34,27 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+/* XXH3 inlined: an import hashes three short fields per line item and 72 bytes per
+ * posting, and the library call's length dispatch cost as much as the hashing.  The
+ * hashes are the library's, bit for bit (they are stored). */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #define NIL UINT32_MAX
 
 enum { W_VOIDED = 1, W_CANCELLED = 2 };
 
-typedef struct lw { /* a write */
+/* A write.  104 bytes: an import makes millions, and fresh memory costs a page fault per
+ * 4 KiB; the ref has no offset of its own (w_ref). */
+typedef struct lw {
     int64_t seq, ts, points, money, shortfall, balance;
     int64_t clawed, returned; /* earns: clawed back (with shortfall) and money returned */
-    uint64_t key_off, ref_off, pay_off;
-    uint32_t key_len, ref_len, pay_len;
-    uint32_t p0, np, member;
+    uint64_t key_off, pay_off;
+    uint32_t key_len, p0, np, member;
+    uint32_t ref_len : 31;
+    uint32_t ref_tail : 1; /* the ref is the key's tail ("order:ID" and "ID"), else it
+                              follows the key's NUL in the arena */
+    uint16_t pay_len;      /* payload texts are built in buffers of 1 KiB at most */
     uint8_t kind, state;
 } lw;
 
@@ -91,6 +100,12 @@ typedef struct lstock {
     uint8_t dirty;
 } lstock;
 
+/* A slot of the key index (struct ledger, keys). */
+typedef struct kslot {
+    uint32_t tag; /* the low 32 bits of the key's XXH3, never 0; 0 = empty slot */
+    uint32_t wi;  /* the write's index */
+} kslot;
+
 typedef struct cand { /* a lot that can be spent, for sorting */
     int64_t expires, ts, id;
     uint32_t idx;
@@ -121,7 +136,13 @@ struct ledger {
     lstock *stock;
     size_t n_w, n_p, n_lot, n_q, n_t, n_m, n_stock;
     size_t cap_w, cap_p, cap_lot, cap_q, cap_t, cap_m, cap_stock;
-    hmap keys; /* key -> write index */
+    /* Idempotency key -> write index.  Open addressing, linear probing, load under 1/2.
+     * The keys themselves are the writes' (key_off in the arena), so a slot is 8 bytes
+     * and a key is stored once; a tag match is confirmed against the write's key.  The
+     * probe for a new key is a cache miss in a table of millions: keeping it small
+     * matters more than the rare extra compare (tags sharing the slot's low bits). */
+    kslot *keys;
+    size_t cap_keys, n_keys;
     char *arena;
     size_t arena_len, arena_cap;
     char *pay; /* payloads of writes not flushed yet */
@@ -169,6 +190,28 @@ static int arena_add(ledger *l, const char *s, size_t n, uint64_t *off)
     l->arena[l->arena_len + n] = '\0';
     *off = l->arena_len;
     l->arena_len += n + 1;
+    return 0;
+}
+
+static const char *w_ref(const ledger *l, const lw *w)
+{
+    return l->arena + w->key_off + (w->ref_tail ? w->key_len - w->ref_len : w->key_len + 1);
+}
+
+/* Stores a write's key and ref in the arena as w_ref reads them. */
+static int arena_key_ref(ledger *l, lw *w, const char *key, size_t keyn, const char *ref, size_t refn)
+{
+    uint64_t off;
+    if (refn > INT32_MAX || arena_add(l, key, keyn, &w->key_off))
+        return -1;
+    w->key_len = (uint32_t)keyn;
+    w->ref_len = (uint32_t)refn & INT32_MAX;
+    w->ref_tail = refn <= keyn && (ref == key + keyn - refn || memcmp(key + keyn - refn, ref, refn) == 0);
+    if (w->ref_tail)
+        return 0;
+    if (arena_add(l, ref, refn, &off))
+        return -1;
+    PATRON_ASSERT(off == w->key_off + keyn + 1);
     return 0;
 }
 
@@ -234,7 +277,7 @@ static void release_state(ledger *l)
     for (size_t i = 0; i < l->n_stock; i++)
         mem_free(l->stock[i].id);
     mem_free(l->stock);
-    hmap_release(&l->keys);
+    mem_free(l->keys);
     mem_free(l->arena);
     mem_free(l->pay);
     mem_free(l->dirty_lots);
@@ -242,6 +285,8 @@ static void release_state(ledger *l)
     program_free(l->prog);
     l->w = NULL, l->p = NULL, l->lot = NULL, l->q = NULL, l->t = NULL, l->m = NULL, l->stock = NULL;
     l->arena = l->pay = NULL;
+    l->keys = NULL;
+    l->cap_keys = l->n_keys = 0;
     l->dirty_lots = l->changed = NULL;
     l->n_ch = l->cap_ch = 0;
     l->ch_lost = 0;
@@ -258,7 +303,6 @@ static void release_state(ledger *l)
     memset(l->acc_debit, 0, sizeof l->acc_debit);
     memset(l->acc_credit, 0, sizeof l->acc_credit);
     l->acc_overflow = 0;
-    hmap_init(&l->keys);
 }
 
 static void account(ledger *l, int debit, int credit, int64_t amount)
@@ -275,7 +319,6 @@ static void ledger_free_cb(void *p)
     if (!l)
         return;
     release_state(l);
-    hmap_release(&l->keys);
     mem_free(l->cands);
     promo_rules_free(l->rules);
     mem_free(l->rule_ok);
@@ -301,15 +344,107 @@ static lstock *stock_get(ledger *l, const char *id, size_t n, int create)
     return s;
 }
 
-static int find_key(ledger *l, const char *key, size_t n)
+/* ---- the key index ---------------------------------------------------------------- */
+
+static uint64_t key_hash(const char *key, size_t n)
 {
-    uint32_t wi;
-    return hmap_get(&l->keys, key, n, &wi) ? (int)wi : -1;
+    return XXH3_64bits(key, n);
+}
+
+static uint32_t key_tag(uint64_t h)
+{
+    uint32_t t = (uint32_t)h;
+    return t ? t : 1;
+}
+
+/* The slot holding key (returns its write index) or, when absent, the empty slot where
+ * its probe ends (returns -1).  cap_keys > 0. */
+static int key_probe(const ledger *l, const char *key, size_t n, uint32_t tag, size_t *slot)
+{
+    size_t mask = l->cap_keys - 1, i = tag & mask;
+    for (;; i = (i + 1) & mask) {
+        const kslot *s = &l->keys[i];
+        if (s->tag == 0) {
+            *slot = i;
+            return -1;
+        }
+        if (s->tag == tag) {
+            const lw *w = &l->w[s->wi];
+            if (w->key_len == n && memcmp(l->arena + w->key_off, key, n) == 0) {
+                *slot = i;
+                return (int)s->wi;
+            }
+        }
+    }
+}
+
+/* Room for `count` keys in all without passing the load factor (no rehash until then). */
+static int keys_room(ledger *l, size_t count)
+{
+    if (2 * count <= l->cap_keys)
+        return 0;
+    size_t cap = l->cap_keys ? l->cap_keys : 64;
+    while (cap < 2 * count)
+        cap *= 2;
+    if (cap > (size_t)UINT32_MAX + 1) /* tags place keys: 32 bits of index at most */
+        return -1;
+    kslot *ns = mem_calloc(cap, sizeof *ns);
+    if (!ns)
+        return -1;
+    for (size_t i = 0; i < l->cap_keys; i++) {
+        if (!l->keys[i].tag)
+            continue;
+        size_t j = l->keys[i].tag & (cap - 1);
+        while (ns[j].tag)
+            j = (j + 1) & (cap - 1);
+        ns[j] = l->keys[i];
+    }
+    mem_free(l->keys);
+    l->keys = ns;
+    l->cap_keys = cap;
+    return 0;
+}
+
+/* Asks the CPU for the slot where the probe for hash h starts (a miss in a big table). */
+static void key_prefetch(const ledger *l, uint64_t h)
+{
+    if (l->cap_keys)
+        __builtin_prefetch(&l->keys[key_tag(h) & (l->cap_keys - 1)]);
+}
+
+/* The write stored under key (h = key_hash(key, n)), or -1. */
+static int find_key_h(const ledger *l, const char *key, size_t n, uint64_t h)
+{
+    size_t slot;
+    return l->cap_keys ? key_probe(l, key, n, key_tag(h), &slot) : -1;
+}
+
+static int find_key(const ledger *l, const char *key, size_t n)
+{
+    return find_key_h(l, key, n, key_hash(key, n));
+}
+
+/* Indexes write wi under its key (the arena's copy, key_off / key_len set); a key
+ * indexed already now names wi.  0 ok, -1 out of memory. */
+static int key_put(ledger *l, uint32_t wi, uint64_t h)
+{
+    if (keys_room(l, l->n_keys + 1) != 0)
+        return -1;
+    const lw *w = &l->w[wi];
+    uint32_t tag = key_tag(h);
+    size_t slot;
+    if (key_probe(l, l->arena + w->key_off, w->key_len, tag, &slot) < 0) {
+        l->keys[slot].tag = tag;
+        l->n_keys++;
+    }
+    l->keys[slot].wi = wi;
+    return 0;
 }
 
 /* Appends a write (seq = its index + 1 in the journal order).  Returns the index or -1. */
-static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, uint32_t member,
-                           int64_t ts, const char *ref, size_t refn, const char *payload, size_t pn)
+static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, uint64_t keyh,
+                           uint32_t member, int64_t ts, const char *ref, size_t refn,
+                           const char *payload, size_t pn)
 {
     if (MEM_GROW(l->w, l->cap_w, l->n_w + 1) != 0)
         return -1;
@@ -320,18 +455,13 @@ static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, ui
     w->member = member;
     w->ts = ts;
     w->p0 = (uint32_t)l->n_p;
-    if (arena_add(l, key, keyn, &w->key_off) || MEM_GROW(l->pay, l->pay_cap, l->pay_len + pn + 1) != 0 ||
-        hmap_put(&l->keys, key, keyn, (uint32_t)l->n_w) != 0)
+    PATRON_ASSERT(pn <= UINT16_MAX);
+    if (arena_key_ref(l, w, key, keyn, ref, refn) || MEM_GROW(l->pay, l->pay_cap, l->pay_len + pn + 1) != 0 ||
+        key_put(l, (uint32_t)l->n_w, keyh) != 0)
         return -1;
-    if (refn <= keyn && memcmp(key + keyn - refn, ref, refn) == 0) /* "order:ID" and "ID" */
-        w->ref_off = w->key_off + keyn - refn;
-    else if (arena_add(l, ref, refn, &w->ref_off))
-        return -1;
-    w->key_len = (uint32_t)keyn;
-    w->ref_len = (uint32_t)refn;
     memcpy(l->pay + l->pay_len, payload, pn);
     w->pay_off = l->pay_len;
-    w->pay_len = (uint32_t)pn;
+    w->pay_len = (uint16_t)pn;
     l->pay_len += pn;
     l->mutated = 1;
     return (int64_t)l->n_w++;
@@ -340,7 +470,8 @@ static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, ui
 static int64_t add_write(ledger *l, int kind, const char *key, size_t keyn, uint32_t member,
                          int64_t ts, const char *ref, size_t refn, const char *payload)
 {
-    return add_write_n(l, kind, key, keyn, member, ts, ref, refn, payload, strlen(payload));
+    return add_write_n(l, kind, key, keyn, key_hash(key, keyn), member, ts, ref, refn, payload,
+                       strlen(payload));
 }
 
 /* Appends a journal line and applies it to its lot and member.  The member side is the
@@ -744,11 +875,8 @@ static int load_write(void *ctx, const store_ledger_write *sw)
     char kb[320];
     size_t kn;
     const char *key = unpack_key(sw, kb, sizeof kb, &kn);
-    if (arena_add(l, key, kn, &w->key_off) || arena_add(l, sw->ref, sw->refn, &w->ref_off) ||
-        hmap_put(&l->keys, key, kn, (uint32_t)l->n_w) != 0)
+    if (arena_key_ref(l, w, key, kn, sw->ref, sw->refn) || key_put(l, (uint32_t)l->n_w, key_hash(key, kn)) != 0)
         return -1;
-    w->key_len = (uint32_t)kn;
-    w->ref_len = (uint32_t)sw->refn;
     l->n_w++;
     return 0;
 }
@@ -869,7 +997,7 @@ static void derive_return(ledger *l, const lw *r)
 {
     if (!r->ref_len)
         return;
-    lw *e = write_by_key(l, "order:", l->arena + r->ref_off, r->ref_len);
+    lw *e = write_by_key(l, "order:", w_ref(l, r), r->ref_len);
     if (e && e->kind == LEDGER_EARN && !(e->state & W_VOIDED)) {
         e->clawed += r->points + r->shortfall;
         e->returned += r->money;
@@ -878,7 +1006,7 @@ static void derive_return(ledger *l, const lw *r)
 
 static void derive_void(ledger *l, const lw *v)
 {
-    int ti = find_key(l, l->arena + v->ref_off, v->ref_len);
+    int ti = find_key(l, w_ref(l, v), v->ref_len);
     if (ti < 0)
         return;
     lw *t = &l->w[ti];
@@ -886,7 +1014,7 @@ static void derive_void(ledger *l, const lw *v)
         t->clawed = t->points;
         t->returned = t->money;
     } else if (t->kind == LEDGER_RETURN && t->ref_len) {
-        lw *e = write_by_key(l, "order:", l->arena + t->ref_off, t->ref_len);
+        lw *e = write_by_key(l, "order:", w_ref(l, t), t->ref_len);
         if (e && e->kind == LEDGER_EARN && !(e->state & W_VOIDED)) {
             e->clawed -= t->points + t->shortfall;
             e->returned -= t->money;
@@ -897,7 +1025,7 @@ static void derive_void(ledger *l, const lw *v)
 
 static void derive_cancel(ledger *l, const lw *c)
 {
-    int ti = find_key(l, l->arena + c->ref_off, c->ref_len);
+    int ti = find_key(l, w_ref(l, c), c->ref_len);
     if (ti >= 0)
         l->w[ti].state |= W_CANCELLED;
 }
@@ -994,7 +1122,6 @@ int ledger_get(patron_db *db, ledger **out, patron_error *err)
         l = mem_calloc(1, sizeof *l);
         if (!l)
             return oom(err);
-        hmap_init(&l->keys);
         l->db = db;
         l->durable = 1;
         l->next_p = l->next_q = l->next_t = 1;
@@ -1074,7 +1201,7 @@ static void write_rec(ledger *l, const lw *w, store_ledger_write *sw)
 {
     *sw = (store_ledger_write){w->seq, l->arena + w->key_off, w->key_len, w->kind,
                                w->member == NIL ? -1 : (int64_t)w->member, w->ts,
-                               l->arena + w->ref_off, w->ref_len, w->points, w->money,
+                               w_ref(l, w), w->ref_len, w->points, w->money,
                                w->shortfall, w->balance, l->pay + w->pay_off, w->pay_len};
 }
 
@@ -1279,7 +1406,7 @@ static void result_of(ledger *l, size_t wi, int replayed, ledger_result *res)
     res->shortfall = w->shortfall;
     res->money = w->money;
     res->balance = w->balance;
-    snprintf(res->ref, sizeof res->ref, "%.*s", (int)w->ref_len, l->arena + w->ref_off);
+    snprintf(res->ref, sizeof res->ref, "%.*s", (int)w->ref_len, w_ref(l, w));
 }
 
 /* Shows a key to the user without the internal prefix of caller keys ("k:"). */
@@ -1628,11 +1755,11 @@ static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *kn
     memcpy(key, "order:", 6);
     memcpy(key + 6, o->id, o->idn);
     key[kn] = '\0';
+    uint64_t kh = key_hash(key, (size_t)kn);
+    key_prefetch(l, kh); /* probed below, after the item hash: its miss overlaps that */
     int rc = member_check(l, o->member, err);
     if (rc)
         return rc;
-    size_t mn;
-    const char *mid = member_name(l, o->member, &mn);
     uint64_t ih = 0;
     for (size_t i = 0; o->items && i < o->n_items; i++) {
         const ledger_item *it = &o->items[i];
@@ -1641,7 +1768,7 @@ static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *kn
         uint64_t hc = known ? known[i].categoryh : XXH3_64bits(it->category, it->categoryn);
         ih = ih * 31 + (hs ^ hc ^ XXH3_64bits(v, sizeof v));
     }
-    int wi = find_key(l, key, (size_t)kn);
+    int wi = find_key_h(l, key, (size_t)kn, kh);
     if (wi >= 0 && l->detached)
         return LEDGER_DEFER; /* the stored payload is read to compare */
     if (wi >= 0) {
@@ -1657,8 +1784,8 @@ static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *kn
     int64_t pts = 0;
     if ((rc = order_points(l, o, known, tier, &pts, err)))
         return rc;
-    int64_t nw = add_write_n(l, LEDGER_EARN, key, (size_t)kn, o->member, o->ts, o->id, o->idn, packed,
-                             sizeof packed);
+    int64_t nw = add_write_n(l, LEDGER_EARN, key, (size_t)kn, kh, o->member, o->ts, key + 6, o->idn,
+                             packed, sizeof packed);
     if (nw < 0)
         return oom(err);
     lw *w = &l->w[nw];
@@ -1669,9 +1796,12 @@ static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *kn
         if (li < 0)
             return oom(err);
         int r = add_posting(l, (uint32_t)nw, LEDGER_ACC_ISSUED, LEDGER_ACC_MEMBER, pts, (uint32_t)li, o->ts);
-        if (r == -2)
+        if (r == -2) {
+            size_t mn;
+            const char *mid = member_name(l, o->member, &mn);
             return err_set(err, PATRON_EINPUT, "order '%.*s': member '%.*s': balance overflows",
                            (int)o->idn, o->id, (int)mn, mid);
+        }
         if (r)
             return oom(err);
     }
@@ -1823,7 +1953,7 @@ static int void_in(ledger *l, const char *id, int64_t ts, ledger_result *res, pa
         qspend = -(t->money - t->returned > 0 ? t->money - t->returned : 0);
         moved = -moved;
     } else if (t->kind == LEDGER_RETURN) {
-        lw *e = t->ref_len ? write_by_key(l, "order:", l->arena + t->ref_off, t->ref_len) : NULL;
+        lw *e = t->ref_len ? write_by_key(l, "order:", w_ref(l, t), t->ref_len) : NULL;
         if (!(e && e->kind == LEDGER_EARN && (e->state & W_VOIDED))) {
             if ((rc = restore(l, (uint32_t)nw, &l->w[ti], ts, &moved, err)))
                 return rc;
@@ -1960,7 +2090,7 @@ static int cancel_in(ledger *l, const char *ukey, int64_t now, ledger_result *re
     if (rc)
         return rc;
     const lw *r = &l->w[ri];
-    lstock *st = stock_get(l, l->arena + r->ref_off, r->ref_len, 1);
+    lstock *st = stock_get(l, w_ref(l, r), r->ref_len, 1);
     if (!st)
         return oom(err);
     st->used--;
@@ -2294,7 +2424,7 @@ int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
         MEM_GROW(l->arena, l->arena_cap, l->arena_len + n * 32) ||
         MEM_GROW(l->pay, l->pay_cap, l->pay_len + n * 96) ||
         MEM_GROW(l->dirty_lots, l->cap_dl, l->n_dl + n) ||
-        hmap_reserve(&l->keys, n, n * 24) != 0)
+        keys_room(l, l->n_keys + n) != 0)
         return oom(err);
     return PATRON_OK;
 }
@@ -2489,7 +2619,7 @@ int ledger_history(ledger *l, uint32_t member, int64_t now, ledger_history_row *
             mem_free(r);
             return oom(err);
         }
-        r[k++] = (ledger_history_row){w->seq, w->ts, signed_amt, w->kind, l->arena + w->ref_off,
+        r[k++] = (ledger_history_row){w->seq, w->ts, signed_amt, w->kind, w_ref(l, w),
                                       w->ref_len, l->lot[p->lot].expires, (w->state & W_CANCELLED) != 0};
         last_w = p->write;
     }
@@ -2581,11 +2711,11 @@ int ledger_stream_rows(ledger *l, uint32_t member, ledger_srow **pts, size_t *np
             continue;
         }
         cur = k;
-        if (srow_add(&p, &pc, &k, (ledger_srow){w->seq, x->ts, amt, w->kind, l->arena + w->ref_off, w->ref_len}))
+        if (srow_add(&p, &pc, &k, (ledger_srow){w->seq, x->ts, amt, w->kind, w_ref(l, w), w->ref_len}))
             goto oom;
         if ((w->kind == LEDGER_REDEEM || w->kind == LEDGER_REDEEM_EVENT) && !(w->state & W_CANCELLED) &&
             !(j && r[j - 1].seq == w->seq) &&
-            srow_add(&r, &rc, &j, (ledger_srow){w->seq, w->ts, -amt, w->kind, l->arena + w->ref_off, w->ref_len}))
+            srow_add(&r, &rc, &j, (ledger_srow){w->seq, w->ts, -amt, w->kind, w_ref(l, w), w->ref_len}))
             goto oom;
         last_w = x->write;
         last_ts = x->ts;
@@ -3017,7 +3147,7 @@ uint64_t ledger_state_hash(ledger *l)
                          w->clawed, w->returned, w->np, w->member, w->kind, w->state};
         XXH3_64bits_update(s, v, sizeof v);
         XXH3_64bits_update(s, l->arena + w->key_off, w->key_len);
-        XXH3_64bits_update(s, l->arena + w->ref_off, w->ref_len);
+        XXH3_64bits_update(s, w_ref(l, w), w->ref_len);
     }
     for (size_t i = 0; i < l->n_p; i++) {
         const lp *p = &l->p[i];

@@ -715,11 +715,14 @@ int program_tier_find(const program *p, const char *name, size_t n)
 int64_t program_item_mult(const program *p, const char *sku, size_t skun, const char *cat,
                           size_t catn)
 {
+    /* (the first byte before memcmp: most names of one length differ there) */
     for (size_t i = 0; i < p->n_skus && skun; i++)
-        if (p->skus[i].keyn == skun && memcmp(p->skus[i].key, sku, skun) == 0)
+        if (p->skus[i].keyn == skun && p->skus[i].key[0] == sku[0] &&
+            memcmp(p->skus[i].key, sku, skun) == 0)
             return p->skus[i].mult;
     for (size_t i = 0; i < p->n_categories && catn; i++)
-        if (p->categories[i].keyn == catn && memcmp(p->categories[i].key, cat, catn) == 0)
+        if (p->categories[i].keyn == catn && p->categories[i].key[0] == cat[0] &&
+            memcmp(p->categories[i].key, cat, catn) == 0)
             return p->categories[i].mult;
     return PROGRAM_SCALE;
 }
