@@ -92,6 +92,42 @@ static void afree(arena *a)
     a->head = NULL;
 }
 
+/* Scratch memory outlives a pass: the chunk a finished job grew is kept for the next
+ * one (a clock advance runs a short pass per segment; fresh chunks of a few MB each
+ * time were paid for in page faults and zeroed huge pages).  Shared by every database
+ * of the process, behind a mutex; what a job reads from its arena it wrote first. */
+#define ARENA_POOL 16
+static pthread_mutex_t arena_mu = PTHREAD_MUTEX_INITIALIZER;
+static achunk *arena_pool[ARENA_POOL];
+static int arena_pooled;
+
+static void arena_take(arena *a)
+{
+    a->head = NULL;
+    a->failed = 0;
+    pthread_mutex_lock(&arena_mu);
+    if (arena_pooled > 0)
+        a->head = arena_pool[--arena_pooled];
+    pthread_mutex_unlock(&arena_mu);
+}
+
+/* Keeps the arena's newest (biggest) chunk in the pool and frees the rest. */
+static void arena_give(arena *a)
+{
+    areset(a);
+    achunk *c = a->head;
+    a->head = NULL;
+    if (!c)
+        return;
+    pthread_mutex_lock(&arena_mu);
+    if (arena_pooled < ARENA_POOL) {
+        arena_pool[arena_pooled++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&arena_mu);
+    mem_free(c);
+}
+
 /* ---- context --------------------------------------------------------------------- */
 
 /* A node's values over the context's rows.  With want_due, t[i] is the next instant
@@ -3133,7 +3169,8 @@ typedef struct job {
 static void *run_job(void *arg)
 {
     job *j = arg;
-    arena ar = {0};
+    arena ar;
+    arena_take(&ar);
     ectx x;
     ctx_init(&x, j->r, j->db, j->now, &ar);
     if (j->members) {
@@ -3153,7 +3190,7 @@ static void *run_job(void *arg)
                 j->failed = 1;
         }
     }
-    afree(&ar);
+    arena_give(&ar);
     return NULL;
 }
 

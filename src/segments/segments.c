@@ -6,10 +6,12 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "base/rsort.h"
 #include "base/time.h"
 #include "ingest/input.h"
 #include "rules/eval.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <xxhash.h>
@@ -300,26 +302,26 @@ typedef struct chrow {
     uint8_t enter;
 } chrow;
 
-static int cmp_chrow(const void *a, const void *b)
-{
-    const chrow *x = a, *y = b;
-    if (x->ts != y->ts)
-        return x->ts < y->ts ? -1 : 1;
-    return x->m < y->m ? -1 : x->m > y->m;
-}
-
-/* Puts the changes in time order (rounds record them member by member). */
+/* Puts the changes in time order, members in order within an instant (rounds record
+ * them member by member; a member changes at most once per instant). */
 static int ch_sort(chbuf *c)
 {
-    chrow *r = mem_alloc_array(c->n ? c->n : 1, sizeof *r);
-    if (!r)
+    size_t n = c->n;
+    chrow *r = mem_alloc_array(n ? n : 1, sizeof *r);
+    chrow *t = mem_alloc_array(n ? n : 1, sizeof *t);
+    if (!r || !t) {
+        mem_free(r);
+        mem_free(t);
         return -1;
-    for (size_t i = 0; i < c->n; i++)
+    }
+    for (size_t i = 0; i < n; i++)
         r[i] = (chrow){c->ts[i], c->m[i], c->enter[i]};
-    qsort(r, c->n, sizeof *r, cmp_chrow); /* a member changes at most once per instant */
-    for (size_t i = 0; i < c->n; i++)
-        c->ts[i] = r[i].ts, c->m[i] = r[i].m, c->enter[i] = r[i].enter;
+    static const rsort_key by[2] = {{offsetof(chrow, ts), 8, 1}, {offsetof(chrow, m), 4, 0}};
+    const chrow *o = rsort(r, t, n, sizeof *r, by, 2);
+    for (size_t i = 0; i < n; i++)
+        c->ts[i] = o[i].ts, c->m[i] = o[i].m, c->enter[i] = o[i].enter;
     mem_free(r);
+    mem_free(t);
     return 0;
 }
 
@@ -653,50 +655,18 @@ typedef struct gather {
     size_t n, cap, tcap;
 } gather;
 
-static int cmp_due_member(const void *a, const void *b)
-{
-    uint32_t x = ((const seg_due *)a)->m, y = ((const seg_due *)b)->m;
-    return (x > y) - (x < y);
-}
-
-/* Sorts the pairs (m[i], t[i]) by member (each member appears once): a radix sort on
- * the member's bytes (passes over a byte every member shares are skipped), qsort for
- * short lists. */
+/* Sorts the pairs (m[i], t[i]) by member (each member appears once). */
 static void sort_by_member(uint32_t *m, int64_t *t, size_t n)
 {
-    seg_due *p = mem_alloc_array(n, sizeof *p);
-    seg_due *q = n >= 256 ? mem_alloc_array(n, sizeof *q) : NULL;
-    if (!p || (n >= 256 && !q)) {
-        mem_free(p);
-        mem_free(q);
-        return; /* the order is only a matter of speed */
+    seg_due *p = mem_alloc_array(n, sizeof *p), *q = mem_alloc_array(n, sizeof *q);
+    if (p && q) { /* else the order is only a matter of speed */
+        for (size_t i = 0; i < n; i++)
+            p[i] = (seg_due){t[i], m[i]};
+        static const rsort_key by[1] = {{offsetof(seg_due, m), 4, 0}};
+        const seg_due *o = rsort(p, q, n, sizeof *p, by, 1);
+        for (size_t i = 0; i < n; i++)
+            m[i] = o[i].m, t[i] = o[i].t;
     }
-    for (size_t i = 0; i < n; i++)
-        p[i] = (seg_due){t[i], m[i]};
-    if (n < 256) {
-        qsort(p, n, sizeof *p, cmp_due_member);
-    } else {
-        for (int shift = 0; shift < 32; shift += 8) {
-            size_t count[256] = {0};
-            for (size_t i = 0; i < n; i++)
-                count[(p[i].m >> shift) & 0xff]++;
-            if (count[(p[0].m >> shift) & 0xff] == n)
-                continue; /* every member has this byte */
-            size_t at = 0;
-            for (int d = 0; d < 256; d++) {
-                size_t c = count[d];
-                count[d] = at;
-                at += c;
-            }
-            for (size_t i = 0; i < n; i++)
-                q[count[(p[i].m >> shift) & 0xff]++] = p[i];
-            seg_due *tmp = p;
-            p = q;
-            q = tmp;
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        m[i] = p[i].m, t[i] = p[i].t;
     mem_free(p);
     mem_free(q);
 }
