@@ -5,6 +5,10 @@
  * values and must never be read.  Prefix arrays run over all rows so that a member's
  * window [lo, hi) is pc[hi] - pc[lo] without knowing where its slice starts; the money
  * sums wrap modulo 2^64, which leaves the difference over a slice exact.
+ *
+ * The blocks of aggidx_blocks put the rows of a block's member slices into time order
+ * by a stable radix sort, so equal times keep member order and the result depends on
+ * nothing but the rows.
  */
 #include "rules/aggidx.h"
 
@@ -50,6 +54,10 @@ void aggidx_free(aggidx *a)
     mem_free(a->pc);
     mem_free(a->ps);
     mem_free(a->tc);
+    mem_free(a->blk.off);
+    mem_free(a->blk.ts);
+    mem_free(a->blk.mem);
+    mem_free(a->blk.money);
     mem_free(a);
 }
 
@@ -187,4 +195,144 @@ const uint64_t *aggidx_ps(aggidx *a, const vcol *c)
     a->ps_data = c->data;
     a->ps_via = c->via;
     return p;
+}
+
+/* Puts the n times t of a block in order: perm[i] is the index in t of the i-th
+ * earliest, equal times in index order.  A least significant digit first radix sort
+ * of the times' offsets from the earliest, one byte a pass (as many passes as the span
+ * of the times needs, a pass skipped when all its bytes are equal); key and perm hold
+ * 2n entries each (the second half for the passes). */
+static void sort_block(const int64_t *t, uint32_t n, uint64_t *key, uint32_t *perm)
+{
+    if (n == 0)
+        return;
+    int64_t lo = t[0], hi = t[0];
+    for (uint32_t i = 1; i < n; i++) {
+        lo = t[i] < lo ? t[i] : lo;
+        hi = t[i] > hi ? t[i] : hi;
+    }
+    uint64_t span = (uint64_t)hi - (uint64_t)lo;
+    uint64_t *ka = key, *kb = key + n;
+    uint32_t *pa = perm, *pb = perm + n;
+    for (uint32_t i = 0; i < n; i++) {
+        ka[i] = (uint64_t)t[i] - (uint64_t)lo;
+        pa[i] = i;
+    }
+    for (unsigned sh = 0; sh < 64 && (span >> sh) != 0; sh += 8) {
+        uint32_t pos[256] = {0};
+        for (uint32_t i = 0; i < n; i++)
+            pos[(ka[i] >> sh) & 255]++;
+        if (pos[(ka[0] >> sh) & 255] == n)
+            continue; /* one digit for all: the order stands */
+        uint32_t acc = 0;
+        for (int d = 0; d < 256; d++) {
+            uint32_t c = pos[d];
+            pos[d] = acc;
+            acc += c;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t o = pos[(ka[i] >> sh) & 255]++;
+            kb[o] = ka[i];
+            pb[o] = pa[i];
+        }
+        uint64_t *tk = ka;
+        ka = kb;
+        kb = tk;
+        uint32_t *tp = pa;
+        pa = pb;
+        pb = tp;
+    }
+    if (pa != perm)
+        memcpy(perm, pa, n * sizeof *perm);
+}
+
+/* Fills the blocks of k (off set, room for the rows) from the index's kept rows: times
+ * and members, and money from the money column c unless NULL.  0, or -1 when out of
+ * memory (nothing is written then). */
+static int fill_blocks(const aggidx *a, aggblk *k, const vcol *c)
+{
+    const stream *s = a->s;
+    uint32_t most = 0;
+    for (uint32_t b = 0; b < k->nb; b++)
+        most = k->off[b + 1] - k->off[b] > most ? k->off[b + 1] - k->off[b] : most;
+    size_t room = most ? most : 1;
+    /* a block's rows in member order (time, member, money), and the sort's room */
+    int64_t *bt = mem_alloc_array(room, 2 * sizeof *bt);
+    uint8_t *bm = mem_alloc(room);
+    uint64_t *key = mem_alloc_array(room, 2 * sizeof *key);
+    uint32_t *perm = mem_alloc_array(room, 2 * sizeof *perm);
+    int rc = bt && bm && key && perm ? 0 : -1;
+    const int64_t *d = c ? c->data : NULL;
+    const uint32_t *via = c ? c->via : NULL;
+    for (uint32_t b = 0; rc == 0 && b < k->nb; b++) {
+        int64_t *bv = bt + room;
+        uint32_t n = 0, m0 = b << AGGIDX_BLOCK_BITS;
+        for (uint32_t m = m0; m < a->nm && m - m0 < (1u << AGGIDX_BLOCK_BITS); m++)
+            for (uint32_t r = s->beg[m]; r < s->end[m]; r++)
+                if (a->keep[r]) {
+                    bt[n] = s->ts[r];
+                    bm[n] = (uint8_t)(m - m0);
+                    bv[n] = d ? d[via ? via[r] : r] : 0;
+                    n++;
+                }
+        sort_block(bt, n, key, perm);
+        int64_t *ts = k->ts + k->off[b], *mv = d ? k->money + k->off[b] : NULL;
+        uint8_t *mm = k->mem + k->off[b];
+        for (uint32_t i = 0; i < n; i++) {
+            ts[i] = bt[perm[i]];
+            mm[i] = bm[perm[i]];
+            if (mv)
+                mv[i] = bv[perm[i]];
+        }
+    }
+    mem_free(bt);
+    mem_free(bm);
+    mem_free(key);
+    mem_free(perm);
+    return rc;
+}
+
+const aggblk *aggidx_blocks(aggidx *a, const vcol *c, int *oom)
+{
+    if (c && c->st != VS_MONEY)
+        return NULL;
+    if (a->blk.off && (!c || a->blk.money))
+        return !c || (a->blk_data == c->data && a->blk_via == c->via) ? &a->blk : NULL;
+    aggblk k = a->blk; /* built for counts and now asked for money: the same again, with it */
+    if (!k.off) {
+        const stream *s = a->s;
+        k.nb = (a->nm + (1u << AGGIDX_BLOCK_BITS) - 1) >> AGGIDX_BLOCK_BITS;
+        k.off = mem_alloc_array((size_t)k.nb + 1, sizeof *k.off);
+        if (!k.off) {
+            *oom = 1;
+            return NULL;
+        }
+        size_t total = 0;
+        for (uint32_t m = 0; m < a->nm; m++) {
+            if ((m & ((1u << AGGIDX_BLOCK_BITS) - 1)) == 0)
+                k.off[m >> AGGIDX_BLOCK_BITS] = (uint32_t)total;
+            for (uint32_t r = s->beg[m]; r < s->end[m]; r++)
+                total += a->keep[r];
+        }
+        k.off[k.nb] = (uint32_t)total;
+        k.ts = mem_alloc_array(total ? total : 1, sizeof *k.ts);
+        k.mem = mem_alloc(total ? total : 1);
+    }
+    size_t total = k.off[k.nb];
+    if (c)
+        k.money = mem_alloc_array(total ? total : 1, sizeof *k.money);
+    if (!k.ts || !k.mem || (c && !k.money) || fill_blocks(a, &k, c) != 0) {
+        if (k.off != a->blk.off) {
+            mem_free(k.off);
+            mem_free(k.ts);
+            mem_free(k.mem);
+        }
+        mem_free(k.money);
+        *oom = 1;
+        return NULL;
+    }
+    a->blk = k;
+    a->blk_data = c ? c->data : NULL;
+    a->blk_via = c ? c->via : NULL;
+    return &a->blk;
 }
