@@ -1171,8 +1171,33 @@ static vec eval_node(ectx *x, const rnode *n, vec *ch)
         } else {
             if (!a.d || !b.d)
                 return (vec){0};
-            for (size_t i = 0; i < nn; i++)
-                r.b[i] = (uint8_t)cmp_d(n->op, a.d[i], b.d[i]);
+            const double *p = a.d, *q = b.d;
+            switch (n->op) { /* one loop per operator: no call or switch per row */
+            case CMP_EQ:
+                for (size_t i = 0; i < nn; i++)
+                    r.b[i] = p[i] == q[i];
+                break;
+            case CMP_LT:
+                for (size_t i = 0; i < nn; i++)
+                    r.b[i] = p[i] < q[i];
+                break;
+            case CMP_LE:
+                for (size_t i = 0; i < nn; i++)
+                    r.b[i] = p[i] <= q[i];
+                break;
+            case CMP_GT:
+                for (size_t i = 0; i < nn; i++)
+                    r.b[i] = p[i] > q[i];
+                break;
+            case CMP_GE:
+                for (size_t i = 0; i < nn; i++)
+                    r.b[i] = p[i] >= q[i];
+                break;
+            default:
+                for (size_t i = 0; i < nn; i++)
+                    r.b[i] = (uint8_t)cmp_d(n->op, p[i], q[i]);
+                break;
+            }
         }
         return r;
     }
@@ -3148,9 +3173,10 @@ static void *run_rest(void *arg)
                 break;
             }
             size_t h = 0;
-            for (size_t t = 0; t < n; t++)
-                if (v.b[t] == 1)
-                    open[h++] = open[t];
+            for (size_t t = 0; t < n; t++) { /* no branch: kept or not is a coin toss */
+                open[h] = open[t];
+                h += v.b[t] == 1;
+            }
             n = h;
         }
         size_t h = 0;
