@@ -14,6 +14,7 @@
 
 #include "base/mem.h"
 
+#include <pthread.h>
 #include <string.h>
 
 aggidx *aggidx_new(const stream *s, uint32_t nm, const char *key)
@@ -246,53 +247,103 @@ static void sort_block(const int64_t *t, uint32_t n, uint64_t *key, uint32_t *pe
         memcpy(perm, pa, n * sizeof *perm);
 }
 
-/* Fills the blocks of k (off set, room for the rows) from the index's kept rows: times
- * and members, and money from the money column c unless NULL.  0, or -1 when out of
- * memory (nothing is written then). */
-static int fill_blocks(const aggidx *a, aggblk *k, const vcol *c)
+/* A share of the blocks of k being filled from the index's kept rows (times, members,
+ * and money from the money column c unless NULL), with its own room: a block's rows in
+ * member order (bt: times, then money; bm: members) and the sort's (key, perm). */
+typedef struct fill_share {
+    const aggidx *a;
+    aggblk *k;
+    const vcol *c;
+    uint32_t b0, b1;
+    size_t room;
+    int64_t *bt;
+    uint8_t *bm;
+    uint64_t *key;
+    uint32_t *perm;
+} fill_share;
+
+static void *fill_blocks(void *arg)
 {
+    const fill_share *f = arg;
+    const aggidx *a = f->a;
     const stream *s = a->s;
-    uint32_t most = 0;
-    for (uint32_t b = 0; b < k->nb; b++)
-        most = k->off[b + 1] - k->off[b] > most ? k->off[b + 1] - k->off[b] : most;
-    size_t room = most ? most : 1;
-    /* a block's rows in member order (time, member, money), and the sort's room */
-    int64_t *bt = mem_alloc_array(room, 2 * sizeof *bt);
-    uint8_t *bm = mem_alloc(room);
-    uint64_t *key = mem_alloc_array(room, 2 * sizeof *key);
-    uint32_t *perm = mem_alloc_array(room, 2 * sizeof *perm);
-    int rc = bt && bm && key && perm ? 0 : -1;
-    const int64_t *d = c ? c->data : NULL;
-    const uint32_t *via = c ? c->via : NULL;
-    for (uint32_t b = 0; rc == 0 && b < k->nb; b++) {
-        int64_t *bv = bt + room;
+    aggblk *k = f->k;
+    const int64_t *d = f->c ? f->c->data : NULL;
+    const uint32_t *via = f->c ? f->c->via : NULL;
+    int64_t *bt = f->bt, *bv = f->bt + f->room;
+    for (uint32_t b = f->b0; b < f->b1; b++) {
         uint32_t n = 0, m0 = b << AGGIDX_BLOCK_BITS;
         for (uint32_t m = m0; m < a->nm && m - m0 < (1u << AGGIDX_BLOCK_BITS); m++)
             for (uint32_t r = s->beg[m]; r < s->end[m]; r++)
                 if (a->keep[r]) {
                     bt[n] = s->ts[r];
-                    bm[n] = (uint8_t)(m - m0);
+                    f->bm[n] = (uint8_t)(m - m0);
                     bv[n] = d ? d[via ? via[r] : r] : 0;
                     n++;
                 }
-        sort_block(bt, n, key, perm);
+        sort_block(bt, n, f->key, f->perm);
         int64_t *ts = k->ts + k->off[b], *mv = d ? k->money + k->off[b] : NULL;
         uint8_t *mm = k->mem + k->off[b];
         for (uint32_t i = 0; i < n; i++) {
-            ts[i] = bt[perm[i]];
-            mm[i] = bm[perm[i]];
+            uint32_t j = f->perm[i];
+            ts[i] = bt[j];
+            mm[i] = f->bm[j];
             if (mv)
-                mv[i] = bv[perm[i]];
+                mv[i] = bv[j];
         }
     }
-    mem_free(bt);
-    mem_free(bm);
-    mem_free(key);
-    mem_free(perm);
+    return NULL;
+}
+
+/* Fills the blocks of k (off set, room for the rows) in shares of about equal rows on
+ * up to `threads` threads (their arrays are fresh memory: at M most of the time is the
+ * first touch of their pages).  Every allocation is made here, before any thread
+ * starts.  0, or -1 when out of memory (nothing is written then). */
+static int fill_all(const aggidx *a, aggblk *k, const vcol *c, int threads)
+{
+    enum { MAXT = 16 };
+    fill_share sh[MAXT];
+    pthread_t tid[MAXT];
+    int nt = threads < 1 ? 1 : threads > MAXT ? MAXT : threads, rc = 0;
+    size_t total = k->off[k->nb];
+    uint32_t b = 0;
+    for (int t = 0; t < nt; t++) {
+        size_t upto = total * (size_t)(t + 1) / (size_t)nt, most = 0;
+        fill_share *f = &sh[t];
+        *f = (fill_share){a, k, c, b, b, 0, NULL, NULL, NULL, NULL};
+        while (b < k->nb && (t == nt - 1 || k->off[b] < upto)) {
+            size_t n = k->off[b + 1] - k->off[b];
+            most = n > most ? n : most;
+            b++;
+        }
+        f->b1 = b;
+        f->room = most ? most : 1;
+        f->bt = mem_alloc_array(f->room, 2 * sizeof *f->bt);
+        f->bm = mem_alloc(f->room);
+        f->key = mem_alloc_array(f->room, 2 * sizeof *f->key);
+        f->perm = mem_alloc_array(f->room, 2 * sizeof *f->perm);
+        if (!f->bt || !f->bm || !f->key || !f->perm)
+            rc = -1;
+    }
+    int started[MAXT] = {0};
+    for (int t = 1; rc == 0 && t < nt; t++)
+        started[t] = pthread_create(&tid[t], NULL, fill_blocks, &sh[t]) == 0;
+    if (rc == 0)
+        fill_blocks(&sh[0]);
+    for (int t = 0; t < nt; t++) {
+        if (started[t])
+            pthread_join(tid[t], NULL);
+        else if (rc == 0 && t > 0)
+            fill_blocks(&sh[t]); /* no thread: fill it here */
+        mem_free(sh[t].bt);
+        mem_free(sh[t].bm);
+        mem_free(sh[t].key);
+        mem_free(sh[t].perm);
+    }
     return rc;
 }
 
-const aggblk *aggidx_blocks(aggidx *a, const vcol *c, int *oom)
+const aggblk *aggidx_blocks(aggidx *a, const vcol *c, int threads, int *oom)
 {
     if (c && c->st != VS_MONEY)
         return NULL;
@@ -321,7 +372,7 @@ const aggblk *aggidx_blocks(aggidx *a, const vcol *c, int *oom)
     size_t total = k.off[k.nb];
     if (c)
         k.money = mem_alloc_array(total ? total : 1, sizeof *k.money);
-    if (!k.ts || !k.mem || (c && !k.money) || fill_blocks(a, &k, c) != 0) {
+    if (!k.ts || !k.mem || (c && !k.money) || fill_all(a, &k, c, threads) != 0) {
         if (k.off != a->blk.off) {
             mem_free(k.off);
             mem_free(k.ts);

@@ -94,8 +94,9 @@ const uint32_t *aggidx_pc(aggidx *a);
 const uint64_t *aggidx_ps(aggidx *a, const vcol *c);
 /* The kept rows by blocks of members, with the money column c (a null is 0), or for
  * counts only when c is NULL (blocks built for counts get the money when first asked
- * for it).  An index serves one money column: NULL when asked for another; NULL with
- * *oom set when out of memory. */
-const aggblk *aggidx_blocks(aggidx *a, const vcol *c, int *oom);
+ * for it), built on up to `threads` threads (the same blocks whatever the number).  An
+ * index serves one money column: NULL when asked for another; NULL with *oom set when
+ * out of memory. */
+const aggblk *aggidx_blocks(aggidx *a, const vcol *c, int threads, int *oom);
 
 #endif

@@ -3055,9 +3055,11 @@ static roaring_bitmap_t *agg_candidates(patron_db *db, const rnode *n, int64_t n
     return u;
 }
 
-/* Prefix arrays for the windowed counts and money sums under n (not inside a where),
- * appended to pre (room for cap); spend_trend's into x.  0 ok, -1 out of memory. */
-static int agg_prepare(patron_db *db, const rnode *n, ectx *x, aggpre *pre, size_t *np, size_t cap)
+/* Prefix arrays and blocks for the windowed counts and money sums under n (not inside a
+ * where), appended to pre (room for cap); spend_trend's into x.  Blocks are built on up
+ * to `threads` threads.  0 ok, -1 out of memory. */
+static int agg_prepare(patron_db *db, const rnode *n, ectx *x, aggpre *pre, size_t *np, size_t cap,
+                       int threads)
 {
     if (!n)
         return 0;
@@ -3080,8 +3082,8 @@ static int agg_prepare(patron_db *db, const rnode *n, ectx *x, aggpre *pre, size
                 x->orders_max = x->returns_max = INT64_MAX;
                 return 0;
             }
-            x->blk_orders = aggidx_blocks(ao, &fo->col, &oom);
-            x->blk_returns = x->blk_orders ? aggidx_blocks(ar, &fr->col, &oom) : NULL;
+            x->blk_orders = aggidx_blocks(ao, &fo->col, threads, &oom);
+            x->blk_returns = x->blk_orders ? aggidx_blocks(ar, &fr->col, threads, &oom) : NULL;
             if (!x->blk_returns)
                 x->blk_orders = NULL; /* the member by member path */
             if (oom)
@@ -3090,8 +3092,9 @@ static int agg_prepare(patron_db *db, const rnode *n, ectx *x, aggpre *pre, size
         return 0;
     }
     if (n->kind != N_AGG)
-        return agg_prepare(db, n->a, x, pre, np, cap) || agg_prepare(db, n->b, x, pre, np, cap) ||
-                       agg_prepare(db, n->c, x, pre, np, cap)
+        return agg_prepare(db, n->a, x, pre, np, cap, threads) ||
+                       agg_prepare(db, n->b, x, pre, np, cap, threads) ||
+                       agg_prepare(db, n->c, x, pre, np, cap, threads)
                    ? -1
                    : 0;
     const vcol *f = n->sfield ? &n->sfield->col : NULL;
@@ -3107,7 +3110,7 @@ static int agg_prepare(patron_db *db, const rnode *n, ectx *x, aggpre *pre, size
     const uint64_t *ps = money ? aggidx_ps(a, f) : NULL;
     if (!pc || (money && !ps))
         return money && pc && a->ps ? 0 : -1; /* ps of another column: scan the rows */
-    const aggblk *blk = aggidx_blocks(a, money ? f : NULL, &oom);
+    const aggblk *blk = aggidx_blocks(a, money ? f : NULL, threads, &oom);
     if (oom)
         return -1;
     pre[(*np)++] = (aggpre){n, pc, ps, blk, a->maxts};
@@ -3261,8 +3264,10 @@ static int eval_indexed(const rule *r, patron_db *db, int64_t now, int threads,
     aggpre pre[32];
     size_t npre = 0;
     int rc = 1;
+    if (threads <= 0)
+        threads = n_cores();
     for (size_t j = 0; !agg_off && j < nr && rc == 1; j++)
-        if (agg_prepare(db, rest[j], &x, pre, &npre, 32))
+        if (agg_prepare(db, rest[j], &x, pre, &npre, 32, threads))
             rc = -1;
     x.pre = pre;
     x.n_pre = npre;
