@@ -9,7 +9,11 @@
  *   - per member, the time at which its k-th distinct code (of a code column) appears
  *     going back from its latest kept row: the same for count_distinct;
  *   - prefix sums over the stream's rows of kept rows and of a money field of kept
- *     rows: a windowed count or sum is two binary searches and two subtractions.
+ *     rows: a windowed count or sum is two binary searches and two subtractions;
+ *   - the kept rows regrouped by blocks of consecutive members, each block in time
+ *     order: a window's rows for all the members of a block are one range of it, so
+ *     the windowed counts and sums of many neighbouring members are one pass over the
+ *     rows inside the window, whatever their rows outside it.
  *
  * An aggidx belongs to one view generation (it is freed with the view's other indexes)
  * and reads the stream's arrays in place; nothing here depends on now.  Rows outside
@@ -21,6 +25,19 @@
 #include "members/view.h"
 
 #define AGGIDX_KMAX 8
+#define AGGIDX_BLOCK_BITS 8 /* a block holds the rows of 256 members */
+
+/* The kept rows of each block of members (block b: members b << AGGIDX_BLOCK_BITS
+ * onwards), in time order within the block; rows of equal time keep the order of their
+ * members, then of their rows.  Block b's rows are [off[b], off[b + 1]); mem is a row's
+ * member minus the block's first, money its value of the index's money column. */
+typedef struct aggblk {
+    uint32_t nb;
+    uint32_t *off;
+    int64_t *ts;
+    uint8_t *mem;
+    int64_t *money; /* NULL: counts only */
+} aggblk;
 
 typedef struct aggidx {
     char *key; /* what the rows were filtered by (eval.c's signature) */
@@ -42,6 +59,9 @@ typedef struct aggidx {
     const uint32_t *tc_via;
     double tc_c;
     int tc_incl;
+    aggblk blk;           /* built on first use: see aggidx_blocks */
+    const void *blk_data;
+    const uint32_t *blk_via;
 } aggidx;
 
 /* A new index over s for members [0, nm), keeping no row yet; the caller sets keep[r]
@@ -72,5 +92,11 @@ const uint32_t *aggidx_pc(aggidx *a);
 /* Prefix sums of the money column c over kept rows (a null is 0: money is never null).
  * An index serves one money column; NULL for another, or when out of memory. */
 const uint64_t *aggidx_ps(aggidx *a, const vcol *c);
+/* The kept rows by blocks of members, with the money column c (a null is 0), or for
+ * counts only when c is NULL (blocks built for counts get the money when first asked
+ * for it), built on up to `threads` threads (the same blocks whatever the number).  An
+ * index serves one money column: NULL when asked for another; NULL with *oom set when
+ * out of memory. */
+const aggblk *aggidx_blocks(aggidx *a, const vcol *c, int threads, int *oom);
 
 #endif

@@ -6,9 +6,10 @@
  * 29 February), monetary, frequency and recency_days (indexed only when no order is after
  * now), alone, negated, and combined with coded columns; aggregates over orders, line
  * items, returns and messages answered from k-th latest times, narrowed to members with
- * rows in their windows, or summed from prefix arrays (rules/aggidx.h), at nows before,
- * between and after the events; and a full pass that runs out of memory at any of its
- * allocations while building those indexes fails cleanly or answers right.
+ * rows in their windows, or summed from prefix arrays or block passes (rules/aggidx.h),
+ * at nows before, between and after the events, with 1, 2 and 3 threads; and a full
+ * pass that runs out of memory at any of its allocations while building those indexes
+ * fails cleanly or answers right.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -103,6 +104,16 @@ static const char *const rules[] = {
     "sum(returns.amount, 365d) > 20 or count(orders, 30d) >= 1",
     "not (count(orders, 90d) >= 1) and count(orders, 365d) >= 1",
     "count(orders, 90d) - count(orders, 180d) < 0",
+    /* the block passes (rules/aggidx.h): windows ending before now, none, averages,
+     * counts, kept rows of a where; candidates close together or spread out */
+    "spend_trend > 0.2 and count(orders, 365d) >= 1",
+    "spend_trend <= -0.5 and count(orders, 180d..90d) >= 2",
+    "avg(orders.amount, 365d..30d) > 40 and count(orders, 400d) >= 2",
+    "sum(orders.amount) > 2 * sum(orders.amount, 365d) and count(orders) >= 3",
+    "sum(items.amount where category = \"shoes\", 300d..30d) > 20 and "
+    "count(items where category = \"shoes\", 30d) = 0",
+    "attributes.size = 5 and sum(orders.amount, 400d..10d) > 30",
+    "country = \"FR\" and attributes.size = 1 and spend_trend < 0 and count(orders, 200d) >= 1",
 };
 
 static void test_index_equals_vector(void **state)
@@ -145,6 +156,8 @@ static void test_index_equals_vector(void **state)
     int oid = 0;
     for (int i = 0; i < 4000; i++) {
         int k = (int)rng_below(&r, 6);
+        if (i % 97 == 0) /* a few members with many orders */
+            k = 20 + (int)rng_below(&r, 30);
         for (int j = 0; j < k; j++) {
             int64_t day = time_days_from_civil(2023, 1, 1) + (int64_t)rng_below(&r, 1390);
             int y, mo, d;
@@ -158,6 +171,16 @@ static void test_index_equals_vector(void **state)
                         brands[rng_below(&r, 3)]);
             oid++;
         }
+        /* orders at the same second for many members of a block (and of the block
+         * passes' windows: exactly now - 180d, now - 90d and now of a now below), and
+         * a few decades apart (times too far apart for 32 bits) */
+        static const char *const edges[] = {"2024-06-30T00:00:00Z", "2024-09-02T00:00:00Z",
+                                            "2024-12-01T00:00:00Z", "2025-03-01T00:00:00Z",
+                                            "1931-05-01T08:00:00Z", "2150-01-01T00:00:00Z"};
+        if (i % 7 == 0 || i % 500 == 3)
+            fprintf(f, "O%d,M%05d,%s,S1,1,%d.50,shoes,Acme\n", oid++, i,
+                    edges[i % 500 == 3 ? 4 + (i / 500) % 2 : (i / 7) % 4],
+                    5 + (int)rng_below(&r, 80));
     }
     fclose(f);
     /* messages and returns */
@@ -212,6 +235,14 @@ static void test_index_equals_vector(void **state)
             roaring_bitmap_t *a = roaring_bitmap_create(), *b = roaring_bitmap_create();
             if (rule_eval_all(ru, db, now, 2, a, &err) != 0)
                 fail_msg("%s at %s: %s", rules[i], nows[k], err.message);
+            for (int threads = 1; threads <= 3; threads += 2) { /* shares differ, answer not */
+                roaring_bitmap_t *t = roaring_bitmap_create();
+                if (rule_eval_all(ru, db, now, threads, t, &err) != 0)
+                    fail_msg("%s at %s: %s", rules[i], nows[k], err.message);
+                if (!roaring_bitmap_equals(a, t))
+                    fail_msg("%s at %s: %d threads differ", rules[i], nows[k], threads);
+                roaring_bitmap_free(t);
+            }
             assert_int_equal(rule_eval_members(ru, db, now, all, n, b, &err), 0);
             if (!roaring_bitmap_equals(a, b))
                 fail_msg("%s at %s: index %llu members, vector %llu", rules[i], nows[k],
@@ -266,6 +297,8 @@ static void test_index_equals_vector(void **state)
         "count(items where category = \"shoes\", 365d) >= 2 and max(orders.amount, 180d) < 60",
         "count_distinct(items.category, 365d) >= 2 and sum(orders.amount, 180d..90d) > 20",
         "sum(orders.amount, 90d) < 0.5 * sum(orders.amount, 180d..90d) and spend_trend <= -0.5",
+        "avg(items.amount where category = \"shoes\", 365d..30d) > 20 and "
+        "count(orders, 200d..20d) >= 1",
     };
     int64_t onow;
     assert_int_equal(time_parse("2027-01-01T00:00:00Z", 20, &onow), 0);
