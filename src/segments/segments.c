@@ -11,11 +11,13 @@
 #include "ingest/input.h"
 #include "rules/eval.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <xxhash.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- catalog --------------------------------------------------------------------- */
 
@@ -687,12 +689,30 @@ static int gather_one(void *ctx, seg_due e)
     return 0;
 }
 
-/* Brings rule segment g from as_of to now; `touched` lists members whose data changed
- * (sources `src`), re-evaluated at now when g reads any of those sources. */
-static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap_t *touched,
-                    uint32_t src, chbuf *ch, patron_error *err)
+/* One rule segment's share of a sync: set up by sync_prepare() one segment after the
+ * other (building an expiry index or compiling a rule may change what segments share:
+ * dictionaries, the view's indexes), then brought to now by sync_eval(), for several
+ * segments at once: that part reads the view and writes only the segment's own state
+ * (in_segment of a rule segment is inlined, so no segment reads another's members). */
+typedef struct syncjob {
+    patron_db *db;
+    segment *g;
+    int64_t now, was;
+    const roaring_bitmap_t *touched; /* or NULL: g does not read what changed */
+    uint32_t old_n;                  /* members before the ones created since */
+    chbuf ch;
+    patron_error err;
+    int rc;
+} syncjob;
+
+/* Sets j up for segment g; `touched` lists members whose data changed (sources `src`),
+ * re-evaluated at now when g reads any of those sources. */
+static int sync_prepare(syncjob *j, patron_db *db, segment *g, int64_t now,
+                        const roaring_bitmap_t *touched, uint32_t src, patron_error *err)
 {
     int rc;
+    memset(j, 0, sizeof *j);
+    j->db = db, j->g = g, j->now = now, j->was = g->as_of;
     uint32_t old_n = g->due ? g->n_due : db->n_members;
     if ((rc = live_build(db, g, err)) != PATRON_OK || (rc = live_compile(db, g, err)) != PATRON_OK)
         return rc;
@@ -700,9 +720,25 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
         old_n = g->n_due;
     if ((rc = live_grow(db, g, err)) != PATRON_OK)
         return rc;
+    j->old_n = old_n;
     /* touched members matter only for data this segment has not seen (one created after
      * the imports already reflects them) */
-    int use_touched = touched && (g->deps & src) && g->data_seen != db->data_version;
+    j->touched = touched && (g->deps & src) && g->data_seen != db->data_version ? touched : NULL;
+    return PATRON_OK;
+}
+
+/* Brings j's segment from as_of to now (its changes into j->ch): j->rc and j->err. */
+static void sync_eval(syncjob *j)
+{
+    patron_db *db = j->db;
+    segment *g = j->g;
+    int64_t now = j->now;
+    const roaring_bitmap_t *touched = j->touched;
+    uint32_t old_n = j->old_n;
+    int use_touched = touched != NULL;
+    chbuf *ch = &j->ch;
+    patron_error *err = &j->err;
+    int rc = PATRON_OK;
     /* 1. time: in rounds.  A round takes every member whose instant has come by now
      * (its earliest one) and evaluates each at its own instant, in one batch; what that
      * schedules at or before now is the next round.  Each member's evaluations stay in
@@ -755,7 +791,45 @@ static int sync_one(patron_db *db, segment *g, int64_t now, const roaring_bitmap
         g->as_of = now;
         g->data_seen = db->data_version;
     }
-    return rc;
+    j->rc = rc;
+}
+
+/* Runs sync_eval() on the jobs, each taken once by whichever thread is free. */
+typedef struct syncpool {
+    syncjob *jobs;
+    size_t n, next;
+    pthread_mutex_t mu;
+} syncpool;
+
+static void *sync_worker(void *arg)
+{
+    syncpool *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        size_t i = p->next++;
+        pthread_mutex_unlock(&p->mu);
+        if (i >= p->n)
+            return NULL;
+        sync_eval(&p->jobs[i]);
+    }
+}
+
+static void sync_eval_all(syncjob *jobs, size_t n)
+{
+    syncpool p = {jobs, n, 0, PTHREAD_MUTEX_INITIALIZER};
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t threads = cores < 1 ? 1 : cores > 16 ? 16 : (size_t)cores;
+    if (threads > n)
+        threads = n;
+    pthread_t tid[16];
+    int started[16] = {0};
+    for (size_t t = 1; t < threads; t++)
+        started[t] = pthread_create(&tid[t], NULL, sync_worker, &p) == 0;
+    sync_worker(&p); /* this thread too; it ends when every job is taken */
+    for (size_t t = 1; t < threads; t++)
+        if (started[t])
+            pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&p.mu);
 }
 
 static int evaluate(patron_db *db, const char *name, const char *text, int64_t now,
@@ -1019,19 +1093,24 @@ static int sync_all(patron_db *db, int64_t now, int full, patron_error *err)
     /* every segment's new state in one transaction */
     if ((rc = store_begin(db->st, err)) != PATRON_OK)
         return rc;
+    syncjob *jobs = mem_calloc(c->n + 1, sizeof *jobs);
+    size_t nj = 0;
+    if (!jobs)
+        rc = err_set(err, PATRON_ENOMEM, "out of memory");
     for (size_t i = 0; i < c->n && rc == PATRON_OK; i++) {
         segment *g = &c->s[i];
         if (g->kind != SEG_RULE || g->as_of > now)
             continue;
-        chbuf ch = {0};
-        int64_t was = g->as_of;
         if (full) {
+            syncjob *j = &jobs[nj++];
+            memset(j, 0, sizeof *j);
+            j->db = db, j->g = g, j->now = now, j->was = g->as_of;
             roaring_bitmap_t *m = roaring_bitmap_create();
             if (!m)
                 rc = err_set(err, PATRON_ENOMEM, "out of memory");
             else if ((rc = live_compile(db, g, err)) == PATRON_OK &&
                      (rc = rule_eval_all(g->r, db, now, 0, m, err)) == PATRON_OK) {
-                ch_diff(&ch, g->members, m, now);
+                ch_diff(&j->ch, g->members, m, now);
                 roaring_bitmap_free(g->members);
                 g->members = m;
                 g->as_of = now;
@@ -1045,14 +1124,28 @@ static int sync_all(patron_db *db, int64_t now, int full, patron_error *err)
             if (m)
                 roaring_bitmap_free(m);
         } else {
-            rc = sync_one(db, g, now, touched, src, &ch, err);
+            rc = sync_prepare(&jobs[nj], db, g, now, touched, src, err);
+            nj++;
         }
-        if (rc == PATRON_OK && ch.n) {
+    }
+    if (rc == PATRON_OK && !full)
+        sync_eval_all(jobs, nj);
+    /* the changes are stored in catalog order, whatever thread made them */
+    for (size_t k = 0; k < nj && rc == PATRON_OK; k++) {
+        syncjob *j = &jobs[k];
+        segment *g = j->g;
+        chbuf *ch = &j->ch;
+        if (j->rc != PATRON_OK) {
+            *err = j->err;
+            rc = j->rc;
+            break;
+        }
+        if (ch->n) {
             /* the changes always; a new snapshot of the set only once the changes since
              * the last one are a fair part of it (a load replays the changes after it) */
             int64_t id = 0;
-            rc = put_changes(db, g->name, &ch, &id, err);
-            g->unsnap += ch.n;
+            rc = put_changes(db, g->name, ch, &id, err);
+            g->unsnap += ch->n;
             if (rc == PATRON_OK &&
                 g->unsnap * 8 > roaring_bitmap_get_cardinality(g->members) + segments_snapshot_slack) {
                 g->snap_change = id;
@@ -1061,11 +1154,13 @@ static int sync_all(patron_db *db, int64_t now, int full, patron_error *err)
             } else if (rc == PATRON_OK) {
                 rc = store_segment_as_of(db->st, g->name, g->as_of, err);
             }
-        } else if (rc == PATRON_OK && g->as_of != was) { /* only time moved */
+        } else if (g->as_of != j->was) { /* only time moved */
             rc = store_segment_as_of(db->st, g->name, g->as_of, err);
         }
-        ch_free(&ch);
     }
+    for (size_t k = 0; k < nj; k++)
+        ch_free(&jobs[k].ch);
+    mem_free(jobs);
     if (rc == PATRON_OK)
         rc = store_commit(db->st, err);
     if (rc != PATRON_OK) {
