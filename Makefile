@@ -33,6 +33,9 @@ test-long: build
 bench: build
 	PATRON_SETUP_BENCH=1 scripts/setup
 	bench/run $(SIZE)
+	bench/rules.sh $(SIZE)
+	bench/live.sh $(SIZE) 200000 5
+	bench/ledger.sh $(SIZE)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
