@@ -141,6 +141,18 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+int jscan_utf8_valid(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        size_t k = *p ? utf8_len(p, end) : 0;
+        if (!k)
+            return 0;
+        p += k;
+    }
+    return 1;
+}
+
 /* A string starting after its opening quote; on success r->p is past the closing quote. */
 static int v_string(rd *r, int *esc)
 {

@@ -52,6 +52,10 @@ const char *jscan_cstr(const jsval *v, char *buf, size_t cap);
 /* 1 when v is a string equal to s. */
 int jscan_str_eq(const jsval *v, const char *s);
 
+/* 1 when s[0..n) is UTF-8 a JSON string can hold as it is (shortest forms, no
+ * surrogates, no NUL), else 0. */
+int jscan_utf8_valid(const char *s, size_t n);
+
 int64_t jscan_int(const jsval *v);  /* JS_INT */
 double jscan_real(const jsval *v);  /* JS_REAL or JS_INT */
 

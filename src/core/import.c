@@ -1637,6 +1637,13 @@ static int member_row(batch *b, uint64_t line, mcol *cols, size_t ncols, const c
         if (f->n == 0) continue; /* an empty cell leaves the stored value unchanged */
         int32_t days;
         int bv;
+        int text = cols[i].kind == MC_TEXT || cols[i].kind == MC_INTERESTS ||
+                   cols[i].kind == MC_ATTRIBUTE;
+        if (text && !jscan_utf8_valid(f->p, f->n)) {
+            report(b, line, cols[i].header, "not UTF-8 text (or holds a NUL byte)%.*s", "", 0);
+            bad = 1;
+            break;
+        }
         switch (cols[i].kind) {
         case MC_TEXT:
             if (mr->fast) {
