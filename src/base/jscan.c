@@ -37,28 +37,6 @@ static const char *find_quote_bs(const char *p, const char *end)
     return p;
 }
 
-/* The first byte in [p, end) that is '"' or a bracket, or end (skipping a value). */
-static const char *find_struct(const char *p, const char *end)
-{
-#ifdef __SSE2__
-    const __m128i q = _mm_set1_epi8('"'), o = _mm_set1_epi8('{'), c = _mm_set1_epi8('}'),
-                  a = _mm_set1_epi8('['), z = _mm_set1_epi8(']');
-    for (; end - p >= 16; p += 16) {
-        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, o)),
-                                   _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, c),
-                                                             _mm_cmpeq_epi8(x, a)),
-                                                _mm_cmpeq_epi8(x, z)));
-        unsigned m = (unsigned)_mm_movemask_epi8(hit);
-        if (m)
-            return p + __builtin_ctz(m);
-    }
-#endif
-    while (p < end && *p != '"' && *p != '{' && *p != '}' && *p != '[' && *p != ']')
-        p++;
-    return p;
-}
-
 /* The first byte in [p, end) that a string's plain run cannot hold as is: '"', '\\', a
  * control byte or a byte of a multi-byte UTF-8 sequence (>= 0x80); or end. */
 static const char *find_special(const char *p, const char *end)
@@ -404,15 +382,15 @@ static const char *read_value(const char *p, const char *end, jsval *v)
     case '[': {
         int depth = 0;
         do {
-            p = find_struct(p, end);
-            if (p >= end)
-                break;
-            if (*p == '"') {
+            if (*p == '"')
                 p = skip_str(p + 1, end);
-                continue;
+            else {
+                if (*p == '{' || *p == '[')
+                    depth++;
+                else if (*p == '}' || *p == ']')
+                    depth--;
+                p++;
             }
-            depth += *p == '{' || *p == '[' ? 1 : -1;
-            p++;
         } while (depth > 0 && p < end);
         v->kind = *s == '{' ? JS_OBJ : JS_ARR;
         break;
