@@ -17,19 +17,10 @@
 
 #include "base/mem.h"
 
+/* Room for more bytes and the closing NUL. */
 static int reserve(jcbuf *b, size_t more)
 {
-    if (b->n + more + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + more + 1)
-        cap *= 2;
-    char *p = mem_realloc(b->p, cap);
-    if (!p)
-        return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
+    return MEM_GROW(b->p, b->cap, b->n + more + 1);
 }
 
 static void put(jcbuf *b, const char *s, size_t n)
@@ -38,24 +29,19 @@ static void put(jcbuf *b, const char *s, size_t n)
     b->n += n;
 }
 
-static int put_string(jcbuf *b, const jsval *v)
+int jcbuf_put(jcbuf *b, const char *s, size_t n)
 {
-    if (!v->esc) { /* nothing in it needs escaping: validated text has no raw control byte */
-        if (reserve(b, v->n + 2))
-            return -1;
-        b->p[b->n++] = '"';
-        put(b, v->p, v->n);
-        b->p[b->n++] = '"';
-        return 0;
-    }
-    char stack[256], *tmp = v->n < sizeof stack ? stack : mem_alloc(v->n + 1);
-    if (!tmp || reserve(b, 6 * v->n + 2)) {
-        if (tmp != stack)
-            mem_free(tmp);
+    if (reserve(b, n))
         return -1;
-    }
-    size_t n;
-    const char *s = jscan_str(v, tmp, v->n + 1, &n); /* decoded is never longer */
+    put(b, s, n);
+    b->p[b->n] = 0;
+    return 0;
+}
+
+int jcbuf_str(jcbuf *b, const char *s, size_t n)
+{
+    if (reserve(b, 6 * n + 2))
+        return -1;
     static const char hex[] = "0123456789ABCDEF";
     b->p[b->n++] = '"';
     for (size_t i = 0; i < n; i++) {
@@ -83,9 +69,29 @@ static int put_string(jcbuf *b, const jsval *v)
         b->n += 2;
     }
     b->p[b->n++] = '"';
+    b->p[b->n] = 0;
+    return 0;
+}
+
+static int put_string(jcbuf *b, const jsval *v)
+{
+    if (!v->esc) { /* nothing in it needs escaping: validated text has no raw control byte */
+        if (reserve(b, v->n + 2))
+            return -1;
+        b->p[b->n++] = '"';
+        put(b, v->p, v->n);
+        b->p[b->n++] = '"';
+        return 0;
+    }
+    char stack[256], *tmp = v->n < sizeof stack ? stack : mem_alloc(v->n + 1);
+    if (!tmp)
+        return -1;
+    size_t n;
+    const char *s = jscan_str(v, tmp, v->n + 1, &n); /* decoded is never longer */
+    int rc = jcbuf_str(b, s, n);
     if (tmp != stack)
         mem_free(tmp);
-    return 0;
+    return rc;
 }
 
 static int put_int(jcbuf *b, const jsval *v)

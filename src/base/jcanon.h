@@ -27,6 +27,13 @@ typedef struct jcbuf {
  * what is left to jansson (out then holds a partial text: reset n), -1 out of memory. */
 int jcanon(const jsval *v, jcbuf *out);
 
+/* Appends s[0..n) as it is; 0, or -1 out of memory (b is left as it was). */
+int jcbuf_put(jcbuf *b, const char *s, size_t n);
+/* Appends the bytes s[0..n) as a JSON string, escaped as jansson escapes them ('"', '\\',
+ * \b \f \n \r \t, other bytes below 0x20 as \u00XX, every other byte as it is: s must
+ * be UTF-8 for the text to be JSON); 0, or -1 out of memory. */
+int jcbuf_str(jcbuf *b, const char *s, size_t n);
+
 void jcbuf_free(jcbuf *b);
 
 #endif

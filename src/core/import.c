@@ -1512,44 +1512,21 @@ static json_t *attr_value(const char *s, size_t n)
  * the store and to the file as text (entries ,"key":value) and has jcanon() put it in
  * canonical form, instead of building a jansson tree and dumping it sorted. */
 typedef struct jw {
-    char *p;
-    size_t n, cap;
-    int failed; /* out of memory */
+    jcbuf b;
+    int failed; /* out of memory: the text is cut */
 } jw;
 
 static void jw_raw(jw *w, const char *s, size_t n)
 {
-    if (w->failed || MEM_GROW(w->p, w->cap, w->n + n + 1)) {
+    if (!w->failed && jcbuf_put(&w->b, s, n) != 0)
         w->failed = 1;
-        return;
-    }
-    memcpy(w->p + w->n, s, n);
-    w->n += n;
 }
 
-/* s[0..n) as a JSON string.  Bytes that are not UTF-8 (or a NUL) leave text jscan_doc()
- * refuses, and the row goes to jansson, as every row did before. */
+/* s[0..n) as a JSON string (the values of a members row are checked for UTF-8 first). */
 static void jw_str(jw *w, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    jw_raw(w, "\"", 1);
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        jw_raw(w, s + run, i - run);
-        char e[6] = {'\\', (char)c, '0', '0', 0, 0};
-        if (c < 0x20) {
-            e[1] = 'u', e[4] = hex[c >> 4], e[5] = hex[c & 15];
-            jw_raw(w, e, 6);
-        } else {
-            jw_raw(w, e, 2);
-        }
-        run = i + 1;
-    }
-    jw_raw(w, s + run, n - run);
-    jw_raw(w, "\"", 1);
+    if (!w->failed && jcbuf_str(&w->b, s, n) != 0)
+        w->failed = 1;
 }
 
 static void jw_key(jw *w, const char *k)
@@ -1595,26 +1572,26 @@ typedef struct mrow {
  * scratch. */
 static int member_text(const mrow *mr, jw *all, jcbuf *cb, char **text)
 {
-    all->n = 0;
+    all->b.n = 0;
     jw_raw(all, "{", 1);
-    if (mr->top.n)
-        jw_raw(all, mr->top.p + 1, mr->top.n - 1);
-    if (mr->attrs_t.n) {
-        jw_raw(all, &",\"attributes\":{"[mr->top.n ? 0 : 1], mr->top.n ? 15 : 14);
-        jw_raw(all, mr->attrs_t.p + 1, mr->attrs_t.n - 1);
+    if (mr->top.b.n)
+        jw_raw(all, mr->top.b.p + 1, mr->top.b.n - 1);
+    if (mr->attrs_t.b.n) {
+        jw_raw(all, &",\"attributes\":{"[mr->top.b.n ? 0 : 1], mr->top.b.n ? 15 : 14);
+        jw_raw(all, mr->attrs_t.b.p + 1, mr->attrs_t.b.n - 1);
         jw_raw(all, "}", 1);
     }
-    if (mr->cons_t.n) {
-        int first = !mr->top.n && !mr->attrs_t.n;
+    if (mr->cons_t.b.n) {
+        int first = !mr->top.b.n && !mr->attrs_t.b.n;
         jw_raw(all, &",\"consent\":{"[first], first ? 11 : 12);
-        jw_raw(all, mr->cons_t.p + 1, mr->cons_t.n - 1);
+        jw_raw(all, mr->cons_t.b.p + 1, mr->cons_t.b.n - 1);
         jw_raw(all, "}", 1);
     }
     jw_raw(all, "}", 1);
     if (all->failed || mr->top.failed || mr->cons_t.failed || mr->attrs_t.failed)
         return -1;
     jsval doc;
-    if (jscan_doc(all->p, all->n, &doc) != 0)
+    if (jscan_doc(all->b.p, all->b.n, &doc) != 0)
         return 1;
     cb->n = 0;
     int rc = jcanon(&doc, cb);
@@ -1625,6 +1602,17 @@ static int member_text(const mrow *mr, jw *all, jcbuf *cb, char **text)
         return -1;
     memcpy(*text, cb->p, cb->n + 1);
     return 0;
+}
+
+/* key = the string s[0..n): an entry of the text t (fast) or a member of object o. */
+static void row_str(mrow *mr, jw *t, json_t *o, const char *key, const char *s, size_t n)
+{
+    if (mr->fast) {
+        jw_key(t, key);
+        jw_str(t, s, n);
+    } else {
+        json_object_set_new(o, key, json_stringn(s, n));
+    }
 }
 
 static int member_row(batch *b, uint64_t line, mcol *cols, size_t ncols, const csv_field *fl,
@@ -1646,12 +1634,7 @@ static int member_row(batch *b, uint64_t line, mcol *cols, size_t ncols, const c
         }
         switch (cols[i].kind) {
         case MC_TEXT:
-            if (mr->fast) {
-                jw_key(&mr->top, cols[i].name);
-                jw_str(&mr->top, f->p, f->n);
-            } else {
-                json_object_set_new(upd, cols[i].name, json_stringn(f->p, f->n));
-            }
+            row_str(mr, &mr->top, upd, cols[i].name, f->p, f->n);
             break;
         case MC_BIRTH_DATE:
             if (time_parse_date(f->p, f->n, &days) != 0) {
@@ -1660,12 +1643,7 @@ static int member_row(batch *b, uint64_t line, mcol *cols, size_t ncols, const c
             } else {
                 char d[TIME_FMT_LEN];
                 time_format_date(days, d);
-                if (mr->fast) {
-                    jw_key(&mr->top, "birth_date");
-                    jw_str(&mr->top, d, strlen(d));
-                } else {
-                    json_object_set_new(upd, "birth_date", json_string(d));
-                }
+                row_str(mr, &mr->top, upd, "birth_date", d, strlen(d));
             }
             break;
         case MC_INTERESTS: {
@@ -1732,11 +1710,8 @@ static int member_row(batch *b, uint64_t line, mcol *cols, size_t ncols, const c
                        "'%.*s' is not a channel (email, sms, push, app, web, social, mail)",
                        f->p, f->n);
                 bad = 1;
-            } else if (mr->fast) {
-                jw_key(&mr->top, "preferred_channel");
-                jw_str(&mr->top, f->p, f->n);
             } else {
-                json_object_set_new(upd, "preferred_channel", json_stringn(f->p, f->n));
+                row_str(mr, &mr->top, upd, "preferred_channel", f->p, f->n);
             }
             break;
         }
@@ -1750,11 +1725,8 @@ static int member_row(batch *b, uint64_t line, mcol *cols, size_t ncols, const c
                 report(b, line, cols[i].header, "'%.*s' is not true or false (the "
                        "attribute holds conditions since its first import)", f->p, f->n);
                 bad = 1;
-            } else if (cols[i].atype == AT_STRING && mr->fast) {
-                jw_key(&mr->attrs_t, cols[i].name);
-                jw_str(&mr->attrs_t, f->p, f->n);
             } else if (cols[i].atype == AT_STRING) {
-                json_object_set_new(attrs, cols[i].name, json_stringn(f->p, f->n));
+                row_str(mr, &mr->attrs_t, attrs, cols[i].name, f->p, f->n);
             } else {
                 cols[i].seen[cl]++;
                 if (mr->fast) {
@@ -1859,7 +1831,8 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
     char **ids = NULL;
     uint32_t *idx = NULL;
     size_t np = 0, cp = 0, ce = 0, ci = 0, cx = 0;
-    jw tw[4] = {{0}}; /* the fast path's texts, reused row after row */
+    jw tw[4]; /* the fast path's texts, reused row after row */
+    memset(tw, 0, sizeof tw);
     jcbuf cb = {0};
     while ((rc = csv_next(r, &fl, &nf, err)) == 1) {
         res->rows++;
@@ -1893,7 +1866,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         uint32_t pi, mi;
         mrow mr = {0};
         mr.top = tw[0], mr.cons_t = tw[1], mr.attrs_t = tw[2];
-        mr.top.n = mr.cons_t.n = mr.attrs_t.n = 0;
+        mr.top.b.n = mr.cons_t.b.n = mr.attrs_t.b.n = 0;
         mr.fast = !hmap_get(&pend, id.p, id.n, &pi) && !hmap_get(&db->member_ids, id.p, id.n, &mi);
         char *text = NULL; /* its canonical profile (free()) */
         if (mr.fast) {
@@ -1997,7 +1970,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
     }
     csv_free(r);
     for (int k = 0; k < 4; k++)
-        mem_free(tw[k].p);
+        jcbuf_free(&tw[k].b);
     jcbuf_free(&cb);
     if (rc >= 0) rc = PATRON_OK;
     if (rc == PATRON_OK && b.bad_rows > 0 && (long)b.bad_rows > opts->max_errors)
