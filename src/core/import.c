@@ -19,6 +19,7 @@
 #include "base/mem.h"
 #include "base/num.h"
 #include "base/time.h"
+#include "base/trace.h"
 #include "ingest/input.h"
 #include "loyalty/ledger.h"
 #include "loyalty/loyalty.h"
@@ -1154,25 +1155,11 @@ static void *commit_run(void *arg)
     return NULL;
 }
 
-/* With PATRON_TRACE set, the time of each step of an import on stderr. */
-static void trace(const char *step)
-{
-    static double last;
-    static int on = -1;
-    if (on < 0) on = getenv("PATRON_TRACE") != NULL;
-    if (!on) return;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    double now = (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-    if (step) fprintf(stderr, "trace: %-24s %8.3f s\n", step, now - last);
-    last = now;
-}
-
 static int import_orders(patron_db *db, const char *path, const patron_import_opts *opts,
                          patron_import_result *res, patron_error *err)
 {
     int rc;
-    trace(NULL);
+    double tt = trace_now();
     if ((rc = validate_map(opts->map, order_fields, F__COUNT, err))) return rc;
 
     char delim = sniff_delim(path, opts->delimiter);
@@ -1237,7 +1224,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     hmap_init(&rd.occur);
     int two = opts->threads == 2 || (opts->threads == 0 && csv_size(r) >= ROWS_THREAD_MIN);
     rc = read_rows(db, &b, &rd, two, res, err);
-    trace("read and group");
+    tt = trace_step("read and group", tt);
     csv_free(r);
     hmap_release(&rd.occur);
     if (rc < 0) goto out;
@@ -1271,7 +1258,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     }
     res->bad_rows = b.bad_rows;
 
-    trace("dup check");
+    tt = trace_step("dup check", tt);
     /* Write: new members, then orders, in one transaction. */
     hmap newm;
     hmap_init(&newm);
@@ -1346,7 +1333,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         else
             rc = store_order_put(db->st, &so, err);
     }
-    trace("members, orders to store");
+    tt = trace_step("members, orders to store", tt);
     /* The ledger's arithmetic on the second thread (idle now) while this one writes the
      * batch's rows; with promotion rules it comes after the model update, below. */
     loyalty_import li = {lo,
@@ -1367,12 +1354,12 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     if (rc == 0 && earn && !pre) rc = loyalty_import_start(db, &li, threaded, &lj, err);
     for (size_t i = 0; lo && i < b.n && rc == 0; i++)
         if (lo[i].id) rc = store_order_put(db->st, &lo[i], err);
-    trace("ledger orders");
+    tt = trace_step("ledger orders", tt);
     if (rc == 0 && n_new)
         rc = store_members_put(db->st, (uint32_t)db->n_members, n_new, (const char *const *)new_ids,
                                new_len, new_en, "{}", err);
 
-    trace("new members");
+    tt = trace_step("new members", tt);
     uint32_t *ok = NULL;
     if (rc == 0 && b.n_items) {
         ok = mem_calloc(b.n, sizeof *ok);
@@ -1382,11 +1369,11 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         if (rc == 0) rc = write_dicts(db, &b, err);
         if (rc == 0) rc = write_item_chunks(db, &b, ok, err);
     }
-    trace("dicts and item chunks");
+    tt = trace_step("dicts and item chunks", tt);
 
     mem_free(ok);
     rc = loyalty_import_finish(lj, rc, err);
-    trace("ledger finish");
+    tt = trace_step("ledger finish", tt);
     if (rc == 0 && pre) {
         rc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h, n_new, res,
                                 err);
@@ -1409,9 +1396,9 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         if (pthread_create(&th, NULL, commit_run, &job) == 0) {
             int arc = apply_orders_batch(db, &b, order_level, new_ids, new_en, new_len, new_h,
                                          n_new, res, err);
-    trace("apply (commit beside)");
+    tt = trace_step("apply (commit beside)", tt);
             pthread_join(th, NULL);
-            trace("commit join");
+            tt = trace_step("commit join", tt);
             if (job.rc != PATRON_OK) {
                 *err = job.err;
                 rc = job.rc;

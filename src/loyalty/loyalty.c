@@ -13,6 +13,7 @@
 
 #include "base/err.h"
 #include "base/mem.h"
+#include "base/trace.h"
 #include "base/num.h"
 #include "core/db.h"
 #include "loyalty/ledger.h"
@@ -404,6 +405,7 @@ static int job_step(loyalty_job *j, size_t k)
 static void *job_detached(void *arg)
 {
     loyalty_job *j = arg;
+    double t0 = trace_now();
     j->rc = job_prepare(j);
     while (j->rc == PATRON_OK && j->done < j->nw) {
         int r = job_step(j, j->done);
@@ -413,6 +415,7 @@ static void *job_detached(void *arg)
         if (r == PATRON_OK)
             j->done++;
     }
+    trace_step("ledger: batch arithmetic", t0);
     return NULL;
 }
 
@@ -461,10 +464,12 @@ int loyalty_import_finish(loyalty_job *j, int rc, patron_error *err)
 {
     if (!j)
         return rc;
+    double t0 = trace_now();
     if (j->threaded)
         pthread_join(j->th, NULL);
     else if (rc == PATRON_OK)
         job_detached(j);
+    t0 = trace_step("ledger: join", t0);
     if (rc == PATRON_OK && j->rc != PATRON_OK) {
         rc = j->rc;
         *err = j->err;
@@ -478,6 +483,7 @@ int loyalty_import_finish(loyalty_job *j, int rc, patron_error *err)
     }
     if (j->begun)
         rc = ledger_batch_end(j->l, rc, err);
+    trace_step("ledger: end (journal)", t0);
     job_free(j);
     return rc;
 }

@@ -1,0 +1,34 @@
+/*
+ * trace.c -- step timings on stderr when PATRON_TRACE is set (trace.h).
+ */
+#include "base/trace.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+int trace_on(void)
+{
+    static int on = -1; /* a benign race: every thread computes the same value */
+    if (on < 0)
+        on = getenv("PATRON_TRACE") != NULL;
+    return on;
+}
+
+double trace_now(void)
+{
+    if (!trace_on())
+        return 0;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+double trace_step(const char *step, double t0)
+{
+    if (!trace_on())
+        return 0;
+    double now = trace_now();
+    fprintf(stderr, "trace: %-28s %8.3f s\n", step, now - t0);
+    return now;
+}
