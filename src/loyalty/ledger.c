@@ -92,6 +92,11 @@ typedef struct lm { /* per member */
     int64_t gone_at, gone, next_exp;
     int64_t pos_points, pos_spend; /* Σ positive qualification ever (saturating) */
     uint8_t changed; /* in l->changed */
+    /* 0 while the member's qualification rows, newest first along prev, go back in time
+     * (a time-ordered import): ledger_qualifying then stops at the window's start.
+     * qual_ts: the newest row's ts (read here: that row is a cache miss). */
+    uint8_t qual_unsorted;
+    int64_t qual_ts;
 } lm;
 
 typedef struct lstock {
@@ -238,7 +243,7 @@ static int member_ensure(ledger *l, uint32_t m)
     if (MEM_GROW(l->m, l->cap_m, (size_t)m + 1) != 0)
         return -1;
     for (size_t i = l->n_m; i <= m; i++)
-        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MIN, 0, INT64_MAX, 0, 0, 0};
+        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MIN, 0, INT64_MAX, 0, 0, 0, 0, 0};
     l->n_m = (size_t)m + 1;
     return 0;
 }
@@ -569,6 +574,17 @@ static void qual_bound(lm *mm, int64_t points, int64_t spend)
         mm->pos_spend = INT64_MAX;
 }
 
+/* Makes row l->q[l->n_q] (its prev already the member's head) the member's newest. */
+static void qual_link(ledger *l, uint32_t member)
+{
+    lm *mm = &l->m[member];
+    const lq *x = &l->q[l->n_q];
+    if (x->prev != NIL && x->ts < mm->qual_ts)
+        mm->qual_unsorted = 1;
+    mm->qual_ts = x->ts;
+    mm->qual = (uint32_t)l->n_q++;
+}
+
 static int add_qual(ledger *l, uint32_t wi, uint32_t member, int64_t ts, int64_t points,
                     int64_t spend)
 {
@@ -577,7 +593,7 @@ static int add_qual(ledger *l, uint32_t wi, uint32_t member, int64_t ts, int64_t
     if (member_ensure(l, member) != 0 || MEM_GROW(l->q, l->cap_q, l->n_q + 1) != 0)
         return -1;
     l->q[l->n_q] = (lq){l->next_q++, ts, points, spend, wi, member, l->m[member].qual};
-    l->m[member].qual = (uint32_t)l->n_q++;
+    qual_link(l, member);
     qual_bound(&l->m[member], points, spend);
     note_member(l, member);
     l->mutated = 1;
@@ -621,8 +637,11 @@ int64_t ledger_qualifying(ledger *l, uint32_t member, int64_t now, int64_t windo
     int64_t sum = 0, from;
     if (__builtin_sub_overflow(now, window, &from))
         from = INT64_MIN;
+    int sorted = !l->m[member].qual_unsorted;
     for (uint32_t i = l->m[member].qual; i != NIL; i = l->q[i].prev) {
         const lq *x = &l->q[i];
+        if (sorted && x->ts <= from)
+            break; /* every older row is out of the window too */
         if (x->ts > from && x->ts <= now) {
             int64_t v = spend ? x->spend : x->points;
             if (__builtin_add_overflow(sum, v, &sum))
@@ -951,7 +970,7 @@ static int load_qual(void *ctx, const store_ledger_qual *sq)
         return -1;
     uint32_t m = (uint32_t)sq->member;
     l->q[l->n_q] = (lq){sq->seq, sq->ts, sq->points, sq->spend, wi, m, l->m[m].qual};
-    l->m[m].qual = (uint32_t)l->n_q++;
+    qual_link(l, m);
     qual_bound(&l->m[m], sq->points, sq->spend);
     l->next_q = sq->seq + 1;
     return 0;
@@ -2429,6 +2448,26 @@ int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
     return PATRON_OK;
 }
 
+size_t ledger_batch_room(ledger *l, size_t n, char **ptr, size_t *bytes, size_t max)
+{
+    if (ledger_batch_reserve(l, n, NULL) != PATRON_OK)
+        return 0;
+    /* An earn makes a write, a posting, a lot and a qualification row, its key in the
+     * arena (about 20 bytes) and a packed payload (EARN_PACKED_LEN). */
+    char *p[8] = {(char *)(l->w + l->n_w), (char *)(l->p + l->n_p), (char *)(l->lot + l->n_lot),
+                  (char *)(l->q + l->n_q), (char *)(l->dirty_lots + l->n_dl),
+                  l->arena + l->arena_len, l->pay + l->pay_len, (char *)l->keys};
+    size_t b[8] = {n * sizeof *l->w, n * sizeof *l->p, n * sizeof *l->lot, n * sizeof *l->q,
+                   n * sizeof *l->dirty_lots, n * 20, n * EARN_PACKED_LEN,
+                   l->cap_keys * sizeof *l->keys};
+    size_t k = 0;
+    for (size_t i = 0; i < 8 && k < max; i++, k++) {
+        ptr[k] = p[i];
+        bytes[k] = b[i];
+    }
+    return k;
+}
+
 int ledger_batch_end(ledger *l, int rc, patron_error *err)
 {
     if (l->sp_open) {
@@ -2456,6 +2495,21 @@ int ledger_batch_earn_known(ledger *l, const ledger_order *o, const ledger_item_
                             patron_error *err)
 {
     return earn_in(l, o, known, NULL, err);
+}
+
+void ledger_batch_prefetch(const ledger *l, uint32_t member, const char *id, size_t idn)
+{
+    char key[320];
+    if (idn + 6 < sizeof key) {
+        memcpy(key, "order:", 6);
+        memcpy(key + 6, id, idn);
+        key_prefetch(l, key_hash(key, idn + 6));
+    }
+    if (member < l->n_m) {
+        const lm *mm = &l->m[member];
+        __builtin_prefetch(mm);
+        __builtin_prefetch((const char *)mm + sizeof *mm - 1);
+    }
 }
 
 int ledger_batch_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,

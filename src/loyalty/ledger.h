@@ -157,6 +157,11 @@ int ledger_batch_attach(ledger *l, patron_error *err);
 int ledger_detached(const ledger *l);
 /* Makes room for n more writes in the batch (optional: saves the copies of growing). */
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err);
+/* Reserves room for about n more writes now, before a batch, and lists the memory those
+ * writes will touch: up to max regions, (*ptr)[k] and bytes[k]; returns how many.  A
+ * caller with a spare thread touches them ahead of time (page faults cost more than the
+ * work on some machines); nothing else changes.  0 when out of memory (no harm). */
+size_t ledger_batch_room(ledger *l, size_t n, char **ptr, size_t *bytes, size_t max);
 int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err);
 /* The same with what the caller knows of each item already (known[i] for o->items[i]):
  * an importer sees the same SKUs and categories again and again and works these out
@@ -167,6 +172,9 @@ typedef struct ledger_item_known {
 } ledger_item_known;
 int ledger_batch_earn_known(ledger *l, const ledger_order *o, const ledger_item_known *known,
                             patron_error *err);
+/* A hint: the batch will soon earn order id for member (its key slot and the member's
+ * state are fetched into cache).  Changes nothing. */
+void ledger_batch_prefetch(const ledger *l, uint32_t member, const char *id, size_t idn);
 int ledger_batch_return(ledger *l, const char *id, uint32_t member, int64_t ts, int64_t amount,
                         const char *original, patron_error *err);
 int ledger_batch_void(ledger *l, const char *id, int64_t ts, patron_error *err);

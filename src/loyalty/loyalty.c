@@ -401,6 +401,41 @@ static int job_step(loyalty_job *j, size_t k)
     return ledger_batch_earn_known(j->l, &lo, n && known ? j->known : NULL, err);
 }
 
+/*
+ * Work is in time order and the batch in file order, so each order's fields, its line
+ * items and its member's ledger state are cache misses (at M, 480 MB of items): they are
+ * fetched ahead, in two steps, since where an order's items are is itself a miss.
+ */
+#define JOB_AHEAD 8
+static void job_prefetch(loyalty_job *j, size_t k)
+{
+    const loyalty_import *in = &j->in;
+    size_t far = k + 3 * JOB_AHEAD, mid = k + 2 * JOB_AHEAD, near = k + JOB_AHEAD;
+    if (far < j->nw && !j->w[far].event) {
+        __builtin_prefetch(&in->orders[j->w[far].idx]);
+        if (j->first)
+            __builtin_prefetch(&j->first[j->w[far].idx]);
+    }
+    if (mid < j->nw && !j->w[mid].event) {
+        const store_order *o = &in->orders[j->w[mid].idx];
+        if (o->id)
+            __builtin_prefetch(o->id);
+        uint32_t it = j->first ? j->first[j->w[mid].idx] : UINT32_MAX;
+        if (it != UINT32_MAX) {
+            __builtin_prefetch(&in->item_sku[it]);
+            __builtin_prefetch(&in->item_category[it]);
+            __builtin_prefetch(&in->item_qty[it]);
+            __builtin_prefetch(&in->item_price[it]);
+            __builtin_prefetch(&j->next[it]);
+        }
+    }
+    if (near < j->nw && !j->w[near].event) {
+        const store_order *o = &in->orders[j->w[near].idx];
+        if (o->member >= 0 && o->kind == 0 && o->id)
+            ledger_batch_prefetch(j->l, (uint32_t)o->member, o->id, o->idn);
+    }
+}
+
 /* The batch up to the first work item that needs the store (detached), or all of it. */
 static void *job_detached(void *arg)
 {
@@ -408,6 +443,7 @@ static void *job_detached(void *arg)
     double t0 = trace_now();
     j->rc = job_prepare(j);
     while (j->rc == PATRON_OK && j->done < j->nw) {
+        job_prefetch(j, j->done);
         int r = job_step(j, j->done);
         if (r == LEDGER_DEFER)
             break;
@@ -433,6 +469,15 @@ static void job_free(loyalty_job *j)
     tab_release(&j->sku);
     tab_release(&j->cat);
     mem_free(j);
+}
+
+size_t loyalty_import_room(patron_db *db, size_t n, char **ptr, size_t *bytes, size_t max)
+{
+    ledger *l;
+    const program *pg;
+    if (ledger_get(db, &l, NULL) != PATRON_OK || !(pg = ledger_program(l, NULL)))
+        return 0;
+    return ledger_batch_room(l, n, ptr, bytes, max);
 }
 
 int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, loyalty_job **job,
