@@ -24,11 +24,17 @@ double trace_now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+void trace_secs(const char *what, double secs)
+{
+    if (trace_on())
+        fprintf(stderr, "trace: %-28s %8.3f s\n", what, secs);
+}
+
 double trace_step(const char *step, double t0)
 {
     if (!trace_on())
         return 0;
     double now = trace_now();
-    fprintf(stderr, "trace: %-28s %8.3f s\n", step, now - t0);
+    trace_secs(step, now - t0);
     return now;
 }

@@ -14,5 +14,7 @@ int trace_on(void);
 double trace_now(void);
 /* Prints the seconds since t0 under the name step; returns trace_now(). */
 double trace_step(const char *step, double t0);
+/* Prints secs under the name what (a sum the caller kept). */
+void trace_secs(const char *what, double secs);
 
 #endif

@@ -966,8 +966,6 @@ static int group_block(patron_db *db, batch *b, const rblock *k, int order_level
     return PATRON_OK;
 }
 
-#define PF_X_MAX 8
-
 /* Blocks handed from the reader thread to the grouping one. */
 typedef struct rpipe {
     pthread_mutex_t mu;
@@ -985,10 +983,7 @@ typedef struct rpipe {
     size_t pf_slots_bytes;
     size_t items_at, orders_at;                 /* atomic */
     size_t items_done, orders_done, slots_done; /* the reader's */
-    /* More memory to fault in while the reader would wait (ahead of the ledger, say):
-     * regions pf_x[k] of pf_x_bytes[k], done up to region x_at, byte x_done. */
-    char *pf_x[PF_X_MAX];
-    size_t pf_x_bytes[PF_X_MAX], n_x, x_at, x_done;
+    double waited[2]; /* seconds the reader and the grouping waited (PATRON_TRACE only) */
 } rpipe;
 
 #define PF_ITEMS  ((size_t)1 << 19)  /* line items faulted in ahead of grouping (14 MB) */
@@ -1039,36 +1034,15 @@ static void prefault_step(rpipe *pp)
     }
 }
 
-/* Faults in the next PF_X_STEP bytes of the extra regions; 0 when all are done. */
-#define PF_X_STEP ((size_t)4 << 20)
-static int prefault_extra(rpipe *pp)
-{
-    while (pp->x_at < pp->n_x && pp->x_done >= pp->pf_x_bytes[pp->x_at]) {
-        pp->x_at++;
-        pp->x_done = 0;
-    }
-    if (pp->x_at == pp->n_x) return 0;
-    size_t to = pp->x_done + PF_X_STEP;
-    if (to > pp->pf_x_bytes[pp->x_at]) to = pp->pf_x_bytes[pp->x_at];
-    prefault(pp->pf_x[pp->x_at], pp->x_done, to);
-    pp->x_done = to;
-    return 1;
-}
-
 static void *reader_run(void *arg)
 {
     rpipe *pp = arg;
     for (size_t k = 0;; k = (k + 1) % ROW_BLOCKS) {
         pthread_mutex_lock(&pp->mu);
-        while (pp->full[k] && !pp->stop) {
-            if (pp->x_at < pp->n_x) { /* a step of the extra regions rather than waiting */
-                pthread_mutex_unlock(&pp->mu);
-                int more = prefault_extra(pp);
-                pthread_mutex_lock(&pp->mu);
-                if (more) continue;
-            }
+        double w0 = trace_now();
+        while (pp->full[k] && !pp->stop)
             pthread_cond_wait(&pp->cv, &pp->mu);
-        }
+        pp->waited[0] += trace_now() - w0;
         int stop = pp->stop;
         pthread_mutex_unlock(&pp->mu);
         if (stop) break;
@@ -1085,17 +1059,12 @@ static void *reader_run(void *arg)
 
 /* Reads every row of rd's file into the batch: 0, or a negative status (a read error,
  * out of memory).  two: check rows on a reader thread while this one groups them. */
-static int read_rows(patron_db *db, batch *b, rreader *rd, int two, char *const *xp,
-                     const size_t *xb, size_t nx, patron_import_result *res, patron_error *err)
+static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_import_result *res,
+                     patron_error *err)
 {
     rpipe pp;
     memset(&pp, 0, sizeof pp);
     pp.rd = rd;
-    for (size_t k = 0; k < nx && k < PF_X_MAX; k++) {
-        pp.pf_x[k] = xp[k];
-        pp.pf_x_bytes[k] = xb[k];
-        pp.n_x = k + 1;
-    }
     int rc = PATRON_OK;
     size_t nblk = two ? ROW_BLOCKS : 1;
     for (size_t k = 0; k < nblk && rc == PATRON_OK; k++)
@@ -1127,10 +1096,12 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, char *const 
     for (size_t k = 0; rc == PATRON_OK; k = two ? (k + 1) % ROW_BLOCKS : 0) {
         rblock *blk = &pp.blk[k];
         if (two) {
+            double w0 = trace_now();
             pthread_mutex_lock(&pp.mu);
             while (!pp.full[k])
                 pthread_cond_wait(&pp.cv, &pp.mu);
             pthread_mutex_unlock(&pp.mu);
+            pp.waited[1] += trace_now() - w0;
         } else {
             rblock_fill(rd, blk);
         }
@@ -1158,6 +1129,8 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, char *const 
         pthread_cond_broadcast(&pp.cv);
         pthread_mutex_unlock(&pp.mu);
         pthread_join(th, NULL);
+        trace_secs("reader waited", pp.waited[0]);
+        trace_secs("grouping waited", pp.waited[1]);
         pthread_mutex_destroy(&pp.mu);
         pthread_cond_destroy(&pp.cv);
     }
@@ -1257,12 +1230,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     rd.last_ts_n = rd.last_id_n[0] = rd.last_id_n[1] = SIZE_MAX;
     hmap_init(&rd.occur);
     int two = opts->threads == 2 || (opts->threads == 0 && csv_size(r) >= ROWS_THREAD_MIN);
-    /* With a program the ledger's writes for these orders will be fresh memory: its room
-     * is made now and faulted in by the reader thread when it would wait. */
-    char *xp[PF_X_MAX];
-    size_t xb[PF_X_MAX], nx = 0;
-    if (two) nx = loyalty_import_room(db, (size_t)guess + (size_t)guess / 8, xp, xb, PF_X_MAX);
-    rc = read_rows(db, &b, &rd, two, xp, xb, nx, res, err);
+    rc = read_rows(db, &b, &rd, two, res, err);
     tt = trace_step("read and group", tt);
     csv_free(r);
     hmap_release(&rd.occur);

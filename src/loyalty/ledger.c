@@ -2448,26 +2448,6 @@ int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
     return PATRON_OK;
 }
 
-size_t ledger_batch_room(ledger *l, size_t n, char **ptr, size_t *bytes, size_t max)
-{
-    if (ledger_batch_reserve(l, n, NULL) != PATRON_OK)
-        return 0;
-    /* An earn makes a write, a posting, a lot and a qualification row, its key in the
-     * arena (about 20 bytes) and a packed payload (EARN_PACKED_LEN). */
-    char *p[8] = {(char *)(l->w + l->n_w), (char *)(l->p + l->n_p), (char *)(l->lot + l->n_lot),
-                  (char *)(l->q + l->n_q), (char *)(l->dirty_lots + l->n_dl),
-                  l->arena + l->arena_len, l->pay + l->pay_len, (char *)l->keys};
-    size_t b[8] = {n * sizeof *l->w, n * sizeof *l->p, n * sizeof *l->lot, n * sizeof *l->q,
-                   n * sizeof *l->dirty_lots, n * 20, n * EARN_PACKED_LEN,
-                   l->cap_keys * sizeof *l->keys};
-    size_t k = 0;
-    for (size_t i = 0; i < 8 && k < max; i++, k++) {
-        ptr[k] = p[i];
-        bytes[k] = b[i];
-    }
-    return k;
-}
-
 int ledger_batch_end(ledger *l, int rc, patron_error *err)
 {
     if (l->sp_open) {

@@ -157,11 +157,6 @@ int ledger_batch_attach(ledger *l, patron_error *err);
 int ledger_detached(const ledger *l);
 /* Makes room for n more writes in the batch (optional: saves the copies of growing). */
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err);
-/* Reserves room for about n more writes now, before a batch, and lists the memory those
- * writes will touch: up to max regions, (*ptr)[k] and bytes[k]; returns how many.  A
- * caller with a spare thread touches them ahead of time (page faults cost more than the
- * work on some machines); nothing else changes.  0 when out of memory (no harm). */
-size_t ledger_batch_room(ledger *l, size_t n, char **ptr, size_t *bytes, size_t max);
 int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err);
 /* The same with what the caller knows of each item already (known[i] for o->items[i]):
  * an importer sees the same SKUs and categories again and again and works these out

@@ -471,15 +471,6 @@ static void job_free(loyalty_job *j)
     mem_free(j);
 }
 
-size_t loyalty_import_room(patron_db *db, size_t n, char **ptr, size_t *bytes, size_t max)
-{
-    ledger *l;
-    const program *pg;
-    if (ledger_get(db, &l, NULL) != PATRON_OK || !(pg = ledger_program(l, NULL)))
-        return 0;
-    return ledger_batch_room(l, n, ptr, bytes, max);
-}
-
 int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, loyalty_job **job,
                          patron_error *err)
 {

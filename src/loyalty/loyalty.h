@@ -62,11 +62,6 @@ typedef struct loyalty_import {
     size_t n_events;
 } loyalty_import;
 
-/* Before reading a CSV orders file of about n orders: makes the ledger's room for them
- * and lists the memory its writes will touch (ledger_batch_room), for the importer's
- * spare thread to fault in while the file is read.  0 when there is no program. */
-size_t loyalty_import_room(patron_db *db, size_t n, char **ptr, size_t *bytes, size_t max);
-
 /* Posts the batch to the ledger inside the caller's transaction.  Work is done in time
  * order (ties in file order).  PATRON_EINPUT names the event or order that cannot be
  * posted (e.g. an imported redemption that would overdraw). */
