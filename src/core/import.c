@@ -974,7 +974,7 @@ typedef struct rpipe {
     int full[ROW_BLOCKS];
     int stop; /* grouping gave up: the reader stops too */
     rreader *rd;
-    /* Prefaulting (prefault_step): the batch's arrays as reserved before the reader
+    /* Prefaulting (prefault_piece): the batch's arrays as reserved before the reader
      * starts, how far grouping has filled them (published after each block), and how
      * far the reader has faulted them in. */
     char *pf_item[6];
@@ -982,7 +982,7 @@ typedef struct rpipe {
     char *pf_orders, *pf_slots;
     size_t pf_slots_bytes;
     size_t items_at, orders_at;                 /* atomic */
-    size_t items_done, orders_done, slots_done; /* the reader's */
+    size_t items_done, orders_done, slots_done; /* faulted in (claimed), under mu */
     double waited[2]; /* seconds the reader and the grouping waited (PATRON_TRACE only) */
 } rpipe;
 
@@ -1003,35 +1003,57 @@ static void prefault(char *p, size_t from, size_t to)
 }
 
 /*
- * The reader thread waits for grouping most of the time, while grouping spent a
- * quarter of its time in page faults on fresh batch memory (zeroing pages; costly on
- * this kind of virtual machine).  So between blocks the reader faults in the next part
- * of the batch's arrays, a window ahead of where grouping writes, and the order-id map
- * (written at random) piece by piece.  Faulting in changes no byte, so it needs no
- * ordering with the writes; it only moves where the faults are taken.
+ * Fresh batch memory costs a page fault (and the zeroing of a page) where it is first
+ * written, which is costly on this kind of virtual machine.  Whichever side of the parse
+ * would wait (the reader when every block is full, grouping when none is) faults in a
+ * piece of the batch's arrays instead: the window ahead of where grouping writes, then
+ * the order-id map (written at random).  Faulting in changes no byte, so it needs no
+ * ordering with the writes; it only moves where the faults are taken.  Pieces are
+ * claimed under pp->mu (held on entry and on return) and done without it.
  */
-static void prefault_step(rpipe *pp)
+#define PF_PIECE ((size_t)2 << 20) /* bytes of one piece, about */
+static int prefault_piece(rpipe *pp)
 {
     size_t it = __atomic_load_n(&pp->items_at, __ATOMIC_RELAXED) + PF_ITEMS;
     size_t ot = __atomic_load_n(&pp->orders_at, __ATOMIC_RELAXED) + PF_ORDERS;
     if (it > pp->pf_cap_items) it = pp->pf_cap_items;
     if (ot > pp->pf_cap_orders) ot = pp->pf_cap_orders;
+    char *p[6];
+    size_t from[6], to[6], n = 0;
     if (it > pp->items_done) {
+        size_t row = 0;
         for (int a = 0; a < 6; a++)
-            prefault(pp->pf_item[a], pp->items_done * pp->pf_item_size[a],
-                     it * pp->pf_item_size[a]);
-        pp->items_done = it;
+            row += pp->pf_item_size[a];
+        size_t end = pp->items_done + PF_PIECE / row;
+        if (end > it) end = it;
+        for (int a = 0; a < 6; a++, n++) {
+            p[n] = pp->pf_item[a];
+            from[n] = pp->items_done * pp->pf_item_size[a];
+            to[n] = end * pp->pf_item_size[a];
+        }
+        pp->items_done = end;
+    } else if (ot > pp->orders_done) {
+        size_t end = pp->orders_done + PF_PIECE / sizeof(border);
+        if (end > ot) end = ot;
+        p[n] = pp->pf_orders;
+        from[n] = pp->orders_done * sizeof(border);
+        to[n++] = end * sizeof(border);
+        pp->orders_done = end;
+    } else if (pp->slots_done < pp->pf_slots_bytes) {
+        size_t end = pp->slots_done + PF_PIECE;
+        if (end > pp->pf_slots_bytes) end = pp->pf_slots_bytes;
+        p[n] = pp->pf_slots;
+        from[n] = pp->slots_done;
+        to[n++] = end;
+        pp->slots_done = end;
+    } else {
+        return 0;
     }
-    if (ot > pp->orders_done) {
-        prefault(pp->pf_orders, pp->orders_done * sizeof(border), ot * sizeof(border));
-        pp->orders_done = ot;
-    }
-    if (pp->slots_done < pp->pf_slots_bytes) {
-        size_t to = pp->slots_done + PF_SLOTS;
-        if (to > pp->pf_slots_bytes) to = pp->pf_slots_bytes;
-        prefault(pp->pf_slots, pp->slots_done, to);
-        pp->slots_done = to;
-    }
+    pthread_mutex_unlock(&pp->mu);
+    for (size_t k = 0; k < n; k++)
+        prefault(p[k], from[k], to[k]);
+    pthread_mutex_lock(&pp->mu);
+    return 1;
 }
 
 static void *reader_run(void *arg)
@@ -1041,7 +1063,7 @@ static void *reader_run(void *arg)
         pthread_mutex_lock(&pp->mu);
         double w0 = trace_now();
         while (pp->full[k] && !pp->stop)
-            pthread_cond_wait(&pp->cv, &pp->mu);
+            if (!prefault_piece(pp)) pthread_cond_wait(&pp->cv, &pp->mu);
         pp->waited[0] += trace_now() - w0;
         int stop = pp->stop;
         pthread_mutex_unlock(&pp->mu);
@@ -1052,7 +1074,6 @@ static void *reader_run(void *arg)
         pthread_cond_broadcast(&pp->cv);
         pthread_mutex_unlock(&pp->mu);
         if (pp->blk[k].end) break;
-        prefault_step(pp);
     }
     return NULL;
 }
@@ -1099,7 +1120,7 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_impor
             double w0 = trace_now();
             pthread_mutex_lock(&pp.mu);
             while (!pp.full[k])
-                pthread_cond_wait(&pp.cv, &pp.mu);
+                if (!prefault_piece(&pp)) pthread_cond_wait(&pp.cv, &pp.mu);
             pthread_mutex_unlock(&pp.mu);
             pp.waited[1] += trace_now() - w0;
         } else {
