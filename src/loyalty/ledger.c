@@ -28,6 +28,7 @@
 #include "loyalty/promo.h"
 #include "store/store_ledger.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,8 @@ struct ledger {
     int acc_overflow;
     cand *cands;
     size_t cap_cands;
+    store_ledger_chunk *chunk; /* flush_chunks builds each chunk here */
+    int chunk_fmt;             /* journal chunk format written (ledger_set_chunk_format) */
     /* members created by the import in progress (not yet in db->member_id) */
     const char *const *new_ids;
     const uint32_t *new_lens;
@@ -325,6 +328,7 @@ static void ledger_free_cb(void *p)
         return;
     release_state(l);
     mem_free(l->cands);
+    store_ledger_chunk_free(l->chunk);
     promo_rules_free(l->rules);
     mem_free(l->rule_ok);
     store_ledger_free(l->sl);
@@ -1172,6 +1176,13 @@ const program *ledger_program(ledger *l, int64_t *version)
     return l->prog;
 }
 
+void ledger_set_chunk_format(ledger *l, int fmt)
+{
+    l->chunk_fmt = fmt;
+    store_ledger_chunk_free(l->chunk);
+    l->chunk = NULL;
+}
+
 void ledger_set_durable(ledger *l, int durable)
 {
     l->durable = durable;
@@ -1187,13 +1198,6 @@ static uint64_t new_token(ledger *l)
                     (int64_t)++l->counter, (int64_t)l->token};
     uint64_t t = XXH3_64bits(v, sizeof v);
     return t ? t : 1;
-}
-
-static uint64_t posting_hash(int64_t seq, int64_t write, int64_t member, int debit, int credit,
-                      int64_t amount, int64_t lot, int64_t ts, int64_t expires)
-{
-    int64_t v[9] = {seq, write, member, debit, credit, amount, lot, ts, expires};
-    return XXH3_64bits(v, sizeof v);
 }
 
 /* A flush with at least this many writes stores its journal rows as one chunk
@@ -1216,7 +1220,7 @@ static int lot_from_chunk(ledger *l, uint32_t li)
     return c->seq == x->id && c->lot == li && c->credit == LEDGER_ACC_MEMBER && c->amount == x->remaining;
 }
 
-static void write_rec(ledger *l, const lw *w, store_ledger_write *sw)
+static void write_rec(const ledger *l, const lw *w, store_ledger_write *sw)
 {
     *sw = (store_ledger_write){w->seq, l->arena + w->key_off, w->key_len, w->kind,
                                w->member == NIL ? -1 : (int64_t)w->member, w->ts,
@@ -1224,50 +1228,49 @@ static void write_rec(ledger *l, const lw *w, store_ledger_write *sw)
                                w->shortfall, w->balance, l->pay + w->pay_off, w->pay_len};
 }
 
-static void posting_rec(ledger *l, const lp *p, store_ledger_posting *sp)
+static void posting_rec(const ledger *l, const lp *p, store_ledger_posting *sp)
 {
     const llot *x = &l->lot[p->lot];
     *sp = (store_ledger_posting){p->seq, l->w[p->write].seq, p->member, p->debit, p->credit,
                                  p->amount, x->id, p->ts, x->expires, 0};
-    sp->hash = posting_hash(sp->seq, sp->write, sp->member, sp->debit, sp->credit, sp->amount, sp->lot,
-                            sp->ts, sp->expires);
 }
 
-static const char *tier_name(ledger *l, int tier)
+static const char *tier_name(const ledger *l, int tier)
 {
     return l->prog && tier < (int)l->prog->n_tiers ? l->prog->tiers[tier].name : "";
 }
 
-/* The journal rows of writes [w0, w1) of this flush as one chunk; *p, *q, *t walk the
- * postings, qualification rows and tier changes (made in write order). */
-static int flush_chunk(ledger *l, size_t w0, size_t w1, size_t *p, size_t *q, size_t *t,
-                       patron_error *err)
+/* Builds the journal rows of writes [w0, w1) of this flush into c; *p, *q, *t walk the
+ * postings, qualification rows and tier changes (made in write order).  Reads the
+ * ledger's memory only.  0, or -1 when out of memory. */
+static int chunk_build(const ledger *l, store_ledger_chunk *c, size_t w0, size_t w1, size_t *p,
+                       size_t *q, size_t *t)
 {
     int bad = 0;
-    store_ledger_chunk_begin(l->sl);
+    store_ledger_chunk_begin(c);
     for (size_t i = w0; i < w1 && !bad; i++) {
         store_ledger_write sw;
         write_rec(l, &l->w[i], &sw);
         pack_key(&sw);
-        bad = store_ledger_chunk_write(l->sl, &sw);
+        bad = store_ledger_chunk_write(c, &sw);
     }
     for (; *p < l->n_p && l->p[*p].write < w1 && !bad; (*p)++) {
         store_ledger_posting sp;
         posting_rec(l, &l->p[*p], &sp);
-        bad = store_ledger_chunk_posting(l->sl, &sp);
+        bad = store_ledger_chunk_posting(c, &sp);
     }
     for (; *q < l->n_q && l->q[*q].write < w1 && !bad; (*q)++) {
-        lq *x = &l->q[*q];
+        const lq *x = &l->q[*q];
         store_ledger_qual sq = {x->seq, l->w[x->write].seq, x->member, x->ts, x->points, x->spend};
-        bad = store_ledger_chunk_qual(l->sl, &sq);
+        bad = store_ledger_chunk_qual(c, &sq);
     }
     for (; *t < l->n_t && l->t[*t].write < w1 && !bad; (*t)++) {
-        lt *x = &l->t[*t];
+        const lt *x = &l->t[*t];
         const char *name = tier_name(l, x->tier);
         store_ledger_tier st = {x->seq, l->w[x->write].seq, x->member, x->ts, name, strlen(name)};
-        bad = store_ledger_chunk_tier(l->sl, &st);
+        bad = store_ledger_chunk_tier(c, &st);
     }
-    return bad ? oom(err) : store_ledger_chunk_end(l->sl, err);
+    return bad ? -1 : 0;
 }
 
 /* Writes per chunk at most: big enough that a chunk's row costs nothing per write,
@@ -1275,13 +1278,131 @@ static int flush_chunk(ledger *l, size_t w0, size_t w1, size_t *p, size_t *q, si
  * millions of orders made SQLite copy it around). */
 #define LEDGER_CHUNK_MAX 4096
 
+/*
+ * A flush of many chunks builds them on a second thread while this one stores them
+ * (building is most of the work, and only reads memory): chunk i is built into ring
+ * slot i % CHUNK_RING once chunk i - CHUNK_RING is stored.
+ */
+#define CHUNK_RING       4
+#define CHUNK_THREAD_MIN 4 /* chunks in a flush before a builder thread pays */
+typedef struct chunk_pipe {
+    const ledger *l;
+    store_ledger_chunk *c[CHUNK_RING];
+    size_t w0, w1, p, q, t; /* the writes of the flush; the builder's cursors */
+    size_t n, built, stored;
+    int stop, bad;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} chunk_pipe;
+
+static size_t chunk_end_w(const chunk_pipe *cp, size_t i)
+{
+    size_t e = cp->w0 + (i + 1) * LEDGER_CHUNK_MAX;
+    return e < cp->w1 ? e : cp->w1;
+}
+
+static void *chunk_builder(void *arg)
+{
+    chunk_pipe *cp = arg;
+    for (size_t i = 0; i < cp->n; i++) {
+        pthread_mutex_lock(&cp->mu);
+        while (!cp->stop && i - cp->stored >= CHUNK_RING)
+            pthread_cond_wait(&cp->cv, &cp->mu);
+        int stop = cp->stop;
+        pthread_mutex_unlock(&cp->mu);
+        if (stop)
+            break;
+        int bad = chunk_build(cp->l, cp->c[i % CHUNK_RING], cp->w0 + i * LEDGER_CHUNK_MAX,
+                              chunk_end_w(cp, i), &cp->p, &cp->q, &cp->t);
+        pthread_mutex_lock(&cp->mu);
+        if (bad)
+            cp->bad = cp->stop = 1;
+        else
+            cp->built = i + 1;
+        pthread_cond_broadcast(&cp->cv);
+        pthread_mutex_unlock(&cp->mu);
+        if (bad)
+            break;
+    }
+    return NULL;
+}
+
+/* Stores the writes [w0, w1) as chunks, built on a second thread.  1: no thread could be
+ * started (nothing done); else 0 or a patron status. */
+static int flush_chunks_threaded(ledger *l, size_t w0, size_t w1, patron_error *err)
+{
+    chunk_pipe cp;
+    memset(&cp, 0, sizeof cp);
+    cp.l = l;
+    cp.w0 = w0;
+    cp.w1 = w1;
+    cp.p = l->mark_p, cp.q = l->mark_q, cp.t = l->mark_t;
+    cp.n = (w1 - w0 + LEDGER_CHUNK_MAX - 1) / LEDGER_CHUNK_MAX;
+    int rc = PATRON_OK;
+    for (int k = 0; k < CHUNK_RING; k++)
+        if (!(cp.c[k] = store_ledger_chunk_new(l->chunk_fmt)))
+            rc = oom(err);
+    pthread_t th;
+    int started = 0;
+    if (rc == PATRON_OK) {
+        pthread_mutex_init(&cp.mu, NULL);
+        pthread_cond_init(&cp.cv, NULL);
+        started = pthread_create(&th, NULL, chunk_builder, &cp) == 0;
+        if (!started) {
+            pthread_mutex_destroy(&cp.mu);
+            pthread_cond_destroy(&cp.cv);
+            rc = 1;
+        }
+    }
+    for (size_t i = 0; started && i < cp.n && rc == PATRON_OK; i++) {
+        pthread_mutex_lock(&cp.mu);
+        while (!cp.bad && cp.built <= i)
+            pthread_cond_wait(&cp.cv, &cp.mu);
+        int bad = cp.bad;
+        pthread_mutex_unlock(&cp.mu);
+        rc = bad ? oom(err) : store_ledger_chunk_end(l->sl, cp.c[i % CHUNK_RING], err);
+        pthread_mutex_lock(&cp.mu);
+        cp.stored = i + 1;
+        if (rc != PATRON_OK)
+            cp.stop = 1;
+        pthread_cond_broadcast(&cp.cv);
+        pthread_mutex_unlock(&cp.mu);
+    }
+    if (started) {
+        pthread_join(th, NULL);
+        pthread_mutex_destroy(&cp.mu);
+        pthread_cond_destroy(&cp.cv);
+    }
+    for (int k = 0; k < CHUNK_RING; k++)
+        store_ledger_chunk_free(cp.c[k]);
+    return rc;
+}
+
+/* Stores the writes [w0, w1) as chunks on this thread. */
+static int flush_chunks(ledger *l, size_t w0, size_t w1, patron_error *err)
+{
+    if (!l->chunk && !(l->chunk = store_ledger_chunk_new(l->chunk_fmt)))
+        return oom(err);
+    size_t cp = l->mark_p, cq = l->mark_q, ct = l->mark_t;
+    int rc = PATRON_OK;
+    for (size_t a = w0; a < w1 && rc == PATRON_OK; a += LEDGER_CHUNK_MAX) {
+        size_t b = w1 - a > LEDGER_CHUNK_MAX ? a + LEDGER_CHUNK_MAX : w1;
+        rc = chunk_build(l, l->chunk, a, b, &cp, &cq, &ct) ? oom(err)
+                                                            : store_ledger_chunk_end(l->sl, l->chunk, err);
+    }
+    return rc;
+}
+
 static int flush(ledger *l, patron_error *err)
 {
     int rc = PATRON_OK, chunk = l->n_w - l->mark_w >= LEDGER_CHUNK_MIN;
-    size_t cp = l->mark_p, cq = l->mark_q, ct = l->mark_t;
-    for (size_t w0 = l->mark_w; chunk && w0 < l->n_w && rc == PATRON_OK; w0 += LEDGER_CHUNK_MAX)
-        rc = flush_chunk(l, w0, l->n_w - w0 > LEDGER_CHUNK_MAX ? w0 + LEDGER_CHUNK_MAX : l->n_w, &cp,
-                         &cq, &ct, err);
+    if (chunk) {
+        rc = 1;
+        if (l->n_w - l->mark_w >= (size_t)CHUNK_THREAD_MIN * LEDGER_CHUNK_MAX)
+            rc = flush_chunks_threaded(l, l->mark_w, l->n_w, err);
+        if (rc == 1)
+            rc = flush_chunks(l, l->mark_w, l->n_w, err);
+    }
     for (size_t i = l->mark_w; i < l->n_w && rc == PATRON_OK && !chunk; i++) {
         store_ledger_write sw;
         char full[1024];
@@ -1292,6 +1413,7 @@ static int flush(ledger *l, patron_error *err)
     for (size_t i = l->mark_p; i < l->n_p && rc == PATRON_OK && !chunk; i++) {
         store_ledger_posting sp;
         posting_rec(l, &l->p[i], &sp);
+        sp.hash = store_ledger_posting_hash(&sp); /* rows keep it; chunks have a checksum */
         rc = store_ledger_posting_put(l->sl, &sp, err);
     }
     for (size_t i = l->mark_q; i < l->n_q && rc == PATRON_OK && !chunk; i++) {
@@ -2881,8 +3003,7 @@ static int v_posting(void *ctx, const store_ledger_posting *p)
     if (p->seq <= v->prev_seq)
         vproblem(v, "posting %lld is out of order", (long long)p->seq);
     v->prev_seq = p->seq;
-    if (posting_hash(p->seq, p->write, p->member, p->debit, p->credit, p->amount, p->lot, p->ts,
-                     p->expires) != p->hash)
+    if (store_ledger_posting_hash(p) != p->hash)
         vproblem(v, "posting %lld does not match its hash", (long long)p->seq);
     if (p->amount <= 0 || p->debit == p->credit ||
         (p->debit != LEDGER_ACC_MEMBER && p->credit != LEDGER_ACC_MEMBER))

@@ -51,6 +51,9 @@ const program *ledger_program(ledger *l, int64_t *version);
 int ledger_program_apply(ledger *l, program *p, int64_t now, int64_t *version, int *changed,
                          patron_error *err);
 /* 0: each single write commits with synchronous=NORMAL (tests); 1 (default): FULL. */
+/* For tests: journal chunks are written in format fmt (store_ledger_chunk_new; 0 = the
+ * current one), so that reading older databases stays tested. */
+void ledger_set_chunk_format(ledger *l, int fmt);
 void ledger_set_durable(ledger *l, int durable);
 /* Runs many writes in one transaction (each still atomic on its own, in a savepoint). */
 int ledger_group_begin(ledger *l, patron_error *err);

@@ -105,8 +105,6 @@ struct store_ledger {
     store *s;
     sqlite3 *db;
     sqlite3_stmt *q[Q__COUNT];
-    bbuf sec[SEC__COUNT]; /* the chunk being built */
-    int64_t first[SEC__COUNT], last[SEC__COUNT], count[SEC__COUNT];
     bbuf got; /* the chunk section store_ledger_write_get_seq answered from */
 };
 
@@ -157,8 +155,6 @@ void store_ledger_free(store_ledger *sl)
         return;
     for (int i = 0; i < Q__COUNT; i++)
         sqlite3_finalize(sl->q[i]);
-    for (int k = 0; k < SEC__COUNT; k++)
-        mem_free(sl->sec[k].p);
     mem_free(sl->got.p);
     mem_free(sl);
 }
@@ -433,99 +429,185 @@ static const char *get_s(rd *r, size_t *n)
     return s;
 }
 
-void store_ledger_chunk_begin(store_ledger *sl)
+/* a - b as a delta that undoes exactly (wrapping as unsigned; und() adds it back) */
+static int64_t dlt(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a - (uint64_t)b);
+}
+
+static int64_t und(int64_t base, int64_t d)
+{
+    return (int64_t)((uint64_t)base + (uint64_t)d);
+}
+
+/*
+ * Chunk formats.  Each section is a run of records, each starting with its seq as a
+ * delta from the previous record's (zigzag varint), then its fields as varints
+ * (integers zigzag) and strings as length + bytes:
+ *   format 1  writes    key, kind, member, ts, ref, points, money, shortfall, balance,
+ *                       payload
+ *             postings  write, member, debit, credit, amount, lot, ts, expires, hash
+ *             quals     write, member, ts, points, spend
+ *             tiers     write, member, ts, tier
+ *   format 2  the same fields, smaller: a write's ts, and a posting's or qualification
+ *             row's write, ts (and a posting's expires) are deltas from the previous
+ *             record's in the section; debit and credit are one number (debit x 8 +
+ *             credit); a posting's lot is a delta from its own seq (0 for the credit
+ *             that creates the lot); a posting's hash is not stored (the chunk's
+ *             checksum covers it; readers compute it).  Tiers as format 1.
+ * The format is not a column: a chunk's checksum is seeded with it (format 1: 0), so
+ * a reader tries format 2's seed, then format 1's.
+ */
+#define CHUNK_FMT 2
+static const uint64_t chunk_seed[3] = {0, 0, 0x50434832u};
+
+struct store_ledger_chunk {
+    bbuf sec[SEC__COUNT];
+    int64_t first[SEC__COUNT], last[SEC__COUNT], count[SEC__COUNT];
+    int fmt;
+    int64_t w_ts, p_write, p_ts, p_exp, q_write, q_ts; /* format 2: the previous record's */
+};
+
+store_ledger_chunk *store_ledger_chunk_new(int fmt)
+{
+    store_ledger_chunk *c = mem_calloc(1, sizeof(store_ledger_chunk));
+    if (c)
+        c->fmt = fmt == 1 ? 1 : CHUNK_FMT;
+    return c;
+}
+
+uint64_t store_ledger_posting_hash(const store_ledger_posting *p)
+{
+    int64_t v[9] = {p->seq, p->write, p->member, p->debit, p->credit, p->amount, p->lot, p->ts,
+                    p->expires};
+    return XXH3_64bits(v, sizeof v);
+}
+
+void store_ledger_chunk_free(store_ledger_chunk *c)
+{
+    if (!c)
+        return;
+    for (int k = 0; k < SEC__COUNT; k++)
+        mem_free(c->sec[k].p);
+    mem_free(c);
+}
+
+void store_ledger_chunk_begin(store_ledger_chunk *c)
 {
     for (int k = 0; k < SEC__COUNT; k++) {
-        sl->sec[k].n = 0;
-        sl->first[k] = sl->last[k] = sl->count[k] = 0;
+        c->sec[k].n = 0;
+        c->first[k] = c->last[k] = c->count[k] = 0;
     }
+    c->w_ts = c->p_write = c->p_ts = c->p_exp = c->q_write = c->q_ts = 0;
 }
 
 /* Starts a record of section k with its seq (delta from the previous one), with room
  * for `more` bytes after it. */
-static int rec(store_ledger *sl, int k, int64_t seq, size_t more)
+static int rec(store_ledger_chunk *c, int k, int64_t seq, size_t more)
 {
-    PATRON_ASSERT(sl->count[k] == 0 || seq == sl->last[k] + 1);
-    if (bb_grow(&sl->sec[k], 10 + more))
+    PATRON_ASSERT(c->count[k] == 0 || seq == c->last[k] + 1);
+    if (bb_grow(&c->sec[k], 10 + more))
         return -1;
-    if (sl->count[k] == 0)
-        sl->first[k] = seq;
-    pi(&sl->sec[k], seq - sl->last[k]);
-    sl->last[k] = seq;
-    sl->count[k]++;
+    if (c->count[k] == 0)
+        c->first[k] = seq;
+    pi(&c->sec[k], seq - c->last[k]);
+    c->last[k] = seq;
+    c->count[k]++;
     return 0;
 }
 
-int store_ledger_chunk_write(store_ledger *sl, const store_ledger_write *w)
+int store_ledger_chunk_write(store_ledger_chunk *c, const store_ledger_write *w)
 {
-    bbuf *b = &sl->sec[SEC_W];
-    if (rec(sl, SEC_W, w->seq, 100 + w->keyn + w->refn + w->payloadn))
+    bbuf *b = &c->sec[SEC_W];
+    if (rec(c, SEC_W, w->seq, 100 + w->keyn + w->refn + w->payloadn))
         return -1;
     ps(b, w->key, w->keyn);
-    pis(b, (const int64_t[]){w->kind, w->member, w->ts}, 3);
+    int64_t ts = w->ts;
+    if (c->fmt == 2) {
+        ts = dlt(w->ts, c->w_ts);
+        c->w_ts = w->ts;
+    }
+    pis(b, (const int64_t[]){w->kind, w->member, ts}, 3);
     ps(b, w->ref, w->refn);
     pis(b, (const int64_t[]){w->points, w->money, w->shortfall, w->balance}, 4);
     ps(b, w->payload, w->payloadn);
     return 0;
 }
 
-int store_ledger_chunk_posting(store_ledger *sl, const store_ledger_posting *p)
+int store_ledger_chunk_posting(store_ledger_chunk *c, const store_ledger_posting *p)
 {
-    bbuf *b = &sl->sec[SEC_P];
-    if (rec(sl, SEC_P, p->seq, 90))
+    bbuf *b = &c->sec[SEC_P];
+    if (rec(c, SEC_P, p->seq, 90))
         return -1;
-    pis(b, (const int64_t[]){p->write, p->member, p->debit, p->credit, p->amount, p->lot, p->ts,
-                             p->expires}, 8);
-    pu(b, p->hash);
+    if (c->fmt == 1) {
+        pis(b, (const int64_t[]){p->write, p->member, p->debit, p->credit, p->amount, p->lot, p->ts,
+                                 p->expires}, 8);
+        pu(b, store_ledger_posting_hash(p));
+        return 0;
+    }
+    pis(b, (const int64_t[]){dlt(p->write, c->p_write), p->member,
+                             (int64_t)((uint64_t)p->debit * 8 + (uint64_t)p->credit), p->amount,
+                             dlt(p->lot, p->seq), dlt(p->ts, c->p_ts), dlt(p->expires, c->p_exp)}, 7);
+    c->p_write = p->write;
+    c->p_ts = p->ts;
+    c->p_exp = p->expires;
     return 0;
 }
 
-int store_ledger_chunk_qual(store_ledger *sl, const store_ledger_qual *q)
+int store_ledger_chunk_qual(store_ledger_chunk *c, const store_ledger_qual *q)
 {
-    bbuf *b = &sl->sec[SEC_Q];
-    if (rec(sl, SEC_Q, q->seq, 50))
+    bbuf *b = &c->sec[SEC_Q];
+    if (rec(c, SEC_Q, q->seq, 50))
         return -1;
-    pis(b, (const int64_t[]){q->write, q->member, q->ts, q->points, q->spend}, 5);
+    if (c->fmt == 1) {
+        pis(b, (const int64_t[]){q->write, q->member, q->ts, q->points, q->spend}, 5);
+        return 0;
+    }
+    pis(b, (const int64_t[]){dlt(q->write, c->q_write), q->member, dlt(q->ts, c->q_ts), q->points,
+                             q->spend}, 5);
+    c->q_write = q->write;
+    c->q_ts = q->ts;
     return 0;
 }
 
-int store_ledger_chunk_tier(store_ledger *sl, const store_ledger_tier *t)
+int store_ledger_chunk_tier(store_ledger_chunk *c, const store_ledger_tier *t)
 {
-    bbuf *b = &sl->sec[SEC_T];
-    if (rec(sl, SEC_T, t->seq, 40 + t->tiern))
+    bbuf *b = &c->sec[SEC_T];
+    if (rec(c, SEC_T, t->seq, 40 + t->tiern))
         return -1;
     pis(b, (const int64_t[]){t->write, t->member, t->ts}, 3);
     ps(b, t->tier, t->tiern);
     return 0;
 }
 
-static uint64_t chunk_hash(const void *const blob[SEC__COUNT], const size_t len[SEC__COUNT])
+static uint64_t chunk_hash(const void *const blob[SEC__COUNT], const size_t len[SEC__COUNT],
+                           int fmt)
 {
-    uint64_t h = 0;
+    uint64_t h = chunk_seed[fmt];
     for (int k = 0; k < SEC__COUNT; k++)
         h = XXH3_64bits_withSeed(blob[k], len[k], h);
     return h;
 }
 
-int store_ledger_chunk_end(store_ledger *sl, patron_error *err)
+int store_ledger_chunk_end(store_ledger *sl, const store_ledger_chunk *c, patron_error *err)
 {
-    PATRON_ASSERT(sl->count[SEC_W] > 0);
+    PATRON_ASSERT(c->count[SEC_W] > 0);
     sqlite3_stmt *st = sl->q[Q_CHUNK_PUT];
     const void *blob[SEC__COUNT];
     size_t len[SEC__COUNT];
     for (int k = 0; k < SEC__COUNT; k++) {
-        blob[k] = sl->sec[k].n ? (const void *)sl->sec[k].p : (const void *)"";
-        len[k] = sl->sec[k].n;
-        sqlite3_bind_int64(st, 1 + 2 * k, sl->first[k]);
-        sqlite3_bind_int64(st, 2 + 2 * k, sl->count[k]);
+        blob[k] = c->sec[k].n ? (const void *)c->sec[k].p : (const void *)"";
+        len[k] = c->sec[k].n;
+        sqlite3_bind_int64(st, 1 + 2 * k, c->first[k]);
+        sqlite3_bind_int64(st, 2 + 2 * k, c->count[k]);
         sqlite3_bind_blob(st, 9 + k, blob[k], (int)len[k], SQLITE_STATIC);
     }
-    sqlite3_bind_int64(st, 13, (int64_t)chunk_hash(blob, len));
+    sqlite3_bind_int64(st, 13, (int64_t)chunk_hash(blob, len, c->fmt));
     return done(sl, st, err, "storing a journal chunk");
 }
 
 /* The four blobs of the chunk row st is on (columns as CHUNK_COLS), checked against
- * its checksum.  0 ok, -1 damaged. */
+ * its checksum, which tells its format.  The format (1 or 2), or -1 when damaged. */
 static int chunk_blobs(sqlite3_stmt *st, const void *blob[SEC__COUNT], size_t len[SEC__COUNT])
 {
     for (int k = 0; k < SEC__COUNT; k++) {
@@ -534,17 +616,29 @@ static int chunk_blobs(sqlite3_stmt *st, const void *blob[SEC__COUNT], size_t le
         if (!blob[k])
             blob[k] = "";
     }
-    return chunk_hash(blob, len) == (uint64_t)sqlite3_column_int64(st, 12) ? 0 : -1;
+    uint64_t want = (uint64_t)sqlite3_column_int64(st, 12);
+    for (int fmt = CHUNK_FMT; fmt >= 1; fmt--)
+        if (chunk_hash(blob, len, fmt) == want)
+            return fmt;
+    return -1;
 }
 
-static void dec_write(rd *r, int64_t *seq, store_ledger_write *w)
+/* What decoding a section of a chunk carries from record to record. */
+typedef struct dst {
+    int fmt;
+    int64_t seq, write, ts, exp;
+} dst;
+
+static void dec_write(rd *r, dst *d, store_ledger_write *w)
 {
-    *seq += get_i(r);
-    w->seq = *seq;
+    d->seq += get_i(r);
+    w->seq = d->seq;
     w->key = get_s(r, &w->keyn);
     w->kind = (int)get_i(r);
     w->member = get_i(r);
     w->ts = get_i(r);
+    if (d->fmt == 2)
+        w->ts = d->ts = und(d->ts, w->ts);
     w->ref = get_s(r, &w->refn);
     w->points = get_i(r);
     w->money = get_i(r);
@@ -553,36 +647,53 @@ static void dec_write(rd *r, int64_t *seq, store_ledger_write *w)
     w->payload = get_s(r, &w->payloadn);
 }
 
-static void dec_posting(rd *r, int64_t *seq, store_ledger_posting *p)
+static void dec_posting(rd *r, dst *d, store_ledger_posting *p)
 {
-    *seq += get_i(r);
-    p->seq = *seq;
-    p->write = get_i(r);
+    d->seq += get_i(r);
+    p->seq = d->seq;
+    if (d->fmt == 1) {
+        p->write = get_i(r);
+        p->member = get_i(r);
+        p->debit = (int)get_i(r);
+        p->credit = (int)get_i(r);
+        p->amount = get_i(r);
+        p->lot = get_i(r);
+        p->ts = get_i(r);
+        p->expires = get_i(r);
+        p->hash = get_u(r);
+        return;
+    }
+    p->write = d->write = und(d->write, get_i(r));
     p->member = get_i(r);
-    p->debit = (int)get_i(r);
-    p->credit = (int)get_i(r);
+    uint64_t dc = (uint64_t)get_i(r);
+    p->debit = dc / 8 > 7 ? -1 : (int)(dc / 8); /* (out of range: an unknown account) */
+    p->credit = (int)(dc % 8);
     p->amount = get_i(r);
-    p->lot = get_i(r);
-    p->ts = get_i(r);
-    p->expires = get_i(r);
-    p->hash = get_u(r);
+    p->lot = und(p->seq, get_i(r));
+    p->ts = d->ts = und(d->ts, get_i(r));
+    p->expires = d->exp = und(d->exp, get_i(r));
+    p->hash = store_ledger_posting_hash(p);
 }
 
-static void dec_qual(rd *r, int64_t *seq, store_ledger_qual *q)
+static void dec_qual(rd *r, dst *d, store_ledger_qual *q)
 {
-    *seq += get_i(r);
-    q->seq = *seq;
+    d->seq += get_i(r);
+    q->seq = d->seq;
     q->write = get_i(r);
     q->member = get_i(r);
     q->ts = get_i(r);
+    if (d->fmt == 2) {
+        q->write = d->write = und(d->write, q->write);
+        q->ts = d->ts = und(d->ts, q->ts);
+    }
     q->points = get_i(r);
     q->spend = get_i(r);
 }
 
-static void dec_tier(rd *r, int64_t *seq, store_ledger_tier *t)
+static void dec_tier(rd *r, dst *d, store_ledger_tier *t)
 {
-    *seq += get_i(r);
-    t->seq = *seq;
+    d->seq += get_i(r);
+    t->seq = d->seq;
     t->write = get_i(r);
     t->member = get_i(r);
     t->ts = get_i(r);
@@ -607,9 +718,10 @@ int store_ledger_write_get_seq(store_ledger *sl, int64_t seq, store_ledger_write
         int64_t w0 = sqlite3_column_int64(st, 0), nw = sqlite3_column_int64(st, 1);
         const void *blob[SEC__COUNT];
         size_t len[SEC__COUNT];
+        int fmt = seq >= w0 + nw ? 0 : chunk_blobs(st, blob, len);
         if (seq >= w0 + nw) {
             rc = 0;
-        } else if (chunk_blobs(st, blob, len) != 0) {
+        } else if (fmt < 0) {
             rc = damaged(err, w0);
         } else {
             sl->got.n = 0;
@@ -618,7 +730,7 @@ int store_ledger_write_get_seq(store_ledger *sl, int64_t seq, store_ledger_write
             } else {
                 memcpy(sl->got.p, blob[SEC_W], len[SEC_W]);
                 rd d = {sl->got.p, sl->got.p + len[SEC_W], 0};
-                int64_t s = 0;
+                dst s = {fmt, 0, 0, 0, 0};
                 for (int64_t i = 0; i < nw && !d.bad; i++) {
                     dec_write(&d, &s, w);
                     if (w->seq == seq)
@@ -711,7 +823,7 @@ static int row_stock(sqlite3_stmt *st, void *fn, void *ctx)
                                        sqlite3_column_int64(st, 1));
 }
 
-typedef void (*dec_fn)(rd *r, int64_t *seq, void *rec);
+typedef void (*dec_fn)(rd *r, dst *d, void *rec);
 typedef int (*call_fn)(void *fn, void *ctx, const void *rec);
 
 typedef union anyrec {
@@ -721,10 +833,10 @@ typedef union anyrec {
     store_ledger_tier t;
 } anyrec;
 
-static void dec_w(rd *r, int64_t *seq, void *rec) { dec_write(r, seq, rec); }
-static void dec_p(rd *r, int64_t *seq, void *rec) { dec_posting(r, seq, rec); }
-static void dec_q(rd *r, int64_t *seq, void *rec) { dec_qual(r, seq, rec); }
-static void dec_t(rd *r, int64_t *seq, void *rec) { dec_tier(r, seq, rec); }
+static void dec_w(rd *r, dst *d, void *rec) { dec_write(r, d, rec); }
+static void dec_p(rd *r, dst *d, void *rec) { dec_posting(r, d, rec); }
+static void dec_q(rd *r, dst *d, void *rec) { dec_qual(r, d, rec); }
+static void dec_t(rd *r, dst *d, void *rec) { dec_tier(r, d, rec); }
 static int call_w(void *fn, void *ctx, const void *rec) { return ((store_ledger_write_fn)fn)(ctx, rec); }
 static int call_p(void *fn, void *ctx, const void *rec) { return ((store_ledger_posting_fn)fn)(ctx, rec); }
 static int call_q(void *fn, void *ctx, const void *rec) { return ((store_ledger_qual_fn)fn)(ctx, rec); }
@@ -762,11 +874,13 @@ static int merged(store_ledger *sl, const char *text, row_fn row, int k, dec_fn 
         }
         const void *blob[SEC__COUNT];
         size_t len[SEC__COUNT];
-        int64_t n = sqlite3_column_int64(ch, 2 * k + 1), seq = 0;
-        if (chunk_blobs(ch, blob, len) != 0) {
+        int64_t n = sqlite3_column_int64(ch, 2 * k + 1);
+        int fmt = chunk_blobs(ch, blob, len);
+        if (fmt < 0) {
             rc = damaged(err, sqlite3_column_int64(ch, 0));
             break;
         }
+        dst seq = {fmt, 0, 0, 0, 0};
         rd d = {blob[k], (const uint8_t *)blob[k] + len[k], 0};
         for (int64_t i = 0; i < n && rc == PATRON_OK; i++) {
             dec(&d, &seq, &u);
@@ -828,11 +942,13 @@ int store_ledger_lots_each(store_ledger *sl, store_ledger_lot_fn fn, void *ctx, 
     while (rc == PATRON_OK && rc_ == SQLITE_ROW) {
         const void *blob[SEC__COUNT];
         size_t len[SEC__COUNT];
-        int64_t n = sqlite3_column_int64(ch, 2 * SEC_P + 1), seq = 0;
-        if (chunk_blobs(ch, blob, len) != 0) {
+        int64_t n = sqlite3_column_int64(ch, 2 * SEC_P + 1);
+        int fmt = chunk_blobs(ch, blob, len);
+        if (fmt < 0) {
             rc = damaged(err, sqlite3_column_int64(ch, 0));
             break;
         }
+        dst seq = {fmt, 0, 0, 0, 0};
         rd d = {blob[SEC_P], (const uint8_t *)blob[SEC_P] + len[SEC_P], 0};
         for (int64_t i = 0; i < n && rc == PATRON_OK; i++) {
             store_ledger_posting p;
@@ -930,11 +1046,13 @@ static int chunk_sums(store_ledger *sl, int64_t debits[5], int64_t credits[5], p
     while (rc == PATRON_OK && (r = sqlite3_step(ch)) == SQLITE_ROW) {
         const void *blob[SEC__COUNT];
         size_t len[SEC__COUNT];
-        int64_t n = sqlite3_column_int64(ch, 2 * SEC_P + 1), seq = 0;
-        if (chunk_blobs(ch, blob, len) != 0) {
+        int64_t n = sqlite3_column_int64(ch, 2 * SEC_P + 1);
+        int fmt = chunk_blobs(ch, blob, len);
+        if (fmt < 0) {
             rc = damaged(err, sqlite3_column_int64(ch, 0));
             break;
         }
+        dst seq = {fmt, 0, 0, 0, 0};
         rd d = {blob[SEC_P], (const uint8_t *)blob[SEC_P] + len[SEC_P], 0};
         for (int64_t i = 0; i < n && rc == PATRON_OK; i++) {
             store_ledger_posting p;

@@ -83,6 +83,9 @@ typedef struct store_ledger_posting {
     int64_t amount, lot, ts, expires;
     uint64_t hash;
 } store_ledger_posting;
+/* The hash a posting row keeps (its fields; hash itself not read).  Postings in chunks
+ * of format 2 are covered by the chunk's checksum and read back with this hash. */
+uint64_t store_ledger_posting_hash(const store_ledger_posting *p);
 
 typedef struct store_ledger_qual {
     int64_t seq, write, member, ts, points, spend;
@@ -108,15 +111,22 @@ int store_ledger_write_get(store_ledger *sl, const char *key, size_t keyn,
 int store_ledger_write_get_seq(store_ledger *sl, int64_t seq, store_ledger_write *w,
                                patron_error *err);
 
-/* A chunk is built by chunk_begin, the add calls (each kind in increasing seq order,
- * seqs contiguous per kind), and stored by chunk_end in the caller's transaction.
- * The add calls copy what they are given; they fail only when out of memory. */
-void store_ledger_chunk_begin(store_ledger *sl);
-int store_ledger_chunk_write(store_ledger *sl, const store_ledger_write *w);
-int store_ledger_chunk_posting(store_ledger *sl, const store_ledger_posting *p);
-int store_ledger_chunk_qual(store_ledger *sl, const store_ledger_qual *q);
-int store_ledger_chunk_tier(store_ledger *sl, const store_ledger_tier *t);
-int store_ledger_chunk_end(store_ledger *sl, patron_error *err);
+/* A chunk is built in a store_ledger_chunk by chunk_begin and the add calls (each kind
+ * in increasing seq order, seqs contiguous per kind), and stored by chunk_end in the
+ * caller's transaction.  Building touches no store, so it may run on another thread
+ * than the one storing (one chunk object per thread).  The add calls copy what they are
+ * given; they fail only when out of memory. */
+typedef struct store_ledger_chunk store_ledger_chunk;
+/* fmt: the chunk format to write, 0 for the current one (2); 1 is the first format,
+ * still read (and written for tests). */
+store_ledger_chunk *store_ledger_chunk_new(int fmt);
+void store_ledger_chunk_free(store_ledger_chunk *c);
+void store_ledger_chunk_begin(store_ledger_chunk *c);
+int store_ledger_chunk_write(store_ledger_chunk *c, const store_ledger_write *w);
+int store_ledger_chunk_posting(store_ledger_chunk *c, const store_ledger_posting *p);
+int store_ledger_chunk_qual(store_ledger_chunk *c, const store_ledger_qual *q);
+int store_ledger_chunk_tier(store_ledger_chunk *c, const store_ledger_tier *t);
+int store_ledger_chunk_end(store_ledger *sl, const store_ledger_chunk *c, patron_error *err);
 int store_ledger_posting_put(store_ledger *sl, const store_ledger_posting *p, patron_error *err);
 int store_ledger_qual_put(store_ledger *sl, const store_ledger_qual *q, patron_error *err);
 int store_ledger_tier_put(store_ledger *sl, const store_ledger_tier *t, patron_error *err);

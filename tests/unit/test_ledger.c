@@ -1279,7 +1279,7 @@ static void test_promo_rules(void **state)
 /* The same writes, once as an import batch (one journal chunk) and once one by one
  * (rows): the two ledgers are identical (state hash), reload to the same state, verify,
  * and a retry of a write stored in a chunk replays it or names the field that differs. */
-static void chunk_ops(ledger *l, int batch, patron_db *db)
+static void chunk_ops_n(ledger *l, int batch, patron_db *db, int n)
 {
     patron_error err = {0};
     static const char *const cats[] = {"A", "B", "C"};
@@ -1287,7 +1287,7 @@ static void chunk_ops(ledger *l, int batch, patron_db *db)
         assert_int_equal(store_begin(db->st, &err), 0);
         assert_int_equal(ledger_batch_begin(l, NULL, NULL, 0, &err), 0);
     }
-    for (int i = 0; i < 4200; i++) { /* 4,620 writes: more than one chunk */
+    for (int i = 0; i < n; i++) { /* 4,200 orders: 4,620 writes, more than one chunk */
         char id[32];
         int idn = snprintf(id, sizeof id, "CH%d", i);
         ledger_item it[2] = {{"s", cats[i % 3], 1, 1, 10000 * (1 + i % 7)},
@@ -1310,24 +1310,64 @@ static void chunk_ops(ledger *l, int batch, patron_db *db)
     }
 }
 
-static void test_chunks(void **state)
+static void chunk_ops(ledger *l, int batch, patron_db *db)
+{
+    chunk_ops_n(l, batch, db, 4200);
+}
+
+/* A batch of more chunks than a flush builds on one thread: built on a second thread
+ * while stored, the same ledger as one write at a time. */
+static void test_chunks_threaded(void **state)
 {
     (void)state;
     patron_error err = {0};
-    patron_db *a = fresh_db("chunk-a", 12, prop_program), *b = fresh_db("chunk-b", 12, prop_program);
+    patron_db *a = fresh_db("chunkt-a", 12, prop_program), *b = fresh_db("chunkt-b", 12, prop_program);
     ledger *la, *lb;
     assert_int_equal(ledger_get(a, &la, &err), 0);
     assert_int_equal(ledger_get(b, &lb, &err), 0);
     ledger_set_durable(la, 0);
     ledger_set_durable(lb, 0);
+    chunk_ops_n(la, 1, a, 16000); /* 17,600 writes: 5 chunks */
+    chunk_ops_n(lb, 0, b, 16000);
+    uint64_t ha = ledger_state_hash(la);
+    assert_int_equal(ha, ledger_state_hash(lb));
+    ledger_invalidate(la);
+    assert_int_equal(ledger_get(a, &la, &err), 0);
+    assert_int_equal(ledger_state_hash(la), ha);
+    verify_ok(la);
+    patron_close(a);
+    patron_close(b);
+}
+
+static void test_chunks(void **state)
+{
+    (void)state;
+    patron_error err = {0};
+    patron_db *a = fresh_db("chunk-a", 12, prop_program), *b = fresh_db("chunk-b", 12, prop_program);
+    patron_db *c = fresh_db("chunk-c", 12, prop_program); /* chunks in the first format */
+    ledger *la, *lb, *lc;
+    assert_int_equal(ledger_get(a, &la, &err), 0);
+    assert_int_equal(ledger_get(b, &lb, &err), 0);
+    assert_int_equal(ledger_get(c, &lc, &err), 0);
+    ledger_set_durable(la, 0);
+    ledger_set_durable(lb, 0);
+    ledger_set_durable(lc, 0);
+    ledger_set_chunk_format(lc, 1);
     chunk_ops(la, 1, a);
     chunk_ops(lb, 0, b);
+    chunk_ops(lc, 1, c);
     uint64_t ha = ledger_state_hash(la);
     assert_int_equal(ha, ledger_state_hash(lb));
     verify_ok(la);
     ledger_invalidate(la);
     assert_int_equal(ledger_get(a, &la, &err), 0);
     assert_int_equal(ledger_state_hash(la), ha);
+    /* read back from format-1 chunks: the same ledger, and verify checks their hashes */
+    ledger_invalidate(lc);
+    assert_int_equal(ledger_get(c, &lc, &err), 0);
+    assert_int_equal(ledger_state_hash(lc), ha);
+    verify_ok(lc);
+    patron_close(c);
     for (uint32_t m = 0; m < 12; m++)
         assert_int_equal(ledger_balance(la, m, T0 + 20 * DAY), ledger_balance(lb, m, T0 + 20 * DAY));
     /* Retries of writes the chunk holds. */
@@ -1438,6 +1478,7 @@ int main(void)
         cmocka_unit_test(test_import_earns),
         cmocka_unit_test(test_promo_rules),
         cmocka_unit_test(test_chunks),
+        cmocka_unit_test(test_chunks_threaded),
         cmocka_unit_test(test_bonuses),
         cmocka_unit_test(test_concurrent_redeem),
         cmocka_unit_test(test_crash),
