@@ -120,3 +120,15 @@ int mem_grow(void **p, size_t *cap, size_t need, size_t elem)
     *cap = ncap;
     return 0;
 }
+
+void mem_prefault(void *p, size_t from, size_t to)
+{
+#ifdef MADV_POPULATE_WRITE
+    if (!p || to <= from)
+        return;
+    uintptr_t a = ((uintptr_t)p + from) & ~(MEM_PAGE - 1);
+    (void)madvise((void *)a, (uintptr_t)p + to - a, MADV_POPULATE_WRITE);
+#else
+    (void)p, (void)from, (void)to;
+#endif
+}

@@ -17,6 +17,11 @@ void mem_free(void *p);
 char *mem_strndup(const char *s, size_t n);
 char *mem_strdup(const char *s);
 
+/* Faults in bytes [from, to) of p (whole pages, outward) for writing, contents
+ * unchanged: a thread with time to spare takes the page faults of memory another will
+ * write soon.  Does nothing where the kernel cannot (it is only a hint). */
+void mem_prefault(void *p, size_t from, size_t to);
+
 /* Fault injection: the nth allocation from now on (1-based) fails; 0 disables. */
 void mem_fail_after(long nth);
 

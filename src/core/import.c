@@ -990,17 +990,6 @@ typedef struct rpipe {
 #define PF_ORDERS ((size_t)1 << 17)  /* orders faulted in ahead (18 MB) */
 #define PF_SLOTS  ((size_t)32 << 20) /* bytes of the order-id map faulted in per block */
 
-/* Faults in bytes [from, to) of p (page-aligned outward), contents unchanged. */
-static void prefault(char *p, size_t from, size_t to)
-{
-#ifdef MADV_POPULATE_WRITE
-    if (!p || to <= from) return;
-    uintptr_t a = ((uintptr_t)p + from) & ~(uintptr_t)4095;
-    (void)madvise((void *)a, (uintptr_t)p + to - a, MADV_POPULATE_WRITE);
-#else
-    (void)p, (void)from, (void)to;
-#endif
-}
 
 /*
  * Fresh batch memory costs a page fault (and the zeroing of a page) where it is first
@@ -1051,7 +1040,7 @@ static int prefault_piece(rpipe *pp)
     }
     pthread_mutex_unlock(&pp->mu);
     for (size_t k = 0; k < n; k++)
-        prefault(p[k], from[k], to[k]);
+        mem_prefault(p[k], from[k], to[k]);
     pthread_mutex_lock(&pp->mu);
     return 1;
 }
@@ -1380,6 +1369,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                          0};
     loyalty_job *lj = NULL;
     if (rc == 0 && earn && !pre) rc = loyalty_import_start(db, &li, threaded, &lj, err);
+    loyalty_import_prefault(lj); /* its page faults here, while that thread computes */
     for (size_t i = 0; lo && i < b.n && rc == 0; i++)
         if (lo[i].id) rc = store_order_put(db->st, &lo[i], err);
     tt = trace_step("ledger orders", tt);

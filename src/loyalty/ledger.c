@@ -2570,6 +2570,28 @@ int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
     return PATRON_OK;
 }
 
+size_t ledger_batch_regions(const ledger *l, size_t n, char **ptr, size_t *bytes, size_t max)
+{
+    /* An earn makes a write, a posting, a lot, a qualification row and a dirty-lot
+     * entry, its key in the arena (about 20 bytes) and a packed payload. */
+    if (n > l->cap_w - l->n_w || n > l->cap_p - l->n_p || n > l->cap_lot - l->n_lot ||
+        n > l->cap_q - l->n_q || n > l->cap_dl - l->n_dl || n * 20 > l->arena_cap - l->arena_len ||
+        n * EARN_PACKED_LEN > l->pay_cap - l->pay_len)
+        return 0; /* not reserved */
+    char *p[8] = {(char *)l->keys, (char *)(l->w + l->n_w), (char *)(l->p + l->n_p),
+                  (char *)(l->lot + l->n_lot), (char *)(l->q + l->n_q),
+                  (char *)(l->dirty_lots + l->n_dl), l->arena + l->arena_len, l->pay + l->pay_len};
+    size_t b[8] = {l->cap_keys * sizeof *l->keys, n * sizeof *l->w, n * sizeof *l->p,
+                   n * sizeof *l->lot, n * sizeof *l->q, n * sizeof *l->dirty_lots, n * 20,
+                   n * EARN_PACKED_LEN};
+    size_t k = 0;
+    for (; k < 8 && k < max; k++) {
+        ptr[k] = p[k];
+        bytes[k] = b[k];
+    }
+    return k;
+}
+
 int ledger_batch_end(ledger *l, int rc, patron_error *err)
 {
     if (l->sp_open) {

@@ -160,6 +160,10 @@ int ledger_batch_attach(ledger *l, patron_error *err);
 int ledger_detached(const ledger *l);
 /* Makes room for n more writes in the batch (optional: saves the copies of growing). */
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err);
+/* After ledger_batch_reserve(l, n): the memory the batch's next n writes will write (up
+ * to max regions, (*ptr)[k] of bytes[k], in the order they fill: the key index first,
+ * written anywhere), for another thread to fault in ahead (mem_prefault).  The count. */
+size_t ledger_batch_regions(const ledger *l, size_t n, char **ptr, size_t *bytes, size_t max);
 int ledger_batch_earn(ledger *l, const ledger_order *o, patron_error *err);
 /* The same with what the caller knows of each item already (known[i] for o->items[i]):
  * an importer sees the same SKUs and categories again and again and works these out

@@ -279,6 +279,14 @@ struct loyalty_job {
     patron_error err;
     int threaded; /* the detached part runs on its own thread */
     pthread_t th;
+    /* What the ledger's thread will write, for loyalty_import_prefault: published once
+     * its room is reserved (pf_state 1; 2: never, the job failed first). */
+    char *pf[8];
+    size_t pf_bytes[8], n_pf;
+    size_t nw_at; /* j->done as the thread goes (atomic) */
+    int pf_state;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
 };
 
 /* Work list, dictionary tables and the detached ledger batch: memory only. */
@@ -353,7 +361,19 @@ static int job_prepare(loyalty_job *j)
     if (rc != PATRON_OK)
         return rc;
     j->begun = 1;
-    return ledger_batch_reserve(j->l, nw, err);
+    rc = ledger_batch_reserve(j->l, nw, err);
+    if (rc == PATRON_OK && j->threaded)
+        j->n_pf = ledger_batch_regions(j->l, nw, j->pf, j->pf_bytes, 8);
+    return rc;
+}
+
+static void pf_publish(loyalty_job *j, int state)
+{
+    pthread_mutex_lock(&j->mu);
+    if (!j->pf_state)
+        j->pf_state = state;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
 }
 
 /* Makes work item k.  LEDGER_DEFER: it needs the store (detached batch; nothing done). */
@@ -442,7 +462,12 @@ static void *job_detached(void *arg)
     loyalty_job *j = arg;
     double t0 = trace_now();
     j->rc = job_prepare(j);
+    trace_step("ledger: work list and room", t0);
+    if (j->threaded)
+        pf_publish(j, j->rc == PATRON_OK ? 1 : 2);
     while (j->rc == PATRON_OK && j->done < j->nw) {
+        if ((j->done & 1023) == 0)
+            __atomic_store_n(&j->nw_at, j->done, __ATOMIC_RELAXED);
         job_prefetch(j, j->done);
         int r = job_step(j, j->done);
         if (r == LEDGER_DEFER)
@@ -491,9 +516,48 @@ int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, 
     j->in = *in;
     /* events and promotion rules need the store: attached from the start, one thread */
     j->detach = !in->n_events && !pg->n_rule_promos;
-    j->threaded = threaded && j->detach && pthread_create(&j->th, NULL, job_detached, j) == 0;
+    if (threaded && j->detach) {
+        pthread_mutex_init(&j->mu, NULL);
+        pthread_cond_init(&j->cv, NULL);
+        j->threaded = 1; /* (read by job_prepare) */
+        if (pthread_create(&j->th, NULL, job_detached, j) != 0) {
+            j->threaded = 0;
+            pthread_mutex_destroy(&j->mu);
+            pthread_cond_destroy(&j->cv);
+        }
+    }
     *job = j;
     return PATRON_OK;
+}
+
+/* Pieces of the regions are faulted in, in the order the thread fills them, each
+ * PF_STEP writes' worth; a piece the thread has already passed is skipped. */
+#define PF_STEP 32768
+void loyalty_import_prefault(loyalty_job *j)
+{
+    if (!j || !j->threaded)
+        return;
+    double t0 = trace_now();
+    pthread_mutex_lock(&j->mu);
+    while (!j->pf_state)
+        pthread_cond_wait(&j->cv, &j->mu);
+    int ok = j->pf_state == 1;
+    pthread_mutex_unlock(&j->mu);
+    if (!ok || j->n_pf == 0)
+        return;
+    mem_prefault(j->pf[0], 0, j->pf_bytes[0]); /* the key index: written anywhere */
+    size_t nw = j->nw ? j->nw : 1;
+    for (size_t at = 0; at < nw; at += PF_STEP) {
+        size_t done = __atomic_load_n(&j->nw_at, __ATOMIC_RELAXED);
+        if (at + PF_STEP <= done)
+            continue; /* the thread is past it */
+        for (size_t k = 1; k < j->n_pf; k++) {
+            size_t per = j->pf_bytes[k] / nw; /* bytes per write of region k */
+            size_t to = at + PF_STEP < nw ? (at + PF_STEP) * per : j->pf_bytes[k];
+            mem_prefault(j->pf[k], at * per, to);
+        }
+    }
+    trace_step("ledger: prefault (importer)", t0);
 }
 
 int loyalty_import_finish(loyalty_job *j, int rc, patron_error *err)
@@ -501,10 +565,13 @@ int loyalty_import_finish(loyalty_job *j, int rc, patron_error *err)
     if (!j)
         return rc;
     double t0 = trace_now();
-    if (j->threaded)
+    if (j->threaded) {
         pthread_join(j->th, NULL);
-    else if (rc == PATRON_OK)
+        pthread_mutex_destroy(&j->mu);
+        pthread_cond_destroy(&j->cv);
+    } else if (rc == PATRON_OK) {
         job_detached(j);
+    }
     t0 = trace_step("ledger: join", t0);
     if (rc == PATRON_OK && j->rc != PATRON_OK) {
         rc = j->rc;
