@@ -1293,7 +1293,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     ledger *lg;
     int earn = 0;
     if (rc == 0 && (rc = ledger_get(db, &lg, err)) == 0) earn = ledger_program(lg, NULL) != NULL;
-    store_order *lo = earn ? mem_calloc(b.n + 1, sizeof *lo) : NULL;
+    loyalty_order *lo = earn ? mem_calloc(b.n + 1, sizeof *lo) : NULL;
     if (earn && !lo) rc = err_set(err, PATRON_ENOMEM, "out of memory");
     /* With promotion rules the batch reaches the model and the view before the ledger
      * sees it (loyalty_wants_view); otherwise after the commit. */
@@ -1345,8 +1345,9 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             prev_member = member;
         }
         border_to_store(&b, o, order_level, member, &so);
-        if (lo)
-            lo[i] = so; /* stored below, once the ledger has what it needs */
+        if (lo) /* stored below, once the ledger has what it needs */
+            lo[i] = (loyalty_order){so.id, so.ts, so.amount, (int32_t)member, (uint32_t)so.idn,
+                                    (uint8_t)so.kind};
         else
             rc = store_order_put(db->st, &so, err);
     }
@@ -1370,8 +1371,11 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     loyalty_job *lj = NULL;
     if (rc == 0 && earn && !pre) rc = loyalty_import_start(db, &li, threaded, &lj, err);
     loyalty_import_prefault(lj); /* its page faults here, while that thread computes */
-    for (size_t i = 0; lo && i < b.n && rc == 0; i++)
-        if (lo[i].id) rc = store_order_put(db->st, &lo[i], err);
+    for (size_t i = 0; lo && i < b.n && rc == 0; i++) {
+        if (!lo[i].id) continue;
+        border_to_store(&b, &b.orders[i], order_level, lo[i].member, &so);
+        rc = store_order_put(db->st, &so, err);
+    }
     tt = trace_step("ledger orders", tt);
     if (rc == 0 && n_new)
         rc = store_members_put(db->st, (uint32_t)db->n_members, n_new, (const char *const *)new_ids,

@@ -301,7 +301,7 @@ static int job_prepare(loyalty_job *j)
     work *w = j->w;
     size_t nw = 0;
     for (size_t i = 0; i < in->n_orders; i++) {
-        const store_order *o = &in->orders[i];
+        const loyalty_order *o = &in->orders[i];
         if (o->id && o->member >= 0)
             w[nw++] = (work){o->ts, (uint32_t)i, (uint32_t)i, 0};
     }
@@ -385,7 +385,7 @@ static int job_step(loyalty_job *j, size_t k)
         return LEDGER_DEFER;
     if (j->w[k].event)
         return post_event(j->l, &in->events[j->w[k].idx], &j->items, &j->cap_items, err);
-    const store_order *o = &in->orders[j->w[k].idx];
+    const loyalty_order *o = &in->orders[j->w[k].idx];
     if (o->kind == 1) {
         char id[512];
         snprintf(id, sizeof id, "%.*s", (int)o->idn, o->id);
@@ -437,7 +437,7 @@ static void job_prefetch(loyalty_job *j, size_t k)
             __builtin_prefetch(&j->first[j->w[far].idx]);
     }
     if (mid < j->nw && !j->w[mid].event) {
-        const store_order *o = &in->orders[j->w[mid].idx];
+        const loyalty_order *o = &in->orders[j->w[mid].idx];
         if (o->id)
             __builtin_prefetch(o->id);
         uint32_t it = j->first ? j->first[j->w[mid].idx] : UINT32_MAX;
@@ -450,7 +450,7 @@ static void job_prefetch(loyalty_job *j, size_t k)
         }
     }
     if (near < j->nw && !j->w[near].event) {
-        const store_order *o = &in->orders[j->w[near].idx];
+        const loyalty_order *o = &in->orders[j->w[near].idx];
         if (o->member >= 0 && o->kind == 0 && o->id)
             ledger_batch_prefetch(j->l, (uint32_t)o->member, o->id, o->idn);
     }

@@ -39,11 +39,20 @@ typedef struct loyalty_event {
     const char *body;      /* canonical JSON of the event */
 } loyalty_event;
 
+/* An order or return of a CSV import, as the ledger reads it (40 bytes: at M an import
+ * hands over millions, in memory that is written fresh for the purpose). */
+typedef struct loyalty_order {
+    const char *id;     /* NULL: not stored (a bad row, a duplicate) */
+    int64_t ts, amount; /* money units; negative for a return */
+    int32_t member;     /* member index, -1 for a guest sale */
+    uint32_t idn;
+    uint8_t kind;       /* 0 order, 1 return */
+} loyalty_order;
+
 /* One import batch, as stored by the importer in its open transaction. */
 typedef struct loyalty_import {
-    /* Orders and returns of a CSV import, indexed like the importer's batch; entries
-     * with id == NULL were not stored (bad rows, duplicates).  member -1 = guest. */
-    const store_order *orders;
+    /* Orders and returns of a CSV import, indexed like the importer's batch. */
+    const loyalty_order *orders;
     size_t n_orders;
     /* Line items of the batch (positive rows): order index, dictionary codes, qty, price */
     const uint32_t *item_order, *item_sku, *item_category;
