@@ -7,7 +7,11 @@
  * "POC2"; their encoders are kept here, test-only) decode to the same columns.  Every
  * truncation of a chunk, and single-byte changes with and without a matching checksum,
  * are refused or decoded without reading outside the chunk (each case gets a buffer of
- * its exact size, for AddressSanitizer).
+ * its exact size, for AddressSanitizer).  Through the store: a put larger than a chunk
+ * is cut into chunks and reads back whole.  A database whose chunks are rewritten into
+ * the old formats loads the same model and member view as the one written now, also
+ * after a further import adds chunks in the new formats beside them, and a damaged
+ * chunk is reported by number.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -592,6 +596,305 @@ static void test_damaged_chunks_are_refused(void **state)
     free(b.p);
 }
 
+/* ---- through the store -------------------------------------------------------------- */
+
+typedef struct gathered {
+    items_cols t;
+    uint32_t n, runs, chunks;
+} gathered;
+
+static int gather_items(void *ctx, const store_items *c)
+{
+    gathered *g = ctx;
+    assert_true(c->n <= STORE_ITEM_CHUNK);
+    memcpy(g->t.run_hash + g->runs, c->run_hash, 8 * (size_t)c->runs);
+    memcpy(g->t.run_len + g->runs, c->run_len, 4 * (size_t)c->runs);
+    memcpy(g->t.sku + g->n, c->sku, 4 * (size_t)c->n);
+    memcpy(g->t.cat + g->n, c->category, 4 * (size_t)c->n);
+    memcpy(g->t.brand + g->n, c->brand, 4 * (size_t)c->n);
+    memcpy(g->t.qty + g->n, c->qty, 4 * (size_t)c->n);
+    memcpy(g->t.price + g->n, c->price, 8 * (size_t)c->n);
+    g->n += c->n;
+    g->runs += c->runs;
+    g->chunks++;
+    return 0;
+}
+
+typedef struct ogathered {
+    uint32_t n, chunks, voided;
+    const orders_cols *want;
+} ogathered;
+
+static int gather_orders(void *ctx, const store_orders *c)
+{
+    ogathered *g = ctx;
+    const orders_cols *w = g->want;
+    store_orders part = w->c;
+    part.n = c->n;
+    part.ts += g->n, part.amount += g->n, part.units += g->n, part.hash += g->n;
+    part.member += g->n, part.items += g->n, part.kind += g->n, part.channel += g->n;
+    part.store += g->n, part.id_off += g->n;
+    orders_equal(&part, c, 1);
+    for (uint32_t i = 0; i < c->n; i++)
+        g->voided += c->voided[i];
+    g->n += c->n;
+    g->chunks++;
+    return 0;
+}
+
+static void test_store_cuts_chunks(void **state)
+{
+    (void)state;
+    char path[300];
+    snprintf(path, sizeof path, "%s/cut.db", dir);
+    store *s;
+    patron_error err = {0};
+    assert_int_equal(store_open(path, &s, &err), PATRON_OK);
+    items_cols t;
+    uint32_t n = 2 * STORE_ITEM_CHUNK + 12345;
+    items_fill(&t, n, 1);
+    orders_cols o;
+    uint32_t no = STORE_ORDER_CHUNK + 500;
+    orders_fill(&o, no, 1);
+    assert_int_equal(store_begin(s, &err), PATRON_OK);
+    assert_int_equal(store_items_put(s, &t.c, &err), PATRON_OK);
+    for (uint32_t i = 0; i < no; i++) {
+        store_order so = {o.ids + o.id_off[i], o.id_off[i + 1] - o.id_off[i],
+                          o.member[i],         o.ts[i],
+                          o.amount[i],         o.kind[i],
+                          o.items[i],          o.units[i],
+                          o.hash[i],           0,
+                          o.channel[i],        o.store[i]};
+        assert_int_equal(store_order_put(s, &so, &err), PATRON_OK);
+    }
+    assert_int_equal(store_order_void(s, o.ids + o.id_off[7], o.id_off[8] - o.id_off[7], &err),
+                     PATRON_OK);
+    assert_int_equal(store_commit(s, &err), PATRON_OK);
+
+    gathered g = {0};
+    items_alloc(&g.t, n + 10);
+    assert_int_equal(store_items_each(s, gather_items, &g, &err), PATRON_OK);
+    assert_int_equal(g.chunks, 3);
+    assert_int_equal(g.n, n);
+    /* runs cut at a chunk boundary come back as two runs of the same order */
+    uint32_t at = 0, r2 = 0;
+    for (uint32_t r = 0; r < t.c.runs; r++) {
+        uint32_t len = 0;
+        while (len < t.c.run_len[r]) {
+            assert_true(r2 < g.runs);
+            assert_int_equal(g.t.run_hash[r2], t.c.run_hash[r]);
+            len += g.t.run_len[r2++];
+        }
+        assert_int_equal(len, t.c.run_len[r]);
+        at += len;
+    }
+    assert_int_equal(r2, g.runs);
+    assert_true(g.runs <= t.c.runs + 2);
+    assert_memory_equal(g.t.sku, t.c.sku, 4 * (size_t)n);
+    assert_memory_equal(g.t.cat, t.c.category, 4 * (size_t)n);
+    assert_memory_equal(g.t.brand, t.c.brand, 4 * (size_t)n);
+    assert_memory_equal(g.t.qty, t.c.qty, 4 * (size_t)n);
+    assert_memory_equal(g.t.price, t.c.price, 8 * (size_t)n);
+
+    ogathered og = {0, 0, 0, &o};
+    assert_int_equal(store_order_chunks_each(s, STORE_OC_ALL, gather_orders, &og, &err), PATRON_OK);
+    assert_int_equal(og.n, no);
+    assert_int_equal(og.chunks, 2);
+    assert_int_equal(og.voided, 1);
+    store_close(s);
+    items_free(&g.t);
+    items_free(&t);
+    orders_free(&o);
+}
+
+/* ---- a database in the old formats -------------------------------------------------- */
+
+static void exec_ok(sqlite3 *q, const char *sql)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(q, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) fprintf(stderr, "%s: %s\n", sql, msg);
+    assert_int_equal(rc, SQLITE_OK);
+}
+
+/* Rewrites every order chunk as "POC2" and every line-item chunk as "PIC1" (what the
+ * versions before this one wrote).  Returns the number of chunks rewritten. */
+static int downgrade_chunks(const char *path)
+{
+    sqlite3 *q;
+    assert_int_equal(sqlite3_open(path, &q), SQLITE_OK);
+    exec_ok(q, "BEGIN");
+    sqlite3_stmt *sel, *upd;
+    store_buf b = {0};
+    store_items_dec di = {0};
+    store_orders_dec dord = {0};
+    const char *why = NULL;
+    int count = 0;
+    for (int items = 0; items < 2; items++) {
+        const char *table = items ? "item_chunks" : "order_chunks";
+        char sql[200];
+        snprintf(sql, sizeof sql, "SELECT id, data FROM %s ORDER BY id", table);
+        assert_int_equal(sqlite3_prepare_v2(q, sql, -1, &sel, NULL), SQLITE_OK);
+        snprintf(sql, sizeof sql, "UPDATE %s SET data = ?2 WHERE id = ?1", table);
+        assert_int_equal(sqlite3_prepare_v2(q, sql, -1, &upd, NULL), SQLITE_OK);
+        while (sqlite3_step(sel) == SQLITE_ROW) {
+            const unsigned char *blob = sqlite3_column_blob(sel, 1);
+            size_t len = (size_t)sqlite3_column_bytes(sel, 1);
+            assert_memory_equal(blob, items ? "PIC2" : "POC3", 4);
+            if (items) {
+                assert_int_equal(store_items_decode(blob, len, &di, &why), STORE_CHUNK_OK);
+                pic1_encode(&di.c, &b);
+            } else {
+                assert_int_equal(store_orders_decode(blob, len, STORE_OC_ALL, &dord, &why),
+                                 STORE_CHUNK_OK);
+                poc_old_encode(&dord.c, 1, &b);
+            }
+            sqlite3_bind_int64(upd, 1, sqlite3_column_int64(sel, 0));
+            sqlite3_bind_blob64(upd, 2, b.p, b.n, SQLITE_TRANSIENT);
+            assert_int_equal(sqlite3_step(upd), SQLITE_DONE);
+            sqlite3_reset(upd);
+            count++;
+        }
+        sqlite3_finalize(sel);
+        sqlite3_finalize(upd);
+    }
+    exec_ok(q, "COMMIT");
+    sqlite3_close(q);
+    free(b.p);
+    store_items_dec_release(&di);
+    store_orders_dec_release(&dord);
+    return count;
+}
+
+typedef struct loaded {
+    uint64_t model, codes, view;
+    size_t orders;
+    patron_stats stats;
+} loaded;
+
+/* Opens path (a fresh process's load) and sums up what it holds. */
+static loaded load(const char *path, int64_t now)
+{
+    patron_db *db;
+    patron_error err = {0};
+    loaded l;
+    memset(&l, 0, sizeof l);
+    assert_int_equal(patron_open(path, &db, &err), PATRON_OK);
+    l.model = patron_model_hash(db);
+    l.orders = db->n_orders;
+    l.codes = XXH3_64bits(db->o_channel, db->n_orders * sizeof *db->o_channel) ^
+              XXH3_64bits(db->o_store, db->n_orders * sizeof *db->o_store) * 3;
+    assert_int_equal(patron_stats_get(db, now, &l.stats, &err), PATRON_OK);
+    assert_int_equal(db_view_ensure(db, &err), PATRON_OK);
+    l.view = view_hash(db);
+    patron_close(db);
+    return l;
+}
+
+static void same(const loaded *a, const loaded *b)
+{
+    assert_true(a->model == b->model);
+    assert_true(a->codes == b->codes);
+    assert_true(a->view == b->view);
+    assert_int_equal(a->orders, b->orders);
+    assert_memory_equal(&a->stats, &b->stats, sizeof a->stats);
+}
+
+static void test_old_formats_load_the_same(void **state)
+{
+    (void)state;
+    gen_opts g;
+    gen_opts_init(&g);
+    g.members = 300;
+    g.seed = 11;
+    g.out = dir;
+    patron_error err = {0};
+    assert_int_equal(gen_run(&g, &err), 0);
+    char a[300], b[300], members[300], orders[300], first[300], second[300], cmd[700];
+    snprintf(a, sizeof a, "%s/new.db", dir);
+    snprintf(b, sizeof b, "%s/old.db", dir);
+    snprintf(members, sizeof members, "%s/members.csv", dir);
+    snprintf(orders, sizeof orders, "%s/orders.csv", dir);
+    snprintf(first, sizeof first, "%s/first.csv", dir);
+    snprintf(second, sizeof second, "%s/second.csv", dir);
+    /* the orders file in two halves, cut between orders */
+    FILE *in = fopen(orders, "r"), *f1 = fopen(first, "w"), *f2 = fopen(second, "w");
+    assert_non_null(in);
+    char line[4096], header[1024], last[64] = "";
+    assert_non_null(fgets(header, sizeof header, in));
+    fputs(header, f1);
+    fputs(header, f2);
+    size_t lines = 0;
+    FILE *to = f1;
+    while (fgets(line, sizeof line, in)) {
+        size_t k = strcspn(line, ",");
+        if (to == f1 && lines > 1500 && (strlen(last) != k || memcmp(last, line, k) != 0)) to = f2;
+        snprintf(last, sizeof last, "%.*s", (int)k, line);
+        fputs(line, to);
+        lines++;
+    }
+    fclose(in);
+    fclose(f1);
+    fclose(f2);
+    assert_true(to == f2);
+
+    patron_db *db;
+    patron_import_result res;
+    assert_int_equal(patron_open(a, &db, &err), PATRON_OK);
+    assert_int_equal(patron_import(db, PATRON_IMPORT_MEMBERS, members, NULL, &res, &err),
+                     PATRON_OK);
+    assert_int_equal(patron_import(db, PATRON_IMPORT_ORDERS, first, NULL, &res, &err), PATRON_OK);
+    assert_true(res.items > 1000);
+    patron_close(db);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", a, b);
+    assert_int_equal(system(cmd), 0);
+    assert_true(downgrade_chunks(b) >= 2);
+    loaded la = load(a, g.end), lb = load(b, g.end);
+    same(&la, &lb);
+    assert_true(la.stats.items > 1000);
+
+    /* a further import beside the old chunks: live and reloaded, the same again */
+    uint64_t live[2];
+    const char *paths[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(patron_open(paths[k], &db, &err), PATRON_OK);
+        assert_int_equal(db_view_ensure(db, &err), PATRON_OK);
+        assert_int_equal(patron_import(db, PATRON_IMPORT_ORDERS, second, NULL, &res, &err),
+                         PATRON_OK);
+        assert_true(res.inserted > 0);
+        /* and the first half again: every order already stored (found through old chunks) */
+        assert_int_equal(patron_import(db, PATRON_IMPORT_ORDERS, first, NULL, &res, &err),
+                         PATRON_OK);
+        assert_int_equal(res.inserted, 0);
+        live[k] = view_hash(db);
+        patron_close(db);
+    }
+    assert_true(live[0] == live[1]);
+    la = load(a, g.end);
+    lb = load(b, g.end);
+    same(&la, &lb);
+    assert_true(la.view == live[0]);
+
+    /* a damaged chunk is named */
+    sqlite3 *q;
+    assert_int_equal(sqlite3_open(b, &q), SQLITE_OK);
+    exec_ok(q, "UPDATE item_chunks SET data = CAST(substr(data, 1, 40) || x'00' || substr(data, "
+               "42) AS BLOB)"
+               " WHERE id = 1");
+    sqlite3_close(q);
+    assert_int_equal(patron_open(b, &db, &err), PATRON_OK);
+    assert_int_equal(db_view_ensure(db, &err), PATRON_ESTORE);
+    assert_non_null(strstr(err.message, "line-item chunk 1 is damaged (checksum)"));
+    patron_close(db);
+    assert_int_equal(sqlite3_open(b, &q), SQLITE_OK);
+    exec_ok(q, "UPDATE order_chunks SET data = CAST(substr(data, 1, 40) || x'00' || substr(data, "
+               "42) AS BLOB)"
+               " WHERE id = 2");
+    sqlite3_close(q);
+    assert_int_equal(patron_open(b, &db, &err), PATRON_ESTORE);
+    assert_non_null(strstr(err.message, "order chunk 2 is damaged (checksum)"));
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/patron-test-chunks-XXXXXX");
@@ -600,6 +903,8 @@ int main(void)
         cmocka_unit_test(test_items_round_trip),
         cmocka_unit_test(test_orders_round_trip),
         cmocka_unit_test(test_damaged_chunks_are_refused),
+        cmocka_unit_test(test_store_cuts_chunks),
+        cmocka_unit_test(test_old_formats_load_the_same),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[300];
