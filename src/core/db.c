@@ -145,12 +145,17 @@ typedef struct ids_ctx {
     size_t next;
 } ids_ctx;
 
-static int load_order_id(void *ctx, const store_order *o)
+static int load_order_ids(void *ctx, const store_orders *o)
 {
     ids_ctx *c = ctx;
-    if (c->next >= c->db->n_orders || c->db->o_hash[c->next] != o->hash)
-        return 2; /* the store changed under this handle */
-    return hmap_put(&c->db->order_ids, o->id, o->idn, (uint32_t)c->next++) ? 1 : 0;
+    for (uint32_t i = 0; i < o->n; i++) {
+        if (c->next >= c->db->n_orders || c->db->o_hash[c->next] != o->hash[i])
+            return 2; /* the store changed under this handle */
+        if (hmap_put(&c->db->order_ids, o->ids + o->id_off[i], o->id_off[i + 1] - o->id_off[i],
+                     (uint32_t)c->next++))
+            return 1;
+    }
+    return 0;
 }
 
 int db_order_ids_ensure(patron_db *db, patron_error *err)
@@ -160,7 +165,7 @@ int db_order_ids_ensure(patron_db *db, patron_error *err)
     if (hmap_reserve(&db->order_ids, db->n_orders, db->n_orders * 12) != 0)
         return err_set(err, PATRON_ENOMEM, "out of memory");
     ids_ctx c = {db, 0};
-    int rc = store_orders_each(db->st, load_order_id, &c, err);
+    int rc = store_order_chunks_each(db->st, STORE_OC_IDS, load_order_ids, &c, err);
     if (rc == PATRON_OK && c.next != db->n_orders)
         rc = err_set(err, PATRON_ESTORE, "the store changed while open; reopen the database");
     if (rc != PATRON_OK) {
@@ -181,9 +186,43 @@ static int load_member(void *ctx, uint32_t idx, const char *id, size_t idn, int6
     return db_member_add(db, id, idn, en, profile_hash, NULL) ? 1 : 0;
 }
 
-static int load_order(void *ctx, const store_order *o)
+/* A chunk of stored orders onto the model's columns: copied whole when nothing else
+ * is kept per order (the usual case at open), else order by order through
+ * db_order_add_hashed. */
+static int load_orders(void *ctx, const store_orders *o)
 {
-    return db_order_add(ctx, o) ? 1 : 0;
+    patron_db *db = ctx;
+    if (db_orders_reserve(db, o->n) != PATRON_OK)
+        return 1;
+    if (db->order_ids_valid || db->tracking) {
+        for (uint32_t i = 0; i < o->n; i++) {
+            store_order so = {o->ids + o->id_off[i], o->id_off[i + 1] - o->id_off[i],
+                              o->member[i],          o->ts[i],
+                              o->amount[i],          o->kind[i],
+                              o->items[i],           o->units[i],
+                              o->hash[i],            o->voided[i],
+                              o->channel[i],         o->store[i]};
+            if (db_order_add(db, &so) != PATRON_OK)
+                return 1;
+        }
+        return 0;
+    }
+    size_t at = db->n_orders, n = o->n;
+    if (n == 0)
+        return 0;
+    memcpy(db->o_member + at, o->member, n * sizeof *o->member);
+    memcpy(db->o_ts + at, o->ts, n * sizeof *o->ts);
+    memcpy(db->o_amount + at, o->amount, n * sizeof *o->amount);
+    memcpy(db->o_units + at, o->units, n * sizeof *o->units);
+    memcpy(db->o_items + at, o->items, n * sizeof *o->items);
+    memcpy(db->o_kind + at, o->kind, n * sizeof *o->kind);
+    memcpy(db->o_channel + at, o->channel, n * sizeof *o->channel);
+    memcpy(db->o_store + at, o->store, n * sizeof *o->store);
+    memcpy(db->o_void + at, o->voided, n * sizeof *o->voided);
+    memcpy(db->o_hash + at, o->hash, n * sizeof *o->hash);
+    db->n_orders += n;
+    db->csr_valid = 0;
+    return 0;
 }
 
 static int load_dict(void *ctx, int kind, uint32_t code, const char *v, size_t n)
@@ -204,7 +243,9 @@ static int model_load(patron_db *db, patron_error *err)
     if (rc == PATRON_OK)
         rc = store_members_each(db->st, load_member, db, err);
     if (rc == PATRON_OK)
-        rc = store_orders_each(db->st, load_order, db, err);
+        rc = store_order_chunks_each(db->st, db->order_ids_valid || db->tracking ? STORE_OC_ALL
+                                                                                  : STORE_OC_VALUES,
+                                     load_orders, db, err);
     if (rc == PATRON_OK)
         rc = store_dict_each(db->st, load_dict, db, err);
     db->n_events = (uint64_t)store_event_count(db->st);

@@ -323,57 +323,69 @@ static void batch_release(batch *b)
 }
 
 /*
- * Line-item chunk, format 1 (little-endian, one BLOB per chunk of up to CHUNK_ITEMS
- * items): "PIC1", u32 n, then the columns u64 order_hash[n] (XXH3 of the order id),
- * u32 sku[n], u32 category[n], u32 brand[n], i32 qty[n], i64 price[n], and u64 XXH3 of
- * everything before it.  Dictionary code 0 means "no value".
+ * The stored line items of a batch (those of orders with order_ok[o] set) to the store,
+ * as columns of up to STORE_ITEM_CHUNK items, in file order.  Items come in runs of one
+ * order each (its id hashed once per run).  A stretch with every item stored is handed
+ * over in place; one with items of bad or duplicate orders is gathered first.
  */
-#define CHUNK_ITEMS 65536
-static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_of_item_ok,
+static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_ok,
                              patron_error *err)
 {
-    size_t per = 4 + 8 + 4 + 4 + 4 + 4 + 8;
-    unsigned char *buf = mem_alloc_array(CHUNK_ITEMS, per);
-    if (!buf) return err_set(err, PATRON_ENOMEM, "out of memory");
-    int rc = PATRON_OK;
-    size_t i = 0;
-    uint32_t last = UINT32_MAX;
-    uint64_t last_h = 0;
-    while (i < b->n_items && rc == PATRON_OK) {
-        /* Gather up to CHUNK_ITEMS stored items. */
-        uint64_t *oh = (uint64_t *)(void *)(buf + 8);
+    uint64_t *run_hash = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *run_hash);
+    uint32_t *run_len = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *run_len);
+    uint32_t *codes = NULL;
+    int32_t *qty = NULL;
+    int64_t *price = NULL;
+    int rc = run_hash && run_len ? PATRON_OK : err_set(err, PATRON_ENOMEM, "out of memory");
+    for (size_t i = 0; i < b->n_items && rc == PATRON_OK;) {
         size_t n = 0, start = i;
-        for (; i < b->n_items && n < CHUNK_ITEMS; i++)
-            if (order_of_item_ok[b->it_order[i]]) n++;
+        for (; i < b->n_items && n < STORE_ITEM_CHUNK; i++)
+            n += order_ok[b->it_order[i]] != 0;
         if (n == 0) break;
-        uint32_t *sku = (uint32_t *)(void *)(oh + n), *cat = sku + n, *brand = cat + n;
-        int32_t *qty = (int32_t *)(brand + n);
-        int64_t *price = (int64_t *)(void *)(qty + n); /* 8 + 24n: aligned */
-        size_t k = 0;
-        for (size_t j = start; j < i; j++) {
-            if (!order_of_item_ok[b->it_order[j]]) continue;
-            if (b->it_order[j] != last) { /* items of an order are usually adjacent */
-                border *o = &b->orders[b->it_order[j]];
-                last = b->it_order[j];
-                last_h = XXH3_64bits(b->arena + o->id_off, o->id_len);
+        store_items c = {(uint32_t)n, 0, run_hash, run_len, b->it_sku + start, b->it_cat + start,
+                         b->it_brand + start, b->it_qty + start, b->it_price + start};
+        if (n < i - start) { /* some items are not stored: gather the others */
+            if (!codes && (!(codes = mem_alloc_array(STORE_ITEM_CHUNK, 3 * sizeof *codes)) ||
+                           !(qty = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *qty)) ||
+                           !(price = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *price)))) {
+                rc = err_set(err, PATRON_ENOMEM, "out of memory");
+                break;
             }
-            oh[k] = last_h;
-            sku[k] = b->it_sku[j];
-            cat[k] = b->it_cat[j];
-            brand[k] = b->it_brand[j];
-            qty[k] = b->it_qty[j];
-            price[k] = b->it_price[j];
-            k++;
+            size_t k = 0;
+            for (size_t j = start; j < i; j++) {
+                if (!order_ok[b->it_order[j]]) continue;
+                codes[k] = b->it_sku[j];
+                codes[STORE_ITEM_CHUNK + k] = b->it_cat[j];
+                codes[2 * STORE_ITEM_CHUNK + k] = b->it_brand[j];
+                qty[k] = b->it_qty[j];
+                price[k] = b->it_price[j];
+                k++;
+            }
+            c.sku = codes;
+            c.category = codes + STORE_ITEM_CHUNK;
+            c.brand = codes + 2 * STORE_ITEM_CHUNK;
+            c.qty = qty;
+            c.price = price;
         }
-        uint32_t n32 = (uint32_t)n;
-        memcpy(buf, "PIC1", 4);
-        memcpy(buf + 4, &n32, 4);
-        size_t len = (size_t)((unsigned char *)(price + n) - buf);
-        uint64_t sum = XXH3_64bits(buf, len);
-        memcpy(buf + len, &sum, 8);
-        rc = store_chunk_put(db->st, buf, len + 8, err);
+        uint32_t last = UINT32_MAX;
+        for (size_t j = start; j < i; j++) {
+            uint32_t o = b->it_order[j];
+            if (!order_ok[o]) continue;
+            if (o != last) {
+                const border *bo = &b->orders[o];
+                run_hash[c.runs] = XXH3_64bits(b->arena + bo->id_off, bo->id_len);
+                run_len[c.runs++] = 0;
+                last = o;
+            }
+            run_len[c.runs - 1]++;
+        }
+        rc = store_items_put(db->st, &c, err);
     }
-    mem_free(buf);
+    mem_free(run_hash);
+    mem_free(run_len);
+    mem_free(codes);
+    mem_free(qty);
+    mem_free(price);
     return rc;
 }
 

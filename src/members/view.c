@@ -685,42 +685,41 @@ typedef struct ibuild {
     size_t n_orders;
 } ibuild;
 
-static int hash_order_id(void *ctx, const store_order *o)
+static int hash_order_ids(void *ctx, const store_orders *o)
 {
     ibuild *ib = ctx;
-    if (ib->next >= ib->n_orders)
+    if (o->n > ib->n_orders - ib->next)
         return 2; /* the store has more orders than memory: stale */
-    u64map_put(&ib->ids, XXH3_64bits(o->id, o->idn), ib->next++);
+    for (uint32_t i = 0; i < o->n; i++)
+        u64map_put(&ib->ids, XXH3_64bits(o->ids + o->id_off[i], o->id_off[i + 1] - o->id_off[i]),
+                   ib->next++);
     return 0;
 }
 
-static int load_items(void *ctx, const unsigned char *b, size_t len)
+/* A chunk of line items into the view: each run's order is looked up once, and the
+ * run's columns are copied whole. */
+static int load_items(void *ctx, const store_items *c)
 {
     ibuild *ib = ctx;
     mview *v = ib->v;
-    uint32_t n;
-    memcpy(&n, b + 4, 4);
-    size_t per = 8 + 4 + 4 + 4 + 4 + 8;
-    if (len != 8 + (size_t)n * per)
+    if (item_room(v, v->n_items + c->n) != 0)
         return 1;
-    const unsigned char *oh = b + 8, *sku = oh + 8 * (size_t)n, *cat = sku + 4 * (size_t)n,
-                        *brand = cat + 4 * (size_t)n, *qty = brand + 4 * (size_t)n,
-                        *price = qty + 4 * (size_t)n;
-    if (item_room(v, v->n_items + n) != 0)
-        return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t h;
+    size_t at = 0;
+    for (uint32_t r = 0; r < c->runs; r++) {
+        size_t len = c->run_len[r];
         uint32_t o;
-        memcpy(&h, oh + 8 * (size_t)i, 8);
-        if (!u64map_get(&ib->ids, h, &o))
-            continue; /* the order is not in memory (written after open) */
-        size_t k = v->n_items++;
-        v->it_order[k] = o;
-        memcpy(&v->it_sku[k], sku + 4 * (size_t)i, 4);
-        memcpy(&v->it_cat[k], cat + 4 * (size_t)i, 4);
-        memcpy(&v->it_brand[k], brand + 4 * (size_t)i, 4);
-        memcpy(&v->it_qty[k], qty + 4 * (size_t)i, 4);
-        memcpy(&v->it_price[k], price + 8 * (size_t)i, 8);
+        if (u64map_get(&ib->ids, c->run_hash[r], &o)) {
+            size_t k = v->n_items;
+            for (size_t j = 0; j < len; j++)
+                v->it_order[k + j] = o;
+            memcpy(v->it_sku + k, c->sku + at, len * sizeof *c->sku);
+            memcpy(v->it_cat + k, c->category + at, len * sizeof *c->category);
+            memcpy(v->it_brand + k, c->brand + at, len * sizeof *c->brand);
+            memcpy(v->it_qty + k, c->qty + at, len * sizeof *c->qty);
+            memcpy(v->it_price + k, c->price + at, len * sizeof *c->price);
+            v->n_items += len;
+        } /* else the order is not in memory (written after open) */
+        at += len;
     }
     return 0;
 }
@@ -1187,7 +1186,7 @@ int db_view_ensure(patron_db *db, patron_error *err)
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
     }
     if (rc == PATRON_OK)
-        rc = store_orders_each(db->st, hash_order_id, &ib, err);
+        rc = store_order_chunks_each(db->st, STORE_OC_IDS, hash_order_ids, &ib, err);
     if (rc == PATRON_OK) { /* room for every line item the orders count, at once */
         size_t want = 0;
         for (size_t o = 0; o < db->n_orders; o++)
@@ -1196,7 +1195,7 @@ int db_view_ensure(patron_db *db, patron_error *err)
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
     }
     if (rc == PATRON_OK)
-        rc = store_item_chunks_each(db->st, load_items, &ib, err);
+        rc = store_items_each(db->st, load_items, &ib, err);
     store_read_end(db->st);
     mem_free(ib.ids.key);
     mem_free(ib.ids.val);

@@ -11,6 +11,7 @@
 #include "base/hmap.h"
 #include "base/mem.h"
 #include "store/store_cells.h"
+#include "store/store_chunks.h"
 
 #include <sqlite3.h>
 #include <xxhash.h>
@@ -72,13 +73,18 @@ static const char *stmt_sql[ST__COUNT] = {
     "INSERT INTO segment_changes(name, ts_first, ts_last, data) VALUES(?1,?2,?3,?4)",
 };
 
-/* Orders written since store_begin() and not yet in a chunk (ids copied into ids). */
+/* Orders written since store_begin() and not yet in a chunk, as the columns of one
+ * (order i's id is ids[id_off[i]..id_off[i+1]); id_off[0] is 0). */
 typedef struct pending_orders {
-    store_order *o;
+    int64_t *ts, *amount, *units;
+    uint64_t *hash;
+    int32_t *member, *items;
+    uint8_t *kind;
+    uint32_t *channel, *store;
     size_t *id_off;
-    size_t n, cap, cap_off;
+    size_t n, cap;
     char *ids;
-    size_t ids_len, ids_cap;
+    size_t ids_cap;
 } pending_orders;
 
 /* Events written since store_begin() and not yet in a chunk (a chunk is written every
@@ -113,6 +119,9 @@ struct store {
     int cells_ready; /* the event_cells table exists (schema 6; not during migrations) */
     sqlite3_stmt *mblock[2]; /* store_members_put: MEMBER_BLOCK members, their profiles */
     store_buf cells; /* an event cells chunk being built */
+    store_buf chunk; /* an order or line-item chunk being built */
+    uint64_t *split_hash; /* store_items_put: the runs of a chunk cut from a longer put */
+    uint32_t *split_len;
 };
 
 static int migrate_events(store *s, patron_error *err);
@@ -222,9 +231,21 @@ void store_close(store *s)
     sqlite3_finalize(s->mblock[0]);
     sqlite3_finalize(s->mblock[1]);
     sqlite3_close(s->db);
-    mem_free(s->pend.o);
-    mem_free(s->pend.id_off);
-    mem_free(s->pend.ids);
+    pending_orders *o = &s->pend;
+    mem_free(o->ts);
+    mem_free(o->amount);
+    mem_free(o->units);
+    mem_free(o->hash);
+    mem_free(o->member);
+    mem_free(o->items);
+    mem_free(o->kind);
+    mem_free(o->channel);
+    mem_free(o->store);
+    mem_free(o->id_off);
+    mem_free(o->ids);
+    mem_free(s->chunk.p);
+    mem_free(s->split_hash);
+    mem_free(s->split_len);
     pending_events *e = &s->pev;
     mem_free(e->ts);
     mem_free(e->hash);
@@ -251,7 +272,6 @@ static int profile_pend_rec(store *s, uint32_t idx, const unsigned char *rec, si
 int store_begin(store *s, patron_error *err)
 {
     s->pend.n = 0;
-    s->pend.ids_len = 0;
     s->pev.n = s->pev.len = 0;
     s->ppr.n = s->ppr.bytes.n = 0;
     return exec(s, "BEGIN IMMEDIATE", err);
@@ -282,7 +302,6 @@ void store_read_end(store *s)
 void store_rollback(store *s)
 {
     s->pend.n = 0;
-    s->pend.ids_len = 0;
     s->pev.n = s->pev.len = 0;
     s->ppr.n = s->ppr.bytes.n = 0;
     exec(s, "ROLLBACK", NULL);
@@ -468,85 +487,83 @@ int store_dict_each(store *s, store_dict_fn fn, void *ctx, patron_error *err)
 }
 
 /*
- * Order chunk, format 1 (one BLOB per up to ORDER_CHUNK orders, written at commit):
- * "POC1", u32 n, then the columns i64 ts[n], i64 amount[n], i64 units[n], u64 hash[n],
- * i32 member[n], i32 items[n], u32 id_len[n], u8 kind[n], the id bytes, and u64 XXH3 of
- * everything before it.  Format 2 ("POC2", written since channel and store are kept)
- * adds u32 channel[n] and u32 store[n] (dictionary codes, kinds 4 and 5) after kind[n].  Columns are copied in and out with memcpy (no alignment
- * assumptions).  Voids live in their own table: chunks are never rewritten.
+ * Orders are kept as columns until STORE_ORDER_CHUNK of them are pending or the
+ * transaction commits, then written as one chunk (store_chunks.c has the format).
+ * Voids live in their own table: chunks are never rewritten.
  */
-#define ORDER_CHUNK 65536
-
 static int flush_orders(store *s, patron_error *err)
 {
     pending_orders *p = &s->pend;
-    for (size_t i = 0; i < p->n; i++)
-        p->o[i].id = p->ids + p->id_off[i];
-    size_t done = 0;
-    while (done < p->n) {
-        size_t n = p->n - done < ORDER_CHUNK ? p->n - done : ORDER_CHUNK;
-        const store_order *o = p->o + done;
-        size_t idbytes = 0;
-        for (size_t i = 0; i < n; i++)
-            idbytes += o[i].idn;
-        size_t len = 8 + n * (8 * 4 + 4 * 5 + 1) + idbytes + 8;
-        unsigned char *buf = mem_alloc(len), *w = buf + 8;
-        if (!buf)
-            return err_set(err, PATRON_ENOMEM, "out of memory");
-        uint32_t n32 = (uint32_t)n;
-        memcpy(buf, "POC2", 4);
-        memcpy(buf + 4, &n32, 4);
-#define PUT_COL(type, expr)                                                                        \
-    for (size_t i = 0; i < n; i++) {                                                               \
-        type v_ = (type)(expr);                                                                    \
-        memcpy(w, &v_, sizeof v_);                                                                 \
-        w += sizeof v_;                                                                            \
-    }
-        PUT_COL(int64_t, o[i].ts)
-        PUT_COL(int64_t, o[i].amount)
-        PUT_COL(int64_t, o[i].units)
-        PUT_COL(uint64_t, o[i].hash)
-        PUT_COL(int32_t, o[i].member)
-        PUT_COL(int32_t, o[i].items)
-        PUT_COL(uint32_t, o[i].idn)
-        PUT_COL(uint8_t, o[i].kind)
-        PUT_COL(uint32_t, o[i].channel)
-        PUT_COL(uint32_t, o[i].store)
-#undef PUT_COL
-        for (size_t i = 0; i < n; i++) {
-            memcpy(w, o[i].id, o[i].idn);
-            w += o[i].idn;
-        }
-        uint64_t sum = XXH3_64bits(buf, (size_t)(w - buf));
-        memcpy(w, &sum, 8);
+    for (size_t done = 0; done < p->n;) {
+        size_t n = p->n - done < STORE_ORDER_CHUNK ? p->n - done : STORE_ORDER_CHUNK;
+        store_orders c = {(uint32_t)n,       p->ts + done,      p->amount + done,
+                          p->units + done,   p->hash + done,    p->member + done,
+                          p->items + done,   p->kind + done,    p->channel + done,
+                          p->store + done,   p->id_off + done,  p->ids,
+                          NULL};
+        s->chunk.n = 0;
+        int e = store_orders_encode(&c, &s->chunk);
+        if (e != 0)
+            return e == -1 ? err_set(err, PATRON_ENOMEM, "out of memory")
+                           : err_set(err, PATRON_EINPUT, "%s: order ids too large to store",
+                                     s->path);
         sqlite3_stmt *st = s->st[ST_ORDER_PUT];
         sqlite3_bind_int64(st, 1, (int64_t)n);
-        sqlite3_bind_blob64(st, 2, buf, len, SQLITE_STATIC);
+        sqlite3_bind_blob64(st, 2, s->chunk.p, s->chunk.n, SQLITE_STATIC);
         int rc = step_done(s, st, err, "storing orders");
-        mem_free(buf);
         if (rc != PATRON_OK)
             return rc;
         done += n;
     }
     p->n = 0;
-    p->ids_len = 0;
     return PATRON_OK;
+}
+
+/* Room for one more pending order in every column, and for idn more id bytes. */
+static int orders_pend_room(pending_orders *p, size_t idn)
+{
+    if (p->n + 1 >= p->cap) {
+        /* each column keeps its block until all have grown; id_off needs n + 2 */
+        size_t c = p->cap ? p->cap * 2 : 1024;
+        void **col[10] = {(void **)&p->ts,     (void **)&p->amount, (void **)&p->units,
+                          (void **)&p->hash,   (void **)&p->member, (void **)&p->items,
+                          (void **)&p->kind,   (void **)&p->channel, (void **)&p->store,
+                          (void **)&p->id_off};
+        static const size_t sz[10] = {8, 8, 8, 8, 4, 4, 1, 4, 4, sizeof(size_t)};
+        for (int k = 0; k < 10; k++) {
+            void *q = mem_realloc_array(*col[k], c, sz[k]);
+            if (!q)
+                return -1;
+            *col[k] = q;
+        }
+        if (p->cap == 0)
+            p->id_off[0] = 0;
+        p->cap = c;
+    }
+    return MEM_GROW(p->ids, p->ids_cap, p->id_off[p->n] + idn + 1);
 }
 
 int store_order_put(store *s, const store_order *o, patron_error *err)
 {
     pending_orders *p = &s->pend;
-    if (MEM_GROW(p->o, p->cap, p->n + 1) != 0 || MEM_GROW(p->id_off, p->cap_off, p->n + 1) != 0 ||
-        MEM_GROW(p->ids, p->ids_cap, p->ids_len + o->idn + 1) != 0)
+    if (orders_pend_room(p, o->idn) != 0)
         return err_set(err, PATRON_ENOMEM, "out of memory");
-    memcpy(p->ids + p->ids_len, o->id, o->idn);
-    p->o[p->n] = *o;
-    p->id_off[p->n] = p->ids_len; /* the id pointer is set at flush: ids may move */
-    p->ids_len += o->idn;
+    size_t i = p->n, at = p->id_off[i];
+    p->ts[i] = o->ts;
+    p->amount[i] = o->amount;
+    p->units[i] = o->units;
+    p->hash[i] = o->hash;
+    p->member[i] = (int32_t)o->member;
+    p->items[i] = (int32_t)o->items;
+    p->kind[i] = (uint8_t)o->kind;
+    p->channel[i] = o->channel;
+    p->store[i] = o->store;
+    memcpy(p->ids + at, o->id, o->idn);
+    p->id_off[i + 1] = at + o->idn;
     p->n++;
     /* A full chunk is written now rather than at commit (the same chunks, in the same
      * order): a bulk import then holds one chunk of orders here, not all of them. */
-    return p->n == ORDER_CHUNK ? flush_orders(s, err) : PATRON_OK;
+    return p->n == STORE_ORDER_CHUNK ? flush_orders(s, err) : PATRON_OK;
 }
 
 int store_order_void(store *s, const char *id, size_t idn, patron_error *err)
@@ -556,7 +573,12 @@ int store_order_void(store *s, const char *id, size_t idn, patron_error *err)
     return step_done(s, st, err, "voiding an order");
 }
 
-int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
+static int blob_read(store *s, sqlite3_blob **bh, const char *table, long long id,
+                     unsigned char **buf, size_t *cap, size_t *len, const char *what,
+                     patron_error *err);
+
+int store_order_chunks_each(store *s, int want, store_ochunk_fn fn, void *ctx,
+                            patron_error *err)
 {
     /* Voided ids first, as a set. */
     hmap voids;
@@ -573,81 +595,106 @@ int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err)
             return err_set(err, PATRON_ENOMEM, "out of memory loading voids");
         }
     sqlite3_finalize(q);
-    if (sqlite3_prepare_v2(s->db, "SELECT id, n, data FROM order_chunks ORDER BY id", -1, &q,
-                           NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(s->db, "SELECT id FROM order_chunks ORDER BY id", -1, &q, NULL) !=
+        SQLITE_OK) {
         hmap_release(&voids);
         return fail(s, err, "reading orders");
     }
+    store_orders_dec d;
+    memset(&d, 0, sizeof d);
+    unsigned char *b = NULL;
+    size_t bcap = 0;
+    sqlite3_blob *bh = NULL;
     int rc = PATRON_OK;
     while (rc == PATRON_OK && (r = sqlite3_step(q)) == SQLITE_ROW) {
-        const unsigned char *b = sqlite3_column_blob(q, 2);
-        size_t len = (size_t)sqlite3_column_bytes(q, 2);
-        uint32_t n = 0;
-        uint64_t sum;
-        if (len >= 16)
-            memcpy(&n, b + 4, 4);
-        int v2 = len >= 4 && memcmp(b, "POC2", 4) == 0; /* POC1: no channel/store */
-        size_t fixed = 8 + (size_t)n * (8 * 4 + 4 * (v2 ? 5 : 3) + 1) + 8;
-        if (len < fixed || (!v2 && memcmp(b, "POC1", 4) != 0) ||
-            (memcpy(&sum, b + len - 8, 8), sum != XXH3_64bits(b, len - 8))) {
-            rc = err_set(err, PATRON_ESTORE, "%s: order chunk %lld is damaged (checksum)", s->path,
-                         (long long)sqlite3_column_int64(q, 0));
+        long long cid = (long long)sqlite3_column_int64(q, 0);
+        size_t len;
+        if ((rc = blob_read(s, &bh, "order_chunks", cid, &b, &bcap, &len, "reading orders", err)))
+            break;
+        const char *why = "";
+        /* voided is looked up by id */
+        int cols = want | (want & STORE_OC_VALUES && voids.count ? STORE_OC_IDS : 0);
+        int dr = store_orders_decode(b, len, cols, &d, &why);
+        if (dr != STORE_CHUNK_OK) {
+            rc = dr == STORE_CHUNK_NOMEM
+                         ? err_set(err, PATRON_ENOMEM, "out of memory reading orders")
+                         : err_set(err, PATRON_ESTORE, "%s: order chunk %lld is damaged (%s)",
+                                   s->path, cid, why);
             break;
         }
-        const unsigned char *c_ts = b + 8, *c_amt = c_ts + 8 * (size_t)n,
-                            *c_units = c_amt + 8 * (size_t)n, *c_hash = c_units + 8 * (size_t)n,
-                            *c_mem = c_hash + 8 * (size_t)n, *c_items = c_mem + 4 * (size_t)n,
-                            *c_idn = c_items + 4 * (size_t)n, *c_kind = c_idn + 4 * (size_t)n,
-                            *c_chan = c_kind + n, *c_store = c_chan + (v2 ? 4 * (size_t)n : 0),
-                            *ids = c_kind + n + (v2 ? 8 * (size_t)n : 0), *end = b + len - 8;
-        store_order o;
-        for (uint32_t i = 0; i < n && rc == PATRON_OK; i++) {
-            int32_t m, items;
-            uint32_t idn;
-            memcpy(&o.ts, c_ts + 8 * (size_t)i, 8);
-            memcpy(&o.amount, c_amt + 8 * (size_t)i, 8);
-            memcpy(&o.units, c_units + 8 * (size_t)i, 8);
-            memcpy(&o.hash, c_hash + 8 * (size_t)i, 8);
-            memcpy(&m, c_mem + 4 * (size_t)i, 4);
-            memcpy(&items, c_items + 4 * (size_t)i, 4);
-            memcpy(&idn, c_idn + 4 * (size_t)i, 4);
-            if ((size_t)(end - ids) < idn) {
-                rc = err_set(err, PATRON_ESTORE, "%s: order chunk is damaged (ids)", s->path);
-                break;
-            }
-            o.member = m;
-            o.items = items;
-            o.channel = o.store = 0;
-            if (v2) {
-                memcpy(&o.channel, c_chan + 4 * (size_t)i, 4);
-                memcpy(&o.store, c_store + 4 * (size_t)i, 4);
-            }
-            o.kind = c_kind[i];
-            o.id = (const char *)ids;
-            o.idn = idn;
+        for (uint32_t i = 0; want & STORE_OC_VALUES && voids.count && i < d.c.n; i++) {
             uint32_t one;
-            o.voided = voids.count && hmap_get(&voids, o.id, o.idn, &one);
-            ids += idn;
-            int f = fn(ctx, &o);
-            if (f == 2)
-                rc = err_set(err, PATRON_ESTORE,
-                             "the store changed while open; reopen the database");
-            else if (f != 0)
-                rc = err_set(err, PATRON_ENOMEM, "out of memory loading orders");
+            d.voided[i] = (uint8_t)hmap_get(&voids, d.c.ids + d.c.id_off[i],
+                                            d.c.id_off[i + 1] - d.c.id_off[i], &one);
         }
+        int f = fn(ctx, &d.c);
+        if (f == 2)
+            rc = err_set(err, PATRON_ESTORE, "the store changed while open; reopen the database");
+        else if (f < 0)
+            rc = f;
+        else if (f != 0)
+            rc = err_set(err, PATRON_ENOMEM, "out of memory loading orders");
     }
     if (rc == PATRON_OK && r != SQLITE_DONE)
         rc = fail(s, err, "reading orders");
+    sqlite3_blob_close(bh);
     sqlite3_finalize(q);
     hmap_release(&voids);
+    store_orders_dec_release(&d);
+    mem_free(b);
     return rc;
 }
 
-int store_chunk_put(store *s, const void *blob, size_t n, patron_error *err)
+/* Encodes c (at most STORE_ITEM_CHUNK items) as one chunk and inserts it. */
+static int put_item_chunk(store *s, const store_items *c, patron_error *err)
 {
+    s->chunk.n = 0;
+    if (store_items_encode(c, &s->chunk) != 0)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
     sqlite3_stmt *st = s->st[ST_CHUNK_PUT];
-    sqlite3_bind_blob64(st, 1, blob, n, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 1, s->chunk.p, s->chunk.n, SQLITE_STATIC);
     return step_done(s, st, err, "storing line items");
+}
+
+int store_items_put(store *s, const store_items *c, patron_error *err)
+{
+    if (c->n <= STORE_ITEM_CHUNK)
+        return c->n ? put_item_chunk(s, c, err) : PATRON_OK;
+    if (!s->split_hash)
+        s->split_hash = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *s->split_hash);
+    if (!s->split_len)
+        s->split_len = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *s->split_len);
+    if (!s->split_hash || !s->split_len)
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    /* chunks of STORE_ITEM_CHUNK items; a run that crosses a boundary is cut in two */
+    size_t r = 0, skip = 0; /* run r, of which skip items are in earlier chunks */
+    int rc = PATRON_OK;
+    for (size_t at = 0; at < c->n && rc == PATRON_OK;) {
+        size_t want = c->n - at < STORE_ITEM_CHUNK ? c->n - at : STORE_ITEM_CHUNK, got = 0;
+        uint32_t k = 0;
+        while (got < want) {
+            PATRON_ASSERT(r < c->runs && c->run_len[r] > skip);
+            size_t take = c->run_len[r] - skip;
+            if (take > want - got)
+                take = want - got;
+            s->split_hash[k] = c->run_hash[r];
+            s->split_len[k++] = (uint32_t)take;
+            got += take;
+            skip += take;
+            if (skip == c->run_len[r]) {
+                r++;
+                skip = 0;
+            }
+        }
+        store_items piece = {(uint32_t)want,   k,
+                             s->split_hash,    s->split_len,
+                             c->sku + at,      c->category + at,
+                             c->brand + at,    c->qty + at,
+                             c->price + at};
+        rc = put_item_chunk(s, &piece, err);
+        at += want;
+    }
+    return rc;
 }
 
 /*
@@ -1298,34 +1345,44 @@ static int migrate_profiles(store *s, patron_error *err)
     return rc;
 }
 
-int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *err)
+int store_items_each(store *s, store_items_fn fn, void *ctx, patron_error *err)
 {
     sqlite3_stmt *q;
-    if (sqlite3_prepare_v2(s->db, "SELECT id, data FROM item_chunks ORDER BY id", -1, &q, NULL) !=
+    if (sqlite3_prepare_v2(s->db, "SELECT id FROM item_chunks ORDER BY id", -1, &q, NULL) !=
         SQLITE_OK)
         return fail(s, err, "reading line items");
-    int r, rc = 0;
-    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-        const unsigned char *b = sqlite3_column_blob(q, 1);
-        size_t len = (size_t)sqlite3_column_bytes(q, 1);
-        uint64_t sum;
-        if (len < 16 || memcmp(b, "PIC1", 4) != 0 ||
-            (memcpy(&sum, b + len - 8, 8), sum != XXH3_64bits(b, len - 8))) {
-            rc = err_set(err, PATRON_ESTORE, "%s: line-item chunk %lld is damaged (checksum)",
-                         s->path, (long long)sqlite3_column_int64(q, 0));
+    store_items_dec d;
+    memset(&d, 0, sizeof d);
+    unsigned char *b = NULL;
+    size_t bcap = 0;
+    sqlite3_blob *bh = NULL;
+    int r, rc = PATRON_OK;
+    while (rc == PATRON_OK && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        long long cid = (long long)sqlite3_column_int64(q, 0);
+        size_t len;
+        if ((rc = blob_read(s, &bh, "item_chunks", cid, &b, &bcap, &len, "reading line items",
+                            err)))
+            break;
+        const char *why = "";
+        int dr = store_items_decode(b, len, &d, &why);
+        if (dr != STORE_CHUNK_OK) {
+            rc = dr == STORE_CHUNK_NOMEM
+                         ? err_set(err, PATRON_ENOMEM, "out of memory reading line items")
+                         : err_set(err, PATRON_ESTORE, "%s: line-item chunk %lld is damaged (%s)",
+                                   s->path, cid, why);
             break;
         }
-        if ((rc = fn(ctx, b, len - 8)) != 0) {
-            if (rc > 0)
-                rc = err_set(err, PATRON_ESTORE, "%s: line-item chunk %lld is damaged",
-                             s->path, (long long)sqlite3_column_int64(q, 0));
-            break;
-        }
+        int f = fn(ctx, &d.c);
+        if (f != 0)
+            rc = f < 0 ? f : err_set(err, PATRON_ENOMEM, "out of memory loading line items");
     }
+    if (rc == PATRON_OK && r != SQLITE_DONE)
+        rc = fail(s, err, "reading line items");
+    sqlite3_blob_close(bh);
     sqlite3_finalize(q);
-    if (rc)
-        return rc;
-    return r == SQLITE_DONE ? PATRON_OK : fail(s, err, "reading line items");
+    store_items_dec_release(&d);
+    mem_free(b);
+    return rc;
 }
 
 /* Reads the BLOB `data` of row id of table into *buf (grown as needed; one handle

@@ -17,6 +17,7 @@
 #define PATRON_STORE_H
 
 #include "patron/patron.h"
+#include "store/store_chunks.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -67,15 +68,27 @@ typedef struct store_order {
     int64_t items;    /* line items */
     int64_t units;    /* sum of qty */
     uint64_t hash;    /* content hash */
-    int voided;
+    int voided;       /* not stored by store_order_put (see store_order_void) */
     uint32_t channel, store; /* dictionary codes (kinds 4 and 5), 0 = none */
 } store_order;
+/* Adds an order (id copied) to the pending order chunk, written when it holds
+ * STORE_ORDER_CHUNK orders and at commit.  member and items are kept as 32-bit. */
 int store_order_put(store *s, const store_order *o, patron_error *err);
 int store_order_void(store *s, const char *id, size_t idn, patron_error *err);
-typedef int (*store_order_fn)(void *ctx, const store_order *o);
-int store_orders_each(store *s, store_order_fn fn, void *ctx, patron_error *err);
+/* Every order chunk, checksum verified and decoded into columns (store_chunks.h): those
+ * of want (STORE_OC_*; with STORE_OC_VALUES, voided[] is set from the voids table), in
+ * write order.  The columns are valid during the callback only.  fn returns 0, 2 (the
+ * caller's model no longer matches the store: reported as such), a negative patron
+ * status (passed on) or another value (out of memory).  A chunk that fails to decode is
+ * reported as "order chunk N is damaged". */
+typedef int (*store_ochunk_fn)(void *ctx, const store_orders *c);
+int store_order_chunks_each(store *s, int want, store_ochunk_fn fn, void *ctx,
+                            patron_error *err);
 
-int store_chunk_put(store *s, const void *blob, size_t n, patron_error *err);
+/* Writes line items: c's columns (store_chunks.h) as chunks of up to STORE_ITEM_CHUNK
+ * items, cutting a run at a chunk boundary when c holds more.  Inside a transaction;
+ * the columns are only read. */
+int store_items_put(store *s, const store_items *c, patron_error *err);
 
 /* Events other than orders and returns.  Each id (with its content hash) goes to an
  * index for exact duplicate detection; the event itself is kept for a column chunk
@@ -95,9 +108,14 @@ const char *store_event_type_name(int code);
  * status (passed on) or > 0 (out of memory). */
 typedef int (*store_pcells_fn)(void *ctx, uint32_t idx, const unsigned char *rec, size_t n);
 int store_profile_cells_each(store *s, store_pcells_fn fn, void *ctx, patron_error *err);
-/* Every line-item chunk BLOB (format "PIC1", see import.c), checksum verified, in write order. */
+/* Every line-item chunk, checksum verified and decoded into columns (store_chunks.h), in
+ * write order.  The columns are valid during the callback only.  fn returns 0, a
+ * negative patron status (passed on) or > 0 (out of memory).  A chunk that fails to
+ * decode is reported as "line-item chunk N is damaged". */
+typedef int (*store_items_fn)(void *ctx, const store_items *c);
+int store_items_each(store *s, store_items_fn fn, void *ctx, patron_error *err);
+/* A BLOB handed to a callback (segment changes). */
 typedef int (*store_blob_fn)(void *ctx, const unsigned char *data, size_t n);
-int store_item_chunks_each(store *s, store_blob_fn fn, void *ctx, patron_error *err);
 /* One chunk of stored events, decoded into aligned columns: event i has ts[i], hash[i],
  * member[i] (-1 when none), type[i] (a store_event_type_code), its id at
  * ids[id_off[i]..id_off[i+1]) and its canonical JSON at bodies[body_off[i]..body_off[i+1])

@@ -64,20 +64,39 @@ for m, (f, mon, last) in exp.items():
 assert bad == 0, bad
 print('online retail: %d members match' % len(exp))
 PY
-# Line items are stored as column chunks: decode them here (format 1, docs/storage.md)
-# and compare the item count with the stats and the sku codes with the dictionary.
+# Line items are stored as column chunks: decode them here (format "PIC2", written from
+# docs/storage.md, not from the C code) and compare the item count with the stats, the
+# sku codes with the dictionary.
 items=$("$P" --db "$T/p.db" --now 2011-12-10 --json stats | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])')
 /usr/bin/python3 - "$T/p.db" "$items" <<'PY'
 import sqlite3, struct, sys
+def varints(b, count):
+    out, v, s = [], 0, 0
+    for c in b:
+        v |= (c & 0x7f) << s
+        s += 7
+        if c < 0x80:
+            out.append(v)
+            v, s = 0, 0
+    assert s == 0 and len(out) == count, (len(out), count)
+    return out
 db = sqlite3.connect(sys.argv[1])
-total = 0
+total = units = 0
 skus = {c for (c,) in db.execute("select code from dict where kind = 1")}
-for (blob,) in db.execute("select data from item_chunks"):
-    assert blob[:4] == b"PIC1"
-    n = struct.unpack_from("<I", blob, 4)[0]
-    sku = struct.unpack_from("<%dI" % n, blob, 8 + 8 * n)
-    assert all(s in skus for s in sku)
+for (blob,) in db.execute("select data from item_chunks order by id"):
+    assert blob[:4] == b"PIC2"
+    n, runs, unit = struct.unpack_from("<IIQ", blob, 4)
+    sizes = struct.unpack_from("<6I", blob, 20)
+    at = 44 + 8 * runs
+    assert at + sum(sizes) + 8 == len(blob)
+    cols = []
+    for k, count in enumerate([runs, n, n, n, n, n]):
+        cols.append(varints(blob[at:at + sizes[k]], count))
+        at += sizes[k]
+    assert sum(cols[0]) == n and min(cols[0]) >= 1
+    assert all(s in skus for s in cols[1])
+    units += sum((q >> 1) ^ -(q & 1) for q in cols[4])  # zigzag
     total += n
 assert total == int(sys.argv[2]), (total, sys.argv[2])
-print("item chunks: %d items" % total)
+print("item chunks: %d items, %d units" % (total, units))
 PY
