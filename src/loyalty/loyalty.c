@@ -424,7 +424,9 @@ static int job_step(loyalty_job *j, size_t k)
 /*
  * Work is in time order and the batch in file order, so each order's fields, its line
  * items and its member's ledger state are cache misses (at M, 480 MB of items): they are
- * fetched ahead, in two steps, since where an order's items are is itself a miss.
+ * fetched ahead in three steps (the order and its item list's head; then its id bytes
+ * and items; then, hashed, its key slot and member), since each step's address is
+ * itself in memory the step before fetched.
  */
 #define JOB_AHEAD 8
 static void job_prefetch(loyalty_job *j, size_t k)
