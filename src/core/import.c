@@ -740,17 +740,21 @@ typedef struct rreader {
     char last_ts[40]; /* the last timestamp parsed, and its value */
     size_t last_ts_n;
     int64_t last_ts_v;
-    char last_id[2][40]; /* the order and member ids of the row before (when short) */
-    size_t last_id_n[2];
     uint64_t rows;
 } rreader;
 
+/* The order and member ids of the row before (when short), for id_hash. */
+typedef struct idmemo {
+    char last_id[2][40];
+    size_t last_id_n[2];
+} idmemo;
+
 /* hmap_hash of s, or 0 when s is the id kept in slot k (then kept as the new one). */
-static uint64_t id_hash(rreader *rd, int k, const char *s, size_t n)
+static uint64_t id_hash(idmemo *m, int k, const char *s, size_t n)
 {
-    if (n == rd->last_id_n[k] && memcmp(s, rd->last_id[k], n) == 0) return 0;
-    rd->last_id_n[k] = n <= sizeof rd->last_id[k] ? n : SIZE_MAX;
-    if (n <= sizeof rd->last_id[k]) memcpy(rd->last_id[k], s, n);
+    if (n == m->last_id_n[k] && memcmp(s, m->last_id[k], n) == 0) return 0;
+    m->last_id_n[k] = n <= sizeof m->last_id[k] ? n : SIZE_MAX;
+    if (n <= sizeof m->last_id[k]) memcpy(m->last_id[k], s, n);
     return hmap_hash(s, n);
 }
 
@@ -845,13 +849,6 @@ static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uin
         memcpy(k->bytes + k->nbytes, sv[i].p, sv[i].n);
         k->nbytes += sv[i].n;
     }
-    w->oid_h = id_hash(rd, 0, sv[RS_OID].p, sv[RS_OID].n);
-    w->mid_h = id_hash(rd, 1, sv[RS_MID].p, sv[RS_MID].n);
-    if (!w->bad) {
-        int64_t hv[4] = {w->ts, w->qty, w->price, w->amount};
-        csv_field sku = FIELD(F_SKU);
-        w->hash = XXH3_64bits(hv, sizeof hv) ^ XXH3_64bits(sku.p, sku.n);
-    }
 #undef FIELD
     k->n++;
     return 0;
@@ -879,11 +876,31 @@ static void rblock_fill(rreader *rd, rblock *k)
     }
 }
 
-/* Puts the checked rows of k into the batch.  *last_oi: the order of the previous row;
- * *id_h: the hashes of the previous row's order and member ids. */
-static int group_block(patron_db *db, batch *b, const rblock *k, int order_level, uint32_t *last_oi,
-                       uint64_t id_h[2], patron_import_result *res, patron_error *err)
+/*
+ * The hashes of the checked rows of k: each row's term of its order's content hash (good
+ * rows), and the hmap hashes of its order and member ids (0: as the row before's).
+ * Grouping works them out, not the reader: the reader is the longer side of the parse.
+ */
+static void block_hashes(rblock *k, idmemo *m)
 {
+    for (size_t i = 0; i < k->n; i++) {
+        crow *w = &k->rows[i];
+        const char *at = k->bytes + w->off;
+        w->oid_h = id_hash(m, 0, at + w->rel[RS_OID], w->len[RS_OID]);
+        w->mid_h = id_hash(m, 1, at + w->rel[RS_MID], w->len[RS_MID]);
+        if (!w->bad) {
+            int64_t hv[4] = {w->ts, w->qty, w->price, w->amount};
+            w->hash = XXH3_64bits(hv, sizeof hv) ^ XXH3_64bits(at + w->rel[RS_SKU], w->len[RS_SKU]);
+        }
+    }
+}
+
+/* Puts the checked rows of k into the batch.  *last_oi: the order of the previous row;
+ * *id_h: the hashes of the previous row's order and member ids; m: its ids. */
+static int group_block(patron_db *db, batch *b, rblock *k, int order_level, uint32_t *last_oi,
+                       uint64_t id_h[2], idmemo *m, patron_import_result *res, patron_error *err)
+{
+    block_hashes(k, m);
     const crep *rep = k->reps;
     for (size_t i = 0; i < k->n; i++) {
         const crow *w = &k->rows[i];
@@ -1094,6 +1111,9 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_impor
             rc = err_set(err, PATRON_ENOMEM, "out of memory");
     uint32_t last_oi = UINT32_MAX;
     uint64_t id_h[2] = {0, 0};
+    idmemo memo;
+    memset(&memo, 0, sizeof memo);
+    memo.last_id_n[0] = memo.last_id_n[1] = SIZE_MAX;
     pthread_t th;
     if (rc == PATRON_OK && two) {
         char *arr[6] = {(char *)b->it_order, (char *)b->it_sku, (char *)b->it_cat,
@@ -1127,7 +1147,7 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_impor
         } else {
             rblock_fill(rd, blk);
         }
-        rc = group_block(db, b, blk, rd->order_level, &last_oi, id_h, res, err);
+        rc = group_block(db, b, blk, rd->order_level, &last_oi, id_h, &memo, res, err);
         if (two) {
             __atomic_store_n(&pp.items_at, b->n_items, __ATOMIC_RELAXED);
             __atomic_store_n(&pp.orders_at, b->n, __ATOMIC_RELAXED);
@@ -1249,7 +1269,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     rd.fx = &fx;
     rd.curmsg = curmsg;
     rd.opts = opts;
-    rd.last_ts_n = rd.last_id_n[0] = rd.last_id_n[1] = SIZE_MAX;
+    rd.last_ts_n = SIZE_MAX;
     hmap_init(&rd.occur);
     int two = opts->threads == 2 || (opts->threads == 0 && csv_size(r) >= ROWS_THREAD_MIN);
     rc = read_rows(db, &b, &rd, two, res, err);
