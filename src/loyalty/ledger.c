@@ -23,6 +23,7 @@
 #include "base/mem.h"
 #include "base/num.h"
 #include "base/time.h"
+#include "base/trace.h"
 #include "core/db.h"
 #include "loyalty/loyalty.h"
 #include "loyalty/promo.h"
@@ -1396,12 +1397,14 @@ static int flush_chunks(ledger *l, size_t w0, size_t w1, patron_error *err)
 static int flush(ledger *l, patron_error *err)
 {
     int rc = PATRON_OK, chunk = l->n_w - l->mark_w >= LEDGER_CHUNK_MIN;
+    double t0 = chunk ? trace_now() : 0;
     if (chunk) {
         rc = 1;
         if (l->n_w - l->mark_w >= (size_t)CHUNK_THREAD_MIN * LEDGER_CHUNK_MAX)
             rc = flush_chunks_threaded(l, l->mark_w, l->n_w, err);
         if (rc == 1)
             rc = flush_chunks(l, l->mark_w, l->n_w, err);
+        t0 = trace_step("ledger: journal chunks", t0);
     }
     for (size_t i = l->mark_w; i < l->n_w && rc == PATRON_OK && !chunk; i++) {
         store_ledger_write sw;
@@ -1440,6 +1443,8 @@ static int flush(ledger *l, patron_error *err)
                                         l->stock[k].used, err);
             l->stock[k].dirty = 0;
         }
+    if (chunk)
+        trace_step("ledger: lot and stock rows", t0);
     uint64_t tok = new_token(l);
     if (rc == PATRON_OK)
         rc = store_ledger_token_set(l->sl, tok, err);
