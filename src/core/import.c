@@ -1005,7 +1005,7 @@ typedef struct rpipe {
     rreader *rd;
     /* Prefaulting (prefault_piece): the batch's arrays as reserved before the reader
      * starts, how far grouping has filled them (published after each block), and how
-     * far the reader has faulted them in. */
+     * far either side has faulted them in. */
     char *pf_item[6];
     size_t pf_item_size[6], pf_cap_items, pf_cap_orders;
     char *pf_orders, *pf_slots;
@@ -1017,8 +1017,6 @@ typedef struct rpipe {
 
 #define PF_ITEMS  ((size_t)1 << 19)  /* line items faulted in ahead of grouping (14 MB) */
 #define PF_ORDERS ((size_t)1 << 17)  /* orders faulted in ahead (18 MB) */
-#define PF_SLOTS  ((size_t)32 << 20) /* bytes of the order-id map faulted in per block */
-
 
 /*
  * Fresh batch memory costs a page fault (and the zeroing of a page) where it is first

@@ -1296,10 +1296,10 @@ typedef struct chunk_pipe {
     pthread_cond_t cv;
 } chunk_pipe;
 
-static size_t chunk_end_w(const chunk_pipe *cp, size_t i)
+/* The end of the chunk that starts at write a, in a flush of writes up to w1. */
+static size_t chunk_stop(size_t a, size_t w1)
 {
-    size_t e = cp->w0 + (i + 1) * LEDGER_CHUNK_MAX;
-    return e < cp->w1 ? e : cp->w1;
+    return w1 - a > LEDGER_CHUNK_MAX ? a + LEDGER_CHUNK_MAX : w1;
 }
 
 static void *chunk_builder(void *arg)
@@ -1313,8 +1313,9 @@ static void *chunk_builder(void *arg)
         pthread_mutex_unlock(&cp->mu);
         if (stop)
             break;
-        int bad = chunk_build(cp->l, cp->c[i % CHUNK_RING], cp->w0 + i * LEDGER_CHUNK_MAX,
-                              chunk_end_w(cp, i), &cp->p, &cp->q, &cp->t);
+        size_t a = cp->w0 + i * LEDGER_CHUNK_MAX;
+        int bad = chunk_build(cp->l, cp->c[i % CHUNK_RING], a, chunk_stop(a, cp->w1), &cp->p,
+                              &cp->q, &cp->t);
         pthread_mutex_lock(&cp->mu);
         if (bad)
             cp->bad = cp->stop = 1;
@@ -1386,11 +1387,10 @@ static int flush_chunks(ledger *l, size_t w0, size_t w1, patron_error *err)
         return oom(err);
     size_t cp = l->mark_p, cq = l->mark_q, ct = l->mark_t;
     int rc = PATRON_OK;
-    for (size_t a = w0; a < w1 && rc == PATRON_OK; a += LEDGER_CHUNK_MAX) {
-        size_t b = w1 - a > LEDGER_CHUNK_MAX ? a + LEDGER_CHUNK_MAX : w1;
-        rc = chunk_build(l, l->chunk, a, b, &cp, &cq, &ct) ? oom(err)
-                                                            : store_ledger_chunk_end(l->sl, l->chunk, err);
-    }
+    for (size_t a = w0; a < w1 && rc == PATRON_OK; a += LEDGER_CHUNK_MAX)
+        rc = chunk_build(l, l->chunk, a, chunk_stop(a, w1), &cp, &cq, &ct)
+                     ? oom(err)
+                     : store_ledger_chunk_end(l->sl, l->chunk, err);
     return rc;
 }
 
@@ -1891,16 +1891,26 @@ static int upgrade_check(ledger *l, uint32_t wi, uint32_t member, int64_t ts)
 
 /* ---- operations (inside an op) ------------------------------------------------------------ */
 
+/* An earn's idempotency key, "order:ID", into key[EARN_KEY_CAP]: its length, or -1 when
+ * the id is too long. */
+#define EARN_KEY_CAP 320
+static int earn_key(char *key, const char *id, size_t idn)
+{
+    if (idn + 6 >= EARN_KEY_CAP)
+        return -1;
+    memcpy(key, "order:", 6);
+    memcpy(key + 6, id, idn);
+    key[idn + 6] = '\0';
+    return (int)(idn + 6);
+}
+
 static int earn_in(ledger *l, const ledger_order *o, const ledger_item_known *known,
                    ledger_result *res, patron_error *err)
 {
-    char key[320], payload[1024];
-    if (o->idn + 6 >= sizeof key)
+    char key[EARN_KEY_CAP], payload[1024];
+    int kn = earn_key(key, o->id, o->idn);
+    if (kn < 0)
         return err_set(err, PATRON_EINPUT, "order id '%.40s...' is too long", o->id);
-    int kn = (int)(o->idn + 6);
-    memcpy(key, "order:", 6);
-    memcpy(key + 6, o->id, o->idn);
-    key[kn] = '\0';
     uint64_t kh = key_hash(key, (size_t)kn);
     key_prefetch(l, kh); /* probed below, after the item hash: its miss overlaps that */
     int rc = member_check(l, o->member, err);
@@ -2628,12 +2638,10 @@ int ledger_batch_earn_known(ledger *l, const ledger_order *o, const ledger_item_
 
 void ledger_batch_prefetch(const ledger *l, uint32_t member, const char *id, size_t idn)
 {
-    char key[320];
-    if (idn + 6 < sizeof key) {
-        memcpy(key, "order:", 6);
-        memcpy(key + 6, id, idn);
-        key_prefetch(l, key_hash(key, idn + 6));
-    }
+    char key[EARN_KEY_CAP];
+    int kn = earn_key(key, id, idn);
+    if (kn >= 0)
+        key_prefetch(l, key_hash(key, (size_t)kn));
     if (member < l->n_m) {
         const lm *mm = &l->m[member];
         __builtin_prefetch(mm);
