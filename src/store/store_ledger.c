@@ -629,6 +629,22 @@ typedef struct dst {
     int64_t seq, write, ts, exp;
 } dst;
 
+/* Section k of the chunk row ch is on (columns as CHUNK_COLS, checksum checked): its
+ * record count, a reader over its bytes and the decoding state of its format.  0, or
+ * -1 when the chunk is damaged. */
+static int section_open(sqlite3_stmt *ch, int k, int64_t *n, rd *r, dst *d)
+{
+    const void *blob[SEC__COUNT];
+    size_t len[SEC__COUNT];
+    int fmt = chunk_blobs(ch, blob, len);
+    if (fmt < 0)
+        return -1;
+    *n = sqlite3_column_int64(ch, 2 * k + 1);
+    *r = (rd){blob[k], (const uint8_t *)blob[k] + len[k], 0};
+    *d = (dst){fmt, 0, 0, 0, 0};
+    return 0;
+}
+
 static void dec_write(rd *r, dst *d, store_ledger_write *w)
 {
     d->seq += get_i(r);
@@ -872,16 +888,13 @@ static int merged(store_ledger *sl, const char *text, row_fn row, int k, dec_fn 
             rr = sqlite3_step(st);
             continue;
         }
-        const void *blob[SEC__COUNT];
-        size_t len[SEC__COUNT];
-        int64_t n = sqlite3_column_int64(ch, 2 * k + 1);
-        int fmt = chunk_blobs(ch, blob, len);
-        if (fmt < 0) {
+        int64_t n;
+        rd d;
+        dst seq;
+        if (section_open(ch, k, &n, &d, &seq) != 0) {
             rc = damaged(err, sqlite3_column_int64(ch, 0));
             break;
         }
-        dst seq = {fmt, 0, 0, 0, 0};
-        rd d = {blob[k], (const uint8_t *)blob[k] + len[k], 0};
         for (int64_t i = 0; i < n && rc == PATRON_OK; i++) {
             dec(&d, &seq, &u);
             if (d.bad)
@@ -940,16 +953,13 @@ int store_ledger_lots_each(store_ledger *sl, store_ledger_lot_fn fn, void *ctx, 
     }
     int rr = sqlite3_step(st), rc_ = sqlite3_step(ch), rc = PATRON_OK;
     while (rc == PATRON_OK && rc_ == SQLITE_ROW) {
-        const void *blob[SEC__COUNT];
-        size_t len[SEC__COUNT];
-        int64_t n = sqlite3_column_int64(ch, 2 * SEC_P + 1);
-        int fmt = chunk_blobs(ch, blob, len);
-        if (fmt < 0) {
+        int64_t n;
+        rd d;
+        dst seq;
+        if (section_open(ch, SEC_P, &n, &d, &seq) != 0) {
             rc = damaged(err, sqlite3_column_int64(ch, 0));
             break;
         }
-        dst seq = {fmt, 0, 0, 0, 0};
-        rd d = {blob[SEC_P], (const uint8_t *)blob[SEC_P] + len[SEC_P], 0};
         for (int64_t i = 0; i < n && rc == PATRON_OK; i++) {
             store_ledger_posting p;
             dec_posting(&d, &seq, &p);
@@ -1044,16 +1054,13 @@ static int chunk_sums(store_ledger *sl, int64_t debits[5], int64_t credits[5], p
         return fail(sl, err, "summing accounts");
     int r, rc = PATRON_OK;
     while (rc == PATRON_OK && (r = sqlite3_step(ch)) == SQLITE_ROW) {
-        const void *blob[SEC__COUNT];
-        size_t len[SEC__COUNT];
-        int64_t n = sqlite3_column_int64(ch, 2 * SEC_P + 1);
-        int fmt = chunk_blobs(ch, blob, len);
-        if (fmt < 0) {
+        int64_t n;
+        rd d;
+        dst seq;
+        if (section_open(ch, SEC_P, &n, &d, &seq) != 0) {
             rc = damaged(err, sqlite3_column_int64(ch, 0));
             break;
         }
-        dst seq = {fmt, 0, 0, 0, 0};
-        rd d = {blob[SEC_P], (const uint8_t *)blob[SEC_P] + len[SEC_P], 0};
         for (int64_t i = 0; i < n && rc == PATRON_OK; i++) {
             store_ledger_posting p;
             dec_posting(&d, &seq, &p);
