@@ -11,12 +11,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A slot: 16 bytes.  The tag is the low 32 bits of the key's hash (0 remapped to 1; a
+ * tag of 0 is an empty slot), and the slot's home is tag & (cap - 1), so growing the
+ * map needs no key hashed again (cap <= 2^32).  The key is in the arena: offset << 24 |
+ * length (keys under 16 MiB, arenas under 1 TiB). */
 typedef struct hmap_slot {
-    uint64_t hash; /* 0 = empty */
-    uint64_t key_off; /* offset of the key in the arena */
-    uint32_t key_len;
+    uint32_t tag;
     uint32_t value;
+    uint64_t key;
 } hmap_slot;
+
+#define HMAP_KEY_BITS 24
 
 typedef struct hmap {
     hmap_slot *slots;
@@ -26,6 +31,12 @@ typedef struct hmap {
 } hmap;
 
 void hmap_init(hmap *m);
+/* The key of a used slot (tag != 0) and its length. */
+static inline const char *hmap_slot_key(const hmap *m, const hmap_slot *s, size_t *n)
+{
+    *n = (size_t)(s->key & ((1u << HMAP_KEY_BITS) - 1));
+    return m->arena + (s->key >> HMAP_KEY_BITS);
+}
 void hmap_release(hmap *m);
 /* Makes room for n keys in all (key bytes: about key_bytes) without rehashing. */
 int hmap_reserve(hmap *m, size_t n, size_t key_bytes);
@@ -46,9 +57,13 @@ int hmap_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t val
  * hit big maps at random hash a few keys ahead and prefetch: a probe of a map of
  * millions of keys is a cache (and TLB) miss, most of the cost of grouping a large
  * import before this was done. */
+static inline uint32_t hmap_tag(uint64_t h)
+{
+    return (uint32_t)h ? (uint32_t)h : 1;
+}
 static inline void hmap_prefetch(const hmap *m, uint64_t h)
 {
-    if (m->cap) __builtin_prefetch(&m->slots[(size_t)h & (m->cap - 1)]);
+    if (m->cap) __builtin_prefetch(&m->slots[hmap_tag(h) & (m->cap - 1)]);
 }
 int hmap_get_or_put_hashed(hmap *m, const char *key, size_t n, uint64_t h, uint32_t fresh,
                            uint32_t *value);

@@ -40,13 +40,13 @@ uint32_t strdict_intern(strdict *d, const char *s, size_t n)
     if (hmap_put(&d->map, s, n, code) != 0)
         return 0;
     /* Find where the map copied the key: the slot that now holds it. */
-    uint64_t h = hmap_hash(s, n);
     size_t mask = d->map.cap - 1;
-    for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
+    for (size_t i = hmap_tag(hmap_hash(s, n)) & mask;; i = (i + 1) & mask) {
         const hmap_slot *sl = &d->map.slots[i];
-        if (sl->value == code && sl->key_len == n &&
-            memcmp(d->map.arena + sl->key_off, s, n) == 0) {
-            d->off[code] = sl->key_off;
+        size_t kn;
+        const char *k = hmap_slot_key(&d->map, sl, &kn);
+        if (sl->tag && sl->value == code && kn == n && memcmp(k, s, n) == 0) {
+            d->off[code] = (uint64_t)(k - d->map.arena);
             break;
         }
     }

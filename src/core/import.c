@@ -1207,6 +1207,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
 {
     int rc;
     double tt = trace_now();
+    trace_secs("import begins", 0);
     if ((rc = validate_map(opts->map, order_fields, F__COUNT, err))) return rc;
 
     char delim = sniff_delim(path, opts->delimiter);

@@ -104,10 +104,11 @@ static int tab_fill(strtab *t, const hmap *m)
 {
     for (size_t i = 0; m && i < m->cap; i++) {
         const hmap_slot *sl = &m->slots[i];
-        if (!sl->hash || sl->value >= t->count)
+        if (!sl->tag || sl->value >= t->count)
             continue;
-        t->s[sl->value] = m->arena + sl->key_off;
-        t->n[sl->value] = sl->key_len;
+        size_t n;
+        t->s[sl->value] = hmap_slot_key(m, sl, &n);
+        t->n[sl->value] = (uint32_t)n;
     }
     return 0;
 }
