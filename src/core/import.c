@@ -1317,7 +1317,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     size_t n_new = 0, cap_new = 0, cap_en = 0, cap_len = 0, cap_h = 0;
     const border *prev = NULL; /* the last order with a member, and its member */
     int64_t prev_member = -1;
-    if ((rc = store_begin(db->st, err))) goto out;
+    if ((rc = store_begin_bulk(db->st, err))) goto out;
     store_order so;
     /* What the ledger is handed, when a program earns points (without one it takes
      * nothing, and at M this copy of the orders was 0.4 GB). */
@@ -2050,7 +2050,7 @@ static int import_members(patron_db *db, const char *path, const patron_import_o
         for (size_t i = 0; i < np; i++) {
             if (idx[i] == UINT32_MAX) idx[i] = next++;
         }
-        rc = store_begin(db->st, err);
+        rc = store_begin_bulk(db->st, err);
         for (size_t i = 0; i < np && rc == PATRON_OK; i++)
             rc = store_member_put(db->st, idx[i], ids[i], strlen(ids[i]), en[i], texts[i], err);
         /* the first import with values for an attribute fixes its type */
@@ -2659,7 +2659,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     }
     if (rc == PATRON_OK) {
         res->bad_rows = b.bad_rows;
-        rc = store_begin(db->st, err);
+        rc = store_begin_bulk(db->st, err);
         int new_codes = 0;
         for (int k = 1; k < DB_DICT__N; k++)
             new_codes |= b.n_new[k] > 0;

@@ -28,6 +28,9 @@ int store_open(const char *path, store **out, patron_error *err);
 void store_close(store *s);
 
 int store_begin(store *s, patron_error *err);
+/* store_begin for a bulk import's transaction: SQLite keeps few of its changed pages in
+ * memory (they go to the WAL as they are made) until the commit or rollback. */
+int store_begin_bulk(store *s, patron_error *err);
 int store_commit(store *s, patron_error *err);
 void store_rollback(store *s);
 /* A read snapshot for many lookups (one lock instead of one per statement). */
