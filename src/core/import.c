@@ -147,6 +147,18 @@ typedef struct dcache_slot {
     uint32_t n, code;
 } dcache_slot;
 
+/* The strings -> kind cache of grouping: direct mapped, keyed by the three strings as
+ * they sit side by side in a block's bytes (with their lengths), for keys of up to
+ * KCACHE_KEY bytes; longer ones take the dictionaries every time. */
+#define KCACHE_BITS 12
+#define KCACHE_KEY  56
+typedef struct kcache_slot {
+    uint32_t kind;
+    uint8_t n[3];
+    uint8_t used;
+    char key[KCACHE_KEY];
+} kcache_slot;
+
 /* One order of the batch, built from its rows. */
 typedef struct border {
     uint64_t member_off; /* offset of member id in the batch arena */
@@ -174,11 +186,19 @@ typedef struct batch {
     uint64_t bad_rows;
     const patron_import_opts *opts;
     const char *name;
-    /* line items (positive rows of line-item files), in file order */
-    uint32_t *it_order, *it_sku, *it_cat, *it_brand;
+    /* line items (positive rows of line-item files), in file order.  An item's kind is
+     * its (sku, category, brand) codes, kept once per batch: at M 20M items have 3,430
+     * kinds, so an item is 20 bytes instead of 28, and grouping looks up one kind per
+     * row (kind_cache) instead of three dictionary codes. */
+    uint32_t *it_order, *it_kind;
     int32_t *it_qty;
     int64_t *it_price;
     size_t n_items, cap_items;
+    loyalty_item_kind *kinds;
+    size_t n_kinds, cap_kinds;
+    uint32_t *kmap; /* open addressing on the codes: kind + 1, 0 = empty; load < 1/2 */
+    size_t kmap_cap;
+    kcache_slot *kcache;
     /* per dictionary, a direct-mapped cache of short strings and their codes */
     dcache_slot *dcache[DB_DICT__N];
     /* strings new to the dictionaries: codes continue the stored ones */
@@ -254,49 +274,92 @@ static int dcache_init(batch *b)
 {
     for (int k = 1; k < DB_DICT__N; k++)
         if (!(b->dcache[k] = mem_calloc((size_t)1 << DCACHE_BITS, sizeof(dcache_slot)))) return -1;
+    if (!(b->kcache = mem_calloc((size_t)1 << KCACHE_BITS, sizeof(kcache_slot)))) return -1;
     return 0;
 }
 
-/* Makes room for n line items in all (the six columns grow together). */
+/* Makes room for n line items in all (the four columns grow together). */
 static int items_reserve(batch *b, size_t n)
 {
     if (n <= b->cap_items) return 0;
-    size_t c[6] = {b->cap_items, b->cap_items, b->cap_items,
-                   b->cap_items, b->cap_items, b->cap_items};
-    if (MEM_GROW(b->it_order, c[0], n) || MEM_GROW(b->it_sku, c[1], n) ||
-        MEM_GROW(b->it_cat, c[2], n) || MEM_GROW(b->it_brand, c[3], n) ||
-        MEM_GROW(b->it_qty, c[4], n) || MEM_GROW(b->it_price, c[5], n))
+    size_t c[4] = {b->cap_items, b->cap_items, b->cap_items, b->cap_items};
+    if (MEM_GROW(b->it_order, c[0], n) || MEM_GROW(b->it_kind, c[1], n) ||
+        MEM_GROW(b->it_qty, c[2], n) || MEM_GROW(b->it_price, c[3], n))
         return -1;
     size_t m = c[0];
-    for (int i = 1; i < 6; i++)
+    for (int i = 1; i < 4; i++)
         if (c[i] < m) m = c[i];
     b->cap_items = m;
+    return 0;
+}
+
+static uint64_t kind_hash(uint32_t sku, uint32_t cat, uint32_t brand)
+{
+    uint64_t h = ((uint64_t)sku << 32 | cat) * 0x9E3779B97F4A7C15ull ^ (uint64_t)brand * 0xC2B2AE3D27D4EB4Full;
+    return h ^ (h >> 29);
+}
+
+/* The kind of the codes (sku, cat, brand), made when new.  0, or -1 when out of memory. */
+static int kind_code(batch *b, uint32_t sku, uint32_t cat, uint32_t brand, uint32_t *kind)
+{
+    if ((b->n_kinds + 1) * 2 > b->kmap_cap) {
+        size_t ncap = b->kmap_cap ? b->kmap_cap * 2 : 1024;
+        uint32_t *nm = mem_calloc(ncap, sizeof *nm);
+        if (!nm || b->n_kinds >= UINT32_MAX - 1) {
+            mem_free(nm);
+            return -1;
+        }
+        for (size_t k = 0; k < b->n_kinds; k++) {
+            const loyalty_item_kind *d = &b->kinds[k];
+            size_t i = (size_t)kind_hash(d->sku, d->category, d->brand) & (ncap - 1);
+            while (nm[i])
+                i = (i + 1) & (ncap - 1);
+            nm[i] = (uint32_t)k + 1;
+        }
+        mem_free(b->kmap);
+        b->kmap = nm;
+        b->kmap_cap = ncap;
+    }
+    size_t mask = b->kmap_cap - 1, i = (size_t)kind_hash(sku, cat, brand) & mask;
+    for (; b->kmap[i]; i = (i + 1) & mask) {
+        const loyalty_item_kind *d = &b->kinds[b->kmap[i] - 1];
+        if (d->sku == sku && d->category == cat && d->brand == brand) {
+            *kind = b->kmap[i] - 1;
+            return 0;
+        }
+    }
+    if (MEM_GROW(b->kinds, b->cap_kinds, b->n_kinds + 1) != 0) return -1;
+    b->kinds[b->n_kinds] = (loyalty_item_kind){sku, cat, brand};
+    b->kmap[i] = (uint32_t)b->n_kinds + 1;
+    *kind = (uint32_t)b->n_kinds++;
+    return 0;
+}
+
+static int item_add_kind(batch *b, uint32_t order, uint32_t kind, int64_t qty, int64_t price)
+{
+    if (b->n_items == b->cap_items && items_reserve(b, b->n_items + 1) != 0) return -1;
+    size_t k = b->n_items++;
+    b->it_order[k] = order;
+    b->it_kind[k] = kind;
+    b->it_qty[k] = qty > INT32_MAX ? INT32_MAX : (int32_t)qty;
+    b->it_price[k] = price;
     return 0;
 }
 
 static int item_add(batch *b, uint32_t order, uint32_t sku, uint32_t cat, uint32_t brand,
                     int64_t qty, int64_t price)
 {
-    if (b->n_items == b->cap_items && items_reserve(b, b->n_items + 1) != 0) return -1;
-    size_t k = b->n_items++;
-    b->it_order[k] = order;
-    b->it_sku[k] = sku;
-    b->it_cat[k] = cat;
-    b->it_brand[k] = brand;
-    b->it_qty[k] = qty > INT32_MAX ? INT32_MAX : (int32_t)qty;
-    b->it_price[k] = price;
-    return 0;
+    uint32_t kind;
+    return kind_code(b, sku, cat, brand, &kind) ? -1 : item_add_kind(b, order, kind, qty, price);
 }
 
 static void items_drop(batch *b)
 {
     mem_free(b->it_order);
-    mem_free(b->it_sku);
-    mem_free(b->it_cat);
-    mem_free(b->it_brand);
+    mem_free(b->it_kind);
     mem_free(b->it_qty);
     mem_free(b->it_price);
-    b->it_order = b->it_sku = b->it_cat = b->it_brand = NULL;
+    b->it_order = b->it_kind = NULL;
     b->it_qty = NULL;
     b->it_price = NULL;
     b->n_items = b->cap_items = 0;
@@ -309,11 +372,12 @@ static void batch_release(batch *b)
     mem_free(b->arena);
     bad_release(&b->bad);
     mem_free(b->it_order);
-    mem_free(b->it_sku);
-    mem_free(b->it_cat);
-    mem_free(b->it_brand);
+    mem_free(b->it_kind);
     mem_free(b->it_qty);
     mem_free(b->it_price);
+    mem_free(b->kinds);
+    mem_free(b->kmap);
+    mem_free(b->kcache);
     for (int k = 0; k < DB_DICT__N; k++) {
         mem_free(b->dcache[k]);
         hmap_release(&b->dict[k]);
@@ -325,45 +389,46 @@ static void batch_release(batch *b)
 /*
  * The stored line items of a batch (those of orders with order_ok[o] set) to the store,
  * as columns of up to STORE_ITEM_CHUNK items, in file order.  Items come in runs of one
- * order each (its id hashed once per run).  A stretch with every item stored is handed
- * over in place; one with items of bad or duplicate orders is gathered first.
+ * order each (its id hashed once per run).  The code columns are spread out of the
+ * items' kinds; the qty and price of a stretch with every item stored are handed over
+ * in place, those of one with items of bad or duplicate orders are gathered first.
  */
 static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_ok,
                              patron_error *err)
 {
     uint64_t *run_hash = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *run_hash);
     uint32_t *run_len = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *run_len);
-    uint32_t *codes = NULL;
+    uint32_t *codes = mem_alloc_array(STORE_ITEM_CHUNK, 3 * sizeof *codes);
     int32_t *qty = NULL;
     int64_t *price = NULL;
-    int rc = run_hash && run_len ? PATRON_OK : err_set(err, PATRON_ENOMEM, "out of memory");
+    int rc = run_hash && run_len && codes ? PATRON_OK : err_set(err, PATRON_ENOMEM, "out of memory");
     for (size_t i = 0; i < b->n_items && rc == PATRON_OK;) {
         size_t n = 0, start = i;
         for (; i < b->n_items && n < STORE_ITEM_CHUNK; i++)
             n += order_ok[b->it_order[i]] != 0;
         if (n == 0) break;
-        store_items c = {(uint32_t)n, 0, run_hash, run_len, b->it_sku + start, b->it_cat + start,
-                         b->it_brand + start, b->it_qty + start, b->it_price + start};
-        if (n < i - start) { /* some items are not stored: gather the others */
-            if (!codes && (!(codes = mem_alloc_array(STORE_ITEM_CHUNK, 3 * sizeof *codes)) ||
-                           !(qty = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *qty)) ||
-                           !(price = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *price)))) {
-                rc = err_set(err, PATRON_ENOMEM, "out of memory");
-                break;
-            }
-            size_t k = 0;
-            for (size_t j = start; j < i; j++) {
-                if (!order_ok[b->it_order[j]]) continue;
-                codes[k] = b->it_sku[j];
-                codes[STORE_ITEM_CHUNK + k] = b->it_cat[j];
-                codes[2 * STORE_ITEM_CHUNK + k] = b->it_brand[j];
+        store_items c = {(uint32_t)n,         0, run_hash, run_len, codes, codes + STORE_ITEM_CHUNK,
+                         codes + 2 * STORE_ITEM_CHUNK, b->it_qty + start, b->it_price + start};
+        int all = n == i - start;
+        if (!all && !qty && (!(qty = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *qty)) ||
+                             !(price = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *price)))) {
+            rc = err_set(err, PATRON_ENOMEM, "out of memory");
+            break;
+        }
+        size_t k = 0;
+        for (size_t j = start; j < i; j++) {
+            if (!all && !order_ok[b->it_order[j]]) continue;
+            const loyalty_item_kind *d = &b->kinds[b->it_kind[j]];
+            codes[k] = d->sku;
+            codes[STORE_ITEM_CHUNK + k] = d->category;
+            codes[2 * STORE_ITEM_CHUNK + k] = d->brand;
+            if (!all) {
                 qty[k] = b->it_qty[j];
                 price[k] = b->it_price[j];
-                k++;
             }
-            c.sku = codes;
-            c.category = codes + STORE_ITEM_CHUNK;
-            c.brand = codes + 2 * STORE_ITEM_CHUNK;
+            k++;
+        }
+        if (!all) { /* some items are not stored: the others' qty and price, gathered */
             c.qty = qty;
             c.price = price;
         }
@@ -654,9 +719,10 @@ static int apply_orders_batch(patron_db *db, batch *b, int order_level, char **n
     /* The member view takes the line items of the committed orders. */
     for (size_t j = 0; j < b->n_items && rc == 0 && db->view; j++) {
         border *o = &b->orders[b->it_order[j]];
+        const loyalty_item_kind *d = &b->kinds[b->it_kind[j]];
         if (!o->bad && !o->dup)
-            view_item(db, dbidx[b->it_order[j]], b->it_sku[j], b->it_cat[j], b->it_brand[j],
-                      b->it_qty[j], b->it_price[j]);
+            view_item(db, dbidx[b->it_order[j]], d->sku, d->category, d->brand, b->it_qty[j],
+                      b->it_price[j]);
     }
     if (handover) db->order_ids_valid = 1;
     if (rc) rc = err_set(err, rc, "out of memory applying the import; reopen the database");
@@ -705,6 +771,7 @@ typedef struct crow {
     uint64_t line;
     int64_t ts, qty, price, amount;
     uint64_t hash;         /* the row's term of its order's content hash (good rows) */
+    uint64_t sku_h;        /* XXH3 of its SKU (good rows), for the kind cache */
     uint64_t oid_h, mid_h; /* hmap_hash of the order and member ids; 0: as the row before */
     size_t off;            /* string f is at the block's bytes + off + rel[f], len[f] bytes */
     uint32_t rel[RS__N], len[RS__N];
@@ -890,9 +957,43 @@ static void block_hashes(rblock *k, idmemo *m)
         w->mid_h = id_hash(m, 1, at + w->rel[RS_MID], w->len[RS_MID]);
         if (!w->bad) {
             int64_t hv[4] = {w->ts, w->qty, w->price, w->amount};
-            w->hash = XXH3_64bits(hv, sizeof hv) ^ XXH3_64bits(at + w->rel[RS_SKU], w->len[RS_SKU]);
+            w->sku_h = XXH3_64bits(at + w->rel[RS_SKU], w->len[RS_SKU]);
+            w->hash = XXH3_64bits(hv, sizeof hv) ^ w->sku_h;
         }
     }
+}
+
+/* The kind of a good row's line item: from the cache, else from the dictionaries (and
+ * then cached).  The SKU, category and brand are side by side in the block's bytes, in
+ * that order (row_check).  0, or -1 when out of memory. */
+static int row_kind(patron_db *db, batch *b, const crow *w, const char *const sp[RS__N],
+                    uint32_t *kind)
+{
+    size_t ns = w->len[RS_SKU], nc = w->len[RS_CAT], nb = w->len[RS_BRAND], n = ns + nc + nb;
+    kcache_slot *c = NULL;
+    if (n <= KCACHE_KEY && nc < 256 && nb < 256) {
+        uint64_t h = (w->sku_h ^ (nc * 0x9E3779B97F4A7C15ull + nb)) * 0xBF58476D1CE4E5B9ull;
+        c = &b->kcache[h >> (64 - KCACHE_BITS)];
+        if (c->used && c->n[0] == ns && c->n[1] == nc && c->n[2] == nb &&
+            memcmp(c->key, sp[RS_SKU], n) == 0) {
+            *kind = c->kind;
+            return 0;
+        }
+    }
+    uint32_t cs, cc, cb;
+    if (dict_code(db, b, DB_DICT_SKU, sp[RS_SKU], ns, &cs) ||
+        dict_code(db, b, DB_DICT_CATEGORY, sp[RS_CAT], nc, &cc) ||
+        dict_code(db, b, DB_DICT_BRAND, sp[RS_BRAND], nb, &cb) || kind_code(b, cs, cc, cb, kind))
+        return -1;
+    if (c) {
+        c->used = 1;
+        c->n[0] = (uint8_t)ns;
+        c->n[1] = (uint8_t)nc;
+        c->n[2] = (uint8_t)nb;
+        memcpy(c->key, sp[RS_SKU], n);
+        c->kind = *kind;
+    }
+    return 0;
 }
 
 /* Puts the checked rows of k into the batch.  *last_oi: the order of the previous row;
@@ -977,11 +1078,8 @@ static int group_block(patron_db *db, batch *b, rblock *k, int order_level, uint
             o->units += qty;
             o->items++;
             if (!order_level) {
-                uint32_t cs, cc, cb;
-                if (dict_code(db, b, DB_DICT_SKU, sp[RS_SKU], w->len[RS_SKU], &cs) ||
-                    dict_code(db, b, DB_DICT_CATEGORY, sp[RS_CAT], w->len[RS_CAT], &cc) ||
-                    dict_code(db, b, DB_DICT_BRAND, sp[RS_BRAND], w->len[RS_BRAND], &cb) ||
-                    item_add(b, oi, cs, cc, cb, qty, w->price))
+                uint32_t kind;
+                if (row_kind(db, b, w, sp, &kind) || item_add_kind(b, oi, kind, qty, w->price))
                     return err_set(err, PATRON_ENOMEM, "out of memory");
             }
         }
@@ -995,6 +1093,8 @@ static int group_block(patron_db *db, batch *b, rblock *k, int order_level, uint
     return PATRON_OK;
 }
 
+#define PF_ARRAYS 4 /* the line-item columns */
+
 /* Blocks handed from the reader thread to the grouping one. */
 typedef struct rpipe {
     pthread_mutex_t mu;
@@ -1006,8 +1106,8 @@ typedef struct rpipe {
     /* Prefaulting (prefault_piece): the batch's arrays as reserved before the reader
      * starts, how far grouping has filled them (published after each block), and how
      * far either side has faulted them in. */
-    char *pf_item[6];
-    size_t pf_item_size[6], pf_cap_items, pf_cap_orders;
+    char *pf_item[PF_ARRAYS];
+    size_t pf_item_size[PF_ARRAYS], pf_cap_items, pf_cap_orders;
     char *pf_orders, *pf_slots;
     size_t pf_slots_bytes;
     size_t items_at, orders_at;                 /* atomic */
@@ -1015,7 +1115,7 @@ typedef struct rpipe {
     double waited[2]; /* seconds the reader and the grouping waited (PATRON_TRACE only) */
 } rpipe;
 
-#define PF_ITEMS  ((size_t)1 << 19)  /* line items faulted in ahead of grouping (14 MB) */
+#define PF_ITEMS  ((size_t)1 << 19)  /* line items faulted in ahead of grouping (10 MB) */
 #define PF_ORDERS ((size_t)1 << 17)  /* orders faulted in ahead (18 MB) */
 
 /*
@@ -1034,15 +1134,15 @@ static int prefault_piece(rpipe *pp)
     size_t ot = __atomic_load_n(&pp->orders_at, __ATOMIC_RELAXED) + PF_ORDERS;
     if (it > pp->pf_cap_items) it = pp->pf_cap_items;
     if (ot > pp->pf_cap_orders) ot = pp->pf_cap_orders;
-    char *p[6];
-    size_t from[6], to[6], n = 0;
+    char *p[PF_ARRAYS];
+    size_t from[PF_ARRAYS], to[PF_ARRAYS], n = 0;
     if (it > pp->items_done) {
         size_t row = 0;
-        for (int a = 0; a < 6; a++)
+        for (int a = 0; a < PF_ARRAYS; a++)
             row += pp->pf_item_size[a];
         size_t end = pp->items_done + PF_PIECE / row;
         if (end > it) end = it;
-        for (int a = 0; a < 6; a++, n++) {
+        for (int a = 0; a < PF_ARRAYS; a++, n++) {
             p[n] = pp->pf_item[a];
             from[n] = pp->items_done * pp->pf_item_size[a];
             to[n] = end * pp->pf_item_size[a];
@@ -1114,10 +1214,10 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_impor
     memo.last_id_n[0] = memo.last_id_n[1] = SIZE_MAX;
     pthread_t th;
     if (rc == PATRON_OK && two) {
-        char *arr[6] = {(char *)b->it_order, (char *)b->it_sku, (char *)b->it_cat,
-                        (char *)b->it_brand, (char *)b->it_qty, (char *)b->it_price};
-        size_t sz[6] = {sizeof *b->it_order, sizeof *b->it_sku, sizeof *b->it_cat,
-                        sizeof *b->it_brand, sizeof *b->it_qty, sizeof *b->it_price};
+        char *arr[PF_ARRAYS] = {(char *)b->it_order, (char *)b->it_kind, (char *)b->it_qty,
+                                (char *)b->it_price};
+        size_t sz[PF_ARRAYS] = {sizeof *b->it_order, sizeof *b->it_kind, sizeof *b->it_qty,
+                                sizeof *b->it_price};
         memcpy(pp.pf_item, arr, sizeof arr);
         memcpy(pp.pf_item_size, sz, sizeof sz);
         pp.pf_cap_items = b->cap_items;
@@ -1388,8 +1488,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     loyalty_import li = {lo,
                          b.n,
                          b.it_order,
-                         b.it_sku,
-                         b.it_cat,
+                         b.it_kind,
+                         b.kinds,
                          b.it_qty,
                          b.it_price,
                          b.n_items,
@@ -2203,9 +2303,11 @@ static int apply_events_batch(patron_db *db, batch *b, bevent *ev, size_t nev, c
         if (e->type > 1) db->n_events++;
         res->inserted++;
     }
-    for (size_t j = 0; j < b->n_items && rc == PATRON_OK && db->view; j++)
-        view_item(db, order_ix[b->it_order[j]], b->it_sku[j], b->it_cat[j], b->it_brand[j],
-                  b->it_qty[j], b->it_price[j]);
+    for (size_t j = 0; j < b->n_items && rc == PATRON_OK && db->view; j++) {
+        const loyalty_item_kind *d = &b->kinds[b->it_kind[j]];
+        view_item(db, order_ix[b->it_order[j]], d->sku, d->category, d->brand, b->it_qty[j],
+                  b->it_price[j]);
+    }
     return rc;
 }
 

@@ -400,7 +400,8 @@ static int job_step(loyalty_job *j, size_t k)
         if (MEM_GROW(j->items, j->cap_items, n + 1) != 0 ||
             MEM_GROW(j->known, j->cap_known, n + 1) != 0)
             return err_set(err, PATRON_ENOMEM, "out of memory");
-        uint32_t sc = in->item_sku[it], cc = in->item_category[it];
+        const loyalty_item_kind *kd = &in->kinds[in->item_kind[it]];
+        uint32_t sc = kd->sku, cc = kd->category;
         int sk = sc < j->sku.count && j->sku.s[sc], ck = cc < j->cat.count && j->cat.s[cc];
         ledger_item *li = &j->items[n];
         li->sku = sk ? j->sku.s[sc] : "";
@@ -445,8 +446,7 @@ static void job_prefetch(loyalty_job *j, size_t k)
             __builtin_prefetch(o->id);
         uint32_t it = j->first ? j->first[j->w[mid].idx] : UINT32_MAX;
         if (it != UINT32_MAX) {
-            __builtin_prefetch(&in->item_sku[it]);
-            __builtin_prefetch(&in->item_category[it]);
+            __builtin_prefetch(&in->item_kind[it]);
             __builtin_prefetch(&in->item_qty[it]);
             __builtin_prefetch(&in->item_price[it]);
             __builtin_prefetch(&j->next[it]);

@@ -49,13 +49,20 @@ typedef struct loyalty_order {
     uint8_t kind;       /* 0 order, 1 return */
 } loyalty_order;
 
+/* The dictionary codes of a kind of line item. */
+typedef struct loyalty_item_kind {
+    uint32_t sku, category, brand;
+} loyalty_item_kind;
+
 /* One import batch, as stored by the importer in its open transaction. */
 typedef struct loyalty_import {
     /* Orders and returns of a CSV import, indexed like the importer's batch. */
     const loyalty_order *orders;
     size_t n_orders;
-    /* Line items of the batch (positive rows): order index, dictionary codes, qty, price */
-    const uint32_t *item_order, *item_sku, *item_category;
+    /* Line items of the batch (positive rows): order index, kind (kinds[k]: dictionary
+     * codes), qty, price */
+    const uint32_t *item_order, *item_kind;
+    const loyalty_item_kind *kinds;
     const int32_t *item_qty;
     const int64_t *item_price;
     size_t n_items;
