@@ -41,6 +41,16 @@ int num_parse_i64(const char *s, size_t n, int64_t *out)
     if (i == n)
         return -1;
     uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    if (n - i <= 18) { /* cannot overflow: no division per digit */
+        for (; i < n; i++) {
+            unsigned d = (unsigned)(unsigned char)s[i] - '0';
+            if (d > 9)
+                return -1;
+            v = v * 10 + d;
+        }
+        *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+        return 0;
+    }
     for (; i < n; i++) {
         if (!is_digit(s[i]))
             return -1;
@@ -55,10 +65,15 @@ int num_parse_i64(const char *s, size_t n, int64_t *out)
 
 int num_parse_int(const char *s, size_t n, int64_t *out)
 {
+    size_t k = 0; /* the usual whole number: no '.' to look for past its digits */
+    while (k < n && is_digit(s[k]))
+        k++;
+    if (k == n && n)
+        return num_parse_i64(s, n, out);
     const char *dot = memchr(s, '.', n);
     if (!dot)
         return num_parse_i64(s, n, out);
-    size_t k = (size_t)(dot - s);
+    k = (size_t)(dot - s);
     if (k == 0 || !is_digit(s[k - 1]))
         return -1; /* ".0", "-.0" */
     for (size_t i = k + 1; i < n; i++)

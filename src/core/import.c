@@ -1113,6 +1113,7 @@ typedef struct rpipe {
     size_t items_at, orders_at;                 /* atomic */
     size_t items_done, orders_done, slots_done; /* faulted in (claimed), under mu */
     double waited[2]; /* seconds the reader and the grouping waited (PATRON_TRACE only) */
+    double faulted[2]; /* of which faulting in (prefault_piece) */
 } rpipe;
 
 #define PF_ITEMS  ((size_t)1 << 19)  /* line items faulted in ahead of grouping (10 MB) */
@@ -1128,7 +1129,7 @@ typedef struct rpipe {
  * claimed under pp->mu (held on entry and on return) and done without it.
  */
 #define PF_PIECE ((size_t)2 << 20) /* bytes of one piece, about */
-static int prefault_piece(rpipe *pp)
+static int prefault_piece(rpipe *pp, int side)
 {
     size_t it = __atomic_load_n(&pp->items_at, __ATOMIC_RELAXED) + PF_ITEMS;
     size_t ot = __atomic_load_n(&pp->orders_at, __ATOMIC_RELAXED) + PF_ORDERS;
@@ -1166,8 +1167,10 @@ static int prefault_piece(rpipe *pp)
         return 0;
     }
     pthread_mutex_unlock(&pp->mu);
+    double t0 = trace_now();
     for (size_t k = 0; k < n; k++)
         mem_prefault(p[k], from[k], to[k]);
+    pp->faulted[side] += trace_now() - t0;
     pthread_mutex_lock(&pp->mu);
     return 1;
 }
@@ -1179,7 +1182,7 @@ static void *reader_run(void *arg)
         pthread_mutex_lock(&pp->mu);
         double w0 = trace_now();
         while (pp->full[k] && !pp->stop)
-            if (!prefault_piece(pp)) pthread_cond_wait(&pp->cv, &pp->mu);
+            if (!prefault_piece(pp, 0)) pthread_cond_wait(&pp->cv, &pp->mu);
         pp->waited[0] += trace_now() - w0;
         int stop = pp->stop;
         pthread_mutex_unlock(&pp->mu);
@@ -1239,7 +1242,7 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_impor
             double w0 = trace_now();
             pthread_mutex_lock(&pp.mu);
             while (!pp.full[k])
-                if (!prefault_piece(&pp)) pthread_cond_wait(&pp.cv, &pp.mu);
+                if (!prefault_piece(&pp, 1)) pthread_cond_wait(&pp.cv, &pp.mu);
             pthread_mutex_unlock(&pp.mu);
             pp.waited[1] += trace_now() - w0;
         } else {
@@ -1270,7 +1273,9 @@ static int read_rows(patron_db *db, batch *b, rreader *rd, int two, patron_impor
         pthread_mutex_unlock(&pp.mu);
         pthread_join(th, NULL);
         trace_secs("reader waited", pp.waited[0]);
+        trace_secs("  of which faulting in", pp.faulted[0]);
         trace_secs("grouping waited", pp.waited[1]);
+        trace_secs("  of which faulting in", pp.faulted[1]);
         pthread_mutex_destroy(&pp.mu);
         pthread_cond_destroy(&pp.cv);
     }

@@ -454,13 +454,18 @@ static int csv_parse_plain(csv_reader *r, const char *p)
     csv_field *f = r->fields; /* kept in registers: stores to fields alias the reader */
     size_t nf = 0, fcap = r->fcap;
     r->nesc = 0;
-#define EMIT(at)                                                                                   \
+    /* Room for `more` fields beyond nf (grown before a block of bytes, so that storing
+     * each field found in it checks nothing). */
+#define ROOM(more)                                                                                 \
     do {                                                                                           \
-        if (nf == fcap) {                                                                          \
-            if (MEM_GROW(r->fields, r->fcap, nf + 1) != 0) return oom(&b->failure);                \
+        if (nf + (more) > fcap) {                                                                  \
+            if (MEM_GROW(r->fields, r->fcap, nf + (more)) != 0) return oom(&b->failure);           \
             f = r->fields;                                                                         \
             fcap = r->fcap;                                                                        \
         }                                                                                          \
+    } while (0)
+#define EMIT(at)                                                                                   \
+    do {                                                                                           \
         f[nf].p = fs;                                                                              \
         f[nf].n = (size_t)((at)-fs);                                                               \
         nf++;                                                                                      \
@@ -475,7 +480,9 @@ static int csv_parse_plain(csv_reader *r, const char *p)
         unsigned mq = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, q16));
         unsigned before = mn ? (mn & (0u - mn)) - 1 : 0xffffu; /* bytes before the line end */
         if (mq & before) return PARSE_MORE;
-        for (md &= before; md; md &= md - 1)
+        md &= before;
+        ROOM(16);
+        for (; md; md &= md - 1)
             EMIT(q + __builtin_ctz(md));
         if (mn) {
             nl = q + __builtin_ctz(mn);
@@ -488,13 +495,17 @@ static int csv_parse_plain(csv_reader *r, const char *p)
             nl = q;
         else if (*q == '"')
             return PARSE_MORE;
-        else if (*q == delim)
+        else if (*q == delim) {
+            ROOM(1);
             EMIT(q);
+        }
     }
     if (!nl) return PARSE_MORE;
     const char *raw_end = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
+    ROOM(1);
     EMIT(raw_end);
 #undef EMIT
+#undef ROOM
     r->nfields = nf;
     r->rec_line = b->line;
     r->raw_off = (size_t)(p - b->buf);

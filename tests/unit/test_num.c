@@ -15,6 +15,9 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
+#include <stdlib.h>
+
 #include "base/num.h"
 
 static void money(const char *s, int64_t want)
@@ -169,6 +172,35 @@ static void test_i64(void **state)
     i64("007", 7);
     i64("9223372036854775807", INT64_MAX);
     i64("-9223372036854775808", INT64_MIN);
+    i64("999999999999999999", 999999999999999999); /* 18 digits: the no-check loop */
+    i64("-999999999999999999", -999999999999999999);
+    i64("1000000000000000000", 1000000000000000000); /* 19: the checked one */
+    i64("00000000000000000000000042", 42);
+    /* Random digit strings of 1 to 20 digits, signed or not, against strtoll. */
+    uint64_t x = 88172645463325252ull;
+    for (int t = 0; t < 20000; t++) {
+        char buf[32];
+        size_t n = 0;
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        if (x % 3 == 0) buf[n++] = x % 2 ? '-' : '+';
+        size_t nd = 1 + (size_t)(x >> 8) % 20;
+        for (size_t k = 0; k < nd; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            buf[n++] = (char)('0' + x % 10);
+        }
+        buf[n] = '\0';
+        errno = 0;
+        long long want = strtoll(buf, NULL, 10);
+        int64_t v = 5;
+        int rc = num_parse_i64(buf, n, &v);
+        if (errno == ERANGE) {
+            assert_int_equal(rc, -1);
+            assert_int_equal(v, 5);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(v, want);
+        }
+    }
     const char *bads[] = {"", "-", "+", "9223372036854775808", "-9223372036854775809",
                           "99999999999999999999", "1.0", "1e3", " 1", "1 ", "0x1", "1a"};
     for (size_t i = 0; i < sizeof bads / sizeof *bads; i++) {
