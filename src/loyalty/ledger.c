@@ -43,6 +43,7 @@
 #include <xxhash.h>
 
 #define NIL UINT32_MAX
+#define EXP_DAYS 1024 /* days of lot expiry kept (lot_expiry) */
 
 enum { W_VOIDED = 1, W_CANCELLED = 2 };
 
@@ -99,6 +100,11 @@ typedef struct lm { /* per member */
      * qual_ts: the newest row's ts (read here: that row is a cache miss). */
     uint8_t qual_unsorted;
     int64_t qual_ts;
+    /* The latest ts of the member's journal lines: at now >= it every lot's remaining
+     * points are those at now, so the cache above answers (balance_after).  Per member,
+     * not the ledger's latest: a CSV import posts member by member, each in time order,
+     * and the next member's first order is earlier than the last one's last. */
+    int64_t last_ts;
 } lm;
 
 typedef struct lstock {
@@ -173,8 +179,9 @@ struct ledger {
     const char *const *new_ids;
     const uint32_t *new_lens;
     size_t n_new;
-    /* lot_expiry: the expiry of lots earned on day exp_day under program exp_version */
-    int64_t exp_day, exp_version, exp_value;
+    /* lot_expiry: the expiry of lots earned on day exp_day[d % EXP_DAYS] under program
+     * exp_version (else exp_day is stale) */
+    int64_t exp_day[EXP_DAYS], exp_value[EXP_DAYS], exp_version;
     /* promotion rules: compiled on need; rule_ok[k] for the order being earned */
     promo_rules *rules;
     uint8_t *rule_ok;
@@ -247,7 +254,7 @@ static int member_ensure(ledger *l, uint32_t m)
     if (MEM_GROW(l->m, l->cap_m, (size_t)m + 1) != 0)
         return -1;
     for (size_t i = l->n_m; i <= m; i++)
-        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MIN, 0, INT64_MAX, 0, 0, 0, 0, 0};
+        l->m[i] = (lm){NIL, NIL, NIL, NIL, 0, INT64_MIN, 0, INT64_MAX, 0, 0, 0, 0, 0, INT64_MIN};
     l->n_m = (size_t)m + 1;
     return 0;
 }
@@ -520,26 +527,35 @@ static int add_posting(ledger *l, uint32_t wi, int debit, int credit, int64_t am
     l->w[wi].np++;
     if (ts > l->max_ts)
         l->max_ts = ts;
+    if (ts > mm->last_ts)
+        mm->last_ts = ts;
     l->n_p++;
     l->mutated = 1;
     return 0;
 }
 
 /* program_expiry for a lot earned at ts.  Calendar policies (end of month or year) give
- * every lot of a day the same expiry, and a time-ordered batch asks about one day many
- * times over: the last day's answer is kept (civil date arithmetic was 3 % of earning). */
+ * every lot of a day the same expiry, and a batch asks about the same days many times
+ * over (a time-ordered one about one day at a time, a member-ordered one about a
+ * member's days): the answers for the last EXP_DAYS days asked are kept, by day (civil
+ * date arithmetic was 3 % of earning). */
 static int64_t lot_expiry(ledger *l, int64_t ts)
 {
     int mode = l->prog->expire_mode;
     if (mode != PROGRAM_EXPIRE_END_OF_MONTH && mode != PROGRAM_EXPIRE_END_OF_YEAR)
         return program_expiry(l->prog, ts);
-    int64_t day = time_day_of(ts);
-    if (day != l->exp_day || l->exp_version != l->prog_version) {
-        l->exp_day = day;
+    if (l->exp_version != l->prog_version) {
+        for (int d = 0; d < EXP_DAYS; d++)
+            l->exp_day[d] = INT64_MIN;
         l->exp_version = l->prog_version;
-        l->exp_value = program_expiry(l->prog, ts);
     }
-    return l->exp_value;
+    int64_t day = time_day_of(ts);
+    size_t k = (size_t)((uint64_t)day % EXP_DAYS);
+    if (l->exp_day[k] != day) {
+        l->exp_day[k] = day;
+        l->exp_value[k] = program_expiry(l->prog, ts);
+    }
+    return l->exp_value[k];
 }
 
 /* A lot with that expiry and remaining points joins the member's (balance cache). */
@@ -656,8 +672,8 @@ int64_t ledger_qualifying(ledger *l, uint32_t member, int64_t now, int64_t windo
     return sum;
 }
 
-/* The usable balance at now >= max_ts (every lot earned by now): the lots not expired at
- * now.  With anchor = 1 a recount also moves the member's cache to now (writers: a
+/* The usable balance at now >= the member's last_ts (every lot earned and every line
+ * posted by now): the lots not expired at now.  With anchor = 1 a recount also moves the member's cache to now (writers: a
  * time-ordered batch then recounts a member once per expiry it passes, not once per
  * write); readers leave it alone (rules read balances on several threads). */
 static int64_t balance_now(ledger *l, uint32_t member, int64_t now, int anchor)
@@ -684,7 +700,7 @@ static int64_t balance_now(ledger *l, uint32_t member, int64_t now, int anchor)
 /* ledger_balance for the member's own writes (anchoring the cache). */
 static int64_t balance_after(ledger *l, uint32_t member, int64_t now)
 {
-    if (member < l->n_m && now >= l->max_ts)
+    if (member < l->n_m && now >= l->m[member].last_ts)
         return balance_now(l, member, now, 1);
     return ledger_balance(l, member, now);
 }
@@ -694,7 +710,7 @@ int64_t ledger_balance(ledger *l, uint32_t member, int64_t now)
     if (member >= l->n_m)
         return 0;
     int64_t sum = 0;
-    if (now >= l->max_ts)
+    if (now >= l->m[member].last_ts)
         return balance_now(l, member, now, 0);
     for (uint32_t i = l->m[member].post; i != NIL; i = l->p[i].prev) {
         const lp *p = &l->p[i];
@@ -961,6 +977,8 @@ static int load_posting(void *ctx, const store_ledger_posting *sp)
     account(l, sp->debit, sp->credit, sp->amount);
     if (sp->ts > l->max_ts)
         l->max_ts = sp->ts;
+    if (sp->ts > mm->last_ts)
+        mm->last_ts = sp->ts;
     l->next_p = sp->seq + 1;
     l->n_p++;
     return 0;
@@ -1150,6 +1168,7 @@ int ledger_get(patron_db *db, ledger **out, patron_error *err)
         l->durable = 1;
         l->next_p = l->next_q = l->next_t = 1;
         l->max_ts = INT64_MIN;
+        l->exp_version = -1;
         int rc = store_ledger_open(db->st, &l->sl, err);
         if (rc) {
             mem_free(l);

@@ -15,7 +15,9 @@
  *  - crash safety: a writer process SIGKILLed at random points (hundreds of times);
  *    afterwards integrity_check passes, every acknowledged write is there once, the
  *    ledger verifies;
- *  - amounts near the int64 limits: overflow is an error; fractional rates are exact.
+ *  - amounts near the int64 limits: overflow is an error; fractional rates are exact;
+ *  - an orders import posted member by member ends every member as posting its orders
+ *    one by one in time order does.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1218,6 +1220,182 @@ static void test_import_earns(void **state)
     patron_close(db);
 }
 
+/* ---- member order ------------------------------------------------------------------ */
+
+typedef struct morder {
+    int member, ret, nitems;
+    int64_t ts;
+    char sku[4][4], cat[4][4];
+    int qty[4], price[4];
+    size_t pos; /* in the file */
+} morder;
+
+static int morder_time_cmp(const void *a, const void *b)
+{
+    const morder *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->pos < y->pos ? -1 : x->pos > y->pos;
+}
+
+static void morder_rows(FILE *f, const morder *o, int id)
+{
+    char when[32];
+    time_t t = (time_t)o->ts;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    for (int k = 0; k < o->nitems; k++)
+        fprintf(f, "O%04d,m%d,%s,%s,%d,%d,%s\n", id, o->member, when, o->sku[k],
+                o->ret ? -o->qty[k] : o->qty[k], o->price[k], o->cat[k]);
+}
+
+typedef struct hrow {
+    int64_t ts, points, expires;
+    int kind;
+    char ref[32];
+} hrow;
+
+static int hrow_cmp(const void *a, const void *b)
+{
+    const hrow *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    if (x->kind != y->kind)
+        return x->kind - y->kind;
+    return strcmp(x->ref, y->ref);
+}
+
+/* A member's history at now as rows without their sequence numbers, sorted. */
+static size_t member_rows(ledger *l, uint32_t m, int64_t now, hrow *out, size_t cap)
+{
+    ledger_history_row *r;
+    size_t n;
+    patron_error err = {0};
+    assert_int_equal(ledger_history(l, m, now, &r, &n, &err), 0);
+    assert_true(n <= cap);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = (hrow){r[i].ts, r[i].points, r[i].expires, r[i].kind, {0}};
+        snprintf(out[i].ref, sizeof out[i].ref, "%.*s", (int)r[i].refn, r[i].ref);
+    }
+    mem_free(r);
+    qsort(out, n, sizeof *out, hrow_cmp);
+    return n;
+}
+
+/*
+ * An orders CSV import posts its orders and returns member by member, each member's in
+ * time order (ties in file order).  The reference goes through the ledger in time order:
+ * the same orders imported one file per order, oldest first.  Every member must end
+ * with the same history (each write's points, the expiry of each lot), balances, tiers
+ * and qualification at several times, whatever the file order.  The program has tiers
+ * on a 30-day window, 60-day expiry, tier and category promotions with a date window:
+ * all of them see the member as they were just before each order.
+ */
+static void test_member_order(void **state)
+{
+    (void)state;
+    enum { MEMBERS = 24, ORDERS = 420 };
+    rng_state = 0x5eed0001;
+    morder *o = calloc(ORDERS, sizeof *o);
+    assert_non_null(o);
+    static const char *skus[] = {"x", "y", "z", "w"}, *cats[] = {"A", "B", "C"};
+    for (int i = 0; i < ORDERS; i++) {
+        o[i].member = (int)below(MEMBERS);
+        o[i].ts = T0 - 120 * DAY + below(240 * DAY);
+        if (i && below(10) == 0)
+            o[i].ts = o[i - 1].ts; /* ties */
+        o[i].ret = below(12) == 0;
+        o[i].nitems = 1 + (int)below(4);
+        for (int k = 0; k < o[i].nitems; k++) {
+            snprintf(o[i].sku[k], sizeof o[i].sku[k], "%s", skus[below(4)]);
+            snprintf(o[i].cat[k], sizeof o[i].cat[k], "%s", cats[below(3)]);
+            o[i].qty[k] = 1 + (int)below(3);
+            o[i].price[k] = 1 + (int)below(90);
+        }
+    }
+    /* One file in a random order (an order's rows together), the order ids fixed. */
+    int *perm = malloc(ORDERS * sizeof *perm);
+    assert_non_null(perm);
+    for (int i = 0; i < ORDERS; i++)
+        perm[i] = i;
+    for (int i = ORDERS - 1; i > 0; i--) {
+        int j = (int)below(i + 1), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/mord-all.csv", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("order_id,member_id,ts,sku,qty,price,category\n", f);
+    for (int p = 0; p < ORDERS; p++) {
+        o[perm[p]].pos = (size_t)p;
+        morder_rows(f, &o[perm[p]], perm[p]);
+    }
+    fclose(f);
+    patron_error err = {0};
+    patron_import_result res;
+    patron_db *a = fresh_db("mord-a", MEMBERS, prop_program);
+    if (patron_import(a, PATRON_IMPORT_ORDERS, path, NULL, &res, &err) != 0)
+        fail_msg("import: %s", err.message);
+    /* The reference: one import per order, in time order (ties in file order). */
+    patron_db *b = fresh_db("mord-b", MEMBERS, prop_program);
+    morder *byt = malloc(ORDERS * sizeof *byt);
+    assert_non_null(byt);
+    /* The id goes with its order through the sort: pos x ORDERS + id sorts as pos. */
+    for (int i = 0; i < ORDERS; i++) {
+        byt[i] = o[i];
+        byt[i].pos = o[i].pos * ORDERS + (size_t)i;
+    }
+    qsort(byt, ORDERS, sizeof *byt, morder_time_cmp);
+    for (int i = 0; i < ORDERS; i++) {
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("order_id,member_id,ts,sku,qty,price,category\n", f);
+        morder_rows(f, &byt[i], (int)(byt[i].pos % ORDERS));
+        fclose(f);
+        if (patron_import(b, PATRON_IMPORT_ORDERS, path, NULL, &res, &err) != 0)
+            fail_msg("import %d: %s", i, err.message);
+    }
+    ledger *la, *lb;
+    assert_int_equal(ledger_get(a, &la, &err), 0);
+    assert_int_equal(ledger_get(b, &lb, &err), 0);
+    verify_ok(la);
+    verify_ok(lb);
+    hrow *ra = malloc(ORDERS * 4 * sizeof *ra), *rb = malloc(ORDERS * 4 * sizeof *rb);
+    assert_true(ra && rb);
+    const int64_t nows[] = {T0 - 60 * DAY, T0, T0 + 45 * DAY, T0 + 121 * DAY, T0 + 400 * DAY};
+    int posted = 0;
+    for (uint32_t m = 0; m < MEMBERS; m++) {
+        for (size_t t = 0; t < sizeof nows / sizeof *nows; t++) {
+            size_t na = member_rows(la, m, nows[t], ra, ORDERS * 4);
+            size_t nb = member_rows(lb, m, nows[t], rb, ORDERS * 4);
+            assert_int_equal(na, nb);
+            for (size_t i = 0; i < na; i++) {
+                assert_int_equal(ra[i].ts, rb[i].ts);
+                assert_int_equal(ra[i].kind, rb[i].kind);
+                assert_string_equal(ra[i].ref, rb[i].ref);
+                assert_int_equal(ra[i].points, rb[i].points);
+                assert_int_equal(ra[i].expires, rb[i].expires);
+            }
+            posted += (int)na;
+            assert_int_equal(ledger_balance(la, m, nows[t]), ledger_balance(lb, m, nows[t]));
+            assert_int_equal(ledger_tier(la, m, nows[t]), ledger_tier(lb, m, nows[t]));
+            assert_int_equal(ledger_qualifying(la, m, nows[t], WINDOW, 0),
+                             ledger_qualifying(lb, m, nows[t], WINDOW, 0));
+        }
+    }
+    assert_true(posted > ORDERS); /* the histories were not empty */
+    free(ra);
+    free(rb);
+    free(byt);
+    free(perm);
+    free(o);
+    patron_close(a);
+    patron_close(b);
+}
+
 /* ---- promotion rules ------------------------------------------------------------------ */
 
 static const char rule_program[] =
@@ -1476,6 +1654,7 @@ int main(void)
         cmocka_unit_test(test_policies),
         cmocka_unit_test(test_retries),
         cmocka_unit_test(test_import_earns),
+        cmocka_unit_test(test_member_order),
         cmocka_unit_test(test_promo_rules),
         cmocka_unit_test(test_chunks),
         cmocka_unit_test(test_chunks_threaded),
