@@ -149,7 +149,7 @@ struct ledger {
     lstock *stock;
     size_t n_w, n_p, n_lot, n_q, n_t, n_m, n_stock;
     size_t cap_w, cap_p, cap_lot, cap_q, cap_t, cap_m, cap_stock;
-    /* Idempotency key -> write index.  Open addressing, linear probing, load under 1/2.
+    /* Idempotency key -> write index.  Open addressing, linear probing, load at most 7/10.
      * The keys themselves are the writes' (key_off in the arena), so a slot is 8 bytes
      * and a key is stored once; a tag match is confirmed against the write's key.  The
      * probe for a new key is a cache miss in a table of millions: keeping it small
@@ -398,10 +398,10 @@ static int key_probe(const ledger *l, const char *key, size_t n, uint32_t tag, s
 /* Room for `count` keys in all without passing the load factor (no rehash until then). */
 static int keys_room(ledger *l, size_t count)
 {
-    if (2 * count <= l->cap_keys)
+    if (count <= l->cap_keys / 10 * 7)
         return 0;
     size_t cap = l->cap_keys ? l->cap_keys : 64;
-    while (cap < 2 * count)
+    while (cap / 10 * 7 < count)
         cap *= 2;
     if (cap > (size_t)UINT32_MAX + 1) /* tags place keys: 32 bits of index at most */
         return -1;

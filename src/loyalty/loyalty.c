@@ -57,9 +57,16 @@ static int work_cmp_member(const void *a, const void *b)
 }
 
 /* Sorts a CSV import's work like work_cmp_member: a stable radix sort of records made in
- * file order. */
+ * file order, unless they are in that order already (a file written member by member,
+ * members numbered in the order it names them). */
 static void member_sort(work *w, size_t n)
 {
+    size_t i = 1;
+    while (i < n && (w[i].member > w[i - 1].member ||
+                     (w[i].member == w[i - 1].member && w[i].ts >= w[i - 1].ts)))
+        i++;
+    if (i >= n)
+        return;
     work *tmp = mem_alloc_array(n, sizeof *tmp);
     if (!tmp) {
         qsort(w, n, sizeof *w, work_cmp_member);
