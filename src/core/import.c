@@ -191,7 +191,7 @@ typedef struct batch {
     /* line items (positive rows of line-item files), in file order.  An item's kind is
      * its (sku, category, brand) codes, kept once per batch: at M 20M items have 3,430
      * kinds, so an item is 20 bytes instead of 28, and grouping looks up one kind per
-     * row (kind_cache) instead of three dictionary codes. */
+     * row (row_kind) instead of three dictionary codes. */
     uint32_t *it_order, *it_kind;
     int32_t *it_qty;
     int64_t *it_price;

@@ -673,9 +673,10 @@ int64_t ledger_qualifying(ledger *l, uint32_t member, int64_t now, int64_t windo
 }
 
 /* The usable balance at now >= the member's last_ts (every lot earned and every line
- * posted by now): the lots not expired at now.  With anchor = 1 a recount also moves the member's cache to now (writers: a
- * time-ordered batch then recounts a member once per expiry it passes, not once per
- * write); readers leave it alone (rules read balances on several threads). */
+ * posted by now): the lots not expired at now.  With anchor = 1 a recount also moves
+ * the member's cache to now (writers: a batch then recounts a member once per expiry it
+ * passes, not once per write); readers leave it alone (rules read balances on several
+ * threads). */
 static int64_t balance_now(ledger *l, uint32_t member, int64_t now, int anchor)
 {
     lm *mm = &l->m[member];

@@ -280,15 +280,6 @@ static int profile_pend(store *s, uint32_t idx, const char *json, size_t n, int 
 static int profile_pend_rec(store *s, uint32_t idx, const unsigned char *rec, size_t n,
                             patron_error *err);
 
-int store_begin(store *s, patron_error *err)
-{
-    s->bulk = 0;
-    s->pend.n = 0;
-    s->pev.n = s->pev.len = 0;
-    s->ppr.n = s->ppr.bytes.n = 0;
-    return exec(s, "BEGIN IMMEDIATE", err);
-}
-
 /* Back to the usual cache after a bulk transaction (a failure only leaves the small
  * cache in place: slower, not wrong). */
 static void bulk_end(store *s)
@@ -298,18 +289,29 @@ static void bulk_end(store *s)
     s->bulk = 0;
 }
 
-int store_begin_bulk(store *s, patron_error *err)
+static int begin(store *s, int bulk, patron_error *err)
 {
-    int rc = exec(s, "PRAGMA cache_size=" BULK_CACHE_KIB, err);
-    if (rc == PATRON_OK)
-        rc = exec(s, "BEGIN IMMEDIATE", err);
+    bulk_end(s);
     s->pend.n = 0;
     s->pev.n = s->pev.len = 0;
     s->ppr.n = s->ppr.bytes.n = 0;
-    s->bulk = 1;
+    int rc = bulk ? exec(s, "PRAGMA cache_size=" BULK_CACHE_KIB, err) : PATRON_OK;
+    s->bulk = bulk && rc == PATRON_OK;
+    if (rc == PATRON_OK)
+        rc = exec(s, "BEGIN IMMEDIATE", err);
     if (rc != PATRON_OK)
         bulk_end(s);
     return rc;
+}
+
+int store_begin(store *s, patron_error *err)
+{
+    return begin(s, 0, err);
+}
+
+int store_begin_bulk(store *s, patron_error *err)
+{
+    return begin(s, 1, err);
 }
 
 int store_commit(store *s, patron_error *err)
