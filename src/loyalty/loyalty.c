@@ -36,12 +36,12 @@
 #include <string.h>
 #include <xxhash.h>
 
+/* A work item: 16 bytes (millions at M).  An import has CSV orders and returns or
+ * events, never both (loyalty_job.events); idx is also the item's place in the file. */
 typedef struct work {
     int64_t ts;
-    uint32_t pos;    /* file order */
     uint32_t idx;    /* order index or event index */
     uint32_t member; /* CSV orders and returns */
-    uint8_t event;   /* 0 = CSV order/return, 1 = event */
 } work;
 
 /* The order of a CSV import's work: member by member, each member's in time order, ties
@@ -53,7 +53,7 @@ static int work_cmp_member(const void *a, const void *b)
         return x->member < y->member ? -1 : 1;
     if (x->ts != y->ts)
         return x->ts < y->ts ? -1 : 1;
-    return x->pos < y->pos ? -1 : x->pos > y->pos;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
 /* Sorts a CSV import's work like work_cmp_member: a stable radix sort of records made in
@@ -84,9 +84,7 @@ static int work_cmp(const void *a, const void *b)
     const work *x = a, *y = b;
     if (x->ts != y->ts)
         return x->ts < y->ts ? -1 : 1;
-    if (x->event != y->event) /* CSV orders and events never mix in one import */
-        return x->event < y->event ? -1 : 1;
-    return x->pos < y->pos ? -1 : x->pos > y->pos;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
 /* Sorts the batch's work like work_cmp, by a stable radix sort on ts (CSV rows and events
@@ -306,7 +304,9 @@ struct loyalty_job {
     loyalty_import in; /* the importer's arrays, borrowed until _finish */
     work *w;           /* the batch's work, in its order (see the top) */
     size_t nw, done;   /* work items made so far */
-    uint32_t *first, *next; /* line items per order: linked lists in file order */
+    int events;             /* the work is events (else CSV orders and returns) */
+    uint32_t *first, *next; /* line items per order: first[o], then next[] (a list in file
+                               order) or, when next is NULL, the run from first[o] */
     const char **ev_new;
     uint32_t *ev_len;
     ledger_item *items;
@@ -338,6 +338,9 @@ static int job_prepare(loyalty_job *j)
     patron_db *db = j->db;
     const loyalty_import *in = &j->in;
     patron_error *err = &j->err;
+    if (in->n_orders && in->n_events)
+        return err_set(err, PATRON_EINTERNAL, "an import batch holds both orders and events");
+    j->events = in->n_events > 0;
     j->w = mem_alloc_array(in->n_orders + in->n_events + 1, sizeof *j->w);
     if (!j->w)
         return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -346,11 +349,11 @@ static int job_prepare(loyalty_job *j)
     for (size_t i = 0; i < in->n_orders; i++) {
         const loyalty_order *o = &in->orders[i];
         if (o->id && o->member >= 0)
-            w[nw++] = (work){o->ts, (uint32_t)i, (uint32_t)i, (uint32_t)o->member, 0};
+            w[nw++] = (work){o->ts, (uint32_t)i, (uint32_t)o->member};
     }
     int64_t max_member = -1;
     for (size_t i = 0; i < in->n_events; i++) {
-        w[nw++] = (work){in->events[i].ts, (uint32_t)i, (uint32_t)i, 0, 1};
+        w[nw++] = (work){in->events[i].ts, (uint32_t)i, 0};
         if (in->events[i].member > max_member)
             max_member = in->events[i].member;
     }
@@ -384,8 +387,7 @@ static int job_prepare(loyalty_job *j)
     }
     if (in->n_items) {
         j->first = mem_alloc_array(in->n_orders + 1, sizeof *j->first);
-        j->next = mem_alloc_array(in->n_items + 1, sizeof *j->next);
-        if (!j->first || !j->next ||
+        if (!j->first ||
             tab_build(&j->sku, &db->dict[DB_DICT_SKU], in->new_dict[DB_DICT_SKU]) ||
             tab_build(&j->cat, &db->dict[DB_DICT_CATEGORY], in->new_dict[DB_DICT_CATEGORY]) ||
             !(j->mult_cat = mem_alloc_array(j->sku.count, sizeof *j->mult_cat)) ||
@@ -393,12 +395,27 @@ static int job_prepare(loyalty_job *j)
             return err_set(err, PATRON_ENOMEM, "out of memory");
         for (size_t i = 0; i < j->sku.count; i++)
             j->mult_cat[i] = UINT32_MAX;
+        /* An order's items: one run from first[o] (the usual file), else a list. */
         for (size_t i = 0; i < in->n_orders; i++)
             j->first[i] = UINT32_MAX;
-        for (size_t k = in->n_items; k-- > 0;) { /* lists in file order */
+        int runs = 1;
+        for (size_t k = 0; k < in->n_items && runs; k++) {
             uint32_t oi = in->item_order[k];
-            j->next[k] = j->first[oi];
+            if (k && in->item_order[k - 1] == oi)
+                continue;
+            runs = j->first[oi] == UINT32_MAX;
             j->first[oi] = (uint32_t)k;
+        }
+        if (!runs) {
+            if (!(j->next = mem_alloc_array(in->n_items + 1, sizeof *j->next)))
+                return err_set(err, PATRON_ENOMEM, "out of memory");
+            for (size_t i = 0; i < in->n_orders; i++)
+                j->first[i] = UINT32_MAX;
+            for (size_t k = in->n_items; k-- > 0;) { /* lists in file order */
+                uint32_t oi = in->item_order[k];
+                j->next[k] = j->first[oi];
+                j->first[oi] = (uint32_t)k;
+            }
         }
     }
     int rc = j->detach ? ledger_batch_begin_detached(j->l, new_ids, new_lens, n_new, err)
@@ -421,14 +438,22 @@ static void pf_publish(loyalty_job *j, int state)
     pthread_mutex_unlock(&j->mu);
 }
 
+/* The item after `it` of order oi, or UINT32_MAX. */
+static uint32_t item_next(const loyalty_job *j, uint32_t it, uint32_t oi)
+{
+    if (j->next)
+        return j->next[it];
+    return it + 1 < j->in.n_items && j->in.item_order[it + 1] == oi ? it + 1 : UINT32_MAX;
+}
+
 /* Makes work item k.  LEDGER_DEFER: it needs the store (detached batch; nothing done). */
 static int job_step(loyalty_job *j, size_t k)
 {
     const loyalty_import *in = &j->in;
     patron_error *err = &j->err;
-    if (j->w[k].event && ledger_detached(j->l))
+    if (j->events && ledger_detached(j->l))
         return LEDGER_DEFER;
-    if (j->w[k].event)
+    if (j->events)
         return post_event(j->l, &in->events[j->w[k].idx], &j->items, &j->cap_items, err);
     const loyalty_order *o = &in->orders[j->w[k].idx];
     if (o->kind == 1) {
@@ -439,8 +464,8 @@ static int job_step(loyalty_job *j, size_t k)
     }
     size_t n = 0;
     int known = 1; /* every item's codes are in the tables */
-    uint32_t it = j->first ? j->first[j->w[k].idx] : UINT32_MAX;
-    for (; it != UINT32_MAX; it = j->next[it]) {
+    uint32_t oi = j->w[k].idx, it = j->first ? j->first[oi] : UINT32_MAX;
+    for (; it != UINT32_MAX; it = item_next(j, it, oi)) {
         if (MEM_GROW(j->items, j->cap_items, n + 1) != 0 ||
             MEM_GROW(j->known, j->cap_known, n + 1) != 0)
             return err_set(err, PATRON_ENOMEM, "out of memory");
@@ -480,12 +505,14 @@ static void job_prefetch(loyalty_job *j, size_t k)
 {
     const loyalty_import *in = &j->in;
     size_t far = k + 3 * JOB_AHEAD, mid = k + 2 * JOB_AHEAD, near = k + JOB_AHEAD;
-    if (far < j->nw && !j->w[far].event) {
+    if (j->events)
+        return;
+    if (far < j->nw) {
         __builtin_prefetch(&in->orders[j->w[far].idx]);
         if (j->first)
             __builtin_prefetch(&j->first[j->w[far].idx]);
     }
-    if (mid < j->nw && !j->w[mid].event) {
+    if (mid < j->nw) {
         const loyalty_order *o = &in->orders[j->w[mid].idx];
         if (o->id)
             __builtin_prefetch(o->id);
@@ -494,10 +521,11 @@ static void job_prefetch(loyalty_job *j, size_t k)
             __builtin_prefetch(&in->item_kind[it]);
             __builtin_prefetch(&in->item_qty[it]);
             __builtin_prefetch(&in->item_price[it]);
-            __builtin_prefetch(&j->next[it]);
+            if (j->next)
+                __builtin_prefetch(&j->next[it]);
         }
     }
-    if (near < j->nw && !j->w[near].event) {
+    if (near < j->nw) {
         const loyalty_order *o = &in->orders[j->w[near].idx];
         if (o->member >= 0 && o->kind == 0 && o->id)
             ledger_batch_prefetch(j->l, (uint32_t)o->member, o->id, o->idn);
