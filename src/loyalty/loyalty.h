@@ -100,10 +100,11 @@ int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err
 typedef struct loyalty_job loyalty_job;
 int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, loyalty_job **job,
                          patron_error *err);
-/* On the importer's thread, right after loyalty_import_start: faults in the memory the
- * ledger's thread is about to write (its page faults were a third of its time at M,
- * while the importer's thread ends up waiting for it), then returns.  Nothing when the
- * job runs on this thread. */
+/* On the importer's thread, between loyalty_import_start and _finish (the importer
+ * calls it once it has written the batch's rows): faults in the memory the ledger's
+ * thread has yet to write, skipping what it has passed (its page faults were a third of
+ * its time at M, while the importer's thread ended up waiting for it), then returns.
+ * Nothing when the job runs on this thread. */
 void loyalty_import_prefault(loyalty_job *j);
 int loyalty_import_finish(loyalty_job *job, int rc, patron_error *err);
 
