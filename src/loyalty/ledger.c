@@ -175,6 +175,16 @@ struct ledger {
     size_t cap_cands;
     store_ledger_chunk *chunk; /* flush_chunks builds each chunk here */
     int chunk_fmt;             /* journal chunk format written (ledger_set_chunk_format) */
+    /* A windowed batch (ledger_batch_window): every LEDGER_CHUNK_MAX writes are encoded
+     * into a journal chunk (kept in built[] until the flush stores them) and their write
+     * and posting records dropped; the batch's keys are not indexed.  The in-memory
+     * ledger is dropped after the batch (the next use reloads it). */
+    int window, window_on; /* in one; windows allowed (ledger_set_window; off by default) */
+    int64_t next_w;         /* the next write's seq */
+    size_t win_arena;       /* the arena's length when the batch began */
+    store_ledger_chunk **built;
+    size_t n_built, cap_built;
+    uint64_t windows; /* windows encoded, ever (ledger_windows) */
     /* members created by the import in progress (not yet in db->member_id) */
     const char *const *new_ids;
     const uint32_t *new_lens;
@@ -335,6 +345,9 @@ static void ledger_free_cb(void *p)
     if (!l)
         return;
     release_state(l);
+    for (size_t k = 0; k < l->n_built; k++)
+        store_ledger_chunk_free(l->built[k]);
+    mem_free(l->built);
     mem_free(l->cands);
     store_ledger_chunk_free(l->chunk);
     promo_rules_free(l->rules);
@@ -467,14 +480,14 @@ static int64_t add_write_n(ledger *l, int kind, const char *key, size_t keyn, ui
         return -1;
     lw *w = &l->w[l->n_w];
     memset(w, 0, sizeof *w);
-    w->seq = l->n_w ? l->w[l->n_w - 1].seq + 1 : 1;
+    w->seq = l->window ? l->next_w++ : l->n_w ? l->w[l->n_w - 1].seq + 1 : 1;
     w->kind = (uint8_t)kind;
     w->member = member;
     w->ts = ts;
     w->p0 = (uint32_t)l->n_p;
     PATRON_ASSERT(pn <= UINT16_MAX);
     if (arena_key_ref(l, w, key, keyn, ref, refn) || MEM_GROW(l->pay, l->pay_cap, l->pay_len + pn + 1) != 0 ||
-        key_put(l, (uint32_t)l->n_w, keyh) != 0)
+        (!l->window && key_put(l, (uint32_t)l->n_w, keyh) != 0))
         return -1;
     memcpy(l->pay + l->pay_len, payload, pn);
     w->pay_off = l->pay_len;
@@ -1414,11 +1427,69 @@ static int flush_chunks(ledger *l, size_t w0, size_t w1, patron_error *err)
     return rc;
 }
 
+static void built_free(ledger *l)
+{
+    for (size_t k = 0; k < l->n_built; k++)
+        store_ledger_chunk_free(l->built[k]);
+    l->n_built = 0;
+}
+
+/*
+ * A windowed batch's full window: the writes [mark_w, n_w) (LEDGER_CHUNK_MAX of them,
+ * the chunk a flush would cut there) become a journal chunk in memory; lots their
+ * postings created and nothing changed since need no row (as in flush); then the
+ * window's write and posting records, keys and payloads are dropped, and qualification
+ * and tier rows count as written (they stay: tiers read them).  Postings' member lists
+ * now lead to dropped records: nothing walks them during the batch (ledger_batch_window
+ * checks), and the ledger is reloaded after it.
+ */
+static int window_encode(ledger *l)
+{
+    if (MEM_GROW(l->built, l->cap_built, l->n_built + 1) != 0)
+        return -1;
+    store_ledger_chunk *c = store_ledger_chunk_new(l->chunk_fmt);
+    size_t p = l->mark_p, q = l->mark_q, t = l->mark_t;
+    if (!c || chunk_build(l, c, l->mark_w, l->n_w, &p, &q, &t) != 0) {
+        store_ledger_chunk_free(c);
+        return -1;
+    }
+    PATRON_ASSERT(p == l->n_p && q == l->n_q && t == l->n_t);
+    l->built[l->n_built++] = c;
+    l->windows++;
+    size_t keep = 0;
+    for (size_t k = 0; k < l->n_dl; k++) {
+        uint32_t li = l->dirty_lots[k];
+        if (lot_from_chunk(l, li))
+            l->lot[li].dirty = 0;
+        else
+            l->dirty_lots[keep++] = li;
+    }
+    l->n_dl = keep;
+    l->n_w = l->mark_w;
+    l->n_p = l->mark_p;
+    l->mark_q = l->n_q;
+    l->mark_t = l->n_t;
+    l->arena_len = l->win_arena;
+    l->pay_len = 0;
+    return 0;
+}
+
+int ledger_batch_window_step(ledger *l, patron_error *err)
+{
+    if (!l->window || l->n_w - l->mark_w < LEDGER_CHUNK_MAX)
+        return PATRON_OK;
+    return window_encode(l) ? oom(err) : PATRON_OK;
+}
+
 static int flush(ledger *l, patron_error *err)
 {
-    int rc = PATRON_OK, chunk = l->n_w - l->mark_w >= LEDGER_CHUNK_MIN;
+    int rc = PATRON_OK;
+    int chunk = l->n_w - l->mark_w + l->n_built * LEDGER_CHUNK_MAX >= LEDGER_CHUNK_MIN;
     double t0 = chunk ? trace_now() : 0;
-    if (chunk) {
+    for (size_t k = 0; k < l->n_built && rc == PATRON_OK; k++) /* a windowed batch's */
+        rc = store_ledger_chunk_end(l->sl, l->built[k], err);
+    built_free(l);
+    if (chunk && rc == PATRON_OK) {
         rc = 1;
         if (l->n_w - l->mark_w >= (size_t)CHUNK_THREAD_MIN * LEDGER_CHUNK_MAX)
             rc = flush_chunks_threaded(l, l->mark_w, l->n_w, err);
@@ -2593,14 +2664,43 @@ int ledger_detached(const ledger *l)
     return l->detached;
 }
 
+int ledger_batch_window(ledger *l)
+{
+    if (!l->detached || !l->window_on || l->n_built)
+        return 0;
+    l->window = 1;
+    l->next_w = l->n_w ? l->w[l->n_w - 1].seq + 1 : 1;
+    l->win_arena = l->arena_len;
+    return 1;
+}
+
+int64_t ledger_member_last_ts(const ledger *l, uint32_t member)
+{
+    return member < l->n_m ? l->m[member].last_ts : INT64_MIN;
+}
+
+void ledger_set_window(ledger *l, int on)
+{
+    l->window_on = on;
+}
+
+uint64_t ledger_windows(const ledger *l)
+{
+    return l->windows;
+}
+
+/* The writes a windowed batch holds at once, about (a window and one order's returns). */
+#define WINDOW_ROOM (LEDGER_CHUNK_MAX + 64)
+
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
 {
-    if (MEM_GROW(l->w, l->cap_w, l->n_w + n) || MEM_GROW(l->p, l->cap_p, l->n_p + n) ||
+    size_t nw = l->window && n > WINDOW_ROOM ? WINDOW_ROOM : n; /* writes held at once */
+    if (MEM_GROW(l->w, l->cap_w, l->n_w + nw) || MEM_GROW(l->p, l->cap_p, l->n_p + nw) ||
         MEM_GROW(l->lot, l->cap_lot, l->n_lot + n) || MEM_GROW(l->q, l->cap_q, l->n_q + n) ||
-        MEM_GROW(l->arena, l->arena_cap, l->arena_len + n * 32) ||
-        MEM_GROW(l->pay, l->pay_cap, l->pay_len + n * 96) ||
+        MEM_GROW(l->arena, l->arena_cap, l->arena_len + nw * 32) ||
+        MEM_GROW(l->pay, l->pay_cap, l->pay_len + nw * 96) ||
         MEM_GROW(l->dirty_lots, l->cap_dl, l->n_dl + n) ||
-        keys_room(l, l->n_keys + n) != 0)
+        (!l->window && keys_room(l, l->n_keys + n) != 0))
         return oom(err);
     return PATRON_OK;
 }
@@ -2609,16 +2709,20 @@ size_t ledger_batch_regions(const ledger *l, size_t n, char **ptr, size_t *bytes
 {
     /* An earn makes a write, a posting, a lot, a qualification row and a dirty-lot
      * entry, its key in the arena (about 20 bytes) and a packed payload. */
-    if (n > l->cap_w - l->n_w || n > l->cap_p - l->n_p || n > l->cap_lot - l->n_lot ||
-        n > l->cap_q - l->n_q || n > l->cap_dl - l->n_dl || n * 20 > l->arena_cap - l->arena_len ||
-        n * EARN_PACKED_LEN > l->pay_cap - l->pay_len)
+    size_t nw = l->window && n > WINDOW_ROOM ? WINDOW_ROOM : n; /* writes held at once */
+    if (nw > l->cap_w - l->n_w || nw > l->cap_p - l->n_p || n > l->cap_lot - l->n_lot ||
+        n > l->cap_q - l->n_q || n > l->cap_dl - l->n_dl || nw * 20 > l->arena_cap - l->arena_len ||
+        nw * EARN_PACKED_LEN > l->pay_cap - l->pay_len)
         return 0; /* not reserved */
-    char *p[8] = {(char *)l->keys, (char *)(l->w + l->n_w), (char *)(l->p + l->n_p),
+    /* The first region is faulted in at once (the key index is written anywhere; a
+     * window's records are written over and over). */
+    char *p[8] = {l->window ? (char *)(l->w + l->n_w) : (char *)l->keys,
+                  (char *)(l->w + l->n_w), (char *)(l->p + l->n_p),
                   (char *)(l->lot + l->n_lot), (char *)(l->q + l->n_q),
                   (char *)(l->dirty_lots + l->n_dl), l->arena + l->arena_len, l->pay + l->pay_len};
-    size_t b[8] = {l->cap_keys * sizeof *l->keys, n * sizeof *l->w, n * sizeof *l->p,
-                   n * sizeof *l->lot, n * sizeof *l->q, n * sizeof *l->dirty_lots, n * 20,
-                   n * EARN_PACKED_LEN};
+    size_t b[8] = {l->window ? nw * sizeof *l->w : l->cap_keys * sizeof *l->keys, nw * sizeof *l->w,
+                   nw * sizeof *l->p, n * sizeof *l->lot, n * sizeof *l->q,
+                   n * sizeof *l->dirty_lots, nw * 20, nw * EARN_PACKED_LEN};
     size_t k = 0;
     for (; k < 8 && k < max; k++) {
         ptr[k] = p[k];
@@ -2636,6 +2740,11 @@ int ledger_batch_end(ledger *l, int rc, patron_error *err)
         if (l->mutated)
             l->loaded = 0;
         l->mutated = 0;
+    }
+    if (l->window) { /* its records are in the store, not here: reload on the next use */
+        l->window = 0;
+        built_free(l);
+        l->loaded = 0;
     }
     l->detached = 0;
     l->sp_open = 0;

@@ -158,6 +158,25 @@ int ledger_batch_begin_detached(ledger *l, const char *const *new_ids, const uin
 int ledger_batch_attach(ledger *l, patron_error *err);
 /* 1 between ledger_batch_begin_detached and ledger_batch_attach (or _end). */
 int ledger_detached(const ledger *l);
+/* Makes the detached batch just begun a windowed one (1; 0: not, and nothing changed;
+ * not unless ledger_set_window allowed it):
+ * every LEDGER_CHUNK_MAX writes are encoded into a journal chunk and their write and
+ * posting records dropped, and the batch's keys are not indexed, so its memory is its
+ * lots, qualification rows and member state (at M about 0.9 GB less).  The caller
+ * vouches that the batch holds CSV orders and returns only (unique keys; returns not
+ * linked to an order), each member's in time order, none earlier than a journal line
+ * the member already has (ledger_member_last_ts): nothing then reads a member's
+ * postings during the batch.  Call ledger_batch_window_step after each work item.  The
+ * in-memory ledger is dropped at ledger_batch_end (the next use reloads it). */
+int ledger_batch_window(ledger *l);
+int ledger_batch_window_step(ledger *l, patron_error *err);
+/* The time of the member's latest journal line (INT64_MIN: none). */
+int64_t ledger_member_last_ts(const ledger *l, uint32_t member);
+/* 1 allows windowed batches, 0 refuses them (the default: encoding the chunks on the
+ * ledger's thread costs it more than the memory saves, decision 0005); the windows
+ * encoded by this ledger object so far. */
+void ledger_set_window(ledger *l, int on);
+uint64_t ledger_windows(const ledger *l);
 /* Makes room for n more writes in the batch (optional: saves the copies of growing). */
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err);
 /* After ledger_batch_reserve(l, n): the memory the batch's next n writes will write (up

@@ -332,6 +332,10 @@ struct loyalty_job {
     pthread_cond_t cv;
 };
 
+/* Work items of a CSV batch from which it is windowed (ledger_batch_window): smaller
+ * ones keep every record in memory (a long-lived process need not reload the ledger). */
+#define WINDOW_MIN ((size_t)1 << 14)
+
 /* Work list, dictionary tables and the detached ledger batch: memory only. */
 static int job_prepare(loyalty_job *j)
 {
@@ -423,6 +427,17 @@ static int job_prepare(loyalty_job *j)
     if (rc != PATRON_OK)
         return rc;
     j->begun = 1;
+    /* A big CSV batch may be windowed, where the ledger allows it (ledger_batch_window):
+     * its work is member by member, each member's in time order; none of it may come
+     * before a member's journal. */
+    if (j->detach && !j->events && nw >= WINDOW_MIN) {
+        int ok = 1;
+        for (size_t k = 0; k < nw && ok; k++)
+            if (k == 0 || w[k].member != w[k - 1].member)
+                ok = ledger_member_last_ts(j->l, w[k].member) <= w[k].ts;
+        if (ok)
+            ledger_batch_window(j->l);
+    }
     rc = ledger_batch_reserve(j->l, nw, err);
     if (rc == PATRON_OK && j->threaded)
         j->n_pf = ledger_batch_regions(j->l, nw, j->pf, j->pf_bytes, 8);
@@ -549,8 +564,10 @@ static void *job_detached(void *arg)
         if (r == LEDGER_DEFER)
             break;
         j->rc = r;
-        if (r == PATRON_OK)
+        if (r == PATRON_OK) {
             j->done++;
+            j->rc = ledger_batch_window_step(j->l, &j->err);
+        }
     }
     trace_step("ledger: batch arithmetic", t0);
     return NULL;

@@ -1406,6 +1406,103 @@ static void test_member_order(void **state)
     patron_close(b);
 }
 
+/*
+ * A big CSV import is windowed (ledger_batch_window): its journal chunks are made as it
+ * goes and its write and posting records dropped.  Against the same import with
+ * windows refused: the same history, balance, tier and qualification for every member
+ * at several times, in the same process after it (the ledger reloads), and again after
+ * a redemption and a second, small import into both.
+ */
+static void test_window(void **state)
+{
+    (void)state;
+    enum { MEMBERS = 300, ORDERS = 20000 };
+    rng_state = 0x5eed0002;
+    char path[512];
+    snprintf(path, sizeof path, "%s/win.csv", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("order_id,member_id,ts,sku,qty,price,category\n", f);
+    static const char *cats[] = {"A", "B", "C"};
+    for (int i = 0; i < ORDERS; i++) {
+        morder o = {0};
+        o.member = (int)below(MEMBERS);
+        o.ts = T0 - 150 * DAY + below(300 * DAY);
+        o.ret = below(15) == 0;
+        o.nitems = 1 + (int)below(3);
+        for (int k = 0; k < o.nitems; k++) {
+            snprintf(o.sku[k], sizeof o.sku[k], "s%d", (int)below(9));
+            snprintf(o.cat[k], sizeof o.cat[k], "%s", cats[below(3)]);
+            o.qty[k] = 1 + (int)below(2);
+            o.price[k] = 1 + (int)below(60);
+        }
+        morder_rows(f, &o, i, 0, o.nitems);
+    }
+    fclose(f);
+    patron_error err = {0};
+    patron_import_result res;
+    patron_db *a = fresh_db("win-a", MEMBERS, prop_program);
+    patron_db *b = fresh_db("win-b", MEMBERS, prop_program);
+    ledger *la, *lb;
+    assert_int_equal(ledger_get(a, &la, &err), 0);
+    assert_int_equal(ledger_get(b, &lb, &err), 0);
+    ledger_set_window(la, 1); /* b: the default, no windows */
+    uint64_t before = ledger_windows(la);
+    assert_int_equal(patron_import(a, PATRON_IMPORT_ORDERS, path, NULL, &res, &err), 0);
+    assert_int_equal(patron_import(b, PATRON_IMPORT_ORDERS, path, NULL, &res, &err), 0);
+    assert_true(ledger_windows(la) >= before + ORDERS / 4096); /* it was windowed */
+    assert_int_equal(ledger_windows(lb), 0);
+    hrow *ra = malloc(ORDERS * sizeof *ra), *rb = malloc(ORDERS * sizeof *rb);
+    assert_true(ra && rb);
+    const int64_t nows[] = {T0 - 100 * DAY, T0, T0 + 151 * DAY};
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(ledger_get(a, &la, &err), 0);
+        assert_int_equal(ledger_get(b, &lb, &err), 0);
+        verify_ok(la);
+        verify_ok(lb);
+        for (uint32_t m = 0; m < MEMBERS; m++)
+            for (size_t t = 0; t < sizeof nows / sizeof *nows; t++) {
+                size_t na = member_rows(la, m, nows[t], ra, ORDERS);
+                size_t nb = member_rows(lb, m, nows[t], rb, ORDERS);
+                assert_int_equal(na, nb);
+                for (size_t i = 0; i < na; i++) {
+                    assert_int_equal(ra[i].ts, rb[i].ts);
+                    assert_int_equal(ra[i].points, rb[i].points);
+                    assert_int_equal(ra[i].expires, rb[i].expires);
+                    assert_string_equal(ra[i].ref, rb[i].ref);
+                }
+                assert_int_equal(ledger_balance(la, m, nows[t]), ledger_balance(lb, m, nows[t]));
+                assert_int_equal(ledger_tier(la, m, nows[t]), ledger_tier(lb, m, nows[t]));
+                assert_int_equal(ledger_qualifying(la, m, nows[t], WINDOW, 0),
+                                 ledger_qualifying(lb, m, nows[t], WINDOW, 0));
+            }
+        if (round)
+            break;
+        /* Then a redemption and a second import (its keys must be found: a re-import of
+         * the first file stores nothing new), into both. */
+        uint32_t rich = 0;
+        for (uint32_t m = 1; m < MEMBERS; m++)
+            if (ledger_balance(la, m, T0 + 151 * DAY) > ledger_balance(la, rich, T0 + 151 * DAY))
+                rich = m;
+        assert_true(ledger_balance(la, rich, T0 + 151 * DAY) >= 100);
+        ledger_result r1, r2;
+        assert_int_equal(ledger_redeem(la, rich, "R1", "win-red", T0 + 151 * DAY, &r1, &err), 0);
+        assert_int_equal(ledger_redeem(lb, rich, "R1", "win-red", T0 + 151 * DAY, &r2, &err), 0);
+        assert_int_equal(r1.balance, r2.balance);
+        assert_int_equal(patron_import(a, PATRON_IMPORT_ORDERS, path, NULL, &res, &err), 0);
+        assert_int_equal(res.inserted, 0);
+        write_file(path, "order_id,member_id,ts,sku,qty,price,category\n"
+                         "W1,m3,2024-05-01T10:00:00Z,s1,2,30,A\n"
+                         "W2,m4,2024-05-02T10:00:00Z,s2,1,80,B\n");
+        assert_int_equal(patron_import(a, PATRON_IMPORT_ORDERS, path, NULL, &res, &err), 0);
+        assert_int_equal(patron_import(b, PATRON_IMPORT_ORDERS, path, NULL, &res, &err), 0);
+    }
+    free(ra);
+    free(rb);
+    patron_close(a);
+    patron_close(b);
+}
+
 /* ---- promotion rules ------------------------------------------------------------------ */
 
 static const char rule_program[] =
@@ -1665,6 +1762,7 @@ int main(void)
         cmocka_unit_test(test_retries),
         cmocka_unit_test(test_import_earns),
         cmocka_unit_test(test_member_order),
+        cmocka_unit_test(test_window),
         cmocka_unit_test(test_promo_rules),
         cmocka_unit_test(test_chunks),
         cmocka_unit_test(test_chunks_threaded),
