@@ -1284,6 +1284,37 @@ static size_t member_rows(ledger *l, uint32_t m, int64_t now, hrow *out, size_t 
     return n;
 }
 
+/* Every member of la and lb at each of the nows: the same history (each write's points,
+ * the expiry of each lot), balance, tier and qualification.  Returns the rows compared. */
+static size_t same_members(ledger *la, ledger *lb, uint32_t members, const int64_t *nows,
+                           size_t n_nows, size_t cap)
+{
+    hrow *ra = malloc(cap * sizeof *ra), *rb = malloc(cap * sizeof *rb);
+    assert_true(ra && rb);
+    size_t rows = 0;
+    for (uint32_t m = 0; m < members; m++)
+        for (size_t t = 0; t < n_nows; t++) {
+            size_t na = member_rows(la, m, nows[t], ra, cap);
+            size_t nb = member_rows(lb, m, nows[t], rb, cap);
+            assert_int_equal(na, nb);
+            for (size_t i = 0; i < na; i++) {
+                assert_int_equal(ra[i].ts, rb[i].ts);
+                assert_int_equal(ra[i].kind, rb[i].kind);
+                assert_string_equal(ra[i].ref, rb[i].ref);
+                assert_int_equal(ra[i].points, rb[i].points);
+                assert_int_equal(ra[i].expires, rb[i].expires);
+            }
+            rows += na;
+            assert_int_equal(ledger_balance(la, m, nows[t]), ledger_balance(lb, m, nows[t]));
+            assert_int_equal(ledger_tier(la, m, nows[t]), ledger_tier(lb, m, nows[t]));
+            assert_int_equal(ledger_qualifying(la, m, nows[t], WINDOW, 0),
+                             ledger_qualifying(lb, m, nows[t], WINDOW, 0));
+        }
+    free(ra);
+    free(rb);
+    return rows;
+}
+
 /*
  * An orders CSV import posts its orders and returns member by member, each member's in
  * time order (ties in file order).  The reference goes through the ledger in time order:
@@ -1373,32 +1404,9 @@ static void test_member_order(void **state)
     assert_int_equal(ledger_get(b, &lb, &err), 0);
     verify_ok(la);
     verify_ok(lb);
-    hrow *ra = malloc(ORDERS * 4 * sizeof *ra), *rb = malloc(ORDERS * 4 * sizeof *rb);
-    assert_true(ra && rb);
     const int64_t nows[] = {T0 - 60 * DAY, T0, T0 + 45 * DAY, T0 + 121 * DAY, T0 + 400 * DAY};
-    int posted = 0;
-    for (uint32_t m = 0; m < MEMBERS; m++) {
-        for (size_t t = 0; t < sizeof nows / sizeof *nows; t++) {
-            size_t na = member_rows(la, m, nows[t], ra, ORDERS * 4);
-            size_t nb = member_rows(lb, m, nows[t], rb, ORDERS * 4);
-            assert_int_equal(na, nb);
-            for (size_t i = 0; i < na; i++) {
-                assert_int_equal(ra[i].ts, rb[i].ts);
-                assert_int_equal(ra[i].kind, rb[i].kind);
-                assert_string_equal(ra[i].ref, rb[i].ref);
-                assert_int_equal(ra[i].points, rb[i].points);
-                assert_int_equal(ra[i].expires, rb[i].expires);
-            }
-            posted += (int)na;
-            assert_int_equal(ledger_balance(la, m, nows[t]), ledger_balance(lb, m, nows[t]));
-            assert_int_equal(ledger_tier(la, m, nows[t]), ledger_tier(lb, m, nows[t]));
-            assert_int_equal(ledger_qualifying(la, m, nows[t], WINDOW, 0),
-                             ledger_qualifying(lb, m, nows[t], WINDOW, 0));
-        }
-    }
+    size_t posted = same_members(la, lb, MEMBERS, nows, sizeof nows / sizeof *nows, ORDERS * 4);
     assert_true(posted > ORDERS); /* the histories were not empty */
-    free(ra);
-    free(rb);
     free(byt);
     free(perm);
     free(o);
@@ -1452,30 +1460,14 @@ static void test_window(void **state)
     assert_int_equal(patron_import(b, PATRON_IMPORT_ORDERS, path, NULL, &res, &err), 0);
     assert_true(ledger_windows(la) >= before + ORDERS / 4096); /* it was windowed */
     assert_int_equal(ledger_windows(lb), 0);
-    hrow *ra = malloc(ORDERS * sizeof *ra), *rb = malloc(ORDERS * sizeof *rb);
-    assert_true(ra && rb);
     const int64_t nows[] = {T0 - 100 * DAY, T0, T0 + 151 * DAY};
     for (int round = 0; round < 2; round++) {
         assert_int_equal(ledger_get(a, &la, &err), 0);
         assert_int_equal(ledger_get(b, &lb, &err), 0);
         verify_ok(la);
         verify_ok(lb);
-        for (uint32_t m = 0; m < MEMBERS; m++)
-            for (size_t t = 0; t < sizeof nows / sizeof *nows; t++) {
-                size_t na = member_rows(la, m, nows[t], ra, ORDERS);
-                size_t nb = member_rows(lb, m, nows[t], rb, ORDERS);
-                assert_int_equal(na, nb);
-                for (size_t i = 0; i < na; i++) {
-                    assert_int_equal(ra[i].ts, rb[i].ts);
-                    assert_int_equal(ra[i].points, rb[i].points);
-                    assert_int_equal(ra[i].expires, rb[i].expires);
-                    assert_string_equal(ra[i].ref, rb[i].ref);
-                }
-                assert_int_equal(ledger_balance(la, m, nows[t]), ledger_balance(lb, m, nows[t]));
-                assert_int_equal(ledger_tier(la, m, nows[t]), ledger_tier(lb, m, nows[t]));
-                assert_int_equal(ledger_qualifying(la, m, nows[t], WINDOW, 0),
-                                 ledger_qualifying(lb, m, nows[t], WINDOW, 0));
-            }
+        assert_true(same_members(la, lb, MEMBERS, nows, sizeof nows / sizeof *nows, ORDERS) >
+                    ORDERS);
         if (round)
             break;
         /* Then a redemption and a second import (its keys must be found: a re-import of
@@ -1497,8 +1489,6 @@ static void test_window(void **state)
         assert_int_equal(patron_import(a, PATRON_IMPORT_ORDERS, path, NULL, &res, &err), 0);
         assert_int_equal(patron_import(b, PATRON_IMPORT_ORDERS, path, NULL, &res, &err), 0);
     }
-    free(ra);
-    free(rb);
     patron_close(a);
     patron_close(b);
 }
