@@ -10,7 +10,7 @@
  * each member's in time order: its orders and returns touch their own member's state
  * only (points, lots, tier, qualification), so every member ends as in time order, and
  * the ledger's working set is one member at a time (at M its arithmetic went from
- * 7-11 s to 3.7 s; decision 0005).  Line items of CSV imports carry dictionary
+ * 7-11 s to 2.5-3.2 s; decision 0005).  Line items of CSV imports carry dictionary
  * codes: the hook builds code -> string tables from the stored dictionaries and the
  * batch's new entries, so multipliers and promotion categories match by name.
  */
