@@ -196,8 +196,7 @@ typedef struct batch {
     size_t n_items, cap_items;
     loyalty_item_kind *kinds;
     size_t n_kinds, cap_kinds;
-    uint32_t *kmap; /* open addressing on the codes: kind + 1, 0 = empty; load < 1/2 */
-    size_t kmap_cap;
+    hmap kmap; /* the three codes' bytes -> kind (a zeroed hmap is an empty one) */
     kcache_slot *kcache;
     /* per dictionary, a direct-mapped cache of short strings and their codes */
     dcache_slot *dcache[DB_DICT__N];
@@ -293,46 +292,15 @@ static int items_reserve(batch *b, size_t n)
     return 0;
 }
 
-static uint64_t kind_hash(uint32_t sku, uint32_t cat, uint32_t brand)
-{
-    uint64_t h = ((uint64_t)sku << 32 | cat) * 0x9E3779B97F4A7C15ull ^ (uint64_t)brand * 0xC2B2AE3D27D4EB4Full;
-    return h ^ (h >> 29);
-}
-
 /* The kind of the codes (sku, cat, brand), made when new.  0, or -1 when out of memory. */
 static int kind_code(batch *b, uint32_t sku, uint32_t cat, uint32_t brand, uint32_t *kind)
 {
-    if ((b->n_kinds + 1) * 2 > b->kmap_cap) {
-        size_t ncap = b->kmap_cap ? b->kmap_cap * 2 : 1024;
-        uint32_t *nm = mem_calloc(ncap, sizeof *nm);
-        if (!nm || b->n_kinds >= UINT32_MAX - 1) {
-            mem_free(nm);
-            return -1;
-        }
-        for (size_t k = 0; k < b->n_kinds; k++) {
-            const loyalty_item_kind *d = &b->kinds[k];
-            size_t i = (size_t)kind_hash(d->sku, d->category, d->brand) & (ncap - 1);
-            while (nm[i])
-                i = (i + 1) & (ncap - 1);
-            nm[i] = (uint32_t)k + 1;
-        }
-        mem_free(b->kmap);
-        b->kmap = nm;
-        b->kmap_cap = ncap;
-    }
-    size_t mask = b->kmap_cap - 1, i = (size_t)kind_hash(sku, cat, brand) & mask;
-    for (; b->kmap[i]; i = (i + 1) & mask) {
-        const loyalty_item_kind *d = &b->kinds[b->kmap[i] - 1];
-        if (d->sku == sku && d->category == cat && d->brand == brand) {
-            *kind = b->kmap[i] - 1;
-            return 0;
-        }
-    }
-    if (MEM_GROW(b->kinds, b->cap_kinds, b->n_kinds + 1) != 0) return -1;
-    b->kinds[b->n_kinds] = (loyalty_item_kind){sku, cat, brand};
-    b->kmap[i] = (uint32_t)b->n_kinds + 1;
-    *kind = (uint32_t)b->n_kinds++;
-    return 0;
+    const uint32_t key[3] = {sku, cat, brand};
+    if (b->n_kinds >= UINT32_MAX - 1 || MEM_GROW(b->kinds, b->cap_kinds, b->n_kinds + 1) != 0)
+        return -1;
+    int found = hmap_get_or_put(&b->kmap, (const char *)key, sizeof key, (uint32_t)b->n_kinds, kind);
+    if (found == 0) b->kinds[b->n_kinds++] = (loyalty_item_kind){sku, cat, brand};
+    return found < 0 ? -1 : 0;
 }
 
 static int item_add_kind(batch *b, uint32_t order, uint32_t kind, int64_t qty, int64_t price)
@@ -376,7 +344,7 @@ static void batch_release(batch *b)
     mem_free(b->it_qty);
     mem_free(b->it_price);
     mem_free(b->kinds);
-    mem_free(b->kmap);
+    hmap_release(&b->kmap);
     mem_free(b->kcache);
     for (int k = 0; k < DB_DICT__N; k++) {
         mem_free(b->dcache[k]);
