@@ -2689,12 +2689,16 @@ uint64_t ledger_windows(const ledger *l)
     return l->windows;
 }
 
-/* The writes a windowed batch holds at once, about (a window and one order's returns). */
-#define WINDOW_ROOM (LEDGER_CHUNK_MAX + 64)
+/* The writes a batch of n holds in memory at once: all, or a window and some slack. */
+static size_t held_writes(const ledger *l, size_t n)
+{
+    size_t room = LEDGER_CHUNK_MAX + 64;
+    return l->window && n > room ? room : n;
+}
 
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
 {
-    size_t nw = l->window && n > WINDOW_ROOM ? WINDOW_ROOM : n; /* writes held at once */
+    size_t nw = held_writes(l, n);
     if (MEM_GROW(l->w, l->cap_w, l->n_w + nw) || MEM_GROW(l->p, l->cap_p, l->n_p + nw) ||
         MEM_GROW(l->lot, l->cap_lot, l->n_lot + n) || MEM_GROW(l->q, l->cap_q, l->n_q + n) ||
         MEM_GROW(l->arena, l->arena_cap, l->arena_len + nw * 32) ||
@@ -2709,7 +2713,7 @@ size_t ledger_batch_regions(const ledger *l, size_t n, char **ptr, size_t *bytes
 {
     /* An earn makes a write, a posting, a lot, a qualification row and a dirty-lot
      * entry, its key in the arena (about 20 bytes) and a packed payload. */
-    size_t nw = l->window && n > WINDOW_ROOM ? WINDOW_ROOM : n; /* writes held at once */
+    size_t nw = held_writes(l, n);
     if (nw > l->cap_w - l->n_w || nw > l->cap_p - l->n_p || n > l->cap_lot - l->n_lot ||
         n > l->cap_q - l->n_q || n > l->cap_dl - l->n_dl || nw * 20 > l->arena_cap - l->arena_len ||
         nw * EARN_PACKED_LEN > l->pay_cap - l->pay_len)
