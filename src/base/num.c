@@ -66,8 +66,17 @@ int num_parse_i64(const char *s, size_t n, int64_t *out)
 int num_parse_int(const char *s, size_t n, int64_t *out)
 {
     size_t k = 0; /* the usual whole number: no '.' to look for past its digits */
-    while (k < n && is_digit(s[k]))
-        k++;
+    uint64_t v = 0;
+    for (; k < n; k++) {
+        unsigned d = (unsigned)(unsigned char)s[k] - '0';
+        if (d > 9)
+            break;
+        v = v * 10 + d; /* wraps only past 19 digits: then num_parse_i64 decides */
+    }
+    if (k == n && n && n <= 18) {
+        *out = (int64_t)v;
+        return 0;
+    }
     if (k == n && n)
         return num_parse_i64(s, n, out);
     const char *dot = memchr(s, '.', n);
@@ -190,18 +199,25 @@ int num_parse_money(const char *s, size_t n, int64_t *out)
     }
     size_t start = i;
     uint64_t v = 0;
-    while (i < n && is_digit(s[i]))
-        v = v * 10 + (uint64_t)(s[i++] - '0');
+    for (; i < n; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d > 9)
+            break;
+        v = v * 10 + d;
+    }
     size_t nint = i - start;
     if (nint > 14)
         return money_slow(s, n, out);
     unsigned frac = 0, nfrac = 0;
     if (i < n && s[i] == '.') {
-        i++;
-        while (i < n && nfrac < MONEY_DIGITS && is_digit(s[i])) {
-            frac = frac * 10 + (unsigned)(s[i++] - '0');
-            nfrac++;
+        size_t fstart = ++i, fend = n - i > MONEY_DIGITS ? i + MONEY_DIGITS : n;
+        for (; i < fend; i++) {
+            unsigned d = (unsigned)(unsigned char)s[i] - '0';
+            if (d > 9)
+                break;
+            frac = frac * 10 + d;
         }
+        nfrac = (unsigned)(i - fstart);
     } else if (nint == 0) {
         return -1;
     }

@@ -12,6 +12,7 @@
  */
 #include "core/db.h"
 
+#include "base/bytes.h"
 #include "base/err.h"
 #include "base/hmap.h"
 #include "base/jcanon.h"
@@ -446,10 +447,21 @@ static int apply_dicts(patron_db *db, batch *b)
     return PATRON_OK;
 }
 
+/* Keeps n bytes of s in the arena, which keeps 16 bytes of slack after its last string
+ * for bytes_eq16.  arena_put16: s has the slack of bytes.h too. */
 static int arena_put(batch *b, const char *s, size_t n, uint64_t *off)
 {
-    if (MEM_GROW(b->arena, b->arena_cap, b->arena_len + n + 1) != 0) return -1;
+    if (MEM_GROW(b->arena, b->arena_cap, b->arena_len + n + 16) != 0) return -1;
     memcpy(b->arena + b->arena_len, s, n);
+    *off = b->arena_len;
+    b->arena_len += n;
+    return 0;
+}
+
+static int arena_put16(batch *b, const char *s, size_t n, uint64_t *off)
+{
+    if (MEM_GROW(b->arena, b->arena_cap, b->arena_len + n + 16) != 0) return -1;
+    bytes_copy16(b->arena + b->arena_len, s, n);
     *off = b->arena_len;
     b->arena_len += n;
     return 0;
@@ -752,6 +764,10 @@ typedef struct crep {
     char reason[512];
 } crep;
 
+/* Bytes kept readable past a block's last string: row_kind compares up to 32 bytes from
+ * a row's SKU with two 16-byte loads (bytes.h). */
+#define ROW_SLACK 32
+
 typedef struct rblock {
     crow *rows;
     size_t n;
@@ -787,7 +803,7 @@ typedef struct idmemo {
 /* hmap_hash of s, or 0 when s is the id kept in slot k (then kept as the new one). */
 static uint64_t id_hash(idmemo *m, int k, const char *s, size_t n)
 {
-    if (n == m->last_id_n[k] && memcmp(s, m->last_id[k], n) == 0) return 0;
+    if (n == m->last_id_n[k] && bytes_eq16(s, m->last_id[k], n)) return 0;
     m->last_id_n[k] = n <= sizeof m->last_id[k] ? n : SIZE_MAX;
     if (n <= sizeof m->last_id[k]) memcpy(m->last_id[k], s, n);
     return hmap_hash(s, n);
@@ -805,6 +821,9 @@ static int crow_report(rblock *k, crow *w, const char *col, const char *fmt, con
     return 0;
 }
 
+/* What FIELD() gives for a missing column: empty, with the slack of a CSV field. */
+static const char no_field[CSV_FIELD_SLACK];
+
 /* Checks one row into k->rows[k->n] (0, or -1 when out of memory). */
 static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uint64_t line)
 {
@@ -816,7 +835,7 @@ static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uin
     w->hash = 0;
     w->nrep = 0;
     w->bad = 0;
-#define FIELD(f) (col[f] >= 0 && (size_t)col[f] < nf ? fl[col[f]] : (csv_field){"", 0})
+#define FIELD(f) (col[f] >= 0 && (size_t)col[f] < nf ? fl[col[f]] : (csv_field){no_field, 0})
 #define BAD(f, fmt, v, vn)                                                                         \
     do {                                                                                           \
         if (crow_report(k, w, order_fields[f], fmt, v, vn) != 0) return -1;                        \
@@ -875,13 +894,14 @@ static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uin
         sv[i] = i == RS_OID ? oid : FIELD(rs_field[i]);
         need += sv[i].n;
     }
-    if (k->nbytes + need > k->cap_bytes && MEM_GROW(k->bytes, k->cap_bytes, k->nbytes + need) != 0)
+    if (k->nbytes + need + ROW_SLACK > k->cap_bytes &&
+        MEM_GROW(k->bytes, k->cap_bytes, k->nbytes + need + ROW_SLACK) != 0)
         return -1;
     w->off = k->nbytes;
     for (int i = 0; i < RS__N; i++) {
         w->rel[i] = (uint32_t)(k->nbytes - w->off);
         w->len[i] = (uint32_t)sv[i].n;
-        memcpy(k->bytes + k->nbytes, sv[i].p, sv[i].n);
+        bytes_copy16(k->bytes + k->nbytes, sv[i].p, sv[i].n); /* fields have slack */
         k->nbytes += sv[i].n;
     }
 #undef FIELD
@@ -943,7 +963,8 @@ static int row_kind(patron_db *db, batch *b, const crow *w, const char *const sp
         uint64_t h = (w->sku_h ^ (nc * 0x9E3779B97F4A7C15ull + nb)) * 0xBF58476D1CE4E5B9ull;
         c = &b->kcache[h >> (64 - KCACHE_BITS)];
         if (c->used && c->n[0] == ns && c->n[1] == nc && c->n[2] == nb &&
-            memcmp(c->key, sp[RS_SKU], n) == 0) {
+            bytes_eq16(c->key, sp[RS_SKU], n < 16 ? n : 16) &&
+            (n <= 16 || bytes_eq16(c->key + 16, sp[RS_SKU] + 16, n - 16))) {
             *kind = c->kind;
             return 0;
         }
@@ -992,7 +1013,7 @@ static int group_block(patron_db *db, batch *b, rblock *k, int order_level, uint
         uint32_t oi;
         int found;
         if (*last_oi != UINT32_MAX && b->orders[*last_oi].id_len == oidn &&
-            memcmp(b->arena + b->orders[*last_oi].id_off, sp[RS_OID], oidn) == 0) {
+            bytes_eq16(b->arena + b->orders[*last_oi].id_off, sp[RS_OID], oidn)) {
             oi = *last_oi; /* rows of an order are usually adjacent: no probe */
             found = 1;
         } else {
@@ -1011,12 +1032,12 @@ static int group_block(patron_db *db, batch *b, rblock *k, int order_level, uint
             o->member_len = (uint32_t)midn;
             o->id_h = id_h[0];
             o->member_h = id_h[1];
-            if (arena_put(b, sp[RS_OID], oidn, &o->id_off) ||
-                arena_put(b, sp[RS_MID], midn, &o->member_off))
+            if (arena_put16(b, sp[RS_OID], oidn, &o->id_off) ||
+                arena_put16(b, sp[RS_MID], midn, &o->member_off))
                 return err_set(err, PATRON_ENOMEM, "out of memory");
         }
         border *o = &b->orders[oi];
-        if (midn != o->member_len || memcmp(b->arena + o->member_off, sp[RS_MID], midn) != 0) {
+        if (midn != o->member_len || !bytes_eq16(b->arena + o->member_off, sp[RS_MID], midn)) {
             report(b, line, order_fields[F_MEMBER_ID],
                    "member '%.*s' differs from the member of the order's first row", sp[RS_MID],
                    midn);

@@ -47,6 +47,16 @@
                                        * tests and fuzzing cross buffer ends constantly */
 #define INPUT_MEM_START 1024u         /* initial buffer for memory sources */
 #define INPUT_MAX_RECORD (256u << 20) /* one record (or line) may not exceed this */
+#define INPUT_SLACK CSV_FIELD_SLACK   /* readable bytes past the buffer's end */
+
+/* A buffer of n usable bytes plus the sentinel and the slack, the slack zeroed (it is
+ * read, never used: see CSV_FIELD_SLACK). */
+static char *buf_alloc(char *old, size_t n)
+{
+    char *p = mem_realloc(old, n + 1 + INPUT_SLACK);
+    if (p) memset(p + n + 1, 0, INPUT_SLACK);
+    return p;
+}
 
 /* ---- byte sources ---------------------------------------------------------------- */
 
@@ -66,7 +76,7 @@ typedef struct in_src {
 
 typedef struct in_buf {
     in_src src;
-    char *buf;       /* cap + 1 bytes: the extra one holds the sentinel */
+    char *buf;       /* cap + 1 + INPUT_SLACK bytes: the sentinel, then slack */
     size_t cap, pos, end;
     int eof;         /* the source is exhausted: [pos, end) is all that is left */
     uint64_t line;   /* physical line number of buf[pos] */
@@ -252,7 +262,7 @@ static int buf_open_file(in_buf *b, const char *path, patron_error *err)
 #endif
     }
     b->cap = INPUT_BLOCK;
-    b->buf = mem_alloc(b->cap + 1);
+    b->buf = buf_alloc(NULL, b->cap);
     if (!b->buf)
         return oom(err);
     unsigned char head[2];
@@ -296,7 +306,7 @@ static int buf_open_mem(in_buf *b, const char *name, const char *data, size_t n,
     if (!s->name)
         return oom(err);
     b->cap = INPUT_MEM_START;
-    b->buf = mem_alloc(b->cap + 1);
+    b->buf = buf_alloc(NULL, b->cap);
     if (!b->buf)
         return oom(err);
     b->buf[0] = '\n';
@@ -349,7 +359,7 @@ static int buf_refill(in_buf *b, patron_error *err)
                            INPUT_MAX_RECORD >> 20,
                            b->csv ? " (unterminated quoted field?)" : "");
         size_t ncap = b->cap * 2;
-        char *nb = mem_realloc(b->buf, ncap + 1);
+        char *nb = buf_alloc(b->buf, ncap);
         if (!nb)
             return oom(err);
         b->buf = nb;
@@ -657,7 +667,7 @@ static int csv_parse(csv_reader *r, patron_error *err)
         size_t need = 0;
         for (size_t i = 0; i < r->nesc; i++)
             need += r->fields[r->esc[i]].n;
-        if (MEM_GROW(r->scratch, r->scratch_cap, need) != 0)
+        if (MEM_GROW(r->scratch, r->scratch_cap, need + CSV_FIELD_SLACK) != 0)
             return oom(err);
         char *o = r->scratch;
         for (size_t i = 0; i < r->nesc; i++) {

@@ -15,6 +15,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The CSV_FIELD_SLACK bytes from the start of a field are readable even where the field
+ * is shorter (their values past it are unspecified): callers may copy or compare short
+ * fields with whole 16-byte loads. */
+#define CSV_FIELD_SLACK 16
+
 typedef struct csv_field {
     const char *p; /* unquoted content ("" inside quotes becomes "); not NUL-terminated */
     size_t n;
