@@ -5,7 +5,7 @@
  * memcpy or memcmp for each costs more than the bytes do (decision 0009).  These take
  * one or two unaligned 16-byte loads instead, so the caller must guarantee slack: every
  * byte in [s, s + 16) is readable (and, for bytes_copy16, [d, d + 16) writable) whatever
- * n is.  Bytes past n are read, never used.
+ * n is, [s, s + 32) for bytes_eq32.  Bytes past n are read, never used.
  */
 #ifndef PATRON_BASE_BYTES_H
 #define PATRON_BASE_BYTES_H
@@ -38,6 +38,16 @@ static inline int bytes_eq16(const char *a, const char *b, size_t n)
         return (eq & need) == need;
     }
 #endif
+    return memcmp(a, b, n) == 0;
+}
+
+/* The same for n <= 32 with 32 readable bytes at a and b; longer strings: memcmp. */
+static inline int bytes_eq32(const char *a, const char *b, size_t n)
+{
+    if (n <= 16)
+        return bytes_eq16(a, b, n);
+    if (n <= 32)
+        return bytes_eq16(a, b, 16) && bytes_eq16(a + 16, b + 16, n - 16);
     return memcmp(a, b, n) == 0;
 }
 

@@ -787,6 +787,8 @@ typedef struct rreader {
     const loyalty_fx *fx;
     const char *curmsg;
     const patron_import_opts *opts;
+    size_t need_nf;   /* a row with fewer fields is padded with empty ones, into pad */
+    csv_field *pad;
     hmap occur;       /* content hash -> occurrences, order-level rows without an id */
     char last_ts[40]; /* the last timestamp parsed, and its value */
     size_t last_ts_n;
@@ -835,14 +837,19 @@ static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uin
     w->hash = 0;
     w->nrep = 0;
     w->bad = 0;
-#define FIELD(f) (col[f] >= 0 && (size_t)col[f] < nf ? fl[col[f]] : (csv_field){no_field, 0})
+    if (nf < rd->need_nf) { /* a short row: its missing fields are empty */
+        for (size_t i = 0; i < rd->need_nf; i++)
+            rd->pad[i] = i < nf ? fl[i] : (csv_field){no_field, 0};
+        fl = rd->pad;
+    }
+#define FIELD(f) (col[f] >= 0 ? fl[col[f]] : (csv_field){no_field, 0})
 #define BAD(f, fmt, v, vn)                                                                         \
     do {                                                                                           \
         if (crow_report(k, w, order_fields[f], fmt, v, vn) != 0) return -1;                        \
     } while (0)
     csv_field tsf = FIELD(F_TS), oid = FIELD(F_ORDER_ID);
     char idbuf[64];
-    if (tsf.n == rd->last_ts_n && memcmp(tsf.p, rd->last_ts, tsf.n) == 0) {
+    if (tsf.n == rd->last_ts_n && bytes_eq32(tsf.p, rd->last_ts, tsf.n)) {
         w->ts = rd->last_ts_v; /* the rows of an order usually repeat its timestamp */
     } else if (tsf.n == 0 || time_parse(tsf.p, tsf.n, &w->ts) != 0) {
         BAD(F_TS, "cannot parse '%.*s' as a timestamp", tsf.p, tsf.n);
@@ -888,22 +895,24 @@ static int row_check(rreader *rd, rblock *k, const csv_field *fl, size_t nf, uin
             BAD(F_QTY, "amount of '%.*s' x price overflows", q.p, q.n);
     }
 #undef BAD
-    size_t need = 0;
-    csv_field sv[RS__N];
-    for (int i = 0; i < RS__N; i++) {
-        sv[i] = i == RS_OID ? oid : FIELD(rs_field[i]);
-        need += sv[i].n;
-    }
-    if (k->nbytes + need + ROW_SLACK > k->cap_bytes &&
-        MEM_GROW(k->bytes, k->cap_bytes, k->nbytes + need + ROW_SLACK) != 0)
+    /* The strings are fields of the record (unescaped ones are shorter than they are in
+     * it) or the id made above: room for the record and idbuf is room for them. */
+    size_t most;
+    (void)csv_raw(rd->r, &most);
+    most += sizeof idbuf + ROW_SLACK;
+    if (k->nbytes + most > k->cap_bytes && MEM_GROW(k->bytes, k->cap_bytes, k->nbytes + most) != 0)
         return -1;
     w->off = k->nbytes;
+    char *at = k->bytes + k->nbytes;
+    uint32_t rel = 0;
     for (int i = 0; i < RS__N; i++) {
-        w->rel[i] = (uint32_t)(k->nbytes - w->off);
-        w->len[i] = (uint32_t)sv[i].n;
-        bytes_copy16(k->bytes + k->nbytes, sv[i].p, sv[i].n); /* fields have slack */
-        k->nbytes += sv[i].n;
+        csv_field v = i == RS_OID ? oid : FIELD(rs_field[i]);
+        w->rel[i] = rel;
+        w->len[i] = (uint32_t)v.n;
+        bytes_copy16(at + rel, v.p, v.n); /* fields have slack */
+        rel += (uint32_t)v.n;
     }
+    k->nbytes += rel;
 #undef FIELD
     k->n++;
     return 0;
@@ -1369,12 +1378,20 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     rd.curmsg = curmsg;
     rd.opts = opts;
     rd.last_ts_n = SIZE_MAX;
+    for (int f = 0; f < F__COUNT; f++)
+        if (col[f] >= 0 && (size_t)col[f] + 1 > rd.need_nf) rd.need_nf = (size_t)col[f] + 1;
+    if (!(rd.pad = mem_alloc_array(rd.need_nf + 1, sizeof *rd.pad))) {
+        batch_release(&b);
+        csv_free(r);
+        return err_set(err, PATRON_ENOMEM, "out of memory");
+    }
     hmap_init(&rd.occur);
     int two = opts->threads == 2 || (opts->threads == 0 && csv_size(r) >= ROWS_THREAD_MIN);
     rc = read_rows(db, &b, &rd, two, res, err);
     tt = trace_step("read and group", tt);
     csv_free(r);
     hmap_release(&rd.occur);
+    mem_free(rd.pad);
     if (rc < 0) goto out;
 
     rc = PATRON_OK;

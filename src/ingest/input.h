@@ -17,8 +17,8 @@
 
 /* The CSV_FIELD_SLACK bytes from the start of a field are readable even where the field
  * is shorter (their values past it are unspecified): callers may copy or compare short
- * fields with whole 16-byte loads. */
-#define CSV_FIELD_SLACK 16
+ * fields with whole 16-byte loads (base/bytes.h). */
+#define CSV_FIELD_SLACK 32
 
 typedef struct csv_field {
     const char *p; /* unquoted content ("" inside quotes becomes "); not NUL-terminated */
