@@ -128,9 +128,14 @@ int cmd_import(cli_ctx *ctx, int argc, char **argv)
         return CLI_NOTFOUND;
     }
     patron_db *db;
-    int rc = cli_open_db(ctx, &db);
-    if (rc)
+    int rc;
+    if (kind == PATRON_IMPORT_ORDERS) { /* the members load beside the parse (db.h) */
+        patron_error err = {0, {0}};
+        if (db_open_deferred(ctx->db_path, &db, &err) != PATRON_OK)
+            return cli_fail(&err);
+    } else if ((rc = cli_open_db(ctx, &db)) != 0) {
         return rc;
+    }
     rc = do_import(ctx, db, kind, file, &o);
     if (rc == CLI_OK)
         rc = cli_refresh_segments(ctx, db);

@@ -233,8 +233,10 @@ static int load_dict(void *ctx, int kind, uint32_t code, const char *v, size_t n
     return hmap_put(&db->dict[kind], v, n, code) ? 1 : 0;
 }
 
-/* Loads members, orders and dictionaries from the store into an empty model. */
-static int model_load(patron_db *db, patron_error *err)
+static void model_release(patron_db *db);
+
+/* Loads members and orders from the store into an empty model. */
+static int model_load_rest(patron_db *db, patron_error *err)
 {
     int rc = PATRON_OK;
     size_t nm = (size_t)store_member_count(db->st), no = (size_t)store_order_count(db->st);
@@ -246,13 +248,34 @@ static int model_load(patron_db *db, patron_error *err)
         rc = store_order_chunks_each(db->st, db->order_ids_valid || db->tracking ? STORE_OC_ALL
                                                                                   : STORE_OC_VALUES,
                                      load_orders, db, err);
-    if (rc == PATRON_OK)
-        rc = store_dict_each(db->st, load_dict, db, err);
     db->n_events = (uint64_t)store_event_count(db->st);
     return rc;
 }
 
-int patron_open(const char *path, patron_db **out, patron_error *err)
+/* Loads members, orders and dictionaries from the store into an empty model. */
+static int model_load(patron_db *db, patron_error *err)
+{
+    int rc = model_load_rest(db, err);
+    if (rc == PATRON_OK)
+        rc = store_dict_each(db->st, load_dict, db, err);
+    return rc;
+}
+
+int db_model_load_rest(patron_db *db, patron_error *err)
+{
+    if (!db->model_pending)
+        return PATRON_OK;
+    db->model_pending = 0;
+    int rc = model_load_rest(db, err);
+    if (rc != PATRON_OK) { /* leave the dictionaries alone, not half of the rest */
+        model_release(db);
+        (void)store_dict_each(db->st, load_dict, db, NULL);
+        db->model_pending = 1;
+    }
+    return rc;
+}
+
+static int open_db(const char *path, int deferred, patron_db **out, patron_error *err)
 {
     patron_db *db = mem_calloc(1, sizeof *db);
     if (!db)
@@ -263,14 +286,28 @@ int patron_open(const char *path, patron_db **out, patron_error *err)
     for (int k = 0; k < DB_DICT__N; k++)
         hmap_init(&db->dict[k]);
     int rc = store_open(path, &db->st, err);
-    if (rc == PATRON_OK)
+    if (rc == PATRON_OK && deferred) {
+        rc = store_dict_each(db->st, load_dict, db, err);
+        db->model_pending = 1;
+    } else if (rc == PATRON_OK) {
         rc = model_load(db, err);
+    }
     if (rc != PATRON_OK) {
         patron_close(db);
         return rc;
     }
     *out = db;
     return PATRON_OK;
+}
+
+int patron_open(const char *path, patron_db **out, patron_error *err)
+{
+    return open_db(path, 0, out, err);
+}
+
+int db_open_deferred(const char *path, patron_db **out, patron_error *err)
+{
+    return open_db(path, 1, out, err);
 }
 
 /* Frees the member model (members, orders, dictionaries, CSR), leaving it empty. */

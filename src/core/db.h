@@ -42,6 +42,7 @@ struct patron_db {
     int csr_valid;
     uint32_t *csr_off, *csr_ord;
     uint64_t n_events;
+    int model_pending;         /* db_open_deferred: members and orders not loaded yet */
     uint64_t profiles_as_text; /* members imported on the text path (import.c), for tests */
     /* the member view (members/view.h): profile columns and event streams, built on need */
     struct mview *view;
@@ -105,6 +106,14 @@ int db_csr_build(patron_db *db);
  * rules the batch) was rolled back.  Touched members and attached columns beyond the
  * reloaded members are dropped.  A status when the reload fails (reopen the database). */
 int db_model_reload(patron_db *db, patron_error *err);
+/* Opens the store and loads the dictionaries only: the members and orders come with
+ * db_model_load_rest(), which patron_import() calls first (an orders import calls it
+ * on a thread of its own, beside the parse of the file, which needs no member).  Used
+ * by `patron import`; until then the model is empty and model_pending is set. */
+int db_open_deferred(const char *path, patron_db **out, patron_error *err);
+/* Loads what db_open_deferred left (nothing when nothing is pending).  On failure the
+ * model stays empty and pending. */
+int db_model_load_rest(patron_db *db, patron_error *err);
 /* Builds db->order_ids from the store when it is not built yet (cold load skips it:
  * only importers need it). */
 int db_order_ids_ensure(patron_db *db, patron_error *err);

@@ -493,9 +493,10 @@ static void report(batch *b, uint64_t line, const char *col, const char *fmt, co
 
 /* The base currency and exchange rates an import converts with, and the message (a
  * report() format) for a currency without a rate. */
-static int fx_setup(patron_db *db, loyalty_fx *fx, char *msg, size_t cap, patron_error *err)
+static int fx_setup(patron_db *db, int stored, loyalty_fx *fx, char *msg, size_t cap,
+                    patron_error *err)
 {
-    int rc = loyalty_fx_get(db, fx, err);
+    int rc = stored ? loyalty_fx_stored(db, fx, err) : loyalty_fx_get(db, fx, err);
     if (rc == PATRON_OK)
         snprintf(msg, cap, "'%%.*s' is not the base currency %s and the program has no "
                  "exchange rate for it", fx->base);
@@ -1311,6 +1312,35 @@ static void *commit_run(void *arg)
     return NULL;
 }
 
+/* What an import needs of the model before its batch meets it: orders need the
+ * order-id index (events load it when they meet an order, a return or a void; members
+ * never do), and with promotion rules the member view is built before the batch.  Then
+ * the model tracks what the import changes. */
+static int import_prelude(patron_db *db, patron_import_kind kind, patron_error *err)
+{
+    int rc = kind == PATRON_IMPORT_ORDERS ? db_order_ids_ensure(db, err) : PATRON_OK;
+    int wants = 0;
+    if (rc == PATRON_OK && kind != PATRON_IMPORT_MEMBERS) rc = loyalty_wants_view(db, &wants, err);
+    if (rc == PATRON_OK && wants) rc = db_view_ensure(db, err);
+    if (rc == PATRON_OK) db->tracking = 1;
+    return rc;
+}
+
+/* The members and orders of a store opened deferred, loaded on a thread of their own
+ * while the import parses its file (which needs the dictionaries only). */
+typedef struct model_job {
+    patron_db *db;
+    int rc;
+    patron_error err;
+} model_job;
+
+static void *model_run(void *arg)
+{
+    model_job *j = arg;
+    j->rc = db_model_load_rest(j->db, &j->err);
+    return NULL;
+}
+
 static int import_orders(patron_db *db, const char *path, const patron_import_opts *opts,
                          patron_import_result *res, patron_error *err)
 {
@@ -1364,7 +1394,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     }
     loyalty_fx fx;
     char curmsg[160];
-    if ((rc = fx_setup(db, &fx, curmsg, sizeof curmsg, err)) != PATRON_OK) {
+    int deferred = db->model_pending;
+    if ((rc = fx_setup(db, deferred, &fx, curmsg, sizeof curmsg, err)) != PATRON_OK) {
         batch_release(&b);
         csv_free(r);
         return rc;
@@ -1387,8 +1418,23 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     }
     hmap_init(&rd.occur);
     int two = opts->threads == 2 || (opts->threads == 0 && csv_size(r) >= ROWS_THREAD_MIN);
+    /* From here to the join, only the model's thread uses the store. */
+    model_job mj = {db, PATRON_OK, {0}};
+    pthread_t mth;
+    int mjoin = deferred && two && pthread_create(&mth, NULL, model_run, &mj) == 0;
     rc = read_rows(db, &b, &rd, two, res, err);
     tt = trace_step("read and group", tt);
+    if (mjoin) {
+        pthread_join(mth, NULL);
+        tt = trace_step("model loaded (join)", tt);
+    } else if (deferred) {
+        mj.rc = db_model_load_rest(db, &mj.err);
+    }
+    if (deferred && mj.rc != PATRON_OK && rc >= 0) {
+        *err = mj.err;
+        rc = mj.rc;
+    }
+    if (deferred && rc >= 0) rc = import_prelude(db, PATRON_IMPORT_ORDERS, err);
     csv_free(r);
     hmap_release(&rd.occur);
     mem_free(rd.pad);
@@ -2599,7 +2645,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
     }
     loyalty_fx fx;
     char curmsg[160];
-    if ((rc = fx_setup(db, &fx, curmsg, sizeof curmsg, err)) != PATRON_OK) {
+    if ((rc = fx_setup(db, 0, &fx, curmsg, sizeof curmsg, err)) != PATRON_OK) {
         store_read_end(db->st);
         lines_free(r);
         hmap_release(&seen);
@@ -2888,17 +2934,16 @@ static int import_any(patron_db *db, patron_import_kind kind, const char *path, 
         opts = &dflt;
     }
     memset(res, 0, sizeof *res);
-    /* orders need the order-id index; events load it when they meet an order, a return
-     * or a void; members never do */
-    int rc = kind == PATRON_IMPORT_ORDERS ? db_order_ids_ensure(db, err) : PATRON_OK;
-    int wants = 0;
-    if (rc == PATRON_OK && kind != PATRON_IMPORT_MEMBERS)
-        rc = loyalty_wants_view(db, &wants, err);
-    if (rc == PATRON_OK && wants) /* promotion rules: the view is needed, built before the batch */
-        rc = db_view_ensure(db, err);
-    if (rc != PATRON_OK)
-        return rc;
-    db->tracking = 1;
+    int rc = PATRON_OK;
+    /* An orders import of a store opened deferred (db_open_deferred) loads the members
+     * and orders beside its parse, then runs the prelude (import_orders); the others
+     * load them first. */
+    int deferred = db->model_pending && kind == PATRON_IMPORT_ORDERS;
+    if (!deferred) {
+        rc = db_model_load_rest(db, err);
+        if (rc == PATRON_OK) rc = import_prelude(db, kind, err);
+        if (rc != PATRON_OK) return rc;
+    }
     switch (kind) {
     case PATRON_IMPORT_ORDERS:
         rc = import_orders(db, path, opts, res, err);
@@ -2914,6 +2959,14 @@ static int import_any(patron_db *db, patron_import_kind kind, const char *path, 
         break;
     }
     db->tracking = 0;
+    if (db->model_pending) { /* the import stopped before loading the members */
+        patron_error e2;
+        int lrc = db_model_load_rest(db, &e2);
+        if (rc == PATRON_OK && lrc != PATRON_OK) {
+            *err = e2;
+            rc = lrc;
+        }
+    }
     if (res->committed) {
         loyalty_after_commit(db); /* what the batch posted to the ledger */
         view_after_import(db);    /* the importers kept it current; rebind its columns */

@@ -26,6 +26,7 @@
 #include "loyalty/program.h"
 #include "members/view.h"
 #include "rules/eval.h"
+#include "store/store_ledger.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -711,6 +712,33 @@ int loyalty_fx_get(patron_db *db, loyalty_fx *fx, patron_error *err)
     if (rc == PATRON_OK)
         fx_of(ledger_program(l, NULL), fx);
     return rc;
+}
+
+int loyalty_fx_stored(patron_db *db, loyalty_fx *fx, patron_error *err)
+{
+    if (db->loyalty) /* the ledger's program is the stored one */
+        return loyalty_fx_get(db, fx, err);
+    fx_of(NULL, fx);
+    store_ledger *sl;
+    int rc = store_ledger_open(db->st, &sl, err);
+    if (rc != PATRON_OK)
+        return rc;
+    int64_t version, applied;
+    char *body = NULL;
+    rc = store_ledger_program_latest(sl, &version, &applied, &body, err);
+    if (rc == 1) {
+        char name[64];
+        program *p;
+        snprintf(name, sizeof name, "stored program v%lld", (long long)version);
+        rc = program_parse(body, strlen(body), name, &p, err);
+        if (rc == PATRON_OK) {
+            fx_of(p, fx);
+            program_free(p);
+        }
+    }
+    mem_free(body);
+    store_ledger_free(sl);
+    return rc < 0 ? rc : PATRON_OK;
 }
 
 int64_t loyalty_fx_rate(const loyalty_fx *fx, const char *s, size_t n)

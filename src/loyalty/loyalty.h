@@ -124,6 +124,9 @@ typedef struct loyalty_fx {
     int64_t rate[32];
 } loyalty_fx;
 int loyalty_fx_get(patron_db *db, loyalty_fx *fx, patron_error *err);
+/* The same from the stored program alone, without loading the ledger (which needs the
+ * members): what an orders import parses with before its model is loaded. */
+int loyalty_fx_stored(patron_db *db, loyalty_fx *fx, patron_error *err);
 /* The rate of a currency cell (n bytes; empty = base; case ignored): PROGRAM_SCALE for
  * the base currency, 0 when no rate is configured. */
 int64_t loyalty_fx_rate(const loyalty_fx *fx, const char *s, size_t n);

@@ -311,16 +311,22 @@ typedef struct run_out {
     int rc;
     patron_error err;
     patron_import_result res;
+    uint64_t model; /* patron_model_hash after the import */
     strbuf msgs, store, rejects;
 } run_out;
 
-static void run_import(const char *db_path, const char *csv, const char *rejects, int threads,
-                       long max_errors, run_out *o)
+/* Imports csv into the store at db_path, opened as `patron import` opens it (deferred:
+ * the members load beside the parse, db_open_deferred) or with patron_open. */
+static void run_import_as(const char *db_path, const char *csv, const char *rejects, int threads,
+                          long max_errors, int deferred, run_out *o)
 {
     memset(o, 0, sizeof *o);
     patron_db *db;
     patron_error err = {0};
-    assert_int_equal(patron_open(db_path, &db, &err), 0);
+    if (deferred)
+        assert_int_equal(db_open_deferred(db_path, &db, &err), 0);
+    else
+        assert_int_equal(patron_open(db_path, &db, &err), 0);
     patron_import_opts opts;
     patron_import_opts_init(&opts);
     opts.threads = threads;
@@ -332,15 +338,24 @@ static void run_import(const char *db_path, const char *csv, const char *rejects
     o->err = err;
     memset(o->res.rejects_path, 0, sizeof o->res.rejects_path);
     sb_add(&o->msgs, "", 0);
+    assert_int_equal(db->model_pending, 0);
+    o->model = patron_model_hash(db);
     patron_close(db);
     store_dump(db_path, &o->store);
     if (o->rc == 0 && o->res.bad_rows) file_read(rejects, &o->rejects);
+}
+
+static void run_import(const char *db_path, const char *csv, const char *rejects, int threads,
+                       long max_errors, run_out *o)
+{
+    run_import_as(db_path, csv, rejects, threads, max_errors, 0, o);
 }
 
 static void assert_same(const run_out *a, const run_out *b)
 {
     assert_int_equal(a->rc, b->rc);
     assert_string_equal(a->err.message, b->err.message);
+    assert_true(a->model == b->model);
     assert_memory_equal(&a->res, &b->res, sizeof a->res);
     assert_int_equal(a->msgs.n, b->msgs.n);
     assert_string_equal(a->msgs.p, b->msgs.p);
@@ -467,17 +482,31 @@ static void test_threads_same_store(void **state)
             run_release(&a);
             run_release(&b);
         }
-        /* Stored with the bad rows in the rejects file; then again, all duplicates. */
+        /* Stored with the bad rows in the rejects file; then again, all duplicates; each
+         * also into a store opened as `patron import` opens it, the members and orders
+         * loading beside the parse (two threads) or after it (one). */
+        char d3[400], d4[400], r3[400], r4[400];
+        snprintf(d3, sizeof d3, "%s/def2-%d.db", sub, fi);
+        snprintf(d4, sizeof d4, "%s/def1-%d.db", sub, fi);
+        snprintf(r3, sizeof r3, "%s/def2-%d.rejects", sub, fi);
+        snprintf(r4, sizeof r4, "%s/def1-%d.rejects", sub, fi);
         for (int again = 0; again < 2; again++) {
+            run_out c, e;
             run_import(d1, files[fi], r1, 1, 100000, &a);
             run_import(d2, files[fi], r2, 2, 100000, &b);
+            run_import_as(d3, files[fi], r3, 2, 100000, 1, &c);
+            run_import_as(d4, files[fi], r4, 1, 100000, 1, &e);
             assert_int_equal(a.rc, 0);
             assert_true(a.res.rows > 3 * 4096); /* several blocks */
             assert_true(again ? a.res.inserted == 0 && a.res.duplicates > 0 : a.res.inserted > 0);
             if (fi == 1) assert_true(a.res.bad_rows > 100 && a.rejects.n > 0);
             assert_same(&a, &b);
+            assert_same(&a, &c);
+            assert_same(&a, &e);
             run_release(&a);
             run_release(&b);
+            run_release(&c);
+            run_release(&e);
         }
     }
 }
@@ -564,18 +593,19 @@ static void test_threads_same_ledger(void **state)
     thl_file(first, 0, 900);
     thl_file(second, 900, 6000);
     for (int variant = 0; variant < 3; variant++) {
-        run_out r[2];
-        for (int th = 1; th <= 2; th++) {
+        run_out r[3];
+        for (int th = 1; th <= 3; th++) { /* 3: two threads, opened as `patron import` does */
             char path[400];
             snprintf(path, sizeof path, "%s/v%d-%d.db", sub, variant, th);
             thl_prepare(path, first, variant, 3100);
-            run_import(path, second, NULL, th, 0, &r[th - 1]);
+            run_import_as(path, second, NULL, th < 3 ? th : 2, 0, th == 3, &r[th - 1]);
         }
         assert_int_equal(r[0].rc, variant == 2 ? PATRON_EINPUT : 0);
         if (variant == 2) assert_non_null(strstr(r[0].err.message, "T003100"));
         assert_same(&r[0], &r[1]);
-        run_release(&r[0]);
-        run_release(&r[1]);
+        assert_same(&r[0], &r[2]);
+        for (int k = 0; k < 3; k++)
+            run_release(&r[k]);
     }
 }
 
