@@ -740,7 +740,7 @@ static void rollback_model(patron_db *db, patron_import_result *res, patron_erro
  * row's own reports come before those of its grouping, as with one loop.
  */
 #define ROW_BLOCK       4096
-#define ROW_BLOCKS      4                   /* blocks in flight between the two threads */
+#define ROW_BLOCKS      64 /* blocks in flight between the two threads (decision 0009) */
 #define ROWS_THREAD_MIN ((uint64_t)4 << 20) /* smaller files are read on one thread */
 
 /* The strings of a row that grouping reads, in this order in the block's bytes. */
