@@ -13,11 +13,14 @@
 #include "store/store_cells.h"
 #include "store/store_chunks.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <xxhash.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *migrations[] = {
     /* 1 */
@@ -128,6 +131,8 @@ struct store {
     pending_profiles ppr;
     int cells_ready; /* the event_cells table exists (schema 6; not during migrations) */
     int bulk;        /* in a store_begin_bulk transaction: SQLite's cache is the small one */
+    int wal_fd;      /* bulk: the WAL, opened for store_bulk_tick (-1: not yet or cannot) */
+    off_t wal_done;  /* bulk: WAL bytes whose write-back store_bulk_tick has started */
     sqlite3_stmt *mblock[2]; /* store_members_put: MEMBER_BLOCK members, their profiles */
     store_buf cells; /* an event cells chunk being built */
     store_buf chunk; /* an order or line-item chunk being built */
@@ -195,6 +200,7 @@ int store_open(const char *path, store **out, patron_error *err)
     store *s = mem_calloc(1, sizeof *s);
     if (!s)
         return err_set(err, PATRON_ENOMEM, "out of memory");
+    s->wal_fd = -1;
     snprintf(s->path, sizeof s->path, "%s", path);
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
@@ -241,6 +247,8 @@ void store_close(store *s)
         sqlite3_finalize(s->st[i]);
     sqlite3_finalize(s->mblock[0]);
     sqlite3_finalize(s->mblock[1]);
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
     sqlite3_close(s->db);
     pending_orders *o = &s->pend;
     mem_free(o->ts);
@@ -287,6 +295,41 @@ static void bulk_end(store *s)
     if (s->bulk)
         (void)exec(s, "PRAGMA cache_size=" CACHE_KIB, NULL);
     s->bulk = 0;
+    if (s->wal_fd >= 0)
+        close(s->wal_fd);
+    s->wal_fd = -1;
+    s->wal_done = 0;
+}
+
+/*
+ * A bulk transaction writes hundreds of MB to the WAL, and the checkpoint at its commit
+ * first waits for all of them to reach the disk (fdatasync).  Starting the write-back of
+ * every WAL_WRITEBACK bytes as they are written (Linux sync_file_range, which returns
+ * at once) lets the disk work while the import computes, so the commit finds most of it
+ * written.  Only a hint to the kernel: nothing depends on it for order or durability.
+ */
+#define WAL_WRITEBACK ((off_t)32 << 20)
+void store_bulk_tick(store *s)
+{
+#ifdef SYNC_FILE_RANGE_WRITE
+    if (!s->bulk)
+        return;
+    if (s->wal_fd < 0) {
+        char p[sizeof s->path + 8];
+        snprintf(p, sizeof p, "%s-wal", s->path);
+        s->wal_fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (s->wal_fd < 0)
+            return;
+    }
+    struct stat st;
+    if (fstat(s->wal_fd, &st) != 0 || st.st_size - s->wal_done < WAL_WRITEBACK)
+        return;
+    (void)sync_file_range(s->wal_fd, s->wal_done, st.st_size - s->wal_done,
+                          SYNC_FILE_RANGE_WRITE);
+    s->wal_done = st.st_size;
+#else
+    (void)s;
+#endif
 }
 
 static int begin(store *s, int bulk, patron_error *err)
@@ -554,6 +597,7 @@ static int flush_orders(store *s, patron_error *err)
         int rc = step_done(s, st, err, "storing orders");
         if (rc != PATRON_OK)
             return rc;
+        store_bulk_tick(s);
         done += n;
     }
     p->n = 0;
@@ -694,7 +738,9 @@ static int put_item_chunk(store *s, const store_items *c, patron_error *err)
         return err_set(err, PATRON_ENOMEM, "out of memory");
     sqlite3_stmt *st = s->st[ST_CHUNK_PUT];
     sqlite3_bind_blob64(st, 1, s->chunk.p, s->chunk.n, SQLITE_STATIC);
-    return step_done(s, st, err, "storing line items");
+    int rc = step_done(s, st, err, "storing line items");
+    store_bulk_tick(s);
+    return rc;
 }
 
 int store_items_put(store *s, const store_items *c, patron_error *err)
@@ -857,6 +903,7 @@ static int flush_events(store *s, patron_error *err)
     sqlite3_bind_int64(st, 1, (int64_t)n);
     sqlite3_bind_blob64(st, 2, buf, len, SQLITE_STATIC);
     int rc = step_done(s, st, err, "storing events");
+    store_bulk_tick(s);
     sqlite3_finalize(own);
     if (rc == PATRON_OK && s->cells_ready) {
         /* the chunk just written, read back from buf: bodies follow the ids */
@@ -1178,6 +1225,7 @@ static int fold_block(store *s, uint32_t blk, const uint32_t *pidx, const prec *
             sqlite3_bind_blob64(qw, 2, buf, len, SQLITE_STATIC);
             if (sqlite3_step(qw) != SQLITE_DONE)
                 rc = fail(s, err, "storing profiles");
+            store_bulk_tick(s);
         }
     }
     if (rc == PATRON_OK) {

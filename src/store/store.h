@@ -31,6 +31,10 @@ int store_begin(store *s, patron_error *err);
 /* store_begin for a bulk import's transaction: SQLite keeps few of its changed pages in
  * memory (they go to the WAL as they are made) until the commit or rollback. */
 int store_begin_bulk(store *s, patron_error *err);
+/* In a bulk transaction, starts the write-back of what the WAL gained since the last
+ * call, every 32 MB (a hint; called after each chunk the store writes, and by the
+ * ledger after its journal chunks). */
+void store_bulk_tick(store *s);
 int store_commit(store *s, patron_error *err);
 void store_rollback(store *s);
 /* A read snapshot for many lookups (one lock instead of one per statement). */

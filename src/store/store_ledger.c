@@ -603,7 +603,9 @@ int store_ledger_chunk_end(store_ledger *sl, const store_ledger_chunk *c, patron
         sqlite3_bind_blob(st, 9 + k, blob[k], (int)len[k], SQLITE_STATIC);
     }
     sqlite3_bind_int64(st, 13, (int64_t)chunk_hash(blob, len, c->fmt));
-    return done(sl, st, err, "storing a journal chunk");
+    int rc = done(sl, st, err, "storing a journal chunk");
+    store_bulk_tick(sl->s);
+    return rc;
 }
 
 /* The four blobs of the chunk row st is on (columns as CHUNK_COLS), checked against
