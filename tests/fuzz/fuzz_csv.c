@@ -29,6 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static volatile unsigned sink;
 
 /* FNV-1a over everything a read produced, to compare two reads of the same bytes. */
+static volatile char slack_sink; /* reads past a field that no result depends on */
+
 static uint64_t mix(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *c = p;
@@ -87,6 +89,9 @@ static uint64_t read_all(const char *text, size_t n, char delim, int check_cells
         h = mix(h, &rn, sizeof rn);
         h = mix(h, raw, rn);
         for (size_t i = 0; i < nf; i++) {
+            /* CSV_FIELD_SLACK bytes from a field's start are readable (ASan checks) */
+            for (size_t k = 0; k < CSV_FIELD_SLACK; k++)
+                slack_sink ^= f[i].p[k];
             h = mix(h, &f[i].n, sizeof f[i].n);
             h = mix(h, f[i].p, f[i].n);
             if (check_cells)
