@@ -162,6 +162,8 @@ struct ledger {
     size_t pay_len, pay_cap;
     uint32_t *dirty_lots;
     size_t n_dl, cap_dl;
+    size_t dl_kept; /* dirty_lots[0, dl_kept): a window found them not derivable from its
+                       chunk, so none later can be (window_encode checks the rest only) */
     /* members whose rows changed since the engine last took them (ledger_changed) */
     uint32_t *changed;
     size_t n_ch, cap_ch;
@@ -320,7 +322,7 @@ static void release_state(ledger *l)
     l->n_w = l->n_p = l->n_lot = l->n_q = l->n_t = l->n_m = l->n_stock = 0;
     l->cap_w = l->cap_p = l->cap_lot = l->cap_q = l->cap_t = l->cap_m = l->cap_stock = 0;
     l->arena_len = l->arena_cap = l->pay_len = l->pay_cap = 0;
-    l->n_dl = l->cap_dl = 0;
+    l->n_dl = l->cap_dl = l->dl_kept = 0;
     l->mark_w = l->mark_p = l->mark_q = l->mark_t = 0;
     l->next_p = l->next_q = l->next_t = 1;
     l->max_ts = INT64_MIN;
@@ -1456,15 +1458,19 @@ static int window_encode(ledger *l)
     PATRON_ASSERT(p == l->n_p && q == l->n_q && t == l->n_t);
     l->built[l->n_built++] = c;
     l->windows++;
-    size_t keep = 0;
-    for (size_t k = 0; k < l->n_dl; k++) {
+    /* A lot this window's chunk can derive needs no row; the others stay dirty.  A lot an
+     * earlier window kept has its credit in an earlier chunk (or before the batch), so it
+     * stays kept: only the lots dirtied since are checked (rechecking them all made the
+     * windows quadratic in the batch's returns). */
+    size_t keep = l->dl_kept;
+    for (size_t k = l->dl_kept; k < l->n_dl; k++) {
         uint32_t li = l->dirty_lots[k];
         if (lot_from_chunk(l, li))
             l->lot[li].dirty = 0;
         else
             l->dirty_lots[keep++] = li;
     }
-    l->n_dl = keep;
+    l->n_dl = l->dl_kept = keep;
     l->n_w = l->mark_w;
     l->n_p = l->mark_p;
     l->mark_q = l->n_q;
@@ -1541,7 +1547,7 @@ static int flush(ledger *l, patron_error *err)
         rc = store_ledger_token_set(l->sl, tok, err);
     if (rc == PATRON_OK)
         l->token = tok;
-    l->n_dl = 0;
+    l->n_dl = l->dl_kept = 0;
     l->pay_len = 0;
     l->mark_w = l->n_w, l->mark_p = l->n_p, l->mark_q = l->n_q, l->mark_t = l->n_t;
     return rc;
