@@ -75,9 +75,15 @@ plain = [float(x) for x in sys.argv[5].split()]
 prog = [float(x) for x in sys.argv[6].split()]
 redeem, earn = json.loads(sys.argv[7]), json.loads(sys.argv[8])
 ratio = min(prog) / min(plain)
+# Wall times here swing run to run; each pair ran back to back, so its ratio is the
+# steadier figure (the best-of ratio above is the one the target is judged by).
+pairs = [round(b / a, 3) for a, b in zip(plain, prog)]
+srt = sorted(pairs)
+median = srt[len(srt) // 2] if len(srt) % 2 else (srt[len(srt) // 2 - 1] + srt[len(srt) // 2]) / 2
 res = {'size': size, 'members': members, 'ledger_writes': writes,
        'import_orders_s': {'without_program': plain, 'with_program': prog},
        'import_ratio': round(ratio, 3), 'import_target': 1.30,
+       'import_ratio_per_pair': pairs, 'import_ratio_median': round(median, 3),
        'redeem': redeem, 'earn': earn}
 json.dump(res, open(base + '.json', 'w'), indent=1)
 md = ['# Ledger benchmark, size %s (%d members)' % (size, members), '',
@@ -85,6 +91,8 @@ md = ['# Ledger benchmark, size %s (%d members)' % (size, members), '',
       '| import orders, no program (best of %d) | %.2f s | |' % (len(plain), min(plain)),
       '| import orders, example program (best of %d) | %.2f s | |' % (len(prog), min(prog)),
       '| ratio (%d ledger writes) | %.2f | <= 1.30 |' % (writes, ratio),
+      '| ratio of each back-to-back pair (median) | %s (%.2f) | |'
+      % (', '.join('%.2f' % r for r in pairs), median),
       '| durable single redemptions | %.0f ops/s, p50 %.2f ms, p99 %.2f ms | report |'
       % (redeem['ops_per_s'], redeem['p50_ms'], redeem['p99_ms']),
       '| batched earn postings (%d orders of 4 items) | %.0f postings/s | >= 500,000 |'
