@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "base/mem.h"
 #include "core/db.h"
 #include "loyalty/ledger.h"
 #include "loyalty/program.h"
@@ -609,6 +610,116 @@ static void test_threads_same_ledger(void **state)
     }
 }
 
+/* A store opened deferred (as `patron import` opens it) whose member load runs out of
+ * memory at each allocation in turn: the load fails with ENOMEM and leaves the model
+ * empty and still pending, with the dictionaries; loading again then gives the model
+ * patron_open gives.  And an orders import that fails anywhere on such a store leaves
+ * the model loaded (never pending) and the store as it was or with the whole file. */
+static void test_deferred_faults(void **state)
+{
+    (void)state;
+    char sub[300], db_path[400], src[400], members[400];
+    snprintf(sub, sizeof sub, "%s/dfault", dir);
+    gen_opts g;
+    gen_opts_init(&g);
+    g.members = 120;
+    g.seed = 5;
+    g.out = sub;
+    patron_error err = {0};
+    assert_int_equal(gen_run(&g, &err), 0);
+    snprintf(db_path, sizeof db_path, "%s/d.db", sub);
+    snprintf(src, sizeof src, "%s/orders.csv", sub);
+    snprintf(members, sizeof members, "%s/members.csv", sub);
+    patron_db *db;
+    patron_import_result res;
+    assert_int_equal(patron_open(db_path, &db, &err), 0);
+    assert_int_equal(patron_import(db, PATRON_IMPORT_MEMBERS, members, NULL, &res, &err), 0);
+    /* some orders already stored, so that the load has orders and dictionaries too */
+    char first[400];
+    snprintf(first, sizeof first, "%s/first.csv", sub);
+    FILE *in = fopen(src, "r"), *out = fopen(first, "w");
+    assert_non_null(in);
+    assert_non_null(out);
+    char line[4096];
+    for (int i = 0; i < 400 && fgets(line, sizeof line, in); i++)
+        fputs(line, out);
+    fclose(in);
+    fclose(out);
+    assert_int_equal(patron_import(db, PATRON_IMPORT_ORDERS, first, NULL, &res, &err), 0);
+    uint64_t want = patron_model_hash(db);
+    uint32_t want_members = db->n_members;
+    size_t want_orders = db->n_orders;
+    patron_close(db);
+
+    int ok = 0;
+    long nth;
+    for (nth = 1; nth < 100000 && !ok; nth++) {
+        assert_int_equal(db_open_deferred(db_path, &db, &err), 0);
+        assert_int_equal(db->model_pending, 1);
+        mem_fail_after(nth);
+        int rc = db_model_load_rest(db, &err);
+        mem_fail_after(0);
+        if (rc == PATRON_OK) {
+            ok = 1;
+        } else {
+            assert_int_equal(rc, PATRON_ENOMEM);
+            assert_int_equal(db->model_pending, 1);
+            assert_int_equal(db->n_members, 0);
+            assert_int_equal(db_model_load_rest(db, &err), 0);
+        }
+        assert_int_equal(db->model_pending, 0);
+        assert_true(patron_model_hash(db) == want);
+        patron_close(db);
+    }
+    assert_true(ok && nth > 20); /* the load allocates: the sweep went through them */
+
+    /* The whole orders file, failing at each allocation in turn (one thread: the same
+     * allocations in the same order each time), into a fresh copy of the store each
+     * time.  A failure before the commit stores nothing; one after it (applying the
+     * batch to the model, the rejects) leaves the whole file stored. */
+    patron_import_opts o;
+    patron_import_opts_init(&o);
+    o.threads = 1;
+    char copy[400];
+    snprintf(copy, sizeof copy, "%s/c.db", sub);
+    size_t whole = 0;
+    ok = 0;
+    for (nth = 1; nth < 1000000 && !ok; nth++) {
+        FILE *a = fopen(db_path, "rb"), *b = fopen(copy, "wb");
+        assert_non_null(a);
+        assert_non_null(b);
+        size_t k;
+        while ((k = fread(line, 1, sizeof line, a)) > 0)
+            assert_int_equal(fwrite(line, 1, k, b), k);
+        fclose(a);
+        fclose(b);
+        assert_int_equal(db_open_deferred(copy, &db, &err), 0);
+        mem_fail_after(nth);
+        int rc = patron_import(db, PATRON_IMPORT_ORDERS, src, &o, &res, &err);
+        mem_fail_after(0);
+        assert_int_equal(db->model_pending, 0);
+        patron_close(db);
+        assert_int_equal(patron_open(copy, &db, &err), 0); /* as stored */
+        if (rc == PATRON_OK) {
+            ok = 1;
+            assert_true(db->n_orders > want_orders);
+            assert_true(whole == 0 || db->n_orders == whole);
+        } else {
+            assert_int_equal(rc, PATRON_ENOMEM);
+            if (db->n_orders == want_orders) {
+                assert_true(whole == 0); /* nothing stored, and never after a commit */
+                assert_int_equal(db->n_members, want_members);
+                assert_true(patron_model_hash(db) == want);
+            } else {
+                assert_true(whole == 0 || db->n_orders == whole);
+                whole = db->n_orders;
+            }
+        }
+        patron_close(db);
+    }
+    assert_true(ok && nth > 100);
+}
+
 int main(void)
 {
     snprintf(dir, sizeof dir, "/tmp/patron-test-import-XXXXXX");
@@ -621,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_threads_same_store),
         cmocka_unit_test(test_member_profile_paths),
         cmocka_unit_test(test_threads_same_ledger),
+        cmocka_unit_test(test_deferred_faults),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[300];
