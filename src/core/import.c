@@ -973,8 +973,7 @@ static int row_kind(patron_db *db, batch *b, const crow *w, const char *const sp
         uint64_t h = (w->sku_h ^ (nc * 0x9E3779B97F4A7C15ull + nb)) * 0xBF58476D1CE4E5B9ull;
         c = &b->kcache[h >> (64 - KCACHE_BITS)];
         if (c->used && c->n[0] == ns && c->n[1] == nc && c->n[2] == nb &&
-            bytes_eq16(c->key, sp[RS_SKU], n < 16 ? n : 16) &&
-            (n <= 16 || bytes_eq16(c->key + 16, sp[RS_SKU] + 16, n - 16))) {
+            bytes_eq32(c->key, sp[RS_SKU], n)) {
             *kind = c->kind;
             return 0;
         }
