@@ -233,7 +233,7 @@ static int load_dict(void *ctx, int kind, uint32_t code, const char *v, size_t n
     return hmap_put(&db->dict[kind], v, n, code) ? 1 : 0;
 }
 
-static void model_release(patron_db *db);
+static void rest_release(patron_db *db);
 
 /* Loads members and orders from the store into an empty model. */
 static int model_load_rest(patron_db *db, patron_error *err)
@@ -267,9 +267,8 @@ int db_model_load_rest(patron_db *db, patron_error *err)
         return PATRON_OK;
     db->model_pending = 0;
     int rc = model_load_rest(db, err);
-    if (rc != PATRON_OK) { /* leave the dictionaries alone, not half of the rest */
-        model_release(db);
-        (void)store_dict_each(db->st, load_dict, db, NULL);
+    if (rc != PATRON_OK) { /* the dictionaries stay; not half of the rest */
+        rest_release(db);
         db->model_pending = 1;
     }
     return rc;
@@ -310,8 +309,8 @@ int db_open_deferred(const char *path, patron_db **out, patron_error *err)
     return open_db(path, 1, out, err);
 }
 
-/* Frees the member model (members, orders, dictionaries, CSR), leaving it empty. */
-static void model_release(patron_db *db)
+/* Frees the members and orders of the model (and the CSR), leaving them empty. */
+static void rest_release(patron_db *db)
 {
     for (uint32_t i = 0; i < db->n_members; i++)
         mem_free(db->member_id[i]);
@@ -328,10 +327,6 @@ static void model_release(patron_db *db)
     hmap_init(&db->member_ids);
     hmap_init(&db->order_ids);
     db->order_ids_valid = 0;
-    for (int k = 0; k < DB_DICT__N; k++) {
-        hmap_release(&db->dict[k]);
-        hmap_init(&db->dict[k]);
-    }
     void **cols[] = {(void **)&db->o_member, (void **)&db->o_ts,      (void **)&db->o_amount,
                      (void **)&db->o_units,  (void **)&db->o_items,   (void **)&db->o_kind,
                      (void **)&db->o_channel, (void **)&db->o_store,  (void **)&db->o_void,
@@ -343,6 +338,16 @@ static void model_release(patron_db *db)
     db->n_orders = 0;
     db->cap_orders = 0;
     db->csr_valid = 0;
+}
+
+/* Frees the member model (members, orders, dictionaries, CSR), leaving it empty. */
+static void model_release(patron_db *db)
+{
+    rest_release(db);
+    for (int k = 0; k < DB_DICT__N; k++) {
+        hmap_release(&db->dict[k]);
+        hmap_init(&db->dict[k]);
+    }
 }
 
 int db_model_reload(patron_db *db, patron_error *err)
