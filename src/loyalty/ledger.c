@@ -1099,25 +1099,43 @@ static void derive(ledger *l, const lw *w)
 }
 
 /* Reloads everything from the store (inside a transaction or read snapshot). */
+/* The latest stored program, parsed: 1 with *out and *version, 0 when none was ever
+ * applied, or a negative status. */
+static int program_latest(store_ledger *sl, program **out, int64_t *version, patron_error *err)
+{
+    int64_t applied;
+    char *body = NULL;
+    int rc = store_ledger_program_latest(sl, version, &applied, &body, err);
+    if (rc == 1) {
+        char name[64];
+        snprintf(name, sizeof name, "stored program v%lld", (long long)*version);
+        rc = program_parse(body, strlen(body), name, out, err);
+        rc = rc == PATRON_OK ? 1 : rc;
+    }
+    mem_free(body);
+    return rc;
+}
+
+int ledger_stored_program(patron_db *db, program **out, patron_error *err)
+{
+    store_ledger *sl;
+    int64_t version;
+    int rc = store_ledger_open(db->st, &sl, err);
+    if (rc != PATRON_OK)
+        return rc;
+    rc = program_latest(sl, out, &version, err);
+    store_ledger_free(sl);
+    return rc;
+}
+
 static int load(ledger *l, uint64_t token, patron_error *err)
 {
     release_state(l);
-    int64_t version, applied;
-    char *body = NULL;
-    int rc = store_ledger_program_latest(l->sl, &version, &applied, &body, err);
+    int64_t version;
+    int rc = program_latest(l->sl, &l->prog, &version, err);
     if (rc < 0)
         return rc;
-    if (rc == 1) {
-        char name[64];
-        snprintf(name, sizeof name, "stored program v%lld", (long long)version);
-        rc = program_parse(body, strlen(body), name, &l->prog, err);
-        mem_free(body);
-        if (rc)
-            return rc;
-        l->prog_version = version;
-    } else {
-        l->prog_version = 0;
-    }
+    l->prog_version = rc == 1 ? version : 0;
     if (member_ensure(l, l->db->n_members ? l->db->n_members - 1 : 0) != 0)
         return oom(err);
     if ((rc = store_ledger_writes_each(l->sl, load_write, l, err)) ||

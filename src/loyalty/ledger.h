@@ -46,6 +46,9 @@ enum { LEDGER_ACC_MEMBER = 0, LEDGER_ACC_ISSUED = 1, LEDGER_ACC_REDEEMED = 2,
 int ledger_get(patron_db *db, ledger **out, patron_error *err);
 /* The program in force (NULL when none was applied) and its version. */
 const program *ledger_program(ledger *l, int64_t *version);
+/* The latest program stored in db, parsed, without loading the ledger (which needs the
+ * members): 1 with *out (program_free), 0 when none was ever applied, or a status. */
+int ledger_stored_program(patron_db *db, program **out, patron_error *err);
 /* Stores p as the new program version (takes ownership of p in every case).  Applying
  * the configuration in force again changes nothing (*changed = 0). */
 int ledger_program_apply(ledger *l, program *p, int64_t now, int64_t *version, int *changed,

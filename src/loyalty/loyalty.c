@@ -26,7 +26,6 @@
 #include "loyalty/program.h"
 #include "members/view.h"
 #include "rules/eval.h"
-#include "store/store_ledger.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -718,26 +717,10 @@ int loyalty_fx_stored(patron_db *db, loyalty_fx *fx, patron_error *err)
 {
     if (db->loyalty) /* the ledger's program is the stored one */
         return loyalty_fx_get(db, fx, err);
-    fx_of(NULL, fx);
-    store_ledger *sl;
-    int rc = store_ledger_open(db->st, &sl, err);
-    if (rc != PATRON_OK)
-        return rc;
-    int64_t version, applied;
-    char *body = NULL;
-    rc = store_ledger_program_latest(sl, &version, &applied, &body, err);
-    if (rc == 1) {
-        char name[64];
-        program *p;
-        snprintf(name, sizeof name, "stored program v%lld", (long long)version);
-        rc = program_parse(body, strlen(body), name, &p, err);
-        if (rc == PATRON_OK) {
-            fx_of(p, fx);
-            program_free(p);
-        }
-    }
-    mem_free(body);
-    store_ledger_free(sl);
+    program *p = NULL;
+    int rc = ledger_stored_program(db, &p, err);
+    fx_of(rc == 1 ? p : NULL, fx);
+    program_free(p);
     return rc < 0 ? rc : PATRON_OK;
 }
 
