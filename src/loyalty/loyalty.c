@@ -56,6 +56,19 @@ static int work_cmp_member(const void *a, const void *b)
     return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+/* Sorts the n work items stably by keys (rsort.h).  -1 when out of memory. */
+static int work_rsort(work *w, size_t n, const rsort_key *keys, int nkeys)
+{
+    work *tmp = mem_alloc_array(n, sizeof *tmp);
+    if (!tmp)
+        return -1;
+    work *r = rsort(w, tmp, n, sizeof *w, keys, nkeys);
+    if (r != w)
+        memcpy(w, r, n * sizeof *w);
+    mem_free(tmp);
+    return 0;
+}
+
 /* Sorts a CSV import's work like work_cmp_member: a stable radix sort of records made in
  * file order, unless they are in that order already (a file written member by member,
  * members numbered in the order it names them). */
@@ -67,16 +80,9 @@ static void member_sort(work *w, size_t n)
         i++;
     if (i >= n)
         return;
-    work *tmp = mem_alloc_array(n, sizeof *tmp);
-    if (!tmp) {
-        qsort(w, n, sizeof *w, work_cmp_member);
-        return;
-    }
     static const rsort_key keys[2] = {{offsetof(work, member), 4, 0}, {offsetof(work, ts), 8, 1}};
-    work *r = rsort(w, tmp, n, sizeof *w, keys, 2);
-    if (r != w)
-        memcpy(w, r, n * sizeof *w);
-    mem_free(tmp);
+    if (work_rsort(w, n, keys, 2) != 0)
+        qsort(w, n, sizeof *w, work_cmp_member);
 }
 
 static int work_cmp(const void *a, const void *b)
@@ -88,49 +94,17 @@ static int work_cmp(const void *a, const void *b)
 }
 
 /* Sorts the batch's work like work_cmp, by a stable radix sort on ts (CSV rows and events
- * never mix in one import, and each kind is in file order already), 16 bits a pass over
- * the span of the batch's times.  -1 when out of memory. */
+ * never mix in one import, and each kind is in file order already).  -1 when out of
+ * memory. */
 static int work_sort(work *w, size_t n)
 {
-    int64_t lo = w[0].ts, hi = w[0].ts;
-    int sorted = 1;
-    for (size_t i = 1; i < n; i++) {
-        lo = w[i].ts < lo ? w[i].ts : lo;
-        hi = w[i].ts > hi ? w[i].ts : hi;
-        sorted &= w[i].ts >= w[i - 1].ts;
-    }
-    if (sorted)
+    size_t i = 1;
+    while (i < n && w[i].ts >= w[i - 1].ts)
+        i++;
+    if (i >= n)
         return 0;
-    uint64_t span = (uint64_t)hi - (uint64_t)lo;
-    work *tmp = mem_alloc_array(n, sizeof *tmp);
-    size_t *cnt = mem_alloc_array(65536, sizeof *cnt);
-    if (!tmp || !cnt) {
-        mem_free(tmp);
-        mem_free(cnt);
-        return -1;
-    }
-    work *src = w, *dst = tmp;
-    for (int shift = 0; shift < 64 && (span >> shift) != 0; shift += 16) {
-        memset(cnt, 0, 65536 * sizeof *cnt);
-        for (size_t i = 0; i < n; i++)
-            cnt[(((uint64_t)src[i].ts - (uint64_t)lo) >> shift) & 0xffff]++;
-        size_t sum = 0;
-        for (size_t d = 0; d < 65536; d++) {
-            size_t c = cnt[d];
-            cnt[d] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++)
-            dst[cnt[(((uint64_t)src[i].ts - (uint64_t)lo) >> shift) & 0xffff]++] = src[i];
-        work *t = src;
-        src = dst;
-        dst = t;
-    }
-    if (src != w)
-        memcpy(w, src, n * sizeof *w);
-    mem_free(tmp);
-    mem_free(cnt);
-    return 0;
+    static const rsort_key key = {offsetof(work, ts), 8, 1};
+    return work_rsort(w, n, &key, 1);
 }
 
 typedef struct strtab {
