@@ -294,6 +294,14 @@ static int mark_lot(ledger *l, uint32_t i)
     return 0;
 }
 
+/* Frees the chunks a windowed batch built (the array stays, for the next batch). */
+static void built_free(ledger *l)
+{
+    for (size_t k = 0; k < l->n_built; k++)
+        store_ledger_chunk_free(l->built[k]);
+    l->n_built = 0;
+}
+
 static void release_state(ledger *l)
 {
     mem_free(l->w);
@@ -347,8 +355,7 @@ static void ledger_free_cb(void *p)
     if (!l)
         return;
     release_state(l);
-    for (size_t k = 0; k < l->n_built; k++)
-        store_ledger_chunk_free(l->built[k]);
+    built_free(l);
     mem_free(l->built);
     mem_free(l->cands);
     store_ledger_chunk_free(l->chunk);
@@ -1447,12 +1454,6 @@ static int flush_chunks(ledger *l, size_t w0, size_t w1, patron_error *err)
     return rc;
 }
 
-static void built_free(ledger *l)
-{
-    for (size_t k = 0; k < l->n_built; k++)
-        store_ledger_chunk_free(l->built[k]);
-    l->n_built = 0;
-}
 
 /*
  * A windowed batch's full window: the writes [mark_w, n_w) (LEDGER_CHUNK_MAX of them,
