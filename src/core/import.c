@@ -1526,14 +1526,19 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     int pre = 0;
     if (rc == 0) rc = loyalty_wants_view(db, &pre, err);
     size_t stored = 0;
+    int64_t first_ts = INT64_MAX;
     for (size_t i = 0; i < b.n; i++)
-        stored += !b.orders[i].bad && !b.orders[i].dup;
+        if (!b.orders[i].bad && !b.orders[i].dup) {
+            stored++;
+            if (b.orders[i].ts < first_ts) first_ts = b.orders[i].ts;
+        }
     int threaded = opts->threads == 2 || (opts->threads == 0 && stored >= COMMIT_OVERLAP_MIN);
     ledger_pf lpf;
     memset(&lpf, 0, sizeof lpf);
     pthread_t lpf_th;
     int lpf_on = 0;
     if (rc == 0 && lo && !pre && threaded) {
+        ledger_batch_plan(lg, first_ts); /* a windowed batch needs less room */
         rc = ledger_batch_reserve(lg, stored, err); /* the ledger's thread finds it there */
         lpf.n = rc == 0 ? ledger_batch_regions(lg, stored, lpf.p, lpf.bytes, 8) : 0;
         lpf_on = lpf.n && pthread_create(&lpf_th, NULL, ledger_pf_run, &lpf) == 0;
@@ -1636,7 +1641,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
      * in for itself meanwhile) balances the two threads better than the other way round:
      * M, two alternating pairs, 3.37 -> 3.02 s and 3.44 -> 2.52 s from the thread's
      * start to the join. */
-    loyalty_import_prefault(lj);
+    rc = loyalty_import_help(lj, rc, err);
     mem_free(ok);
     rc = loyalty_import_finish(lj, rc, err);
     tt = trace_step("ledger finish", tt);

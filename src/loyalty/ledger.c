@@ -181,12 +181,20 @@ struct ledger {
      * into a journal chunk (kept in built[] until the flush stores them) and their write
      * and posting records dropped; the batch's keys are not indexed.  The in-memory
      * ledger is dropped after the batch (the next use reloads it). */
-    int window, window_on; /* in one; windows allowed (ledger_set_window; off by default) */
+    int window, window_on; /* in one; windows allowed (ledger_set_window) */
     int64_t next_w;         /* the next write's seq */
     size_t win_arena;       /* the arena's length when the batch began */
     store_ledger_chunk **built;
     size_t n_built, cap_built;
-    uint64_t windows; /* windows encoded, ever (ledger_windows) */
+    /* A shared windowed batch (ledger_batch_share): the importer's thread stores built[]
+     * as the ledger's thread makes them.  built[0, n_stored) are stored (their slots
+     * NULL); sh_mu guards built, n_built and sh_closed (no more windows). */
+    int shared, sh_closed;
+    size_t n_stored;
+    pthread_mutex_t sh_mu;
+    pthread_cond_t sh_cv;
+    /* The importer expects a windowed batch (ledger_batch_plan): room for a window */
+    int window_plan;
     /* members created by the import in progress (not yet in db->member_id) */
     const char *const *new_ids;
     const uint32_t *new_lens;
@@ -199,6 +207,8 @@ struct ledger {
     uint8_t *rule_ok;
     size_t cap_rule_ok;
 };
+
+static uint64_t windows_made; /* windows encoded in this process (ledger_windows) */
 
 static const char *const kind_names[] = {"",       "earn",   "return", "void",   "redeem", "cancel",
                                          "adjust", "expire", "review", "bonus",  "redeem-event"};
@@ -294,12 +304,13 @@ static int mark_lot(ledger *l, uint32_t i)
     return 0;
 }
 
-/* Frees the chunks a windowed batch built (the array stays, for the next batch). */
+/* Frees the chunks a windowed batch built (the array stays, for the next batch; the
+ * slots of those stored already are NULL). */
 static void built_free(ledger *l)
 {
     for (size_t k = 0; k < l->n_built; k++)
         store_ledger_chunk_free(l->built[k]);
-    l->n_built = 0;
+    l->n_built = l->n_stored = 0;
 }
 
 static void release_state(ledger *l)
@@ -1210,6 +1221,7 @@ int ledger_get(patron_db *db, ledger **out, patron_error *err)
         l->next_p = l->next_q = l->next_t = 1;
         l->max_ts = INT64_MIN;
         l->exp_version = -1;
+        l->window_on = ledger_window_default;
         int rc = store_ledger_open(db->st, &l->sl, err);
         if (rc) {
             mem_free(l);
@@ -1466,8 +1478,6 @@ static int flush_chunks(ledger *l, size_t w0, size_t w1, patron_error *err)
  */
 static int window_encode(ledger *l)
 {
-    if (MEM_GROW(l->built, l->cap_built, l->n_built + 1) != 0)
-        return -1;
     store_ledger_chunk *c = store_ledger_chunk_new(l->chunk_fmt);
     size_t p = l->mark_p, q = l->mark_q, t = l->mark_t;
     if (!c || chunk_build(l, c, l->mark_w, l->n_w, &p, &q, &t) != 0) {
@@ -1475,8 +1485,20 @@ static int window_encode(ledger *l)
         return -1;
     }
     PATRON_ASSERT(p == l->n_p && q == l->n_q && t == l->n_t);
-    l->built[l->n_built++] = c;
-    l->windows++;
+    if (l->shared)
+        pthread_mutex_lock(&l->sh_mu);
+    int grown = MEM_GROW(l->built, l->cap_built, l->n_built + 1) == 0;
+    if (grown)
+        l->built[l->n_built++] = c;
+    if (l->shared) {
+        pthread_cond_broadcast(&l->sh_cv);
+        pthread_mutex_unlock(&l->sh_mu);
+    }
+    if (!grown) {
+        store_ledger_chunk_free(c);
+        return -1;
+    }
+    __atomic_add_fetch(&windows_made, 1, __ATOMIC_RELAXED);
     /* A lot this window's chunk can derive needs no row; the others stay dirty.  A lot an
      * earlier window kept has its credit in an earlier chunk (or before the batch), so it
      * stays kept: only the lots dirtied since are checked (rechecking them all made the
@@ -1511,7 +1533,7 @@ static int flush(ledger *l, patron_error *err)
     int rc = PATRON_OK;
     int chunk = l->n_w - l->mark_w + l->n_built * LEDGER_CHUNK_MAX >= LEDGER_CHUNK_MIN;
     double t0 = chunk ? trace_now() : 0;
-    for (size_t k = 0; k < l->n_built && rc == PATRON_OK; k++) /* a windowed batch's */
+    for (size_t k = l->n_stored; k < l->n_built && rc == PATRON_OK; k++) /* a windowed batch's */
         rc = store_ledger_chunk_end(l->sl, l->built[k], err);
     built_free(l);
     if (chunk && rc == PATRON_OK) {
@@ -2704,21 +2726,74 @@ int64_t ledger_member_last_ts(const ledger *l, uint32_t member)
     return member < l->n_m ? l->m[member].last_ts : INT64_MIN;
 }
 
+int ledger_window_default = 1;
+
 void ledger_set_window(ledger *l, int on)
 {
     l->window_on = on;
 }
 
-uint64_t ledger_windows(const ledger *l)
+uint64_t ledger_windows(void)
 {
-    return l->windows;
+    return __atomic_load_n(&windows_made, __ATOMIC_RELAXED);
 }
 
 /* The writes a batch of n holds in memory at once: all, or a window and some slack. */
 static size_t held_writes(const ledger *l, size_t n)
 {
     size_t room = LEDGER_CHUNK_MAX + 64;
-    return l->window && n > room ? room : n;
+    return (l->window || l->window_plan) && n > room ? room : n;
+}
+
+void ledger_batch_plan(ledger *l, int64_t first_ts)
+{
+    l->window_plan = l->window_on && l->max_ts <= first_ts;
+}
+
+int ledger_batch_share(ledger *l)
+{
+    if (!l->window || l->shared)
+        return 0;
+    pthread_mutex_init(&l->sh_mu, NULL);
+    pthread_cond_init(&l->sh_cv, NULL);
+    l->shared = 1;
+    l->sh_closed = 0;
+    return 1;
+}
+
+void ledger_batch_share_close(ledger *l)
+{
+    if (!l->shared)
+        return;
+    pthread_mutex_lock(&l->sh_mu);
+    l->sh_closed = 1;
+    pthread_cond_broadcast(&l->sh_cv);
+    pthread_mutex_unlock(&l->sh_mu);
+}
+
+int ledger_batch_store_shared(ledger *l, int wait, patron_error *err)
+{
+    int rc = PATRON_OK;
+    if (!l->shared)
+        return rc;
+    pthread_mutex_lock(&l->sh_mu);
+    while (rc == PATRON_OK) {
+        while (wait && l->n_stored == l->n_built && !l->sh_closed)
+            pthread_cond_wait(&l->sh_cv, &l->sh_mu);
+        if (l->n_stored == l->n_built)
+            break; /* all stored (closed, or not waiting) */
+        store_ledger_chunk *c = l->built[l->n_stored];
+        pthread_mutex_unlock(&l->sh_mu);
+        rc = store_ledger_chunk_end(l->sl, c, err);
+        store_ledger_chunk_free(c);
+        pthread_mutex_lock(&l->sh_mu);
+        if (rc == PATRON_OK) /* (else the flush never comes: the batch fails) */
+            l->built[l->n_stored++] = NULL;
+        else
+            l->built[l->n_stored] = NULL;
+    }
+    pthread_mutex_unlock(&l->sh_mu);
+    return rc;
 }
 
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
@@ -2775,6 +2850,12 @@ int ledger_batch_end(ledger *l, int rc, patron_error *err)
         built_free(l);
         l->loaded = 0;
     }
+    if (l->shared) {
+        pthread_mutex_destroy(&l->sh_mu);
+        pthread_cond_destroy(&l->sh_cv);
+        l->shared = 0;
+    }
+    l->window_plan = 0;
     l->detached = 0;
     l->sp_open = 0;
     l->new_ids = NULL;

@@ -175,11 +175,28 @@ int ledger_batch_window(ledger *l);
 int ledger_batch_window_step(ledger *l, patron_error *err);
 /* The time of the member's latest journal line (INT64_MIN: none). */
 int64_t ledger_member_last_ts(const ledger *l, uint32_t member);
-/* 1 allows windowed batches, 0 refuses them (the default: encoding the chunks on the
- * ledger's thread costs it more than the memory saves, decision 0005); the windows
- * encoded by this ledger object so far. */
+/* 1 allows windowed batches (the default), 0 refuses them; the windows encoded in this
+ * process so far.  ledger_window_default is what a new ledger object starts with (tests
+ * compare imports with and without windows through it). */
 void ledger_set_window(ledger *l, int on);
-uint64_t ledger_windows(const ledger *l);
+extern int ledger_window_default;
+uint64_t ledger_windows(void);
+/* An importer about to reserve room for a batch whose earliest order is at first_ts
+ * (ledger_batch_reserve, before the batch begins): where windows are allowed and no
+ * journal line is later than first_ts, the batch will surely be windowed (when big
+ * enough), and room for a window's writes is enough. */
+void ledger_batch_plan(ledger *l, int64_t first_ts);
+/* A windowed batch whose chunks another thread stores as they are built (1; 0: not
+ * windowed, nothing changed): call it on the thread making the batch, right after
+ * ledger_batch_window, and ledger_batch_share_close on it once it makes no more writes
+ * before attaching.  Meanwhile the thread that owns the store calls
+ * ledger_batch_store_shared, which stores each chunk as it comes and returns once the
+ * batch is closed (wait 1) or once it has stored those built so far (wait 0): a status;
+ * on failure the batch must fail.  The chunks are stored in
+ * the order and with the cut points of the flush; the rest are stored by the flush. */
+int ledger_batch_share(ledger *l);
+void ledger_batch_share_close(ledger *l);
+int ledger_batch_store_shared(ledger *l, int wait, patron_error *err);
 /* Makes room for n more writes in the batch (optional: saves the copies of growing). */
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err);
 /* After ledger_batch_reserve(l, n): the memory the batch's next n writes will write (up

@@ -295,8 +295,9 @@ struct loyalty_job {
     int rc;       /* of the detached part */
     patron_error err;
     int threaded; /* the detached part runs on its own thread */
+    int shared;   /* windowed, its chunks stored by the importer's thread as they come */
     pthread_t th;
-    /* What the ledger's thread will write, for loyalty_import_prefault: published once
+    /* What the ledger's thread will write, for loyalty_import_help: published once
      * its room is reserved (pf_state 1; 2: never, the job failed first). */
     char *pf[8];
     size_t pf_bytes[8], n_pf;
@@ -306,9 +307,7 @@ struct loyalty_job {
     pthread_cond_t cv;
 };
 
-/* Work items of a CSV batch from which it is windowed (ledger_batch_window): smaller
- * ones keep every record in memory (a long-lived process need not reload the ledger). */
-#define WINDOW_MIN ((size_t)1 << 14)
+size_t loyalty_window_min = (size_t)1 << 14;
 
 /* Work list, dictionary tables and the detached ledger batch: memory only. */
 static int job_prepare(loyalty_job *j)
@@ -404,13 +403,13 @@ static int job_prepare(loyalty_job *j)
     /* A big CSV batch may be windowed, where the ledger allows it (ledger_batch_window):
      * its work is member by member, each member's in time order; none of it may come
      * before a member's journal. */
-    if (j->detach && !j->events && nw >= WINDOW_MIN) {
+    if (j->detach && !j->events && nw >= loyalty_window_min) {
         int ok = 1;
         for (size_t k = 0; k < nw && ok; k++)
             if (k == 0 || w[k].member != w[k - 1].member)
                 ok = ledger_member_last_ts(j->l, w[k].member) <= w[k].ts;
-        if (ok)
-            ledger_batch_window(j->l);
+        if (ok && ledger_batch_window(j->l) && j->threaded)
+            j->shared = ledger_batch_share(j->l);
     }
     rc = ledger_batch_reserve(j->l, nw, err);
     if (rc == PATRON_OK && j->threaded)
@@ -543,6 +542,8 @@ static void *job_detached(void *arg)
             j->rc = ledger_batch_window_step(j->l, &j->err);
         }
     }
+    if (j->shared)
+        ledger_batch_share_close(j->l);
     trace_step("ledger: batch arithmetic", t0);
     return NULL;
 }
@@ -598,24 +599,28 @@ int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, 
 }
 
 /* Pieces of the regions are faulted in, in the order the thread fills them, each
- * PF_STEP writes' worth; a piece the thread has already passed is skipped. */
+ * PF_STEP writes' worth; a piece the thread has already passed is skipped.  A shared
+ * windowed batch's chunks are stored between pieces, and then as they come. */
 #define PF_STEP 32768
-void loyalty_import_prefault(loyalty_job *j)
+int loyalty_import_help(loyalty_job *j, int rc, patron_error *err)
 {
-    if (!j || !j->threaded)
-        return;
+    if (!j || !j->threaded || rc != PATRON_OK)
+        return rc;
     double t0 = trace_now();
     pthread_mutex_lock(&j->mu);
     while (!j->pf_state)
         pthread_cond_wait(&j->cv, &j->mu);
     int ok = j->pf_state == 1;
     pthread_mutex_unlock(&j->mu);
-    if (!ok || j->n_pf == 0)
-        return;
-    mem_prefault(j->pf[0], 0, j->pf_bytes[0]); /* the key index: written anywhere */
+    if (!ok)
+        return rc;
+    if (j->n_pf)
+        mem_prefault(j->pf[0], 0, j->pf_bytes[0]); /* the key index: written anywhere */
     size_t nw = j->nw ? j->nw : 1;
-    for (size_t at = 0; at < nw; at += PF_STEP) {
+    for (size_t at = 0; j->n_pf && at < nw && rc == PATRON_OK; at += PF_STEP) {
         size_t done = __atomic_load_n(&j->nw_at, __ATOMIC_RELAXED);
+        if (j->shared)
+            rc = ledger_batch_store_shared(j->l, 0, err);
         if (at + PF_STEP <= done)
             continue; /* the thread is past it */
         for (size_t k = 1; k < j->n_pf; k++) {
@@ -624,7 +629,10 @@ void loyalty_import_prefault(loyalty_job *j)
             mem_prefault(j->pf[k], at * per, to);
         }
     }
+    if (j->shared && rc == PATRON_OK)
+        rc = ledger_batch_store_shared(j->l, 1, err);
     trace_step("ledger: prefault (importer)", t0);
+    return rc;
 }
 
 int loyalty_import_finish(loyalty_job *j, int rc, patron_error *err)

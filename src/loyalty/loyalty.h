@@ -101,11 +101,17 @@ typedef struct loyalty_job loyalty_job;
 int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, loyalty_job **job,
                          patron_error *err);
 /* On the importer's thread, between loyalty_import_start and _finish (the importer
- * calls it once it has written the batch's rows): faults in the memory the ledger's
- * thread has yet to write, skipping what it has passed (its page faults were a third of
- * its time at M, while the importer's thread ended up waiting for it), then returns.
- * Nothing when the job runs on this thread. */
-void loyalty_import_prefault(loyalty_job *j);
+ * calls it once it has written the batch's rows, with its status rc): faults in the
+ * memory the ledger's thread has yet to write, skipping what it has passed (its page
+ * faults were a third of its time at M, while the importer's thread ended up waiting
+ * for it), and, for a windowed batch, stores its journal chunks as the ledger's thread
+ * makes them, until it is done.  Returns rc, or the status of storing a chunk.  Nothing
+ * when the job runs on this thread. */
+int loyalty_import_help(loyalty_job *j, int rc, patron_error *err);
+/* The work items from which a CSV batch is windowed (ledger_batch_window; 16,384):
+ * smaller ones keep every record in memory, so a long-lived process need not reload the
+ * ledger after them.  Tests lower it to window small files. */
+extern size_t loyalty_window_min;
 int loyalty_import_finish(loyalty_job *job, int rc, patron_error *err);
 
 /* *wants = 1 when the program in force has promotion rules: an importer must then give

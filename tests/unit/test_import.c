@@ -14,6 +14,7 @@
 #include "base/mem.h"
 #include "core/db.h"
 #include "loyalty/ledger.h"
+#include "loyalty/loyalty.h"
 #include "loyalty/program.h"
 #include "ingest/generate.h"
 
@@ -592,20 +593,33 @@ static void test_threads_same_ledger(void **state)
     snprintf(first, sizeof first, "%s/first.csv", sub);
     snprintf(second, sizeof second, "%s/second.csv", sub);
     thl_file(first, 0, 900);
-    thl_file(second, 900, 6000);
+    thl_file(second, 900, 10000);
+    size_t window_min = loyalty_window_min;
     for (int variant = 0; variant < 3; variant++) {
-        run_out r[3];
-        for (int th = 1; th <= 3; th++) { /* 3: two threads, opened as `patron import` does */
+        run_out r[6];
+        /* 0-2: no windows; 3-5: the second file windowed (two windows of 4,096 writes;
+         * with two threads the importer's thread stores the first as the ledger's thread
+         * makes the second).  The key of variants 1 and 2 is member 200's first order of
+         * the file (so the batch can still be windowed), after the first window in
+         * member order. */
+        for (int k = 0; k < 6; k++) {
+            int th = k % 3 + 1; /* 3: two threads, opened as `patron import` does */
+            ledger_window_default = k >= 3;
+            loyalty_window_min = k >= 3 ? 1024 : window_min;
             char path[400];
-            snprintf(path, sizeof path, "%s/v%d-%d.db", sub, variant, th);
-            thl_prepare(path, first, variant, 3100);
-            run_import_as(path, second, NULL, th < 3 ? th : 2, 0, th == 3, &r[th - 1]);
+            snprintf(path, sizeof path, "%s/v%d-%d.db", sub, variant, k);
+            thl_prepare(path, first, variant, 1100);
+            uint64_t w0 = ledger_windows();
+            run_import_as(path, second, NULL, th < 3 ? th : 2, 0, th == 3, &r[k]);
+            assert_true(k < 3 ? ledger_windows() == w0 : ledger_windows() > w0);
         }
+        ledger_window_default = 1;
+        loyalty_window_min = window_min;
         assert_int_equal(r[0].rc, variant == 2 ? PATRON_EINPUT : 0);
-        if (variant == 2) assert_non_null(strstr(r[0].err.message, "T003100"));
-        assert_same(&r[0], &r[1]);
-        assert_same(&r[0], &r[2]);
-        for (int k = 0; k < 3; k++)
+        if (variant == 2) assert_non_null(strstr(r[0].err.message, "T001100"));
+        for (int k = 1; k < 6; k++)
+            assert_same(&r[0], &r[k]);
+        for (int k = 0; k < 6; k++)
             run_release(&r[k]);
     }
 }
