@@ -1636,17 +1636,22 @@ static void test_chunks(void **state)
     patron_error err = {0};
     patron_db *a = fresh_db("chunk-a", 12, prop_program), *b = fresh_db("chunk-b", 12, prop_program);
     patron_db *c = fresh_db("chunk-c", 12, prop_program); /* chunks in the first format */
-    ledger *la, *lb, *lc;
+    patron_db *d = fresh_db("chunk-d", 12, prop_program); /* and in the second */
+    ledger *la, *lb, *lc, *ld;
     assert_int_equal(ledger_get(a, &la, &err), 0);
     assert_int_equal(ledger_get(b, &lb, &err), 0);
     assert_int_equal(ledger_get(c, &lc, &err), 0);
+    assert_int_equal(ledger_get(d, &ld, &err), 0);
     ledger_set_durable(la, 0);
     ledger_set_durable(lb, 0);
     ledger_set_durable(lc, 0);
+    ledger_set_durable(ld, 0);
     ledger_set_chunk_format(lc, 1);
+    ledger_set_chunk_format(ld, 2);
     chunk_ops(la, 1, a);
     chunk_ops(lb, 0, b);
     chunk_ops(lc, 1, c);
+    chunk_ops(ld, 1, d);
     uint64_t ha = ledger_state_hash(la);
     assert_int_equal(ha, ledger_state_hash(lb));
     verify_ok(la);
@@ -1659,6 +1664,11 @@ static void test_chunks(void **state)
     assert_int_equal(ledger_state_hash(lc), ha);
     verify_ok(lc);
     patron_close(c);
+    ledger_invalidate(ld);
+    assert_int_equal(ledger_get(d, &ld, &err), 0);
+    assert_int_equal(ledger_state_hash(ld), ha);
+    verify_ok(ld);
+    patron_close(d);
     for (uint32_t m = 0; m < 12; m++)
         assert_int_equal(ledger_balance(la, m, T0 + 20 * DAY), ledger_balance(lb, m, T0 + 20 * DAY));
     /* Retries of writes the chunk holds. */
