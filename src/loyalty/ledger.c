@@ -184,6 +184,12 @@ struct ledger {
     int window, window_on; /* in one; windows allowed (ledger_set_window) */
     int64_t next_w;         /* the next write's seq */
     size_t win_arena;       /* the arena's length when the batch began */
+    /* The lots and qualification rows before the windowed batch: a window keeps only
+     * those the batch made for the member in progress, moved down to these (window_keep),
+     * and the rows of the others' changed lots (lot_rows, stored by the flush). */
+    size_t win_lot, win_q;
+    store_ledger_lot *lot_rows;
+    size_t n_lot_rows, cap_lot_rows;
     store_ledger_chunk **built;
     size_t n_built, cap_built;
     /* A shared windowed batch (ledger_batch_share): the importer's thread stores built[]
@@ -368,6 +374,7 @@ static void ledger_free_cb(void *p)
     release_state(l);
     built_free(l);
     mem_free(l->built);
+    mem_free(l->lot_rows);
     mem_free(l->cands);
     store_ledger_chunk_free(l->chunk);
     promo_rules_free(l->rules);
@@ -1467,6 +1474,70 @@ static int flush_chunks(ledger *l, size_t w0, size_t w1, patron_error *err)
 }
 
 
+/* Index i of an array of which [from, to) moved down to from - by: where it is now. */
+static uint32_t moved(uint32_t i, size_t from, size_t to, size_t by)
+{
+    return i != NIL && i >= from && i < to ? (uint32_t)(i - by) : i;
+}
+
+/*
+ * After a window (window_encode): the batch's lots and qualification rows of every
+ * member but the one in progress (cur) are dropped, and cur's moved down to where the
+ * batch's began, so that these arrays stay the size of a window instead of growing by a
+ * lot and a row an order (fresh memory: decision 0008).  A windowed batch posts member by
+ * member (ledger_batch_window), so nothing reads a finished member's again; its lots
+ * that still need a row (spent since their credit, dirty and not derivable from their
+ * chunk: window_encode left only those dirty) are kept as rows, stored by the flush.
+ * cur's are a suffix of the batch's (made last), linked newest first down to those from
+ * before the batch, which stay where they are.
+ */
+static int window_keep(ledger *l, uint32_t cur)
+{
+    size_t end = l->n_lot, k = end, endq = l->n_q, kq = endq;
+    while (k > l->win_lot && l->lot[k - 1].member == cur)
+        k--;
+    while (kq > l->win_q && l->q[kq - 1].member == cur)
+        kq--;
+    size_t by = k - l->win_lot, byq = kq - l->win_q, o = 0, kept = 0;
+    for (size_t d = 0; d < l->n_dl; d++) {
+        uint32_t li = l->dirty_lots[d];
+        if (li >= l->win_lot && li < k) { /* a finished member's: its row now */
+            if (MEM_GROW(l->lot_rows, l->cap_lot_rows, l->n_lot_rows + 1) != 0)
+                return -1;
+            const llot *x = &l->lot[li];
+            l->lot_rows[l->n_lot_rows++] =
+                (store_ledger_lot){x->id, x->member, x->ts, x->expires, x->remaining};
+            continue;
+        }
+        l->dirty_lots[o++] = moved(li, k, end, by);
+        if (d < l->dl_kept)
+            kept = o;
+    }
+    l->n_dl = o;
+    l->dl_kept = kept;
+    if (by) {
+        memmove(&l->lot[l->win_lot], &l->lot[k], (end - k) * sizeof *l->lot);
+        l->n_lot = end - by;
+        for (size_t i = l->win_lot; i < l->n_lot; i++)
+            l->lot[i].prev = moved(l->lot[i].prev, k, end, by);
+        l->m[cur].lot = moved(l->m[cur].lot, k, end, by);
+#ifndef NDEBUG /* a stale index reads garbage (times far ahead, links out of bounds) */
+        memset(&l->lot[l->n_lot], 0x25, (end - l->n_lot) * sizeof *l->lot);
+#endif
+    }
+    if (byq) {
+        memmove(&l->q[l->win_q], &l->q[kq], (endq - kq) * sizeof *l->q);
+        l->n_q = l->mark_q = endq - byq;
+        for (size_t i = l->win_q; i < l->n_q; i++)
+            l->q[i].prev = moved(l->q[i].prev, kq, endq, byq);
+        l->m[cur].qual = moved(l->m[cur].qual, kq, endq, byq);
+#ifndef NDEBUG
+        memset(&l->q[l->n_q], 0x25, (endq - l->n_q) * sizeof *l->q);
+#endif
+    }
+    return 0;
+}
+
 /*
  * A windowed batch's full window: the writes [mark_w, n_w) (LEDGER_CHUNK_MAX of them,
  * the chunk a flush would cut there) become a journal chunk in memory; lots their
@@ -1512,13 +1583,14 @@ static int window_encode(ledger *l)
             l->dirty_lots[keep++] = li;
     }
     l->n_dl = l->dl_kept = keep;
+    uint32_t cur = l->w[l->n_w - 1].member;
     l->n_w = l->mark_w;
     l->n_p = l->mark_p;
     l->mark_q = l->n_q;
     l->mark_t = l->n_t;
     l->arena_len = l->win_arena;
     l->pay_len = 0;
-    return 0;
+    return window_keep(l, cur);
 }
 
 int ledger_batch_window_step(ledger *l, patron_error *err)
@@ -1568,6 +1640,9 @@ static int flush(ledger *l, patron_error *err)
         store_ledger_tier st = {t->seq, l->w[t->write].seq, t->member, t->ts, name, strlen(name)};
         rc = store_ledger_tier_put(l->sl, &st, err);
     }
+    for (size_t k = 0; k < l->n_lot_rows && rc == PATRON_OK; k++) /* a windowed batch's */
+        rc = store_ledger_lot_put(l->sl, &l->lot_rows[k], err);
+    l->n_lot_rows = 0;
     for (size_t k = 0; k < l->n_dl && rc == PATRON_OK; k++) {
         llot *x = &l->lot[l->dirty_lots[k]];
         store_ledger_lot sx = {x->id, x->member, x->ts, x->expires, x->remaining};
@@ -2657,6 +2732,7 @@ int ledger_batch_begin(ledger *l, const char *const *new_ids, const uint32_t *ne
     l->new_lens = new_lens;
     l->n_new = n_new;
     l->detached = 0;
+    l->window_plan = 0;
     int rc = op_begin(l, &l->batch, err);
     l->sp_open = rc == PATRON_OK;
     if (rc == PATRON_OK && n_new && member_ensure(l, (uint32_t)(l->db->n_members + n_new - 1)))
@@ -2678,6 +2754,7 @@ int ledger_batch_begin_detached(ledger *l, const char *const *new_ids, const uin
     l->new_ids = new_ids;
     l->new_lens = new_lens;
     l->n_new = n_new;
+    l->window_plan = 0; /* the batch now decides (ledger_batch_window) */
     l->batch.own = 0;
     l->mutated = 0;
     l->sp_open = 0;
@@ -2718,6 +2795,8 @@ int ledger_batch_window(ledger *l)
     l->window = 1;
     l->next_w = l->n_w ? l->w[l->n_w - 1].seq + 1 : 1;
     l->win_arena = l->arena_len;
+    l->win_lot = l->n_lot;
+    l->win_q = l->n_q;
     return 1;
 }
 
@@ -2798,13 +2877,13 @@ int ledger_batch_store_shared(ledger *l, int wait, patron_error *err)
 
 int ledger_batch_reserve(ledger *l, size_t n, patron_error *err)
 {
-    size_t nw = held_writes(l, n);
+    size_t nw = held_writes(l, n); /* (a window keeps lots and rows of one window too) */
     if (MEM_GROW(l->w, l->cap_w, l->n_w + nw) || MEM_GROW(l->p, l->cap_p, l->n_p + nw) ||
-        MEM_GROW(l->lot, l->cap_lot, l->n_lot + n) || MEM_GROW(l->q, l->cap_q, l->n_q + n) ||
+        MEM_GROW(l->lot, l->cap_lot, l->n_lot + nw) || MEM_GROW(l->q, l->cap_q, l->n_q + nw) ||
         MEM_GROW(l->arena, l->arena_cap, l->arena_len + nw * 32) ||
         MEM_GROW(l->pay, l->pay_cap, l->pay_len + nw * 96) ||
-        MEM_GROW(l->dirty_lots, l->cap_dl, l->n_dl + n) ||
-        (!l->window && keys_room(l, l->n_keys + n) != 0))
+        MEM_GROW(l->dirty_lots, l->cap_dl, l->n_dl + nw) ||
+        (!l->window && !l->window_plan && keys_room(l, l->n_keys + n) != 0))
         return oom(err);
     return PATRON_OK;
 }
@@ -2814,19 +2893,20 @@ size_t ledger_batch_regions(const ledger *l, size_t n, char **ptr, size_t *bytes
     /* An earn makes a write, a posting, a lot, a qualification row and a dirty-lot
      * entry, its key in the arena (about 20 bytes) and a packed payload. */
     size_t nw = held_writes(l, n);
-    if (nw > l->cap_w - l->n_w || nw > l->cap_p - l->n_p || n > l->cap_lot - l->n_lot ||
-        n > l->cap_q - l->n_q || n > l->cap_dl - l->n_dl || nw * 20 > l->arena_cap - l->arena_len ||
+    if (nw > l->cap_w - l->n_w || nw > l->cap_p - l->n_p || nw > l->cap_lot - l->n_lot ||
+        nw > l->cap_q - l->n_q || nw > l->cap_dl - l->n_dl || nw * 20 > l->arena_cap - l->arena_len ||
         nw * EARN_PACKED_LEN > l->pay_cap - l->pay_len)
         return 0; /* not reserved */
     /* The first region is faulted in at once (the key index is written anywhere; a
      * window's records are written over and over). */
-    char *p[8] = {l->window ? (char *)(l->w + l->n_w) : (char *)l->keys,
+    int win = l->window || l->window_plan;
+    char *p[8] = {win ? (char *)(l->w + l->n_w) : (char *)l->keys,
                   (char *)(l->w + l->n_w), (char *)(l->p + l->n_p),
                   (char *)(l->lot + l->n_lot), (char *)(l->q + l->n_q),
                   (char *)(l->dirty_lots + l->n_dl), l->arena + l->arena_len, l->pay + l->pay_len};
-    size_t b[8] = {l->window ? nw * sizeof *l->w : l->cap_keys * sizeof *l->keys, nw * sizeof *l->w,
-                   nw * sizeof *l->p, n * sizeof *l->lot, n * sizeof *l->q,
-                   n * sizeof *l->dirty_lots, nw * 20, nw * EARN_PACKED_LEN};
+    size_t b[8] = {win ? nw * sizeof *l->w : l->cap_keys * sizeof *l->keys, nw * sizeof *l->w,
+                   nw * sizeof *l->p, nw * sizeof *l->lot, nw * sizeof *l->q,
+                   nw * sizeof *l->dirty_lots, nw * 20, nw * EARN_PACKED_LEN};
     size_t k = 0;
     for (; k < 8 && k < max; k++) {
         ptr[k] = p[k];
@@ -2848,6 +2928,7 @@ int ledger_batch_end(ledger *l, int rc, patron_error *err)
     if (l->window) { /* its records are in the store, not here: reload on the next use */
         l->window = 0;
         built_free(l);
+        l->n_lot_rows = 0;
         l->loaded = 0;
     }
     if (l->shared) {

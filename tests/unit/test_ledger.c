@@ -1424,7 +1424,9 @@ static void test_member_order(void **state)
 static void test_window(void **state)
 {
     (void)state;
-    enum { MEMBERS = 300, ORDERS = 20000 };
+    /* HEAVY orders of one member (more than a window: its lots and qualification rows
+     * are kept across windows, and it stays below gold, so every order walks them) */
+    enum { MEMBERS = 300, ORDERS = 20000, HEAVY = 6000 };
     rng_state = 0x5eed0002;
     char path[512];
     snprintf(path, sizeof path, "%s/win.csv", dir);
@@ -1432,11 +1434,23 @@ static void test_window(void **state)
     assert_non_null(f);
     fputs("order_id,member_id,ts,sku,qty,price,category\n", f);
     static const char *cats[] = {"A", "B", "C"};
-    for (int i = 0; i < ORDERS; i++) {
+    for (int i = 0; i < ORDERS + HEAVY; i++) {
         morder o = {0};
-        o.member = (int)below(MEMBERS);
+        o.member = (int)below(MEMBERS - 1);
         o.ts = T0 - 150 * DAY + below(300 * DAY);
         o.ret = below(15) == 0;
+        if (i >= ORDERS) { /* the last member: many small orders, silver but never gold */
+            o.member = MEMBERS - 1;
+            o.ts = T0 - 150 * DAY + (int64_t)(i - ORDERS) * (300 * DAY / HEAVY);
+            o.ret = i % 50 == 0;
+            o.nitems = 1;
+            snprintf(o.sku[0], sizeof o.sku[0], "s1");
+            snprintf(o.cat[0], sizeof o.cat[0], "C");
+            o.qty[0] = 1;
+            o.price[0] = 1;
+            morder_rows(f, &o, i, 0, 1);
+            continue;
+        }
         o.nitems = 1 + (int)below(3);
         for (int k = 0; k < o.nitems; k++) {
             snprintf(o.sku[k], sizeof o.sku[k], "s%d", (int)below(9));
