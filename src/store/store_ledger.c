@@ -357,22 +357,41 @@ static int bb_grow(bbuf *b, size_t more)
 }
 
 /* Varints without a room check: callers make room for a whole record first (10 bytes
- * per number at most). */
-static void pu(bbuf *b, uint64_t v)
+ * per number at most).  The v* forms write at a cursor and return it past what they
+ * wrote (an import encodes millions of records: the buffer's length is stored once a
+ * record); the p* forms append to a buffer. */
+static inline uint8_t *vu(uint8_t *o, uint64_t v)
 {
-    uint8_t *o = b->p + b->n;
     while (v >= 0x80) {
         *o++ = (uint8_t)(v | 0x80);
         v >>= 7;
     }
     *o++ = (uint8_t)v;
-    b->n = (size_t)(o - b->p);
+    return o;
+}
+
+static inline uint8_t *vi(uint8_t *o, int64_t v)
+{
+    uint64_t u = (uint64_t)v << 1;
+    return vu(o, v < 0 ? ~u : u);
+}
+
+static inline uint8_t *vs(uint8_t *o, const char *s, size_t n)
+{
+    o = vu(o, n);
+    if (n)
+        memcpy(o, s, n);
+    return o + n;
+}
+
+static void pu(bbuf *b, uint64_t v)
+{
+    b->n = (size_t)(vu(b->p + b->n, v) - b->p);
 }
 
 static void pi(bbuf *b, int64_t v)
 {
-    uint64_t u = (uint64_t)v << 1;
-    pu(b, v < 0 ? ~u : u);
+    b->n = (size_t)(vi(b->p + b->n, v) - b->p);
 }
 
 static void pis(bbuf *b, const int64_t *v, size_t n)
@@ -383,10 +402,7 @@ static void pis(bbuf *b, const int64_t *v, size_t n)
 
 static void ps(bbuf *b, const char *s, size_t n)
 {
-    pu(b, n);
-    if (n)
-        memcpy(b->p + b->n, s, n);
-    b->n += n;
+    b->n = (size_t)(vs(b->p + b->n, s, n) - b->p);
 }
 
 typedef struct rd {
@@ -549,7 +565,6 @@ int store_ledger_chunk_write(store_ledger_chunk *c, const store_ledger_write *w)
     bbuf *b = &c->sec[SEC_W];
     if (rec(c, SEC_W, w->seq, 100 + w->keyn + w->refn + w->payloadn))
         return -1;
-    ps(b, w->key, w->keyn);
     int64_t ts = w->ts, member = w->member;
     if (c->fmt >= 2) {
         ts = dlt(w->ts, c->w_ts);
@@ -559,21 +574,23 @@ int store_ledger_chunk_write(store_ledger_chunk *c, const store_ledger_write *w)
         member = dlt(w->member, c->w_member);
         c->w_member = w->member;
     }
-    pis(b, (const int64_t[]){w->kind, member, ts}, 3);
-    ps(b, w->ref, w->refn);
-    pis(b, (const int64_t[]){w->points, w->money, w->shortfall, w->balance}, 4);
+    uint8_t *o = vs(b->p + b->n, w->key, w->keyn);
+    o = vi(vi(vi(o, w->kind), member), ts);
+    o = vs(o, w->ref, w->refn);
+    o = vi(vi(vi(vi(o, w->points), w->money), w->shortfall), w->balance);
     if (c->fmt < 3) {
-        ps(b, w->payload, w->payloadn);
+        b->n = (size_t)(vs(o, w->payload, w->payloadn) - b->p);
         return 0;
     }
     if (w->payloadn == 9 && w->payload[0] == '\x01') { /* a packed earn's, as it is */
-        memcpy(b->p + b->n, w->payload, 9);
-        b->n += 9;
+        memcpy(o, w->payload, 9);
+        o += 9;
     } else {
-        pu(b, (uint64_t)w->payloadn * 2);
-        memcpy(b->p + b->n, w->payload, w->payloadn);
-        b->n += w->payloadn;
+        o = vu(o, (uint64_t)w->payloadn * 2);
+        memcpy(o, w->payload, w->payloadn);
+        o += w->payloadn;
     }
+    b->n = (size_t)(o - b->p);
     size_t i = (size_t)(c->count[SEC_W] - 1);
     if (MEM_GROW(c->wf, c->cap_wf, i + 1))
         return -1;
@@ -596,8 +613,10 @@ int store_ledger_chunk_posting(store_ledger_chunk *c, const store_ledger_posting
     if (c->fmt == 3) {
         wfacts f = wfacts_of(c, p->write);
         int64_t life = dlt(p->expires, p->ts);
-        pis(b, (const int64_t[]){dlt(p->write, c->p_write), dlt(p->member, f.member), acc, p->amount,
-                                 dlt(p->lot, p->seq), dlt(p->ts, f.ts), dlt(life, c->p_exp)}, 7);
+        uint8_t *o = vi(vi(b->p + b->n, dlt(p->write, c->p_write)), dlt(p->member, f.member));
+        o = vi(vi(vi(o, acc), p->amount), dlt(p->lot, p->seq));
+        o = vi(vi(o, dlt(p->ts, f.ts)), dlt(life, c->p_exp));
+        b->n = (size_t)(o - b->p);
         c->p_write = p->write;
         c->p_exp = life;
         return 0;
@@ -621,8 +640,9 @@ int store_ledger_chunk_qual(store_ledger_chunk *c, const store_ledger_qual *q)
     }
     if (c->fmt == 3) {
         wfacts f = wfacts_of(c, q->write);
-        pis(b, (const int64_t[]){dlt(q->write, c->q_write), dlt(q->member, f.member),
-                                 dlt(q->ts, f.ts), dlt(q->points, f.points), dlt(q->spend, f.money)}, 5);
+        uint8_t *o = vi(vi(b->p + b->n, dlt(q->write, c->q_write)), dlt(q->member, f.member));
+        o = vi(vi(vi(o, dlt(q->ts, f.ts)), dlt(q->points, f.points)), dlt(q->spend, f.money));
+        b->n = (size_t)(o - b->p);
         c->q_write = q->write;
         return 0;
     }
