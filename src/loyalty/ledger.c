@@ -1510,11 +1510,17 @@ static int window_keep(ledger *l, uint32_t cur)
     for (size_t d = 0; d < l->n_dl; d++) {
         uint32_t li = l->dirty_lots[d];
         if (li >= l->win_lot && li < k) { /* a finished member's: its row now */
-            if (MEM_GROW(l->lot_rows, l->cap_lot_rows, l->n_lot_rows + 1) != 0)
-                return -1;
             const llot *x = &l->lot[li];
-            l->lot_rows[l->n_lot_rows++] =
-                (store_ledger_lot){x->id, x->member, x->ts, x->expires, x->remaining};
+            if (l->shared)
+                pthread_mutex_lock(&l->sh_mu);
+            int grown = MEM_GROW(l->lot_rows, l->cap_lot_rows, l->n_lot_rows + 1) == 0;
+            if (grown)
+                l->lot_rows[l->n_lot_rows++] =
+                    (store_ledger_lot){x->id, x->member, x->ts, x->expires, x->remaining};
+            if (l->shared)
+                pthread_mutex_unlock(&l->sh_mu);
+            if (!grown)
+                return -1;
             continue;
         }
         l->dirty_lots[o++] = moved(li, k, end, by);
@@ -2876,6 +2882,18 @@ int ledger_batch_store_shared(ledger *l, int wait, patron_error *err)
     while (rc == PATRON_OK) {
         while (wait && l->n_stored == l->n_built && !l->sh_closed)
             pthread_cond_wait(&l->sh_cv, &l->sh_mu);
+        if (l->n_lot_rows) { /* the lot rows the windows kept so far: taken, then stored */
+            store_ledger_lot *rows = l->lot_rows;
+            size_t n = l->n_lot_rows;
+            l->lot_rows = NULL;
+            l->n_lot_rows = l->cap_lot_rows = 0;
+            pthread_mutex_unlock(&l->sh_mu);
+            for (size_t k = 0; k < n && rc == PATRON_OK; k++)
+                rc = store_ledger_lot_put(l->sl, &rows[k], err);
+            mem_free(rows);
+            pthread_mutex_lock(&l->sh_mu);
+            continue;
+        }
         if (l->n_stored == l->n_built)
             break; /* all stored (closed, or not waiting) */
         store_ledger_chunk *c = l->built[l->n_stored];
