@@ -1637,10 +1637,11 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
     tt = trace_step("dicts and item chunks", tt);
 
     /* Then the ledger's page faults here, ahead of where its thread writes, while it
-     * computes.  Writing the batch's rows first and faulting in after (the thread faults
-     * in for itself meanwhile) balances the two threads better than the other way round:
-     * M, two alternating pairs, 3.37 -> 3.02 s and 3.44 -> 2.52 s from the thread's
-     * start to the join. */
+     * computes, and the journal chunks and lot rows of a windowed batch stored as its
+     * thread makes them.  Writing the batch's rows first and helping after (the thread
+     * faults in for itself meanwhile) balances the two threads better than the other way
+     * round: M, two alternating pairs, 3.37 -> 3.02 s and 3.44 -> 2.52 s from the
+     * thread's start to the join. */
     rc = loyalty_import_help(lj, rc, err);
     mem_free(ok);
     rc = loyalty_import_finish(lj, rc, err);

@@ -2904,10 +2904,9 @@ int ledger_batch_store_shared(ledger *l, int wait, patron_error *err)
             l->pool[l->n_pool++] = c;
         else
             store_ledger_chunk_free(c);
-        if (rc == PATRON_OK) /* (else the flush never comes: the batch fails) */
-            l->built[l->n_stored++] = NULL;
-        else
-            l->built[l->n_stored] = NULL;
+        l->built[l->n_stored] = NULL;
+        if (rc == PATRON_OK) /* (else the batch fails: no flush comes) */
+            l->n_stored++;
     }
     pthread_mutex_unlock(&l->sh_mu);
     return rc;

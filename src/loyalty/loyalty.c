@@ -615,7 +615,7 @@ int loyalty_import_help(loyalty_job *j, int rc, patron_error *err)
     if (!ok)
         return rc;
     if (j->n_pf)
-        mem_prefault(j->pf[0], 0, j->pf_bytes[0]); /* the key index: written anywhere */
+        mem_prefault(j->pf[0], 0, j->pf_bytes[0]); /* written anywhere (ledger_batch_regions) */
     size_t nw = j->nw ? j->nw : 1;
     for (size_t at = 0; j->n_pf && at < nw && rc == PATRON_OK; at += PF_STEP) {
         size_t done = __atomic_load_n(&j->nw_at, __ATOMIC_RELAXED);
