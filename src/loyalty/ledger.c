@@ -1482,6 +1482,29 @@ static int flush_chunks(ledger *l, size_t w0, size_t w1, patron_error *err)
 }
 
 
+/* The ledger's thread's side of a shared windowed batch: built, the pool and lot_rows
+ * are the importer's too then (ledger_batch_store_shared); otherwise nothing to guard. */
+static void sh_lock(ledger *l)
+{
+    if (l->shared)
+        pthread_mutex_lock(&l->sh_mu);
+}
+
+static void sh_unlock(ledger *l)
+{
+    if (l->shared)
+        pthread_mutex_unlock(&l->sh_mu);
+}
+
+/* Stores lot rows a window kept (window_keep). */
+static int lot_rows_put(ledger *l, const store_ledger_lot *rows, size_t n, patron_error *err)
+{
+    int rc = PATRON_OK;
+    for (size_t k = 0; k < n && rc == PATRON_OK; k++)
+        rc = store_ledger_lot_put(l->sl, &rows[k], err);
+    return rc;
+}
+
 /* Index i of an array of which [from, to) moved down to from - by: where it is now. */
 static uint32_t moved(uint32_t i, size_t from, size_t to, size_t by)
 {
@@ -1511,14 +1534,12 @@ static int window_keep(ledger *l, uint32_t cur)
         uint32_t li = l->dirty_lots[d];
         if (li >= l->win_lot && li < k) { /* a finished member's: its row now */
             const llot *x = &l->lot[li];
-            if (l->shared)
-                pthread_mutex_lock(&l->sh_mu);
+            sh_lock(l);
             int grown = MEM_GROW(l->lot_rows, l->cap_lot_rows, l->n_lot_rows + 1) == 0;
             if (grown)
                 l->lot_rows[l->n_lot_rows++] =
                     (store_ledger_lot){x->id, x->member, x->ts, x->expires, x->remaining};
-            if (l->shared)
-                pthread_mutex_unlock(&l->sh_mu);
+            sh_unlock(l);
             if (!grown)
                 return -1;
             continue;
@@ -1564,12 +1585,10 @@ static int window_keep(ledger *l, uint32_t cur)
 static int window_encode(ledger *l)
 {
     store_ledger_chunk *c = NULL;
-    if (l->shared) {
-        pthread_mutex_lock(&l->sh_mu);
-        if (l->n_pool)
-            c = l->pool[--l->n_pool];
-        pthread_mutex_unlock(&l->sh_mu);
-    }
+    sh_lock(l);
+    if (l->n_pool)
+        c = l->pool[--l->n_pool];
+    sh_unlock(l);
     if (!c)
         c = store_ledger_chunk_new(l->chunk_fmt);
     size_t p = l->mark_p, q = l->mark_q, t = l->mark_t;
@@ -1578,15 +1597,13 @@ static int window_encode(ledger *l)
         return -1;
     }
     PATRON_ASSERT(p == l->n_p && q == l->n_q && t == l->n_t);
-    if (l->shared)
-        pthread_mutex_lock(&l->sh_mu);
+    sh_lock(l);
     int grown = MEM_GROW(l->built, l->cap_built, l->n_built + 1) == 0;
     if (grown)
         l->built[l->n_built++] = c;
-    if (l->shared) {
+    if (l->shared)
         pthread_cond_broadcast(&l->sh_cv);
-        pthread_mutex_unlock(&l->sh_mu);
-    }
+    sh_unlock(l);
     if (!grown) {
         store_ledger_chunk_free(c);
         return -1;
@@ -1662,8 +1679,8 @@ static int flush(ledger *l, patron_error *err)
         store_ledger_tier st = {t->seq, l->w[t->write].seq, t->member, t->ts, name, strlen(name)};
         rc = store_ledger_tier_put(l->sl, &st, err);
     }
-    for (size_t k = 0; k < l->n_lot_rows && rc == PATRON_OK; k++) /* a windowed batch's */
-        rc = store_ledger_lot_put(l->sl, &l->lot_rows[k], err);
+    if (rc == PATRON_OK) /* a windowed batch's */
+        rc = lot_rows_put(l, l->lot_rows, l->n_lot_rows, err);
     l->n_lot_rows = 0;
     for (size_t k = 0; k < l->n_dl && rc == PATRON_OK; k++) {
         llot *x = &l->lot[l->dirty_lots[k]];
@@ -2888,8 +2905,7 @@ int ledger_batch_store_shared(ledger *l, int wait, patron_error *err)
             l->lot_rows = NULL;
             l->n_lot_rows = l->cap_lot_rows = 0;
             pthread_mutex_unlock(&l->sh_mu);
-            for (size_t k = 0; k < n && rc == PATRON_OK; k++)
-                rc = store_ledger_lot_put(l->sl, &rows[k], err);
+            rc = lot_rows_put(l, rows, n, err);
             mem_free(rows);
             pthread_mutex_lock(&l->sh_mu);
             continue;
