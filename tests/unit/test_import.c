@@ -36,16 +36,23 @@ static void write_file(const char *path, const char *text)
     fclose(f);
 }
 
+/* Generates a data set of that many members and seed into out, with options *g. */
+static void gen_into(gen_opts *g, const char *out, uint64_t members, uint64_t seed)
+{
+    gen_opts_init(g);
+    g->members = members;
+    g->seed = seed;
+    g->out = out;
+    patron_error err = {0};
+    assert_int_equal(gen_run(g, &err), 0);
+}
+
 static void test_live_equals_reload(void **state)
 {
     (void)state;
     gen_opts g;
-    gen_opts_init(&g);
-    g.members = 400;
-    g.seed = 7;
-    g.out = dir;
+    gen_into(&g, dir, 400, 7);
     patron_error err = {0};
-    assert_int_equal(gen_run(&g, &err), 0);
     char db_path[512], src[512], part[512];
     snprintf(db_path, sizeof db_path, "%s/live.db", dir);
     snprintf(src, sizeof src, "%s/orders.csv", dir);
@@ -457,12 +464,7 @@ static void test_threads_same_store(void **state)
     char sub[300], src[400], awk[400];
     snprintf(sub, sizeof sub, "%s/thr", dir);
     gen_opts g;
-    gen_opts_init(&g);
-    g.members = 1500;
-    g.seed = 11;
-    g.out = sub;
-    patron_error err = {0};
-    assert_int_equal(gen_run(&g, &err), 0);
+    gen_into(&g, sub, 1500, 11);
     snprintf(src, sizeof src, "%s/orders.csv", sub);
     snprintf(awk, sizeof awk, "%s/awkward.csv", sub);
     make_awkward(src, awk);
@@ -635,12 +637,8 @@ static void test_deferred_faults(void **state)
     char sub[300], db_path[400], src[400], members[400];
     snprintf(sub, sizeof sub, "%s/dfault", dir);
     gen_opts g;
-    gen_opts_init(&g);
-    g.members = 120;
-    g.seed = 5;
-    g.out = sub;
+    gen_into(&g, sub, 120, 5);
     patron_error err = {0};
-    assert_int_equal(gen_run(&g, &err), 0);
     snprintf(db_path, sizeof db_path, "%s/d.db", sub);
     snprintf(src, sizeof src, "%s/orders.csv", sub);
     snprintf(members, sizeof members, "%s/members.csv", sub);
