@@ -1556,7 +1556,7 @@ static int window_keep(ledger *l, uint32_t cur)
         for (size_t i = l->win_lot; i < l->n_lot; i++)
             l->lot[i].prev = moved(l->lot[i].prev, k, end, by);
         l->m[cur].lot = moved(l->m[cur].lot, k, end, by);
-#ifndef NDEBUG /* a stale index reads garbage (times far ahead, links out of bounds) */
+#ifdef PATRON_POISON /* a stale index reads garbage (times far ahead, links out of bounds) */
         memset(&l->lot[l->n_lot], 0x25, (end - l->n_lot) * sizeof *l->lot);
 #endif
     }
@@ -1566,7 +1566,7 @@ static int window_keep(ledger *l, uint32_t cur)
         for (size_t i = l->win_q; i < l->n_q; i++)
             l->q[i].prev = moved(l->q[i].prev, kq, endq, byq);
         l->m[cur].qual = moved(l->m[cur].qual, kq, endq, byq);
-#ifndef NDEBUG
+#ifdef PATRON_POISON
         memset(&l->q[l->n_q], 0x25, (endq - l->n_q) * sizeof *l->q);
 #endif
     }

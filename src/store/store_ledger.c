@@ -370,10 +370,15 @@ static inline uint8_t *vu(uint8_t *o, uint64_t v)
     return o;
 }
 
-static inline uint8_t *vi(uint8_t *o, int64_t v)
+static inline uint64_t zz(int64_t v)
 {
     uint64_t u = (uint64_t)v << 1;
-    return vu(o, v < 0 ? ~u : u);
+    return v < 0 ? ~u : u;
+}
+
+static inline uint8_t *vi(uint8_t *o, int64_t v)
+{
+    return vu(o, zz(v));
 }
 
 static inline uint8_t *vs(uint8_t *o, const char *s, size_t n)
@@ -425,10 +430,14 @@ static uint64_t get_u(rd *r)
     return 0;
 }
 
+static int64_t unzz(uint64_t u)
+{
+    return (u & 1) ? (int64_t)~(u >> 1) : (int64_t)(u >> 1);
+}
+
 static int64_t get_i(rd *r)
 {
-    uint64_t u = get_u(r);
-    return (u & 1) ? (int64_t)~(u >> 1) : (int64_t)(u >> 1);
+    return unzz(get_u(r));
 }
 
 static const char *get_s(rd *r, size_t *n)
@@ -481,11 +490,42 @@ static int64_t und(int64_t base, int64_t d)
  *             qualification row's points and spend are deltas from its write's points
  *             and money.  Readers of postings and qualification rows walk the chunk's
  *             writes alongside.
+ *   format 4  as format 3, smaller again (half the bytes of an import's earns):
+ *             records carry no seq (each is the one before's + 1; the first is the
+ *             row's column); every record starts with a head varint, its low bits flags:
+ *     writes    head = kind (zigzag) x 8 + 4 if the ref is numeric + 2 if a shortfall
+ *               is stored (else 0) + 1 if the key is stored (else empty); then the
+ *               member and ts as in format 3; the ref, numeric (a prefix and D <= 19
+ *               trailing digits: D x 2 + 1 if the prefix is the previous numeric ref's,
+ *               else + 0 and the prefix as a string; then the digits' value as a delta
+ *               from the previous numeric ref's) or as a string; points, money,
+ *               [shortfall]; the balance as balance - points - (the previous write's
+ *               balance when it is the same member's, else 0); the payload as format 3
+ *     postings  head bit 0 set: implied by its write (issued -> member, amount = the
+ *               write's points, member and ts the write's, lot = its own seq; the write
+ *               in the chunk); head = write delta x 8 + mode x 2 + 1, mode 0: expires as
+ *               a delta from the previous posting's, in seconds, follows; 1: the same in
+ *               days; 2: expires - ts as the previous posting's (nothing follows).
+ *               Bit 0 clear: head = write delta (zigzag) x 2, then member, account
+ *               pair, amount, lot, ts as format 3 and expires as a delta from the
+ *               previous posting's
+ *     quals     head = write delta x 2 + 1: implied by its write (member, ts, points and
+ *               money the write's); head = write delta (zigzag) x 2: member, ts, points,
+ *               spend as format 3 follow
+ *     tiers     write as a delta from the previous tier row's, member and ts as deltas
+ *               from the write's, the tier name
  * The format is not a column: a chunk's checksum is seeded with it (format 1: 0), so
- * a reader tries format 3's seed, then 2's, then 1's.
+ * a reader tries format 4's seed, then 3's, 2's and 1's.
  */
-#define CHUNK_FMT 3
-static const uint64_t chunk_seed[4] = {0, 0, 0x50434832u, 0x50434833u};
+#define CHUNK_FMT 4
+static const uint64_t chunk_seed[5] = {0, 0, 0x50434832u, 0x50434833u, 0x50434834u};
+
+/* Format 4: the longest prefix of a numeric ref remembered for the next (a longer one
+ * is stored each time), and the trailing digits taken at most. */
+#define REF_PFX_MAX 32
+#define REF_DIGITS  19
+/* Format 4: a write delta a posting's or qualification row's head holds at most. */
+#define HEAD_DELTA_MAX ((int64_t)1 << 56)
 
 /* What a posting or qualification row of format 3 takes from its write. */
 typedef struct wfacts {
@@ -496,8 +536,14 @@ struct store_ledger_chunk {
     bbuf sec[SEC__COUNT];
     int64_t first[SEC__COUNT], last[SEC__COUNT], count[SEC__COUNT];
     int fmt;
-    /* format 2 and 3: the previous record's */
+    /* format 2 to 4: the previous record's */
     int64_t w_ts, w_member, p_write, p_ts, p_exp, q_write, q_ts;
+    /* format 4: the previous write's balance, numeric ref (value, prefix), posting's
+     * life and tier row's write */
+    int64_t w_bal, p_life, t_write;
+    uint64_t w_num;
+    size_t pfxn; /* SIZE_MAX: none */
+    char pfx[REF_PFX_MAX];
     wfacts *wf; /* format 3: of the chunk's writes, by seq - first[SEC_W] */
     size_t cap_wf;
 };
@@ -534,15 +580,18 @@ void store_ledger_chunk_begin(store_ledger_chunk *c)
         c->first[k] = c->last[k] = c->count[k] = 0;
     }
     c->w_ts = c->w_member = c->p_write = c->p_ts = c->p_exp = c->q_write = c->q_ts = 0;
+    c->w_bal = c->p_life = c->t_write = 0;
+    c->w_num = 0;
+    c->pfxn = SIZE_MAX;
 }
 
-/* Format 3: the facts of write seq of the chunk (zeros when it is not in the chunk). */
-static wfacts wfacts_of(const store_ledger_chunk *c, int64_t seq)
+/* Format 3 and 4: the facts of write seq of the chunk (zeros when it is not in the
+ * chunk, and *in 0). */
+static wfacts wfacts_of(const store_ledger_chunk *c, int64_t seq, int *in)
 {
     int64_t i = seq - c->first[SEC_W];
-    if (c->count[SEC_W] == 0 || i < 0 || i >= c->count[SEC_W])
-        return (wfacts){0, 0, 0, 0};
-    return c->wf[i];
+    *in = c->count[SEC_W] > 0 && i >= 0 && i < c->count[SEC_W];
+    return *in ? c->wf[i] : (wfacts){0, 0, 0, 0};
 }
 
 /* Starts a record of section k with its seq (delta from the previous one), with room
@@ -554,17 +603,67 @@ static int rec(store_ledger_chunk *c, int k, int64_t seq, size_t more)
         return -1;
     if (c->count[k] == 0)
         c->first[k] = seq;
-    pi(&c->sec[k], seq - c->last[k]);
+    if (c->fmt < 4)
+        pi(&c->sec[k], seq - c->last[k]);
     c->last[k] = seq;
     c->count[k]++;
     return 0;
 }
 
-int store_ledger_chunk_write(store_ledger_chunk *c, const store_ledger_write *w)
+/* The trailing digits of a ref that format 4 stores as a number: their count (at most
+ * REF_DIGITS) and *num their value; 0 when there are none or the prefix before them is
+ * too long. */
+static size_t ref_digits(const char *s, size_t n, uint64_t *num)
 {
-    bbuf *b = &c->sec[SEC_W];
-    if (rec(c, SEC_W, w->seq, 100 + w->keyn + w->refn + w->payloadn))
-        return -1;
+    size_t d = 0;
+    uint64_t v = 0, pow = 1;
+    for (; d < n && d < REF_DIGITS; d++, pow *= 10) {
+        unsigned c = (unsigned char)s[n - 1 - d] - (unsigned)'0';
+        if (c > 9)
+            break;
+        v += c * pow;
+    }
+    *num = v;
+    return n - d <= REF_PFX_MAX ? d : 0;
+}
+
+/* Format 4: a write record up to its payload (format 3's). */
+static uint8_t *write4(store_ledger_chunk *c, uint8_t *o, const store_ledger_write *w)
+{
+    uint64_t num;
+    size_t d = ref_digits(w->ref, w->refn, &num);
+    o = vu(o, zz(w->kind) << 3 | (d ? 4u : 0u) | (w->shortfall ? 2u : 0u) | (w->keyn ? 1u : 0u));
+    if (w->keyn)
+        o = vs(o, w->key, w->keyn);
+    o = vi(vi(o, dlt(w->member, c->w_member)), dlt(w->ts, c->w_ts));
+    if (d) {
+        size_t pn = w->refn - d;
+        int same = c->pfxn == pn && memcmp(c->pfx, w->ref, pn) == 0;
+        o = vu(o, (uint64_t)d * 2 + (uint64_t)same);
+        if (!same) {
+            o = vs(o, w->ref, pn);
+            memcpy(c->pfx, w->ref, pn);
+            c->pfxn = pn;
+        }
+        o = vu(o, zz((int64_t)(num - c->w_num)));
+        c->w_num = num;
+    } else {
+        o = vs(o, w->ref, w->refn);
+    }
+    o = vi(vi(o, w->points), w->money);
+    if (w->shortfall)
+        o = vi(o, w->shortfall);
+    int64_t base = w->member == c->w_member ? c->w_bal : 0;
+    o = vi(o, dlt(dlt(w->balance, w->points), base));
+    c->w_member = w->member;
+    c->w_ts = w->ts;
+    c->w_bal = w->balance;
+    return o;
+}
+
+/* Formats 1 to 3: a write record up to its payload. */
+static uint8_t *write123(store_ledger_chunk *c, uint8_t *o, const store_ledger_write *w)
+{
     int64_t ts = w->ts, member = w->member;
     if (c->fmt >= 2) {
         ts = dlt(w->ts, c->w_ts);
@@ -574,10 +673,18 @@ int store_ledger_chunk_write(store_ledger_chunk *c, const store_ledger_write *w)
         member = dlt(w->member, c->w_member);
         c->w_member = w->member;
     }
-    uint8_t *o = vs(b->p + b->n, w->key, w->keyn);
+    o = vs(o, w->key, w->keyn);
     o = vi(vi(vi(o, w->kind), member), ts);
     o = vs(o, w->ref, w->refn);
-    o = vi(vi(vi(vi(o, w->points), w->money), w->shortfall), w->balance);
+    return vi(vi(vi(vi(o, w->points), w->money), w->shortfall), w->balance);
+}
+
+int store_ledger_chunk_write(store_ledger_chunk *c, const store_ledger_write *w)
+{
+    bbuf *b = &c->sec[SEC_W];
+    if (rec(c, SEC_W, w->seq, 100 + w->keyn + w->refn + w->payloadn))
+        return -1;
+    uint8_t *o = c->fmt == 4 ? write4(c, b->p + b->n, w) : write123(c, b->p + b->n, w);
     if (c->fmt < 3) {
         b->n = (size_t)(vs(o, w->payload, w->payloadn) - b->p);
         return 0;
@@ -610,8 +717,35 @@ int store_ledger_chunk_posting(store_ledger_chunk *c, const store_ledger_posting
         return 0;
     }
     int64_t acc = (int64_t)((uint64_t)p->debit * 8 + (uint64_t)p->credit);
+    if (c->fmt == 4) {
+        int in;
+        wfacts f = wfacts_of(c, p->write, &in);
+        int64_t dw = dlt(p->write, c->p_write), life = dlt(p->expires, p->ts);
+        int64_t de = dlt(p->expires, c->p_exp);
+        uint8_t *o = b->p + b->n;
+        if (in && dw >= 0 && dw < HEAD_DELTA_MAX && p->debit == 1 && p->credit == 0 &&
+            p->member == f.member && p->ts == f.ts && p->amount == f.points && p->lot == p->seq) {
+            uint64_t head = (uint64_t)dw << 3 | 1;
+            if (life == c->p_life)
+                o = vu(o, head | 2u << 1);
+            else if (de % 86400 == 0)
+                o = vi(vu(o, head | 1u << 1), de / 86400);
+            else
+                o = vi(vu(o, head), de);
+        } else {
+            o = vi(vi(vu(o, 0), dw), dlt(p->member, f.member));
+            o = vi(vi(vi(o, acc), p->amount), dlt(p->lot, p->seq));
+            o = vi(vi(o, dlt(p->ts, f.ts)), de);
+        }
+        b->n = (size_t)(o - b->p);
+        c->p_write = p->write;
+        c->p_exp = p->expires;
+        c->p_life = life;
+        return 0;
+    }
     if (c->fmt == 3) {
-        wfacts f = wfacts_of(c, p->write);
+        int in;
+        wfacts f = wfacts_of(c, p->write, &in);
         int64_t life = dlt(p->expires, p->ts);
         uint8_t *o = vi(vi(b->p + b->n, dlt(p->write, c->p_write)), dlt(p->member, f.member));
         o = vi(vi(vi(o, acc), p->amount), dlt(p->lot, p->seq));
@@ -638,8 +772,25 @@ int store_ledger_chunk_qual(store_ledger_chunk *c, const store_ledger_qual *q)
         pis(b, (const int64_t[]){q->write, q->member, q->ts, q->points, q->spend}, 5);
         return 0;
     }
+    if (c->fmt == 4) {
+        int in;
+        wfacts f = wfacts_of(c, q->write, &in);
+        int64_t dw = dlt(q->write, c->q_write);
+        uint8_t *o = b->p + b->n;
+        if (in && dw >= 0 && dw < HEAD_DELTA_MAX && q->member == f.member && q->ts == f.ts &&
+            q->points == f.points && q->spend == f.money) {
+            o = vu(o, (uint64_t)dw << 1 | 1);
+        } else {
+            o = vi(vi(vu(o, 0), dw), dlt(q->member, f.member));
+            o = vi(vi(vi(o, dlt(q->ts, f.ts)), dlt(q->points, f.points)), dlt(q->spend, f.money));
+        }
+        b->n = (size_t)(o - b->p);
+        c->q_write = q->write;
+        return 0;
+    }
     if (c->fmt == 3) {
-        wfacts f = wfacts_of(c, q->write);
+        int in;
+        wfacts f = wfacts_of(c, q->write, &in);
         uint8_t *o = vi(vi(b->p + b->n, dlt(q->write, c->q_write)), dlt(q->member, f.member));
         o = vi(vi(vi(o, dlt(q->ts, f.ts)), dlt(q->points, f.points)), dlt(q->spend, f.money));
         b->n = (size_t)(o - b->p);
@@ -658,7 +809,14 @@ int store_ledger_chunk_tier(store_ledger_chunk *c, const store_ledger_tier *t)
     bbuf *b = &c->sec[SEC_T];
     if (rec(c, SEC_T, t->seq, 40 + t->tiern))
         return -1;
-    pis(b, (const int64_t[]){t->write, t->member, t->ts}, 3);
+    if (c->fmt == 4) {
+        int in;
+        wfacts f = wfacts_of(c, t->write, &in);
+        pis(b, (const int64_t[]){dlt(t->write, c->t_write), dlt(t->member, f.member), dlt(t->ts, f.ts)}, 3);
+        c->t_write = t->write;
+    } else {
+        pis(b, (const int64_t[]){t->write, t->member, t->ts}, 3);
+    }
     ps(b, t->tier, t->tiern);
     return 0;
 }
@@ -712,14 +870,32 @@ static int chunk_blobs(sqlite3_stmt *st, const void *blob[SEC__COUNT], size_t le
 typedef struct dstate {
     int fmt;
     int64_t seq, write, ts, exp, member;
+    /* format 4: the previous write's balance and numeric ref (value, prefix), the
+     * previous posting's life; the ref of the write just read when numeric */
+    int64_t bal, life;
+    uint64_t num;
+    size_t pfxn; /* SIZE_MAX: none */
+    char pfx[REF_PFX_MAX], ref[REF_PFX_MAX + REF_DIGITS];
 } dstate;
 
-/* That, and for postings and qualification rows of format 3 a reader over the chunk's
- * writes with its own state, and the facts of the write it is on (seq 0: none yet). */
+/* The state a section's decoding starts from; first: its first record's seq. */
+static void dstate_start(dstate *d, int fmt, int64_t first)
+{
+    d->fmt = fmt;
+    d->seq = fmt == 4 ? first - 1 : 0; /* (format 4's records hold no seq) */
+    d->write = d->ts = d->exp = d->member = d->bal = d->life = 0;
+    d->num = 0;
+    d->pfxn = SIZE_MAX;
+}
+
+/* That, and for postings, qualification rows and tier rows of format 3 and 4 a reader
+ * over the chunk's writes with its own state, and the facts of the write it is on
+ * (seq 0: none yet). */
 typedef struct dst {
     dstate s;
     rd wr;
     const uint8_t *wstart;
+    int64_t w0;
     dstate ws;
     int64_t wseq;
     wfacts wf;
@@ -737,15 +913,106 @@ static int section_open(sqlite3_stmt *ch, int k, int64_t *n, rd *r, dst *d)
         return -1;
     *n = sqlite3_column_int64(ch, 2 * k + 1);
     *r = (rd){blob[k], (const uint8_t *)blob[k] + len[k], 0};
-    memset(d, 0, sizeof *d);
-    d->s.fmt = d->ws.fmt = fmt;
+    d->w0 = sqlite3_column_int64(ch, 0);
+    dstate_start(&d->s, fmt, sqlite3_column_int64(ch, 2 * k));
+    dstate_start(&d->ws, fmt, d->w0);
     d->wr = (rd){blob[SEC_W], (const uint8_t *)blob[SEC_W] + len[SEC_W], 0};
     d->wstart = d->wr.p;
+    d->wseq = 0;
+    d->wf = (wfacts){0, 0, 0, 0};
     return 0;
+}
+
+/* A payload of format 3 and 4. */
+static void dec_payload(rd *r, store_ledger_write *w)
+{
+    if (r->p < r->end && *r->p == 1) { /* a packed earn's 9 bytes */
+        if (r->end - r->p < 9) {
+            r->bad = 1;
+            w->payload = "";
+            w->payloadn = 0;
+            return;
+        }
+        w->payload = (const char *)r->p;
+        w->payloadn = 9;
+        r->p += 9;
+        return;
+    }
+    uint64_t n2 = get_u(r);
+    if (r->bad || (n2 & 1) || n2 / 2 > (uint64_t)(r->end - r->p)) {
+        r->bad = 1;
+        w->payload = "";
+        w->payloadn = 0;
+        return;
+    }
+    w->payload = (const char *)r->p;
+    w->payloadn = (size_t)(n2 / 2);
+    r->p += w->payloadn;
+}
+
+/* Format 4: a numeric ref into d->ref. */
+static void dec_ref4(rd *r, dstate *d, store_ledger_write *w)
+{
+    uint64_t h = get_u(r);
+    size_t digits = (size_t)(h / 2);
+    w->ref = "";
+    w->refn = 0;
+    if (r->bad || digits < 1 || digits > REF_DIGITS || ((h & 1) && d->pfxn == SIZE_MAX)) {
+        r->bad = 1;
+        return;
+    }
+    if (!(h & 1)) {
+        size_t pn;
+        const char *p = get_s(r, &pn);
+        if (pn > REF_PFX_MAX) {
+            r->bad = 1;
+            return;
+        }
+        memcpy(d->pfx, p, pn);
+        d->pfxn = pn;
+    }
+    d->num += (uint64_t)get_i(r);
+    uint64_t v = d->num;
+    memcpy(d->ref, d->pfx, d->pfxn);
+    for (size_t i = digits; i-- > 0; v /= 10)
+        d->ref[d->pfxn + i] = (char)('0' + v % 10);
+    if (v != 0) /* more digits than it says */
+        r->bad = 1;
+    w->ref = d->ref;
+    w->refn = d->pfxn + digits;
+}
+
+/* Format 4's write record. */
+static void dec_write4(rd *r, dstate *d, store_ledger_write *w)
+{
+    w->seq = ++d->seq;
+    uint64_t head = get_u(r);
+    w->kind = (int)unzz(head >> 3);
+    w->key = "";
+    w->keyn = 0;
+    if (head & 1)
+        w->key = get_s(r, &w->keyn);
+    int64_t prev = d->member;
+    w->member = d->member = und(d->member, get_i(r));
+    w->ts = d->ts = und(d->ts, get_i(r));
+    if (head & 4)
+        dec_ref4(r, d, w);
+    else
+        w->ref = get_s(r, &w->refn);
+    w->points = get_i(r);
+    w->money = get_i(r);
+    w->shortfall = head & 2 ? get_i(r) : 0;
+    int64_t base = w->member == prev ? d->bal : 0;
+    w->balance = d->bal = und(und(get_i(r), w->points), base);
+    dec_payload(r, w);
 }
 
 static void dec_write(rd *r, dstate *d, store_ledger_write *w)
 {
+    if (d->fmt == 4) {
+        dec_write4(r, d, w);
+        return;
+    }
     d->seq += get_i(r);
     w->seq = d->seq;
     w->key = get_s(r, &w->keyn);
@@ -761,40 +1028,20 @@ static void dec_write(rd *r, dstate *d, store_ledger_write *w)
     w->money = get_i(r);
     w->shortfall = get_i(r);
     w->balance = get_i(r);
-    if (d->fmt < 3) {
+    if (d->fmt < 3)
         w->payload = get_s(r, &w->payloadn);
-    } else if (r->p < r->end && *r->p == 1) { /* a packed earn's 9 bytes */
-        if (r->end - r->p < 9) {
-            r->bad = 1;
-            w->payload = "";
-            w->payloadn = 0;
-            return;
-        }
-        w->payload = (const char *)r->p;
-        w->payloadn = 9;
-        r->p += 9;
-    } else {
-        uint64_t n2 = get_u(r);
-        if (r->bad || (n2 & 1) || n2 / 2 > (uint64_t)(r->end - r->p)) {
-            r->bad = 1;
-            w->payload = "";
-            w->payloadn = 0;
-            return;
-        }
-        w->payload = (const char *)r->p;
-        w->payloadn = (size_t)(n2 / 2);
-        r->p += w->payloadn;
-    }
+    else
+        dec_payload(r, w);
 }
 
-/* Format 3: the facts of write seq, walking the chunk's writes forward to it (a record
- * names a write at or after the one before's; else the walk starts over); zeros when
- * the chunk does not hold it. */
-static wfacts dec_wfacts(dst *d, int64_t seq, rd *r)
+/* Formats 3 and 4: the facts of write seq, walking the chunk's writes forward to it (a
+ * record names a write at or after the one before's; else the walk starts over); zeros
+ * and *in 0 when the chunk does not hold it. */
+static wfacts dec_wfacts(dst *d, int64_t seq, rd *r, int *in)
 {
     if (seq < d->wseq) {
         d->wr.p = d->wstart;
-        d->ws = (dstate){d->ws.fmt, 0, 0, 0, 0, 0};
+        dstate_start(&d->ws, d->ws.fmt, d->w0);
         d->wseq = 0;
     }
     while (d->wseq < seq && d->wr.p < d->wr.end && !d->wr.bad) {
@@ -805,12 +1052,65 @@ static wfacts dec_wfacts(dst *d, int64_t seq, rd *r)
     }
     if (d->wr.bad)
         r->bad = 1;
-    return d->wseq == seq ? d->wf : (wfacts){0, 0, 0, 0};
+    *in = d->wseq == seq;
+    return *in ? d->wf : (wfacts){0, 0, 0, 0};
+}
+
+/* Format 4's write delta after a head whose bit 0 is clear (the head is 0). */
+static int64_t explicit_write4(rd *r, uint64_t head)
+{
+    if (head != 0)
+        r->bad = 1;
+    return get_i(r);
+}
+
+static void dec_posting4(rd *r, dst *dd, store_ledger_posting *p)
+{
+    dstate *d = &dd->s;
+    int in;
+    p->seq = ++d->seq;
+    uint64_t head = get_u(r);
+    if (head & 1) { /* implied by its write */
+        p->write = d->write = und(d->write, (int64_t)(head >> 3));
+        wfacts f = dec_wfacts(dd, p->write, r, &in);
+        if (!in)
+            r->bad = 1;
+        p->member = f.member;
+        p->ts = f.ts;
+        p->debit = 1;
+        p->credit = 0;
+        p->amount = f.points;
+        p->lot = p->seq;
+        switch ((head >> 1) & 3) {
+        case 0: p->expires = und(d->exp, get_i(r)); break;
+        case 1: p->expires = und(d->exp, (int64_t)((uint64_t)get_i(r) * 86400u)); break;
+        case 2: p->expires = und(p->ts, d->life); break;
+        default: r->bad = 1; p->expires = 0;
+        }
+    } else {
+        p->write = d->write = und(d->write, explicit_write4(r, head));
+        wfacts f = dec_wfacts(dd, p->write, r, &in);
+        p->member = und(f.member, get_i(r));
+        uint64_t dc = (uint64_t)get_i(r);
+        p->debit = dc / 8 > 7 ? -1 : (int)(dc / 8);
+        p->credit = (int)(dc % 8);
+        p->amount = get_i(r);
+        p->lot = und(p->seq, get_i(r));
+        p->ts = und(f.ts, get_i(r));
+        p->expires = und(d->exp, get_i(r));
+    }
+    d->exp = p->expires;
+    d->life = dlt(p->expires, p->ts);
+    p->hash = store_ledger_posting_hash(p);
 }
 
 static void dec_posting(rd *r, dst *dd, store_ledger_posting *p)
 {
     dstate *d = &dd->s;
+    if (d->fmt == 4) {
+        dec_posting4(r, dd, p);
+        return;
+    }
     d->seq += get_i(r);
     p->seq = d->seq;
     if (d->fmt == 1) {
@@ -833,7 +1133,8 @@ static void dec_posting(rd *r, dst *dd, store_ledger_posting *p)
     p->amount = get_i(r);
     p->lot = und(p->seq, get_i(r));
     if (d->fmt == 3) {
-        wfacts f = dec_wfacts(dd, p->write, r);
+        int in;
+        wfacts f = dec_wfacts(dd, p->write, r, &in);
         p->member = und(f.member, p->member);
         p->ts = und(f.ts, get_i(r));
         d->exp = und(d->exp, get_i(r));
@@ -848,6 +1149,21 @@ static void dec_posting(rd *r, dst *dd, store_ledger_posting *p)
 static void dec_qual(rd *r, dst *dd, store_ledger_qual *q)
 {
     dstate *d = &dd->s;
+    int in;
+    if (d->fmt == 4) {
+        q->seq = ++d->seq;
+        uint64_t head = get_u(r);
+        int implied = head & 1;
+        q->write = d->write = und(d->write, implied ? (int64_t)(head >> 1) : explicit_write4(r, head));
+        wfacts f = dec_wfacts(dd, q->write, r, &in);
+        if (implied && !in)
+            r->bad = 1;
+        q->member = implied ? f.member : und(f.member, get_i(r));
+        q->ts = implied ? f.ts : und(f.ts, get_i(r));
+        q->points = implied ? f.points : und(f.points, get_i(r));
+        q->spend = implied ? f.money : und(f.money, get_i(r));
+        return;
+    }
     d->seq += get_i(r);
     q->seq = d->seq;
     q->write = get_i(r);
@@ -860,7 +1176,7 @@ static void dec_qual(rd *r, dst *dd, store_ledger_qual *q)
     q->points = get_i(r);
     q->spend = get_i(r);
     if (d->fmt == 3) {
-        wfacts f = dec_wfacts(dd, q->write, r);
+        wfacts f = dec_wfacts(dd, q->write, r, &in);
         q->member = und(f.member, q->member);
         q->ts = und(f.ts, q->ts);
         q->points = und(f.points, q->points);
@@ -871,11 +1187,20 @@ static void dec_qual(rd *r, dst *dd, store_ledger_qual *q)
 static void dec_tier(rd *r, dst *dd, store_ledger_tier *t)
 {
     dstate *d = &dd->s;
-    d->seq += get_i(r);
-    t->seq = d->seq;
-    t->write = get_i(r);
-    t->member = get_i(r);
-    t->ts = get_i(r);
+    if (d->fmt == 4) {
+        int in;
+        t->seq = ++d->seq;
+        t->write = d->write = und(d->write, get_i(r));
+        wfacts f = dec_wfacts(dd, t->write, r, &in);
+        t->member = und(f.member, get_i(r));
+        t->ts = und(f.ts, get_i(r));
+    } else {
+        d->seq += get_i(r);
+        t->seq = d->seq;
+        t->write = get_i(r);
+        t->member = get_i(r);
+        t->ts = get_i(r);
+    }
     t->tier = get_s(r, &t->tiern);
 }
 
@@ -904,18 +1229,26 @@ int store_ledger_write_get_seq(store_ledger *sl, int64_t seq, store_ledger_write
             rc = damaged(err, w0);
         } else {
             sl->got.n = 0;
-            if (bb_grow(&sl->got, len[SEC_W] + 1)) {
+            /* the blob, then room for a numeric ref (format 4 spells it out) */
+            size_t refcap = REF_PFX_MAX + REF_DIGITS;
+            if (bb_grow(&sl->got, len[SEC_W] + refcap)) {
                 rc = err_set(err, PATRON_ENOMEM, "out of memory");
             } else {
                 memcpy(sl->got.p, blob[SEC_W], len[SEC_W]);
                 rd d = {sl->got.p, sl->got.p + len[SEC_W], 0};
-                dstate s = {fmt, 0, 0, 0, 0, 0};
+                dstate s;
+                dstate_start(&s, fmt, w0);
                 for (int64_t i = 0; i < nw && !d.bad; i++) {
                     dec_write(&d, &s, w);
                     if (w->seq == seq)
                         break;
                 }
                 rc = d.bad || w->seq != seq ? damaged(err, w0) : 1;
+                if (rc == 1 && w->ref == s.ref) {
+                    char *ref = (char *)sl->got.p + len[SEC_W];
+                    memcpy(ref, s.ref, w->refn);
+                    w->ref = ref;
+                }
             }
         }
     } else if (r != SQLITE_DONE) {

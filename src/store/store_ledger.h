@@ -117,11 +117,12 @@ int store_ledger_write_get_seq(store_ledger *sl, int64_t seq, store_ledger_write
  * than the one storing (one chunk object per thread).  The add calls copy what they are
  * given; they fail only when out of memory. */
 typedef struct store_ledger_chunk store_ledger_chunk;
-/* fmt: the chunk format to write, 0 for the current one (3); 1 and 2 are earlier
- * formats, still read (and written for tests).  Format 3 stores a posting's and a
- * qualification row's member and time (and a qualification row's points and spend) as
- * deltas from those of their write when the chunk holds it: add a chunk's writes before
- * its postings and qualification rows. */
+/* fmt: the chunk format to write, 0 for the current one (4); 1 to 3 are earlier
+ * formats, still read (and written for tests).  Formats 3 and 4 store a posting's, a
+ * qualification row's and (4) a tier row's fields as deltas from those of their write
+ * when the chunk holds it, and format 4 stores an earn's posting and qualification row
+ * as a byte or two when they follow from their write: add a chunk's writes before its
+ * postings, qualification rows and tier rows. */
 store_ledger_chunk *store_ledger_chunk_new(int fmt);
 void store_ledger_chunk_free(store_ledger_chunk *c);
 void store_ledger_chunk_begin(store_ledger_chunk *c);

@@ -33,6 +33,7 @@
 #include "loyalty/program.h"
 #include "members/view.h"
 #include "store/store.h"
+#include "store/store_ledger.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -1726,6 +1727,227 @@ static void test_chunks(void **state)
     patron_close(b);
 }
 
+/* ---- journal chunk codec ----------------------------------------------------------------- */
+
+/* Every chunk format, written and read back through the store: awkward values too
+ * (refs numeric or not, with long prefixes and more digits than a number holds, members
+ * absent, times and amounts at the int64 limits, writes out of order for postings,
+ * postings and qualification rows that do and do not follow from their write). */
+#define CX_W 700
+typedef struct cx_rec {
+    store_ledger_write w[CX_W];
+    store_ledger_posting p[3 * CX_W];
+    store_ledger_qual q[CX_W];
+    store_ledger_tier t[CX_W];
+    size_t np, nq, nt, at;
+    char refs[CX_W][64], keys[CX_W][32], pays[CX_W][16];
+} cx_rec;
+
+static int cx_w(void *ctx, const store_ledger_write *w)
+{
+    cx_rec *x = ctx;
+    const store_ledger_write *e = &x->w[x->at++];
+    assert_int_equal(w->seq, e->seq);
+    assert_int_equal(w->kind, e->kind);
+    assert_int_equal(w->member, e->member);
+    assert_int_equal(w->ts, e->ts);
+    assert_int_equal(w->points, e->points);
+    assert_int_equal(w->money, e->money);
+    assert_int_equal(w->shortfall, e->shortfall);
+    assert_int_equal(w->balance, e->balance);
+    assert_int_equal(w->keyn, e->keyn);
+    assert_memory_equal(w->key, e->key, e->keyn);
+    assert_int_equal(w->refn, e->refn);
+    assert_memory_equal(w->ref, e->ref, e->refn);
+    assert_int_equal(w->payloadn, e->payloadn);
+    assert_memory_equal(w->payload, e->payload, e->payloadn);
+    return 0;
+}
+
+static int cx_p(void *ctx, const store_ledger_posting *p)
+{
+    cx_rec *x = ctx;
+    const store_ledger_posting *e = &x->p[x->at++];
+    int64_t got[9] = {p->seq, p->write, p->member, p->debit, p->credit, p->amount, p->lot, p->ts, p->expires};
+    int64_t want[9] = {e->seq, e->write, e->member, e->debit, e->credit, e->amount, e->lot, e->ts, e->expires};
+    assert_memory_equal(got, want, sizeof got);
+    assert_int_equal(p->hash, store_ledger_posting_hash(e));
+    return 0;
+}
+
+static int cx_q(void *ctx, const store_ledger_qual *q)
+{
+    cx_rec *x = ctx;
+    const store_ledger_qual *e = &x->q[x->at++];
+    int64_t got[6] = {q->seq, q->write, q->member, q->ts, q->points, q->spend};
+    int64_t want[6] = {e->seq, e->write, e->member, e->ts, e->points, e->spend};
+    assert_memory_equal(got, want, sizeof got);
+    return 0;
+}
+
+static int cx_t(void *ctx, const store_ledger_tier *t)
+{
+    cx_rec *x = ctx;
+    const store_ledger_tier *e = &x->t[x->at++];
+    int64_t got[4] = {t->seq, t->write, t->member, t->ts}, want[4] = {e->seq, e->write, e->member, e->ts};
+    assert_memory_equal(got, want, sizeof got);
+    assert_int_equal(t->tiern, e->tiern);
+    assert_memory_equal(t->tier, e->tier, e->tiern);
+    return 0;
+}
+
+static int64_t wadd(int64_t a, int64_t b)
+{
+    return (int64_t)((uint64_t)a + (uint64_t)b);
+}
+
+static void cx_fill(cx_rec *x)
+{
+    static const char *const odd_refs[] = {
+        "", "abc", "0", "007", "CH5", "CHR9", "O000000123", "12345678901234567890123",
+        "18446744073709551615", "9999999999999999999", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx12",
+        "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx7", "a-1", "a-01", "\xc3\xa9t\xc3\xa9-42"};
+    size_t n_odd = sizeof odd_refs / sizeof *odd_refs;
+    int64_t member = 3, ts = T0, bal = 0;
+    x->np = x->nq = x->nt = 0;
+    for (size_t i = 0; i < CX_W; i++) {
+        store_ledger_write *w = &x->w[i];
+        memset(w, 0, sizeof *w);
+        w->seq = 1000 + (int64_t)i;
+        if (below(5) == 0) { /* the next member (sometimes none, sometimes back) */
+            member = below(9) == 0 ? -1 : below(7) == 0 ? member - 2 : member + 1 + below(3);
+            bal = 0;
+        }
+        ts += below(8) == 0 ? -below(DAY * 400) : below(DAY * 60);
+        w->member = member;
+        w->ts = i == 17 ? INT64_MAX : i == 18 ? INT64_MIN : ts;
+        int earn = below(4) != 0;
+        w->kind = earn ? 1 : (int)below(7) - 1;
+        if (i == 40)
+            w->kind = 200;
+        if (i % 5 == 0)
+            snprintf(x->refs[i], sizeof x->refs[i], "%s", odd_refs[(i / 5) % n_odd]);
+        else
+            snprintf(x->refs[i], sizeof x->refs[i], "O%09lld", (long long)below(5000000));
+        w->ref = x->refs[i];
+        w->refn = strlen(x->refs[i]);
+        w->key = x->keys[i];
+        w->keyn = earn ? 0 : (size_t)snprintf(x->keys[i], sizeof x->keys[i], "k:%zu", i);
+        w->points = earn ? below(900) : -below(500);
+        w->money = below(10) == 0 ? -below(90000) : below(90000);
+        w->shortfall = below(6) == 0 ? below(300) : 0;
+        bal = below(10) == 0 ? below(100000) : bal + w->points; /* mostly as an earn moves it */
+        w->balance = bal;
+        if (i == 23)
+            w->points = INT64_MIN, w->money = INT64_MAX, w->balance = INT64_MAX;
+        if (earn && below(10) != 0) { /* a packed earn's */
+            x->pays[i][0] = 1;
+            for (int k = 1; k < 9; k++)
+                x->pays[i][k] = (char)below(256);
+            w->payloadn = 9;
+        } else {
+            w->payloadn = (size_t)below(12);
+            for (size_t k = 0; k < w->payloadn; k++)
+                x->pays[i][k] = (char)below(256);
+        }
+        w->payload = x->pays[i];
+        /* its postings: mostly the one an earn implies */
+        int64_t life = below(3) == 0 ? 365 * DAY : below(2) ? 30 * DAY * below(13) : below(DAY * 500);
+        int64_t n_post = earn && w->points > 0 ? 1 + below(2) : below(3);
+        for (int64_t k = 0; k < n_post; k++) {
+            store_ledger_posting *p = &x->p[x->np];
+            int64_t seq = 5000 + (int64_t)x->np++;
+            int implied = k == 0 && earn && w->points > 0 && below(5) != 0;
+            *p = (store_ledger_posting){seq, w->seq, w->member, 1, 0, w->points, seq, w->ts,
+                                        wadd(w->ts, life), 0};
+            if (!implied) {
+                p->debit = (int)below(5);
+                p->credit = (p->debit + 1 + (int)below(4)) % 5;
+                p->amount = 1 + below(1000);
+                p->lot = seq - below(50);
+                p->member = below(4) ? w->member : below(100);
+                p->ts = wadd(w->ts, -below(3));
+                p->expires = below(3) == 0 ? INT64_MIN + below(5) : wadd(p->ts, life);
+            }
+            if (x->np == 30) /* a posting of a write before the chunk's */
+                p->write = 1;
+            if (x->np > 31 && below(40) == 0) /* and one out of order */
+                p->write = p[-1].write - 1 - below(3);
+        }
+        if (below(6) != 0) {
+            store_ledger_qual *q = &x->q[x->nq];
+            int64_t seq = 9000 + (int64_t)x->nq++;
+            *q = (store_ledger_qual){seq, w->seq, w->member, w->ts, w->points, w->money};
+            if (below(4) == 0)
+                q->spend = 0, q->points = wadd(0, -below(99));
+            if (x->nq == 5)
+                q->write = 2;
+        }
+        if (below(20) == 0) {
+            static const char *const names[] = {"silver", "gold", ""};
+            store_ledger_tier *t = &x->t[x->nt];
+            t->seq = 20000 + (int64_t)x->nt++;
+            t->write = below(9) == 0 ? 3 : w->seq;
+            t->member = w->member;
+            t->ts = wadd(w->ts, below(2));
+            t->tier = names[below(3)];
+            t->tiern = strlen(t->tier);
+        }
+    }
+}
+
+static void test_chunk_codec(void **state)
+{
+    (void)state;
+    static cx_rec x;
+    patron_error err = {0};
+    for (int fmt = 1; fmt <= 4; fmt++) {
+        rng_state = 77; /* the same records in every format */
+        cx_fill(&x);
+        char name[32];
+        snprintf(name, sizeof name, "codec-%d", fmt);
+        patron_db *db = fresh_db(name, 1, NULL);
+        store_ledger *sl;
+        assert_int_equal(store_ledger_open(db->st, &sl, &err), 0);
+        store_ledger_chunk *c = store_ledger_chunk_new(fmt);
+        assert_non_null(c);
+        store_ledger_chunk_begin(c);
+        for (size_t i = 0; i < CX_W; i++)
+            assert_int_equal(store_ledger_chunk_write(c, &x.w[i]), 0);
+        for (size_t i = 0; i < x.np; i++)
+            assert_int_equal(store_ledger_chunk_posting(c, &x.p[i]), 0);
+        for (size_t i = 0; i < x.nq; i++)
+            assert_int_equal(store_ledger_chunk_qual(c, &x.q[i]), 0);
+        for (size_t i = 0; i < x.nt; i++)
+            assert_int_equal(store_ledger_chunk_tier(c, &x.t[i]), 0);
+        assert_int_equal(store_begin(db->st, &err), 0);
+        assert_int_equal(store_ledger_chunk_end(sl, c, &err), 0);
+        assert_int_equal(store_commit(db->st, &err), 0);
+        store_ledger_chunk_free(c);
+        x.at = 0;
+        assert_int_equal(store_ledger_writes_each(sl, cx_w, &x, &err), 0);
+        assert_int_equal(x.at, CX_W);
+        x.at = 0;
+        assert_int_equal(store_ledger_postings_each(sl, cx_p, &x, &err), 0);
+        assert_int_equal(x.at, x.np);
+        x.at = 0;
+        assert_int_equal(store_ledger_quals_each(sl, cx_q, &x, &err), 0);
+        assert_int_equal(x.at, x.nq);
+        x.at = 0;
+        assert_int_equal(store_ledger_tiers_each(sl, cx_t, &x, &err), 0);
+        assert_int_equal(x.at, x.nt);
+        /* a write read back on its own (the key lookup of a retry) */
+        for (size_t i = 0; i < CX_W; i += 37) {
+            store_ledger_write w;
+            assert_int_equal(store_ledger_write_get_seq(sl, x.w[i].seq, &w, &err), 1);
+            x.at = i;
+            cx_w(&x, &w);
+        }
+        store_ledger_free(sl);
+        patron_close(db);
+    }
+}
+
 /* ---- birthday and enrollment bonuses ------------------------------------------------ */
 
 static void test_bonuses(void **state)
@@ -1796,6 +2018,7 @@ int main(void)
         cmocka_unit_test(test_promo_rules),
         cmocka_unit_test(test_chunks),
         cmocka_unit_test(test_chunks_threaded),
+        cmocka_unit_test(test_chunk_codec),
         cmocka_unit_test(test_bonuses),
         cmocka_unit_test(test_concurrent_redeem),
         cmocka_unit_test(test_crash),
