@@ -362,7 +362,7 @@ static void batch_release(batch *b)
  * items' kinds; the qty and price of a stretch with every item stored are handed over
  * in place, those of one with items of bad or duplicate orders are gathered first.
  */
-static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_ok,
+static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_ok, loyalty_job *lj,
                              patron_error *err)
 {
     uint64_t *run_hash = mem_alloc_array(STORE_ITEM_CHUNK, sizeof *run_hash);
@@ -414,6 +414,7 @@ static int write_item_chunks(patron_db *db, batch *b, const uint32_t *order_ok,
             run_len[c.runs - 1]++;
         }
         rc = store_items_put(db->st, &c, err);
+        rc = loyalty_import_poll(lj, rc, err); /* the ledger's chunks so far, between */
     }
     mem_free(run_hash);
     mem_free(run_len);
@@ -1614,7 +1615,11 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
                          0};
     loyalty_job *lj = NULL;
     if (rc == 0 && earn && !pre) rc = loyalty_import_start(db, &li, threaded, &lj, err);
-    for (size_t i = 0; lo && i < b.n && rc == 0; i++) {
+    for (size_t i = 0, poll = loyalty_poll_orders; lo && i < b.n && rc == 0; i++) {
+        if (--poll == 0) {
+            poll = loyalty_poll_orders;
+            if ((rc = loyalty_import_poll(lj, rc, err))) break;
+        }
         if (!lo[i].id) continue;
         border_to_store(&b, &b.orders[i], order_level, lo[i].member, &so);
         rc = store_order_put(db->st, &so, err);
@@ -1632,7 +1637,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         for (size_t i = 0; ok && i < b.n; i++)
             ok[i] = !b.orders[i].bad && !b.orders[i].dup;
         if (rc == 0) rc = write_dicts(db, &b, err);
-        if (rc == 0) rc = write_item_chunks(db, &b, ok, err);
+        if (rc == 0) rc = write_item_chunks(db, &b, ok, lj, err);
     }
     tt = trace_step("dicts and item chunks", tt);
 
@@ -2887,7 +2892,7 @@ static int import_events(patron_db *db, const char *path, const char *mem, size_
         if (rc == PATRON_OK && new_codes)
             rc = write_dicts(db, &b, err);
         if (rc == PATRON_OK && b.n_items)
-            rc = write_item_chunks(db, &b, ok_all, err);
+            rc = write_item_chunks(db, &b, ok_all, NULL, err);
         loyalty_event *le = mem_calloc(nev + 1, sizeof *le); /* what the ledger is handed */
         if (!le && rc == PATRON_OK) rc = err_set(err, PATRON_ENOMEM, "out of memory");
         for (size_t i = 0; i < nev && rc == PATRON_OK; i++) {

@@ -308,6 +308,7 @@ struct loyalty_job {
 };
 
 size_t loyalty_window_min = (size_t)1 << 14;
+size_t loyalty_poll_orders = (size_t)1 << 16;
 
 /* Work list, dictionary tables and the detached ledger batch: memory only. */
 static int job_prepare(loyalty_job *j)
@@ -633,6 +634,16 @@ int loyalty_import_help(loyalty_job *j, int rc, patron_error *err)
         rc = ledger_batch_store_shared(j->l, 1, err);
     trace_step("ledger: prefault (importer)", t0);
     return rc;
+}
+
+int loyalty_import_poll(loyalty_job *j, int rc, patron_error *err)
+{
+    if (!j || !j->threaded || rc != PATRON_OK)
+        return rc;
+    pthread_mutex_lock(&j->mu);
+    int shared = j->pf_state == 1 && j->shared; /* (j->shared is set before pf_state) */
+    pthread_mutex_unlock(&j->mu);
+    return shared ? ledger_batch_store_shared(j->l, 0, err) : rc;
 }
 
 int loyalty_import_finish(loyalty_job *j, int rc, patron_error *err)

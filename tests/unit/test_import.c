@@ -596,7 +596,7 @@ static void test_threads_same_ledger(void **state)
     snprintf(second, sizeof second, "%s/second.csv", sub);
     thl_file(first, 0, 900);
     thl_file(second, 900, 10000);
-    size_t window_min = loyalty_window_min;
+    size_t window_min = loyalty_window_min, poll_orders = loyalty_poll_orders;
     for (int variant = 0; variant < 3; variant++) {
         run_out r[6];
         /* 0-2: no windows; 3-5: the second file windowed (two windows of 4,096 writes;
@@ -608,6 +608,7 @@ static void test_threads_same_ledger(void **state)
             int th = k % 3 + 1; /* 3: two threads, opened as `patron import` does */
             ledger_window_default = k >= 3;
             loyalty_window_min = k >= 3 ? 1024 : window_min;
+            loyalty_poll_orders = k >= 3 ? 256 : poll_orders; /* chunks stored early too */
             char path[400];
             snprintf(path, sizeof path, "%s/v%d-%d.db", sub, variant, k);
             thl_prepare(path, first, variant, 1100);
@@ -617,6 +618,7 @@ static void test_threads_same_ledger(void **state)
         }
         ledger_window_default = 1;
         loyalty_window_min = window_min;
+        loyalty_poll_orders = poll_orders;
         assert_int_equal(r[0].rc, variant == 2 ? PATRON_EINPUT : 0);
         if (variant == 2) assert_non_null(strstr(r[0].err.message, "T001100"));
         for (int k = 1; k < 6; k++)
