@@ -506,12 +506,12 @@ static int64_t und(int64_t base, int64_t d)
  *               in the chunk); head = write delta x 8 + mode x 2 + 1, mode 0: expires as
  *               a delta from the previous posting's, in seconds, follows; 1: the same in
  *               days; 2: expires - ts as the previous posting's (nothing follows).
- *               Bit 0 clear: head = write delta (zigzag) x 2, then member, account
+ *               Bit 0 clear (the head is 0): the write delta, then member, account
  *               pair, amount, lot, ts as format 3 and expires as a delta from the
  *               previous posting's
  *     quals     head = write delta x 2 + 1: implied by its write (member, ts, points and
- *               money the write's); head = write delta (zigzag) x 2: member, ts, points,
- *               spend as format 3 follow
+ *               money the write's); head 0: the write delta, then member, ts, points,
+ *               spend as format 3
  *     tiers     write as a delta from the previous tier row's, member and ts as deltas
  *               from the write's, the tier name
  * The format is not a column: a chunk's checksum is seeded with it (format 1: 0), so
@@ -527,7 +527,7 @@ static const uint64_t chunk_seed[5] = {0, 0, 0x50434832u, 0x50434833u, 0x5043483
 /* Format 4: a write delta a posting's or qualification row's head holds at most. */
 #define HEAD_DELTA_MAX ((int64_t)1 << 56)
 
-/* What a posting or qualification row of format 3 takes from its write. */
+/* What a posting or qualification row of format 3 or 4 takes from its write. */
 typedef struct wfacts {
     int64_t member, ts, points, money;
 } wfacts;
@@ -544,7 +544,7 @@ struct store_ledger_chunk {
     uint64_t w_num;
     size_t pfxn; /* SIZE_MAX: none */
     char pfx[REF_PFX_MAX];
-    wfacts *wf; /* format 3: of the chunk's writes, by seq - first[SEC_W] */
+    wfacts *wf; /* formats 3 and 4: of the chunk's writes, by seq - first[SEC_W] */
     size_t cap_wf;
 };
 
@@ -1619,6 +1619,21 @@ int store_ledger_integrity(store_ledger *sl, char *msg, size_t cap, patron_error
     }
     sqlite3_finalize(st);
     return ok < 0 ? fail(sl, err, "integrity check") : ok;
+}
+
+void store_ledger_sizes(store_ledger *sl, int64_t n[5])
+{
+    static const char q[] =
+        "SELECT (SELECT count(*) FROM ledger_writes) + c.w, (SELECT count(*) FROM ledger_postings) + c.p,"
+        " (SELECT count(*) FROM ledger_qual) + c.q, (SELECT count(*) FROM ledger_tiers) + c.t,"
+        " (SELECT count(*) FROM ledger_lots) + c.p FROM (SELECT coalesce(sum(nw), 0) AS w,"
+        " coalesce(sum(np), 0) AS p, coalesce(sum(nq), 0) AS q, coalesce(sum(nt), 0) AS t"
+        " FROM ledger_chunks) AS c";
+    sqlite3_stmt *st;
+    int ok = sqlite3_prepare_v2(sl->db, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+    for (int k = 0; k < 5; k++)
+        n[k] = ok ? sqlite3_column_int64(st, k) : -1;
+    sqlite3_finalize(st);
 }
 
 int64_t store_ledger_count(store_ledger *sl, const char *table)

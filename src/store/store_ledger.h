@@ -166,6 +166,10 @@ int store_ledger_account_sums(store_ledger *sl, int64_t debits[5], int64_t credi
 /* PRAGMA integrity_check: 1 when the database reports "ok", 0 otherwise (the first
  * problem in msg), negative on failure to run it. */
 int store_ledger_integrity(store_ledger *sl, char *msg, size_t cap, patron_error *err);
+/* The journal's records, rows and chunks together: writes, postings, qualification
+ * rows, tier changes, and at most how many lots (lot rows + chunk postings).  For sizing
+ * what a load fills; -1 each on failure. */
+void store_ledger_sizes(store_ledger *sl, int64_t n[5]);
 /* Rows of one journal table (for reports; records packed in chunks are not counted). */
 int64_t store_ledger_count(store_ledger *sl, const char *table);
 
