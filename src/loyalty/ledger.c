@@ -1005,58 +1005,41 @@ static int load_lot(void *ctx, const store_ledger_lot *sl)
     return 0;
 }
 
-static uint32_t find_lot(ledger *l, int64_t id)
+/* The index of the record whose int64 field at offset off is v, in n records of size
+ * stride sorted by it, or NIL.  *hint (the one found last; a load asks for the same or
+ * the next one most of the time) is tried first, then a binary search. */
+static uint32_t sorted_find(const void *base, size_t stride, size_t off, size_t n, int64_t v,
+                            uint32_t *hint)
 {
-    size_t lo = 0, hi = l->n_lot;
+    const char *b = (const char *)base + off;
+    int64_t x;
+    for (size_t i = *hint; i < n && i <= (size_t)*hint + 1; i++) {
+        memcpy(&x, b + i * stride, sizeof x);
+        if (x == v)
+            return *hint = (uint32_t)i;
+    }
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (l->lot[mid].id < id)
+        memcpy(&x, b + mid * stride, sizeof x);
+        if (x < v)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < l->n_lot && l->lot[lo].id == id ? (uint32_t)lo : NIL;
+    if (lo < n)
+        memcpy(&x, b + lo * stride, sizeof x);
+    return lo < n && x == v ? (*hint = (uint32_t)lo) : NIL;
 }
 
-static uint32_t find_write_seq(ledger *l, int64_t seq)
-{
-    size_t lo = 0, hi = l->n_w;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (l->w[mid].seq < seq)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < l->n_w && l->w[lo].seq == seq ? (uint32_t)lo : NIL;
-}
-
-/* find_lot and find_write_seq for a load, which asks for the same or the next one most
- * of the time. */
 static uint32_t near_lot(ledger *l, int64_t id)
 {
-    uint32_t h = l->hint_lot;
-    if (h < l->n_lot && l->lot[h].id == id)
-        return h;
-    if (h + 1 < l->n_lot && l->lot[h + 1].id == id)
-        return l->hint_lot = h + 1;
-    uint32_t li = find_lot(l, id);
-    if (li != NIL)
-        l->hint_lot = li;
-    return li;
+    return sorted_find(l->lot, sizeof *l->lot, offsetof(llot, id), l->n_lot, id, &l->hint_lot);
 }
 
 static uint32_t near_write(ledger *l, int64_t seq)
 {
-    uint32_t h = l->hint_w;
-    if (h < l->n_w && l->w[h].seq == seq)
-        return h;
-    if (h + 1 < l->n_w && l->w[h + 1].seq == seq)
-        return l->hint_w = h + 1;
-    uint32_t wi = find_write_seq(l, seq);
-    if (wi != NIL)
-        l->hint_w = wi;
-    return wi;
+    return sorted_find(l->w, sizeof *l->w, offsetof(lw, seq), l->n_w, seq, &l->hint_w);
 }
 
 static int load_posting(void *ctx, const store_ledger_posting *sp)
