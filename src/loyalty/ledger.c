@@ -1203,9 +1203,9 @@ static int load(ledger *l, uint64_t token, patron_error *err)
     l->prog_version = rc == 1 ? version : 0;
     if (member_ensure(l, l->db->n_members ? l->db->n_members - 1 : 0) != 0)
         return oom(err);
-    /* Room for all of it at once (growing by doubling copied the arrays, 0.4 GB at M,
-     * about and again, a quarter of a load's time there).  Only a hint: a failed count
-     * loads as before. */
+    /* Room for all of it at once: growing by doubling copied the arrays over and over
+     * (about 0.4 GB at M, a quarter of a load's time there).  The counts are only a
+     * hint: when they cannot be read, the arrays grow as before. */
     int64_t n[5];
     store_ledger_sizes(l->sl, n);
     l->hint_w = l->hint_lot = 0;
