@@ -11,9 +11,9 @@
  * rows per order, several times the cost of importing the order itself.  Its journal
  * rows are packed instead into one ledger_chunks row: four blobs (writes, postings,
  * qualification rows, tier changes), each a run of records in increasing seq order with
- * integers as zigzag varints (seq as the delta from the previous record) and strings as
- * a varint length and the bytes, plus an XXH3 checksum over the four blobs that every
- * read checks.  Readers merge chunk records with table rows by seq: the rows of a
+ * integers as zigzag varints (seq as the delta from the previous record; from format 4
+ * not stored, the seqs being contiguous) and strings as a varint length and the bytes,
+ * plus an XXH3 checksum over the four blobs that every read checks (formats: below).  Readers merge chunk records with table rows by seq: the rows of a
  * chunk are contiguous per kind and later than every row committed before it.
  */
 #include "store/store_ledger.h"
