@@ -1326,39 +1326,6 @@ static int import_prelude(patron_db *db, patron_import_kind kind, patron_error *
     return rc;
 }
 
-/*
- * The ledger's batch memory (ledger_batch_reserve, ledger_batch_regions) faulted in on a
- * thread of its own while the importer's thread resolves the batch's members, before the
- * ledger's thread starts: the second core is idle then, and faulting in fresh memory is
- * most of what the ledger's records cost here (decision 0008).  Region 0 (the key index,
- * written anywhere) first, then the others in the order they are written; it stops when
- * told (stop), so it never holds up the ledger's start.  Faulting in changes no byte.
- */
-typedef struct ledger_pf {
-    char *p[8];
-    size_t bytes[8], n;
-    int stop; /* atomic */
-} ledger_pf;
-
-static void *ledger_pf_run(void *arg)
-{
-    ledger_pf *j = arg;
-    size_t done[8] = {0};
-    for (int more = 1; more;) {
-        more = 0;
-        for (size_t k = 0; k < j->n; k++) {
-            if (__atomic_load_n(&j->stop, __ATOMIC_RELAXED)) return NULL;
-            if (done[k] >= j->bytes[k]) continue;
-            size_t to = j->bytes[k] - done[k] < PF_PIECE ? j->bytes[k] : done[k] + PF_PIECE;
-            mem_prefault(j->p[k], done[k], to);
-            done[k] = to;
-            more = 1;
-            if (k == 0) break; /* the key index before the others */
-        }
-    }
-    return NULL;
-}
-
 /* The members and orders of a store opened deferred, loaded on a thread of their own
  * while the import parses its file (which needs the dictionaries only). */
 typedef struct model_job {
@@ -1534,16 +1501,8 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
             if (b.orders[i].ts < first_ts) first_ts = b.orders[i].ts;
         }
     int threaded = opts->threads == 2 || (opts->threads == 0 && stored >= COMMIT_OVERLAP_MIN);
-    ledger_pf lpf;
-    memset(&lpf, 0, sizeof lpf);
-    pthread_t lpf_th;
-    int lpf_on = 0;
-    if (rc == 0 && lo && !pre && threaded) {
-        ledger_batch_plan(lg, first_ts); /* a windowed batch needs less room */
-        rc = ledger_batch_reserve(lg, stored, err); /* the ledger's thread finds it there */
-        lpf.n = rc == 0 ? ledger_batch_regions(lg, stored, lpf.p, lpf.bytes, 8) : 0;
-        lpf_on = lpf.n && pthread_create(&lpf_th, NULL, ledger_pf_run, &lpf) == 0;
-    }
+    loyalty_prefault *lpf = NULL; /* the ledger's room, faulted in while members resolve */
+    if (rc == 0 && lo && !pre && threaded) rc = loyalty_prefault_start(db, stored, first_ts, &lpf, err);
     for (size_t i = 0; i < b.n && rc == 0; i++) {
         if (i + PREFETCH_AHEAD < b.n && b.orders[i + PREFETCH_AHEAD].member_len) {
             hmap_prefetch(&db->member_ids, b.orders[i + PREFETCH_AHEAD].member_h);
@@ -1592,10 +1551,7 @@ static int import_orders(patron_db *db, const char *path, const patron_import_op
         else
             rc = store_order_put(db->st, &so, err);
     }
-    if (lpf_on) {
-        __atomic_store_n(&lpf.stop, 1, __ATOMIC_RELAXED);
-        pthread_join(lpf_th, NULL);
-    }
+    loyalty_prefault_stop(lpf);
     tt = trace_step("members, orders to store", tt);
     /* The ledger's arithmetic on the second thread (idle now) while this one writes the
      * batch's rows; with promotion rules it comes after the model update, below. */

@@ -599,6 +599,84 @@ int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, 
     return PATRON_OK;
 }
 
+struct loyalty_prefault {
+    char *p[8];
+    size_t bytes[8], n;
+    int stop; /* atomic */
+    pthread_t th;
+};
+
+/* About the bytes faulted in between two looks at stop. */
+#define PREFAULT_PIECE ((size_t)2 << 20)
+
+/* Region 0 (the key index, written anywhere) first, then the others in the order the
+ * ledger's thread writes them, a piece of each in turn. */
+static void *prefault_run(void *arg)
+{
+    loyalty_prefault *pf = arg;
+    size_t done[8] = {0};
+    for (int more = 1; more;) {
+        more = 0;
+        for (size_t k = 0; k < pf->n; k++) {
+            if (__atomic_load_n(&pf->stop, __ATOMIC_RELAXED))
+                return NULL;
+            if (done[k] >= pf->bytes[k])
+                continue;
+            size_t to = pf->bytes[k] - done[k] < PREFAULT_PIECE ? pf->bytes[k] : done[k] + PREFAULT_PIECE;
+            mem_prefault(pf->p[k], done[k], to);
+            done[k] = to;
+            more = 1;
+            if (k == 0)
+                break; /* the key index before the others */
+        }
+    }
+    return NULL;
+}
+
+int loyalty_prefault_start(patron_db *db, size_t n, int64_t first_ts, loyalty_prefault **out,
+                           patron_error *err)
+{
+    *out = NULL;
+    ledger *l;
+    int rc = ledger_get(db, &l, err);
+    if (rc != PATRON_OK || !ledger_program(l, NULL))
+        return rc;
+    ledger_batch_plan(l, first_ts); /* a windowed batch needs less room */
+    if ((rc = ledger_batch_reserve(l, n, err)) != PATRON_OK)
+        return rc;
+    loyalty_prefault *pf = mem_calloc(1, sizeof *pf);
+    if (!pf)
+        return PATRON_OK; /* (only a help) */
+    pf->n = ledger_batch_regions(l, n, pf->p, pf->bytes, 8);
+    if (!pf->n || pthread_create(&pf->th, NULL, prefault_run, pf) != 0) {
+        mem_free(pf);
+        return PATRON_OK;
+    }
+    *out = pf;
+    return PATRON_OK;
+}
+
+void loyalty_prefault_stop(loyalty_prefault *pf)
+{
+    if (!pf)
+        return;
+    __atomic_store_n(&pf->stop, 1, __ATOMIC_RELAXED);
+    pthread_join(pf->th, NULL);
+    mem_free(pf);
+}
+
+/* Whether the ledger's thread has reserved its room (pf_state 1), waiting for it to
+ * decide when wait is set; 0 when it failed first, or (not waiting) has not decided. */
+static int job_published(loyalty_job *j, int wait)
+{
+    pthread_mutex_lock(&j->mu);
+    while (wait && !j->pf_state)
+        pthread_cond_wait(&j->cv, &j->mu);
+    int ok = j->pf_state == 1;
+    pthread_mutex_unlock(&j->mu);
+    return ok;
+}
+
 /* Pieces of the regions are faulted in, in the order the thread fills them, each
  * PF_STEP writes' worth; a piece the thread has already passed is skipped.  A shared
  * windowed batch's chunks are stored between pieces, and then as they come. */
@@ -608,12 +686,7 @@ int loyalty_import_help(loyalty_job *j, int rc, patron_error *err)
     if (!j || !j->threaded || rc != PATRON_OK)
         return rc;
     double t0 = trace_now();
-    pthread_mutex_lock(&j->mu);
-    while (!j->pf_state)
-        pthread_cond_wait(&j->cv, &j->mu);
-    int ok = j->pf_state == 1;
-    pthread_mutex_unlock(&j->mu);
-    if (!ok)
+    if (!job_published(j, 1))
         return rc;
     if (j->n_pf)
         mem_prefault(j->pf[0], 0, j->pf_bytes[0]); /* written anywhere (ledger_batch_regions) */
@@ -640,10 +713,8 @@ int loyalty_import_poll(loyalty_job *j, int rc, patron_error *err)
 {
     if (!j || !j->threaded || rc != PATRON_OK)
         return rc;
-    pthread_mutex_lock(&j->mu);
-    int shared = j->pf_state == 1 && j->shared; /* (j->shared is set before pf_state) */
-    pthread_mutex_unlock(&j->mu);
-    return shared ? ledger_batch_store_shared(j->l, 0, err) : rc;
+    /* (j->shared is set before pf_state is published) */
+    return job_published(j, 0) && j->shared ? ledger_batch_store_shared(j->l, 0, err) : rc;
 }
 
 int loyalty_import_finish(loyalty_job *j, int rc, patron_error *err)

@@ -98,6 +98,17 @@ int loyalty_on_import(patron_db *db, const loyalty_import *in, patron_error *err
  * returned.  *job is NULL when there is nothing to post (no program); _finish(NULL, rc)
  * returns rc. */
 typedef struct loyalty_job loyalty_job;
+/* Before loyalty_import_start, on the importer's thread, for a two-thread orders import
+ * of n orders from first_ts on: reserves the ledger batch's room (where the ledger's
+ * thread finds it) and faults it in on a thread of its own while the importer resolves
+ * the batch's members: the second core is idle then, and faulting in fresh memory is
+ * most of what the ledger's records cost (decision 0008).  Nothing when no program is
+ * applied; *pf NULL when no thread runs.  _stop(pf) stops and joins it at once (it
+ * never holds up the ledger's start); faulting in changes no byte. */
+typedef struct loyalty_prefault loyalty_prefault;
+int loyalty_prefault_start(patron_db *db, size_t n, int64_t first_ts, loyalty_prefault **pf,
+                           patron_error *err);
+void loyalty_prefault_stop(loyalty_prefault *pf);
 int loyalty_import_start(patron_db *db, const loyalty_import *in, int threaded, loyalty_job **job,
                          patron_error *err);
 /* On the importer's thread, between loyalty_import_start and _finish (the importer
